@@ -1,0 +1,41 @@
+# Two commands a new user needs: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test lint typecheck unit bench clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# The runtime install (what `make demo` needs).
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+# The development install (tests, linters).
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/activate
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(VENV)/.installed $@
+
+demo: $(VENV)/.installed
+	cd examples/concurrency_control && ../../$(BIN)/python sample.py
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check taskgate tests examples bench
+	$(BIN)/ruff format --check taskgate tests examples bench
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy taskgate
+
+unit: $(VENV)/.installed-dev
+	$(BIN)/pytest tests
+
+test: lint typecheck unit
+
+bench: $(VENV)/.installed
+	$(BIN)/python bench/throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,32 @@
+"""taskgate: distributed tasks with concurrency control you can trust.
+
+Decorate a function with ``@app.task``, call it to get an invocation, run a runner, read
+``invocation.result``. See the README for the concurrency model.
+"""
+
+from taskgate import errors
+from taskgate.app import App
+from taskgate.concurrency import ConcurrencyControlType
+from taskgate.invocation import (
+    DistributedInvocation,
+    Invocation,
+    InvocationGroup,
+    ReusedInvocation,
+)
+from taskgate.status import InvocationStatus
+from taskgate.task import Task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "App",
+    "ConcurrencyControlType",
+    "DistributedInvocation",
+    "Invocation",
+    "InvocationGroup",
+    "InvocationStatus",
+    "ReusedInvocation",
+    "Task",
+    "__version__",
+    "errors",
+]

@@ -1,0 +1,243 @@
+"""The App: task registry, settings, and the wiring of backend, serializer and runner."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar, overload
+
+from taskgate.backends import Backend, BackendOptions, create_backend
+from taskgate.concurrency import describe_argument_diff, plan_for_call
+from taskgate.errors import (
+    InvocationConcurrencyWithDifferentArgumentsError,
+    InvocationNotFoundError,
+    RunnerLostError,
+    TaskNotFoundError,
+)
+from taskgate.invocation import DistributedInvocation, Invocation, ReusedInvocation
+from taskgate.record import InvocationRecord
+from taskgate.runner import Runner, build_runner
+from taskgate.serializer import Serializer, get_serializer
+from taskgate.settings import Settings
+from taskgate.status import InvocationStatus
+from taskgate.task import Task, TaskOptions
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class App:
+    """A taskgate application: its tasks, settings, backend and runner.
+
+    Args:
+        app_id: Namespace of every stored record; apps with different ids never see each
+            other's invocations, even on one store.
+        backend: Backend URL; default ``TASKGATE_BACKEND``, else the embedded default.
+        serializer: ``"pickle"`` (default) or ``"json"``.
+        runner_cls: ``"ThreadRunner"`` (default) or ``"ProcessRunner"``.
+        **settings: Any other :class:`~taskgate.settings.Settings` field.
+
+    Raises:
+        ConfigError: an unknown setting or an invalid value.
+    """
+
+    def __init__(
+        self,
+        app_id: str = "default",
+        *,
+        backend: str | None = None,
+        serializer: str | None = None,
+        runner_cls: str | None = None,
+        **settings: Any,
+    ) -> None:
+        self.app_id = app_id
+        self.conf = Settings.load(
+            {"backend": backend, "serializer": serializer, "runner_cls": runner_cls, **settings}
+        )
+        self._tasks: dict[str, Task[Any, Any]] = {}
+        self._lock = threading.Lock()
+        self._backend: Backend | None = None
+        self._backend_key: tuple[str, str, float, int] | None = None
+        self._serializer: Serializer | None = None
+        self._runner: Runner | None = None
+
+    def __repr__(self) -> str:
+        return f"<App {self.app_id} backend={self.conf.backend_url}>"
+
+    # --- tasks ---------------------------------------------------------------------------------
+
+    @overload
+    def task(self, func: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(self, /, **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    def task(
+        self, func: Callable[P, R] | None = None, /, **options: Any
+    ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+        """Register a function as a task: ``@app.task`` or ``@app.task(**options)``.
+
+        Raises:
+            InvalidTaskOptionsError: invalid options (checked here, at decoration time).
+        """
+
+        def decorate(function: Callable[P, R]) -> Task[P, R]:
+            task = Task(self, function, TaskOptions.build(function, options))
+            self._tasks[task.task_id] = task
+            return task
+
+        return decorate(func) if func is not None else decorate
+
+    def resolve_task(self, task_id: str) -> Task[Any, Any]:
+        """The task registered under ``task_id``, importing its module if needed.
+
+        Raises:
+            TaskNotFoundError: the module cannot be imported or defines no such task here.
+        """
+        task = self._tasks.get(task_id)
+        if task is not None:
+            return task
+        module_name, _, function_name = task_id.rpartition(".")
+        try:
+            importlib.import_module(module_name)
+        except Exception as exc:
+            raise TaskNotFoundError(
+                f"cannot import module {module_name!r} of task {task_id}: {exc}; make sure the "
+                "runner's working directory and PYTHONPATH match the caller's"
+            ) from exc
+        task = self._tasks.get(task_id)
+        if task is None:
+            raise TaskNotFoundError(
+                f"module {module_name!r} defines no task {function_name!r} registered with app "
+                f"{self.app_id!r}; is the function decorated with this app's @app.task?"
+            )
+        return task
+
+    # --- wiring --------------------------------------------------------------------------------
+
+    @property
+    def serializer(self) -> Serializer:
+        """The serializer named by ``conf.serializer``."""
+        if self._serializer is None or self._serializer.name != self.conf.serializer:
+            self._serializer = get_serializer(self.conf.serializer)
+        return self._serializer
+
+    @property
+    def backend(self) -> Backend:
+        """The backend named by ``conf.backend`` (built on first use, rebuilt if it changes)."""
+        key = (
+            self.conf.backend_url,
+            self.conf.serializer,
+            self.conf.result_ttl_seconds,
+            self.conf.max_recoveries,
+        )
+        backend = self._backend
+        if backend is not None and self._backend_key == key:
+            return backend
+        with self._lock:
+            if self._backend is None or self._backend_key != key:
+                if self._backend is not None:
+                    self._backend.close()
+                self._backend = create_backend(self.conf.backend_url, self._backend_options())
+                self._backend_key = key
+            return self._backend
+
+    def _backend_options(self) -> BackendOptions:
+        lost = RunnerLostError(
+            f"the runner executing this invocation stopped renewing its lease "
+            f"{self.conf.max_recoveries + 1} times (max_recoveries={self.conf.max_recoveries}); "
+            "does the task crash or hang its runner?"
+        )
+        return BackendOptions(
+            app_id=self.app_id,
+            result_ttl_seconds=self.conf.result_ttl_seconds,
+            max_recoveries=self.conf.max_recoveries,
+            lost_error=self.serializer.dumps_error(lost),
+        )
+
+    @property
+    def runner(self) -> Runner:
+        """The runner of class ``conf.runner_cls`` (rebuilt if that setting changes)."""
+        with self._lock:
+            runner = self._runner
+            if runner is None or (
+                type(runner).__name__ != self.conf.runner_cls and not runner.is_running
+            ):
+                runner = self._runner = build_runner(self)
+            return runner
+
+    # --- calls ---------------------------------------------------------------------------------
+
+    def register_call(self, task: Task[Any, R], arguments: dict[str, Any]) -> Invocation[R]:
+        """Register one call of ``task`` with bound ``arguments`` (what ``task(...)`` does)."""
+        payload = self.serializer.dumps(arguments)
+        record = InvocationRecord(
+            invocation_id=str(uuid.uuid4()),
+            task_id=task.task_id,
+            arguments=payload,
+            plan=plan_for_call(task.options, task.task_id, arguments),
+            max_retries=task.options.max_retries,
+            created_at=time.time(),
+        )
+        registered = self.backend.register(record)
+        if registered.created:
+            logger.debug(
+                "registered invocation %s of %s",
+                record.invocation_id,
+                task.task_id,
+                extra={"invocation_id": record.invocation_id, "task": task.task_id},
+            )
+            return DistributedInvocation(self, task.task_id, record.invocation_id, arguments)
+        assert registered.existing_arguments is not None
+        existing = self.serializer.loads(registered.existing_arguments)
+        diff = describe_argument_diff(existing, arguments)
+        if diff and task.options.on_diff_non_key_args_raise:
+            raise InvocationConcurrencyWithDifferentArgumentsError(
+                task.task_id, registered.invocation_id, diff
+            )
+        logger.debug(
+            "call of %s folded into waiting invocation %s",
+            task.task_id,
+            registered.invocation_id,
+            extra={"invocation_id": registered.invocation_id, "task": task.task_id},
+        )
+        return ReusedInvocation(
+            self, task.task_id, registered.invocation_id, existing, arguments if diff else None
+        )
+
+    # --- admin ---------------------------------------------------------------------------------
+
+    def purge(self) -> None:
+        """Delete every invocation, result, queue entry and slot of this app."""
+        self.backend.purge()
+
+    def get_invocation(self, invocation_id: str) -> Invocation[Any]:
+        """A handle to an existing invocation.
+
+        Raises:
+            InvocationNotFoundError: no such invocation in this app.
+        """
+        record = self.backend.get(invocation_id)
+        if record is None:
+            raise InvocationNotFoundError(invocation_id)
+        return DistributedInvocation(self, record.task_id, invocation_id)
+
+    def invocations(
+        self,
+        task: Task[Any, Any] | str | None = None,
+        status: InvocationStatus | str | None = None,
+        limit: int = 100,
+    ) -> list[Invocation[Any]]:
+        """Up to ``limit`` invocations, newest first, optionally of one task and one status."""
+        task_id = task.task_id if isinstance(task, Task) else task
+        wanted = InvocationStatus(status) if status is not None else None
+        return [
+            DistributedInvocation(self, record.task_id, record.invocation_id)
+            for record in self.backend.list_invocations(task_id, wanted, limit)
+        ]

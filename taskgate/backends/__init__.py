@@ -1,0 +1,36 @@
+"""Backends, chosen by URL scheme."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from taskgate.backends.base import Backend, BackendOptions
+from taskgate.errors import ConfigError
+
+SUPPORTED_SCHEMES = ("memory",)
+
+
+def create_backend(url: str, options: BackendOptions) -> Backend:
+    """Build the backend named by ``url``.
+
+    Raises:
+        ConfigError: the URL is malformed or names a scheme this version does not support.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ConfigError(f"invalid backend URL {url!r}: {exc}") from exc
+    scheme = parts.scheme.lower()
+    if scheme == "memory":
+        if parts.netloc or parts.path not in ("", "/"):
+            raise ConfigError(f"invalid backend URL {url!r}: a memory URL is just 'memory://'")
+        from taskgate.backends.memory import MemoryBackend
+
+        return MemoryBackend(options)
+    raise ConfigError(
+        f"invalid backend URL {url!r}: unsupported scheme {scheme or '(none)'!r}; "
+        f"supported: {', '.join(s + '://' for s in SUPPORTED_SCHEMES)}"
+    )
+
+
+__all__ = ["Backend", "BackendOptions", "create_backend"]

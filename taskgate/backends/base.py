@@ -1,0 +1,165 @@
+"""The backend contract: a handful of domain operations, each ONE atomic step on its store.
+
+Policy (which keys, which limit, wait or drop, retry or fail) is decided by the core and arrives
+as data on the :class:`~taskgate.record.InvocationRecord` and the
+:class:`~taskgate.record.Outcome`. A backend only executes that data: under one lock (memory),
+in one ``BEGIN IMMEDIATE`` transaction (SQLite) or in one Lua script (Redis). No operation reads
+a value, returns to Python to decide, and writes it back in a second step.
+
+Slots are explicit: a running key owns a set of holder ids, never a count inferred by scanning
+statuses. A parked invocation is moved back to the ready queue exactly once, by the ``finish``,
+``release`` or ``recover`` that frees the slot it waits for; at that moment the slot is handed to
+it, so the order within a key is first come, first served.
+
+Every operation may raise :class:`~taskgate.errors.BackendUnavailableError` when the store cannot
+be reached; none raises raw driver errors.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from taskgate.record import (
+    BackendStats,
+    BlockedBy,
+    Claim,
+    InvocationRecord,
+    Outcome,
+    RegisterResult,
+)
+from taskgate.status import InvocationStatus
+
+
+@dataclass(frozen=True, slots=True)
+class BackendOptions:
+    """App-level data a backend needs to apply on its own (in ``recover`` and expiry).
+
+    Attributes:
+        app_id: Namespace of every key and row; two apps never see each other's data.
+        result_ttl_seconds: How long a final invocation is kept.
+        max_recoveries: How often an invocation whose runner died is requeued before it fails.
+        lost_error: The serialized error stored on an invocation failed by ``recover`` because
+            its recoveries are exhausted.
+    """
+
+    app_id: str
+    result_ttl_seconds: float
+    max_recoveries: int
+    lost_error: bytes
+
+
+class Backend(ABC):
+    """The store of one app: invocations, queue, registration keys, running slots, parked lists."""
+
+    supports_processes: bool = True
+    """Whether runner processes other than the caller's can share this backend."""
+
+    def __init__(self, options: BackendOptions) -> None:
+        self.options = options
+
+    # --- the atomic contract -------------------------------------------------------------------
+
+    @abstractmethod
+    def register(self, record: InvocationRecord) -> RegisterResult:
+        """Store and enqueue ``record``, unless its registration key is taken.
+
+        Atomically: if ``record.plan.registration_key`` is held by an invocation that has not
+        started running, return that invocation's id (``created=False``, with its serialized
+        arguments) and change nothing. Otherwise store the record as ``REGISTERED``, take the
+        registration key (if any) and append the invocation to the ready queue.
+        """
+
+    @abstractmethod
+    def claim(
+        self, runner_id: str, max_count: int, lease_seconds: float, timeout: float
+    ) -> list[Claim]:
+        """Hand up to ``max_count`` ready invocations to ``runner_id``; block up to ``timeout``.
+
+        Atomically for each invocation taken off the ready queue: if its running key already has
+        ``running_limit`` holders, park it at the tail of that key's wait list
+        (``CONCURRENCY_CONTROLLED``) or, when it drops on block, finish it as
+        ``CONCURRENCY_CONTROLLED_FINAL`` and release its registration key. Otherwise take a slot
+        (or keep the one handed to it), release its registration key, increment its attempt and
+        mark it ``RUNNING`` owned by ``runner_id`` with a lease of ``lease_seconds``.
+
+        Returns an empty list when the timeout passes or :meth:`wake_claimers` is called.
+        """
+
+    @abstractmethod
+    def finish(self, invocation_id: str, runner_id: str, attempt: int, outcome: Outcome) -> bool:
+        """Record the outcome of a run, if ``runner_id`` still owns ``attempt`` (fencing).
+
+        Atomically: store the payload; ``SUCCESS``/``FAILED`` become final and wake result
+        waiters; ``RETRY`` counts a retry, takes the registration key back if it is free and
+        requeues. In every case release the running slot and hand it to the first parked waiter
+        of the key. Returns False, changing nothing, when the claim is stale.
+        """
+
+    @abstractmethod
+    def release(self, invocation_id: str, runner_id: str, attempt: int) -> bool:
+        """Hand a running invocation back without counting a retry (graceful shutdown).
+
+        Atomically, if ``runner_id`` still owns ``attempt``: release the slot, put the invocation
+        first in line for its key (and first in the ready queue) as ``REGISTERED``. The next claim
+        raises the attempt, so a late ``finish`` of the old run is rejected. Returns False for a
+        stale claim.
+        """
+
+    @abstractmethod
+    def renew(
+        self, runner_id: str, claims: Sequence[tuple[str, int]], lease_seconds: float
+    ) -> list[str]:
+        """Extend the leases of ``(invocation_id, attempt)`` pairs ``runner_id`` still owns.
+
+        Also records the runner as alive for ``lease_seconds``. Returns the ids whose claims are
+        stale (recovered or fenced); the runner must stop renewing those.
+        """
+
+    @abstractmethod
+    def recover(self, now: float | None = None) -> list[str]:
+        """Take back the work of runners whose leases expired; drop expired final invocations.
+
+        Atomically for every ``RUNNING`` invocation whose lease expired before ``now``: release
+        its slot and requeue it first in line (``REGISTERED``), or, when it was recovered
+        ``max_recoveries`` times already, fail it with ``options.lost_error``. Returns the ids
+        recovered or failed.
+        """
+
+    # --- reads and admin -----------------------------------------------------------------------
+
+    @abstractmethod
+    def get(self, invocation_id: str) -> InvocationRecord | None:
+        """A snapshot of one invocation, or None when it does not exist."""
+
+    @abstractmethod
+    def wait_final(self, invocation_id: str, timeout: float | None) -> InvocationRecord | None:
+        """Block until the invocation is final or ``timeout`` passes, without busy polling.
+
+        Returns the latest snapshot (final or not), or None when the invocation does not exist.
+        """
+
+    @abstractmethod
+    def blocked_by(self, invocation_id: str) -> BlockedBy | None:
+        """For a ``CONCURRENCY_CONTROLLED`` invocation, its running key and the slot holders."""
+
+    @abstractmethod
+    def list_invocations(
+        self, task_id: str | None, status: InvocationStatus | None, limit: int
+    ) -> list[InvocationRecord]:
+        """Up to ``limit`` invocations, newest first, optionally filtered."""
+
+    @abstractmethod
+    def stats(self) -> BackendStats:
+        """Counts by task and status, parked invocations per key, live runners."""
+
+    @abstractmethod
+    def purge(self) -> None:
+        """Delete every invocation, result, queue entry, key and slot of this app."""
+
+    def wake_claimers(self) -> None:
+        """Make every blocked :meth:`claim` of this process return at once (used on stop)."""
+
+    def close(self) -> None:
+        """Release connections and files held by this backend object."""

@@ -1,0 +1,370 @@
+"""The in-process backend: every operation runs under one lock.
+
+Use it for tests and single-process programs; runner processes cannot share it. Runners block
+on a condition variable tied to the same lock, and result waiters on a per-invocation event, so
+nothing polls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Sequence
+
+from taskgate.backends.base import Backend, BackendOptions
+from taskgate.record import (
+    BackendStats,
+    BlockedBy,
+    Claim,
+    InvocationRecord,
+    Outcome,
+    OutcomeKind,
+    RegisterResult,
+    Transition,
+)
+from taskgate.status import InvocationStatus, can_transition
+
+logger = logging.getLogger(__name__)
+
+_S = InvocationStatus
+
+
+class MemoryBackend(Backend):
+    """Dictionaries and deques guarded by one lock; see :class:`Backend` for the contract."""
+
+    supports_processes = False
+
+    def __init__(self, options: BackendOptions) -> None:
+        super().__init__(options)
+        self._lock = threading.Lock()
+        self._work_ready = threading.Condition(self._lock)
+        self._wake_generation = 0
+        self._records: dict[str, InvocationRecord] = {}
+        self._registration_keys: dict[str, str] = {}
+        self._slots: dict[str, set[str]] = {}
+        self._parked: dict[str, deque[str]] = {}
+        self._ready: deque[str] = deque()
+        self._running: dict[str, None] = {}
+        self._expiry: deque[tuple[float, str]] = deque()
+        self._final_events: dict[str, threading.Event] = {}
+        self._runners: dict[str, float] = {}
+
+    # --- the atomic contract -------------------------------------------------------------------
+
+    def register(self, record: InvocationRecord) -> RegisterResult:
+        key = record.plan.registration_key
+        with self._lock:
+            holder = self._registration_keys.get(key) if key else None
+            if holder is not None:
+                return RegisterResult(holder, False, self._records[holder].arguments)
+            record.status = _S.REGISTERED
+            record.history.append(Transition(_S.REGISTERED, time.time(), None))
+            self._records[record.invocation_id] = record
+            if key:
+                self._registration_keys[key] = record.invocation_id
+            self._ready.append(record.invocation_id)
+            self._work_ready.notify()
+        return RegisterResult(record.invocation_id, True)
+
+    def claim(
+        self, runner_id: str, max_count: int, lease_seconds: float, timeout: float
+    ) -> list[Claim]:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            generation = self._wake_generation
+            while True:
+                claims = self._claim_ready(runner_id, max_count, lease_seconds)
+                remaining = deadline - time.monotonic()
+                if claims or remaining <= 0 or generation != self._wake_generation:
+                    return claims
+                self._work_ready.wait(remaining)
+
+    def finish(self, invocation_id: str, runner_id: str, attempt: int, outcome: Outcome) -> bool:
+        with self._lock:
+            record = self._owned(invocation_id, runner_id, attempt)
+            if record is None:
+                return False
+            now = time.time()
+            self._leave_running(record)
+            if outcome.kind is OutcomeKind.RETRY:
+                record.num_retries += 1
+                record.error = outcome.payload
+                self._transition(record, _S.RETRY, now, runner_id)
+                self._take_registration_key(record)
+                self._ready.append(invocation_id)
+                self._work_ready.notify()
+            elif outcome.kind is OutcomeKind.SUCCESS:
+                record.result = outcome.payload
+                self._finalize(record, _S.SUCCESS, now, runner_id)
+            else:
+                record.error = outcome.payload
+                self._finalize(record, _S.FAILED, now, runner_id)
+            self._release_slot(record)
+        return True
+
+    def release(self, invocation_id: str, runner_id: str, attempt: int) -> bool:
+        with self._lock:
+            record = self._owned(invocation_id, runner_id, attempt)
+            if record is None:
+                return False
+            self._requeue_first(record, time.time(), runner_id)
+        return True
+
+    def renew(
+        self, runner_id: str, claims: Sequence[tuple[str, int]], lease_seconds: float
+    ) -> list[str]:
+        lost = []
+        with self._lock:
+            expires_at = time.time() + lease_seconds
+            self._runners[runner_id] = expires_at
+            for invocation_id, attempt in claims:
+                record = self._owned(invocation_id, runner_id, attempt, quiet=True)
+                if record is None:
+                    lost.append(invocation_id)
+                else:
+                    record.lease_expires_at = expires_at
+        return lost
+
+    def recover(self, now: float | None = None) -> list[str]:
+        now = time.time() if now is None else now
+        recovered = []
+        with self._lock:
+            for invocation_id in list(self._running):
+                record = self._records[invocation_id]
+                if record.lease_expires_at is None or record.lease_expires_at > now:
+                    continue
+                recovered.append(invocation_id)
+                if record.num_recoveries >= self.options.max_recoveries:
+                    self._leave_running(record)
+                    record.error = self.options.lost_error
+                    self._finalize(record, _S.FAILED, now, None)
+                    self._release_slot(record)
+                else:
+                    record.num_recoveries += 1
+                    self._requeue_first(record, now, None)
+            self._expire_finals(now)
+            self._runners = {r: t for r, t in self._runners.items() if t > now}
+        return recovered
+
+    # --- reads and admin -----------------------------------------------------------------------
+
+    def get(self, invocation_id: str) -> InvocationRecord | None:
+        with self._lock:
+            record = self._records.get(invocation_id)
+            return _snapshot(record) if record else None
+
+    def wait_final(self, invocation_id: str, timeout: float | None) -> InvocationRecord | None:
+        with self._lock:
+            record = self._records.get(invocation_id)
+            if record is None or record.status.is_final:
+                return _snapshot(record) if record else None
+            event = self._final_events.setdefault(invocation_id, threading.Event())
+        event.wait(timeout)
+        return self.get(invocation_id)
+
+    def blocked_by(self, invocation_id: str) -> BlockedBy | None:
+        with self._lock:
+            record = self._records.get(invocation_id)
+            if record is None or record.status is not _S.CONCURRENCY_CONTROLLED:
+                return None
+            key = record.plan.running_key
+            assert key is not None, "a parked invocation always has a running key"
+            holders = tuple(h for h in self._slots.get(key, ()) if h != invocation_id)
+            return BlockedBy(key, holders)
+
+    def list_invocations(
+        self, task_id: str | None, status: InvocationStatus | None, limit: int
+    ) -> list[InvocationRecord]:
+        found: list[InvocationRecord] = []
+        with self._lock:
+            for record in reversed(self._records.values()):
+                if len(found) >= limit:
+                    break
+                if (task_id is None or record.task_id == task_id) and (
+                    status is None or record.status is status
+                ):
+                    found.append(_snapshot(record))
+        return found
+
+    def stats(self) -> BackendStats:
+        with self._lock:
+            now = time.time()
+            counts = Counter((r.task_id, r.status) for r in self._records.values())
+            parked = {key: len(q) for key, q in self._parked.items() if q}
+            runners = {r: t for r, t in self._runners.items() if t > now}
+        return BackendStats(dict(counts), parked, runners)
+
+    def purge(self) -> None:
+        with self._lock:
+            events = list(self._final_events.values())
+            for container in (
+                self._records,
+                self._registration_keys,
+                self._slots,
+                self._parked,
+                self._running,
+                self._final_events,
+                self._runners,
+            ):
+                container.clear()
+            self._ready.clear()
+            self._expiry.clear()
+        for event in events:  # waiters wake and find their invocation gone
+            event.set()
+
+    def wake_claimers(self) -> None:
+        with self._lock:
+            self._wake_generation += 1
+            self._work_ready.notify_all()
+
+    # --- steps shared by the operations above (lock held) --------------------------------------
+
+    def _claim_ready(self, runner_id: str, max_count: int, lease_seconds: float) -> list[Claim]:
+        claims: list[Claim] = []
+        now = time.time()
+        while self._ready and len(claims) < max_count:
+            record = self._records.get(self._ready.popleft())
+            if record is None or not self._take_slot(record, now):
+                continue
+            registration_key = record.plan.registration_key
+            if registration_key and self._registration_keys.get(registration_key) == (
+                record.invocation_id
+            ):
+                del self._registration_keys[registration_key]
+            record.attempt += 1
+            record.runner_id = runner_id
+            record.lease_expires_at = now + lease_seconds
+            self._transition(record, _S.RUNNING, now, runner_id)
+            self._running[record.invocation_id] = None
+            claims.append(
+                Claim(
+                    record.invocation_id,
+                    record.task_id,
+                    record.arguments,
+                    record.attempt,
+                    record.num_retries,
+                    record.max_retries,
+                )
+            )
+        return claims
+
+    def _take_slot(self, record: InvocationRecord, now: float) -> bool:
+        """Take (or keep a handed-over) running slot; park or drop the record when full."""
+        key = record.plan.running_key
+        if key is None:
+            return True
+        holders = self._slots.setdefault(key, set())
+        if record.invocation_id in holders:
+            return True
+        if len(holders) < record.plan.running_limit:
+            holders.add(record.invocation_id)
+            return True
+        if record.plan.drop_when_blocked:
+            self._release_registration_key(record)
+            self._finalize(record, _S.CONCURRENCY_CONTROLLED_FINAL, now, None)
+        else:
+            self._transition(record, _S.CONCURRENCY_CONTROLLED, now, None)
+            self._parked.setdefault(key, deque()).append(record.invocation_id)
+        return False
+
+    def _release_slot(self, record: InvocationRecord) -> None:
+        """Free the record's slot and hand freed slots to the first parked waiters, in order."""
+        key = record.plan.running_key
+        if key is None:
+            return
+        holders = self._slots.get(key, set())
+        holders.discard(record.invocation_id)
+        waiters = self._parked.get(key)
+        promoted = []
+        while waiters and len(holders) < record.plan.running_limit:
+            waiter = waiters.popleft()
+            holders.add(waiter)
+            promoted.append(waiter)
+        # Woken waiters go to the front of the ready queue: they have waited longest.
+        self._ready.extendleft(reversed(promoted))
+        if waiters is not None and not waiters:
+            del self._parked[key]
+        if not holders:
+            self._slots.pop(key, None)
+        for _ in promoted:
+            self._work_ready.notify()
+
+    def _requeue_first(self, record: InvocationRecord, now: float, runner_id: str | None) -> None:
+        """Put a running record back first in line for its key and in the ready queue."""
+        self._leave_running(record)
+        self._transition(record, _S.REGISTERED, now, runner_id)
+        self._take_registration_key(record)
+        key = record.plan.running_key
+        if key is None:
+            self._ready.appendleft(record.invocation_id)
+            self._work_ready.notify()
+            return
+        self._parked.setdefault(key, deque()).appendleft(record.invocation_id)
+        self._release_slot(record)
+
+    def _owned(
+        self, invocation_id: str, runner_id: str, attempt: int, *, quiet: bool = False
+    ) -> InvocationRecord | None:
+        record = self._records.get(invocation_id)
+        if (
+            record is not None
+            and record.status is _S.RUNNING
+            and record.runner_id == runner_id
+            and record.attempt == attempt
+        ):
+            return record
+        if not quiet:
+            logger.warning(
+                "rejected report on invocation %s from runner %s (attempt %s): the claim is "
+                "stale, the invocation was recovered, handed back or purged",
+                invocation_id,
+                runner_id,
+                attempt,
+                extra={"invocation_id": invocation_id, "runner_id": runner_id},
+            )
+        return None
+
+    def _leave_running(self, record: InvocationRecord) -> None:
+        self._running.pop(record.invocation_id, None)
+        record.runner_id = None
+        record.lease_expires_at = None
+
+    def _take_registration_key(self, record: InvocationRecord) -> None:
+        key = record.plan.registration_key
+        if key and key not in self._registration_keys:
+            self._registration_keys[key] = record.invocation_id
+
+    def _release_registration_key(self, record: InvocationRecord) -> None:
+        key = record.plan.registration_key
+        if key and self._registration_keys.get(key) == record.invocation_id:
+            del self._registration_keys[key]
+
+    def _transition(
+        self, record: InvocationRecord, status: InvocationStatus, now: float, runner: str | None
+    ) -> None:
+        assert can_transition(record.status, status), f"{record.status} -> {status}"
+        record.status = status
+        record.history.append(Transition(status, now, runner))
+
+    def _finalize(
+        self, record: InvocationRecord, status: InvocationStatus, now: float, runner: str | None
+    ) -> None:
+        self._transition(record, status, now, runner)
+        self._expiry.append((now + self.options.result_ttl_seconds, record.invocation_id))
+        event = self._final_events.pop(record.invocation_id, None)
+        if event is not None:
+            event.set()
+
+    def _expire_finals(self, now: float) -> None:
+        while self._expiry and self._expiry[0][0] <= now:
+            _, invocation_id = self._expiry.popleft()
+            record = self._records.get(invocation_id)
+            if record is not None and record.status.is_final:
+                del self._records[invocation_id]
+
+
+def _snapshot(record: InvocationRecord) -> InvocationRecord:
+    return dataclasses.replace(record, history=list(record.history))

@@ -1,0 +1,134 @@
+"""The taskgate error hierarchy.
+
+Every error the library raises on purpose derives from :class:`TaskgateError`, so callers can
+catch one type. Errors from drivers (sqlite3, redis) are wrapped at the backend edge and chained
+(``raise BackendUnavailableError(...) from exc``), never leaked raw.
+"""
+
+from __future__ import annotations
+
+
+class TaskgateError(Exception):
+    """Base class of every taskgate error."""
+
+
+class ConfigError(TaskgateError):
+    """A setting, backend URL or runner choice is invalid; the message names it."""
+
+
+class InvalidTaskOptionsError(TaskgateError):
+    """``@app.task(...)`` was given options that cannot work together (raised at decoration)."""
+
+
+class SerializationError(TaskgateError):
+    """A value could not be serialized or deserialized by the configured serializer."""
+
+
+class BackendError(TaskgateError):
+    """The backend failed in a way the caller cannot fix by retrying."""
+
+
+class BackendUnavailableError(BackendError):
+    """The backend store cannot be reached; retry later or check the backend URL."""
+
+
+class InvocationNotFoundError(TaskgateError):
+    """No invocation with this id exists in this app (never registered, purged or expired)."""
+
+    def __init__(self, invocation_id: str) -> None:
+        super().__init__(
+            f"invocation {invocation_id!r} does not exist in this app: it was never registered, "
+            "or it was purged, or its result expired (see result_ttl_seconds)"
+        )
+        self.invocation_id = invocation_id
+
+
+class TaskNotFoundError(TaskgateError):
+    """A runner could not find the function of a task by its id."""
+
+
+class ResultTimeoutError(TaskgateError, TimeoutError):
+    """``get_result(timeout=...)`` gave up waiting; the invocation itself is untouched."""
+
+    def __init__(self, invocation_id: str, timeout: float) -> None:
+        super().__init__(
+            f"invocation {invocation_id} did not finish within {timeout} s; it keeps running, "
+            "call get_result() again to keep waiting"
+        )
+        self.invocation_id = invocation_id
+        self.timeout = timeout
+
+
+class ConcurrencyControlledError(TaskgateError):
+    """The invocation was dropped by running concurrency control and will never run.
+
+    Raised by ``.result`` of an invocation in ``CONCURRENCY_CONTROLLED_FINAL``; use
+    ``reroute_on_concurrency_control=True`` (the default) to wait for the slot instead.
+    """
+
+    def __init__(self, invocation_id: str, task_id: str) -> None:
+        super().__init__(
+            f"invocation {invocation_id} of {task_id} was dropped because its running scope was "
+            "at its limit; set reroute_on_concurrency_control=True to wait for the slot instead"
+        )
+        self.invocation_id = invocation_id
+        self.task_id = task_id
+
+
+class InvocationConcurrencyWithDifferentArgumentsError(TaskgateError):
+    """A deduplicated call carried arguments that differ from the waiting invocation's.
+
+    Raised only for tasks with ``on_diff_non_key_args_raise=True``; nothing is registered.
+    """
+
+    def __init__(self, task_id: str, existing_invocation_id: str, diff: str) -> None:
+        super().__init__(
+            f"{task_id} already has invocation {existing_invocation_id} waiting with different "
+            f"arguments ({diff}); call again with the same arguments, or set "
+            "on_diff_non_key_args_raise=False to fold this call into the waiting one"
+        )
+        self.task_id = task_id
+        self.existing_invocation_id = existing_invocation_id
+        self.diff = diff
+
+
+class RetryError(TaskgateError):
+    """Raise inside a task to ask for a retry (bounded by the task's ``max_retries``)."""
+
+
+class TaskFailedError(TaskgateError):
+    """Stands in for a task exception whose own type could not be rebuilt on the caller's side.
+
+    The message carries the original type name and text, ``remote_traceback`` the traceback.
+    """
+
+    def __init__(self, type_name: str, message: str, remote_traceback: str = "") -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.remote_traceback = remote_traceback
+
+    def __reduce__(self) -> tuple[type[TaskFailedError], tuple[str, str, str]]:
+        message = str(self).partition(": ")[2]
+        return (TaskFailedError, (self.type_name, message, self.remote_traceback))
+
+
+class RunnerLostError(TaskgateError):
+    """The runners executing an invocation kept dying (its recoveries ran out); it FAILED."""
+
+
+__all__ = [
+    "BackendError",
+    "BackendUnavailableError",
+    "ConcurrencyControlledError",
+    "ConfigError",
+    "InvalidTaskOptionsError",
+    "InvocationConcurrencyWithDifferentArgumentsError",
+    "InvocationNotFoundError",
+    "ResultTimeoutError",
+    "RetryError",
+    "RunnerLostError",
+    "SerializationError",
+    "TaskFailedError",
+    "TaskNotFoundError",
+    "TaskgateError",
+]

@@ -1,0 +1,193 @@
+"""Invocation handles: what a task call returns, and what task code sees as ``task.invocation``.
+
+A handle holds only the id and what the caller already knows; everything else (status, history,
+result) is read fresh from the backend each time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+from taskgate.errors import (
+    ConcurrencyControlledError,
+    InvocationNotFoundError,
+    ResultTimeoutError,
+)
+from taskgate.record import BlockedBy, InvocationRecord, Transition
+from taskgate.status import InvocationStatus
+
+if TYPE_CHECKING:
+    from taskgate.app import App
+    from taskgate.task import Task
+
+R = TypeVar("R")
+
+
+class Invocation(Generic[R]):
+    """One registered call of a task.
+
+    Attributes:
+        invocation_id: The id, unique within the app.
+        task_id: The id of the task it calls.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        task_id: str,
+        invocation_id: str,
+        arguments: dict[str, Any] | None = None,
+        *,
+        attempt: int | None = None,
+    ) -> None:
+        self.app = app
+        self.task_id = task_id
+        self.invocation_id = invocation_id
+        self._arguments = arguments
+        self._attempt = attempt
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.invocation_id} of {self.task_id}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Invocation) and other.invocation_id == self.invocation_id
+
+    def __hash__(self) -> int:
+        return hash(self.invocation_id)
+
+    @property
+    def task(self) -> Task[Any, R]:
+        """The task object (imported by its module path if this process has not seen it)."""
+        return cast("Task[Any, R]", self.app.resolve_task(self.task_id))
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        """The bound call arguments the invocation runs with."""
+        if self._arguments is None:
+            self._arguments = self.app.serializer.loads(self._record().arguments)
+        return self._arguments
+
+    @property
+    def status(self) -> InvocationStatus:
+        """The current status, read fresh from the backend."""
+        return self._record().status
+
+    @property
+    def attempt(self) -> int:
+        """The fencing token of the current (or last) run: 1 for the first claim, +1 per claim.
+
+        Inside task code this is the attempt being executed; use it to fence side effects.
+        """
+        if self._attempt is not None:
+            return self._attempt
+        return self._record().attempt
+
+    @property
+    def num_retries(self) -> int:
+        """How many times the invocation was retried after a failure."""
+        return self._record().num_retries
+
+    @property
+    def history(self) -> list[Transition]:
+        """Status transitions, oldest first, as ``(status, timestamp, runner_id)``."""
+        return list(self._record().history)
+
+    def blocked_by(self) -> BlockedBy | None:
+        """For a ``CONCURRENCY_CONTROLLED`` invocation: its scope key and the slot holders."""
+        return self.app.backend.blocked_by(self.invocation_id)
+
+    @property
+    def result(self) -> R:
+        """Block until final and return the value (or raise; see :meth:`get_result`)."""
+        return self.get_result()
+
+    def get_result(self, timeout: float | None = None) -> R:
+        """Block until the invocation is final and return its value.
+
+        Raises:
+            ResultTimeoutError: ``timeout`` seconds passed first (the invocation is untouched).
+            ConcurrencyControlledError: the invocation was dropped by running control.
+            InvocationNotFoundError: the invocation does not exist (purged or expired).
+            Exception: the task's own exception when it FAILED.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            record = self.app.backend.wait_final(self.invocation_id, remaining)
+            if record is None:
+                raise InvocationNotFoundError(self.invocation_id)
+            if record.status.is_final:
+                return self._outcome(record)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ResultTimeoutError(self.invocation_id, cast(float, timeout))
+
+    async def async_result(self, timeout: float | None = None) -> R:
+        """:meth:`get_result` for asyncio callers; the wait runs in a worker thread."""
+        return await asyncio.to_thread(self.get_result, timeout)
+
+    def _record(self) -> InvocationRecord:
+        record = self.app.backend.get(self.invocation_id)
+        if record is None:
+            raise InvocationNotFoundError(self.invocation_id)
+        return record
+
+    def _outcome(self, record: InvocationRecord) -> R:
+        if record.status is InvocationStatus.SUCCESS:
+            assert record.result is not None
+            return cast(R, self.app.serializer.loads(record.result))
+        if record.status is InvocationStatus.CONCURRENCY_CONTROLLED_FINAL:
+            raise ConcurrencyControlledError(self.invocation_id, self.task_id)
+        assert record.error is not None
+        raise self.app.serializer.loads_error(record.error)
+
+
+class DistributedInvocation(Invocation[R]):
+    """An invocation this call registered."""
+
+
+class ReusedInvocation(Invocation[R]):
+    """A call folded into an invocation that was already waiting (registration control).
+
+    Attributes:
+        diff_arg: ``None``, or the arguments of this call when they differ from the waiting
+            invocation's (which still runs with its own arguments).
+    """
+
+    def __init__(
+        self,
+        app: App,
+        task_id: str,
+        invocation_id: str,
+        arguments: dict[str, Any] | None,
+        diff_arg: dict[str, Any] | None,
+    ) -> None:
+        super().__init__(app, task_id, invocation_id, arguments)
+        self.diff_arg = diff_arg
+
+
+class InvocationGroup(Generic[R]):
+    """The invocations of one ``task.parallelize(...)`` call, in input order."""
+
+    def __init__(self, invocations: Sequence[Invocation[R]]) -> None:
+        self.invocations = list(invocations)
+
+    def __iter__(self) -> Iterator[Invocation[R]]:
+        return iter(self.invocations)
+
+    def __len__(self) -> int:
+        return len(self.invocations)
+
+    def __getitem__(self, index: int) -> Invocation[R]:
+        return self.invocations[index]
+
+    @property
+    def results(self) -> list[R]:
+        """Every result, in input order (blocks until all are final; raises the first error)."""
+        return [invocation.result for invocation in self.invocations]
+
+    async def async_results(self) -> list[R]:
+        """:attr:`results` for asyncio callers."""
+        return list(await asyncio.gather(*(i.async_result() for i in self.invocations)))

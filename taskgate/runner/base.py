@@ -1,0 +1,113 @@
+"""What every runner shares: identity, the stop protocol and signal handling."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from taskgate.app import App
+
+logger = logging.getLogger(__name__)
+
+
+def new_runner_id() -> str:
+    """A runner id unique across hosts: ``host-pid-random``."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+class Runner(ABC):
+    """Executes invocations of one app until told to stop.
+
+    ``run()`` blocks; ``stop_runner_loop()`` may be called from any thread (or arrives as
+    SIGINT/SIGTERM when ``run()`` is on the main thread). Stopping stops claiming at once, lets
+    running tasks finish within ``shutdown_grace_seconds`` and hands the rest back to the queue.
+    A second stop request (a second signal, or ``force=True``) stops at once and leaves the rest
+    to lease recovery.
+    """
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.runner_id = new_runner_id()
+        self._stop_requested = threading.Event()
+        self._force_stop = threading.Event()
+        self._running = threading.Event()
+
+    @property
+    def is_running(self) -> bool:
+        """True between the start and the end of :meth:`run`."""
+        return self._running.is_set()
+
+    def run(self) -> None:
+        """Execute invocations until stopped; returns once the runner has wound down.
+
+        Raises:
+            RuntimeError: this runner is already running.
+            ConfigError: the runner cannot work with the configured backend.
+        """
+        if self._running.is_set():
+            raise RuntimeError(f"runner {self.runner_id} is already running")
+        self._stop_requested.clear()
+        self._force_stop.clear()
+        self._running.set()
+        logger.info(
+            "runner %s starting (%s, backend %s)",
+            self.runner_id,
+            type(self).__name__,
+            self.app.conf.backend_url,
+        )
+        try:
+            with self._stop_on_signals():
+                self._run()
+        finally:
+            self._running.clear()
+            logger.info("runner %s stopped", self.runner_id)
+
+    def stop_runner_loop(self, *, force: bool = False) -> None:
+        """Ask :meth:`run` to wind down; returns at once. ``force`` skips the grace period."""
+        if force:
+            self._force_stop.set()
+        self._stop_requested.set()
+        self._wake()
+
+    @abstractmethod
+    def _run(self) -> None:
+        """The runner's loop; returns after a stop request has been honoured."""
+
+    def _wake(self) -> None:
+        """Interrupt blocking waits so a stop request is seen at once."""
+
+    @contextmanager
+    def _stop_on_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        signals = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.getsignal(sig) for sig in signals}
+
+        def handle(signum: int, _frame: FrameType | None) -> None:
+            force = self._stop_requested.is_set()
+            logger.warning(
+                "runner %s received %s: %s",
+                self.runner_id,
+                signal.Signals(signum).name,
+                "stopping now, leases will recover running work" if force else "stopping",
+            )
+            self.stop_runner_loop(force=force)
+
+        for sig in signals:
+            signal.signal(sig, handle)
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

@@ -1,0 +1,85 @@
+"""Executing one claimed invocation and turning what happened into an :class:`Outcome`.
+
+Nothing here raises: a task that cannot be found, arguments that cannot be read, an exception
+from the task and a result that cannot be serialized all become outcomes, so a runner thread
+survives any task.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from taskgate import context
+from taskgate.errors import SerializationError, TaskNotFoundError
+from taskgate.invocation import DistributedInvocation
+from taskgate.record import Claim, Outcome, OutcomeKind
+
+if TYPE_CHECKING:
+    from taskgate.app import App
+
+logger = logging.getLogger(__name__)
+
+
+def execute(app: App, claim: Claim) -> Outcome:
+    """Run the claimed invocation in this thread and report how it ended."""
+    serializer = app.serializer
+    extra = {"invocation_id": claim.invocation_id, "task": claim.task_id}
+    try:
+        task = app.resolve_task(claim.task_id)
+        arguments = serializer.loads(claim.arguments)
+    except (TaskNotFoundError, SerializationError) as exc:
+        logger.error(
+            "invocation %s of %s cannot run: %s",
+            claim.invocation_id,
+            claim.task_id,
+            exc,
+            extra=extra,
+        )
+        return Outcome(OutcomeKind.FAILED, serializer.dumps_error(exc))
+
+    invocation: DistributedInvocation[Any] = DistributedInvocation(
+        app, claim.task_id, claim.invocation_id, arguments, attempt=claim.attempt
+    )
+    logger.info(
+        "invocation %s of %s started (attempt %s)",
+        claim.invocation_id,
+        claim.task_id,
+        claim.attempt,
+        extra=extra,
+    )
+    token = context.enter(invocation)
+    try:
+        value = task.run(arguments)
+    except Exception as exc:
+        if task.options.should_retry(exc, claim.num_retries):
+            logger.info(
+                "invocation %s of %s raised %r; retry %s of %s",
+                claim.invocation_id,
+                claim.task_id,
+                exc,
+                claim.num_retries + 1,
+                claim.max_retries,
+                extra=extra,
+            )
+            return Outcome(OutcomeKind.RETRY, serializer.dumps_error(exc))
+        logger.info(
+            "invocation %s of %s failed: %r", claim.invocation_id, claim.task_id, exc, extra=extra
+        )
+        return Outcome(OutcomeKind.FAILED, serializer.dumps_error(exc))
+    finally:
+        context.leave(token)
+
+    try:
+        payload = serializer.dumps(value)
+    except SerializationError as exc:
+        logger.error(
+            "invocation %s of %s returned a result that cannot be stored: %s",
+            claim.invocation_id,
+            claim.task_id,
+            exc,
+            extra=extra,
+        )
+        return Outcome(OutcomeKind.FAILED, serializer.dumps_error(exc))
+    logger.info("invocation %s of %s succeeded", claim.invocation_id, claim.task_id, extra=extra)
+    return Outcome(OutcomeKind.SUCCESS, payload)

@@ -1,0 +1,83 @@
+"""The heartbeat: renews the leases of running work and recovers the work of dead runners."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from taskgate.backends.base import Backend
+from taskgate.errors import TaskgateError
+
+logger = logging.getLogger(__name__)
+
+
+class Heartbeat:
+    """A daemon thread that renews leases every ``lease/3`` and calls ``recover`` every ``lease/2``.
+
+    Renewing at a third of the lease leaves two chances to renew before a lease can expire;
+    recovering at half the lease bounds how long a dead runner's work waits to about 1.5 leases.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        runner_id: str,
+        lease_seconds: float,
+        claims: Callable[[], Sequence[tuple[str, int]]],
+        on_lost: Callable[[list[str]], None],
+    ) -> None:
+        self._backend = backend
+        self._runner_id = runner_id
+        self._lease_seconds = lease_seconds
+        self._claims = claims
+        self._on_lost = on_lost
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, name=f"taskgate-heartbeat-{runner_id}", daemon=True
+        )
+
+    def start(self) -> None:
+        """Start beating (the first renewal happens at once, announcing the runner)."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop beating and wait for the thread to end."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _loop(self) -> None:
+        next_recover = time.monotonic()
+        while True:
+            try:
+                self._beat()
+                if time.monotonic() >= next_recover:
+                    next_recover = time.monotonic() + self._lease_seconds / 2
+                    recovered = self._backend.recover()
+                    if recovered:
+                        logger.warning(
+                            "runner %s recovered %s invocation(s) from dead runners: %s",
+                            self._runner_id,
+                            len(recovered),
+                            ", ".join(recovered),
+                        )
+            except TaskgateError as exc:
+                logger.warning("runner %s heartbeat failed: %s", self._runner_id, exc)
+            except Exception:
+                logger.exception("runner %s heartbeat failed unexpectedly", self._runner_id)
+            if self._stop.wait(self._lease_seconds / 3):
+                return
+
+    def _beat(self) -> None:
+        lost = self._backend.renew(self._runner_id, self._claims(), self._lease_seconds)
+        if lost:
+            logger.warning(
+                "runner %s lost the claim on %s invocation(s): %s; their late results will be "
+                "rejected",
+                self._runner_id,
+                len(lost),
+                ", ".join(lost),
+            )
+            self._on_lost(lost)

@@ -1,0 +1,157 @@
+"""Serializers for arguments, results and errors.
+
+``pickle`` (the default) round-trips any picklable value, so a ``NamedTuple`` comes back as the
+same ``NamedTuple``. ``json`` stores plain JSON (tuples come back as lists) and is the choice when
+other languages read the store. Exceptions are carried as data: their type's import path, message
+and traceback text, plus the pickled exception when the serializer is pickle, so the caller
+re-raises the task's own exception type whenever it can be rebuilt.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pickle
+import traceback
+from abc import ABC, abstractmethod
+from typing import Any
+
+from taskgate.errors import ConfigError, SerializationError, TaskFailedError
+
+
+class Serializer(ABC):
+    """Turns values and exceptions into bytes and back.
+
+    ``dumps``/``loads`` raise :class:`SerializationError` (chained to the cause) on failure.
+    """
+
+    name: str
+
+    @abstractmethod
+    def _dumps(self, value: Any) -> bytes: ...
+
+    @abstractmethod
+    def _loads(self, data: bytes) -> Any: ...
+
+    def dumps(self, value: Any) -> bytes:
+        """Serialize ``value``; raise :class:`SerializationError` when it cannot be."""
+        try:
+            return self._dumps(value)
+        except Exception as exc:
+            raise SerializationError(
+                f"the {self.name} serializer cannot serialize {type(value).__name__} value "
+                f"{_short_repr(value)}: {exc}"
+            ) from exc
+
+    def loads(self, data: bytes) -> Any:
+        """Deserialize ``data``; raise :class:`SerializationError` when it cannot be."""
+        try:
+            return self._loads(data)
+        except Exception as exc:
+            raise SerializationError(
+                f"the {self.name} serializer cannot read stored data ({exc}); was it written by "
+                "an app with another serializer or another version of the task's types?"
+            ) from exc
+
+    def dumps_error(self, exc: BaseException) -> bytes:
+        """Serialize an exception raised by a task (never fails: falls back to type and text)."""
+        info: dict[str, Any] = {
+            "module": type(exc).__module__,
+            "qualname": type(exc).__qualname__,
+            "message": str(exc),
+            "args": _jsonable_args(exc),
+            "traceback": "".join(traceback.format_exception(exc)),
+        }
+        if self.name == "pickle":
+            try:
+                info["pickled"] = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
+                pickle.loads(info["pickled"])  # some exceptions pickle but cannot be rebuilt
+            except Exception:
+                info.pop("pickled", None)
+        return self.dumps(info)
+
+    def loads_error(self, data: bytes) -> BaseException:
+        """Rebuild an exception stored by :meth:`dumps_error`, as its own type when possible."""
+        info = self.loads(data)
+        if "pickled" in info:
+            try:
+                exc = pickle.loads(info["pickled"])
+                if isinstance(exc, BaseException):
+                    return exc
+            except Exception:
+                pass
+        rebuilt = _rebuild_exception(info["module"], info["qualname"], info.get("args"))
+        if rebuilt is not None:
+            return rebuilt
+        type_name = f"{info['module']}.{info['qualname']}"
+        return TaskFailedError(type_name, info["message"], info.get("traceback", ""))
+
+
+class PickleSerializer(Serializer):
+    """The default: any picklable value, at the highest pickle protocol."""
+
+    name = "pickle"
+
+    def _dumps(self, value: Any) -> bytes:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _loads(self, data: bytes) -> Any:
+        return pickle.loads(data)
+
+
+class JsonSerializer(Serializer):
+    """Plain JSON (UTF-8); tuples come back as lists, other types are refused."""
+
+    name = "json"
+
+    def _dumps(self, value: Any) -> bytes:
+        return json.dumps(value, separators=(",", ":")).encode()
+
+    def _loads(self, data: bytes) -> Any:
+        return json.loads(data)
+
+
+SERIALIZERS: dict[str, type[Serializer]] = {"pickle": PickleSerializer, "json": JsonSerializer}
+
+
+def get_serializer(name: str) -> Serializer:
+    """The serializer named ``name``; :class:`ConfigError` for an unknown name."""
+    try:
+        return SERIALIZERS[name]()
+    except KeyError:
+        raise ConfigError(
+            f"unknown serializer {name!r}; use one of {', '.join(SERIALIZERS)}"
+        ) from None
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _jsonable_args(exc: BaseException) -> list[Any] | None:
+    try:
+        json.dumps(exc.args)
+    except (TypeError, ValueError):
+        return None
+    return list(exc.args)
+
+
+def _rebuild_exception(
+    module_name: str, qualname: str, args: list[Any] | None
+) -> BaseException | None:
+    """Import the exception type by path and construct it from its args, if both work."""
+    if args is None:
+        return None
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            target = getattr(target, part)
+        if isinstance(target, type) and issubclass(target, BaseException):
+            return target(*args)
+    except Exception:
+        return None
+    return None

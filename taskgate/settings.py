@@ -1,0 +1,122 @@
+"""App settings: one dataclass, filled from arguments, then ``TASKGATE_<NAME>``, then defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskgate.errors import ConfigError
+
+ENV_PREFIX = "TASKGATE_"
+
+# Until the SQLite backend lands, an app with no backend configured keeps everything in memory.
+DEFAULT_BACKEND_URL = "memory://"
+
+RUNNER_CLASSES = ("ThreadRunner", "ProcessRunner")
+
+
+def _cpu_count() -> int:
+    return os.cpu_count() or 1
+
+
+@dataclass
+class Settings:
+    """Every setting of an app. Assign attributes before the runner is built to change them.
+
+    Attributes:
+        backend: Backend URL (``memory://``, ``sqlite:///path``, ``redis://host:port/db``).
+        serializer: ``"pickle"`` (default, any picklable value) or ``"json"``.
+        runner_cls: ``"ThreadRunner"`` or ``"ProcessRunner"``.
+        threads: Worker threads of a ThreadRunner.
+        processes: Worker processes of a ProcessRunner.
+        lease_seconds: How long a claim lives without renewal; fractions allowed.
+        result_ttl_seconds: How long a final invocation and its result are kept.
+        shutdown_grace_seconds: How long a stopping runner waits for running tasks before it
+            hands them back to the queue.
+        max_recoveries: How many times an invocation whose runner died is requeued before it is
+            failed (guards against a task that kills its runner every time).
+    """
+
+    backend: str | None = None
+    serializer: str = "pickle"
+    runner_cls: str = "ThreadRunner"
+    threads: int = 8
+    processes: int = field(default_factory=_cpu_count)
+    lease_seconds: float = 30.0
+    result_ttl_seconds: float = 86400.0
+    shutdown_grace_seconds: float = 10.0
+    max_recoveries: int = 3
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Assignments after construction are checked like constructor arguments, so a typo in
+        # ``app.conf.runner_cls = ...`` fails where it is made, not when the runner starts.
+        if name in _FIELD_NAMES and name in self.__dict__:
+            dataclasses.replace(self, **{name: value})
+        super().__setattr__(name, value)
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first invalid setting."""
+        if self.serializer not in ("pickle", "json"):
+            raise ConfigError(f"serializer must be 'pickle' or 'json', got {self.serializer!r}")
+        if self.runner_cls not in RUNNER_CLASSES:
+            raise ConfigError(
+                f"runner_cls must be one of {', '.join(RUNNER_CLASSES)}, got {self.runner_cls!r}"
+            )
+        for name in ("threads", "processes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        for name in ("lease_seconds", "result_ttl_seconds"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("shutdown_grace_seconds", "max_recoveries"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)!r}")
+
+    @property
+    def backend_url(self) -> str:
+        """The backend URL in force (the configured one or the embedded default)."""
+        return self.backend or DEFAULT_BACKEND_URL
+
+    @classmethod
+    def load(
+        cls, explicit: Mapping[str, Any], environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Build settings: explicit values win over ``TASKGATE_<NAME>``, which win over defaults.
+
+        Raises:
+            ConfigError: an unknown setting name, or a value of the wrong type or range.
+        """
+        environ = os.environ if environ is None else environ
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(explicit) - set(fields))
+        if unknown:
+            raise ConfigError(
+                f"unknown setting(s) {', '.join(unknown)}; known settings: {', '.join(fields)}"
+            )
+        values: dict[str, Any] = {}
+        for name, spec in fields.items():
+            if explicit.get(name) is not None:
+                values[name] = _coerce(name, explicit[name], spec.type)
+            elif (raw := environ.get(ENV_PREFIX + name.upper())) not in (None, ""):
+                values[name] = _coerce(ENV_PREFIX + name.upper(), raw, spec.type)
+        return cls(**values)
+
+
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Settings))
+
+
+def _coerce(name: str, value: Any, type_name: Any) -> Any:
+    """Convert ``value`` to the declared type of a setting (annotations are strings here)."""
+    target = {"int": int, "float": float}.get(str(type_name), str)
+    if target is int and isinstance(value, bool):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    try:
+        return target(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be {target.__name__}, got {value!r}") from exc

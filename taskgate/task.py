@@ -1,0 +1,215 @@
+"""Tasks: a decorated function plus its options, validated once at decoration time."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from taskgate import context
+from taskgate.concurrency import ConcurrencyControlType
+from taskgate.errors import InvalidTaskOptionsError, RetryError
+from taskgate.invocation import Invocation, InvocationGroup
+
+if TYPE_CHECKING:
+    from taskgate.app import App
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """The options of ``@app.task(...)``; see API.md section 3 for their meaning."""
+
+    registration_concurrency: ConcurrencyControlType = ConcurrencyControlType.DISABLED
+    running_concurrency: ConcurrencyControlType = ConcurrencyControlType.DISABLED
+    key_arguments: tuple[str, ...] = ()
+    on_diff_non_key_args_raise: bool = False
+    reroute_on_concurrency_control: bool = True
+    running_limit: int = 1
+    max_retries: int = 0
+    retry_for: tuple[type[BaseException], ...] = ()
+
+    @classmethod
+    def build(cls, func: Callable[..., Any], options: Mapping[str, Any]) -> TaskOptions:
+        """Validate ``options`` for ``func`` and build the frozen options.
+
+        Raises:
+            InvalidTaskOptionsError: unknown names, bad types, ``KEYS`` without (or with
+                unknown) ``key_arguments``, ``running_limit < 1``, or ``running_limit > 1``
+                without running concurrency control.
+        """
+        name = getattr(func, "__qualname__", repr(func))
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise InvalidTaskOptionsError(
+                f"unknown option(s) {', '.join(unknown)} for task {name}; "
+                f"valid options: {', '.join(sorted(known))}"
+            )
+        values = dict(options)
+        for phase in ("registration_concurrency", "running_concurrency"):
+            if phase in values:
+                values[phase] = _control_type(name, phase, values[phase])
+        if "key_arguments" in values:
+            values["key_arguments"] = _names(name, values["key_arguments"])
+        if "retry_for" in values:
+            values["retry_for"] = _exception_types(name, values["retry_for"])
+        built = cls(**values)
+        built._check(name, func)
+        return built
+
+    def _check(self, name: str, func: Callable[..., Any]) -> None:
+        keys = ConcurrencyControlType.KEYS
+        uses_keys = keys in (self.registration_concurrency, self.running_concurrency)
+        if uses_keys and not self.key_arguments:
+            raise InvalidTaskOptionsError(
+                f"task {name} uses ConcurrencyControlType.KEYS but has no key_arguments; "
+                "pass key_arguments=('arg_name', ...)"
+            )
+        parameters = inspect.signature(func).parameters
+        missing = [arg for arg in self.key_arguments if arg not in parameters]
+        if missing:
+            raise InvalidTaskOptionsError(
+                f"key_arguments {', '.join(missing)} of task {name} are not parameters of the "
+                f"function; its parameters are: {', '.join(parameters) or '(none)'}"
+            )
+        for flag in ("on_diff_non_key_args_raise", "reroute_on_concurrency_control"):
+            if not isinstance(getattr(self, flag), bool):
+                raise InvalidTaskOptionsError(f"{flag} of task {name} must be True or False")
+        for count in ("running_limit", "max_retries"):
+            value = getattr(self, count)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise InvalidTaskOptionsError(f"{count} of task {name} must be an int")
+        if self.running_limit < 1:
+            raise InvalidTaskOptionsError(
+                f"running_limit of task {name} must be at least 1, got {self.running_limit}"
+            )
+        if self.running_limit > 1 and self.running_concurrency is ConcurrencyControlType.DISABLED:
+            raise InvalidTaskOptionsError(
+                f"task {name} sets running_limit={self.running_limit} but running_concurrency is "
+                "DISABLED; choose a running_concurrency scope (TASK, ARGUMENTS or KEYS)"
+            )
+        if self.max_retries < 0:
+            raise InvalidTaskOptionsError(f"max_retries of task {name} must not be negative")
+
+    def should_retry(self, exc: BaseException, num_retries: int) -> bool:
+        """Whether a run that raised ``exc`` after ``num_retries`` retries is retried."""
+        retryable = isinstance(exc, (RetryError, *self.retry_for))
+        return retryable and num_retries < self.max_retries
+
+
+def _control_type(name: str, option: str, value: Any) -> ConcurrencyControlType:
+    try:
+        return ConcurrencyControlType(value)
+    except ValueError:
+        valid = ", ".join(c.name for c in ConcurrencyControlType)
+        raise InvalidTaskOptionsError(
+            f"{option} of task {name} must be a ConcurrencyControlType ({valid}), got {value!r}"
+        ) from None
+
+
+def _names(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = (value,)
+    try:
+        names = tuple(value)
+    except TypeError:
+        names = ()
+    if (not names and value) or not all(isinstance(n, str) for n in names):
+        raise InvalidTaskOptionsError(
+            f"key_arguments of task {name} must be argument names, got {value!r}"
+        )
+    return names
+
+
+def _exception_types(name: str, value: Any) -> tuple[type[BaseException], ...]:
+    types = (value,) if isinstance(value, type) else tuple(value)
+    if not all(isinstance(t, type) and issubclass(t, BaseException) for t in types):
+        raise InvalidTaskOptionsError(
+            f"retry_for of task {name} must be exception types, got {value!r}"
+        )
+    return types
+
+
+class Task(Generic[P, R]):
+    """A function registered with an app; calling it registers an invocation.
+
+    Attributes:
+        task_id: ``"module.function_name"``, how runners find the function.
+        options: The validated :class:`TaskOptions`.
+        func: The undecorated function.
+    """
+
+    def __init__(self, app: App, func: Callable[P, R], options: TaskOptions) -> None:
+        self.app = app
+        self.func = func
+        self.options = options
+        self.task_id = f"{func.__module__}.{func.__name__}"
+        self.signature = inspect.signature(func)
+        self.logger = logging.getLogger(f"taskgate.task.{self.task_id}")
+        functools.update_wrapper(self, func)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Invocation[R]:
+        """Register an invocation of the task (or reuse a waiting one); never runs it here.
+
+        Raises:
+            TypeError: the arguments do not fit the function's signature.
+            SerializationError: the arguments cannot be serialized; nothing is registered.
+            InvocationConcurrencyWithDifferentArgumentsError: see ``on_diff_non_key_args_raise``.
+        """
+        return self.app.register_call(self, self.bind(args, kwargs))
+
+    def __repr__(self) -> str:
+        return f"<Task {self.task_id}>"
+
+    @property
+    def invocation(self) -> Invocation[R]:
+        """The invocation being executed, inside the task's own code.
+
+        Raises:
+            RuntimeError: when read outside a running invocation of this task.
+        """
+        current = context.current_invocation()
+        if current is None or current.task_id != self.task_id:
+            raise RuntimeError(
+                f"{self.task_id}.invocation is only available inside a running invocation "
+                "of that task"
+            )
+        return current
+
+    def parallelize(
+        self, params: Iterable[tuple[Any, ...] | Mapping[str, Any]]
+    ) -> InvocationGroup[R]:
+        """Call the task once per item: a tuple is positional, a dict keyword arguments.
+
+        Concurrency control applies to each call exactly as for single calls.
+        """
+        invocations = []
+        for item in params:
+            if isinstance(item, Mapping):
+                invocations.append(self.app.register_call(self, self.bind((), dict(item))))
+            elif isinstance(item, tuple):
+                invocations.append(self.app.register_call(self, self.bind(item, {})))
+            else:
+                raise TypeError(
+                    f"parallelize() of {self.task_id} takes tuples (positional arguments) or "
+                    f"dicts (keyword arguments), got {type(item).__name__}"
+                )
+        return InvocationGroup(invocations)
+
+    def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """The call's arguments by parameter name, defaults applied (raises TypeError)."""
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    def run(self, arguments: Mapping[str, Any]) -> R:
+        """Execute the function with bound ``arguments`` in the current thread."""
+        bound = inspect.BoundArguments(self.signature, dict(arguments))
+        return self.func(*bound.args, **bound.kwargs)
