@@ -34,15 +34,33 @@ class ConcurrencyControlType(StrEnum):
 
 
 def canonical_bytes(value: Any) -> bytes:
-    """A stable byte form of ``value`` for key hashing.
+    """A byte form of ``value`` that is equal for equal values, in every process, for key hashing.
 
-    JSON with sorted keys first, so equal dicts built in different orders give the same key; any
-    other value falls back to its pickle, so such values are compared by their serialized form.
+    Containers are encoded recursively with their type name, so ``(1, 2)`` and ``[1, 2]``, or
+    ``{1: "a"}`` and ``{"1": "a"}``, differ; dict items and set elements are sorted by their own
+    canonical form, so insertion order and string hash seeds do not matter. Other objects are
+    compared by their pickle.
     """
-    try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
-    except (TypeError, ValueError):
-        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    return json.dumps(_canonical(value), separators=(",", ":")).encode()
+
+
+_SCALARS = (type(None), bool, int, float, str)
+
+
+def _canonical(value: Any) -> Any:
+    kind = type(value).__name__
+    if isinstance(value, _SCALARS):
+        return [kind, value if not isinstance(value, float) else repr(value)]
+    if isinstance(value, (list, tuple)):
+        return [kind, [_canonical(item) for item in value]]
+    if isinstance(value, dict):
+        items = [[_canonical(k), _canonical(v)] for k, v in value.items()]
+        return [kind, sorted(items, key=json.dumps)]
+    if isinstance(value, (set, frozenset)):
+        return [kind, sorted((_canonical(item) for item in value), key=json.dumps)]
+    if isinstance(value, bytes):
+        return [kind, value.hex()]
+    return ["pickle", pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL).hex()]
 
 
 def _digest(arguments: Mapping[str, Any], names: tuple[str, ...]) -> str:
@@ -69,6 +87,7 @@ def scope_key(
         arguments: The bound arguments of the call, defaults applied.
         key_arguments: The argument names that form the key for ``KEYS``.
     """
+    control = ConcurrencyControlType(control)
     if control is ConcurrencyControlType.DISABLED:
         return None
     if control is ConcurrencyControlType.TASK:

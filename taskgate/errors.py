@@ -7,9 +7,27 @@ catch one type. Errors from drivers (sqlite3, redis) are wrapped at the backend 
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class TaskgateError(Exception):
-    """Base class of every taskgate error."""
+    """Base class of every taskgate error.
+
+    Errors pickle with their message and attributes intact, whatever their constructor takes, so
+    one raised inside a task reaches the caller as its own type.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_error, (type(self), self.args, self.__dict__))
+
+
+def _rebuild_error(
+    cls: type[TaskgateError], args: tuple[Any, ...], state: dict[str, Any]
+) -> TaskgateError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class ConfigError(TaskgateError):
@@ -106,10 +124,6 @@ class TaskFailedError(TaskgateError):
         super().__init__(f"{type_name}: {message}")
         self.type_name = type_name
         self.remote_traceback = remote_traceback
-
-    def __reduce__(self) -> tuple[type[TaskFailedError], tuple[str, str, str]]:
-        message = str(self).partition(": ")[2]
-        return (TaskFailedError, (self.type_name, message, self.remote_traceback))
 
 
 class RunnerLostError(TaskgateError):

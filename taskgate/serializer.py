@@ -73,6 +73,8 @@ class Serializer(ABC):
     def loads_error(self, data: bytes) -> BaseException:
         """Rebuild an exception stored by :meth:`dumps_error`, as its own type when possible."""
         info = self.loads(data)
+        if not isinstance(info, dict) or not {"module", "qualname", "message"} <= info.keys():
+            raise SerializationError(f"stored error data is not an error record: {info!r:.80}")
         if "pickled" in info:
             try:
                 exc = pickle.loads(info["pickled"])
@@ -100,7 +102,8 @@ class PickleSerializer(Serializer):
 
 
 class JsonSerializer(Serializer):
-    """Plain JSON (UTF-8); tuples come back as lists, other types are refused."""
+    """Plain JSON (UTF-8): tuples come back as lists and dict keys as strings; other types
+    (sets, custom objects) are refused with :class:`SerializationError`."""
 
     name = "json"
 

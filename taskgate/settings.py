@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ class Settings:
         # Assignments after construction are checked like constructor arguments, so a typo in
         # ``app.conf.runner_cls = ...`` fails where it is made, not when the runner starts.
         if name in _FIELD_NAMES and name in self.__dict__:
+            value = _coerce(name, value, _FIELD_TYPES[name])
             dataclasses.replace(self, **{name: value})
         super().__setattr__(name, value)
 
@@ -72,8 +74,10 @@ class Settings:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         for name in ("lease_seconds", "result_ttl_seconds"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+            if not 0 < getattr(self, name) < math.inf:
+                raise ConfigError(
+                    f"{name} must be a positive number of seconds, got {getattr(self, name)!r}"
+                )
         for name in ("shutdown_grace_seconds", "max_recoveries"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)!r}")
@@ -108,14 +112,17 @@ class Settings:
         return cls(**values)
 
 
-_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Settings))
+_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Settings)}
+_FIELD_NAMES = frozenset(_FIELD_TYPES)
 
 
 def _coerce(name: str, value: Any, type_name: Any) -> Any:
     """Convert ``value`` to the declared type of a setting (annotations are strings here)."""
     target = {"int": int, "float": float}.get(str(type_name), str)
-    if target is int and isinstance(value, bool):
-        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if target is str and value is None and "None" in str(type_name):
+        return None
+    if isinstance(value, bool) or (target is int and isinstance(value, float)):
+        raise ConfigError(f"{name} must be {target.__name__}, got {value!r}")
     try:
         return target(value)
     except (TypeError, ValueError) as exc:

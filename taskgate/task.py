@@ -129,7 +129,10 @@ def _names(name: str, value: Any) -> tuple[str, ...]:
 
 
 def _exception_types(name: str, value: Any) -> tuple[type[BaseException], ...]:
-    types = (value,) if isinstance(value, type) else tuple(value)
+    try:
+        types = (value,) if isinstance(value, type) else tuple(value)
+    except TypeError:
+        types = (value,)
     if not all(isinstance(t, type) and issubclass(t, BaseException) for t in types):
         raise InvalidTaskOptionsError(
             f"retry_for of task {name} must be exception types, got {value!r}"
@@ -145,6 +148,9 @@ class Task(Generic[P, R]):
         options: The validated :class:`TaskOptions`.
         func: The undecorated function.
     """
+
+    __name__: str
+    __qualname__: str
 
     def __init__(self, app: App, func: Callable[P, R], options: TaskOptions) -> None:
         self.app = app

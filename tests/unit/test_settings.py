@@ -1,0 +1,253 @@
+"""Settings: defaults, TASKGATE_<NAME> environment, explicit arguments, validation."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from taskgate import App
+from taskgate.errors import ConfigError
+from taskgate.settings import Settings
+
+NO_ENV: dict[str, str] = {}
+
+
+# --- defaults and sources ------------------------------------------------------------------------
+
+
+def test_defaults() -> None:
+    conf = Settings.load({}, NO_ENV)
+    assert conf.backend is None
+    assert conf.serializer == "pickle"
+    assert conf.runner_cls == "ThreadRunner"
+    assert conf.threads == 8
+    assert conf.processes == (os.cpu_count() or 1)
+    assert conf.lease_seconds == 30
+    assert conf.result_ttl_seconds == 86400
+    assert conf.shutdown_grace_seconds >= 0
+    assert conf.max_recoveries >= 0
+
+
+def test_explicit_none_means_not_given() -> None:
+    conf = Settings.load({"backend": None, "serializer": None, "threads": None}, NO_ENV)
+    assert conf == Settings.load({}, NO_ENV)
+
+
+def test_environment_threads_is_applied_and_coerced_to_int() -> None:
+    conf = Settings.load({}, {"TASKGATE_THREADS": "3"})
+    assert conf.threads == 3
+    assert type(conf.threads) is int
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "name", "expected"),
+    [
+        ("TASKGATE_BACKEND", "memory://", "backend", "memory://"),
+        ("TASKGATE_SERIALIZER", "json", "serializer", "json"),
+        ("TASKGATE_RUNNER_CLS", "ProcessRunner", "runner_cls", "ProcessRunner"),
+        ("TASKGATE_PROCESSES", "2", "processes", 2),
+        ("TASKGATE_LEASE_SECONDS", "0.5", "lease_seconds", 0.5),
+        ("TASKGATE_RESULT_TTL_SECONDS", "60", "result_ttl_seconds", 60.0),
+        ("TASKGATE_SHUTDOWN_GRACE_SECONDS", "0", "shutdown_grace_seconds", 0.0),
+        ("TASKGATE_MAX_RECOVERIES", "5", "max_recoveries", 5),
+    ],
+)
+def test_every_setting_can_come_from_the_environment(
+    variable: str, raw: str, name: str, expected: Any
+) -> None:
+    conf = Settings.load({}, {variable: raw})
+    assert getattr(conf, name) == expected
+    assert type(getattr(conf, name)) is type(expected)
+
+
+def test_empty_environment_value_means_unset() -> None:
+    assert Settings.load({}, {"TASKGATE_THREADS": ""}).threads == 8
+
+
+@pytest.mark.parametrize(
+    ("name", "explicit", "variable", "raw"),
+    [
+        ("threads", 2, "TASKGATE_THREADS", "5"),
+        ("serializer", "pickle", "TASKGATE_SERIALIZER", "json"),
+        ("backend", "memory://", "TASKGATE_BACKEND", "redis://localhost:6379/0"),
+        ("lease_seconds", 1.5, "TASKGATE_LEASE_SECONDS", "10"),
+    ],
+)
+def test_explicit_arguments_win_over_the_environment(
+    name: str, explicit: Any, variable: str, raw: str
+) -> None:
+    conf = Settings.load({name: explicit}, {variable: raw})
+    assert getattr(conf, name) == explicit
+
+
+def test_invalid_environment_value_is_ignored_when_an_explicit_value_wins() -> None:
+    assert Settings.load({"threads": 2}, {"TASKGATE_THREADS": "abc"}).threads == 2
+
+
+def test_explicit_string_numbers_are_coerced() -> None:
+    conf = Settings.load({"threads": "4", "lease_seconds": "2.5"}, NO_ENV)
+    assert conf.threads == 4
+    assert conf.lease_seconds == 2.5
+
+
+@pytest.mark.parametrize("lease_seconds", [0.1, 0.25, "0.5"])
+def test_fractional_lease_seconds_are_allowed(lease_seconds: Any) -> None:
+    conf = Settings.load({"lease_seconds": lease_seconds}, NO_ENV)
+    assert conf.lease_seconds == float(lease_seconds)
+
+
+def test_load_reads_os_environ_when_no_mapping_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKGATE_THREADS", "6")
+    assert Settings.load({}).threads == 6
+
+
+def test_app_reads_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKGATE_THREADS", "3")
+    monkeypatch.setenv("TASKGATE_SERIALIZER", "json")
+    app = App(backend="memory://")
+    assert app.conf.threads == 3
+    assert app.conf.serializer == "json"
+
+
+def test_app_explicit_arguments_win_over_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TASKGATE_SERIALIZER", "json")
+    monkeypatch.setenv("TASKGATE_THREADS", "3")
+    app = App(backend="memory://", serializer="pickle", threads=2)
+    assert app.conf.serializer == "pickle"
+    assert app.conf.threads == 2
+
+
+def test_app_backend_comes_from_the_environment_when_omitted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TASKGATE_BACKEND", "memory://")
+    assert App().conf.backend_url == "memory://"
+
+
+# --- invalid settings ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("names", [["unknown_setting"], ["thread", "workers"]])
+def test_unknown_settings_raise_config_error_naming_them(names: list[str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.load(dict.fromkeys(names, 1), NO_ENV)
+    for name in names:
+        assert name in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("explicit", "named"),
+    [
+        ({"threads": 0}, "threads"),
+        ({"threads": -2}, "threads"),
+        ({"threads": "abc"}, "threads"),
+        ({"threads": True}, "threads"),
+        ({"processes": 0}, "processes"),
+        ({"lease_seconds": -1}, "lease_seconds"),
+        ({"lease_seconds": 0}, "lease_seconds"),
+        ({"lease_seconds": "soon"}, "lease_seconds"),
+        ({"result_ttl_seconds": 0}, "result_ttl_seconds"),
+        ({"shutdown_grace_seconds": -1}, "shutdown_grace_seconds"),
+        ({"max_recoveries": -1}, "max_recoveries"),
+        ({"serializer": "xml"}, "serializer"),
+        ({"runner_cls": "Nope"}, "runner_cls"),
+    ],
+)
+def test_bad_explicit_values_raise_config_error_naming_the_setting(
+    explicit: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(ConfigError, match=named):
+        Settings.load(explicit, NO_ENV)
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("TASKGATE_THREADS", "abc"),
+        ("TASKGATE_THREADS", "0"),
+        ("TASKGATE_THREADS", "1.5"),
+        ("TASKGATE_LEASE_SECONDS", "-1"),
+        ("TASKGATE_SERIALIZER", "xml"),
+        ("TASKGATE_RUNNER_CLS", "Nope"),
+    ],
+)
+def test_bad_environment_values_raise_config_error(variable: str, raw: str) -> None:
+    setting = variable.removeprefix("TASKGATE_").lower()
+    with pytest.raises(ConfigError, match=setting.upper() + "|" + setting):
+        Settings.load({}, {variable: raw})
+
+
+def test_bad_environment_value_error_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="TASKGATE_THREADS"):
+        Settings.load({}, {"TASKGATE_THREADS": "abc"})
+
+
+def test_app_with_unknown_setting_raises_config_error() -> None:
+    with pytest.raises(ConfigError, match="unknown_setting"):
+        App(backend="memory://", unknown_setting=1)
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"serializer": "xml"}, "serializer"),
+        ({"runner_cls": "Nope"}, "runner_cls"),
+        ({"threads": 0}, "threads"),
+    ],
+)
+def test_app_with_bad_setting_raises_config_error(options: dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        App(backend="memory://", **options)
+
+
+@pytest.mark.parametrize("url", ["bogus://x", "memory://somewhere", "not a url", "mem://"])
+def test_invalid_backend_url_raises_config_error_naming_it_on_first_use(url: str) -> None:
+    app = App(backend=url)
+    with pytest.raises(ConfigError) as info:
+        _ = app.backend
+    assert url in str(info.value)
+
+
+# --- assignment after construction ---------------------------------------------------------------
+
+
+def test_assigning_a_valid_value_changes_the_setting(app: App) -> None:
+    app.conf.runner_cls = "ProcessRunner"
+    app.conf.threads = 2
+    assert app.conf.runner_cls == "ProcessRunner"
+    assert app.conf.threads == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("runner_cls", "Nope"),
+        ("serializer", "xml"),
+        ("threads", 0),
+        ("lease_seconds", -1),
+        ("max_recoveries", -1),
+        ("threads", "abc"),
+        ("threads", 2.5),
+        ("lease_seconds", "soon"),
+        ("lease_seconds", float("nan")),
+        ("lease_seconds", float("inf")),
+    ],
+)
+def test_assigning_an_invalid_value_raises_and_keeps_the_old_value(
+    app: App, name: str, value: Any
+) -> None:
+    before = getattr(app.conf, name)
+    with pytest.raises(ConfigError, match=name):
+        setattr(app.conf, name, value)
+    assert getattr(app.conf, name) == before
+
+
+def test_settings_are_independent_between_apps() -> None:
+    first = App(backend="memory://")
+    second = App(backend="memory://")
+    first.conf.threads = 1
+    assert second.conf.threads == 8
