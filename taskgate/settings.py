@@ -13,8 +13,9 @@ from taskgate.errors import ConfigError
 
 ENV_PREFIX = "TASKGATE_"
 
-# Until the SQLite backend lands, an app with no backend configured keeps everything in memory.
-DEFAULT_BACKEND_URL = "memory://"
+# An app with no backend configured uses an SQLite file under the current directory, created on
+# first use: nothing to install, and runner processes on this host share it.
+DEFAULT_BACKEND_URL = "sqlite:///.taskgate/taskgate.db"
 
 RUNNER_CLASSES = ("ThreadRunner", "ProcessRunner")
 

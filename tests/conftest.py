@@ -26,8 +26,13 @@ def _memory_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return "memory://"
 
 
+def _sqlite_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'taskgate.db'}"
+
+
 BACKEND_FACTORIES: dict[str, BackendFactory] = {
     "memory": _memory_url,
+    "sqlite": _sqlite_url,
 }
 
 # Generous bounds for waits that normally end in milliseconds; only reached when a test fails.

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from taskgate.backends.base import Backend, BackendOptions
 from taskgate.errors import ConfigError
 
-SUPPORTED_SCHEMES = ("memory",)
+SUPPORTED_SCHEMES = ("memory", "sqlite")
 
 
 def create_backend(url: str, options: BackendOptions) -> Backend:
@@ -27,6 +27,8 @@ def create_backend(url: str, options: BackendOptions) -> Backend:
         from taskgate.backends.memory import MemoryBackend
 
         return MemoryBackend(options)
+    if scheme == "sqlite":
+        return _sqlite_backend(url, parts.netloc, parts.path, options)
     raise ConfigError(
         f"invalid backend URL {url!r}: unsupported scheme {scheme or '(none)'!r}; "
         f"supported: {', '.join(s + '://' for s in SUPPORTED_SCHEMES)}"
@@ -34,3 +36,19 @@ def create_backend(url: str, options: BackendOptions) -> Backend:
 
 
 __all__ = ["Backend", "BackendOptions", "create_backend"]
+
+
+def _sqlite_backend(url: str, netloc: str, path: str, options: BackendOptions) -> Backend:
+    """``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``."""
+    from pathlib import Path
+
+    from taskgate.backends.sqlite import SqliteBackend
+
+    # urlsplit keeps the slash after the empty host: strip exactly one.
+    file_path = path[1:] if path.startswith("/") else path
+    if netloc or not file_path or file_path.endswith("/"):
+        raise ConfigError(
+            f"invalid backend URL {url!r}: use sqlite:///relative/path.db or "
+            "sqlite:////absolute/path.db"
+        )
+    return SqliteBackend(Path(file_path), options)

@@ -75,12 +75,13 @@ class MemoryBackend(Backend):
         deadline = time.monotonic() + timeout
         with self._lock:
             generation = self._wake_generation
-            while True:
+            while generation == self._wake_generation:
                 claims = self._claim_ready(runner_id, max_count, lease_seconds)
                 remaining = deadline - time.monotonic()
-                if claims or remaining <= 0 or generation != self._wake_generation:
+                if claims or remaining <= 0:
                     return claims
                 self._work_ready.wait(remaining)
+            return []
 
     def finish(self, invocation_id: str, runner_id: str, attempt: int, outcome: Outcome) -> bool:
         with self._lock:

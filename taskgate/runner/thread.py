@@ -82,6 +82,11 @@ class ThreadRunner(Runner):
                 self._stop_requested.wait(delay)
                 continue
             failures = 0
+            if self._stop_requested.is_set():
+                # Claimed in the instant the stop arrived: hand it back rather than start it.
+                for claim in claims:
+                    backend.release(claim.invocation_id, self.runner_id, claim.attempt)
+                return
             for claim in claims:
                 self._run_claim(backend, claim)
 

@@ -1,0 +1,275 @@
+"""The SQLite backend: the contract of :class:`Backend` on one file shared by many processes.
+
+Each contract operation is one ``BEGIN IMMEDIATE`` transaction (see ``connection.py``). Waits
+block on an in-process notification first, so a register, finish or wake in this process is seen
+at once; work from other processes is noticed by a cheap indexed read that backs off from 1 ms
+to ``MAX_IDLE_WAIT`` while nothing happens.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from taskgate.backends.base import Backend, BackendOptions
+from taskgate.backends.sqlite import queries as q
+from taskgate.backends.sqlite.connection import SqliteConnector
+from taskgate.backends.sqlite.transitions import Transitions
+from taskgate.backoff import Backoff
+from taskgate.record import (
+    BackendStats,
+    BlockedBy,
+    Claim,
+    InvocationRecord,
+    Outcome,
+    OutcomeKind,
+    RegisterResult,
+)
+from taskgate.status import InvocationStatus
+
+logger = logging.getLogger(__name__)
+
+_S = InvocationStatus
+
+# The longest an idle claim or result wait sleeps between checks for another process's commit.
+MAX_IDLE_WAIT = 0.02
+# Final invocations deleted per recover() call, so expiry never holds the write lock for long.
+EXPIRY_BATCH = 500
+
+
+class SqliteBackend(Backend):
+    """Invocations, queue, keys, slots and parked lists as tables of one SQLite file."""
+
+    def __init__(self, path: Path, options: BackendOptions) -> None:
+        super().__init__(options)
+        self.path = path
+        self._db = SqliteConnector(path)
+        self._app = options.app_id
+        self._work = threading.Condition()
+        self._wake_generation = 0
+        self._final_events: dict[str, threading.Event] = {}
+        self._events_lock = threading.Lock()
+
+    # --- the atomic contract -------------------------------------------------------------------
+
+    def register(self, record: InvocationRecord) -> RegisterResult:
+        def operation(conn: sqlite3.Connection) -> RegisterResult:
+            key = record.plan.registration_key
+            if key is not None:
+                holder = conn.execute(q.REGISTRATION_HOLDER, (self._app, key)).fetchone()
+                if holder is not None:
+                    return RegisterResult(holder[0], False, holder[1])
+            self._steps(conn, time.time()).insert(record)
+            return RegisterResult(record.invocation_id, True)
+
+        result = self._db.write(operation)
+        if result.created:
+            self._notify_claimers()
+        return result
+
+    def claim(
+        self, runner_id: str, max_count: int, lease_seconds: float, timeout: float
+    ) -> list[Claim]:
+        deadline = time.monotonic() + timeout
+        backoff = Backoff(0.001, MAX_IDLE_WAIT)
+        with self._work:
+            generation = self._wake_generation
+        while True:
+            with self._work:
+                if generation != self._wake_generation:
+                    return []
+            if self._db.read(lambda conn: conn.execute(q.QUEUE_NOT_EMPTY, (self._app,)).fetchone()):
+                claims = self._db.write(
+                    lambda conn: self._steps(conn, time.time()).claim(
+                        runner_id, max_count, lease_seconds
+                    )
+                )
+                if claims:
+                    return claims
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            with self._work:
+                if generation == self._wake_generation:
+                    self._work.wait(min(backoff.next(), remaining))
+
+    def finish(self, invocation_id: str, runner_id: str, attempt: int, outcome: Outcome) -> bool:
+        def operation(conn: sqlite3.Connection) -> bool:
+            steps = self._steps(conn, time.time())
+            row = steps.owned(invocation_id, runner_id, attempt)
+            if row is None:
+                return False
+            if outcome.kind is OutcomeKind.RETRY:
+                steps.retry(row, outcome.payload, runner_id)
+            else:
+                final = _S.SUCCESS if outcome.kind is OutcomeKind.SUCCESS else _S.FAILED
+                steps.finalize(row, final, runner_id, outcome.payload)
+            steps.release_slot(row)
+            return True
+
+        done = self._db.write(operation)
+        if done:
+            self._notify_claimers()
+            self._notify_final(invocation_id)
+        else:
+            _log_stale(invocation_id, runner_id, attempt)
+        return done
+
+    def release(self, invocation_id: str, runner_id: str, attempt: int) -> bool:
+        def operation(conn: sqlite3.Connection) -> bool:
+            steps = self._steps(conn, time.time())
+            row = steps.owned(invocation_id, runner_id, attempt)
+            if row is None:
+                return False
+            steps.requeue_first(row, runner_id)
+            return True
+
+        done = self._db.write(operation)
+        if done:
+            self._notify_claimers()
+        else:
+            _log_stale(invocation_id, runner_id, attempt)
+        return done
+
+    def renew(
+        self, runner_id: str, claims: Sequence[tuple[str, int]], lease_seconds: float
+    ) -> list[str]:
+        def operation(conn: sqlite3.Connection) -> list[str]:
+            expires_at = time.time() + lease_seconds
+            conn.execute(q.UPSERT_RUNNER, (self._app, runner_id, expires_at))
+            lost = []
+            for invocation_id, attempt in claims:
+                params = (expires_at, self._app, invocation_id, runner_id, attempt)
+                if conn.execute(q.RENEW_LEASE, params).rowcount == 0:
+                    lost.append(invocation_id)
+            return lost
+
+        return self._db.write(operation)
+
+    def recover(self, now: float | None = None) -> list[str]:
+        at = time.time() if now is None else now
+
+        def operation(conn: sqlite3.Connection) -> list[str]:
+            steps = self._steps(conn, at)
+            recovered = []
+            for row in conn.execute(q.EXPIRED_LEASES, (self._app, at)).fetchall():
+                recovered.append(row["invocation_id"])
+                if row["num_recoveries"] >= self.options.max_recoveries:
+                    steps.finalize(row, _S.FAILED, None, self.options.lost_error)
+                    steps.release_slot(row)
+                else:
+                    conn.execute(q.COUNT_RECOVERY, (self._app, row["invocation_id"]))
+                    steps.requeue_first(row, None)
+            steps.expire_finals(EXPIRY_BATCH)
+            conn.execute(q.DELETE_DEAD_RUNNERS, (self._app, at))
+            return recovered
+
+        recovered = self._db.write(operation)
+        if recovered:
+            self._notify_claimers()
+            for invocation_id in recovered:
+                self._notify_final(invocation_id)
+        return recovered
+
+    # --- reads and admin -----------------------------------------------------------------------
+
+    def get(self, invocation_id: str) -> InvocationRecord | None:
+        return self._db.read(lambda conn: q.load_record(conn, self._app, invocation_id))
+
+    def wait_final(self, invocation_id: str, timeout: float | None) -> InvocationRecord | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        backoff = Backoff(0.001, MAX_IDLE_WAIT)
+        with self._events_lock:
+            event = self._final_events.setdefault(invocation_id, threading.Event())
+        try:
+            while True:
+                status = self._db.read(
+                    lambda conn: conn.execute(q.STATUS, (self._app, invocation_id)).fetchone()
+                )
+                if status is None or _S(status[0]).is_final:
+                    return self.get(invocation_id)
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return self.get(invocation_id)
+                delay = backoff.next()
+                event.wait(delay if remaining is None else min(delay, remaining))
+        finally:
+            with self._events_lock:
+                if self._final_events.get(invocation_id) is event:
+                    del self._final_events[invocation_id]
+
+    def blocked_by(self, invocation_id: str) -> BlockedBy | None:
+        def operation(conn: sqlite3.Connection) -> BlockedBy | None:
+            row = conn.execute(q.STATUS_AND_RUNNING_KEY, (self._app, invocation_id)).fetchone()
+            if row is None or row[0] != _S.CONCURRENCY_CONTROLLED or row[1] is None:
+                return None
+            holders = conn.execute(q.SLOT_HOLDERS, (self._app, row[1])).fetchall()
+            return BlockedBy(row[1], tuple(h[0] for h in holders if h[0] != invocation_id))
+
+        return self._db.read(operation)
+
+    def list_invocations(
+        self, task_id: str | None, status: InvocationStatus | None, limit: int
+    ) -> list[InvocationRecord]:
+        return self._db.read(lambda conn: q.list_records(conn, self._app, task_id, status, limit))
+
+    def stats(self) -> BackendStats:
+        def operation(conn: sqlite3.Connection) -> BackendStats:
+            counts = {
+                (row[0], _S(row[1])): row[2]
+                for row in conn.execute(q.COUNT_BY_TASK_AND_STATUS, (self._app,))
+            }
+            parked = dict(conn.execute(q.COUNT_PARKED_BY_KEY, (self._app,)).fetchall())
+            runners = dict(conn.execute(q.LIVE_RUNNERS, (self._app, time.time())).fetchall())
+            return BackendStats(counts, parked, runners)
+
+        return self._db.read(operation)
+
+    def purge(self) -> None:
+        def operation(conn: sqlite3.Connection) -> None:
+            for table in q.APP_TABLES:
+                conn.execute(f"DELETE FROM {table} WHERE app_id = ?", (self._app,))
+
+        self._db.write(operation)
+        with self._events_lock:
+            events = list(self._final_events.values())
+        for event in events:
+            event.set()
+
+    def wake_claimers(self) -> None:
+        with self._work:
+            self._wake_generation += 1
+            self._work.notify_all()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _steps(self, conn: sqlite3.Connection, now: float) -> Transitions:
+        return Transitions(conn, self._app, now, self.options.result_ttl_seconds)
+
+    # --- in-process notifications --------------------------------------------------------------
+
+    def _notify_claimers(self) -> None:
+        with self._work:
+            self._work.notify_all()
+
+    def _notify_final(self, invocation_id: str) -> None:
+        with self._events_lock:
+            event = self._final_events.get(invocation_id)
+        if event is not None:
+            event.set()
+
+
+def _log_stale(invocation_id: str, runner_id: str, attempt: int) -> None:
+    logger.warning(
+        "rejected report on invocation %s from runner %s (attempt %s): the claim is stale, the "
+        "invocation was recovered, handed back or purged",
+        invocation_id,
+        runner_id,
+        attempt,
+        extra={"invocation_id": invocation_id, "runner_id": runner_id},
+    )

@@ -1,0 +1,175 @@
+"""SQLite connections: one per thread and process, WAL mode, and write transactions that retry.
+
+Every write runs in one ``BEGIN IMMEDIATE`` transaction, which takes the database's write lock
+up front, so two writers never interleave and no transaction fails late on a lock upgrade.
+"database is locked" is retried here with back-off until ``lock_timeout`` passes; callers only
+ever see :class:`BackendUnavailableError` or :class:`BackendError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import TypeVar
+
+from taskgate.backoff import Backoff
+from taskgate.errors import BackendError, BackendUnavailableError, ConfigError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+_BUSY_MESSAGES = ("database is locked", "database table is locked", "database is busy")
+
+
+def _schema_statements() -> list[str]:
+    text = resources.files("taskgate.backends.sqlite").joinpath("schema.sql").read_text()
+    statements, current = [], ""
+    for line in text.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    return statements
+
+
+class SqliteConnector:
+    """Hands out this thread's connection to one database file and runs transactions on it.
+
+    Connections are opened once per thread (and again after a fork), never per operation.
+    """
+
+    def __init__(self, path: Path, *, busy_timeout: float = 1.0, lock_timeout: float = 30.0):
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self.lock_timeout = lock_timeout
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection, opened (and the schema created) on first use."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or self._local.pid != os.getpid():
+            conn = self._retry(self._open)
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``operation`` in one ``BEGIN IMMEDIATE`` transaction, retrying while locked."""
+        conn = self.connection()
+
+        def attempt() -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = operation(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return self._retry(attempt)
+
+    def read(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``operation`` in one read transaction (a consistent snapshot, no write lock)."""
+        conn = self.connection()
+
+        def attempt() -> T:
+            conn.execute("BEGIN")
+            try:
+                return operation(conn)
+            finally:
+                conn.execute("COMMIT")
+
+        return self._retry(attempt)
+
+    def close(self) -> None:
+        """Close every connection this connector opened in this process."""
+        with self._all_lock:
+            connections, self._all = self._all, []
+        for conn in connections:
+            # Closing a connection another thread is using may fail; it is harmless here.
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        self._local = threading.local()
+
+    def _retry(self, attempt: Callable[[], T]) -> T:
+        deadline = time.monotonic() + self.lock_timeout
+        backoff = Backoff(0.001, 0.1)
+        while True:
+            try:
+                return attempt()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise self._translate(exc) from exc
+                if time.monotonic() >= deadline:
+                    raise BackendUnavailableError(
+                        f"SQLite database {self.path} stayed locked for {self.lock_timeout} s; "
+                        "is a process holding a long transaction on it?"
+                    ) from exc
+                time.sleep(backoff.next())
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
+
+    def _translate(self, exc: sqlite3.Error) -> BackendError:
+        if isinstance(exc, sqlite3.OperationalError):
+            return BackendUnavailableError(
+                f"SQLite database {self.path} cannot be used: {exc}; check that the path exists "
+                "and is writable"
+            )
+        return BackendError(f"SQLite database {self.path} failed: {exc}")
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._ensure_schema(conn)
+        except BaseException:
+            conn.close()
+            raise
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"SQLite database {self.path} has schema version {version}, newer than this "
+                f"taskgate understands ({SCHEMA_VERSION}); upgrade taskgate or use another file"
+            )
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have created the schema while this one waited for the lock.
+            if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+                for statement in _schema_statements():
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                logger.info("created taskgate schema v%s in %s", SCHEMA_VERSION, self.path)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    message = str(exc).lower()
+    return any(text in message for text in _BUSY_MESSAGES)

@@ -1,0 +1,205 @@
+"""Named SQL statements of the SQLite backend, and readers that turn rows into records."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from taskgate.record import ConcurrencyPlan, InvocationRecord, Transition
+from taskgate.status import InvocationStatus
+
+APP_TABLES = ("invocations", "history", "queue", "registration_keys", "slots", "parked", "runners")
+
+INSERT_INVOCATION = """
+INSERT INTO invocations (
+    app_id, invocation_id, task_id, arguments, registration_key, running_key, running_limit,
+    drop_when_blocked, max_retries, status, created_at
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+INSERT_HISTORY = """
+INSERT INTO history (app_id, invocation_id, step, status, timestamp, runner_id)
+VALUES (?, ?, (SELECT COUNT(*) FROM history WHERE app_id = ? AND invocation_id = ?), ?, ?, ?)
+"""
+SET_STATUS = "UPDATE invocations SET status = ? WHERE app_id = ? AND invocation_id = ?"
+SELECT_INVOCATION = "SELECT * FROM invocations WHERE app_id = ? AND invocation_id = ?"
+STATUS = "SELECT status FROM invocations WHERE app_id = ? AND invocation_id = ?"
+STATUS_AND_RUNNING_KEY = (
+    "SELECT status, running_key FROM invocations WHERE app_id = ? AND invocation_id = ?"
+)
+
+# Registration keys.
+REGISTRATION_HOLDER = """
+SELECT k.invocation_id, i.arguments FROM registration_keys k
+JOIN invocations i ON i.app_id = k.app_id AND i.invocation_id = k.invocation_id
+WHERE k.app_id = ? AND k.key = ?
+"""
+TAKE_REGISTRATION_KEY = (
+    "INSERT OR IGNORE INTO registration_keys (app_id, key, invocation_id) VALUES (?, ?, ?)"
+)
+RELEASE_REGISTRATION_KEY = (
+    "DELETE FROM registration_keys WHERE app_id = ? AND key = ? AND invocation_id = ?"
+)
+
+# The ready queue.
+QUEUE_NOT_EMPTY = "SELECT 1 FROM queue WHERE app_id = ? LIMIT 1"
+QUEUE_HEAD = "SELECT position, invocation_id FROM queue WHERE app_id = ? ORDER BY position LIMIT 1"
+QUEUE_POP = "DELETE FROM queue WHERE app_id = ? AND position = ?"
+QUEUE_PUSH_BACK = """
+INSERT INTO queue (app_id, position, invocation_id)
+VALUES (?, (SELECT COALESCE(MAX(position), 0) + 1 FROM queue WHERE app_id = ?), ?)
+"""
+QUEUE_PUSH_FRONT = """
+INSERT INTO queue (app_id, position, invocation_id)
+VALUES (?, (SELECT COALESCE(MIN(position), 0) - 1 FROM queue WHERE app_id = ?), ?)
+"""
+
+# Running slots and parked invocations.
+SLOT_HELD = "SELECT 1 FROM slots WHERE app_id = ? AND running_key = ? AND invocation_id = ?"
+SLOT_COUNT = "SELECT COUNT(*) FROM slots WHERE app_id = ? AND running_key = ?"
+SLOT_HOLDERS = "SELECT invocation_id FROM slots WHERE app_id = ? AND running_key = ?"
+TAKE_SLOT = "INSERT INTO slots (app_id, running_key, invocation_id) VALUES (?, ?, ?)"
+RELEASE_SLOT = "DELETE FROM slots WHERE app_id = ? AND running_key = ? AND invocation_id = ?"
+PARK_BACK = """
+INSERT INTO parked (app_id, running_key, position, invocation_id)
+VALUES (?, ?, (SELECT COALESCE(MAX(position), 0) + 1 FROM parked
+               WHERE app_id = ? AND running_key = ?), ?)
+"""
+PARK_FRONT = """
+INSERT INTO parked (app_id, running_key, position, invocation_id)
+VALUES (?, ?, (SELECT COALESCE(MIN(position), 0) - 1 FROM parked
+               WHERE app_id = ? AND running_key = ?), ?)
+"""
+PARKED_HEAD = """
+SELECT position, invocation_id FROM parked WHERE app_id = ? AND running_key = ?
+ORDER BY position LIMIT 1
+"""
+UNPARK = "DELETE FROM parked WHERE app_id = ? AND running_key = ? AND position = ?"
+
+# Claims, leases and outcomes.
+START_RUNNING = """
+UPDATE invocations SET status = 'running', attempt = attempt + 1, runner_id = ?,
+    lease_expires_at = ?
+WHERE app_id = ? AND invocation_id = ?
+"""
+LEAVE_RUNNING = """
+UPDATE invocations SET runner_id = NULL, lease_expires_at = NULL
+WHERE app_id = ? AND invocation_id = ?
+"""
+OWNED = """
+SELECT * FROM invocations
+WHERE app_id = ? AND invocation_id = ? AND status = 'running' AND runner_id = ? AND attempt = ?
+"""
+RENEW_LEASE = """
+UPDATE invocations SET lease_expires_at = ?
+WHERE app_id = ? AND invocation_id = ? AND status = 'running' AND runner_id = ? AND attempt = ?
+"""
+RECORD_RETRY = """
+UPDATE invocations SET num_retries = num_retries + 1, error = ?
+WHERE app_id = ? AND invocation_id = ?
+"""
+RECORD_FINAL = """
+UPDATE invocations SET expires_at = ?, result = ?, error = ?
+WHERE app_id = ? AND invocation_id = ?
+"""
+COUNT_RECOVERY = (
+    "UPDATE invocations SET num_recoveries = num_recoveries + 1 "
+    "WHERE app_id = ? AND invocation_id = ?"
+)
+EXPIRED_LEASES = """
+SELECT * FROM invocations
+WHERE app_id = ? AND lease_expires_at IS NOT NULL AND lease_expires_at < ?
+ORDER BY lease_expires_at
+"""
+EXPIRED_FINALS = """
+SELECT invocation_id FROM invocations
+WHERE app_id = ? AND expires_at IS NOT NULL AND expires_at <= ? LIMIT ?
+"""
+DELETE_INVOCATION = "DELETE FROM invocations WHERE app_id = ? AND invocation_id = ?"
+DELETE_HISTORY = "DELETE FROM history WHERE app_id = ? AND invocation_id = ?"
+
+# Runners.
+UPSERT_RUNNER = """
+INSERT INTO runners (app_id, runner_id, expires_at) VALUES (?, ?, ?)
+ON CONFLICT (app_id, runner_id) DO UPDATE SET expires_at = excluded.expires_at
+"""
+DELETE_DEAD_RUNNERS = "DELETE FROM runners WHERE app_id = ? AND expires_at <= ?"
+LIVE_RUNNERS = "SELECT runner_id, expires_at FROM runners WHERE app_id = ? AND expires_at > ?"
+
+# Admin.
+COUNT_BY_TASK_AND_STATUS = (
+    "SELECT task_id, status, COUNT(*) FROM invocations WHERE app_id = ? GROUP BY task_id, status"
+)
+COUNT_PARKED_BY_KEY = (
+    "SELECT running_key, COUNT(*) FROM parked WHERE app_id = ? GROUP BY running_key"
+)
+SELECT_HISTORY = """
+SELECT status, timestamp, runner_id FROM history
+WHERE app_id = ? AND invocation_id = ? ORDER BY step
+"""
+
+
+def row_to_record(row: sqlite3.Row, history: list[Transition]) -> InvocationRecord:
+    """Rebuild a record from its ``invocations`` row and its history."""
+    return InvocationRecord(
+        invocation_id=row["invocation_id"],
+        task_id=row["task_id"],
+        arguments=row["arguments"],
+        plan=ConcurrencyPlan(
+            registration_key=row["registration_key"],
+            running_key=row["running_key"],
+            running_limit=row["running_limit"],
+            drop_when_blocked=bool(row["drop_when_blocked"]),
+        ),
+        max_retries=row["max_retries"],
+        status=InvocationStatus(row["status"]),
+        attempt=row["attempt"],
+        num_retries=row["num_retries"],
+        num_recoveries=row["num_recoveries"],
+        runner_id=row["runner_id"],
+        lease_expires_at=row["lease_expires_at"],
+        created_at=row["created_at"],
+        result=row["result"],
+        error=row["error"],
+        history=history,
+    )
+
+
+def load_history(conn: sqlite3.Connection, app_id: str, invocation_id: str) -> list[Transition]:
+    """The transitions of one invocation, oldest first."""
+    return [
+        Transition(InvocationStatus(status), timestamp, runner_id)
+        for status, timestamp, runner_id in conn.execute(
+            SELECT_HISTORY, (app_id, invocation_id)
+        ).fetchall()
+    ]
+
+
+def load_record(
+    conn: sqlite3.Connection, app_id: str, invocation_id: str
+) -> InvocationRecord | None:
+    """One record with its history, or None."""
+    row = conn.execute(SELECT_INVOCATION, (app_id, invocation_id)).fetchone()
+    if row is None:
+        return None
+    return row_to_record(row, load_history(conn, app_id, invocation_id))
+
+
+def list_records(
+    conn: sqlite3.Connection,
+    app_id: str,
+    task_id: str | None,
+    status: InvocationStatus | None,
+    limit: int,
+) -> list[InvocationRecord]:
+    """Up to ``limit`` records, newest first, optionally filtered by task and status."""
+    sql = "SELECT * FROM invocations WHERE app_id = ?"
+    params: list[object] = [app_id]
+    if task_id is not None:
+        sql += " AND task_id = ?"
+        params.append(task_id)
+    if status is not None:
+        sql += " AND status = ?"
+        params.append(status.value)
+    sql += " ORDER BY seq DESC LIMIT ?"
+    params.append(limit)
+    rows = conn.execute(sql, params).fetchall()
+    return [row_to_record(row, load_history(conn, app_id, row["invocation_id"])) for row in rows]

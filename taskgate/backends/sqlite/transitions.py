@@ -1,0 +1,207 @@
+"""The steps SQLite operations are made of, run inside one open write transaction.
+
+:class:`Transitions` is the SQL twin of the memory backend's private helpers: store a record,
+take or park on a running slot, hand freed slots to parked waiters, finish, requeue first. It
+never commits; the caller's ``BEGIN IMMEDIATE`` makes a whole operation atomic.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from taskgate.backends.sqlite import queries as q
+from taskgate.record import Claim, InvocationRecord
+from taskgate.status import InvocationStatus, can_transition
+
+_S = InvocationStatus
+
+
+class Transitions:
+    """Steps on one app's rows within the caller's transaction, all stamped with ``now``.
+
+    ``result_ttl`` is how long an invocation made final by these steps is kept.
+    """
+
+    def __init__(
+        self, conn: sqlite3.Connection, app_id: str, now: float, result_ttl: float
+    ) -> None:
+        self.conn = conn
+        self.app = app_id
+        self.now = now
+        self.result_ttl = result_ttl
+
+    def insert(self, record: InvocationRecord) -> None:
+        """Store a new record as REGISTERED, take its registration key, enqueue it."""
+        plan = record.plan
+        self.conn.execute(
+            q.INSERT_INVOCATION,
+            (
+                self.app,
+                record.invocation_id,
+                record.task_id,
+                record.arguments,
+                plan.registration_key,
+                plan.running_key,
+                plan.running_limit,
+                int(plan.drop_when_blocked),
+                record.max_retries,
+                _S.REGISTERED.value,
+                record.created_at or self.now,
+            ),
+        )
+        self._history(record.invocation_id, _S.REGISTERED, None)
+        if plan.registration_key is not None:
+            self.conn.execute(
+                q.TAKE_REGISTRATION_KEY, (self.app, plan.registration_key, record.invocation_id)
+            )
+        self.conn.execute(q.QUEUE_PUSH_BACK, (self.app, self.app, record.invocation_id))
+
+    def claim(self, runner_id: str, max_count: int, lease_seconds: float) -> list[Claim]:
+        """Take ready invocations off the queue until ``max_count`` run (see Backend.claim)."""
+        claims: list[Claim] = []
+        while len(claims) < max_count:
+            head = self.conn.execute(q.QUEUE_HEAD, (self.app,)).fetchone()
+            if head is None:
+                break
+            self.conn.execute(q.QUEUE_POP, (self.app, head[0]))
+            row = self.conn.execute(q.SELECT_INVOCATION, (self.app, head[1])).fetchone()
+            if row is None or not self._take_slot(row):
+                continue
+            self._release_registration_key(row)
+            self.conn.execute(
+                q.START_RUNNING,
+                (runner_id, self.now + lease_seconds, self.app, row["invocation_id"]),
+            )
+            self._history(row["invocation_id"], _S.RUNNING, runner_id, row["status"])
+            claims.append(
+                Claim(
+                    row["invocation_id"],
+                    row["task_id"],
+                    row["arguments"],
+                    row["attempt"] + 1,
+                    row["num_retries"],
+                    row["max_retries"],
+                )
+            )
+        return claims
+
+    def owned(self, invocation_id: str, runner_id: str, attempt: int) -> sqlite3.Row | None:
+        """The row, if ``runner_id`` still runs ``attempt`` of it (the fencing check)."""
+        row: sqlite3.Row | None = self.conn.execute(
+            q.OWNED, (self.app, invocation_id, runner_id, attempt)
+        ).fetchone()
+        return row
+
+    def retry(self, row: sqlite3.Row, error: bytes, runner_id: str) -> None:
+        """RUNNING -> RETRY: count it, take the registration key back if free, requeue."""
+        invocation_id = row["invocation_id"]
+        self.conn.execute(q.LEAVE_RUNNING, (self.app, invocation_id))
+        self.conn.execute(q.RECORD_RETRY, (error, self.app, invocation_id))
+        self._set_status(row, _S.RETRY, runner_id)
+        self._take_registration_key(row)
+        self.conn.execute(q.QUEUE_PUSH_BACK, (self.app, self.app, invocation_id))
+
+    def finalize(
+        self,
+        row: sqlite3.Row,
+        status: InvocationStatus,
+        runner_id: str | None,
+        payload: bytes,
+    ) -> None:
+        """Make the invocation final, storing the result (SUCCESS) or error payload."""
+        invocation_id = row["invocation_id"]
+        result, error = (payload, None) if status is _S.SUCCESS else (None, payload or None)
+        self.conn.execute(q.LEAVE_RUNNING, (self.app, invocation_id))
+        self.conn.execute(
+            q.RECORD_FINAL, (self.now + self.result_ttl, result, error, self.app, invocation_id)
+        )
+        self._set_status(row, status, runner_id)
+
+    def requeue_first(self, row: sqlite3.Row, runner_id: str | None) -> None:
+        """RUNNING -> REGISTERED, first in line for its key and in the ready queue."""
+        invocation_id = row["invocation_id"]
+        self.conn.execute(q.LEAVE_RUNNING, (self.app, invocation_id))
+        self._set_status(row, _S.REGISTERED, runner_id)
+        self._take_registration_key(row)
+        key = row["running_key"]
+        if key is None:
+            self.conn.execute(q.QUEUE_PUSH_FRONT, (self.app, self.app, invocation_id))
+            return
+        self.conn.execute(q.PARK_FRONT, (self.app, key, self.app, key, invocation_id))
+        self.release_slot(row)
+
+    def release_slot(self, row: sqlite3.Row) -> None:
+        """Free the row's slot and hand freed slots to the first parked waiters, in order."""
+        key = row["running_key"]
+        if key is None:
+            return
+        self.conn.execute(q.RELEASE_SLOT, (self.app, key, row["invocation_id"]))
+        free = row["running_limit"] - self.conn.execute(q.SLOT_COUNT, (self.app, key)).fetchone()[0]
+        promoted = []
+        while free > 0:
+            head = self.conn.execute(q.PARKED_HEAD, (self.app, key)).fetchone()
+            if head is None:
+                break
+            self.conn.execute(q.UNPARK, (self.app, key, head[0]))
+            self.conn.execute(q.TAKE_SLOT, (self.app, key, head[1]))
+            promoted.append(head[1])
+            free -= 1
+        # Woken waiters go to the front of the ready queue, longest-waiting first.
+        for invocation_id in reversed(promoted):
+            self.conn.execute(q.QUEUE_PUSH_FRONT, (self.app, self.app, invocation_id))
+
+    def expire_finals(self, batch: int) -> None:
+        """Delete up to ``batch`` final invocations whose result TTL has passed."""
+        expired = self.conn.execute(q.EXPIRED_FINALS, (self.app, self.now, batch)).fetchall()
+        for (invocation_id,) in expired:
+            self.conn.execute(q.DELETE_HISTORY, (self.app, invocation_id))
+            self.conn.execute(q.DELETE_INVOCATION, (self.app, invocation_id))
+
+    # --- private steps -------------------------------------------------------------------------
+
+    def _take_slot(self, row: sqlite3.Row) -> bool:
+        """Take (or keep a handed-over) slot; park or drop the invocation when the key is full."""
+        key = row["running_key"]
+        if key is None:
+            return True
+        invocation_id = row["invocation_id"]
+        if self.conn.execute(q.SLOT_HELD, (self.app, key, invocation_id)).fetchone():
+            return True
+        if self.conn.execute(q.SLOT_COUNT, (self.app, key)).fetchone()[0] < row["running_limit"]:
+            self.conn.execute(q.TAKE_SLOT, (self.app, key, invocation_id))
+            return True
+        if row["drop_when_blocked"]:
+            self._release_registration_key(row)
+            self.finalize(row, _S.CONCURRENCY_CONTROLLED_FINAL, None, b"")
+        else:
+            self._set_status(row, _S.CONCURRENCY_CONTROLLED, None)
+            self.conn.execute(q.PARK_BACK, (self.app, key, self.app, key, invocation_id))
+        return False
+
+    def _take_registration_key(self, row: sqlite3.Row) -> None:
+        key = row["registration_key"]
+        if key is not None:
+            self.conn.execute(q.TAKE_REGISTRATION_KEY, (self.app, key, row["invocation_id"]))
+
+    def _release_registration_key(self, row: sqlite3.Row) -> None:
+        key = row["registration_key"]
+        if key is not None:
+            self.conn.execute(q.RELEASE_REGISTRATION_KEY, (self.app, key, row["invocation_id"]))
+
+    def _set_status(self, row: sqlite3.Row, status: InvocationStatus, runner: str | None) -> None:
+        self.conn.execute(q.SET_STATUS, (status.value, self.app, row["invocation_id"]))
+        self._history(row["invocation_id"], status, runner, row["status"])
+
+    def _history(
+        self,
+        invocation_id: str,
+        status: InvocationStatus,
+        runner_id: str | None,
+        previous: str | None = None,
+    ) -> None:
+        if previous is not None:
+            assert can_transition(_S(previous), status), f"{previous} -> {status}"
+        self.conn.execute(
+            q.INSERT_HISTORY,
+            (self.app, invocation_id, self.app, invocation_id, status.value, self.now, runner_id),
+        )
