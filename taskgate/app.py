@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -19,6 +20,7 @@ from taskgate.errors import (
     TaskNotFoundError,
 )
 from taskgate.invocation import DistributedInvocation, Invocation, ReusedInvocation
+from taskgate.locate import SPAWNED_MAIN
 from taskgate.record import InvocationRecord
 from taskgate.runner import Runner, build_runner
 from taskgate.serializer import Serializer, get_serializer
@@ -104,6 +106,8 @@ class App:
         if task is not None:
             return task
         module_name, _, function_name = task_id.rpartition(".")
+        if module_name == "__main__" and SPAWNED_MAIN in sys.modules:
+            module_name = SPAWNED_MAIN  # the parent's main script, as a spawned worker sees it
         try:
             importlib.import_module(module_name)
         except Exception as exc:

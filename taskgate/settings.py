@@ -32,8 +32,9 @@ class Settings:
         backend: Backend URL (``memory://``, ``sqlite:///path``, ``redis://host:port/db``).
         serializer: ``"pickle"`` (default, any picklable value) or ``"json"``.
         runner_cls: ``"ThreadRunner"`` or ``"ProcessRunner"``.
-        threads: Worker threads of a ThreadRunner.
-        processes: Worker processes of a ProcessRunner.
+        threads: Worker threads of a ThreadRunner (default 8), or of each ProcessRunner worker
+            process (default 1); ``None`` means the runner's default.
+        processes: Worker processes of a ProcessRunner (default: the CPU count).
         lease_seconds: How long a claim lives without renewal; fractions allowed.
         result_ttl_seconds: How long a final invocation and its result are kept.
         shutdown_grace_seconds: How long a stopping runner waits for running tasks before it
@@ -45,7 +46,7 @@ class Settings:
     backend: str | None = None
     serializer: str = "pickle"
     runner_cls: str = "ThreadRunner"
-    threads: int = 8
+    threads: int | None = None
     processes: int = field(default_factory=_cpu_count)
     lease_seconds: float = 30.0
     result_ttl_seconds: float = 86400.0
@@ -72,7 +73,7 @@ class Settings:
                 f"runner_cls must be one of {', '.join(RUNNER_CLASSES)}, got {self.runner_cls!r}"
             )
         for name in ("threads", "processes"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         for name in ("lease_seconds", "result_ttl_seconds"):
             if not 0 < getattr(self, name) < math.inf:
@@ -119,8 +120,9 @@ _FIELD_NAMES = frozenset(_FIELD_TYPES)
 
 def _coerce(name: str, value: Any, type_name: Any) -> Any:
     """Convert ``value`` to the declared type of a setting (annotations are strings here)."""
-    target = {"int": int, "float": float}.get(str(type_name), str)
-    if target is str and value is None and "None" in str(type_name):
+    optional = str(type_name).endswith(" | None")
+    target = {"int": int, "float": float}.get(str(type_name).removesuffix(" | None"), str)
+    if value is None and optional:
         return None
     if isinstance(value, bool) or (target is int and isinstance(value, float)):
         raise ConfigError(f"{name} must be {target.__name__}, got {value!r}")

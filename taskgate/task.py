@@ -14,6 +14,7 @@ from taskgate import context
 from taskgate.concurrency import ConcurrencyControlType
 from taskgate.errors import InvalidTaskOptionsError, RetryError
 from taskgate.invocation import Invocation, InvocationGroup
+from taskgate.locate import SPAWNED_MAIN
 
 if TYPE_CHECKING:
     from taskgate.app import App
@@ -156,7 +157,10 @@ class Task(Generic[P, R]):
         self.app = app
         self.func = func
         self.options = options
-        self.task_id = f"{func.__module__}.{func.__name__}"
+        # A task defined in the main script is registered under the name spawned runner
+        # processes give that script, so both sides agree on the task id.
+        module = "__main__" if func.__module__ == SPAWNED_MAIN else func.__module__
+        self.task_id = f"{module}.{func.__name__}"
         self.signature = inspect.signature(func)
         self.logger = logging.getLogger(f"taskgate.task.{self.task_id}")
         functools.update_wrapper(self, func)

@@ -35,6 +35,9 @@ BACKEND_FACTORIES: dict[str, BackendFactory] = {
     "sqlite": _sqlite_url,
 }
 
+# Backends whose store several processes share (the memory backend lives in one process).
+SHARED_BACKENDS = sorted(name for name in BACKEND_FACTORIES if name != "memory")
+
 # Generous bounds for waits that normally end in milliseconds; only reached when a test fails.
 WAIT = 15.0
 
@@ -52,6 +55,12 @@ def _clean_taskgate_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(params=sorted(BACKEND_FACTORIES))
 def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh store of each backend kind."""
+    return BACKEND_FACTORIES[request.param](request, tmp_path)
+
+
+@pytest.fixture(params=SHARED_BACKENDS)
+def shared_backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store of each backend kind that several processes can share."""
     return BACKEND_FACTORIES[request.param](request, tmp_path)
 
 

@@ -35,6 +35,9 @@ class Runner(ABC):
     to lease recovery.
     """
 
+    stop_signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
+    """Signals that stop the runner when :meth:`run` is on the main thread."""
+
     def __init__(self, app: App) -> None:
         self.app = app
         self.runner_id = new_runner_id()
@@ -91,7 +94,7 @@ class Runner(ABC):
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        signals = (signal.SIGINT, signal.SIGTERM)
+        signals = self.stop_signals
         previous = {sig: signal.getsignal(sig) for sig in signals}
 
         def handle(signum: int, _frame: FrameType | None) -> None:

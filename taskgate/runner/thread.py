@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 # that races with the start of a claim is seen within this bound.
 CLAIM_TIMEOUT_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 5.0
+DEFAULT_THREADS = 8
 
 
 class ThreadRunner(Runner):
@@ -34,7 +35,7 @@ class ThreadRunner(Runner):
 
     def __init__(self, app: App, threads: int | None = None) -> None:
         super().__init__(app)
-        self.threads = threads or app.conf.threads
+        self.threads = threads or app.conf.threads or DEFAULT_THREADS
         self._in_flight: dict[str, int] = {}
         self._in_flight_lock = threading.Lock()
 

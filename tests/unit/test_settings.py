@@ -22,7 +22,7 @@ def test_defaults() -> None:
     assert conf.backend is None
     assert conf.serializer == "pickle"
     assert conf.runner_cls == "ThreadRunner"
-    assert conf.threads == 8
+    assert conf.threads is None  # the runner decides: 8 threads, or 1 per worker process
     assert conf.processes == (os.cpu_count() or 1)
     assert conf.lease_seconds == 30
     assert conf.result_ttl_seconds == 86400
@@ -63,7 +63,7 @@ def test_every_setting_can_come_from_the_environment(
 
 
 def test_empty_environment_value_means_unset() -> None:
-    assert Settings.load({}, {"TASKGATE_THREADS": ""}).threads == 8
+    assert Settings.load({}, {"TASKGATE_THREADS": ""}).threads is None
 
 
 @pytest.mark.parametrize(
@@ -250,4 +250,4 @@ def test_settings_are_independent_between_apps() -> None:
     first = App(backend="memory://")
     second = App(backend="memory://")
     first.conf.threads = 1
-    assert second.conf.threads == 8
+    assert second.conf.threads is None

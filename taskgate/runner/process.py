@@ -1,0 +1,182 @@
+"""ProcessRunner: worker processes, each importing the app by its module path.
+
+The parent only supervises: it starts ``processes`` workers (``python -m taskgate.runner.worker``,
+fresh interpreters that import just the app's module, so nothing is inherited by fork and the
+parent's main script is not re-run), restarts any that dies, and on stop sends each a SIGTERM (a
+graceful stop) and waits; a second stop request sends a second SIGTERM (stop at once, leases
+recover the rest). One thread per worker blocks on its exit and wakes the supervisor, which
+otherwise sleeps on a socket: nothing polls. A worker whose parent dies stops by itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from taskgate.backoff import Backoff
+from taskgate.errors import ConfigError
+from taskgate.locate import SPAWNED_MAIN, locate_app
+from taskgate.runner.base import Runner
+from taskgate.runner.worker import EXIT_CONFIG
+
+if TYPE_CHECKING:
+    from taskgate.app import App
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_THREADS_PER_PROCESS = 1
+# Extra time, beyond the grace period, for a worker to hand back its work and exit.
+EXIT_MARGIN_SECONDS = 5.0
+
+
+class ProcessRunner(Runner):
+    """Runs ``processes`` worker processes of ``threads`` threads each (defaults: CPUs, 1).
+
+    Args:
+        app: The app; workers import it again by ``app_spec``.
+        app_spec: ``module:attr`` of the app; found among imported modules when omitted.
+
+    Raises:
+        ConfigError: the backend cannot be shared by processes (``memory://``), or the app is
+            not importable by module path.
+    """
+
+    def __init__(self, app: App, app_spec: str | None = None) -> None:
+        super().__init__(app)
+        if not app.backend.supports_processes:
+            raise ConfigError(
+                f"ProcessRunner cannot use the {app.conf.backend_url} backend: its data lives in "
+                "one process's memory, which worker processes cannot share. Use ThreadRunner, "
+                "or a backend that processes share (sqlite:///path.db or redis://host:port/db)"
+            )
+        self.app_spec = app_spec or locate_app(app)
+        self.processes = app.conf.processes
+        self.threads = app.conf.threads or DEFAULT_THREADS_PER_PROCESS
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._workers: dict[int, subprocess.Popen[bytes]] = {}
+
+    def _run(self) -> None:
+        try:
+            for slot in range(self.processes):
+                self._start_worker(slot)
+            self._supervise()
+        finally:
+            self._stop_workers()
+
+    def _wake(self) -> None:
+        # A full buffer means earlier wake-ups are pending: the supervisor wakes anyway.
+        with contextlib.suppress(OSError):
+            self._wake_writer.send(b"x")
+
+    def _command(self) -> list[str]:
+        settings = dataclasses.asdict(self.app.conf)
+        settings.update(
+            backend=self.app.conf.backend_url, runner_cls="ThreadRunner", threads=self.threads
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "taskgate.runner.worker",
+            self.app_spec,
+            self.app.app_id,
+            json.dumps(settings),
+        ]
+        if self.app_spec.startswith(f"{SPAWNED_MAIN}:"):
+            command.append(os.path.abspath(sys.modules["__main__"].__file__ or ""))
+        return command
+
+    def _start_worker(self, slot: int) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), *sys.path]))}
+        env.setdefault("TASKGATE_WORKER_LOG_LEVEL", logging.getLevelName(_effective_level()))
+        process = subprocess.Popen(self._command(), stdin=subprocess.PIPE, env=env)
+        self._workers[slot] = process
+        threading.Thread(
+            target=self._watch, args=(process,), name=f"taskgate-watch-{slot}", daemon=True
+        ).start()
+        logger.info(
+            "runner %s started worker process %s (pid %s, %s thread(s))",
+            self.runner_id,
+            slot,
+            process.pid,
+            self.threads,
+        )
+
+    def _watch(self, process: subprocess.Popen[bytes]) -> None:
+        process.wait()
+        self._wake()
+
+    def _supervise(self) -> None:
+        """Sleep until a stop request or a worker's exit; restart the dead with back-off."""
+        backoff = Backoff(0.1, 5.0)
+        while not self._stop_requested.is_set():
+            self._wake_reader.recv(4096)
+            for slot, process in list(self._workers.items()):
+                if process.poll() is None or self._stop_requested.is_set():
+                    continue
+                if process.returncode == EXIT_CONFIG:
+                    raise ConfigError(
+                        f"worker process {slot} could not load app {self.app_spec!r} (see its "
+                        "log above); fix the app path or settings and start again"
+                    )
+                delay = backoff.next()
+                logger.error(
+                    "runner %s: worker process %s (pid %s) died with exit code %s; restarting "
+                    "in %.1f s",
+                    self.runner_id,
+                    slot,
+                    process.pid,
+                    process.returncode,
+                    delay,
+                )
+                if self._stop_requested.wait(delay):
+                    return
+                self._start_worker(slot)
+
+    def _stop_workers(self) -> None:
+        """SIGTERM every worker, then wait; a forced stop sends a second SIGTERM."""
+        alive = [p for p in self._workers.values() if p.poll() is None]
+        logger.info("runner %s stopping %s worker process(es)", self.runner_id, len(alive))
+        for process in alive:
+            _signal(process, signal.SIGTERM)
+        deadline = time.monotonic() + self.app.conf.shutdown_grace_seconds + EXIT_MARGIN_SECONDS
+        forced = False
+        for process in alive:
+            while process.poll() is None and time.monotonic() < deadline:
+                if self._force_stop.is_set() and not forced:
+                    forced = True
+                    for other in alive:
+                        _signal(other, signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=0.1)
+            if process.poll() is None:
+                logger.error(
+                    "runner %s killing worker process %s that did not stop; leases will "
+                    "recover its work",
+                    self.runner_id,
+                    process.pid,
+                )
+                process.kill()
+                process.wait()
+        for process in self._workers.values():
+            if process.stdin is not None:
+                process.stdin.close()
+        self._workers.clear()
+
+
+def _signal(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it just exited
+        process.send_signal(sig)
+
+
+def _effective_level() -> int:
+    return logging.getLogger("taskgate").getEffectiveLevel()

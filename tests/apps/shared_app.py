@@ -1,0 +1,38 @@
+"""An app that test subprocesses import by module path (``shared_app:app``).
+
+The backend URL and app id come from ``TASKGATE_TEST_BACKEND`` and ``TASKGATE_TEST_APP_ID``, so a
+test and the processes it starts share one store and one namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from taskgate import App, ConcurrencyControlType
+
+app = App(
+    os.environ.get("TASKGATE_TEST_APP_ID", "shared-app"),
+    backend=os.environ.get("TASKGATE_TEST_BACKEND", "memory://"),
+)
+
+
+@app.task(registration_concurrency=ConcurrencyControlType.ARGUMENTS)
+def deduplicated(x: int) -> int:
+    return x
+
+
+@app.task(running_concurrency=ConcurrencyControlType.KEYS, key_arguments=("key",))
+def exclusive(key: str, n: int, seconds: float = 0.005) -> tuple[int, float, float]:
+    """Record the interval it ran in, and the process it ran in."""
+    start = time.time()
+    time.sleep(seconds)
+    return os.getpid(), start, time.time()
+
+
+def race_one_call() -> None:
+    """Report ready, wait for 'go' on stdin, make the call, print the invocation id."""
+    print("ready", flush=True)
+    sys.stdin.readline()
+    print(deduplicated(7).invocation_id, flush=True)
