@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
+from taskgate.backoff import Backoff
 from taskgate.errors import BackendUnavailableError
 from taskgate.record import Claim, Outcome
 from taskgate.runner.base import Runner
@@ -29,8 +31,10 @@ DEFAULT_THREADS = 8
 class ThreadRunner(Runner):
     """Runs invocations on ``threads`` worker threads (setting ``threads``, default 8).
 
-    Each worker claims one invocation at a time straight from the backend, blocking there when
-    the queue is empty, so a parked invocation never holds a thread and no thread polls.
+    Workers take turns at a claim gate: one idle worker at a time blocks in the backend's
+    ``claim`` (so the store sees one claimer per runner, not a herd), asking for one invocation
+    for itself and one for every other idle worker; it hands the extras to them through a local
+    queue and runs its own. Parked invocations never hold a thread, and no thread polls.
     """
 
     def __init__(self, app: App, threads: int | None = None) -> None:
@@ -38,6 +42,10 @@ class ThreadRunner(Runner):
         self.threads = threads or app.conf.threads or DEFAULT_THREADS
         self._in_flight: dict[str, int] = {}
         self._in_flight_lock = threading.Lock()
+        self._gate = threading.Condition()
+        self._gate_taken = False
+        self._idle = 0
+        self._handed_out: deque[Claim] = deque()
 
     def _run(self) -> None:
         backend = self.app.backend
@@ -63,37 +71,68 @@ class ThreadRunner(Runner):
         heartbeat.stop()
 
     def _wake(self) -> None:
+        with self._gate:
+            self._gate.notify_all()
         self.app.backend.wake_claimers()
 
     def _work(self, backend: Backend) -> None:
-        lease = self.app.conf.lease_seconds
-        failures = 0
-        while not self._stop_requested.is_set():
+        backoff = Backoff(0.05, BACKOFF_MAX_SECONDS)
+        while (claim := self._next_claim(backend, backoff)) is not None:
+            self._run_claim(backend, claim)
+
+    def _next_claim(self, backend: Backend, backoff: Backoff) -> Claim | None:
+        """The next invocation for this worker, or None once the runner is stopping."""
+        while True:
+            with self._gate:
+                while not self._stop_requested.is_set():
+                    if self._handed_out:
+                        return self._handed_out.popleft()
+                    if not self._gate_taken:
+                        break
+                    self._idle += 1
+                    self._gate.wait()
+                    self._idle -= 1
+                else:
+                    return None
+                self._gate_taken = True
+                wanted = self._idle + 1
+            claims: list[Claim] = []
             try:
-                claims = backend.claim(self.runner_id, 1, lease, CLAIM_TIMEOUT_SECONDS)
-            except BackendUnavailableError as exc:
-                failures += 1
-                delay = min(BACKOFF_MAX_SECONDS, 0.05 * 2**failures)
-                logger.warning(
-                    "runner %s cannot claim work (%s); retrying in %.2f s",
-                    self.runner_id,
-                    exc,
-                    delay,
-                )
-                self._stop_requested.wait(delay)
-                continue
-            failures = 0
-            if self._stop_requested.is_set():
-                # Claimed in the instant the stop arrived: hand it back rather than start it.
-                for claim in claims:
-                    backend.release(claim.invocation_id, self.runner_id, claim.attempt)
-                return
+                claims = self._claim(backend, wanted, backoff)
+            finally:
+                with self._gate:
+                    self._gate_taken = False
+                    if self._stop_requested.is_set():
+                        # Claimed in the instant the stop arrived: _drain hands these back.
+                        self._handed_out.extend(claims)
+                        claims = []
+                    else:
+                        self._handed_out.extend(claims[1:])
+                    # Wake one idle worker per extra claim, and one more to take the gate.
+                    self._gate.notify(len(claims))
+            if claims:
+                return claims[0]
+
+    def _claim(self, backend: Backend, wanted: int, backoff: Backoff) -> list[Claim]:
+        """Claim up to ``wanted``; while the backend is down, back off (others stay queued)."""
+        try:
+            claims = backend.claim(
+                self.runner_id, wanted, self.app.conf.lease_seconds, CLAIM_TIMEOUT_SECONDS
+            )
+        except BackendUnavailableError as exc:
+            delay = backoff.next()
+            logger.warning(
+                "runner %s cannot claim work (%s); retrying in %.2f s", self.runner_id, exc, delay
+            )
+            self._stop_requested.wait(delay)
+            return []
+        backoff.reset()
+        with self._in_flight_lock:
             for claim in claims:
-                self._run_claim(backend, claim)
+                self._in_flight[claim.invocation_id] = claim.attempt
+        return claims
 
     def _run_claim(self, backend: Backend, claim: Claim) -> None:
-        with self._in_flight_lock:
-            self._in_flight[claim.invocation_id] = claim.attempt
         try:
             outcome = execute(self.app, claim)
             self._report(backend, claim, outcome)
@@ -102,13 +141,12 @@ class ThreadRunner(Runner):
 
     def _report(self, backend: Backend, claim: Claim, outcome: Outcome) -> None:
         """Hand the outcome to the backend, retrying while it is unreachable (unless forced)."""
-        failures = 0
+        backoff = Backoff(0.05, BACKOFF_MAX_SECONDS)
         while True:
             try:
                 backend.finish(claim.invocation_id, self.runner_id, claim.attempt, outcome)
                 return
             except BackendUnavailableError as exc:
-                failures += 1
                 if self._force_stop.is_set():
                     logger.error(
                         "runner %s dropped the outcome of invocation %s of %s on a forced "
@@ -119,7 +157,7 @@ class ThreadRunner(Runner):
                         exc,
                     )
                     return
-                delay = min(BACKOFF_MAX_SECONDS, 0.05 * 2**failures)
+                delay = backoff.next()
                 logger.warning(
                     "runner %s cannot report invocation %s of %s (%s); retrying in %.2f s",
                     self.runner_id,
@@ -145,8 +183,8 @@ class ThreadRunner(Runner):
         for invocation_id, attempt in self._claims_in_flight():
             if backend.release(invocation_id, self.runner_id, attempt):
                 logger.warning(
-                    "runner %s handed invocation %s back to the queue: it did not finish within "
-                    "the %s s grace period",
+                    "runner %s handed invocation %s back to the queue: it was not finished when "
+                    "the runner stopped (grace period %s s)",
                     self.runner_id,
                     invocation_id,
                     self.app.conf.shutdown_grace_seconds,

@@ -4,6 +4,10 @@ Every write runs in one ``BEGIN IMMEDIATE`` transaction, which takes the databas
 up front, so two writers never interleave and no transaction fails late on a lock upgrade.
 "database is locked" is retried here with back-off until ``lock_timeout`` passes; callers only
 ever see :class:`BackendUnavailableError` or :class:`BackendError`.
+
+Writers of one process also queue on a Python lock per database file before asking SQLite for
+its write lock: SQLite's busy handler makes a waiting writer sleep in steps of milliseconds,
+while a thread waiting on a Python lock wakes the instant the lock is free.
 """
 
 from __future__ import annotations
@@ -27,6 +31,18 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SCHEMA_VERSION = 1
+
+_process_write_locks: dict[tuple[int, Path], threading.Lock] = {}
+_process_write_locks_guard = threading.Lock()
+
+
+def _process_write_lock(path: Path) -> threading.Lock:
+    """The lock this process's writers of ``path`` share (a new one after a fork)."""
+    key = (os.getpid(), path.resolve())
+    with _process_write_locks_guard:
+        return _process_write_locks.setdefault(key, threading.Lock())
+
+
 _BUSY_MESSAGES = ("database is locked", "database table is locked", "database is busy")
 
 
@@ -56,6 +72,8 @@ class SqliteConnector:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        self._write_lock: threading.Lock | None = None
+        self._write_lock_pid = 0
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection, opened (and the schema created) on first use."""
@@ -68,16 +86,21 @@ class SqliteConnector:
     def write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``operation`` in one ``BEGIN IMMEDIATE`` transaction, retrying while locked."""
         conn = self.connection()
+        lock = self._write_lock
+        if lock is None or self._write_lock_pid != os.getpid():
+            lock = self._write_lock = _process_write_lock(self.path)
+            self._write_lock_pid = os.getpid()
 
         def attempt() -> T:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = operation(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
+            with lock:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = operation(conn)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                return result
 
         return self._retry(attempt)
 

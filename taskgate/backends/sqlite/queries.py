@@ -16,8 +16,7 @@ INSERT INTO invocations (
 ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 INSERT_HISTORY = """
-INSERT INTO history (app_id, invocation_id, step, status, timestamp, runner_id)
-VALUES (?, ?, (SELECT COUNT(*) FROM history WHERE app_id = ? AND invocation_id = ?), ?, ?, ?)
+INSERT INTO history (app_id, invocation_id, status, timestamp, runner_id) VALUES (?, ?, ?, ?, ?)
 """
 SET_STATUS = "UPDATE invocations SET status = ? WHERE app_id = ? AND invocation_id = ?"
 SELECT_INVOCATION = "SELECT * FROM invocations WHERE app_id = ? AND invocation_id = ?"
@@ -41,8 +40,11 @@ RELEASE_REGISTRATION_KEY = (
 
 # The ready queue.
 QUEUE_NOT_EMPTY = "SELECT 1 FROM queue WHERE app_id = ? LIMIT 1"
-QUEUE_HEAD = "SELECT position, invocation_id FROM queue WHERE app_id = ? ORDER BY position LIMIT 1"
-QUEUE_POP = "DELETE FROM queue WHERE app_id = ? AND position = ?"
+QUEUE_POP_HEAD = """
+DELETE FROM queue WHERE app_id = ?
+    AND position = (SELECT MIN(position) FROM queue WHERE app_id = ?)
+RETURNING invocation_id
+"""
 QUEUE_PUSH_BACK = """
 INSERT INTO queue (app_id, position, invocation_id)
 VALUES (?, (SELECT COALESCE(MAX(position), 0) + 1 FROM queue WHERE app_id = ?), ?)
@@ -53,7 +55,10 @@ VALUES (?, (SELECT COALESCE(MIN(position), 0) - 1 FROM queue WHERE app_id = ?), 
 """
 
 # Running slots and parked invocations.
-SLOT_HELD = "SELECT 1 FROM slots WHERE app_id = ? AND running_key = ? AND invocation_id = ?"
+SLOTS_TAKEN_AND_HELD = """
+SELECT COUNT(*), COALESCE(SUM(invocation_id = ?), 0) FROM slots
+WHERE app_id = ? AND running_key = ?
+"""
 SLOT_COUNT = "SELECT COUNT(*) FROM slots WHERE app_id = ? AND running_key = ?"
 SLOT_HOLDERS = "SELECT invocation_id FROM slots WHERE app_id = ? AND running_key = ?"
 TAKE_SLOT = "INSERT INTO slots (app_id, running_key, invocation_id) VALUES (?, ?, ?)"
@@ -80,8 +85,8 @@ UPDATE invocations SET status = 'running', attempt = attempt + 1, runner_id = ?,
     lease_expires_at = ?
 WHERE app_id = ? AND invocation_id = ?
 """
-LEAVE_RUNNING = """
-UPDATE invocations SET runner_id = NULL, lease_expires_at = NULL
+REQUEUE = """
+UPDATE invocations SET status = 'registered', runner_id = NULL, lease_expires_at = NULL
 WHERE app_id = ? AND invocation_id = ?
 """
 OWNED = """
@@ -93,11 +98,13 @@ UPDATE invocations SET lease_expires_at = ?
 WHERE app_id = ? AND invocation_id = ? AND status = 'running' AND runner_id = ? AND attempt = ?
 """
 RECORD_RETRY = """
-UPDATE invocations SET num_retries = num_retries + 1, error = ?
+UPDATE invocations SET status = 'retry', runner_id = NULL, lease_expires_at = NULL,
+    num_retries = num_retries + 1, error = ?
 WHERE app_id = ? AND invocation_id = ?
 """
 RECORD_FINAL = """
-UPDATE invocations SET expires_at = ?, result = ?, error = ?
+UPDATE invocations SET status = ?, runner_id = NULL, lease_expires_at = NULL, expires_at = ?,
+    result = ?, error = ?
 WHERE app_id = ? AND invocation_id = ?
 """
 COUNT_RECOVERY = (

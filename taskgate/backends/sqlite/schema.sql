@@ -32,14 +32,14 @@ CREATE INDEX invocations_by_expiry ON invocations (app_id, expires_at)
     WHERE expires_at IS NOT NULL;
 
 CREATE TABLE history (
+    step          INTEGER PRIMARY KEY,                    -- insertion order
     app_id        TEXT    NOT NULL,
     invocation_id TEXT    NOT NULL,
-    step          INTEGER NOT NULL,
     status        TEXT    NOT NULL,
     timestamp     REAL    NOT NULL,
-    runner_id     TEXT,
-    PRIMARY KEY (app_id, invocation_id, step)
-) WITHOUT ROWID;
+    runner_id     TEXT
+);
+CREATE INDEX history_by_invocation ON history (app_id, invocation_id, step);
 
 -- The ready queue. position orders it; a woken or handed-back invocation goes before the head.
 CREATE TABLE queue (

@@ -60,11 +60,10 @@ class Transitions:
         """Take ready invocations off the queue until ``max_count`` run (see Backend.claim)."""
         claims: list[Claim] = []
         while len(claims) < max_count:
-            head = self.conn.execute(q.QUEUE_HEAD, (self.app,)).fetchone()
+            head = self.conn.execute(q.QUEUE_POP_HEAD, (self.app, self.app)).fetchone()
             if head is None:
                 break
-            self.conn.execute(q.QUEUE_POP, (self.app, head[0]))
-            row = self.conn.execute(q.SELECT_INVOCATION, (self.app, head[1])).fetchone()
+            row = self.conn.execute(q.SELECT_INVOCATION, (self.app, head[0])).fetchone()
             if row is None or not self._take_slot(row):
                 continue
             self._release_registration_key(row)
@@ -95,9 +94,8 @@ class Transitions:
     def retry(self, row: sqlite3.Row, error: bytes, runner_id: str) -> None:
         """RUNNING -> RETRY: count it, take the registration key back if free, requeue."""
         invocation_id = row["invocation_id"]
-        self.conn.execute(q.LEAVE_RUNNING, (self.app, invocation_id))
         self.conn.execute(q.RECORD_RETRY, (error, self.app, invocation_id))
-        self._set_status(row, _S.RETRY, runner_id)
+        self._history(invocation_id, _S.RETRY, runner_id, row["status"])
         self._take_registration_key(row)
         self.conn.execute(q.QUEUE_PUSH_BACK, (self.app, self.app, invocation_id))
 
@@ -111,17 +109,17 @@ class Transitions:
         """Make the invocation final, storing the result (SUCCESS) or error payload."""
         invocation_id = row["invocation_id"]
         result, error = (payload, None) if status is _S.SUCCESS else (None, payload or None)
-        self.conn.execute(q.LEAVE_RUNNING, (self.app, invocation_id))
         self.conn.execute(
-            q.RECORD_FINAL, (self.now + self.result_ttl, result, error, self.app, invocation_id)
+            q.RECORD_FINAL,
+            (status.value, self.now + self.result_ttl, result, error, self.app, invocation_id),
         )
-        self._set_status(row, status, runner_id)
+        self._history(invocation_id, status, runner_id, row["status"])
 
     def requeue_first(self, row: sqlite3.Row, runner_id: str | None) -> None:
         """RUNNING -> REGISTERED, first in line for its key and in the ready queue."""
         invocation_id = row["invocation_id"]
-        self.conn.execute(q.LEAVE_RUNNING, (self.app, invocation_id))
-        self._set_status(row, _S.REGISTERED, runner_id)
+        self.conn.execute(q.REQUEUE, (self.app, invocation_id))
+        self._history(invocation_id, _S.REGISTERED, runner_id, row["status"])
         self._take_registration_key(row)
         key = row["running_key"]
         if key is None:
@@ -165,9 +163,12 @@ class Transitions:
         if key is None:
             return True
         invocation_id = row["invocation_id"]
-        if self.conn.execute(q.SLOT_HELD, (self.app, key, invocation_id)).fetchone():
+        taken, held = self.conn.execute(
+            q.SLOTS_TAKEN_AND_HELD, (invocation_id, self.app, key)
+        ).fetchone()
+        if held:
             return True
-        if self.conn.execute(q.SLOT_COUNT, (self.app, key)).fetchone()[0] < row["running_limit"]:
+        if taken < row["running_limit"]:
             self.conn.execute(q.TAKE_SLOT, (self.app, key, invocation_id))
             return True
         if row["drop_when_blocked"]:
@@ -202,6 +203,5 @@ class Transitions:
         if previous is not None:
             assert can_transition(_S(previous), status), f"{previous} -> {status}"
         self.conn.execute(
-            q.INSERT_HISTORY,
-            (self.app, invocation_id, self.app, invocation_id, status.value, self.now, runner_id),
+            q.INSERT_HISTORY, (self.app, invocation_id, status.value, self.now, runner_id)
         )
