@@ -23,6 +23,11 @@ def deduplicated(x: int) -> int:
     return x
 
 
+@app.task
+def plain(x: int) -> int:
+    return x
+
+
 @app.task(running_concurrency=ConcurrencyControlType.KEYS, key_arguments=("key",))
 def exclusive(key: str, n: int, seconds: float = 0.005) -> tuple[int, float, float]:
     """Record the interval it ran in, and the process it ran in."""
@@ -36,3 +41,17 @@ def race_one_call() -> None:
     print("ready", flush=True)
     sys.stdin.readline()
     print(deduplicated(7).invocation_id, flush=True)
+
+
+def hammer(rounds: int) -> None:
+    """Register, claim and finish ``rounds`` invocations as fast as possible; print 'ok'."""
+    from taskgate.record import Outcome, OutcomeKind
+
+    runner_id = f"hammer-{os.getpid()}"
+    done = 0
+    for n in range(rounds):
+        plain(n)
+        for claim in app.backend.claim(runner_id, 4, 30.0, 0):
+            outcome = Outcome(OutcomeKind.SUCCESS, app.serializer.dumps(claim.attempt))
+            done += app.backend.finish(claim.invocation_id, runner_id, claim.attempt, outcome)
+    print("ok", done, flush=True)

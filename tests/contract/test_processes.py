@@ -129,3 +129,29 @@ def test_a_dead_worker_process_is_replaced(shared_app: tuple[App, Any]) -> None:
     finally:
         _stop(runner, thread)
     assert victim not in pids
+
+
+def test_many_processes_hammering_one_store_see_no_lock_errors(
+    shared_app: tuple[App, Any],
+) -> None:
+    app, _ = shared_app
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(APPS), *sys.path])}
+    hammers = [
+        subprocess.Popen(
+            [sys.executable, "-c", "import shared_app; shared_app.hammer(150)"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(6)
+    ]
+    outputs = [hammer.communicate(timeout=WAIT) for hammer in hammers]
+    for hammer, (out, err) in zip(hammers, outputs, strict=True):
+        assert hammer.returncode == 0, err
+        assert out.startswith("ok"), err
+    assert "locked" not in "".join(err for _, err in outputs)
+    finished = sum(int(out.split()[1]) for out, _ in outputs)
+    # Every claim was finished exactly once; what no hammer claimed is still waiting.
+    assert finished == len(app.invocations(status="success", limit=10_000))
+    assert finished + len(app.invocations(status="registered", limit=10_000)) == 900
