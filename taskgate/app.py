@@ -59,11 +59,14 @@ class App:
         **settings: Any,
     ) -> None:
         self.app_id = app_id
+        self.import_path: str | None = None
+        """``module:attr`` this app was loaded from by the CLI or a worker, if it was."""
         self.conf = Settings.load(
             {"backend": backend, "serializer": serializer, "runner_cls": runner_cls, **settings}
         )
         self._tasks: dict[str, Task[Any, Any]] = {}
-        self._lock = threading.Lock()
+        self._backend_lock = threading.Lock()
+        self._runner_lock = threading.Lock()
         self._backend: Backend | None = None
         self._backend_key: tuple[str, str, float, int] | None = None
         self._serializer: Serializer | None = None
@@ -144,7 +147,7 @@ class App:
         backend = self._backend
         if backend is not None and self._backend_key == key:
             return backend
-        with self._lock:
+        with self._backend_lock:
             if self._backend is None or self._backend_key != key:
                 if self._backend is not None:
                     self._backend.close()
@@ -168,7 +171,7 @@ class App:
     @property
     def runner(self) -> Runner:
         """The runner of class ``conf.runner_cls`` (rebuilt if that setting changes)."""
-        with self._lock:
+        with self._runner_lock:
             runner = self._runner
             if runner is None or (
                 type(runner).__name__ != self.conf.runner_cls and not runner.is_running

@@ -30,28 +30,34 @@ def load_app(spec: str) -> App:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        raise ConfigError(f"cannot import module {module_name!r} of app {spec!r}: {exc}") from exc
+        raise ConfigError(
+            f"cannot import module {module_name!r} of app {spec!r}: {type(exc).__name__}: {exc}"
+        ) from exc
     try:
         app = getattr(module, attr)
     except AttributeError:
         raise ConfigError(f"module {module_name!r} has no attribute {attr!r}") from None
     if not isinstance(app, App):
         raise ConfigError(
-            f"{spec} is a {type(app).__name__}, not a taskgate App; point --app at the object "
-            "created with App(...)"
+            f"{spec} is not a taskgate App but an object of type {type(app).__name__}; point "
+            "--app at the object created with App(...)"
         )
+    app.import_path = spec
     return app
 
 
 def locate_app(app: App) -> str:
     """The ``module:attr`` under which a fresh process can import ``app``.
 
-    Looks through imported modules for a module-level name bound to ``app``; an app defined in
+    The path the app was loaded from when :func:`load_app` loaded it; otherwise looks through
+    imported modules for a module-level name bound to ``app``; an app defined in
     the main script is found under the name spawned processes give that script.
 
     Raises:
         ConfigError: no module-level name refers to the app.
     """
+    if app.import_path is not None:
+        return app.import_path
     in_main = None
     for module_name, module in list(sys.modules.items()):
         for attr, value in list(getattr(module, "__dict__", {}).items()):
@@ -61,6 +67,10 @@ def locate_app(app: App) -> str:
                     return f"{module_name}:{attr}"
                 in_main = attr
     if in_main is not None:
+        # Workers define the script's classes under SPAWNED_MAIN; results pickled there must
+        # unpickle here, so that name must lead to this process's __main__ (as multiprocessing
+        # arranges for its own children).
+        sys.modules.setdefault(SPAWNED_MAIN, sys.modules["__main__"])
         return f"{SPAWNED_MAIN}:{in_main}"
     raise ConfigError(
         f"cannot find app {app.app_id!r} at module level in any imported module; ProcessRunner "

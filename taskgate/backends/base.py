@@ -158,6 +158,10 @@ class Backend(ABC):
     def purge(self) -> None:
         """Delete every invocation, result, queue entry, key and slot of this app."""
 
+    def forget_runner(self, runner_id: str) -> None:
+        """Drop a stopped runner from the live runners (its renewals announced it)."""
+        self.renew(runner_id, (), 0.0)
+
     def wake_claimers(self) -> None:
         """Make every blocked :meth:`claim` of this process return at once (used on stop)."""
 

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# A worker process that cannot start (bad app path, bad settings) exits with this code
+# (EX_CONFIG), so its supervisor stops instead of restarting it forever.
+EXIT_CONFIG = 78
+
 
 def new_runner_id() -> str:
     """A runner id unique across hosts: ``host-pid-random``."""
@@ -99,7 +103,8 @@ class Runner(ABC):
 
         def handle(signum: int, _frame: FrameType | None) -> None:
             force = self._stop_requested.is_set()
-            logger.warning(
+            logger.log(
+                logging.WARNING if force else logging.INFO,
                 "runner %s received %s: %s",
                 self.runner_id,
                 signal.Signals(signum).name,

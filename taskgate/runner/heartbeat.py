@@ -39,7 +39,8 @@ class Heartbeat:
         )
 
     def start(self) -> None:
-        """Start beating (the first renewal happens at once, announcing the runner)."""
+        """Announce the runner with a first renewal, here and now, then beat in the background."""
+        self._guarded(self._beat)
         self._thread.start()
 
     def stop(self) -> None:
@@ -51,24 +52,31 @@ class Heartbeat:
     def _loop(self) -> None:
         next_recover = time.monotonic()
         while True:
-            try:
-                self._beat()
-                if time.monotonic() >= next_recover:
-                    next_recover = time.monotonic() + self._lease_seconds / 2
-                    recovered = self._backend.recover()
-                    if recovered:
-                        logger.warning(
-                            "runner %s recovered %s invocation(s) from dead runners: %s",
-                            self._runner_id,
-                            len(recovered),
-                            ", ".join(recovered),
-                        )
-            except TaskgateError as exc:
-                logger.warning("runner %s heartbeat failed: %s", self._runner_id, exc)
-            except Exception:
-                logger.exception("runner %s heartbeat failed unexpectedly", self._runner_id)
+            if time.monotonic() >= next_recover:
+                next_recover = time.monotonic() + self._lease_seconds / 2
+                self._guarded(self._recover)
             if self._stop.wait(self._lease_seconds / 3):
                 return
+            self._guarded(self._beat)
+
+    def _guarded(self, step: Callable[[], None]) -> None:
+        """Run one step; a failure is logged and the next beat tries again."""
+        try:
+            step()
+        except TaskgateError as exc:
+            logger.warning("runner %s heartbeat failed: %s", self._runner_id, exc)
+        except Exception:
+            logger.exception("runner %s heartbeat failed unexpectedly", self._runner_id)
+
+    def _recover(self) -> None:
+        recovered = self._backend.recover()
+        if recovered:
+            logger.warning(
+                "runner %s recovered %s invocation(s) from dead runners: %s",
+                self._runner_id,
+                len(recovered),
+                ", ".join(recovered),
+            )
 
     def _beat(self) -> None:
         lost = self._backend.renew(self._runner_id, self._claims(), self._lease_seconds)

@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING
 from taskgate.backoff import Backoff
 from taskgate.errors import ConfigError
 from taskgate.locate import SPAWNED_MAIN, locate_app
-from taskgate.runner.base import Runner
-from taskgate.runner.worker import EXIT_CONFIG
+from taskgate.runner.base import EXIT_CONFIG, Runner
 
 if TYPE_CHECKING:
     from taskgate.app import App
@@ -60,10 +59,18 @@ class ProcessRunner(Runner):
                 "or a backend that processes share (sqlite:///path.db or redis://host:port/db)"
             )
         self.app_spec = app_spec or locate_app(app)
-        self.processes = app.conf.processes
-        self.threads = app.conf.threads or DEFAULT_THREADS_PER_PROCESS
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._workers: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def processes(self) -> int:
+        """Worker processes (setting ``processes``), read when the runner starts."""
+        return self.app.conf.processes
+
+    @property
+    def threads(self) -> int:
+        """Threads per worker process (setting ``threads``, default 1)."""
+        return self.app.conf.threads or DEFAULT_THREADS_PER_PROCESS
 
     def _run(self) -> None:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -9,7 +10,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from taskgate.backoff import Backoff
-from taskgate.errors import BackendUnavailableError
+from taskgate.errors import BackendUnavailableError, TaskgateError
 from taskgate.record import Claim, Outcome
 from taskgate.runner.base import Runner
 from taskgate.runner.executor import execute
@@ -39,13 +40,18 @@ class ThreadRunner(Runner):
 
     def __init__(self, app: App, threads: int | None = None) -> None:
         super().__init__(app)
-        self.threads = threads or app.conf.threads or DEFAULT_THREADS
+        self._threads = threads
         self._in_flight: dict[str, int] = {}
         self._in_flight_lock = threading.Lock()
         self._gate = threading.Condition()
         self._gate_taken = False
         self._idle = 0
         self._handed_out: deque[Claim] = deque()
+
+    @property
+    def threads(self) -> int:
+        """Worker threads: the constructor's, else setting ``threads`` (read at start), else 8."""
+        return self._threads or self.app.conf.threads or DEFAULT_THREADS
 
     def _run(self) -> None:
         backend = self.app.backend
@@ -69,6 +75,8 @@ class ThreadRunner(Runner):
         logger.info("runner %s stopping: no new claims", self.runner_id)
         self._drain(backend, workers)
         heartbeat.stop()
+        with contextlib.suppress(TaskgateError):  # only cosmetic: the entry expires anyway
+            backend.forget_runner(self.runner_id)
 
     def _wake(self) -> None:
         with self._gate:

@@ -20,13 +20,10 @@ from typing import Any
 
 from taskgate.errors import ConfigError, TaskgateError
 from taskgate.locate import SPAWNED_MAIN, load_app
+from taskgate.runner.base import EXIT_CONFIG
 from taskgate.runner.thread import ThreadRunner
 
 logger = logging.getLogger(__name__)
-
-# A worker that cannot start (bad app path, bad settings) exits with this code (EX_CONFIG); the
-# parent then stops instead of restarting it forever.
-EXIT_CONFIG = 78
 
 
 def main(argv: list[str]) -> int:

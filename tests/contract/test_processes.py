@@ -155,3 +155,20 @@ def test_many_processes_hammering_one_store_see_no_lock_errors(
     # Every claim was finished exactly once; what no hammer claimed is still waiting.
     assert finished == len(app.invocations(status="success", limit=10_000))
     assert finished + len(app.invocations(status="registered", limit=10_000)) == 900
+
+
+def test_process_runner_is_built_from_settings_on_a_fresh_app(
+    shared_app: tuple[App, Any],
+) -> None:
+    app, _ = shared_app  # its backend is not built yet
+    app.conf.runner_cls = "ProcessRunner"
+    done = threading.Event()
+    built: list[Any] = []
+
+    def build() -> None:  # used to deadlock: the runner lock was the backend lock
+        built.append(app.runner)
+        done.set()
+
+    threading.Thread(target=build, daemon=True).start()
+    assert done.wait(WAIT)
+    assert isinstance(built[0], ProcessRunner)

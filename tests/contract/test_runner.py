@@ -27,9 +27,17 @@ def test_stop_returns_at_once_and_run_ends(app: App) -> None:
         return 1
 
     assert noop().get_result(WAIT) == 1  # the runner is up
+    assert runner.runner_id in app.backend.stats().runners
     runner.stop_runner_loop()
     thread.join(WAIT)
     assert not thread.is_alive() and not runner.is_running
+    assert runner.runner_id not in app.backend.stats().runners
+
+
+def test_thread_count_is_read_when_the_runner_starts(app: App) -> None:
+    runner = app.runner
+    app.conf.threads = 3
+    assert runner.threads == 3
 
 
 def test_running_tasks_finish_within_the_grace_period(

@@ -18,6 +18,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -70,7 +71,8 @@ class SqliteConnector:
         self.busy_timeout = busy_timeout
         self.lock_timeout = lock_timeout
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        # Weak: a thread's connection closes when the thread (and its local) goes away.
+        self._all: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._all_lock = threading.Lock()
         self._write_lock: threading.Lock | None = None
         self._write_lock_pid = 0
@@ -120,7 +122,7 @@ class SqliteConnector:
     def close(self) -> None:
         """Close every connection this connector opened in this process."""
         with self._all_lock:
-            connections, self._all = self._all, []
+            connections, self._all = list(self._all), weakref.WeakSet()
         for conn in connections:
             # Closing a connection another thread is using may fail; it is harmless here.
             with contextlib.suppress(sqlite3.Error):
@@ -153,10 +155,14 @@ class SqliteConnector:
             )
         return BackendError(f"SQLite database {self.path} failed: {exc}")
 
-    def _open(self) -> sqlite3.Connection:
+    def _open(self) -> _Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(
-            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+            self.path,
+            timeout=self.busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+            factory=_Connection,
         )
         conn.row_factory = sqlite3.Row
         try:
@@ -167,7 +173,7 @@ class SqliteConnector:
             conn.close()
             raise
         with self._all_lock:
-            self._all.append(conn)
+            self._all.add(conn)
         return conn
 
     def _ensure_schema(self, conn: sqlite3.Connection) -> None:
@@ -191,6 +197,10 @@ class SqliteConnector:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+
+class _Connection(sqlite3.Connection):
+    """A connection that can be referenced weakly (the base class cannot)."""
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
