@@ -34,8 +34,15 @@ unit: $(VENV)/.installed-dev
 
 test: lint typecheck unit
 
+BENCH_DB := .taskgate/bench.db
+
 bench: $(VENV)/.installed
-	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/throughput.py --backend memory://
+	rm -f $(BENCH_DB)*
+	$(BIN)/python bench/throughput.py --backend sqlite:///$(BENCH_DB) --tasks 5000
+	rm -f $(BENCH_DB)*
+	$(BIN)/python bench/throughput.py --backend sqlite:///$(BENCH_DB) --tasks 5000 \
+		--runner ProcessRunner --processes 2
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
