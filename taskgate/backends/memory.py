@@ -14,7 +14,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Sequence
 
-from taskgate.backends.base import Backend, BackendOptions
+from taskgate.backends.base import Backend, BackendOptions, log_stale_report
 from taskgate.record import (
     BackendStats,
     BlockedBy,
@@ -318,14 +318,7 @@ class MemoryBackend(Backend):
         ):
             return record
         if not quiet:
-            logger.warning(
-                "rejected report on invocation %s from runner %s (attempt %s): the claim is "
-                "stale, the invocation was recovered, handed back or purged",
-                invocation_id,
-                runner_id,
-                attempt,
-                extra={"invocation_id": invocation_id, "runner_id": runner_id},
-            )
+            log_stale_report(invocation_id, runner_id, attempt)
         return None
 
     def _leave_running(self, record: InvocationRecord) -> None:

@@ -103,7 +103,10 @@ def test_r2_raise_on_different_arguments(app: App) -> None:
     assert len(app.invocations()) == 1
 
 
-def test_r3_a_running_invocation_no_longer_absorbs_calls(app: App, run_runner: RunRunner) -> None:
+def test_r3_a_running_invocation_no_longer_absorbs_calls(
+    make_app: Callable[..., App], run_runner: RunRunner
+) -> None:
+    app = make_app(threads=1)  # the second invocation waits while the first runs
     started, release = threading.Event(), threading.Event()
 
     @app.task(registration_concurrency=CC.TASK)

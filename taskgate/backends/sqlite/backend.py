@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from taskgate.backends.base import Backend, BackendOptions
+from taskgate.backends.base import Backend, BackendOptions, log_stale_report
 from taskgate.backends.sqlite import queries as q
 from taskgate.backends.sqlite.connection import SqliteConnector
 from taskgate.backends.sqlite.transitions import Transitions
@@ -116,7 +116,7 @@ class SqliteBackend(Backend):
             self._notify_claimers()
             self._notify_final(invocation_id)
         else:
-            _log_stale(invocation_id, runner_id, attempt)
+            log_stale_report(invocation_id, runner_id, attempt)
         return done
 
     def release(self, invocation_id: str, runner_id: str, attempt: int) -> bool:
@@ -132,7 +132,7 @@ class SqliteBackend(Backend):
         if done:
             self._notify_claimers()
         else:
-            _log_stale(invocation_id, runner_id, attempt)
+            log_stale_report(invocation_id, runner_id, attempt)
         return done
 
     def renew(
@@ -262,14 +262,3 @@ class SqliteBackend(Backend):
             event = self._final_events.get(invocation_id)
         if event is not None:
             event.set()
-
-
-def _log_stale(invocation_id: str, runner_id: str, attempt: int) -> None:
-    logger.warning(
-        "rejected report on invocation %s from runner %s (attempt %s): the claim is stale, the "
-        "invocation was recovered, handed back or purged",
-        invocation_id,
-        runner_id,
-        attempt,
-        extra={"invocation_id": invocation_id, "runner_id": runner_id},
-    )

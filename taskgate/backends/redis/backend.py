@@ -1,0 +1,307 @@
+"""The Redis backend: the contract of :class:`Backend` for runners on many hosts.
+
+Each contract operation is one Lua script (``scripts/*.lua``, each prefixed with ``lib.lua``),
+loaded once and called by SHA. All keys of an app share the hash tag ``{app_id}``, so every
+script touches one cluster slot. Time inside scripts is the Redis server's clock, so leases do
+not depend on the hosts' clocks agreeing.
+
+Nothing polls: an idle claimer blocks in ``BLPOP`` on the app's wake-up list (and on one of its
+own, which :meth:`wake_claimers` pushes to), and a result waiter blocks in ``BLMOVE`` on the
+invocation's ``done`` list, which the script that makes it final pushes to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from importlib import resources
+from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from redis.commands.core import Script
+
+from taskgate.backends.base import Backend, BackendOptions, log_stale_report
+from taskgate.backends.redis.records import decode_record
+from taskgate.errors import BackendError, BackendUnavailableError
+from taskgate.record import (
+    BackendStats,
+    BlockedBy,
+    Claim,
+    InvocationRecord,
+    Outcome,
+    RegisterResult,
+)
+from taskgate.status import InvocationStatus
+
+logger = logging.getLogger(__name__)
+
+SCRIPTS = ("register", "claim", "finish", "release", "renew", "recover", "blocked_by", "purge")
+# Blocking commands wait at most this long per call, well inside the socket timeout, so a dead
+# connection is noticed and a stop request is seen.
+MAX_BLOCK_SECONDS = 2.0
+SOCKET_TIMEOUT_SECONDS = 10.0
+RECOVER_BATCH = 500
+LIST_PAGE = 200
+
+
+def _script_source(name: str) -> str:
+    folder = resources.files("taskgate.backends.redis").joinpath("scripts")
+    return (
+        folder.joinpath("lib.lua").read_text() + "\n" + folder.joinpath(f"{name}.lua").read_text()
+    )
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + netloc))
+
+
+class RedisBackend(Backend):
+    """Invocations as hashes, the queue and parked invocations as lists, slots as sets."""
+
+    def __init__(self, url: str, options: BackendOptions) -> None:
+        super().__init__(options)
+        self.url = url
+        self._client = redis.Redis.from_url(
+            url,
+            socket_timeout=SOCKET_TIMEOUT_SECONDS,
+            socket_connect_timeout=5.0,
+            health_check_interval=30,
+        )
+        # redis-py leaves execute_command unannotated; its replies are typed Any here.
+        self._execute: Callable[..., Any] = self._client.execute_command
+        self._prefix = f"taskgate:{{{options.app_id}}}:"
+        self._keys = [self._prefix]
+        self._wake_key = self._prefix + "wake"
+        # This object's own wake-up list: wake_claimers() interrupts only this process's claims.
+        self._local_wake_key = f"{self._prefix}wake:{uuid.uuid4().hex}"
+        self._wake_generation = 0
+        self._scripts: dict[str, Script] = {
+            name: self._client.register_script(_script_source(name)) for name in SCRIPTS
+        }
+
+    # --- the atomic contract -------------------------------------------------------------------
+
+    def register(self, record: InvocationRecord) -> RegisterResult:
+        plan = record.plan
+        reply = self._run(
+            "register",
+            record.invocation_id,
+            record.task_id,
+            record.arguments,
+            plan.registration_key or "",
+            plan.running_key or "",
+            plan.running_limit,
+            int(plan.drop_when_blocked),
+            record.max_retries,
+            record.created_at or time.time(),
+        )
+        if reply[0] == 1:
+            return RegisterResult(record.invocation_id, True)
+        return RegisterResult(_text(reply[1]), False, reply[2])
+
+    def claim(
+        self, runner_id: str, max_count: int, lease_seconds: float, timeout: float
+    ) -> list[Claim]:
+        deadline = time.monotonic() + timeout
+        generation = self._wake_generation
+        while generation == self._wake_generation:
+            reply = self._run(
+                "claim", runner_id, max_count, lease_seconds, self.options.result_ttl_seconds
+            )
+            if reply:
+                return [
+                    Claim(
+                        _text(item[0]),
+                        _text(item[1]),
+                        item[2],
+                        int(item[3]),
+                        int(item[4]),
+                        int(item[5]),
+                    )
+                    for item in reply
+                ]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            with self._translated():
+                self._client.blpop(
+                    [self._local_wake_key, self._wake_key],
+                    timeout=min(remaining, MAX_BLOCK_SECONDS),
+                )
+        return []
+
+    def finish(self, invocation_id: str, runner_id: str, attempt: int, outcome: Outcome) -> bool:
+        done = self._run(
+            "finish",
+            invocation_id,
+            runner_id,
+            attempt,
+            outcome.kind.value,
+            outcome.payload,
+            self.options.result_ttl_seconds,
+        )
+        if not done:
+            log_stale_report(invocation_id, runner_id, attempt)
+        return bool(done)
+
+    def release(self, invocation_id: str, runner_id: str, attempt: int) -> bool:
+        done = self._run("release", invocation_id, runner_id, attempt)
+        if not done:
+            log_stale_report(invocation_id, runner_id, attempt)
+        return bool(done)
+
+    def renew(
+        self, runner_id: str, claims: Sequence[tuple[str, int]], lease_seconds: float
+    ) -> list[str]:
+        pairs = [value for claim in claims for value in claim]
+        return [_text(item) for item in self._run("renew", runner_id, lease_seconds, *pairs)]
+
+    def recover(self, now: float | None = None) -> list[str]:
+        reply = self._run(
+            "recover",
+            "" if now is None else repr(now),
+            self.options.max_recoveries,
+            self.options.lost_error,
+            self.options.result_ttl_seconds,
+            RECOVER_BATCH,
+        )
+        return [_text(item) for item in reply]
+
+    # --- reads and admin -----------------------------------------------------------------------
+
+    def get(self, invocation_id: str) -> InvocationRecord | None:
+        with self._translated():
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hgetall(self._prefix + "inv:" + invocation_id)
+            pipe.lrange(self._prefix + "hist:" + invocation_id, 0, -1)
+            fields, history = pipe.execute()
+        return decode_record(invocation_id, fields, history) if fields else None
+
+    def wait_final(self, invocation_id: str, timeout: float | None) -> InvocationRecord | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        done_key = self._prefix + "done:" + invocation_id
+        status_key = self._prefix + "inv:" + invocation_id
+        while True:
+            status = self._command("HGET", status_key, "status")
+            if status is None or InvocationStatus(_text(status)).is_final:
+                return self.get(invocation_id)
+            remaining = MAX_BLOCK_SECONDS if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                return self.get(invocation_id)
+            # Moving the token to the same list leaves it there for every other waiter.
+            wait = min(remaining, MAX_BLOCK_SECONDS)
+            self._command("BLMOVE", done_key, done_key, "LEFT", "RIGHT", wait)
+
+    def blocked_by(self, invocation_id: str) -> BlockedBy | None:
+        reply = self._run("blocked_by", invocation_id)
+        if not reply:
+            return None
+        return BlockedBy(_text(reply[0]), tuple(_text(item) for item in reply[1:]))
+
+    def list_invocations(
+        self, task_id: str | None, status: InvocationStatus | None, limit: int
+    ) -> list[InvocationRecord]:
+        index = self._prefix + (f"task:{task_id}" if task_id is not None else "index")
+        found: list[InvocationRecord] = []
+        start = 0
+        while len(found) < limit:
+            page = self._command("ZREVRANGE", index, start, start + LIST_PAGE)
+            ids = [_text(item) for item in page]
+            if not ids:
+                break
+            start += len(ids)
+            for record in self._get_many(ids):
+                if status is None or record.status is status:
+                    found.append(record)
+        return found[:limit]
+
+    def stats(self) -> BackendStats:
+        counts: dict[bytes, bytes] = self._command("HGETALL", self._prefix + "counts")
+        parked_keys = [_text(k) for k in self._command("SMEMBERS", self._prefix + "parked_keys")]
+        with self._translated():
+            pipe = self._client.pipeline(transaction=False)
+            for key in parked_keys:
+                pipe.llen(self._prefix + "parked:" + key)
+            parked_lengths = pipe.execute()
+        seconds, micros = self._command("TIME")
+        now = int(seconds) + int(micros) / 1_000_000
+        with self._translated():
+            runners = cast(
+                "list[tuple[bytes, float]]",
+                self._client.zrangebyscore(
+                    self._prefix + "runners", f"({now}", "+inf", withscores=True
+                ),
+            )
+        by_task_and_status: dict[tuple[str, InvocationStatus], int] = {}
+        for field, value in counts.items():
+            task, _, status = _text(field).partition("\x1f")
+            if int(value) > 0:
+                by_task_and_status[(task, InvocationStatus(status))] = int(value)
+        parked = {key: n for key, n in zip(parked_keys, parked_lengths, strict=True) if n}
+        return BackendStats(by_task_and_status, parked, {_text(r): t for r, t in runners})
+
+    def purge(self) -> None:
+        self._run("purge")
+
+    def wake_claimers(self) -> None:
+        self._wake_generation += 1
+        with contextlib.suppress(BackendError), self._translated():
+            pipe = self._client.pipeline(transaction=True)
+            pipe.rpush(self._local_wake_key, "1")
+            pipe.expire(self._local_wake_key, 10)
+            pipe.execute()
+
+    def close(self) -> None:
+        self._client.close()
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _run(self, script: str, *args: Any) -> Any:
+        with self._translated():
+            return self._scripts[script](keys=self._keys, args=args)
+
+    def _command(self, *args: Any) -> Any:
+        with self._translated():
+            return self._execute(*args)
+
+    def _get_many(self, ids: list[str]) -> list[InvocationRecord]:
+        with self._translated():
+            pipe = self._client.pipeline(transaction=True)
+            for invocation_id in ids:
+                pipe.hgetall(self._prefix + "inv:" + invocation_id)
+                pipe.lrange(self._prefix + "hist:" + invocation_id, 0, -1)
+            replies = pipe.execute()
+        records = []
+        for n, invocation_id in enumerate(ids):
+            fields, history = replies[2 * n], replies[2 * n + 1]
+            if fields:  # expired between the index read and this one
+                records.append(decode_record(invocation_id, fields, history))
+        return records
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Turn redis-py errors into taskgate errors that say what to do."""
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise BackendUnavailableError(
+                f"Redis at {redacted(self.url)} is unreachable ({exc}); runners retry with "
+                "back-off, callers should retry later"
+            ) from exc
+        except redis.RedisError as exc:
+            raise BackendError(f"Redis at {redacted(self.url)} failed: {exc}") from exc
+
+
+def _text(value: Any) -> str:
+    """A reply item as text (replies are bytes: the client does not decode, for binary data)."""
+    return value.decode() if isinstance(value, bytes) else str(value)

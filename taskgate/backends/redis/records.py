@@ -1,0 +1,51 @@
+"""Turning the Redis hash of an invocation (and its history list) into a record."""
+
+from __future__ import annotations
+
+import json
+
+from taskgate.record import ConcurrencyPlan, InvocationRecord, Transition
+from taskgate.status import InvocationStatus
+
+
+def _text(fields: dict[bytes, bytes], name: str) -> str | None:
+    value = fields.get(name.encode())
+    return value.decode() if value else None
+
+
+def _number(fields: dict[bytes, bytes], name: str) -> float | None:
+    value = fields.get(name.encode())
+    return float(value) if value else None
+
+
+def decode_record(
+    invocation_id: str, fields: dict[bytes, bytes], history: list[bytes]
+) -> InvocationRecord:
+    """The record stored as ``fields`` (``HGETALL inv:<id>``) with ``history`` (``hist:<id>``)."""
+    return InvocationRecord(
+        invocation_id=invocation_id,
+        task_id=fields[b"task_id"].decode(),
+        arguments=fields[b"arguments"],
+        plan=ConcurrencyPlan(
+            registration_key=_text(fields, "registration_key"),
+            running_key=_text(fields, "running_key"),
+            running_limit=int(fields[b"running_limit"]),
+            drop_when_blocked=fields[b"drop_when_blocked"] == b"1",
+        ),
+        max_retries=int(fields[b"max_retries"]),
+        status=InvocationStatus(fields[b"status"].decode()),
+        attempt=int(fields[b"attempt"]),
+        num_retries=int(fields[b"num_retries"]),
+        num_recoveries=int(fields[b"num_recoveries"]),
+        runner_id=_text(fields, "runner_id"),
+        lease_expires_at=_number(fields, "lease_expires_at"),
+        created_at=float(fields[b"created_at"]),
+        result=fields.get(b"result"),
+        error=fields.get(b"error"),
+        history=[_transition(entry) for entry in history],
+    )
+
+
+def _transition(entry: bytes) -> Transition:
+    status, timestamp, runner_id = json.loads(entry)
+    return Transition(InvocationStatus(status), float(timestamp), runner_id or None)

@@ -1,0 +1,137 @@
+-- Shared steps of the taskgate scripts; prepended to each script when it is loaded.
+--
+-- KEYS[1] is the app's key prefix, "taskgate:{<app_id>}:". Every key a script touches is built
+-- from it, so all keys of an app share one hash tag and one cluster slot.
+--
+-- Layout under the prefix:
+--   inv:<id>          hash: the invocation record (binary fields kept as raw bytes)
+--   hist:<id>         list: JSON [status, timestamp, runner_id] transitions, oldest first
+--   done:<id>         list: a token pushed when the invocation becomes final (result waiters)
+--   queue             list: ready invocation ids; woken and handed-back ones go to the head
+--   wake              list: tokens for idle runners blocked in BLPOP (capped length)
+--   regkeys           hash: registration key -> id of the waiting invocation holding it
+--   slots:<key>       set:  ids holding a running slot of <key>
+--   parked:<key>      list: ids parked on <key>, first come first served
+--   parked_keys       set:  running keys with a non-empty parked list
+--   slot_keys         set:  running keys with a non-empty slot set
+--   leases            zset: running id -> lease expiry (what recover looks at)
+--   expiry            zset: final id -> time its record may be deleted
+--   index             zset: id -> registration sequence (listing, newest first)
+--   task:<task_id>    zset: the same, per task;  tasks: set of task ids seen
+--   counts            hash: "<task_id>\31<status>" -> number of invocations
+--   runners           zset: runner id -> liveness expiry
+--   seq               string: the registration sequence counter
+
+local P = KEYS[1]
+local WAKE_TOKENS = 64
+
+local function k(name) return P .. name end
+
+local function server_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+local function now_from(arg)
+  if arg ~= nil and arg ~= '' then return tonumber(arg) end
+  return server_now()
+end
+
+local function wake(n)
+  for _ = 1, n do redis.call('RPUSH', k('wake'), '1') end
+  if n > 0 then redis.call('LTRIM', k('wake'), -WAKE_TOKENS, -1) end
+end
+
+local function count(task, status, delta)
+  redis.call('HINCRBY', k('counts'), task .. '\31' .. status, delta)
+end
+
+-- Change the status of <id> (task <task>, currently <old>) and record the transition.
+local function transition(id, task, old, new, now, runner)
+  redis.call('HSET', k('inv:' .. id), 'status', new)
+  count(task, old, -1)
+  count(task, new, 1)
+  redis.call('RPUSH', k('hist:' .. id), cjson.encode({new, now, runner or false}))
+end
+
+local function take_regkey(id, regkey)
+  if regkey ~= '' then redis.call('HSETNX', k('regkeys'), regkey, id) end
+end
+
+local function release_regkey(id, regkey)
+  if regkey ~= '' and redis.call('HGET', k('regkeys'), regkey) == id then
+    redis.call('HDEL', k('regkeys'), regkey)
+  end
+end
+
+local function leave_running(id)
+  redis.call('HSET', k('inv:' .. id), 'runner_id', '', 'lease_expires_at', '')
+  redis.call('ZREM', k('leases'), id)
+end
+
+-- Make <id> final: store result or error, schedule deletion, wake result waiters.
+local function finalize(id, task, old, new, now, runner, result, err, ttl)
+  leave_running(id)
+  local ikey = k('inv:' .. id)
+  if result then redis.call('HSET', ikey, 'result', result) end
+  if err then redis.call('HSET', ikey, 'error', err) end
+  redis.call('HSET', ikey, 'expires_at', now + ttl)
+  redis.call('ZADD', k('expiry'), now + ttl, id)
+  transition(id, task, old, new, now, runner)
+  redis.call('RPUSH', k('done:' .. id), '1')
+  redis.call('EXPIRE', k('done:' .. id), math.ceil(ttl))
+end
+
+-- Free <id>'s slot of <key> and hand freed slots to the first parked waiters, in order.
+local function release_slot(id, key, limit)
+  if key == '' then return end
+  local skey, pkey = k('slots:' .. key), k('parked:' .. key)
+  redis.call('SREM', skey, id)
+  local promoted = {}
+  while redis.call('SCARD', skey) < limit do
+    local waiter = redis.call('LPOP', pkey)
+    if not waiter then break end
+    redis.call('SADD', skey, waiter)
+    promoted[#promoted + 1] = waiter
+  end
+  -- Woken waiters go to the head of the ready queue, longest-waiting first.
+  for i = #promoted, 1, -1 do redis.call('LPUSH', k('queue'), promoted[i]) end
+  if redis.call('LLEN', pkey) == 0 then redis.call('SREM', k('parked_keys'), key) end
+  if redis.call('SCARD', skey) == 0 then redis.call('SREM', k('slot_keys'), key) end
+  wake(#promoted)
+end
+
+-- Put running <id> back first in line for its key and in the ready queue, as REGISTERED.
+local function requeue_first(id, f, now, runner)
+  leave_running(id)
+  transition(id, f.task, f.status, 'registered', now, runner)
+  take_regkey(id, f.regkey)
+  if f.key == '' then
+    redis.call('LPUSH', k('queue'), id)
+    wake(1)
+    return
+  end
+  redis.call('LPUSH', k('parked:' .. f.key), id)
+  redis.call('SADD', k('parked_keys'), f.key)
+  release_slot(id, f.key, f.limit)
+end
+
+-- The fields scripts need about <id>, or nil when it does not exist.
+local function fields(id)
+  local v = redis.call('HMGET', k('inv:' .. id), 'task_id', 'status', 'registration_key',
+    'running_key', 'running_limit', 'drop_when_blocked', 'runner_id', 'attempt', 'num_retries',
+    'max_retries', 'num_recoveries', 'arguments')
+  if not v[1] then return nil end
+  return {task = v[1], status = v[2], regkey = v[3], key = v[4], limit = tonumber(v[5]),
+    drop = v[6] == '1', runner = v[7], attempt = tonumber(v[8]), num_retries = tonumber(v[9]),
+    max_retries = tonumber(v[10]), num_recoveries = tonumber(v[11]), arguments = v[12]}
+end
+
+-- <id> if <runner> still runs <attempt> of it (the fencing check).
+local function owned(id, runner, attempt)
+  local f = fields(id)
+  if f and f.status == 'running' and f.runner == runner and f.attempt == tonumber(attempt) then
+    return f
+  end
+  return nil
+end

@@ -1,0 +1,16 @@
+-- purge: delete every key of the app.
+-- KEYS[1] prefix
+-- ARGV (none)
+-- Returns the number of invocations deleted.
+local ids = redis.call('ZRANGE', k('index'), 0, -1)
+for _, id in ipairs(ids) do
+  redis.call('DEL', k('inv:' .. id), k('hist:' .. id), k('done:' .. id))
+end
+for _, task in ipairs(redis.call('SMEMBERS', k('tasks'))) do redis.call('DEL', k('task:' .. task)) end
+for _, key in ipairs(redis.call('SMEMBERS', k('parked_keys'))) do
+  redis.call('DEL', k('parked:' .. key))
+end
+for _, key in ipairs(redis.call('SMEMBERS', k('slot_keys'))) do redis.call('DEL', k('slots:' .. key)) end
+redis.call('DEL', k('index'), k('tasks'), k('parked_keys'), k('slot_keys'), k('queue'),
+  k('wake'), k('regkeys'), k('leases'), k('expiry'), k('counts'), k('runners'), k('seq'))
+return #ids

@@ -1,0 +1,37 @@
+-- recover: take back the work of runners whose leases expired; delete expired finals.
+-- KEYS[1] prefix
+-- ARGV now ('' = server time), max_recoveries, lost_error, result_ttl_seconds, batch
+-- Returns the ids recovered or failed.
+local now = now_from(ARGV[1])
+local max_recoveries, lost_error, ttl, batch = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]),
+  tonumber(ARGV[5])
+local recovered = {}
+local expired = redis.call('ZRANGEBYSCORE', k('leases'), '-inf', '(' .. now, 'LIMIT', 0, batch)
+for _, id in ipairs(expired) do
+  local f = fields(id)
+  if not f or f.status ~= 'running' then
+    redis.call('ZREM', k('leases'), id)
+  else
+    recovered[#recovered + 1] = id
+    if f.num_recoveries >= max_recoveries then
+      finalize(id, f.task, f.status, 'failed', now, nil, nil, lost_error, ttl)
+      release_slot(id, f.key, f.limit)
+    else
+      redis.call('HINCRBY', k('inv:' .. id), 'num_recoveries', 1)
+      requeue_first(id, f, now, nil)
+    end
+  end
+end
+-- Final invocations past their result TTL go, with every index entry that names them.
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('expiry'), '-inf', now, 'LIMIT', 0, batch)) do
+  local v = redis.call('HMGET', k('inv:' .. id), 'task_id', 'status')
+  if v[1] then
+    count(v[1], v[2], -1)
+    redis.call('ZREM', k('task:' .. v[1]), id)
+  end
+  redis.call('DEL', k('inv:' .. id), k('hist:' .. id), k('done:' .. id))
+  redis.call('ZREM', k('index'), id)
+  redis.call('ZREM', k('expiry'), id)
+end
+redis.call('ZREMRANGEBYSCORE', k('runners'), '-inf', now)
+return recovered

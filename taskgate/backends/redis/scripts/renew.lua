@@ -1,0 +1,18 @@
+-- renew: extend the leases of invocations a runner still owns; announce the runner alive.
+-- KEYS[1] prefix
+-- ARGV runner_id, lease_seconds, then pairs of (id, attempt)
+-- Returns the ids whose claims are stale.
+local runner, lease = ARGV[1], tonumber(ARGV[2])
+local expires = server_now() + lease
+redis.call('ZADD', k('runners'), expires, runner)
+local lost = {}
+for i = 3, #ARGV, 2 do
+  local id = ARGV[i]
+  if owned(id, runner, ARGV[i + 1]) then
+    redis.call('HSET', k('inv:' .. id), 'lease_expires_at', expires)
+    redis.call('ZADD', k('leases'), expires, id)
+  else
+    lost[#lost + 1] = id
+  end
+end
+return lost
