@@ -145,6 +145,7 @@ class RedisServer:
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._dir = tempfile.mkdtemp(prefix="taskgate-redis-")
         self.process: subprocess.Popen[bytes] | None = None
+        self.extra_args: list[str] = []
 
     def start(self) -> None:
         self.process = subprocess.Popen(
@@ -152,12 +153,13 @@ class RedisServer:
                 self.binary,
                 *("--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
                 *("--appendonly", "no", "--dir", self._dir, "--protected-mode", "no"),
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + WAIT
-        while not _accepts(self.port):
+        while not _accepts(self.port, bool(self.extra_args)):
             assert self.process.poll() is None, f"{self.binary} exited at start"
             assert time.monotonic() < deadline, "redis-server did not start"
             time.sleep(0.01)
@@ -175,11 +177,13 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _accepts(port: int) -> bool:
+def _accepts(port: int, any_reply: bool = False) -> bool:
+    """Whether the server answers PING (any reply counts when it requires a password)."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
             conn.sendall(b"PING\r\n")
-            return conn.recv(16).startswith(b"+PONG")
+            reply = conn.recv(64)
+            return reply.startswith(b"+PONG") or (any_reply and bool(reply))
     except OSError:
         return False
 

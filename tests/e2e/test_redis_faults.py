@@ -1,0 +1,124 @@
+"""Redis-only behaviour: a server that goes away and comes back, passwords, TLS URLs, retention."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from taskgate import App, InvocationStatus
+from taskgate.errors import BackendUnavailableError, ConfigError
+from taskgate.record import Outcome, OutcomeKind
+from taskgate.runner import ThreadRunner
+
+WAIT = 30.0
+SUCCESS = Outcome(OutcomeKind.SUCCESS, b"x")
+
+
+@pytest.fixture
+def private_redis(redis_server: Any) -> Iterator[Any]:
+    """A redis-server of this test's own, which the test may stop and restart."""
+    server = type(redis_server)(redis_server.binary)
+    server.start()
+    yield server
+    server.stop()
+
+
+def _app(url: str, **settings: Any) -> App:
+    return App(f"fault-{uuid.uuid4().hex[:8]}", backend=url, **settings)
+
+
+def test_runners_and_callers_survive_a_redis_restart(private_redis: Any) -> None:
+    app = _app(private_redis.url, threads=2, lease_seconds=2.0)
+
+    @app.task
+    def double(x: int) -> int:
+        return 2 * x
+
+    runner = ThreadRunner(app)
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        assert double(1).get_result(WAIT) == 2
+        private_redis.stop()
+        with pytest.raises(BackendUnavailableError, match="unreachable"):
+            double(2)
+        private_redis.start()  # same port, empty store (no persistence)
+        deadline = time.monotonic() + WAIT
+        while True:  # callers see the server again as soon as it accepts connections
+            try:
+                invocation = double(3)
+                break
+            except BackendUnavailableError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        assert invocation.get_result(WAIT) == 6  # the runner resumed by itself
+    finally:
+        runner.stop_runner_loop()
+        thread.join(WAIT)
+    assert not thread.is_alive()
+
+
+def test_password_urls_work_and_the_password_is_never_shown(redis_server: Any) -> None:
+    server = type(redis_server)(redis_server.binary)
+    server.extra_args = ["--requirepass", "s3cret"]
+    server.start()
+    try:
+        good = _app(f"redis://:s3cret@127.0.0.1:{server.port}/0")
+
+        @good.task
+        def echo(x: int) -> int:
+            return x
+
+        assert echo(1).status is InvocationStatus.REGISTERED
+        bad = _app(f"redis://:wrong@127.0.0.1:{server.port}/0")
+        with pytest.raises(Exception) as raised:
+            bad.invocations()
+        assert "wrong" not in str(raised.value)
+        assert "***" in str(raised.value)
+    finally:
+        server.stop()
+
+
+def test_tls_urls_build_tls_connections() -> None:
+    app = _app("rediss://:pw@127.0.0.1:6399/1")
+    pool = app.backend._client.connection_pool  # type: ignore[attr-defined]
+    assert pool.connection_class.__name__ == "SSLConnection"
+    assert pool.connection_kwargs["db"] == 1
+
+
+def test_an_invalid_redis_url_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=re.escape("redis://127.0.0.1:notaport")):
+        _ = _app("redis://127.0.0.1:notaport/0").backend
+
+
+def test_final_invocations_expire_with_their_index_entries(redis_server: Any) -> None:
+    app = _app(redis_server.url, result_ttl_seconds=60)
+    backend = app.backend
+
+    @app.task
+    def noop() -> None: ...
+
+    finished = [noop() for _ in range(3)]
+    pending = noop()
+    for _ in range(3):
+        [claim] = backend.claim("r", 1, 30.0, 0)
+        backend.finish(claim.invocation_id, "r", claim.attempt, SUCCESS)
+    assert len(app.invocations()) == 4
+    backend.recover(now=time.time() + 120)
+    assert [i.invocation_id for i in app.invocations()] == [pending.invocation_id]
+    assert backend.stats().by_task_and_status == {(noop.task_id, InvocationStatus.REGISTERED): 1}
+    client = backend._client  # type: ignore[attr-defined]
+    leftovers = [
+        key
+        for key in client.scan_iter(match=f"taskgate:{{{app.app_id}}}:*")
+        if any(i.invocation_id.encode() in key for i in finished)
+    ]
+    assert leftovers == []
+    app.purge()
+    assert list(client.scan_iter(match=f"taskgate:{{{app.app_id}}}:*")) == []
