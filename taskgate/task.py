@@ -162,6 +162,12 @@ class Task(Generic[P, R]):
         module = "__main__" if func.__module__ == SPAWNED_MAIN else func.__module__
         self.task_id = f"{module}.{func.__name__}"
         self.signature = inspect.signature(func)
+        # Most functions take plain named parameters: run() then calls func(**arguments)
+        # without rebuilding BoundArguments for every invocation.
+        self._named_only = all(
+            p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            for p in self.signature.parameters.values()
+        )
         self.logger = logging.getLogger(f"taskgate.task.{self.task_id}")
         functools.update_wrapper(self, func)
 
@@ -221,5 +227,7 @@ class Task(Generic[P, R]):
 
     def run(self, arguments: Mapping[str, Any]) -> R:
         """Execute the function with bound ``arguments`` in the current thread."""
+        if self._named_only:
+            return self.func(**arguments)  # type: ignore[call-arg]
         bound = inspect.BoundArguments(self.signature, dict(arguments))
         return self.func(*bound.args, **bound.kwargs)

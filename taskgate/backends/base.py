@@ -100,6 +100,24 @@ class Backend(ABC):
         of the key. Returns False, changing nothing, when the claim is stale.
         """
 
+    def finish_and_claim(
+        self,
+        invocation_id: str,
+        runner_id: str,
+        attempt: int,
+        outcome: Outcome,
+        *,
+        max_count: int,
+        lease_seconds: float,
+    ) -> tuple[bool, list[Claim]]:
+        """:meth:`finish`, then :meth:`claim` up to ``max_count`` without blocking.
+
+        What a busy runner does between two tasks. Backends where a call costs a round trip
+        do both in one atomic step; this default runs the two operations in turn.
+        """
+        finished = self.finish(invocation_id, runner_id, attempt, outcome)
+        return finished, self.claim(runner_id, max_count, lease_seconds, 0)
+
     @abstractmethod
     def release(self, invocation_id: str, runner_id: str, attempt: int) -> bool:
         """Hand a running invocation back without counting a retry (graceful shutdown).
@@ -141,6 +159,8 @@ class Backend(ABC):
         """Block until the invocation is final or ``timeout`` passes, without busy polling.
 
         Returns the latest snapshot (final or not), or None when the invocation does not exist.
+        The snapshot's ``history`` may be left empty (it is what result readers need, in as few
+        reads as possible); :meth:`get` returns the full record.
         """
 
     @abstractmethod

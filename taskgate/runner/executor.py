@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 def execute(app: App, claim: Claim) -> Outcome:
     """Run the claimed invocation in this thread and report how it ended."""
     serializer = app.serializer
-    extra = {"invocation_id": claim.invocation_id, "task": claim.task_id}
+    extra = _log_extra(claim)
     try:
         task = app.resolve_task(claim.task_id)
         arguments = serializer.loads(claim.arguments)
@@ -83,3 +83,10 @@ def execute(app: App, claim: Claim) -> Outcome:
         return Outcome(OutcomeKind.FAILED, serializer.dumps_error(exc))
     logger.info("invocation %s of %s succeeded", claim.invocation_id, claim.task_id, extra=extra)
     return Outcome(OutcomeKind.SUCCESS, payload)
+
+
+def _log_extra(claim: Claim) -> dict[str, str] | None:
+    """Structured context for log records; not built when INFO lines are off (the hot path)."""
+    if not logger.isEnabledFor(logging.INFO):
+        return None
+    return {"invocation_id": claim.invocation_id, "task": claim.task_id}

@@ -6,7 +6,6 @@ import contextlib
 import logging
 import threading
 import time
-from collections import deque
 from typing import TYPE_CHECKING
 
 from taskgate.backoff import Backoff
@@ -14,6 +13,7 @@ from taskgate.errors import BackendUnavailableError, TaskgateError
 from taskgate.record import Claim, Outcome
 from taskgate.runner.base import Runner
 from taskgate.runner.executor import execute
+from taskgate.runner.gate import ClaimGate
 from taskgate.runner.heartbeat import Heartbeat
 
 if TYPE_CHECKING:
@@ -32,10 +32,10 @@ DEFAULT_THREADS = 8
 class ThreadRunner(Runner):
     """Runs invocations on ``threads`` worker threads (setting ``threads``, default 8).
 
-    Workers take turns at a claim gate: one idle worker at a time blocks in the backend's
-    ``claim`` (so the store sees one claimer per runner, not a herd), asking for one invocation
-    for itself and one for every other idle worker; it hands the extras to them through a local
-    queue and runs its own. Parked invocations never hold a thread, and no thread polls.
+    Workers take turns at a :class:`ClaimGate`: one idle worker at a time blocks in the
+    backend's ``claim``, for itself and every other idle worker. A worker that finishes a task
+    while the gate is free reports it and claims its next work in one ``finish_and_claim``
+    call. Parked invocations never hold a thread, and no thread polls.
     """
 
     def __init__(self, app: App, threads: int | None = None) -> None:
@@ -43,10 +43,7 @@ class ThreadRunner(Runner):
         self._threads = threads
         self._in_flight: dict[str, int] = {}
         self._in_flight_lock = threading.Lock()
-        self._gate = threading.Condition()
-        self._gate_taken = False
-        self._idle = 0
-        self._handed_out: deque[Claim] = deque()
+        self._gate = ClaimGate(self._stop_requested)
 
     @property
     def threads(self) -> int:
@@ -79,47 +76,62 @@ class ThreadRunner(Runner):
             backend.forget_runner(self.runner_id)
 
     def _wake(self) -> None:
-        with self._gate:
-            self._gate.notify_all()
+        self._gate.wake_all()
         self.app.backend.wake_claimers()
 
     def _work(self, backend: Backend) -> None:
         backoff = Backoff(0.05, BACKOFF_MAX_SECONDS)
-        while (claim := self._next_claim(backend, backoff)) is not None:
-            self._run_claim(backend, claim)
+        claim = self._next_claim(backend, backoff)
+        while claim is not None:
+            outcome = execute(self.app, claim)
+            claim = self._finish_and_next(backend, claim, outcome, backoff)
 
     def _next_claim(self, backend: Backend, backoff: Backoff) -> Claim | None:
         """The next invocation for this worker, or None once the runner is stopping."""
         while True:
-            with self._gate:
-                while not self._stop_requested.is_set():
-                    if self._handed_out:
-                        return self._handed_out.popleft()
-                    if not self._gate_taken:
-                        break
-                    self._idle += 1
-                    self._gate.wait()
-                    self._idle -= 1
-                else:
-                    return None
-                self._gate_taken = True
-                wanted = self._idle + 1
+            turn = self._gate.wait_turn()
+            if not isinstance(turn, int):
+                return turn
             claims: list[Claim] = []
             try:
-                claims = self._claim(backend, wanted, backoff)
+                claims = self._claim(backend, turn, backoff)
             finally:
-                with self._gate:
-                    self._gate_taken = False
-                    if self._stop_requested.is_set():
-                        # Claimed in the instant the stop arrived: _drain hands these back.
-                        self._handed_out.extend(claims)
-                        claims = []
-                    else:
-                        self._handed_out.extend(claims[1:])
-                    # Wake one idle worker per extra claim, and one more to take the gate.
-                    self._gate.notify(len(claims))
-            if claims:
-                return claims[0]
+                mine = self._gate.open(claims)
+            if mine is not None:
+                return mine
+
+    def _finish_and_next(
+        self, backend: Backend, claim: Claim, outcome: Outcome, backoff: Backoff
+    ) -> Claim | None:
+        """Report a run's outcome and return this worker's next invocation.
+
+        When the gate is free, both happen in one backend call; otherwise (or when the backend
+        is unreachable) the outcome is reported on its own and the worker waits its turn.
+        """
+        wanted = self._gate.try_turn()
+        if wanted is not None:
+            claims: list[Claim] = []
+            try:
+                _, claims = backend.finish_and_claim(
+                    claim.invocation_id,
+                    self.runner_id,
+                    claim.attempt,
+                    outcome,
+                    max_count=wanted,
+                    lease_seconds=self.app.conf.lease_seconds,
+                )
+                self._track(claims)
+                reported = True
+            except BackendUnavailableError:
+                reported = False
+            finally:
+                mine = self._gate.open(claims)
+            if reported:
+                self._forget([claim.invocation_id])
+                return mine if mine is not None else self._next_claim(backend, backoff)
+        self._report(backend, claim, outcome)
+        self._forget([claim.invocation_id])
+        return self._next_claim(backend, backoff)
 
     def _claim(self, backend: Backend, wanted: int, backoff: Backoff) -> list[Claim]:
         """Claim up to ``wanted``; while the backend is down, back off (others stay queued)."""
@@ -135,17 +147,14 @@ class ThreadRunner(Runner):
             self._stop_requested.wait(delay)
             return []
         backoff.reset()
+        self._track(claims)
+        return claims
+
+    def _track(self, claims: list[Claim]) -> None:
+        """Count claims as in flight (renewed by the heartbeat, handed back on stop)."""
         with self._in_flight_lock:
             for claim in claims:
                 self._in_flight[claim.invocation_id] = claim.attempt
-        return claims
-
-    def _run_claim(self, backend: Backend, claim: Claim) -> None:
-        try:
-            outcome = execute(self.app, claim)
-            self._report(backend, claim, outcome)
-        finally:
-            self._forget([claim.invocation_id])
 
     def _report(self, backend: Backend, claim: Claim, outcome: Outcome) -> None:
         """Hand the outcome to the backend, retrying while it is unreachable (unless forced)."""

@@ -232,9 +232,11 @@ def test_finish_stores_the_outcome(
     backend.register(record)
     claim_ids(backend)
     assert backend.finish(record.invocation_id, RUNNER, 1, outcome)
-    stored = backend.wait_final(record.invocation_id, 0)
-    assert stored is not None and stored.status is final
-    assert (stored.result if final is S.SUCCESS else stored.error) == outcome.payload
+    waited = backend.wait_final(record.invocation_id, 0)
+    assert waited is not None and waited.status is final
+    assert (waited.result if final is S.SUCCESS else waited.error) == outcome.payload
+    stored = backend.get(record.invocation_id)
+    assert stored is not None
     assert [t.status for t in stored.history] == [S.REGISTERED, S.RUNNING, final]
     assert stored.history[1].runner_id == RUNNER
 
@@ -311,6 +313,26 @@ def test_finish_twice_is_rejected(backend: Backend, new_record: NewRecord) -> No
     assert not backend.finish(record.invocation_id, RUNNER, 1, FAILED)
     stored = backend.get(record.invocation_id)
     assert stored is not None and stored.status is S.SUCCESS
+
+
+def test_finish_and_claim_reports_and_claims_in_one_step(
+    backend: Backend, new_record: NewRecord
+) -> None:
+    holder, waiter, other = new_record(run="r"), new_record(run="r"), new_record()
+    for record in (holder, waiter, other):
+        backend.register(record)
+    assert claim_ids(backend, 1) == [holder.invocation_id]
+    done, claims = backend.finish_and_claim(
+        holder.invocation_id, RUNNER, 1, SUCCESS, max_count=5, lease_seconds=LEASE
+    )
+    assert done
+    # The waiter was still queued behind the holder; with the slot free, it runs now.
+    assert [c.invocation_id for c in claims] == [waiter.invocation_id, other.invocation_id]
+    assert status(backend, holder.invocation_id) is S.SUCCESS
+    stale, more = backend.finish_and_claim(
+        holder.invocation_id, RUNNER, 1, SUCCESS, max_count=5, lease_seconds=LEASE
+    )
+    assert not stale and more == []
 
 
 # --- release (graceful hand-back) ----------------------------------------------------------------

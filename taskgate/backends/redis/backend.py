@@ -8,21 +8,26 @@ not depend on the hosts' clocks agreeing.
 Nothing polls: an idle claimer blocks in ``BLPOP`` on the app's wake-up list (and on one of its
 own, which :meth:`wake_claimers` pushes to), and a result waiter blocks in ``BLMOVE`` on the
 invocation's ``done`` list, which the script that makes it final pushes to.
+
+Single commands go over a connection of the calling thread's own, written and read directly:
+redis-py's pool and command layer cost about as much per call as the round trip itself.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+import weakref
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
-from redis.commands.core import Script
 
 from taskgate.backends.base import Backend, BackendOptions, log_stale_report
 from taskgate.backends.redis.records import decode_record
@@ -39,7 +44,17 @@ from taskgate.status import InvocationStatus
 
 logger = logging.getLogger(__name__)
 
-SCRIPTS = ("register", "claim", "finish", "release", "renew", "recover", "blocked_by", "purge")
+SCRIPTS = (
+    "register",
+    "claim",
+    "finish",
+    "finish_and_claim",
+    "release",
+    "renew",
+    "recover",
+    "blocked_by",
+    "purge",
+)
 # Blocking commands wait at most this long per call, well inside the socket timeout, so a dead
 # connection is noticed and a stop request is seen.
 MAX_BLOCK_SECONDS = 2.0
@@ -77,17 +92,18 @@ class RedisBackend(Backend):
             socket_connect_timeout=5.0,
             health_check_interval=30,
         )
-        # redis-py leaves execute_command unannotated; its replies are typed Any here.
-        self._execute: Callable[..., Any] = self._client.execute_command
         self._prefix = f"taskgate:{{{options.app_id}}}:"
         self._keys = [self._prefix]
         self._wake_key = self._prefix + "wake"
         # This object's own wake-up list: wake_claimers() interrupts only this process's claims.
         self._local_wake_key = f"{self._prefix}wake:{uuid.uuid4().hex}"
         self._wake_generation = 0
-        self._scripts: dict[str, Script] = {
-            name: self._client.register_script(_script_source(name)) for name in SCRIPTS
+        self._sources = {name: _script_source(name) for name in SCRIPTS}
+        self._shas = {
+            name: hashlib.sha1(src.encode()).hexdigest() for name, src in self._sources.items()
         }
+        self._local = threading.local()
+        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
 
     # --- the atomic contract -------------------------------------------------------------------
 
@@ -119,25 +135,12 @@ class RedisBackend(Backend):
                 "claim", runner_id, max_count, lease_seconds, self.options.result_ttl_seconds
             )
             if reply:
-                return [
-                    Claim(
-                        _text(item[0]),
-                        _text(item[1]),
-                        item[2],
-                        int(item[3]),
-                        int(item[4]),
-                        int(item[5]),
-                    )
-                    for item in reply
-                ]
+                return _claims(reply)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            with self._translated():
-                self._client.blpop(
-                    [self._local_wake_key, self._wake_key],
-                    timeout=min(remaining, MAX_BLOCK_SECONDS),
-                )
+            wait = min(remaining, MAX_BLOCK_SECONDS)
+            self._command("BLPOP", self._local_wake_key, self._wake_key, wait)
         return []
 
     def finish(self, invocation_id: str, runner_id: str, attempt: int, outcome: Outcome) -> bool:
@@ -153,6 +156,31 @@ class RedisBackend(Backend):
         if not done:
             log_stale_report(invocation_id, runner_id, attempt)
         return bool(done)
+
+    def finish_and_claim(
+        self,
+        invocation_id: str,
+        runner_id: str,
+        attempt: int,
+        outcome: Outcome,
+        *,
+        max_count: int,
+        lease_seconds: float,
+    ) -> tuple[bool, list[Claim]]:
+        done, claims = self._run(
+            "finish_and_claim",
+            invocation_id,
+            runner_id,
+            attempt,
+            outcome.kind.value,
+            outcome.payload,
+            self.options.result_ttl_seconds,
+            max_count,
+            lease_seconds,
+        )
+        if not done:
+            log_stale_report(invocation_id, runner_id, attempt)
+        return bool(done), _claims(claims)
 
     def release(self, invocation_id: str, runner_id: str, attempt: int) -> bool:
         done = self._run("release", invocation_id, runner_id, attempt)
@@ -190,14 +218,15 @@ class RedisBackend(Backend):
     def wait_final(self, invocation_id: str, timeout: float | None) -> InvocationRecord | None:
         deadline = None if timeout is None else time.monotonic() + timeout
         done_key = self._prefix + "done:" + invocation_id
-        status_key = self._prefix + "inv:" + invocation_id
+        record_key = self._prefix + "inv:" + invocation_id
         while True:
-            status = self._command("HGET", status_key, "status")
-            if status is None or InvocationStatus(_text(status)).is_final:
-                return self.get(invocation_id)
+            fields = _pairs(self._command("HGETALL", record_key))
+            if not fields:
+                return None
+            record = decode_record(invocation_id, fields, [])
             remaining = MAX_BLOCK_SECONDS if deadline is None else deadline - time.monotonic()
-            if remaining <= 0:
-                return self.get(invocation_id)
+            if record.status.is_final or remaining <= 0:
+                return record
             # Moving the token to the same list leaves it there for every other waiter.
             wait = min(remaining, MAX_BLOCK_SECONDS)
             self._command("BLMOVE", done_key, done_key, "LEFT", "RIGHT", wait)
@@ -226,7 +255,7 @@ class RedisBackend(Backend):
         return found[:limit]
 
     def stats(self) -> BackendStats:
-        counts: dict[bytes, bytes] = self._command("HGETALL", self._prefix + "counts")
+        counts = _pairs(self._command("HGETALL", self._prefix + "counts"))
         parked_keys = [_text(k) for k in self._command("SMEMBERS", self._prefix + "parked_keys")]
         with self._translated():
             pipe = self._client.pipeline(transaction=False)
@@ -262,17 +291,43 @@ class RedisBackend(Backend):
             pipe.execute()
 
     def close(self) -> None:
+        connection: Any  # redis-py leaves the connection's methods unannotated
+        for connection in list(self._connections):
+            connection.disconnect()
         self._client.close()
 
     # --- helpers -------------------------------------------------------------------------------
 
     def _run(self, script: str, *args: Any) -> Any:
-        with self._translated():
-            return self._scripts[script](keys=self._keys, args=args)
+        """Run one of the scripts by SHA, loading it first if the server does not have it."""
+        try:
+            return self._command("EVALSHA", self._shas[script], 1, self._prefix, *args)
+        except BackendError as exc:
+            if not isinstance(exc.__cause__, redis.exceptions.NoScriptError):
+                raise
+        self._command("SCRIPT", "LOAD", self._sources[script])
+        return self._command("EVALSHA", self._shas[script], 1, self._prefix, *args)
 
     def _command(self, *args: Any) -> Any:
+        """One command on this thread's own connection; the raw reply (bytes, lists, ints)."""
+        conn = self._connection()
         with self._translated():
-            return self._execute(*args)
+            try:
+                conn.send_command(*args)
+                return conn.read_response()
+            except (redis.ConnectionError, redis.TimeoutError):
+                conn.disconnect()  # reconnects on next use
+                raise
+
+    def _connection(self) -> Any:
+        # Any: redis-py leaves the connection's methods unannotated.
+        conn: Any = getattr(self._local, "conn", None)
+        if conn is None:
+            pool = self._client.connection_pool
+            conn = pool.connection_class(**pool.connection_kwargs)
+            self._local.conn = conn
+            self._connections.add(conn)
+        return conn
 
     def _get_many(self, ids: list[str]) -> list[InvocationRecord]:
         with self._translated():
@@ -305,3 +360,17 @@ class RedisBackend(Backend):
 def _text(value: Any) -> str:
     """A reply item as text (replies are bytes: the client does not decode, for binary data)."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _claims(reply: list[list[Any]]) -> list[Claim]:
+    return [
+        Claim(_text(item[0]), _text(item[1]), item[2], int(item[3]), int(item[4]), int(item[5]))
+        for item in reply
+    ]
+
+
+def _pairs(reply: list[bytes] | dict[bytes, bytes]) -> dict[bytes, bytes]:
+    """A raw HGETALL reply as a dict (a flat list in RESP2, already a map in RESP3)."""
+    if isinstance(reply, dict):
+        return reply
+    return dict(zip(reply[::2], reply[1::2], strict=True))

@@ -40,8 +40,8 @@ def decode_record(
         runner_id=_text(fields, "runner_id"),
         lease_expires_at=_number(fields, "lease_expires_at"),
         created_at=float(fields[b"created_at"]),
-        result=fields.get(b"result"),
-        error=fields.get(b"error"),
+        result=fields.get(b"result") or None,  # stored as b"" when absent; never a payload
+        error=fields.get(b"error") or None,
         history=[_transition(entry) for entry in history],
     )
 

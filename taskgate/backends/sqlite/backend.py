@@ -98,26 +98,48 @@ class SqliteBackend(Backend):
                     self._work.wait(min(backoff.next(), remaining))
 
     def finish(self, invocation_id: str, runner_id: str, attempt: int, outcome: Outcome) -> bool:
-        def operation(conn: sqlite3.Connection) -> bool:
-            steps = self._steps(conn, time.time())
-            row = steps.owned(invocation_id, runner_id, attempt)
-            if row is None:
-                return False
-            if outcome.kind is OutcomeKind.RETRY:
-                steps.retry(row, outcome.payload, runner_id)
-            else:
-                final = _S.SUCCESS if outcome.kind is OutcomeKind.SUCCESS else _S.FAILED
-                steps.finalize(row, final, runner_id, outcome.payload)
-            steps.release_slot(row)
-            return True
+        done, _ = self.finish_and_claim(
+            invocation_id, runner_id, attempt, outcome, max_count=0, lease_seconds=0.0
+        )
+        return done
 
-        done = self._db.write(operation)
+    def finish_and_claim(
+        self,
+        invocation_id: str,
+        runner_id: str,
+        attempt: int,
+        outcome: Outcome,
+        *,
+        max_count: int,
+        lease_seconds: float,
+    ) -> tuple[bool, list[Claim]]:
+        def operation(conn: sqlite3.Connection) -> tuple[bool, list[Claim]]:
+            steps = self._steps(conn, time.time())
+            done = self._finish_in(steps, invocation_id, runner_id, attempt, outcome)
+            return done, steps.claim(runner_id, max_count, lease_seconds) if max_count else []
+
+        done, claims = self._db.write(operation)
         if done:
             self._notify_claimers()
             self._notify_final(invocation_id)
         else:
             log_stale_report(invocation_id, runner_id, attempt)
-        return done
+        return done, claims
+
+    @staticmethod
+    def _finish_in(
+        steps: Transitions, invocation_id: str, runner_id: str, attempt: int, outcome: Outcome
+    ) -> bool:
+        row = steps.owned(invocation_id, runner_id, attempt)
+        if row is None:
+            return False
+        if outcome.kind is OutcomeKind.RETRY:
+            steps.retry(row, outcome.payload, runner_id)
+        else:
+            final = _S.SUCCESS if outcome.kind is OutcomeKind.SUCCESS else _S.FAILED
+            steps.finalize(row, final, runner_id, outcome.payload)
+        steps.release_slot(row)
+        return True
 
     def release(self, invocation_id: str, runner_id: str, attempt: int) -> bool:
         def operation(conn: sqlite3.Connection) -> bool:
@@ -187,14 +209,16 @@ class SqliteBackend(Backend):
             event = self._final_events.setdefault(invocation_id, threading.Event())
         try:
             while True:
-                status = self._db.read(
-                    lambda conn: conn.execute(q.STATUS, (self._app, invocation_id)).fetchone()
+                row = self._db.read(
+                    lambda conn: conn.execute(
+                        q.SELECT_INVOCATION, (self._app, invocation_id)
+                    ).fetchone()
                 )
-                if status is None or _S(status[0]).is_final:
-                    return self.get(invocation_id)
+                if row is None:
+                    return None
                 remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return self.get(invocation_id)
+                if _S(row["status"]).is_final or (remaining is not None and remaining <= 0):
+                    return q.row_to_record(row, [])
                 delay = backoff.next()
                 event.wait(delay if remaining is None else min(delay, remaining))
         finally:

@@ -20,7 +20,6 @@ INSERT INTO history (app_id, invocation_id, status, timestamp, runner_id) VALUES
 """
 SET_STATUS = "UPDATE invocations SET status = ? WHERE app_id = ? AND invocation_id = ?"
 SELECT_INVOCATION = "SELECT * FROM invocations WHERE app_id = ? AND invocation_id = ?"
-STATUS = "SELECT status FROM invocations WHERE app_id = ? AND invocation_id = ?"
 STATUS_AND_RUNNING_KEY = (
     "SELECT status, running_key FROM invocations WHERE app_id = ? AND invocation_id = ?"
 )

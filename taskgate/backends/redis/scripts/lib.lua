@@ -46,9 +46,10 @@ local function count(task, status, delta)
   redis.call('HINCRBY', k('counts'), task .. '\31' .. status, delta)
 end
 
--- Change the status of <id> (task <task>, currently <old>) and record the transition.
-local function transition(id, task, old, new, now, runner)
-  redis.call('HSET', k('inv:' .. id), 'status', new)
+-- Change the status of <id> (task <task>, currently <old>) and record the transition; any
+-- further arguments are field/value pairs written by the same HSET.
+local function transition(id, task, old, new, now, runner, ...)
+  redis.call('HSET', k('inv:' .. id), 'status', new, ...)
   count(task, old, -1)
   count(task, new, 1)
   redis.call('RPUSH', k('hist:' .. id), cjson.encode({new, now, runner or false}))
@@ -64,20 +65,12 @@ local function release_regkey(id, regkey)
   end
 end
 
-local function leave_running(id)
-  redis.call('HSET', k('inv:' .. id), 'runner_id', '', 'lease_expires_at', '')
-  redis.call('ZREM', k('leases'), id)
-end
-
 -- Make <id> final: store result or error, schedule deletion, wake result waiters.
 local function finalize(id, task, old, new, now, runner, result, err, ttl)
-  leave_running(id)
-  local ikey = k('inv:' .. id)
-  if result then redis.call('HSET', ikey, 'result', result) end
-  if err then redis.call('HSET', ikey, 'error', err) end
-  redis.call('HSET', ikey, 'expires_at', now + ttl)
+  redis.call('ZREM', k('leases'), id)
   redis.call('ZADD', k('expiry'), now + ttl, id)
-  transition(id, task, old, new, now, runner)
+  transition(id, task, old, new, now, runner, 'runner_id', '', 'lease_expires_at', '',
+    'expires_at', now + ttl, 'result', result or '', 'error', err or '')
   redis.call('RPUSH', k('done:' .. id), '1')
   redis.call('EXPIRE', k('done:' .. id), math.ceil(ttl))
 end
@@ -103,8 +96,9 @@ end
 
 -- Put running <id> back first in line for its key and in the ready queue, as REGISTERED.
 local function requeue_first(id, f, now, runner)
-  leave_running(id)
-  transition(id, f.task, f.status, 'registered', now, runner)
+  redis.call('ZREM', k('leases'), id)
+  transition(id, f.task, f.status, 'registered', now, runner, 'runner_id', '',
+    'lease_expires_at', '')
   take_regkey(id, f.regkey)
   if f.key == '' then
     redis.call('LPUSH', k('queue'), id)
@@ -134,4 +128,66 @@ local function owned(id, runner, attempt)
     return f
   end
   return nil
+end
+
+-- Take (or keep a handed-over) slot; park or drop the invocation when its key is full.
+local function take_slot(id, f, now, ttl)
+  if f.key == '' then return true end
+  local skey = k('slots:' .. f.key)
+  if redis.call('SISMEMBER', skey, id) == 1 then return true end
+  if redis.call('SCARD', skey) < f.limit then
+    redis.call('SADD', skey, id)
+    redis.call('SADD', k('slot_keys'), f.key)
+    return true
+  end
+  if f.drop then
+    release_regkey(id, f.regkey)
+    finalize(id, f.task, f.status, 'concurrency_controlled_final', now, nil, nil, nil, ttl)
+  else
+    transition(id, f.task, f.status, 'concurrency_controlled', now, nil)
+    redis.call('RPUSH', k('parked:' .. f.key), id)
+    redis.call('SADD', k('parked_keys'), f.key)
+  end
+  return false
+end
+
+-- Hand up to <max_count> ready invocations to <runner> (see Backend.claim).
+-- Returns a list of {id, task_id, arguments, attempt, num_retries, max_retries}.
+local function claim_ready(runner, max_count, lease, ttl, now)
+  local claims = {}
+  while #claims < max_count do
+    local id = redis.call('LPOP', k('queue'))
+    if not id then break end
+    local f = fields(id)
+    if f and take_slot(id, f, now, ttl) then
+      release_regkey(id, f.regkey)
+      local attempt = f.attempt + 1
+      redis.call('ZADD', k('leases'), now + lease, id)
+      transition(id, f.task, f.status, 'running', now, runner, 'attempt', attempt,
+        'runner_id', runner, 'lease_expires_at', now + lease)
+      claims[#claims + 1] = {id, f.task, f.arguments, attempt, f.num_retries, f.max_retries}
+    end
+  end
+  return claims
+end
+
+-- Record the outcome of a run if <runner> still owns <attempt> (see Backend.finish).
+-- Returns 1 when recorded, 0 for a stale claim.
+local function finish_one(id, runner, attempt, kind, payload, ttl, now)
+  local f = owned(id, runner, attempt)
+  if not f then return 0 end
+  if kind == 'retry' then
+    redis.call('ZREM', k('leases'), id)
+    transition(id, f.task, f.status, 'retry', now, runner, 'runner_id', '',
+      'lease_expires_at', '', 'num_retries', f.num_retries + 1, 'error', payload)
+    take_regkey(id, f.regkey)
+    redis.call('RPUSH', k('queue'), id)
+    wake(1)
+  elseif kind == 'success' then
+    finalize(id, f.task, f.status, 'success', now, runner, payload, nil, ttl)
+  else
+    finalize(id, f.task, f.status, 'failed', now, runner, nil, payload, ttl)
+  end
+  release_slot(id, f.key, f.limit)
+  return 1
 end
