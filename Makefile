@@ -36,12 +36,16 @@ test: lint typecheck unit
 
 BENCH_DB := .taskgate/bench.db
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/throughput.py --backend memory://
 	rm -f $(BENCH_DB)*
 	$(BIN)/python bench/throughput.py --backend sqlite:///$(BENCH_DB) --tasks 5000
 	rm -f $(BENCH_DB)*
 	$(BIN)/python bench/throughput.py --backend sqlite:///$(BENCH_DB) --tasks 5000 \
+		--runner ProcessRunner --processes 2
+	$(BIN)/python bench/throughput.py --backend redis --tasks 10000 \
+		--runner ProcessRunner --processes 1
+	$(BIN)/python bench/throughput.py --backend redis --tasks 10000 \
 		--runner ProcessRunner --processes 2
 
 clean:

@@ -11,16 +11,20 @@ run; the store is purged between workloads):
                 it includes the time spent queued behind the rest of the burst.
 (c) round trip  500 sequential call-then-result round trips on an idle runner: p50/p99 of the
                 round trip, and of call-to-start.
-(d) seed        the seed scenario: 10 x 0.1 s sleeps without running control (ideal 0.1-0.2 s)
+(d) keyed       as (b), with ``running_concurrency=KEYS`` over 100 keys: tasks/s, and the ratio
+                to the uncontrolled rate of (b) in the same run.
+(e) seed        the seed scenario: 10 x 0.1 s sleeps without running control (ideal 0.1-0.2 s)
                 and 10 with ``running_concurrency=TASK`` (ideal 1.0 s, no overlap), then how long
                 ``stop_runner_loop()`` plus joining the runner thread takes.
 
 Latencies use ``time.time()`` on both sides, so they are exact within one process.
 
-Run it (``make bench`` runs the defaults):
+Run it (``make bench`` runs it on memory, SQLite and Redis):
 
-    .venv/bin/python bench/throughput.py [--backend memory://] [--tasks 20000] [--threads 8]
-                                         [--repeat 3]
+    .venv/bin/python bench/throughput.py [--backend memory://] [--tasks 20000] [--threads N]
+        [--runner ThreadRunner|ProcessRunner] [--processes 2] [--repeat 3]
+
+``--backend redis`` starts a private redis-server for the run (see taskgate.testing).
 """
 
 from __future__ import annotations
@@ -37,10 +41,12 @@ from typing import NamedTuple, TypeVar
 
 from taskgate import App, ConcurrencyControlType, Invocation
 from taskgate.errors import TaskgateError
+from taskgate.testing import RedisServer
 
 APP_ID = "taskgate-bench"
 DEFAULT_BACKEND = "memory://"
 ROUND_TRIPS = 500
+KEYS = 100
 SEED_CALLS = 10
 SEED_SLEEP_SECONDS = 0.1
 # Guards against a hang: a benchmark that never returns tells nothing.
@@ -56,6 +62,12 @@ app = App(app_id=APP_ID, backend=DEFAULT_BACKEND)
 @app.task
 def no_op(sent_at: float) -> float:
     """Do nothing; return the seconds from the call (``sent_at``) to the start of execution."""
+    return time.time() - sent_at
+
+
+@app.task(running_concurrency=ConcurrencyControlType.KEYS, key_arguments=("key",))
+def keyed_no_op(key: int, sent_at: float) -> float:
+    """:func:`no_op` under running concurrency control, one slot per ``key``."""
     return time.time() - sent_at
 
 
@@ -133,20 +145,32 @@ def enqueue_rate(tasks: int) -> dict[str, float]:
 
 def end_to_end(tasks: int) -> dict[str, float]:
     """(b) Register ``tasks`` no-op calls on a running runner and await every result."""
-    runner = start_runner()
-    try:
-        started = time.perf_counter()
-        invocations = [no_op(time.time()) for _ in range(tasks)]
-        latencies = [result_of(invocation) for invocation in invocations]
-        elapsed = time.perf_counter() - started
-    finally:
-        stop_runner(runner)
-        app.purge()
+    elapsed, latencies = timed_calls(lambda n: no_op(time.time()), tasks)
     return {
         "e2e_rate": tasks / elapsed,
         "e2e_start_p50": percentile(latencies, 50) * 1000,
         "e2e_start_p99": percentile(latencies, 99) * 1000,
     }
+
+
+def keyed_end_to_end(tasks: int) -> dict[str, float]:
+    """(d) As (b), under running concurrency control over ``KEYS`` keys."""
+    elapsed, _ = timed_calls(lambda n: keyed_no_op(n % KEYS, time.time()), tasks)
+    return {"keyed_rate": tasks / elapsed}
+
+
+def timed_calls(call: Callable[[int], Invocation[float]], tasks: int) -> tuple[float, list[float]]:
+    """With a runner running, make ``tasks`` calls and await all; (seconds, every result)."""
+    runner = start_runner()
+    try:
+        started = time.perf_counter()
+        invocations = [call(n) for n in range(tasks)]
+        results = [result_of(invocation) for invocation in invocations]
+        elapsed = time.perf_counter() - started
+    finally:
+        stop_runner(runner)
+        app.purge()
+    return elapsed, results
 
 
 def round_trips(count: int) -> dict[str, float]:
@@ -179,7 +203,7 @@ def timed_batch(task: Callable[[float], Invocation[SleepResult]]) -> tuple[float
 
 
 def seed_scenario() -> dict[str, float]:
-    """(d) The seed scenario's two sleep batches, then the runner's stop time."""
+    """(e) The seed scenario's two sleep batches, then the runner's stop time."""
     runner = start_runner()
     try:
         free_wall, free_overlap = timed_batch(sleep_without_running_concurrency)
@@ -224,7 +248,7 @@ class Metric:
 def build_metrics(tasks: int) -> dict[str, Metric]:
     """The table's rows, in print order, keyed as the workloads report them."""
     trips = f"(c) {ROUND_TRIPS} round trips"
-    seed = f"(d) seed {SEED_CALLS} x {SEED_SLEEP_SECONDS} s"
+    seed = f"(e) seed {SEED_CALLS} x {SEED_SLEEP_SECONDS} s"
     return {
         "enqueue_rate": Metric(f"(a) enqueue {tasks}", "rate", "calls/s", ",.0f"),
         "e2e_rate": Metric(f"(b) end to end {tasks}", "rate", "tasks/s", ",.0f"),
@@ -234,6 +258,8 @@ def build_metrics(tasks: int) -> dict[str, Metric]:
         "rt_p99": Metric("", "round trip p99", "ms", ".3f"),
         "rt_start_p50": Metric("", "call-to-start p50", "ms", ".3f"),
         "rt_start_p99": Metric("", "call-to-start p99", "ms", ".3f"),
+        "keyed_rate": Metric(f"(d) KEYS over {KEYS} keys", "rate", "tasks/s", ",.0f"),
+        "keyed_ratio": Metric("", "ratio to (b)", "", ".2f"),
         "seed_free_wall": Metric(seed, "no control: wall (0.1-0.2)", "s", ".3f"),
         "seed_free_overlap": Metric("", "no control: overlapped", "", "flag"),
         "seed_task_wall": Metric("", "TASK control: wall (1.0)", "s", ".3f"),
@@ -293,6 +319,8 @@ def run_round(tasks: int) -> dict[str, float]:
     figures: dict[str, float] = {}
     figures |= enqueue_rate(tasks)
     figures |= end_to_end(tasks)
+    figures |= keyed_end_to_end(tasks)
+    figures["keyed_ratio"] = figures["keyed_rate"] / figures["e2e_rate"]
     figures |= round_trips(ROUND_TRIPS)
     figures |= seed_scenario()
     return figures
@@ -300,6 +328,15 @@ def run_round(tasks: int) -> dict[str, float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.backend != "redis":
+        return bench(args)
+    with RedisServer() as server:
+        args.backend = server.url
+        return bench(args)
+
+
+def bench(args: argparse.Namespace) -> int:
+    """Run every workload ``--repeat`` times on ``--backend`` and print the table."""
     app.conf.backend = args.backend
     app.conf.threads = args.threads  # read when the runner starts
     app.conf.runner_cls = args.runner

