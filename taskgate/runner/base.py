@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import select
 import signal
 import socket
 import threading
@@ -48,6 +50,12 @@ class Runner(ABC):
         self._stop_requested = threading.Event()
         self._force_stop = threading.Event()
         self._running = threading.Event()
+        # The runner's own thread sleeps on this socket pair; stop requests and signals poke it.
+        self._poke_reader, self._poke_writer = socket.socketpair()
+        self._poke_reader.setblocking(False)
+        self._poke_writer.setblocking(False)
+        self._signals_received: list[int] = []
+        self._signals_handled = 0
 
     @property
     def is_running(self) -> bool:
@@ -65,6 +73,8 @@ class Runner(ABC):
             raise RuntimeError(f"runner {self.runner_id} is already running")
         self._stop_requested.clear()
         self._force_stop.clear()
+        self._signals_received.clear()
+        self._signals_handled = 0
         self._running.set()
         logger.info(
             "runner %s starting (%s, backend %s)",
@@ -81,17 +91,55 @@ class Runner(ABC):
 
     def stop_runner_loop(self, *, force: bool = False) -> None:
         """Ask :meth:`run` to wind down; returns at once. ``force`` skips the grace period."""
+        self._request_stop(force)
+        self._wake()
+
+    def _request_stop(self, force: bool) -> None:
         if force:
             self._force_stop.set()
         self._stop_requested.set()
-        self._wake()
 
     @abstractmethod
     def _run(self) -> None:
-        """The runner's loop; returns after a stop request has been honoured."""
+        """The runner's loop; returns after a stop request has been honoured.
+
+        Runs on the thread that called :meth:`run`; it must wait in :meth:`_sleep_until_poked`
+        (or call :meth:`_handle_signals` at least every few tenths of a second), since that is
+        where signals are acted upon.
+        """
 
     def _wake(self) -> None:
-        """Interrupt blocking waits so a stop request is seen at once."""
+        """Interrupt blocking waits so a stop request is seen at once (extend, keep the poke)."""
+        self._poke()
+
+    def _poke(self) -> None:
+        """Wake :meth:`_sleep_until_poked`. Takes no lock: safe in a signal handler."""
+        # A full buffer means earlier pokes are pending: the sleeper wakes anyway.
+        with contextlib.suppress(OSError):
+            self._poke_writer.send(b"x")
+
+    def _sleep_until_poked(self, timeout: float | None = None) -> None:
+        """Block the runner's own thread until poked (or ``timeout``), then act on signals."""
+        ready, _, _ = select.select([self._poke_reader], [], [], timeout)
+        if ready:
+            with contextlib.suppress(BlockingIOError):
+                self._poke_reader.recv(4096)
+        self._handle_signals()
+
+    def _handle_signals(self) -> None:
+        """Act on signals counted by the handler: the first stops, a second forces the stop."""
+        while self._signals_handled < len(self._signals_received):
+            signum = self._signals_received[self._signals_handled]
+            self._signals_handled += 1
+            force = self._stop_requested.is_set()
+            logger.log(
+                logging.WARNING if force else logging.INFO,
+                "runner %s received %s: %s",
+                self.runner_id,
+                signal.Signals(signum).name,
+                "stopping now, leases will recover running work" if force else "stopping",
+            )
+            self.stop_runner_loop(force=force)
 
     @contextmanager
     def _stop_on_signals(self) -> Iterator[None]:
@@ -102,15 +150,11 @@ class Runner(ABC):
         previous = {sig: signal.getsignal(sig) for sig in signals}
 
         def handle(signum: int, _frame: FrameType | None) -> None:
-            force = self._stop_requested.is_set()
-            logger.log(
-                logging.WARNING if force else logging.INFO,
-                "runner %s received %s: %s",
-                self.runner_id,
-                signal.Signals(signum).name,
-                "stopping now, leases will recover running work" if force else "stopping",
-            )
-            self.stop_runner_loop(force=force)
+            # A handler runs between two bytecodes of the main thread, maybe inside another
+            # handler or while that thread holds a lock (an Event's, a connection pool's, the
+            # logging module's): it only records the signal and pokes the runner's loop.
+            self._signals_received.append(signum)
+            self._poke()
 
         for sig in signals:
             signal.signal(sig, handle)

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -59,7 +58,6 @@ class ProcessRunner(Runner):
                 "or a backend that processes share (sqlite:///path.db or redis://host:port/db)"
             )
         self.app_spec = app_spec or locate_app(app)
-        self._wake_reader, self._wake_writer = socket.socketpair()
         self._workers: dict[int, subprocess.Popen[bytes]] = {}
 
     @property
@@ -79,11 +77,6 @@ class ProcessRunner(Runner):
             self._supervise()
         finally:
             self._stop_workers()
-
-    def _wake(self) -> None:
-        # A full buffer means earlier wake-ups are pending: the supervisor wakes anyway.
-        with contextlib.suppress(OSError):
-            self._wake_writer.send(b"x")
 
     def _command(self) -> list[str]:
         settings = dataclasses.asdict(self.app.conf)
@@ -120,13 +113,13 @@ class ProcessRunner(Runner):
 
     def _watch(self, process: subprocess.Popen[bytes]) -> None:
         process.wait()
-        self._wake()
+        self._poke()
 
     def _supervise(self) -> None:
         """Sleep until a stop request or a worker's exit; restart the dead with back-off."""
         backoff = Backoff(0.1, 5.0)
         while not self._stop_requested.is_set():
-            self._wake_reader.recv(4096)
+            self._sleep_until_poked()
             for slot, process in list(self._workers.items()):
                 if process.poll() is None or self._stop_requested.is_set():
                     continue
@@ -165,6 +158,7 @@ class ProcessRunner(Runner):
                         _signal(other, signal.SIGTERM)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(timeout=0.1)
+                self._handle_signals()  # a second signal forces the stop
             if process.poll() is None:
                 logger.error(
                     "runner %s killing worker process %s that did not stop; leases will "

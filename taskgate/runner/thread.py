@@ -68,7 +68,8 @@ class ThreadRunner(Runner):
         heartbeat.start()
         for worker in workers:
             worker.start()
-        self._stop_requested.wait()
+        while not self._stop_requested.is_set():
+            self._sleep_until_poked()
         logger.info("runner %s stopping: no new claims", self.runner_id)
         self._drain(backend, workers)
         heartbeat.stop()
@@ -76,6 +77,7 @@ class ThreadRunner(Runner):
             backend.forget_runner(self.runner_id)
 
     def _wake(self) -> None:
+        super()._wake()
         self._gate.wake_all()
         self.app.backend.wake_claimers()
 
@@ -195,6 +197,7 @@ class ThreadRunner(Runner):
             backend.wake_claimers()
             for worker in workers:
                 worker.join(timeout=0.05)
+            self._handle_signals()  # a second signal forces the stop
         if self._force_stop.is_set():
             return
         for invocation_id, attempt in self._claims_in_flight():

@@ -55,3 +55,18 @@ def hammer(rounds: int) -> None:
             outcome = Outcome(OutcomeKind.SUCCESS, app.serializer.dumps(claim.attempt))
             done += app.backend.finish(claim.invocation_id, runner_id, claim.attempt, outcome)
     print("ok", done, flush=True)
+
+
+@app.task(running_concurrency=ConcurrencyControlType.KEYS, key_arguments=("key",))
+def held(key: str, n: int, marker: str = "", hold_seconds: float = 60.0) -> tuple[int, int, float]:
+    """On its first attempt, touch ``marker`` and hold the key (until killed or released).
+
+    Returns (n, attempt, start time); later attempts return at once.
+    """
+    start = time.time()
+    attempt = held.invocation.attempt
+    if marker and attempt == 1:
+        with open(marker, "w") as file:
+            file.write(str(os.getpid()))
+        time.sleep(hold_seconds)
+    return n, attempt, start

@@ -211,6 +211,28 @@ def test_unknown_task_fails_with_a_clear_message(app: App, run_runner: RunRunner
         assert fine().get_result(WAIT) == 1
 
 
+def test_a_corrupted_record_fails_alone_and_the_runner_keeps_going(
+    app: App, run_runner: RunRunner
+) -> None:
+    @app.task
+    def fine(x: int = 1) -> int:
+        return x
+
+    record = InvocationRecord(
+        invocation_id="corrupted-invocation",
+        task_id=fine.task_id,
+        arguments=b"\x80\x05 not a pickle",
+        plan=ConcurrencyPlan(),
+    )
+    app.backend.register(record)
+    corrupted = app.get_invocation("corrupted-invocation")
+    with run_runner(app.runner):
+        with pytest.raises(SerializationError, match="cannot read stored data"):
+            corrupted.get_result(WAIT)
+        assert fine().get_result(WAIT) == 1
+    assert corrupted.status is S.FAILED
+
+
 def test_get_invocation_and_listing(app: App, run_runner: RunRunner) -> None:
     @app.task
     def first() -> int:
