@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
 
 from taskgate.backends import Backend, BackendOptions, create_backend
@@ -21,7 +21,7 @@ from taskgate.errors import (
 )
 from taskgate.invocation import DistributedInvocation, Invocation, ReusedInvocation
 from taskgate.locate import SPAWNED_MAIN
-from taskgate.record import InvocationRecord
+from taskgate.record import InvocationRecord, RegisterResult
 from taskgate.runner import Runner, build_runner
 from taskgate.serializer import Serializer, get_serializer
 from taskgate.settings import Settings
@@ -183,16 +183,46 @@ class App:
 
     def register_call(self, task: Task[Any, R], arguments: dict[str, Any]) -> Invocation[R]:
         """Register one call of ``task`` with bound ``arguments`` (what ``task(...)`` does)."""
-        payload = self.serializer.dumps(arguments)
-        record = InvocationRecord(
+        return self.register_calls(task, [arguments])[0]
+
+    def register_calls(
+        self, task: Task[Any, R], calls: Sequence[dict[str, Any]]
+    ) -> list[Invocation[R]]:
+        """Register calls of ``task`` in one backend step per batch (``task.parallelize``).
+
+        Every call is serialized before anything is registered. Each registration is atomic on
+        its own, with concurrency control exactly as for single calls.
+
+        Raises:
+            SerializationError: a call's arguments cannot be serialized; nothing is registered.
+            InvocationConcurrencyWithDifferentArgumentsError: for the first folded call whose
+                arguments differ, when the task says so (the calls before it are registered).
+        """
+        records = [self._record(task, arguments) for arguments in calls]
+        registered = self.backend.register_many(records)
+        return [
+            self._invocation(task, arguments, record, result)
+            for arguments, record, result in zip(calls, records, registered, strict=True)
+        ]
+
+    def _record(self, task: Task[Any, Any], arguments: dict[str, Any]) -> InvocationRecord:
+        return InvocationRecord(
             invocation_id=str(uuid.uuid4()),
             task_id=task.task_id,
-            arguments=payload,
+            arguments=self.serializer.dumps(arguments),
             plan=plan_for_call(task.options, task.task_id, arguments),
             max_retries=task.options.max_retries,
             created_at=time.time(),
         )
-        registered = self.backend.register(record)
+
+    def _invocation(
+        self,
+        task: Task[Any, R],
+        arguments: dict[str, Any],
+        record: InvocationRecord,
+        registered: RegisterResult,
+    ) -> Invocation[R]:
+        """The handle a caller gets for one registered (or folded) call."""
         if registered.created:
             logger.debug(
                 "registered invocation %s of %s",

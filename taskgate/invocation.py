@@ -185,8 +185,20 @@ class InvocationGroup(Generic[R]):
 
     @property
     def results(self) -> list[R]:
-        """Every result, in input order (blocks until all are final; raises the first error)."""
-        return [invocation.result for invocation in self.invocations]
+        """Every result, in input order (blocks until all are final; raises the first error).
+
+        Outcomes already final are read in one go; only the others are waited for one by one.
+        """
+        if not self.invocations:
+            return []
+        app = self.invocations[0].app
+        snapshots = app.backend.get_many([i.invocation_id for i in self.invocations])
+        return [
+            invocation._outcome(snapshot)
+            if snapshot is not None and snapshot.status.is_final
+            else invocation.result
+            for invocation, snapshot in zip(self.invocations, snapshots, strict=True)
+        ]
 
     async def async_results(self) -> list[R]:
         """:attr:`results` for asyncio callers."""

@@ -204,20 +204,23 @@ class Task(Generic[P, R]):
     ) -> InvocationGroup[R]:
         """Call the task once per item: a tuple is positional, a dict keyword arguments.
 
-        Concurrency control applies to each call exactly as for single calls.
+        Concurrency control applies to each call exactly as for single calls; the calls are
+        registered in batches, one backend step per batch, which is much faster than calling
+        the task in a loop. Nothing is registered when any item's arguments do not fit the
+        function or cannot be serialized.
         """
-        invocations = []
+        calls = []
         for item in params:
             if isinstance(item, Mapping):
-                invocations.append(self.app.register_call(self, self.bind((), dict(item))))
+                calls.append(self.bind((), dict(item)))
             elif isinstance(item, tuple):
-                invocations.append(self.app.register_call(self, self.bind(item, {})))
+                calls.append(self.bind(item, {}))
             else:
                 raise TypeError(
                     f"parallelize() of {self.task_id} takes tuples (positional arguments) or "
                     f"dicts (keyword arguments), got {type(item).__name__}"
                 )
-        return InvocationGroup(invocations)
+        return InvocationGroup(self.app.register_calls(self, calls))
 
     def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """The call's arguments by parameter name, defaults applied (raises TypeError)."""

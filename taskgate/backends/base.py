@@ -74,6 +74,14 @@ class Backend(ABC):
         registration key (if any) and append the invocation to the ready queue.
         """
 
+    def register_many(self, records: Sequence[InvocationRecord]) -> list[RegisterResult]:
+        """:meth:`register` for each record, in order, each registration atomic as there.
+
+        A later record may fold into an earlier one of the same batch. Backends where a call
+        costs a round trip register a batch in one; this default registers one at a time.
+        """
+        return [self.register(record) for record in records]
+
     @abstractmethod
     def claim(
         self, runner_id: str, max_count: int, lease_seconds: float, timeout: float
@@ -153,6 +161,14 @@ class Backend(ABC):
     @abstractmethod
     def get(self, invocation_id: str) -> InvocationRecord | None:
         """A snapshot of one invocation, or None when it does not exist."""
+
+    def get_many(self, invocation_ids: Sequence[str]) -> list[InvocationRecord | None]:
+        """Snapshots of many invocations, in order (None for missing ones), history left out.
+
+        What a caller reading a group's results needs; backends read them in one go, this
+        default one by one.
+        """
+        return [self.get(invocation_id) for invocation_id in invocation_ids]
 
     @abstractmethod
     def wait_final(self, invocation_id: str, timeout: float | None) -> InvocationRecord | None:

@@ -55,18 +55,25 @@ class MemoryBackend(Backend):
     # --- the atomic contract -------------------------------------------------------------------
 
     def register(self, record: InvocationRecord) -> RegisterResult:
-        key = record.plan.registration_key
         with self._lock:
-            holder = self._registration_keys.get(key) if key else None
-            if holder is not None:
-                return RegisterResult(holder, False, self._records[holder].arguments)
-            record.status = _S.REGISTERED
-            record.history.append(Transition(_S.REGISTERED, time.time(), None))
-            self._records[record.invocation_id] = record
-            if key:
-                self._registration_keys[key] = record.invocation_id
-            self._ready.append(record.invocation_id)
-            self._work_ready.notify()
+            return self._register(record)
+
+    def register_many(self, records: Sequence[InvocationRecord]) -> list[RegisterResult]:
+        with self._lock:
+            return [self._register(record) for record in records]
+
+    def _register(self, record: InvocationRecord) -> RegisterResult:
+        key = record.plan.registration_key
+        holder = self._registration_keys.get(key) if key else None
+        if holder is not None:
+            return RegisterResult(holder, False, self._records[holder].arguments)
+        record.status = _S.REGISTERED
+        record.history.append(Transition(_S.REGISTERED, time.time(), None))
+        self._records[record.invocation_id] = record
+        if key:
+            self._registration_keys[key] = record.invocation_id
+        self._ready.append(record.invocation_id)
+        self._work_ready.notify()
         return RegisterResult(record.invocation_id, True)
 
     def claim(

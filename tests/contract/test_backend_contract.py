@@ -123,6 +123,34 @@ def test_retry_leaves_a_key_taken_meanwhile_to_its_new_holder(
     assert folded.invocation_id == second.invocation_id
 
 
+def test_register_many_registers_in_order_and_folds_within_the_batch(
+    backend: Backend, new_record: NewRecord
+) -> None:
+    waiting = new_record(reg="old")
+    backend.register(waiting)
+    batch = [new_record(), new_record(reg="new"), new_record(reg="new"), new_record(reg="old")]
+    results = backend.register_many(batch)
+    assert [r.created for r in results] == [True, True, False, False]
+    assert results[2].invocation_id == batch[1].invocation_id
+    assert results[3].invocation_id == waiting.invocation_id
+    assert claim_ids(backend) == [
+        waiting.invocation_id,
+        batch[0].invocation_id,
+        batch[1].invocation_id,
+    ]
+
+
+def test_get_many_returns_snapshots_in_order(backend: Backend, new_record: NewRecord) -> None:
+    first, second = new_record(), new_record()
+    backend.register(first)
+    backend.register(second)
+    claim_ids(backend, 1)
+    snapshots = backend.get_many([second.invocation_id, "missing", first.invocation_id])
+    assert snapshots[1] is None
+    assert snapshots[0] is not None and snapshots[0].status is S.REGISTERED
+    assert snapshots[2] is not None and snapshots[2].status is S.RUNNING
+
+
 # --- claim: running slots ------------------------------------------------------------------------
 
 
@@ -200,6 +228,20 @@ def test_claim_waits_for_work_and_wakes_on_register(
     backend.register(record)
     waiting.join(15)
     assert got == [record.invocation_id]
+
+
+@pytest.mark.parametrize("timeout", [0.0005, 0.00001, 1e-9])
+def test_tiny_timeouts_return_instead_of_blocking(
+    backend: Backend, new_record: NewRecord, timeout: float
+) -> None:
+    # Redis reads a blocking timeout that rounds to 0 ms as "forever": this used to hang.
+    record = new_record()
+    backend.register(record)
+    claim_ids(backend)
+    for _ in range(20):
+        assert backend.claim(RUNNER, 1, LEASE, timeout) == []
+        snapshot = backend.wait_final(record.invocation_id, timeout)
+        assert snapshot is not None and snapshot.status is S.RUNNING
 
 
 def test_wake_claimers_ends_a_blocked_claim(backend: Backend) -> None:

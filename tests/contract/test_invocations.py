@@ -174,6 +174,34 @@ def test_unserializable_arguments_raise_at_the_call_and_register_nothing(app: Ap
     assert app.invocations() == []
 
 
+def test_parallelize_registers_nothing_when_one_item_cannot_be_serialized(app: App) -> None:
+    @app.task
+    def takes(value: Any) -> None: ...
+
+    with pytest.raises(SerializationError):
+        takes.parallelize([(1,), (threading.Lock(),), (3,)])
+    assert app.invocations() == []
+
+
+def test_group_results_read_finished_outcomes_in_one_go(app: App, run_runner: RunRunner) -> None:
+    @app.task
+    def square(x: int) -> int:
+        if x == 3:
+            raise CustomError("three")
+        return x * x
+
+    ok = square.parallelize((n,) for n in range(200) if n != 3)
+    with run_runner(app.runner):
+        for invocation in ok:
+            invocation.get_result(WAIT)
+        assert (
+            ok.results
+        )  # all final now: read through get_many in one go == [n * n for n in range(200) if n != 3]
+        failing = square.parallelize([(2,), (3,)])
+        with pytest.raises(CustomError, match="three"):
+            _ = failing.results
+
+
 def test_unserializable_result_fails_the_invocation_not_the_runner(
     app: App, run_runner: RunRunner
 ) -> None:

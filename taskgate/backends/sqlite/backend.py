@@ -57,19 +57,28 @@ class SqliteBackend(Backend):
     # --- the atomic contract -------------------------------------------------------------------
 
     def register(self, record: InvocationRecord) -> RegisterResult:
-        def operation(conn: sqlite3.Connection) -> RegisterResult:
-            key = record.plan.registration_key
-            if key is not None:
-                holder = conn.execute(q.REGISTRATION_HOLDER, (self._app, key)).fetchone()
-                if holder is not None:
-                    return RegisterResult(holder[0], False, holder[1])
-            self._steps(conn, time.time()).insert(record)
-            return RegisterResult(record.invocation_id, True)
+        return self.register_many([record])[0]
 
-        result = self._db.write(operation)
-        if result.created:
+    def register_many(self, records: Sequence[InvocationRecord]) -> list[RegisterResult]:
+        def operation(conn: sqlite3.Connection) -> list[RegisterResult]:
+            steps = self._steps(conn, time.time())
+            return [self._register_in(conn, steps, record) for record in records]
+
+        results = self._db.write(operation)
+        if any(result.created for result in results):
             self._notify_claimers()
-        return result
+        return results
+
+    def _register_in(
+        self, conn: sqlite3.Connection, steps: Transitions, record: InvocationRecord
+    ) -> RegisterResult:
+        key = record.plan.registration_key
+        if key is not None:
+            holder = conn.execute(q.REGISTRATION_HOLDER, (self._app, key)).fetchone()
+            if holder is not None:
+                return RegisterResult(holder[0], False, holder[1])
+        steps.insert(record)
+        return RegisterResult(record.invocation_id, True)
 
     def claim(
         self, runner_id: str, max_count: int, lease_seconds: float, timeout: float
@@ -201,6 +210,19 @@ class SqliteBackend(Backend):
 
     def get(self, invocation_id: str) -> InvocationRecord | None:
         return self._db.read(lambda conn: q.load_record(conn, self._app, invocation_id))
+
+    def get_many(self, invocation_ids: Sequence[str]) -> list[InvocationRecord | None]:
+        def operation(conn: sqlite3.Connection) -> dict[str, InvocationRecord]:
+            found: dict[str, InvocationRecord] = {}
+            for start in range(0, len(invocation_ids), q.IN_BATCH):
+                page = list(invocation_ids[start : start + q.IN_BATCH])
+                sql = q.SELECT_INVOCATIONS_IN.format(marks=",".join("?" * len(page)))
+                for row in conn.execute(sql, (self._app, *page)):
+                    found[row["invocation_id"]] = q.row_to_record(row, [])
+            return found
+
+        found = self._db.read(operation)
+        return [found.get(invocation_id) for invocation_id in invocation_ids]
 
     def wait_final(self, invocation_id: str, timeout: float | None) -> InvocationRecord | None:
         deadline = None if timeout is None else time.monotonic() + timeout

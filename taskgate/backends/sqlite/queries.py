@@ -20,6 +20,9 @@ INSERT INTO history (app_id, invocation_id, status, timestamp, runner_id) VALUES
 """
 SET_STATUS = "UPDATE invocations SET status = ? WHERE app_id = ? AND invocation_id = ?"
 SELECT_INVOCATION = "SELECT * FROM invocations WHERE app_id = ? AND invocation_id = ?"
+SELECT_INVOCATIONS_IN = "SELECT * FROM invocations WHERE app_id = ? AND invocation_id IN ({marks})"
+# Ids per IN (...) list: well under SQLite's limit on bound parameters.
+IN_BATCH = 500
 STATUS_AND_RUNNING_KEY = (
     "SELECT status, running_key FROM invocations WHERE app_id = ? AND invocation_id = ?"
 )

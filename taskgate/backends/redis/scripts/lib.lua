@@ -8,7 +8,9 @@
 --   hist:<id>         list: JSON [status, timestamp, runner_id] transitions, oldest first
 --   done:<id>         list: a token pushed when the invocation becomes final (result waiters)
 --   queue             list: ready invocation ids; woken and handed-back ones go to the head
---   wake              list: tokens for idle runners blocked in BLPOP (capped length)
+--   wake              list: tokens for idle runners blocked in BLPOP (capped length); a token
+--                     is pushed when work lands in an empty queue, and by a claim that leaves
+--                     work behind (passing the baton), so busy runners cause no wake-ups
 --   regkeys           hash: registration key -> id of the waiting invocation holding it
 --   slots:<key>       set:  ids holding a running slot of <key>
 --   parked:<key>      list: ids parked on <key>, first come first served
@@ -16,11 +18,10 @@
 --   slot_keys         set:  running keys with a non-empty slot set
 --   leases            zset: running id -> lease expiry (what recover looks at)
 --   expiry            zset: final id -> time its record may be deleted
---   index             zset: id -> registration sequence (listing, newest first)
---   task:<task_id>    zset: the same, per task;  tasks: set of task ids seen
---   counts            hash: "<task_id>\31<status>" -> number of invocations
+--   index             zset: id -> registration time (listing, newest first)
+--   task:<task_id>    zset: the same, per task
+--   counts            hash: "<task_id>\31<status>" -> number of invocations (also lists tasks)
 --   runners           zset: runner id -> liveness expiry
---   seq               string: the registration sequence counter
 
 local P = KEYS[1]
 local WAKE_TOKENS = 64
@@ -37,9 +38,15 @@ local function now_from(arg)
   return server_now()
 end
 
-local function wake(n)
-  for _ = 1, n do redis.call('RPUSH', k('wake'), '1') end
-  if n > 0 then redis.call('LTRIM', k('wake'), -WAKE_TOKENS, -1) end
+local function wake()
+  if redis.call('RPUSH', k('wake'), '1') > WAKE_TOKENS then
+    redis.call('LTRIM', k('wake'), -WAKE_TOKENS, -1)
+  end
+end
+
+-- Put <id> in the ready queue (at the head when <front>); wake a runner if it was empty.
+local function push_ready(id, front)
+  if redis.call(front and 'LPUSH' or 'RPUSH', k('queue'), id) == 1 then wake() end
 end
 
 local function count(task, status, delta)
@@ -88,10 +95,9 @@ local function release_slot(id, key, limit)
     promoted[#promoted + 1] = waiter
   end
   -- Woken waiters go to the head of the ready queue, longest-waiting first.
-  for i = #promoted, 1, -1 do redis.call('LPUSH', k('queue'), promoted[i]) end
+  for i = #promoted, 1, -1 do push_ready(promoted[i], true) end
   if redis.call('LLEN', pkey) == 0 then redis.call('SREM', k('parked_keys'), key) end
   if redis.call('SCARD', skey) == 0 then redis.call('SREM', k('slot_keys'), key) end
-  wake(#promoted)
 end
 
 -- Put running <id> back first in line for its key and in the ready queue, as REGISTERED.
@@ -101,8 +107,7 @@ local function requeue_first(id, f, now, runner)
     'lease_expires_at', '')
   take_regkey(id, f.regkey)
   if f.key == '' then
-    redis.call('LPUSH', k('queue'), id)
-    wake(1)
+    push_ready(id, true)
     return
   end
   redis.call('LPUSH', k('parked:' .. f.key), id)
@@ -117,8 +122,9 @@ local function fields(id)
     'max_retries', 'num_recoveries', 'arguments')
   if not v[1] then return nil end
   return {task = v[1], status = v[2], regkey = v[3], key = v[4], limit = tonumber(v[5]),
-    drop = v[6] == '1', runner = v[7], attempt = tonumber(v[8]), num_retries = tonumber(v[9]),
-    max_retries = tonumber(v[10]), num_recoveries = tonumber(v[11]), arguments = v[12]}
+    drop = v[6] == '1', runner = v[7] or '', attempt = tonumber(v[8]) or 0,
+    num_retries = tonumber(v[9]) or 0, max_retries = tonumber(v[10]),
+    num_recoveries = tonumber(v[11]) or 0, arguments = v[12]}
 end
 
 -- <id> if <runner> still runs <attempt> of it (the fencing check).
@@ -168,6 +174,8 @@ local function claim_ready(runner, max_count, lease, ttl, now)
       claims[#claims + 1] = {id, f.task, f.arguments, attempt, f.num_retries, f.max_retries}
     end
   end
+  -- Work left behind: pass the baton to another idle runner.
+  if #claims > 0 and redis.call('LLEN', k('queue')) > 0 then wake() end
   return claims
 end
 
@@ -181,8 +189,7 @@ local function finish_one(id, runner, attempt, kind, payload, ttl, now)
     transition(id, f.task, f.status, 'retry', now, runner, 'runner_id', '',
       'lease_expires_at', '', 'num_retries', f.num_retries + 1, 'error', payload)
     take_regkey(id, f.regkey)
-    redis.call('RPUSH', k('queue'), id)
-    wake(1)
+    push_ready(id, false)
   elseif kind == 'success' then
     finalize(id, f.task, f.status, 'success', now, runner, payload, nil, ttl)
   else

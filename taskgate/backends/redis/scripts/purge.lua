@@ -6,11 +6,13 @@ local ids = redis.call('ZRANGE', k('index'), 0, -1)
 for _, id in ipairs(ids) do
   redis.call('DEL', k('inv:' .. id), k('hist:' .. id), k('done:' .. id))
 end
-for _, task in ipairs(redis.call('SMEMBERS', k('tasks'))) do redis.call('DEL', k('task:' .. task)) end
+for i, field in ipairs(redis.call('HKEYS', k('counts'))) do
+  redis.call('DEL', k('task:' .. string.match(field, '^(.*)\31')))
+end
 for _, key in ipairs(redis.call('SMEMBERS', k('parked_keys'))) do
   redis.call('DEL', k('parked:' .. key))
 end
 for _, key in ipairs(redis.call('SMEMBERS', k('slot_keys'))) do redis.call('DEL', k('slots:' .. key)) end
-redis.call('DEL', k('index'), k('tasks'), k('parked_keys'), k('slot_keys'), k('queue'),
-  k('wake'), k('regkeys'), k('leases'), k('expiry'), k('counts'), k('runners'), k('seq'))
+redis.call('DEL', k('index'), k('parked_keys'), k('slot_keys'), k('queue'), k('wake'),
+  k('regkeys'), k('leases'), k('expiry'), k('counts'), k('runners'))
 return #ids

@@ -1,28 +1,31 @@
--- register: store and enqueue an invocation unless its registration key is held.
+-- register: store and enqueue invocations, each unless its registration key is held.
 -- KEYS[1] prefix
--- ARGV id, task_id, arguments, registration_key ('' = none), running_key ('' = none),
---      running_limit, drop_when_blocked ('1'/'0'), max_retries, created_at
--- Returns {1, id} when stored, {0, holder_id, holder_arguments} when folded.
-local id, task, regkey = ARGV[1], ARGV[2], ARGV[4]
-if regkey ~= '' then
-  local holder = redis.call('HGET', k('regkeys'), regkey)
+-- ARGV a batch of records, 9 values each: id, task_id, arguments, registration_key ('' =
+--      none), running_key ('' = none), running_limit, drop_when_blocked ('1'/'0'),
+--      max_retries, created_at
+-- Returns, per record, {1, id} when stored or {0, holder_id, holder_arguments} when folded
+-- (a record may fold into one stored earlier in the same batch).
+local now = server_now()
+local results = {}
+for i = 1, #ARGV, 9 do
+  local id, task, arguments, regkey = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local holder = regkey ~= '' and redis.call('HGET', k('regkeys'), regkey)
   if holder then
-    return {0, holder, redis.call('HGET', k('inv:' .. holder), 'arguments')}
+    results[#results + 1] = {0, holder, redis.call('HGET', k('inv:' .. holder), 'arguments')}
+  else
+    -- attempt, num_retries and num_recoveries start absent (read as 0), runner_id and
+    -- lease_expires_at too (read as none): fewer fields to write per call.
+    redis.call('HSET', k('inv:' .. id), 'task_id', task, 'arguments', arguments,
+      'registration_key', regkey, 'running_key', ARGV[i + 4], 'running_limit', ARGV[i + 5],
+      'drop_when_blocked', ARGV[i + 6], 'max_retries', ARGV[i + 7], 'status', 'registered',
+      'created_at', ARGV[i + 8])
+    redis.call('RPUSH', k('hist:' .. id), cjson.encode({'registered', now, false}))
+    count(task, 'registered', 1)
+    redis.call('ZADD', k('index'), now, id)
+    redis.call('ZADD', k('task:' .. task), now, id)
+    if regkey ~= '' then redis.call('HSET', k('regkeys'), regkey, id) end
+    push_ready(id, false)
+    results[#results + 1] = {1, id}
   end
 end
-local now = server_now()
-local seq = redis.call('INCR', k('seq'))
-redis.call('HSET', k('inv:' .. id), 'task_id', task, 'arguments', ARGV[3],
-  'registration_key', regkey, 'running_key', ARGV[5], 'running_limit', ARGV[6],
-  'drop_when_blocked', ARGV[7], 'max_retries', ARGV[8], 'status', 'registered', 'attempt', 0,
-  'num_retries', 0, 'num_recoveries', 0, 'runner_id', '', 'lease_expires_at', '',
-  'created_at', ARGV[9], 'seq', seq)
-redis.call('RPUSH', k('hist:' .. id), cjson.encode({'registered', now, false}))
-count(task, 'registered', 1)
-redis.call('ZADD', k('index'), seq, id)
-redis.call('ZADD', k('task:' .. task), seq, id)
-redis.call('SADD', k('tasks'), task)
-if regkey ~= '' then redis.call('HSET', k('regkeys'), regkey, id) end
-redis.call('RPUSH', k('queue'), id)
-wake(1)
-return {1, id}
+return results
