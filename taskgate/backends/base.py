@@ -84,9 +84,18 @@ class Backend(ABC):
 
     @abstractmethod
     def claim(
-        self, runner_id: str, max_count: int, lease_seconds: float, timeout: float
+        self,
+        runner_id: str,
+        max_count: int,
+        lease_seconds: float,
+        timeout: float,
+        *,
+        wait_first: bool = False,
     ) -> list[Claim]:
         """Hand up to ``max_count`` ready invocations to ``runner_id``; block up to ``timeout``.
+
+        ``wait_first`` says the caller just saw the queue empty (``finish_and_claim`` claimed
+        nothing): a backend where a look costs a round trip may wait for a wake-up first.
 
         Atomically for each invocation taken off the ready queue: if its running key already has
         ``running_limit`` holders, park it at the tail of that key's wait list

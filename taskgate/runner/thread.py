@@ -124,6 +124,8 @@ class ThreadRunner(Runner):
                 )
                 self._track(claims)
                 reported = True
+                if not claims:  # the queue was empty just now: wait for work before looking
+                    claims = self._claim(backend, wanted, backoff, wait_first=True)
             except BackendUnavailableError:
                 reported = False
             finally:
@@ -135,11 +137,17 @@ class ThreadRunner(Runner):
         self._forget([claim.invocation_id])
         return self._next_claim(backend, backoff)
 
-    def _claim(self, backend: Backend, wanted: int, backoff: Backoff) -> list[Claim]:
+    def _claim(
+        self, backend: Backend, wanted: int, backoff: Backoff, *, wait_first: bool = False
+    ) -> list[Claim]:
         """Claim up to ``wanted``; while the backend is down, back off (others stay queued)."""
         try:
             claims = backend.claim(
-                self.runner_id, wanted, self.app.conf.lease_seconds, CLAIM_TIMEOUT_SECONDS
+                self.runner_id,
+                wanted,
+                self.app.conf.lease_seconds,
+                CLAIM_TIMEOUT_SECONDS,
+                wait_first=wait_first,
             )
         except BackendUnavailableError as exc:
             delay = backoff.next()

@@ -125,16 +125,25 @@ class RedisBackend(Backend):
         return results
 
     def claim(
-        self, runner_id: str, max_count: int, lease_seconds: float, timeout: float
+        self,
+        runner_id: str,
+        max_count: int,
+        lease_seconds: float,
+        timeout: float,
+        *,
+        wait_first: bool = False,
     ) -> list[Claim]:
         deadline = time.monotonic() + timeout
         generation = self._wake_generation
+        look = not wait_first
         while generation == self._wake_generation:
-            reply = self._run(
-                "claim", runner_id, max_count, lease_seconds, self.options.result_ttl_seconds
-            )
-            if reply:
-                return _claims(reply)
+            if look:
+                reply = self._run(
+                    "claim", runner_id, max_count, lease_seconds, self.options.result_ttl_seconds
+                )
+                if reply:
+                    return _claims(reply)
+            look = True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break

@@ -81,7 +81,13 @@ class SqliteBackend(Backend):
         return RegisterResult(record.invocation_id, True)
 
     def claim(
-        self, runner_id: str, max_count: int, lease_seconds: float, timeout: float
+        self,
+        runner_id: str,
+        max_count: int,
+        lease_seconds: float,
+        timeout: float,
+        *,
+        wait_first: bool = False,  # looking is cheap here: always look first
     ) -> list[Claim]:
         deadline = time.monotonic() + timeout
         backoff = Backoff(0.001, MAX_IDLE_WAIT)
