@@ -39,21 +39,22 @@ def shared_app(
     sys.modules.pop("shared_app", None)
 
 
+def _python(call: str, **pipes: Any) -> subprocess.Popen[str]:
+    """A Python process that imports the shared app (from this test's env) and runs ``call``."""
+    return subprocess.Popen(
+        [sys.executable, "-c", f"import shared_app; {call}"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(APPS), *sys.path])},
+        **pipes,
+    )
+
+
 def test_simultaneous_calls_from_8_processes_register_one_invocation(
     shared_app: tuple[App, Any],
 ) -> None:
     app, module = shared_app
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(APPS), *sys.path])}
-    callers = [
-        subprocess.Popen(
-            [sys.executable, "-c", "import shared_app; shared_app.race_one_call()"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for _ in range(8)
-    ]
+    callers = [_python("shared_app.race_one_call()", stdin=subprocess.PIPE) for _ in range(8)]
     try:
         for caller in callers:  # every process is connected and waiting
             assert caller.stdout is not None and caller.stdout.readline().strip() == "ready"
@@ -135,17 +136,7 @@ def test_many_processes_hammering_one_store_see_no_lock_errors(
     shared_app: tuple[App, Any],
 ) -> None:
     app, _ = shared_app
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(APPS), *sys.path])}
-    hammers = [
-        subprocess.Popen(
-            [sys.executable, "-c", "import shared_app; shared_app.hammer(150)"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for _ in range(6)
-    ]
+    hammers = [_python("shared_app.hammer(150)", stderr=subprocess.PIPE) for _ in range(6)]
     outputs = [hammer.communicate(timeout=WAIT) for hammer in hammers]
     for hammer, (out, err) in zip(hammers, outputs, strict=True):
         assert hammer.returncode == 0, err
