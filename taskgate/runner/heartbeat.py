@@ -26,7 +26,7 @@ class Heartbeat:
         runner_id: str,
         lease_seconds: float,
         claims: Callable[[], Sequence[tuple[str, int]]],
-        on_lost: Callable[[list[str]], None],
+        on_lost: Callable[[list[tuple[str, int]]], list[tuple[str, int]]],
     ) -> None:
         self._backend = backend
         self._runner_id = runner_id
@@ -79,13 +79,18 @@ class Heartbeat:
             )
 
     def _beat(self) -> None:
-        lost = self._backend.renew(self._runner_id, self._claims(), self._lease_seconds)
+        claims = list(self._claims())
+        lost_ids = set(self._backend.renew(self._runner_id, claims, self._lease_seconds))
+        if not lost_ids:
+            return
+        # A claim the runner finished between the snapshot and the renewal is not lost: only
+        # those still tracked under the attempt renewed are (on_lost says which it dropped).
+        lost = self._on_lost([claim for claim in claims if claim[0] in lost_ids])
         if lost:
             logger.warning(
                 "runner %s lost the claim on %s invocation(s): %s; their late results will be "
                 "rejected",
                 self._runner_id,
                 len(lost),
-                ", ".join(lost),
+                ", ".join(invocation_id for invocation_id, _ in lost),
             )
-            self._on_lost(lost)

@@ -131,10 +131,10 @@ class ThreadRunner(Runner):
             finally:
                 mine = self._gate.open(claims)
             if reported:
-                self._forget([claim.invocation_id])
+                self._forget([(claim.invocation_id, claim.attempt)])
                 return mine if mine is not None else self._next_claim(backend, backoff)
         self._report(backend, claim, outcome)
-        self._forget([claim.invocation_id])
+        self._forget([(claim.invocation_id, claim.attempt)])
         return self._next_claim(backend, backoff)
 
     def _claim(
@@ -223,7 +223,16 @@ class ThreadRunner(Runner):
         with self._in_flight_lock:
             return list(self._in_flight.items())
 
-    def _forget(self, invocation_ids: list[str]) -> None:
+    def _forget(self, claims: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        """Stop tracking these ``(invocation_id, attempt)`` claims; returns those it was.
+
+        The attempt matters: a worker that reports a retry may claim the same invocation
+        again in the same call, and that new attempt must stay tracked (renewed).
+        """
+        forgotten = []
         with self._in_flight_lock:
-            for invocation_id in invocation_ids:
-                self._in_flight.pop(invocation_id, None)
+            for invocation_id, attempt in claims:
+                if self._in_flight.get(invocation_id) == attempt:
+                    del self._in_flight[invocation_id]
+                    forgotten.append((invocation_id, attempt))
+        return forgotten

@@ -230,3 +230,29 @@ def _ok(app: App) -> Any:
     from taskgate.record import Outcome, OutcomeKind
 
     return Outcome(OutcomeKind.SUCCESS, app.serializer.dumps("late"))
+
+
+def test_a_retry_claimed_again_by_the_same_worker_keeps_its_lease(
+    make_app: Callable[..., App], run_runner: RunRunner
+) -> None:
+    # The worker reports the failed attempt and claims the retry in one call; the retry used
+    # to drop out of the runner's renewals, so its lease expired mid-run and it ran twice.
+    app = make_app(threads=1, lease_seconds=0.3)
+    runs: list[int] = []
+
+    @app.task(running_concurrency=CC.TASK, max_retries=1, retry_for=(KeyError,))
+    def flaky() -> int:
+        attempt = flaky.invocation.attempt
+        runs.append(attempt)
+        if attempt == 1:
+            raise KeyError("once")
+        time.sleep(1.0)  # simulated work, longer than three leases
+        return attempt
+
+    invocation = flaky()
+    with run_runner(app.runner):
+        assert invocation.get_result(WAIT) == 2
+    assert runs == [1, 2]
+    assert invocation.history[-1].status is S.SUCCESS
+    record = app.backend.get(invocation.invocation_id)
+    assert record is not None and record.num_recoveries == 0

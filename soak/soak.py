@@ -1,0 +1,529 @@
+"""The taskgate soak test: concurrency control under load, failures, retries and runner kills.
+
+Usage (from the repository root; ``make soak`` runs the first form)::
+
+    .venv/bin/python soak/soak.py                    # SQLite, then Redis
+    .venv/bin/python soak/soak.py --backend redis    # one backend
+    .venv/bin/python soak/soak.py --keep             # keep the work directory (logs, intervals)
+
+Each backend runs in a child process of its own, in a new session: if it outlives its hard time
+limit the whole process group (driver, runners, redis-server) is killed and the soak fails. In
+the child, the driver starts 3 runner processes of 4 threads through the command line, registers
+5,000 invocations of two keyed tasks (running_limit 1 and 2, 25 keys each), SIGKILLs a random
+runner every 2-3 s and starts a replacement, waits until every invocation is final, stops the
+runners with SIGTERM, and checks the intervals the bodies recorded against the store. See
+``soak/README.md`` for the checks and how to read the output. Exit code 0 when every check of
+every backend passed, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from soak_checks import (
+    DriverOutcome,
+    Findings,
+    Interval,
+    check_invocations,
+    check_limits,
+    check_recoveries,
+    classify_lost_claims,
+    load_intervals,
+    peak_intervals,
+    runner_pid,
+)
+from soak_fleet import Fleet, Killer, StopReport
+
+from taskgate import App
+from taskgate.errors import ResultTimeoutError
+from taskgate.invocation import Invocation
+from taskgate.record import InvocationRecord
+from taskgate.testing import RedisServer
+
+HERE = Path(__file__).resolve().parent
+BACKENDS = ("sqlite", "redis")
+RUNNERS = 3
+THREADS = 4
+INVOCATIONS = 5000
+KEYS = 50
+BURSTS = 10
+BURST_LEAD_SECONDS = 0.2
+"""Each burst starts this long before a kill: bursts spread the work over ~25 s, one per kill,
+and every kill of the registration phase hits runners mid-burst."""
+KILL_EVERY_SECONDS = (2.0, 3.0)
+WAIT_SECONDS = 100.0
+"""Every invocation must be final this long after registration starts, else the soak fails."""
+BACKEND_TIMEOUT_SECONDS = 150.0
+"""Hard limit for one backend's child process (its whole process group is killed)."""
+READY_TIMEOUT_SECONDS = 10.0
+EXIT_TIMEOUT = 124
+LOST_CLAIM = re.compile(
+    r"runner (?P<runner>\S+) lost the claim on \d+ invocation\(s\): (?P<ids>[^;]+);"
+)
+LOG_CATEGORIES = {
+    "recovered": "recovered by a heartbeat",
+    "lost the claim": "live runner lost a claim",
+    "rejected report": "late report rejected",
+    "handed invocation": "handed back on stop",
+}
+
+
+@dataclass
+class Registered:
+    """One registered invocation and the call that made it."""
+
+    invocation: Invocation[Any]
+    task: str
+    key: str
+
+
+@dataclass
+class Run:
+    """What the driver saw during one soak run."""
+
+    registered: list[Registered] = field(default_factory=list)
+    outcomes: dict[str, DriverOutcome] = field(default_factory=dict)
+    registration_seconds: float = 0.0
+    duration_seconds: float = 0.0
+    kills: int = 0
+    stop: StopReport = field(default_factory=StopReport)
+    killer_error: BaseException | None = None
+
+
+@dataclass
+class Evidence:
+    """What the checks looked at, kept to explain violations."""
+
+    records: dict[str, InvocationRecord | None]
+    intervals: list[Interval]
+
+
+# --- the parent: one child process per backend ------------------------------------------------
+
+
+def run_children(backends: Sequence[str], options: argparse.Namespace) -> int:
+    """Soak each backend in a child process; 0 when all passed."""
+    results = {backend: run_child(backend, options) for backend in backends}
+    print("\n=== soak summary ===", flush=True)
+    for backend, code in results.items():
+        verdict = "PASS" if code == 0 else f"FAIL (exit code {code})"
+        print(f"  {backend:<8} {verdict}", flush=True)
+    return 0 if all(code == 0 for code in results.values()) else 1
+
+
+def run_child(backend: str, options: argparse.Namespace) -> int:
+    """Run ``soak.py --child BACKEND`` in a new session; kill its group past the hard limit."""
+    workdir = tempfile.mkdtemp(prefix=f"taskgate-soak-{backend}-")
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", backend]
+    command += ["--workdir", workdir]
+    command += ["--invocations", str(options.invocations), "--seed", str(options.seed)]
+    command += ["--slow-fraction", str(options.slow_fraction)]
+    command += ["--keep"] if options.keep else []
+    child = subprocess.Popen(command, start_new_session=True)
+    try:
+        return child.wait(BACKEND_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        print(
+            f"soak on {backend} exceeded its hard limit of {BACKEND_TIMEOUT_SECONDS:.0f} s; "
+            f"killing it with its runners; work directory kept: {workdir}",
+            flush=True,
+        )
+        return EXIT_TIMEOUT
+    finally:
+        if child.poll() is None:
+            kill_group(child)
+
+
+def kill_group(child: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the child's process group, then SIGKILL whatever is left of it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        child.wait(5.0)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+
+
+# --- the child: one backend -------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def backend_url(backend: str, workdir: Path) -> Iterator[str]:
+    """A fresh store: an SQLite file in ``workdir``, or a private redis-server."""
+    if backend == "sqlite":
+        yield f"sqlite:///{workdir / 'soak.db'}"
+        return
+    with RedisServer() as server:
+        yield server.url
+
+
+def soak_one(backend: str, options: argparse.Namespace) -> int:
+    """Soak one backend; prints the figures and returns 0 when every check passed.
+
+    A SIGTERM (the parent's hard limit) raises SystemExit, so the runners and the
+    redis-server are still cleaned up by the ``finally`` blocks.
+    """
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    workdir = options.workdir or Path(tempfile.mkdtemp(prefix=f"taskgate-soak-{backend}-"))
+    passed = False
+    try:
+        with backend_url(backend, workdir) as url:
+            passed = soak_store(backend, url, workdir, options)
+    finally:
+        if passed and not options.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"work directory kept: {workdir}", flush=True)
+    return 0 if passed else 1
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def soak_store(backend: str, url: str, workdir: Path, options: argparse.Namespace) -> bool:
+    """Drive, then verify, a soak against the store at ``url``; True when it passed."""
+    intervals_path = workdir / "intervals.jsonl"
+    settings = {
+        "SOAK_BACKEND": url,
+        "SOAK_APP_ID": f"soak-{uuid.uuid4().hex[:8]}",
+        "SOAK_INTERVALS": str(intervals_path),
+        "SOAK_SLOW_FRACTION": str(options.slow_fraction),
+    }
+    os.environ.update(settings)  # soak_app reads them at import, here and in the runners
+    import soak_app
+
+    header = f"=== soak on {backend}: {url}, app {soak_app.app.app_id}, seed {options.seed} ==="
+    print(header, flush=True)
+    pythonpath = [str(HERE), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, pythonpath))}
+    fleet = Fleet(HERE, env, workdir, RUNNERS, THREADS)
+    try:
+        run = drive(soak_app, fleet, random.Random(options.seed), options.invocations)
+    finally:
+        fleet.close()
+    findings, evidence = verify(soak_app.app, run, intervals_path, fleet)
+    report(backend, run, findings, fleet)
+    print_violations(findings, evidence)
+    print(f"  {'RESULT':<18} {'PASS' if findings.violation_count == 0 else 'FAIL'}", flush=True)
+    return findings.violation_count == 0
+
+
+def drive(soak_app: Any, fleet: Fleet, rng: random.Random, count: int) -> Run:
+    """Start the runners and the killer, register ``count`` calls, wait, stop the runners."""
+    run = Run()
+    fleet.start()
+    killer = Killer(fleet, random.Random(rng.random()), *KILL_EVERY_SECONDS)
+    killer.start()
+    try:
+        started = time.monotonic()
+        run.registered = register_all(soak_app, rng, count, killer)
+        run.registration_seconds = time.monotonic() - started
+        print(f"registered {count} invocations in {run.registration_seconds:.1f} s", flush=True)
+        run.outcomes = wait_all(run.registered, started + WAIT_SECONDS)
+        run.duration_seconds = time.monotonic() - started
+    finally:
+        killer.stop()
+        run.killer_error = killer.error
+    run.kills = fleet.kills
+    wait_until_serving(soak_app.app, fleet)
+    run.stop = fleet.stop()
+    return run
+
+
+def wait_until_serving(app: App, fleet: Fleet) -> None:
+    """Wait until every live runner has announced itself in the store (or a short timeout).
+
+    A runner handles SIGTERM once it runs; a replacement SIGTERMed while still importing would
+    die of the signal instead of stopping cleanly, which is not what the stop check is about.
+    """
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        announced = {runner_pid(runner) for runner in app.backend.stats().runners}
+        if fleet.live_pids() <= announced:
+            return
+        time.sleep(0.1)
+
+
+def register_all(soak_app: Any, rng: random.Random, count: int, killer: Killer) -> list[Registered]:
+    """Register ``count`` calls on random keys, in ``BURSTS`` bursts, as fast as possible.
+
+    Each burst starts ``BURST_LEAD_SECONDS`` before the killer's next kill, so every kill of
+    the registration phase hits runners in the middle of a burst.
+    """
+    registered: list[Registered] = []
+    per_burst = -(-count // BURSTS)
+    aimed_at = 0
+    for burst_start in range(0, count, per_burst):
+        aimed_at = killer.wait_before_next_kill(aimed_at, BURST_LEAD_SECONDS)
+        for seq in range(burst_start, min(count, burst_start + per_burst)):
+            index = rng.randrange(KEYS)
+            task = soak_app.limit_one if index < KEYS // 2 else soak_app.limit_two
+            key = f"k{index:02d}"
+            registered.append(Registered(task(key, seq), task.__name__, key))
+    return registered
+
+
+def wait_all(registered: Sequence[Registered], deadline: float) -> dict[str, DriverOutcome]:
+    """``get_result`` of every invocation, all within ``deadline`` (a ``time.monotonic``)."""
+    outcomes: dict[str, DriverOutcome] = {}
+    for entry in registered:
+        invocation = entry.invocation
+        remaining = max(0.0, deadline - time.monotonic())
+        try:
+            outcomes[invocation.invocation_id] = DriverOutcome(
+                value=invocation.get_result(timeout=remaining)
+            )
+        except ResultTimeoutError:
+            outcomes[invocation.invocation_id] = DriverOutcome(timed_out=True)
+        except Exception as exc:
+            outcomes[invocation.invocation_id] = DriverOutcome(error=type(exc).__name__)
+    return outcomes
+
+
+# --- verification -----------------------------------------------------------------------------
+
+
+def verify(app: App, run: Run, intervals_path: Path, fleet: Fleet) -> tuple[Findings, Evidence]:
+    """Run every check; the findings hold the figures and the violations."""
+    findings = Findings()
+    records: dict[str, InvocationRecord | None] = {
+        entry.invocation.invocation_id: app.backend.get(entry.invocation.invocation_id)
+        for entry in run.registered
+    }
+    intervals = load_intervals(intervals_path, findings)
+    findings.counts["interval lines"] = len(intervals)
+    check_limits(intervals, findings)
+    check_invocations(records, intervals, run.outcomes, findings)
+    check_store_totals(app, len(run.registered), findings)
+    check_runners(run, findings)
+    check_recoveries(records, {r.pid for r in fleet.all if r.killed}, findings)
+    counts, lost_claims = scan_logs(fleet, findings)
+    findings.counts.update(counts)
+    classify_lost_claims(lost_claims, records, findings)
+    return findings, Evidence(records, intervals)
+
+
+def check_store_totals(app: App, expected: int, findings: Findings) -> None:
+    """Check 4 from the store's own counts: all final, nothing parked, nothing extra."""
+    stats = app.backend.stats()
+    total = 0
+    for (task_id, status), count in stats.by_task_and_status.items():
+        total += count
+        if count and not status.is_final:
+            findings.violate("stats: not final", f"{count} x {task_id} {status.value}")
+    if total != expected:
+        findings.violate("stats: total differs from registered", f"{total} != {expected}")
+    for key, count in stats.parked_by_key.items():
+        if count:
+            findings.violate("stats: parked left", f"{count} on {key}")
+    listed = app.invocations(limit=expected + 100)
+    if len(listed) != expected:
+        findings.violate("invocations(): count differs", f"{len(listed)} != {expected}")
+
+
+def check_runners(run: Run, findings: Findings) -> None:
+    """Runners must only die when killed, and stop cleanly on SIGTERM."""
+    for runner in run.stop.crashed:
+        findings.violate(
+            "runner crashed", f"runner {runner.index} pid {runner.pid} exit {runner.exit_code}"
+        )
+    for runner in run.stop.unclean:
+        findings.violate(
+            "runner did not stop cleanly",
+            f"runner {runner.index} pid {runner.pid} exit {runner.exit_code}",
+        )
+    if run.killer_error is not None:
+        findings.violate("killer thread failed", repr(run.killer_error))
+
+
+def scan_logs(fleet: Fleet, findings: Findings) -> tuple[Counter[str], list[tuple[str, str]]]:
+    """Count the runners' warning and error lines by kind; error lines are violations.
+
+    Also returns the ``(runner_id, invocation_id)`` pairs of the heartbeat's "lost the claim"
+    warnings, for :func:`classify_lost_claims`.
+    """
+    counts: Counter[str] = Counter()
+    lost: list[tuple[str, str]] = []
+    for runner in fleet.all:
+        for line in runner.log_path.read_text(errors="replace").splitlines():
+            kind = classify_log_line(line)
+            if kind is None:
+                continue
+            counts[f"log: {kind}"] += 1
+            if kind.startswith("error"):
+                findings.violate("runner logged an error", f"runner {runner.index}: {line}")
+            if match := LOST_CLAIM.search(line):
+                lost += [(match["runner"], i.strip()) for i in match["ids"].split(",")]
+    return counts, lost
+
+
+def classify_log_line(line: str) -> str | None:
+    """The kind of a runner log line worth counting, or None."""
+    for needle, kind in LOG_CATEGORIES.items():
+        if needle in line:
+            return kind
+    if " ERROR " in line or " CRITICAL " in line or line.startswith("Traceback"):
+        return "error"
+    if " WARNING " in line:
+        return "other warning"
+    return None
+
+
+# --- the report -------------------------------------------------------------------------------
+
+
+def report(backend: str, run: Run, findings: Findings, fleet: Fleet) -> None:
+    """Print the figures of the workload, then those of the checks."""
+    for name, value in [
+        ("backend", backend),
+        *workload_rows(run, findings, fleet),
+        *check_rows(findings),
+    ]:
+        print(f"  {name:<18} {value}", flush=True)
+
+
+def workload_rows(run: Run, findings: Findings, fleet: Fleet) -> list[tuple[str, str]]:
+    """What ran: sizes, durations, outcomes, retries, kills and recoveries."""
+    counts = findings.counts
+    duration = max(run.duration_seconds, 1e-9)
+    final = counts["status success"] + counts["status failed"]
+    failures = {k.removeprefix("failed: "): v for k, v in counts.items() if k.startswith("failed")}
+    low, high = KILL_EVERY_SECONDS
+    return [
+        ("runners", f"{RUNNERS} x {THREADS} threads, one SIGKILL every {low:g}-{high:g} s"),
+        ("invocations", f"{len(run.registered)} (registered in {run.registration_seconds:.1f} s)"),
+        ("duration", f"{run.duration_seconds:.1f} s (first registration -> all final)"),
+        (
+            "throughput",
+            f"{final / duration:.0f} invocations/s, "
+            f"{counts['runs (claims)'] / duration:.0f} runs/s",
+        ),
+        ("successes", str(counts["status success"])),
+        ("failures", f"{counts['status failed']} {_format_counts(failures)}"),
+        ("retries", str(counts["retries"])),
+        ("runs (claims)", str(counts["runs (claims)"])),
+        ("kills performed", f"{run.kills} (runner processes started: {len(fleet.all)})"),
+        (
+            "recoveries",
+            f"{counts['recovered by lease']} runs recovered by lease "
+            f"(num_recoveries sum {counts['recoveries (num_recoveries)']})",
+        ),
+        (
+            "re-run bodies",
+            f"{counts['bodies completed but re-run (runner died)']} completed but re-run "
+            "because their runner died (informational)",
+        ),
+    ]
+
+
+def check_rows(findings: Findings) -> list[tuple[str, str]]:
+    """What the checks saw: peak concurrency, log lines, violations."""
+    counts, violations = findings.counts, findings.violations
+    peaks = sorted(findings.max_concurrency.items())
+    logs = {k.removeprefix("log: "): v for k, v in counts.items() if k.startswith("log: ")}
+    lost = sum(len(v) for k, v in violations.items() if k.startswith(("lost", "stuck")))
+    return [
+        ("max concurrency", ", ".join(f"limit {limit}: {peak}" for limit, peak in peaks)),
+        ("interval lines", str(counts["interval lines"])),
+        ("runner logs", _format_counts(logs)),
+        (
+            "lost-claim warns",
+            f"{counts['lost-claim warnings: spurious']} spurious (the run ended normally), "
+            f"{counts['lost-claim: real']} real",
+        ),
+        ("violations", str(findings.violation_count)),
+        ("lost", str(lost)),
+        ("doubly-successful", str(len(violations.get("doubly successful", [])))),
+    ]
+
+
+def _format_counts(counts: dict[str, int]) -> str:
+    return "(" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + ")"
+
+
+def print_violations(findings: Findings, evidence: Evidence) -> None:
+    """Each kind of violation with its count, examples, and the story of the first example."""
+    for kind, examples in sorted(findings.violations.items()):
+        print(f"  VIOLATION {kind}: {len(examples)}, e.g. {examples[:3]}", flush=True)
+        explain(examples[0], evidence)
+
+
+def explain(example: str, evidence: Evidence) -> None:
+    """Print the store history and interval lines behind one example of a violation."""
+    records, intervals = evidence.records, evidence.intervals
+    if example.startswith("key "):
+        key = example.split()[1].rstrip(":")
+        for interval in peak_intervals([i for i in intervals if i.key == key]):
+            print(f"      {interval}", flush=True)
+        return
+    invocation_id = example.split("#", maxsplit=1)[0]
+    record = records.get(invocation_id)
+    if record is None:
+        return
+    print(
+        f"      {invocation_id} status {record.status.value} attempt {record.attempt} "
+        f"retries {record.num_retries} recoveries {record.num_recoveries}",
+        flush=True,
+    )
+    for transition in record.history:
+        print(
+            f"      {transition.timestamp:.6f} {transition.status.value:<22} "
+            f"{transition.runner_id or '-'}",
+            flush=True,
+        )
+    for interval in intervals:
+        if interval.invocation_id == invocation_id:
+            print(f"      line {interval}", flush=True)
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """The command line (``--child`` is internal: one backend, in this process)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--backend", action="append", choices=BACKENDS, help="repeatable; default: all"
+    )
+    parser.add_argument("--invocations", type=int, default=INVOCATIONS)
+    parser.add_argument("--seed", type=int, default=random.randrange(2**31))
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--slow-fraction",
+        type=float,
+        default=0.0,
+        help="fraction of runs that outlive the lease (1.5-2.5 s), to exercise lease renewal",
+    )
+    parser.add_argument("--child", choices=BACKENDS, help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str]) -> int:
+    """Entry point: the parent runs the children; a child soaks one backend."""
+    options = parse_args(argv)
+    if options.child is not None:
+        return soak_one(options.child, options)
+    return run_children(options.backend or list(BACKENDS), options)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,176 @@
+"""The app the soak test runs: two keyed tasks whose bodies log their execution interval.
+
+Runner processes load it with ``python -m taskgate runner start --app soak_app:app``; the driver
+(``soak.py``) imports it to register calls. Both sides read the same environment variables:
+
+- ``SOAK_BACKEND``: the backend URL (required).
+- ``SOAK_APP_ID``: the app id, so that every soak run has a namespace of its own (required).
+- ``SOAK_INTERVALS``: the JSON-lines file every body appends its interval to (required to run
+  a body; the driver only registers calls, so it may import the module without it).
+- ``SOAK_SLOW_FRACTION``: optional, default 0: the fraction of runs that sleep longer than the
+  lease (``SLOW_SLEEP_SECONDS``), so the heartbeat has to renew their claims.
+
+Each body sleeps a few milliseconds, draws its outcome (success, a retryable
+:class:`TransientError`, or a non-retryable :class:`FatalError`), then appends one line
+``{"id", "attempt", "key", "limit", "pid", "start", "end", "outcome"}`` to the intervals file
+with a single ``os.write`` on an ``O_APPEND`` descriptor, so lines of concurrent writers never
+interleave. The line is written at the very end of the body: a run killed half-way leaves none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from typing import Any
+
+from taskgate import App, ConcurrencyControlType
+from taskgate.invocation import Invocation
+
+LEASE_SECONDS = 1.0
+SHUTDOWN_GRACE_SECONDS = 1.0
+MAX_RETRIES = 3
+RETRY_PROBABILITY = 0.10
+FATAL_PROBABILITY = 0.02
+MIN_SLEEP_SECONDS = 0.002
+MAX_SLEEP_SECONDS = 0.015
+SLOW_SLEEP_SECONDS = (1.5 * LEASE_SECONDS, 2.5 * LEASE_SECONDS)
+
+OUTCOME_OK = "ok"
+OUTCOME_RETRY = "retry"
+OUTCOME_FATAL = "fatal"
+
+
+class TransientError(Exception):
+    """A failure the tasks retry (listed in ``retry_for``)."""
+
+
+class FatalError(Exception):
+    """A failure the tasks do not retry: the invocation fails at once."""
+
+
+def _required_env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise RuntimeError(f"soak_app needs the environment variable {name}")
+    return value
+
+
+app = App(
+    _required_env("SOAK_APP_ID"),
+    backend=_required_env("SOAK_BACKEND"),
+    lease_seconds=LEASE_SECONDS,
+    shutdown_grace_seconds=SHUTDOWN_GRACE_SECONDS,
+)
+
+
+def draw_sleep(rng: random.Random) -> float:
+    """How long one run sleeps: a few ms, or longer than the lease for a slow run."""
+    if rng.random() < float(os.environ.get("SOAK_SLOW_FRACTION") or 0):
+        return rng.uniform(*SLOW_SLEEP_SECONDS)
+    return rng.uniform(MIN_SLEEP_SECONDS, MAX_SLEEP_SECONDS)
+
+
+def draw_outcome(rng: random.Random) -> str:
+    """The outcome of one run: mostly ``ok``, sometimes ``retry``, rarely ``fatal``."""
+    roll = rng.random()
+    if roll < FATAL_PROBABILITY:
+        return OUTCOME_FATAL
+    if roll < FATAL_PROBABILITY + RETRY_PROBABILITY:
+        return OUTCOME_RETRY
+    return OUTCOME_OK
+
+
+def append_interval(line: dict[str, Any]) -> None:
+    """Append ``line`` as one JSON line to ``SOAK_INTERVALS`` with a single ``os.write``."""
+    data = (json.dumps(line, separators=(",", ":")) + "\n").encode()
+    fd = os.open(_required_env("SOAK_INTERVALS"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        written = os.write(fd, data)
+    finally:
+        os.close(fd)
+    if written != len(data):  # never seen on a local file system; fail loudly if it happens
+        raise RuntimeError(f"short write to the intervals file: {written} of {len(data)} bytes")
+
+
+def finish_run(me: Invocation[Any], key: str, limit: int, start: float, outcome: str) -> None:
+    """Record the run's interval (the last thing a body does), then raise the drawn failure.
+
+    Raises:
+        TransientError: ``outcome`` is ``retry``.
+        FatalError: ``outcome`` is ``fatal``.
+    """
+    append_interval(
+        {
+            "id": me.invocation_id,
+            "attempt": me.attempt,
+            "key": key,
+            "limit": limit,
+            "pid": os.getpid(),
+            "start": start,
+            "end": time.time(),
+            "outcome": outcome,
+        }
+    )
+    if outcome == OUTCOME_RETRY:
+        raise TransientError(f"transient failure of {me.invocation_id} attempt {me.attempt}")
+    if outcome == OUTCOME_FATAL:
+        raise FatalError(f"fatal failure of {me.invocation_id} attempt {me.attempt}")
+
+
+def run_body(me: Invocation[Any], key: str, limit: int) -> tuple[str, int]:
+    """The soak's task body: sleep a few ms, draw an outcome, record the interval, act on it.
+
+    Returns ``(key, attempt)`` on success so the driver can cross-check the stored attempt.
+    """
+    rng = random.Random()
+    start = time.time()
+    time.sleep(draw_sleep(rng))
+    finish_run(me, key, limit, start, draw_outcome(rng))
+    return key, me.attempt
+
+
+@app.task(
+    running_concurrency=ConcurrencyControlType.KEYS,
+    key_arguments=("key",),
+    running_limit=1,
+    max_retries=MAX_RETRIES,
+    retry_for=(TransientError,),
+)
+def limit_one(key: str, seq: int) -> tuple[str, int]:
+    """At most one run per ``key`` at a time (``seq`` only tells calls apart in logs)."""
+    return run_body(limit_one.invocation, key, 1)
+
+
+@app.task(
+    running_concurrency=ConcurrencyControlType.KEYS,
+    key_arguments=("key",),
+    running_limit=2,
+    max_retries=MAX_RETRIES,
+    retry_for=(TransientError,),
+)
+def limit_two(key: str, seq: int) -> tuple[str, int]:
+    """At most two runs per ``key`` at a time (``seq`` only tells calls apart in logs)."""
+    return run_body(limit_two.invocation, key, 2)
+
+
+@app.task(
+    running_concurrency=ConcurrencyControlType.KEYS,
+    key_arguments=("key",),
+    running_limit=1,
+    max_retries=1,
+    retry_for=(TransientError,),
+)
+def retry_then_slow(key: str) -> int:
+    """Not used by the soak: the probe of ``repro_retry_reclaim.py``.
+
+    The first run fails at once with a retryable error; the retry outlives the lease (2.5x), so
+    its runner's heartbeat must renew the claim for the whole run.
+    """
+    me = retry_then_slow.invocation
+    start = time.time()
+    if me.attempt > 1:
+        time.sleep(2.5 * LEASE_SECONDS)
+    finish_run(me, key, 1, start, OUTCOME_RETRY if me.attempt == 1 else OUTCOME_OK)
+    return me.attempt
