@@ -1,0 +1,198 @@
+"""Rendering for the command line: rich tables of counts, runners, records and histories."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from taskgate.app import App
+from taskgate.errors import TaskFailedError
+from taskgate.record import BackendStats, InvocationRecord, Transition
+from taskgate.status import InvocationStatus
+
+STATUS_ORDER = {status: index for index, status in enumerate(InvocationStatus)}
+STATUS_STYLES = {
+    InvocationStatus.REGISTERED: "blue",
+    InvocationStatus.CONCURRENCY_CONTROLLED: "yellow",
+    InvocationStatus.CONCURRENCY_CONTROLLED_FINAL: "magenta",
+    InvocationStatus.RUNNING: "cyan",
+    InvocationStatus.RETRY: "yellow",
+    InvocationStatus.SUCCESS: "green",
+    InvocationStatus.FAILED: "red",
+}
+
+
+def format_time(timestamp: float | None) -> str:
+    """A Unix timestamp as ISO-8601 UTC with milliseconds, or ``-``."""
+    if timestamp is None:
+        return "-"
+    return datetime.fromtimestamp(timestamp, tz=UTC).isoformat(timespec="milliseconds")
+
+
+def format_expiry(expires_at: float | None, now: float) -> str:
+    """When a lease expires, as ISO-8601 UTC plus the seconds left (or past)."""
+    if expires_at is None:
+        return "-"
+    left = expires_at - now
+    relative = f"in {left:.1f} s" if left >= 0 else f"expired {-left:.1f} s ago"
+    return f"{format_time(expires_at)} ({relative})"
+
+
+def status_text(status: InvocationStatus) -> Text:
+    """A status name, coloured by kind."""
+    return Text(status.value, style=STATUS_STYLES.get(status, ""))
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``module.Type: message`` for an exception rebuilt from the store."""
+    if isinstance(exc, TaskFailedError):
+        return str(exc)
+    exc_type = type(exc)
+    name = exc_type.__qualname__
+    if exc_type.__module__ != "builtins":
+        name = f"{exc_type.__module__}.{name}"
+    return f"{name}: {exc}"
+
+
+def safe_decode(decode: Callable[[bytes], Any], data: bytes) -> tuple[Any, str | None]:
+    """Decode stored data; on failure return ``(None, reason)`` instead of raising."""
+    try:
+        return decode(data), None
+    except Exception as exc:
+        return None, f"<cannot decode: {exc}>"
+
+
+def print_counts(console: Console, stats: BackendStats) -> None:
+    """The table of invocation counts by task and status."""
+    counts = {key: n for key, n in stats.by_task_and_status.items() if n}
+    if not counts:
+        console.print("no invocations")
+        return
+    table = Table(title="Invocations")
+    table.add_column("Task")
+    table.add_column("Status")
+    table.add_column("Count", justify="right")
+    for task_id, task_status in sorted(counts, key=lambda k: (k[0], STATUS_ORDER[k[1]])):
+        count = counts[(task_id, task_status)]
+        table.add_row(Text(task_id), status_text(task_status), str(count))
+    table.add_section()
+    table.add_row(Text("total", style="bold"), "", str(sum(counts.values())))
+    console.print(table)
+
+
+def print_runners(console: Console, stats: BackendStats, now: float) -> None:
+    """The table of live runners and when their heartbeat expires."""
+    if not stats.runners:
+        console.print("no live runners")
+        return
+    table = Table(title="Live runners")
+    table.add_column("Runner")
+    table.add_column("Heartbeat expires (UTC)")
+    table.add_column("Seconds left", justify="right")
+    for runner_id, expires_at in sorted(stats.runners.items()):
+        table.add_row(Text(runner_id), format_time(expires_at), f"{expires_at - now:.1f}")
+    console.print(table)
+
+
+def print_parked(console: Console, stats: BackendStats) -> None:
+    """The table of invocations parked (CONCURRENCY_CONTROLLED) per running key."""
+    parked = {key: n for key, n in stats.parked_by_key.items() if n}
+    if not parked:
+        console.print("no parked invocations")
+        return
+    table = Table(title="Parked invocations (waiting for a running slot)")
+    table.add_column("Running key")
+    table.add_column("Parked", justify="right")
+    for key, count in sorted(parked.items()):
+        table.add_row(Text(key), str(count))
+    console.print(table)
+
+
+def record_table(app: App, record: InvocationRecord, now: float) -> Table:
+    """The fields of one invocation as a two-column grid."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    rows: list[tuple[str, Text]] = [
+        ("invocation", Text(record.invocation_id)),
+        ("task", Text(record.task_id)),
+        ("status", status_text(record.status)),
+        ("attempt", Text(str(record.attempt))),
+        ("retries", Text(f"{record.num_retries} of max {record.max_retries}")),
+        ("runner", Text(describe_owner(record))),
+        ("lease expires", Text(format_expiry(record.lease_expires_at, now))),
+        ("created", Text(format_time(record.created_at))),
+        ("arguments", Text(format_arguments(app, record.arguments))),
+        *outcome_rows(app, record),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def describe_owner(record: InvocationRecord) -> str:
+    """The runner that owns the invocation now, else the last one that ran it."""
+    if record.runner_id is not None:
+        return record.runner_id
+    last = next((t.runner_id for t in reversed(record.history) if t.runner_id), None)
+    return f"- (last run by {last})" if last else "-"
+
+
+def format_arguments(app: App, data: bytes) -> str:
+    """The stored call arguments as ``name=value`` lines."""
+    arguments, problem = safe_decode(app.serializer.loads, data)
+    if problem is not None:
+        return problem
+    if not isinstance(arguments, dict) or not arguments:
+        return "(none)" if not arguments else repr(arguments)
+    return "\n".join(f"{name}={value!r}" for name, value in arguments.items())
+
+
+def outcome_rows(app: App, record: InvocationRecord) -> list[tuple[str, Text]]:
+    """The result or error rows: the value on SUCCESS, the exception on FAILED (or a retry)."""
+    if record.status is InvocationStatus.SUCCESS and record.result is not None:
+        value, problem = safe_decode(app.serializer.loads, record.result)
+        return [("result", Text(problem or repr(value), style="green"))]
+    if record.status is InvocationStatus.CONCURRENCY_CONTROLLED_FINAL:
+        return [("outcome", Text("dropped: its running scope was at its limit", style="magenta"))]
+    if record.error is not None:
+        label = "error" if record.status.is_final else "last error"
+        exc, problem = safe_decode(app.serializer.loads_error, record.error)
+        return [(label, Text(problem or describe_exception(exc), style="red"))]
+    return []
+
+
+def print_blocked_by(console: Console, app: App, record: InvocationRecord) -> None:
+    """For a parked invocation: its running scope key and who holds the slots."""
+    if record.status is not InvocationStatus.CONCURRENCY_CONTROLLED:
+        return
+    blocked = app.backend.blocked_by(record.invocation_id)
+    if blocked is None:  # it got its slot between the two reads
+        return
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("waiting for", Text(blocked.scope_key))
+    holders = "\n".join(blocked.holders) or "(none: it is next in line)"
+    table.add_row("slots held by", Text(holders))
+    console.print(table)
+
+
+def history_table(history: Iterable[Transition]) -> Table:
+    """The status transitions, oldest first."""
+    table = Table(title="History")
+    table.add_column("Status")
+    table.add_column("Time (UTC)")
+    table.add_column("Runner")
+    for transition in history:
+        table.add_row(
+            status_text(transition.status),
+            format_time(transition.timestamp),
+            Text(transition.runner_id or "-"),
+        )
+    return table
