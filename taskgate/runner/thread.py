@@ -42,6 +42,7 @@ class ThreadRunner(Runner):
         super().__init__(app)
         self._threads = threads
         self._in_flight: dict[str, int] = {}
+        self._reporting: set[tuple[str, int]] = set()
         self._in_flight_lock = threading.Lock()
         self._gate = ClaimGate(self._stop_requested)
 
@@ -57,7 +58,7 @@ class ThreadRunner(Runner):
             self.runner_id,
             self.app.conf.lease_seconds,
             self._claims_in_flight,
-            self._forget,
+            self._lost,
         )
         workers = [
             threading.Thread(
@@ -110,6 +111,8 @@ class ThreadRunner(Runner):
         When the gate is free, both happen in one backend call; otherwise (or when the backend
         is unreachable) the outcome is reported on its own and the worker waits its turn.
         """
+        with self._in_flight_lock:
+            self._reporting.add((claim.invocation_id, claim.attempt))
         wanted = self._gate.try_turn()
         if wanted is not None:
             claims: list[Claim] = []
@@ -232,7 +235,18 @@ class ThreadRunner(Runner):
         forgotten = []
         with self._in_flight_lock:
             for invocation_id, attempt in claims:
+                self._reporting.discard((invocation_id, attempt))
                 if self._in_flight.get(invocation_id) == attempt:
                     del self._in_flight[invocation_id]
                     forgotten.append((invocation_id, attempt))
         return forgotten
+
+    def _lost(self, claims: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        """Claims the heartbeat could not renew: stop renewing them; returns the real losses.
+
+        A claim whose outcome a worker is reporting right now is not lost, merely finished
+        (the report says if it was still owned), so it stays for the worker to forget.
+        """
+        with self._in_flight_lock:
+            lost = [claim for claim in claims if claim not in self._reporting]
+        return self._forget(lost)
