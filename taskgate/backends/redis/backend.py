@@ -65,11 +65,15 @@ REGISTER_BATCH = 200
 LIST_PAGE = 200
 
 
+# Scripts that only store or read records need the core steps alone: less Lua to run per call.
+CORE_ONLY = frozenset({"register", "blocked_by", "purge"})
+
+
 def _script_source(name: str) -> str:
+    """The script's source: lib_core.lua, then lib.lua unless not needed, then the script."""
     folder = resources.files("taskgate.backends.redis").joinpath("scripts")
-    return (
-        folder.joinpath("lib.lua").read_text() + "\n" + folder.joinpath(f"{name}.lua").read_text()
-    )
+    parts = ["lib_core"] if name in CORE_ONLY else ["lib_core", "lib"]
+    return "\n".join(folder.joinpath(f"{part}.lua").read_text() for part in [*parts, name])
 
 
 def redacted(url: str) -> str:

@@ -5,7 +5,6 @@
 --      max_retries, created_at
 -- Returns, per record, {1, id} when stored or {0, holder_id, holder_arguments} when folded
 -- (a record may fold into one stored earlier in the same batch).
-local now = server_now()
 local results = {}
 for i = 1, #ARGV, 9 do
   local id, task, arguments, regkey = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -19,7 +18,9 @@ for i = 1, #ARGV, 9 do
       'registration_key', regkey, 'running_key', ARGV[i + 4], 'running_limit', ARGV[i + 5],
       'drop_when_blocked', ARGV[i + 6], 'max_retries', ARGV[i + 7], 'status', 'registered',
       'created_at', ARGV[i + 8])
-    redis.call('RPUSH', k('hist:' .. id), cjson.encode({'registered', now, false}))
+    -- The caller's clock dates a registration (leases and expiry use the server's).
+    local now = tonumber(ARGV[i + 8])
+    redis.call('RPUSH', k('hist:' .. id), history_entry('registered', now, nil))
     count(task, 'registered', 1)
     redis.call('ZADD', k('index'), now, id)
     redis.call('ZADD', k('task:' .. task), now, id)

@@ -1,0 +1,62 @@
+-- Core steps of the taskgate scripts: prepended to every script when it is loaded (lib.lua,
+-- the state-machine steps, follows for the scripts that need them).
+--
+-- KEYS[1] is the app's key prefix, "taskgate:{<app_id>}:". Every key a script touches is built
+-- from it, so all keys of an app share one hash tag and one cluster slot.
+--
+-- Layout under the prefix:
+--   inv:<id>          hash: the invocation record (binary fields kept as raw bytes)
+--   hist:<id>         list: JSON [status, timestamp, runner_id] transitions, oldest first
+--   done:<id>         list: a token pushed when the invocation becomes final (result waiters)
+--   queue             list: ready invocation ids; woken and handed-back ones go to the head
+--   wake              list: tokens for idle runners blocked in BLPOP (capped length); a token
+--                     is pushed when work lands in an empty queue, and by a claim that leaves
+--                     work behind (passing the baton), so busy runners cause no wake-ups
+--   regkeys           hash: registration key -> id of the waiting invocation holding it
+--   slots:<key>       set:  ids holding a running slot of <key>
+--   parked:<key>      list: ids parked on <key>, first come first served
+--   parked_keys       set:  running keys with a non-empty parked list
+--   slot_keys         set:  running keys with a non-empty slot set
+--   leases            zset: running id -> lease expiry (what recover looks at)
+--   expiry            zset: final id -> time its record may be deleted
+--   index             zset: id -> registration time (listing, newest first)
+--   task:<task_id>    zset: the same, per task
+--   counts            hash: "<task_id>\31<status>" -> number of invocations (also lists tasks)
+--   runners           zset: runner id -> liveness expiry
+
+local P = KEYS[1]
+local WAKE_TOKENS = 64
+
+local function k(name) return P .. name end
+
+local function server_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+local function now_from(arg)
+  if arg ~= nil and arg ~= '' then return tonumber(arg) end
+  return server_now()
+end
+
+local function wake()
+  if redis.call('RPUSH', k('wake'), '1') > WAKE_TOKENS then
+    redis.call('LTRIM', k('wake'), -WAKE_TOKENS, -1)
+  end
+end
+
+-- Put <id> in the ready queue (at the head when <front>); wake a runner if it was empty.
+local function push_ready(id, front)
+  if redis.call(front and 'LPUSH' or 'RPUSH', k('queue'), id) == 1 then wake() end
+end
+
+local function count(task, status, delta)
+  redis.call('HINCRBY', k('counts'), task .. '\31' .. status, delta)
+end
+
+-- One history entry, JSON [status, timestamp, runner_id] (built by hand: cheaper than cjson).
+local function history_entry(status, now, runner)
+  local who = runner and ('"' .. runner .. '"') or 'false'
+  return '["' .. status .. '",' .. string.format('%.6f', now) .. ',' .. who .. ']'
+end
+
