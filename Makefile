@@ -23,8 +23,8 @@ demo: $(VENV)/.installed
 	cd examples/concurrency_control && ../../$(BIN)/python sample.py
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check taskgate tests examples bench
-	$(BIN)/ruff format --check taskgate tests examples bench
+	$(BIN)/ruff check taskgate tests examples bench soak
+	$(BIN)/ruff format --check taskgate tests examples bench soak
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy taskgate
@@ -50,3 +50,17 @@ bench: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+# Side-by-side with Celery, Dramatiq, Huey, RQ and Pynenc on one private Redis: one venv per
+# system under bench/compare/.venvs, 3 interleaved repetitions; writes BENCHMARKS.md and
+# bench/compare/throughput.png (about 17 minutes on 2 cores).
+.PHONY: bench-compare
+bench-compare: $(VENV)/.installed-dev
+	$(BIN)/python bench/compare/run.py --python $(PYTHON)
+
+# Soak test (not part of `make test`): 3 CLI runner processes x 4 threads, 5,000 invocations on
+# 50 keys with random failures and retries, a runner SIGKILLed every 2-3 s; SQLite, then Redis.
+# Exits non-zero if any check fails; bounded by a hard limit per backend. See soak/README.md.
+.PHONY: soak
+soak: $(VENV)/.installed-dev
+	$(BIN)/python soak/soak.py

@@ -1,0 +1,1 @@
+"""One adapter module per benchmarked system; see :mod:`systems.common` for the interface."""
