@@ -14,10 +14,13 @@ class ClaimGate:
     The worker holding the gate asks the backend for one invocation for itself and one for each
     worker waiting at the gate; :meth:`open` hands the extras to those workers. The store sees
     one claimer per runner instead of a herd, and a batch costs one backend call.
+
+    A gate serves one run of a runner: :meth:`close` ends it for good, so a worker thread left
+    over from a stopped run can never take work from the next one.
     """
 
-    def __init__(self, stopping: threading.Event) -> None:
-        self._stopping = stopping
+    def __init__(self) -> None:
+        self._stopping = threading.Event()
         self._condition = threading.Condition()
         self._taken = False
         self._waiting = 0
@@ -55,7 +58,7 @@ class ClaimGate:
     def open(self, claims: list[Claim]) -> Claim | None:
         """Release the gate with what was claimed; returns the caller's own claim, if any.
 
-        Claims won in the instant a stop arrived stay here for :meth:`leftovers`.
+        Claims won in the instant the gate closed stay here: the runner hands them back.
         """
         with self._condition:
             self._taken = False
@@ -68,7 +71,8 @@ class ClaimGate:
             self._condition.notify(len(claims))
             return claims[0] if claims else None
 
-    def wake_all(self) -> None:
-        """Wake every waiting worker (they see the stop request)."""
+    def close(self) -> None:
+        """Stop handing out turns and wake every waiting worker (they return None)."""
         with self._condition:
+            self._stopping.set()
             self._condition.notify_all()

@@ -44,7 +44,7 @@ class ThreadRunner(Runner):
         self._in_flight: dict[str, int] = {}
         self._reporting: set[tuple[str, int]] = set()
         self._in_flight_lock = threading.Lock()
-        self._gate = ClaimGate(self._stop_requested)
+        self._gate = ClaimGate()  # replaced by a fresh one for every run
 
     @property
     def threads(self) -> int:
@@ -53,6 +53,10 @@ class ThreadRunner(Runner):
 
     def _run(self) -> None:
         backend = self.app.backend
+        self._gate = gate = ClaimGate()
+        with self._in_flight_lock:
+            self._in_flight.clear()
+            self._reporting.clear()
         heartbeat = Heartbeat(
             backend,
             self.runner_id,
@@ -62,7 +66,7 @@ class ThreadRunner(Runner):
         )
         workers = [
             threading.Thread(
-                target=self._work, args=(backend,), name=f"taskgate-worker-{i}", daemon=True
+                target=self._work, args=(backend, gate), name=f"taskgate-worker-{i}", daemon=True
             )
             for i in range(self.threads)
         ]
@@ -71,6 +75,7 @@ class ThreadRunner(Runner):
             worker.start()
         while not self._stop_requested.is_set():
             self._sleep_until_poked()
+        gate.close()  # also when the stop came before this run's gate existed
         logger.info("runner %s stopping: no new claims", self.runner_id)
         self._drain(backend, workers)
         heartbeat.stop()
@@ -79,32 +84,32 @@ class ThreadRunner(Runner):
 
     def _wake(self) -> None:
         super()._wake()
-        self._gate.wake_all()
+        self._gate.close()
         self.app.backend.wake_claimers()
 
-    def _work(self, backend: Backend) -> None:
+    def _work(self, backend: Backend, gate: ClaimGate) -> None:
         backoff = Backoff(0.05, BACKOFF_MAX_SECONDS)
-        claim = self._next_claim(backend, backoff)
+        claim = self._next_claim(backend, gate, backoff)
         while claim is not None:
             outcome = execute(self.app, claim)
-            claim = self._finish_and_next(backend, claim, outcome, backoff)
+            claim = self._finish_and_next(backend, gate, claim, outcome, backoff)
 
-    def _next_claim(self, backend: Backend, backoff: Backoff) -> Claim | None:
-        """The next invocation for this worker, or None once the runner is stopping."""
+    def _next_claim(self, backend: Backend, gate: ClaimGate, backoff: Backoff) -> Claim | None:
+        """The next invocation for this worker, or None once its run is stopping."""
         while True:
-            turn = self._gate.wait_turn()
+            turn = gate.wait_turn()
             if not isinstance(turn, int):
                 return turn
             claims: list[Claim] = []
             try:
                 claims = self._claim(backend, turn, backoff)
             finally:
-                mine = self._gate.open(claims)
+                mine = gate.open(claims)
             if mine is not None:
                 return mine
 
     def _finish_and_next(
-        self, backend: Backend, claim: Claim, outcome: Outcome, backoff: Backoff
+        self, backend: Backend, gate: ClaimGate, claim: Claim, outcome: Outcome, backoff: Backoff
     ) -> Claim | None:
         """Report a run's outcome and return this worker's next invocation.
 
@@ -113,7 +118,7 @@ class ThreadRunner(Runner):
         """
         with self._in_flight_lock:
             self._reporting.add((claim.invocation_id, claim.attempt))
-        wanted = self._gate.try_turn()
+        wanted = gate.try_turn()
         if wanted is not None:
             claims: list[Claim] = []
             try:
@@ -132,13 +137,13 @@ class ThreadRunner(Runner):
             except BackendUnavailableError:
                 reported = False
             finally:
-                mine = self._gate.open(claims)
+                mine = gate.open(claims)
             if reported:
                 self._forget([(claim.invocation_id, claim.attempt)])
-                return mine if mine is not None else self._next_claim(backend, backoff)
+                return mine if mine is not None else self._next_claim(backend, gate, backoff)
         self._report(backend, claim, outcome)
         self._forget([(claim.invocation_id, claim.attempt)])
-        return self._next_claim(backend, backoff)
+        return self._next_claim(backend, gate, backoff)
 
     def _claim(
         self, backend: Backend, wanted: int, backoff: Backoff, *, wait_first: bool = False

@@ -102,3 +102,25 @@ def test_unfinished_work_is_handed_back_after_the_grace_period(
 def test_a_runner_cannot_run_twice_at_once(app: App, run_runner: RunRunner) -> None:
     with run_runner(app.runner), pytest.raises(RuntimeError, match="already running"):
         app.runner.run()
+
+
+def test_a_runner_can_run_again_after_a_stop(app: App) -> None:
+    @app.task
+    def echo(x: int) -> int:
+        return x
+
+    runner = app.runner
+    for round_no in range(3):
+        thread = threading.Thread(target=runner.run, daemon=True)
+        thread.start()
+        assert echo(round_no).get_result(WAIT) == round_no
+        runner.stop_runner_loop()
+        thread.join(WAIT)
+        assert not thread.is_alive()
+    thread = threading.Thread(target=runner.run, daemon=True)
+    runner.stop_runner_loop()  # a stop that comes before the run starts is not remembered
+    thread.start()
+    assert echo(9).get_result(WAIT) == 9
+    runner.stop_runner_loop()
+    thread.join(WAIT)
+    assert not thread.is_alive()
