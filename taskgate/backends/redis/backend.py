@@ -47,7 +47,6 @@ logger = logging.getLogger(__name__)
 SCRIPTS = (
     "register",
     "claim",
-    "finish",
     "finish_and_claim",
     "release",
     "renew",
@@ -155,18 +154,10 @@ class RedisBackend(Backend):
         return []
 
     def finish(self, invocation_id: str, runner_id: str, attempt: int, outcome: Outcome) -> bool:
-        done = self._run(
-            "finish",
-            invocation_id,
-            runner_id,
-            attempt,
-            outcome.kind.value,
-            outcome.payload,
-            self.options.result_ttl_seconds,
+        done, _ = self.finish_and_claim(
+            invocation_id, runner_id, attempt, outcome, max_count=0, lease_seconds=0.0
         )
-        if not done:
-            log_stale_report(invocation_id, runner_id, attempt)
-        return bool(done)
+        return done
 
     def finish_and_claim(
         self,
@@ -219,12 +210,7 @@ class RedisBackend(Backend):
     # --- reads and admin -----------------------------------------------------------------------
 
     def get(self, invocation_id: str) -> InvocationRecord | None:
-        with self._translated():
-            pipe = self._client.pipeline(transaction=True)
-            pipe.hgetall(self._prefix + "inv:" + invocation_id)
-            pipe.lrange(self._prefix + "hist:" + invocation_id, 0, -1)
-            fields, history = pipe.execute()
-        return decode_record(invocation_id, fields, history) if fields else None
+        return self._records([invocation_id], history=True)[0]
 
     def wait_final(self, invocation_id: str, timeout: float | None) -> InvocationRecord | None:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -259,8 +245,9 @@ class RedisBackend(Backend):
             if not ids:
                 break
             start += len(ids)
-            for record in self._get_many(ids):
-                if status is None or record.status is status:
+            for record in self._records(ids, history=True):
+                # None: expired between the index read and this one.
+                if record is not None and (status is None or record.status is status):
                     found.append(record)
         return found[:limit]
 
@@ -342,30 +329,23 @@ class RedisBackend(Backend):
     def get_many(self, invocation_ids: Sequence[str]) -> list[InvocationRecord | None]:
         records: list[InvocationRecord | None] = []
         for start in range(0, len(invocation_ids), LIST_PAGE):
-            page = invocation_ids[start : start + LIST_PAGE]
-            with self._translated():
-                pipe = self._client.pipeline(transaction=False)
-                for invocation_id in page:
-                    pipe.hgetall(self._prefix + "inv:" + invocation_id)
-                replies = pipe.execute()
-            records.extend(
-                decode_record(invocation_id, fields, []) if fields else None
-                for invocation_id, fields in zip(page, replies, strict=True)
-            )
+            records.extend(self._records(invocation_ids[start : start + LIST_PAGE], history=False))
         return records
 
-    def _get_many(self, ids: list[str]) -> list[InvocationRecord]:
+    def _records(self, ids: Sequence[str], *, history: bool) -> list[InvocationRecord | None]:
+        """The records of ``ids`` in one transaction (None for missing ones), with history?"""
         with self._translated():
             pipe = self._client.pipeline(transaction=True)
             for invocation_id in ids:
                 pipe.hgetall(self._prefix + "inv:" + invocation_id)
-                pipe.lrange(self._prefix + "hist:" + invocation_id, 0, -1)
-            replies = pipe.execute()
-        records = []
-        for n, invocation_id in enumerate(ids):
-            fields, history = replies[2 * n], replies[2 * n + 1]
-            if fields:  # expired between the index read and this one
-                records.append(decode_record(invocation_id, fields, history))
+                if history:
+                    pipe.lrange(self._prefix + "hist:" + invocation_id, 0, -1)
+            replies = iter(pipe.execute())
+        records: list[InvocationRecord | None] = []
+        for invocation_id in ids:
+            fields = next(replies)
+            entries = next(replies) if history else []
+            records.append(decode_record(invocation_id, fields, entries) if fields else None)
         return records
 
     @contextlib.contextmanager
