@@ -181,3 +181,10 @@ class Workers:
 def _signal_group(pgid: int, signum: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signum)
+
+
+def with_threads(commands: list[list[str]], threads: int) -> list[list[str]]:
+    """Worker ``commands`` with the value of their ``--threads`` option set to ``threads``."""
+    for command in commands:
+        command[command.index("--threads") + 1] = str(threads)
+    return commands

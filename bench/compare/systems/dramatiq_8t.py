@@ -7,6 +7,7 @@ main entry runs ``--threads 1`` so that every system runs 2 tasks at a time.
 from __future__ import annotations
 
 from systems import dramatiq as base
+from systems.common import with_threads
 
 VENV = "dramatiq"
 VARIANT_OF = "dramatiq"
@@ -26,7 +27,4 @@ wait = base.wait
 
 def worker_commands(python: str) -> list[list[str]]:
     """Dramatiq's command with ``--threads 8``."""
-    commands = base.worker_commands(python)
-    for command in commands:
-        command[command.index("--threads") + 1] = "8"
-    return commands
+    return with_threads(base.worker_commands(python), 8)

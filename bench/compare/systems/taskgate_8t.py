@@ -7,6 +7,7 @@ beside ``dramatiq_8t``. Same venv, tasks and calls as :mod:`systems.taskgate`.
 from __future__ import annotations
 
 from systems import taskgate as base
+from systems.common import with_threads
 
 VENV = "taskgate"
 VARIANT_OF = "taskgate"
@@ -23,7 +24,4 @@ wait = base.wait
 
 def worker_commands(python: str) -> list[list[str]]:
     """taskgate's command with ``--threads 8``."""
-    commands = base.worker_commands(python)
-    for command in commands:
-        command[command.index("--threads") + 1] = "8"
-    return commands
+    return with_threads(base.worker_commands(python), 8)
