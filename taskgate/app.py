@@ -21,6 +21,7 @@ from taskgate.errors import (
 )
 from taskgate.invocation import DistributedInvocation, Invocation, ReusedInvocation
 from taskgate.locate import SPAWNED_MAIN
+from taskgate.readahead import ResultReadAhead
 from taskgate.record import InvocationRecord, RegisterResult
 from taskgate.runner import Runner, build_runner
 from taskgate.serializer import Serializer, get_serializer
@@ -71,6 +72,7 @@ class App:
         self._backend_key: tuple[str, str, float, int] | None = None
         self._serializer: Serializer | None = None
         self._runner: Runner | None = None
+        self._read_ahead = ResultReadAhead()
 
     def __repr__(self) -> str:
         return f"<App {self.app_id} backend={self.conf.backend_url}>"
@@ -199,11 +201,31 @@ class App:
                 arguments differ, when the task says so (the calls before it are registered).
         """
         records = [self._record(task, arguments) for arguments in calls]
-        registered = self.backend.register_many(records)
-        return [
+        backend = self.backend
+        registered = backend.register_many(records)
+        invocations = [
             self._invocation(task, arguments, record, result)
             for arguments, record, result in zip(calls, records, registered, strict=True)
         ]
+        if backend.reads_cost_round_trips:
+            for invocation in invocations:
+                self._read_ahead.track(invocation)
+        return invocations
+
+    def read_result_ahead(self, invocation: Invocation[Any]) -> InvocationRecord | None:
+        """``invocation``'s final record, read with the next outstanding results of this process.
+
+        None when it is not final yet or there is nothing to read ahead (see
+        :mod:`taskgate.readahead`); :meth:`Invocation.get_result` then waits as usual.
+        """
+        backend = self.backend
+        if not backend.reads_cost_round_trips:
+            return None
+        return self._read_ahead.read(invocation, backend)
+
+    def outcome_known(self, invocation_id: str) -> None:
+        """The caller has read the outcome of ``invocation_id``: stop reading ahead for it."""
+        self._read_ahead.forget(invocation_id)
 
     def _record(self, task: Task[Any, Any], arguments: dict[str, Any]) -> InvocationRecord:
         return InvocationRecord(

@@ -48,6 +48,7 @@ class Invocation(Generic[R]):
         self.invocation_id = invocation_id
         self._arguments = arguments
         self._attempt = attempt
+        self._final: InvocationRecord | None = None  # the outcome, once read (never changes)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.invocation_id} of {self.task_id}>"
@@ -113,6 +114,10 @@ class Invocation(Generic[R]):
             InvocationNotFoundError: the invocation does not exist (purged or expired).
             Exception: the task's own exception when it FAILED.
         """
+        if self._final is None:
+            self._final = self.app.read_result_ahead(self)
+        if self._final is not None:
+            return self._outcome(self._final)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -120,6 +125,8 @@ class Invocation(Generic[R]):
             if record is None:
                 raise InvocationNotFoundError(self.invocation_id)
             if record.status.is_final:
+                self._known_final(record)
+                self.app.outcome_known(self.invocation_id)
                 return self._outcome(record)
             if deadline is not None and time.monotonic() >= deadline:
                 raise ResultTimeoutError(self.invocation_id, cast(float, timeout))
@@ -133,6 +140,10 @@ class Invocation(Generic[R]):
         if record is None:
             raise InvocationNotFoundError(self.invocation_id)
         return record
+
+    def _known_final(self, record: InvocationRecord) -> None:
+        """Keep the final ``record``: the outcome is answered from it from now on."""
+        self._final = record
 
     def _outcome(self, record: InvocationRecord) -> R:
         if record.status is InvocationStatus.SUCCESS:
@@ -192,13 +203,13 @@ class InvocationGroup(Generic[R]):
         if not self.invocations:
             return []
         app = self.invocations[0].app
-        snapshots = app.backend.get_many([i.invocation_id for i in self.invocations])
-        return [
-            invocation._outcome(snapshot)
-            if snapshot is not None and snapshot.status.is_final
-            else invocation.result
-            for invocation, snapshot in zip(self.invocations, snapshots, strict=True)
-        ]
+        final = app.backend.final_records([i.invocation_id for i in self.invocations])
+        for invocation in self.invocations:
+            record = final.get(invocation.invocation_id)
+            if record is not None:
+                invocation._known_final(record)
+                app.outcome_known(invocation.invocation_id)
+        return [invocation.result for invocation in self.invocations]
 
     async def async_results(self) -> list[R]:
         """:attr:`results` for asyncio callers."""

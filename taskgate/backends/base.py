@@ -59,6 +59,9 @@ class Backend(ABC):
     supports_processes: bool = True
     """Whether runner processes other than the caller's can share this backend."""
 
+    reads_cost_round_trips: bool = True
+    """Whether each read is a trip to another process (callers then batch result reads)."""
+
     def __init__(self, options: BackendOptions) -> None:
         self.options = options
 
@@ -178,6 +181,18 @@ class Backend(ABC):
         default one by one.
         """
         return [self.get(invocation_id) for invocation_id in invocation_ids]
+
+    def final_records(self, invocation_ids: Sequence[str]) -> dict[str, InvocationRecord]:
+        """The snapshots of those of ``invocation_ids`` that are final, by id, history left out.
+
+        One read (what a caller reading ahead needs: results of calls made earlier); ids that
+        are missing or not final yet are left out. This default filters :meth:`get_many`.
+        """
+        return {
+            record.invocation_id: record
+            for record in self.get_many(invocation_ids)
+            if record is not None and record.status.is_final
+        }
 
     @abstractmethod
     def wait_final(self, invocation_id: str, timeout: float | None) -> InvocationRecord | None:

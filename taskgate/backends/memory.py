@@ -36,6 +36,7 @@ class MemoryBackend(Backend):
     """Dictionaries and deques guarded by one lock; see :class:`Backend` for the contract."""
 
     supports_processes = False
+    reads_cost_round_trips = False
 
     def __init__(self, options: BackendOptions) -> None:
         super().__init__(options)

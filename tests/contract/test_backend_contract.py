@@ -151,6 +151,24 @@ def test_get_many_returns_snapshots_in_order(backend: Backend, new_record: NewRe
     assert snapshots[2] is not None and snapshots[2].status is S.RUNNING
 
 
+def test_final_records_returns_the_final_ones_only(backend: Backend, new_record: NewRecord) -> None:
+    done, failed, running, waiting = (new_record() for _ in range(4))
+    for record in (done, failed, running, waiting):
+        backend.register(record)
+    claim_ids(backend, 3)
+    backend.finish(done.invocation_id, RUNNER, 1, SUCCESS)
+    backend.finish(failed.invocation_id, RUNNER, 1, FAILED)
+    ids = [r.invocation_id for r in (waiting, failed, running, done)]
+    ids.insert(2, "missing")
+    found = backend.final_records(ids)
+    assert set(found) == {done.invocation_id, failed.invocation_id}
+    assert found[done.invocation_id].status is S.SUCCESS
+    assert found[done.invocation_id].result == b"result"
+    assert found[failed.invocation_id].status is S.FAILED
+    assert found[failed.invocation_id].error == b"error"
+    assert backend.final_records([]) == {}
+
+
 # --- claim: running slots ------------------------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ from taskgate.runner.base import Runner
 S = InvocationStatus
 WAIT = 15.0
 RunRunner = Callable[[Runner], Any]
+WaitStatus = Callable[[Any, InvocationStatus], None]
 
 
 class Point(NamedTuple):
@@ -194,12 +195,44 @@ def test_group_results_read_finished_outcomes_in_one_go(app: App, run_runner: Ru
     with run_runner(app.runner):
         for invocation in ok:
             invocation.get_result(WAIT)
-        assert (
-            ok.results
-        )  # all final now: read through get_many in one go == [n * n for n in range(200) if n != 3]
+        # All final now: read through final_records in one go.
+        assert ok.results == [n * n for n in range(200) if n != 3]
         failing = square.parallelize([(2,), (3,)])
         with pytest.raises(CustomError, match="three"):
             _ = failing.results
+
+
+def test_results_read_in_turn_are_read_ahead_in_batches(
+    app: App, run_runner: RunRunner, wait_status: WaitStatus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @app.task
+    def square(x: int) -> int:
+        return x * x
+
+    calls = [square(n) for n in range(60)]
+    with run_runner(app.runner):
+        for invocation in calls:
+            wait_status(invocation, S.SUCCESS)
+    backend = app.backend
+    reads = {"final_records": 0, "wait_final": 0}
+    for name in reads:
+        original = getattr(backend, name)
+
+        def counted(*args: Any, _name: str = name, _original: Any = original) -> Any:
+            reads[_name] += 1
+            return _original(*args)
+
+        monkeypatch.setattr(backend, name, counted)
+    assert [invocation.result for invocation in calls] == [n * n for n in range(60)]
+    if backend.reads_cost_round_trips:
+        # Batches of 16, 32 and 64 (+1 each): 3 reads instead of 60.
+        assert reads == {"final_records": 3, "wait_final": 0}
+    else:
+        assert reads["final_records"] == 0
+    # An outcome read once is kept: asking again reads nothing.
+    before = dict(reads)
+    assert calls[0].result == 0
+    assert reads == before
 
 
 def test_unserializable_result_fails_the_invocation_not_the_runner(

@@ -53,6 +53,7 @@ SCRIPTS = (
     "recover",
     "blocked_by",
     "purge",
+    "final_records",
 )
 # Blocking commands wait at most this long per call, well inside the socket timeout, so a dead
 # connection is noticed and a stop request is seen.
@@ -65,7 +66,7 @@ LIST_PAGE = 200
 
 
 # Scripts that only store or read records need the core steps alone: less Lua to run per call.
-CORE_ONLY = frozenset({"register", "blocked_by", "purge"})
+CORE_ONLY = frozenset({"register", "blocked_by", "purge", "final_records"})
 
 
 def _script_source(name: str) -> str:
@@ -331,6 +332,15 @@ class RedisBackend(Backend):
         for start in range(0, len(invocation_ids), LIST_PAGE):
             records.extend(self._records(invocation_ids[start : start + LIST_PAGE], history=False))
         return records
+
+    def final_records(self, invocation_ids: Sequence[str]) -> dict[str, InvocationRecord]:
+        found: dict[str, InvocationRecord] = {}
+        for start in range(0, len(invocation_ids), LIST_PAGE):
+            reply = self._run("final_records", *invocation_ids[start : start + LIST_PAGE])
+            for raw_id, fields in zip(reply[::2], reply[1::2], strict=True):
+                invocation_id = _text(raw_id)
+                found[invocation_id] = decode_record(invocation_id, _pairs(fields), [])
+        return found
 
     def _records(self, ids: Sequence[str], *, history: bool) -> list[InvocationRecord | None]:
         """The records of ``ids`` in one transaction (None for missing ones), with history?"""

@@ -1,0 +1,95 @@
+"""Reading results ahead: one backend read answers the next result reads of this process.
+
+A caller that fans out many calls and then reads each result in turn would pay one backend
+round trip per result. When the result it asks for is already final, the results of the calls
+it made next very likely are too: :class:`ResultReadAhead` reads them in the same round trip,
+and their handles answer from what was read. At the frontier (results not final yet) reading
+ahead would only add reads, so it switches itself off there and probes again now and then.
+
+Final records never change (a purge may delete them, and a handle that read its outcome keeps
+it), so answering from a read made a moment earlier returns exactly what a fresh read would.
+Only outcomes are read ahead: ``status``, ``history`` and the rest of a handle stay fresh reads.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from taskgate.backends import Backend
+    from taskgate.invocation import Invocation
+    from taskgate.record import InvocationRecord
+
+MIN_BATCH = 16
+MAX_BATCH = 256
+# While switched off, one result read in this many probes whether reading ahead pays again.
+PROBE_EVERY = 32
+
+
+class ResultReadAhead:
+    """The outstanding invocation handles of one app in this process, oldest first.
+
+    A handle is outstanding from its call until its outcome is known here; the handles are held
+    weakly, so a call whose result nobody reads costs nothing once its handle is dropped.
+    Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._handles: weakref.WeakValueDictionary[str, Invocation[Any]] = (
+            weakref.WeakValueDictionary()
+        )
+        self._batch = MIN_BATCH  # 0: switched off
+        self._reads_while_off = 0
+
+    def track(self, handle: Invocation[Any]) -> None:
+        """Count ``handle`` among the outstanding ones (called once per call)."""
+        with self._lock:
+            self._handles[handle.invocation_id] = handle
+
+    def forget(self, invocation_id: str) -> None:
+        """The outcome of ``invocation_id`` is known: it is no longer outstanding."""
+        with self._lock:
+            self._handles.pop(invocation_id, None)
+
+    def read(self, handle: Invocation[Any], backend: Backend) -> InvocationRecord | None:
+        """``handle``'s final record, read together with the next outstanding handles' ones.
+
+        Returns None when ``handle`` is not final yet, or when reading ahead is off or there is
+        nothing to read ahead of (the caller then waits as usual). Records found final for other
+        handles are handed to them (:meth:`Invocation._known_final`).
+        """
+        batch = self._batch
+        if batch == 0:
+            self._reads_while_off += 1
+            if self._reads_while_off % PROBE_EVERY:
+                return None
+            batch = MIN_BATCH
+        with self._lock:
+            ahead = [
+                invocation_id
+                for invocation_id in itertools.islice(self._handles.keys(), batch + 1)
+                if invocation_id != handle.invocation_id
+            ][:batch]
+        if not ahead:
+            return None
+        found = backend.final_records([handle.invocation_id, *ahead])
+        mine = found.pop(handle.invocation_id, None)
+        with self._lock:
+            if mine is not None:
+                self._handles.pop(handle.invocation_id, None)
+            for invocation_id, record in found.items():
+                other = self._handles.pop(invocation_id, None)
+                if other is not None:
+                    other._known_final(record)
+        # Grow while everything read was final; off at the frontier; back to small otherwise.
+        if mine is None:
+            self._batch = 0
+        elif len(found) == len(ahead):
+            self._batch = min(MAX_BATCH, batch * 2)
+        else:
+            self._batch = MIN_BATCH
+        return mine
