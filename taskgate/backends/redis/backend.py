@@ -54,6 +54,7 @@ SCRIPTS = (
     "blocked_by",
     "purge",
     "final_records",
+    "unidle",
 )
 # Blocking commands wait at most this long per call, well inside the socket timeout, so a dead
 # connection is noticed and a stop request is seen.
@@ -63,6 +64,9 @@ RECOVER_BATCH = 500
 # Records registered per script call: a batch holds the server for well under a millisecond.
 REGISTER_BATCH = 200
 LIST_PAGE = 200
+# How long past the end of its blocking wait a waiting runner stays in line for hand-overs
+# (its claim call leaves the line at once when it returns; this bounds a dead runner's stay).
+IDLE_MARGIN_SECONDS = 1.0
 
 
 # Scripts that only store or read records need the core steps alone: less Lua to run per call.
@@ -137,13 +141,22 @@ class RedisBackend(Backend):
         *,
         wait_first: bool = False,
     ) -> list[Claim]:
+        # While blocked, the runner is in line for hand-overs: register claims a new invocation
+        # for it and pushes it to the runner's inbox, which this BLPOP watches first.
         deadline = time.monotonic() + timeout
         generation = self._wake_generation
+        lease = float(lease_seconds)  # the same text in every script: part of the idle entry
+        inbox = self._prefix + "inbox:" + runner_id
         look = not wait_first
         while generation == self._wake_generation:
             if look:
                 reply = self._run(
-                    "claim", runner_id, max_count, lease_seconds, self.options.result_ttl_seconds
+                    "claim",
+                    runner_id,
+                    max_count,
+                    lease,
+                    self.options.result_ttl_seconds,
+                    timeout + IDLE_MARGIN_SECONDS,
                 )
                 if reply:
                     return _claims(reply)
@@ -151,8 +164,17 @@ class RedisBackend(Backend):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            self._command("BLPOP", self._local_wake_key, self._wake_key, _block(remaining))
-        return []
+            popped = self._command(
+                "BLPOP", inbox, self._local_wake_key, self._wake_key, _block(remaining)
+            )
+            if popped is not None and _text(popped[0]) == inbox:
+                return [_handed_claim(popped[1])]
+        return self._leave_line(runner_id, lease)
+
+    def _leave_line(self, runner_id: str, lease: float) -> list[Claim]:
+        """Take ``runner_id`` out of the line for hand-overs; returns what it was handed meanwhile
+        (claimed for it already: the runner runs those like any claim)."""
+        return _claims(self._run("unidle", runner_id, lease))
 
     def finish(self, invocation_id: str, runner_id: str, attempt: int, outcome: Outcome) -> bool:
         done, _ = self.finish_and_claim(
@@ -179,7 +201,9 @@ class RedisBackend(Backend):
             outcome.payload,
             self.options.result_ttl_seconds,
             max_count,
-            lease_seconds,
+            float(lease_seconds),
+            # Nothing to claim: in line for hand-overs until the runner's claim() takes over.
+            MAX_BLOCK_SECONDS + IDLE_MARGIN_SECONDS if max_count > 0 else 0,
         )
         if not done:
             log_stale_report(invocation_id, runner_id, attempt)
@@ -382,6 +406,12 @@ def _claims(reply: list[list[Any]]) -> list[Claim]:
         Claim(_text(item[0]), _text(item[1]), item[2], int(item[3]), int(item[4]), int(item[5]))
         for item in reply
     ]
+
+
+def _handed_claim(item: bytes) -> Claim:
+    """A claim register handed over: ``<id>\\31<task_id>\\31<max_retries>\\31<arguments>``."""
+    invocation_id, task_id, max_retries, arguments = item.split(b"\x1f", 3)
+    return Claim(invocation_id.decode(), task_id.decode(), arguments, 1, 0, int(max_retries))
 
 
 def _pairs(reply: list[bytes] | dict[bytes, bytes]) -> dict[bytes, bytes]:

@@ -1,7 +1,8 @@
 -- finish_and_claim: finish one run, then claim the runner's next invocations, atomically.
 -- KEYS[1] prefix
--- ARGV id, runner_id, attempt, kind, payload, result_ttl_seconds, max_count, lease_seconds
+-- ARGV id, runner_id, attempt, kind, payload, result_ttl_seconds, max_count, lease_seconds,
+--      idle_seconds (as claim)
 -- Returns {1 or 0 (as finish), claims (as claim)}.
 local now, ttl = server_now(), tonumber(ARGV[6])
 local done = finish_one(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ttl, now)
-return {done, claim_ready(ARGV[2], tonumber(ARGV[7]), tonumber(ARGV[8]), ttl, now)}
+return {done, claim_next(ARGV[2], tonumber(ARGV[7]), ARGV[8], ttl, now, tonumber(ARGV[9]))}

@@ -145,3 +145,37 @@ local function finish_one(id, runner, attempt, kind, payload, ttl, now)
   release_slot(id, f.key, f.limit)
   return 1
 end
+
+-- The invocations register handed to <runner> while it waited, that it still owns.
+local function take_handed(runner, claims)
+  local inbox = k('inbox:' .. runner)
+  local item = redis.call('LPOP', inbox)
+  while item do
+    local id = string.sub(item, 1, string.find(item, '\31', 1, true) - 1)
+    local f = owned(id, runner, 1)
+    if f then claims[#claims + 1] = {id, f.task, f.arguments, 1, f.num_retries, f.max_retries} end
+    item = redis.call('LPOP', inbox)
+  end
+  return claims
+end
+
+-- What <runner> claims next: what was handed to it, then ready invocations up to <max_count>.
+-- With nothing to claim and <idle_for> > 0, the runner is recorded as waiting for work (until
+-- <idle_for> seconds from now), so that register hands it the next invocation directly;
+-- otherwise it is not waiting any more. <lease> is the raw argument (part of the idle entry).
+local function claim_next(runner, max_count, lease, ttl, now, idle_for)
+  if max_count <= 0 then return {} end
+  local claims = take_handed(runner, {})
+  if #claims < max_count then
+    for _, claim in ipairs(claim_ready(runner, max_count - #claims, tonumber(lease), ttl, now)) do
+      claims[#claims + 1] = claim
+    end
+  end
+  local member = runner .. '\31' .. lease
+  if #claims == 0 and idle_for > 0 then
+    redis.call('ZADD', k('idle'), now + idle_for, member)
+  else
+    redis.call('ZREM', k('idle'), member)
+  end
+  return claims
+end

@@ -23,9 +23,15 @@
 --   task:<task_id>    zset: the same, per task
 --   counts            hash: "<task_id>\31<status>" -> number of invocations (also lists tasks)
 --   runners           zset: runner id -> liveness expiry
+--   idle              zset: "<runner_id>\31<lease_seconds>" -> until when that runner waits for
+--                     work in BLPOP; register hands a new invocation straight to the longest
+--                     waiting one (claimed in the same step) instead of queueing it
+--   inbox:<runner>    list: invocations handed to <runner> by register, as
+--                     "<id>\31<task_id>\31<max_retries>\31<arguments>" (already claimed for it)
 
 local P = KEYS[1]
 local WAKE_TOKENS = 64
+local INBOX_TTL = 600
 
 local function k(name) return P .. name end
 

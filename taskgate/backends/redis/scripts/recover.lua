@@ -34,4 +34,5 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('expiry'), '-inf', now, 'LIMIT
   redis.call('ZREM', k('expiry'), id)
 end
 redis.call('ZREMRANGEBYSCORE', k('runners'), '-inf', now)
+redis.call('ZREMRANGEBYSCORE', k('idle'), '-inf', now)
 return recovered

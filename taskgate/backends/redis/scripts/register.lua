@@ -5,6 +5,24 @@
 --      max_retries, created_at
 -- Returns, per record, {1, id} when stored or {0, holder_id, holder_arguments} when folded
 -- (a record may fold into one stored earlier in the same batch).
+--
+-- A record without a running key, registered while a runner waits for work (see 'idle' in
+-- lib_core.lua), is claimed for that runner at once and pushed to its inbox: the runner's BLPOP
+-- returns it, and neither a wake-up token nor a claim step is needed.
+
+local server_time
+-- The runner that has waited longest for work, and its lease; nil when none is waiting.
+local function take_idle_runner()
+  if redis.call('ZCARD', k('idle')) == 0 then return nil end
+  server_time = server_time or server_now()
+  local member = redis.call('ZRANGEBYSCORE', k('idle'), '(' .. server_time, '+inf', 'LIMIT', 0,
+    1)[1]
+  if not member then return nil end
+  redis.call('ZREM', k('idle'), member)
+  local sep = string.find(member, '\31', 1, true)
+  return string.sub(member, 1, sep - 1), tonumber(string.sub(member, sep + 1))
+end
+
 local results = {}
 for i = 1, #ARGV, 9 do
   local id, task, arguments, regkey = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -12,20 +30,42 @@ for i = 1, #ARGV, 9 do
   if holder then
     results[#results + 1] = {0, holder, redis.call('HGET', k('inv:' .. holder), 'arguments')}
   else
+    local runner, lease
+    if ARGV[i + 4] == '' then runner, lease = take_idle_runner() end
     -- attempt, num_retries and num_recoveries start absent (read as 0), runner_id and
     -- lease_expires_at too (read as none): fewer fields to write per call.
-    redis.call('HSET', k('inv:' .. id), 'task_id', task, 'arguments', arguments,
-      'registration_key', regkey, 'running_key', ARGV[i + 4], 'running_limit', ARGV[i + 5],
-      'drop_when_blocked', ARGV[i + 6], 'max_retries', ARGV[i + 7], 'status', 'registered',
-      'created_at', ARGV[i + 8])
+    local record = {'task_id', task, 'arguments', arguments, 'registration_key', regkey,
+      'running_key', ARGV[i + 4], 'running_limit', ARGV[i + 5], 'drop_when_blocked', ARGV[i + 6],
+      'max_retries', ARGV[i + 7], 'created_at', ARGV[i + 8], 'status', 'registered'}
+    local expires
+    if runner then
+      -- Claimed at once: running, so its registration key is free again (R3).
+      expires = server_time + lease
+      record[#record] = 'running'
+      for _, v in ipairs({'attempt', 1, 'runner_id', runner, 'lease_expires_at', expires}) do
+        record[#record + 1] = v
+      end
+    end
+    redis.call('HSET', k('inv:' .. id), unpack(record))
     -- The caller's clock dates a registration (leases and expiry use the server's).
     local now = tonumber(ARGV[i + 8])
-    redis.call('RPUSH', k('hist:' .. id), history_entry('registered', now, nil))
-    count(task, 'registered', 1)
     redis.call('ZADD', k('index'), now, id)
     redis.call('ZADD', k('task:' .. task), now, id)
-    if regkey ~= '' then redis.call('HSET', k('regkeys'), regkey, id) end
-    push_ready(id, false)
+    if runner then
+      redis.call('RPUSH', k('hist:' .. id), history_entry('registered', now, nil),
+        history_entry('running', server_time, runner))
+      count(task, 'running', 1)
+      redis.call('ZADD', k('leases'), expires, id)
+      local inbox = k('inbox:' .. runner)
+      redis.call('RPUSH', inbox, id .. '\31' .. task .. '\31' .. ARGV[i + 7] .. '\31' .. arguments)
+      -- A runner that died while waiting never reads its inbox (the lease recovers the work).
+      redis.call('EXPIRE', inbox, INBOX_TTL)
+    else
+      redis.call('RPUSH', k('hist:' .. id), history_entry('registered', now, nil))
+      count(task, 'registered', 1)
+      if regkey ~= '' then redis.call('HSET', k('regkeys'), regkey, id) end
+      push_ready(id, false)
+    end
     results[#results + 1] = {1, id}
   end
 end

@@ -1,0 +1,218 @@
+"""Redis only: register hands a new invocation straight to a runner blocked waiting for work.
+
+The runner's claim puts it in line (the ``idle`` set) and blocks on its inbox; register claims
+the invocation for the longest-waiting runner in the same script and pushes it there. These
+tests pin the edges: who is in line, what is never handed over, and that nothing handed over
+is lost when a runner stops waiting or dies.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+
+from taskgate import App
+from taskgate.backends.redis.backend import RedisBackend
+from taskgate.record import Claim, InvocationRecord, Outcome, OutcomeKind
+from taskgate.status import InvocationStatus as S
+from taskgate.testing import RedisServer
+
+NewRecord = Callable[..., InvocationRecord]
+RUNNER = "runner-a"
+OTHER = "runner-b"
+LEASE = 30.0
+WAIT = 15.0
+
+
+@pytest.fixture
+def backend(redis_server: RedisServer, make_redis_app: Callable[[], App]) -> RedisBackend:
+    backend = make_redis_app().backend
+    assert isinstance(backend, RedisBackend)
+    return backend
+
+
+@pytest.fixture
+def make_redis_app(redis_server: RedisServer) -> Callable[[], App]:
+    counter = iter(range(1_000_000))
+
+    def make() -> App:
+        return App(f"hand-over-{time.time_ns()}-{next(counter)}", backend=redis_server.url)
+
+    return make
+
+
+@pytest.fixture
+def client(redis_server: RedisServer) -> redis.Redis:
+    return redis.Redis.from_url(redis_server.url)
+
+
+def key(backend: RedisBackend, name: str) -> str:
+    return backend._prefix + name
+
+
+def in_line(backend: RedisBackend, client: redis.Redis) -> list[str]:
+    return [m.decode().split("\x1f")[0] for m in client.zrange(key(backend, "idle"), 0, -1)]
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    """Poll a state no event announces (another client's blocking call), bounded."""
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, "state not reached"
+        time.sleep(0.002)
+
+
+def get(backend: RedisBackend, invocation_id: str) -> Any:
+    record = backend.get(invocation_id)
+    assert record is not None
+    return record
+
+
+def stand_in_line(backend: RedisBackend, runner: str = RUNNER) -> None:
+    """What a runner's claim does when nothing is ready: get in line (then it would block)."""
+    assert backend._run("claim", runner, 1, LEASE, 60, 30.0) == []
+
+
+def test_a_blocked_runner_gets_a_new_invocation_straight_from_register(
+    backend: RedisBackend, client: redis.Redis, new_record: NewRecord
+) -> None:
+    claimed: list[Claim] = []
+    claimer = threading.Thread(target=lambda: claimed.extend(backend.claim(RUNNER, 1, LEASE, WAIT)))
+    claimer.start()
+    wait_until(lambda: in_line(backend, client) == [RUNNER])
+    record = new_record()
+    backend.register(record)
+    # Claimed by register itself: running before the runner even wakes up, nothing queued.
+    stored = get(backend, record.invocation_id)
+    assert stored.status is S.RUNNING and stored.runner_id == RUNNER and stored.attempt == 1
+    assert [(t.status, t.runner_id) for t in stored.history] == [
+        (S.REGISTERED, None),
+        (S.RUNNING, RUNNER),
+    ]
+    assert client.llen(key(backend, "queue")) == 0
+    claimer.join(WAIT)
+    assert [(c.invocation_id, c.attempt, c.arguments) for c in claimed] == [
+        (record.invocation_id, 1, b"args")
+    ]
+    assert in_line(backend, client) == []
+    assert backend.stats().by_task_and_status == {("tests.task", S.RUNNING): 1}
+    assert backend.finish(record.invocation_id, RUNNER, 1, Outcome(OutcomeKind.SUCCESS, b"ok"))
+
+
+def test_binary_arguments_survive_the_hand_over(
+    backend: RedisBackend, client: redis.Redis, new_record: NewRecord
+) -> None:
+    claimed: list[Claim] = []
+    claimer = threading.Thread(target=lambda: claimed.extend(backend.claim(RUNNER, 1, LEASE, WAIT)))
+    claimer.start()
+    wait_until(lambda: in_line(backend, client) == [RUNNER])
+    arguments = bytes(range(256)) * 2  # separators, NULs and all
+    backend.register(new_record(arguments=arguments, max_retries=3))
+    claimer.join(WAIT)
+    assert [(c.arguments, c.max_retries, c.num_retries) for c in claimed] == [(arguments, 3, 0)]
+
+
+def test_invocations_with_a_running_key_are_queued_not_handed_over(
+    backend: RedisBackend, client: redis.Redis, new_record: NewRecord
+) -> None:
+    stand_in_line(backend)
+    record = new_record(run="k")
+    backend.register(record)
+    assert get(backend, record.invocation_id).status is S.REGISTERED
+    assert in_line(backend, client) == [RUNNER]
+    assert [c.invocation_id for c in backend.claim(RUNNER, 1, LEASE, 0)] == [record.invocation_id]
+    assert in_line(backend, client) == []  # a runner that claimed is out of line
+
+
+def test_a_registration_key_is_free_once_handed_over(
+    backend: RedisBackend, new_record: NewRecord
+) -> None:
+    stand_in_line(backend)
+    first = new_record(reg="r")
+    assert backend.register(first).created
+    second = new_record(reg="r")
+    # The first one is running already (R3): the next call registers a new invocation.
+    assert backend.register(second).created
+    assert get(backend, second.invocation_id).status is S.REGISTERED
+
+
+def test_the_longest_waiting_runner_is_served_first_one_invocation_each(
+    backend: RedisBackend, client: redis.Redis, new_record: NewRecord
+) -> None:
+    stand_in_line(backend, RUNNER)
+    stand_in_line(backend, OTHER)
+    first, second, third = new_record(), new_record(), new_record()
+    backend.register_many([first, second, third])
+    assert get(backend, first.invocation_id).runner_id == RUNNER
+    assert get(backend, second.invocation_id).runner_id == OTHER
+    assert get(backend, third.invocation_id).status is S.REGISTERED  # nobody left in line
+    assert [c.invocation_id for c in backend.claim(RUNNER, 5, LEASE, 0)] == [
+        first.invocation_id,
+        third.invocation_id,
+    ]
+
+
+def test_a_runner_that_stops_waiting_takes_what_was_handed_over_meanwhile(
+    backend: RedisBackend, client: redis.Redis, new_record: NewRecord
+) -> None:
+    stand_in_line(backend)
+    record = new_record()
+    backend.register(record)  # pushed to the inbox while the runner was not blocked
+    assert [c.invocation_id for c in backend._leave_line(RUNNER, LEASE)] == [record.invocation_id]
+    assert in_line(backend, client) == []
+    assert client.llen(key(backend, f"inbox:{RUNNER}")) == 0
+
+
+def test_finish_alone_leaves_the_inbox_to_the_claimer(
+    backend: RedisBackend, new_record: NewRecord
+) -> None:
+    running = new_record()
+    backend.register(running)
+    [claim] = backend.claim(RUNNER, 1, LEASE, 0)
+    stand_in_line(backend)
+    handed = new_record()
+    backend.register(handed)
+    assert backend.finish(
+        claim.invocation_id, RUNNER, claim.attempt, Outcome(OutcomeKind.SUCCESS, b"")
+    )
+    assert [c.invocation_id for c in backend.claim(RUNNER, 1, LEASE, 0)] == [handed.invocation_id]
+
+
+def test_an_expired_place_in_line_is_not_served(
+    backend: RedisBackend, client: redis.Redis, new_record: NewRecord
+) -> None:
+    client.zadd(key(backend, "idle"), {f"{RUNNER}\x1f{LEASE}": 1.0})  # long gone
+    record = new_record()
+    backend.register(record)
+    assert get(backend, record.invocation_id).status is S.REGISTERED
+    backend.recover()
+    assert in_line(backend, client) == []
+
+
+def test_work_handed_to_a_runner_that_died_is_recovered_and_fenced(
+    backend: RedisBackend, new_record: NewRecord
+) -> None:
+    stand_in_line(backend)
+    record = new_record()
+    backend.register(record)  # handed to RUNNER, which dies before reading its inbox
+    assert backend.recover(now=time.time() + 10 * LEASE) == [record.invocation_id]
+    assert get(backend, record.invocation_id).status is S.REGISTERED
+    [claim] = backend.claim(OTHER, 1, LEASE, 0)
+    assert (claim.invocation_id, claim.attempt) == (record.invocation_id, 2)
+    # Had it come back, the dead runner would find nothing of its own in the inbox.
+    assert backend.claim(RUNNER, 1, LEASE, 0) == []
+
+
+def test_purge_clears_the_line_and_the_inboxes(
+    backend: RedisBackend, client: redis.Redis, new_record: NewRecord
+) -> None:
+    stand_in_line(backend)
+    stand_in_line(backend, OTHER)
+    backend.register(new_record())
+    backend.purge()
+    assert client.keys(backend._prefix + "*") == []
