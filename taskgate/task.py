@@ -224,6 +224,8 @@ class Task(Generic[P, R]):
 
     def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """The call's arguments by parameter name, defaults applied (raises TypeError)."""
+        if not args and not kwargs and not self.signature.parameters:
+            return {}  # a function without parameters: nothing to bind
         bound = self.signature.bind(*args, **kwargs)
         bound.apply_defaults()
         return dict(bound.arguments)
