@@ -208,7 +208,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--system", required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--e2e", type=int, nargs="+", default=[2000, 10000])
+    parser.add_argument("--e2e", type=int, nargs="+", default=[2000, 20000])
     parser.add_argument("--round-trips", type=int, default=200)
     parser.add_argument("--enqueue", type=int, default=10000)
     parser.add_argument("--keyed-calls", type=int, default=600)

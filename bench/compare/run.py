@@ -302,7 +302,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--python", default="python3.11", help="interpreter for the venvs")
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset")
-    parser.add_argument("--e2e", type=int, nargs="+", default=[2000, 10000])
+    parser.add_argument("--e2e", type=int, nargs="+", default=[2000, 20000])
     parser.add_argument("--round-trips", type=int, default=200)
     parser.add_argument("--enqueue", type=int, default=10000)
     parser.add_argument("--keyed-calls", type=int, default=600)
