@@ -216,3 +216,19 @@ def test_purge_clears_the_line_and_the_inboxes(
     backend.register(new_record())
     backend.purge()
     assert client.keys(backend._prefix + "*") == []
+
+
+def test_wake_up_tokens_only_when_a_runner_waits(
+    backend: RedisBackend, client: redis.Redis, new_record: NewRecord
+) -> None:
+    backend.register(new_record(run="k"))  # nobody in line: no token to lie around
+    assert client.llen(key(backend, "wake")) == 0
+    backend.claim(RUNNER, 1, LEASE, 0)
+    claimed: list[Claim] = []
+    claimer = threading.Thread(target=lambda: claimed.extend(backend.claim(OTHER, 1, LEASE, WAIT)))
+    claimer.start()
+    wait_until(lambda: in_line(backend, client) == [OTHER])
+    keyed = new_record(run="other-key")  # queued (a running key), so a token wakes OTHER
+    backend.register(keyed)
+    claimer.join(WAIT)
+    assert [c.invocation_id for c in claimed] == [keyed.invocation_id]

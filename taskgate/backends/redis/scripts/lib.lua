@@ -122,7 +122,7 @@ local function claim_ready(runner, max_count, lease, ttl, now)
     end
   end
   -- Work left behind: pass the baton to another idle runner.
-  if #claims > 0 and redis.call('LLEN', k('queue')) > 0 then wake() end
+  if #claims > 0 and runners_waiting() and redis.call('LLEN', k('queue')) > 0 then wake() end
   return claims
 end
 
@@ -165,17 +165,15 @@ end
 -- otherwise it is not waiting any more. <lease> is the raw argument (part of the idle entry).
 local function claim_next(runner, max_count, lease, ttl, now, idle_for)
   if max_count <= 0 then return {} end
+  -- Out of line first: a baton passed by claim_ready is for the other waiting runners.
+  local member = runner .. '\31' .. lease
+  redis.call('ZREM', k('idle'), member)
   local claims = take_handed(runner, {})
   if #claims < max_count then
     for _, claim in ipairs(claim_ready(runner, max_count - #claims, tonumber(lease), ttl, now)) do
       claims[#claims + 1] = claim
     end
   end
-  local member = runner .. '\31' .. lease
-  if #claims == 0 and idle_for > 0 then
-    redis.call('ZADD', k('idle'), now + idle_for, member)
-  else
-    redis.call('ZREM', k('idle'), member)
-  end
+  if #claims == 0 and idle_for > 0 then redis.call('ZADD', k('idle'), now + idle_for, member) end
   return claims
 end

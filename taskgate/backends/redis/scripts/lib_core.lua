@@ -45,6 +45,12 @@ local function now_from(arg)
   return server_now()
 end
 
+-- Whether a runner waits for work: every runner blocked on 'wake' is in line ('idle') first,
+-- so with nobody in line a wake-up token would only lie there (busy runners look anyway).
+local function runners_waiting()
+  return redis.call('ZCARD', k('idle')) > 0
+end
+
 local function wake()
   if redis.call('RPUSH', k('wake'), '1') > WAKE_TOKENS then
     redis.call('LTRIM', k('wake'), -WAKE_TOKENS, -1)
@@ -53,7 +59,9 @@ end
 
 -- Put <id> in the ready queue (at the head when <front>); wake a runner if it was empty.
 local function push_ready(id, front)
-  if redis.call(front and 'LPUSH' or 'RPUSH', k('queue'), id) == 1 then wake() end
+  if redis.call(front and 'LPUSH' or 'RPUSH', k('queue'), id) == 1 and runners_waiting() then
+    wake()
+  end
 end
 
 local function count(task, status, delta)
