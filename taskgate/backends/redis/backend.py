@@ -68,6 +68,7 @@ SCRIPTS = (
     "purge",
     "final_records",
     "unidle",
+    "watch",
 )
 # Blocking commands wait at most this long per call, well inside the socket timeout, so a dead
 # connection is noticed and a stop request is seen.
@@ -83,7 +84,7 @@ IDLE_MARGIN_SECONDS = 1.0
 
 
 # Scripts that only store or read records need the core steps alone: less Lua to run per call.
-CORE_ONLY = frozenset({"register", "blocked_by", "purge", "final_records"})
+CORE_ONLY = frozenset({"register", "blocked_by", "purge", "final_records", "watch"})
 
 
 def _script_source(name: str) -> str:
@@ -253,12 +254,11 @@ class RedisBackend(Backend):
     def wait_final(self, invocation_id: str, timeout: float | None) -> InvocationRecord | None:
         deadline = None if timeout is None else time.monotonic() + timeout
         done_key = self._prefix + "done:" + invocation_id
-        record_key = self._prefix + "inv:" + invocation_id
         while True:
-            fields = _pairs(self._command("HGETALL", record_key))
+            fields = _pairs(self._run("watch", invocation_id))
             if not fields:
                 return None
-            record = decode_record(invocation_id, fields, [])
+            record = decode_record(invocation_id, fields, history=False)
             remaining = MAX_BLOCK_SECONDS if deadline is None else deadline - time.monotonic()
             if record.status.is_final or remaining <= 0:
                 return record
@@ -380,24 +380,20 @@ class RedisBackend(Backend):
             reply = self._run("final_records", *invocation_ids[start : start + LIST_PAGE])
             for raw_id, fields in zip(reply[::2], reply[1::2], strict=True):
                 invocation_id = _text(raw_id)
-                found[invocation_id] = decode_record(invocation_id, _pairs(fields), [])
+                found[invocation_id] = decode_record(invocation_id, _pairs(fields), history=False)
         return found
 
     def _records(self, ids: Sequence[str], *, history: bool) -> list[InvocationRecord | None]:
-        """The records of ``ids`` in one transaction (None for missing ones), with history?"""
+        """The records of ``ids`` in one round trip (None for missing ones), with history?"""
         with self._translated():
-            pipe = self._client.pipeline(transaction=True)
+            pipe = self._client.pipeline(transaction=False)
             for invocation_id in ids:
                 pipe.hgetall(self._prefix + "inv:" + invocation_id)
-                if history:
-                    pipe.lrange(self._prefix + "hist:" + invocation_id, 0, -1)
-            replies = iter(pipe.execute())
-        records: list[InvocationRecord | None] = []
-        for invocation_id in ids:
-            fields = next(replies)
-            entries = next(replies) if history else []
-            records.append(decode_record(invocation_id, fields, entries) if fields else None)
-        return records
+            replies = pipe.execute()
+        return [
+            decode_record(invocation_id, fields, history=history) if fields else None
+            for invocation_id, fields in zip(ids, replies, strict=True)
+        ]
 
     @contextlib.contextmanager
     def _translated(self) -> Iterator[None]:

@@ -1,4 +1,4 @@
-"""Turning the Redis hash of an invocation (and its history list) into a record."""
+"""Turning the Redis hash of an invocation (history included) into a record."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ def _number(fields: dict[bytes, bytes], name: str) -> float | None:
 
 
 def decode_record(
-    invocation_id: str, fields: dict[bytes, bytes], history: list[bytes]
+    invocation_id: str, fields: dict[bytes, bytes], *, history: bool = True
 ) -> InvocationRecord:
-    """The record stored as ``fields`` (``HGETALL inv:<id>``) with ``history`` (``hist:<id>``)."""
+    """The record stored as ``fields`` (``HGETALL inv:<id>``); its history (fields ``h1`` to
+    ``h<hn>``) is decoded only when asked for."""
     return InvocationRecord(
         invocation_id=invocation_id,
         task_id=fields[b"task_id"].decode(),
@@ -42,7 +43,9 @@ def decode_record(
         created_at=float(fields[b"created_at"]),
         result=fields.get(b"result") or None,  # stored as b"" when absent; never a payload
         error=fields.get(b"error") or None,
-        history=[_transition(entry) for entry in history],
+        history=[_transition(fields[b"h%d" % n]) for n in range(1, int(fields.get(b"hn", 0)) + 1)]
+        if history
+        else [],
     )
 
 

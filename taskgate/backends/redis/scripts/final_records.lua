@@ -7,7 +7,7 @@ local found = {}
 for _, id in ipairs(ARGV) do
   local key = k('inv:' .. id)
   local status = redis.call('HGET', key, 'status')
-  if status == 'success' or status == 'failed' or status == 'concurrency_controlled_final' then
+  if is_final(status) then
     found[#found + 1] = id
     found[#found + 1] = redis.call('HGETALL', key)
   end

@@ -1,12 +1,14 @@
 -- State-machine steps shared by the scripts that move invocations (needs lib_core.lua).
 
--- Change the status of <id> (task <task>, currently <old>) and record the transition; any
--- further arguments are field/value pairs written by the same HSET.
-local function transition(id, task, old, new, now, runner, ...)
-  redis.call('HSET', k('inv:' .. id), 'status', new, ...)
-  count(task, old, -1)
-  count(task, new, 1)
-  redis.call('RPUSH', k('hist:' .. id), history_entry(new, now, runner))
+-- Change the status of <id> (its fields <f>) to <new> and record the transition as the next
+-- history field; any further arguments are field/value pairs written by the same HSET.
+local function transition(id, f, new, now, runner, ...)
+  local n = f.hn + 1
+  redis.call('HSET', k('inv:' .. id), 'status', new, 'h' .. n, history_entry(new, now, runner),
+    'hn', n, ...)
+  count(f.task, f.status, -1)
+  count(f.task, new, 1)
+  f.status, f.hn = new, n
 end
 
 local function take_regkey(id, regkey)
@@ -20,13 +22,15 @@ local function release_regkey(id, regkey)
 end
 
 -- Make <id> final: store result or error, schedule deletion, wake result waiters.
-local function finalize(id, task, old, new, now, runner, result, err, ttl)
+local function finalize(id, f, new, now, runner, result, err, ttl)
   redis.call('ZREM', k('leases'), id)
   redis.call('ZADD', k('expiry'), now + ttl, id)
-  transition(id, task, old, new, now, runner, 'runner_id', '', 'lease_expires_at', '',
+  transition(id, f, new, now, runner, 'runner_id', '', 'lease_expires_at', '',
     'expires_at', now + ttl, 'result', result or '', 'error', err or '')
-  redis.call('RPUSH', k('done:' .. id), '1')
-  redis.call('EXPIRE', k('done:' .. id), math.ceil(ttl))
+  if f.waited then
+    redis.call('RPUSH', k('done:' .. id), '1')
+    redis.call('EXPIRE', k('done:' .. id), math.ceil(ttl))
+  end
 end
 
 -- Free <id>'s slot of <key> and hand freed slots to the first parked waiters, in order.
@@ -50,7 +54,7 @@ end
 -- Put running <id> back first in line for its key and in the ready queue, as REGISTERED.
 local function requeue_first(id, f, now, runner)
   redis.call('ZREM', k('leases'), id)
-  transition(id, f.task, f.status, 'registered', now, runner, 'runner_id', '',
+  transition(id, f, 'registered', now, runner, 'runner_id', '',
     'lease_expires_at', '')
   take_regkey(id, f.regkey)
   if f.key == '' then
@@ -66,12 +70,13 @@ end
 local function fields(id)
   local v = redis.call('HMGET', k('inv:' .. id), 'task_id', 'status', 'registration_key',
     'running_key', 'running_limit', 'drop_when_blocked', 'runner_id', 'attempt', 'num_retries',
-    'max_retries', 'num_recoveries', 'arguments')
+    'max_retries', 'num_recoveries', 'arguments', 'hn', 'waited')
   if not v[1] then return nil end
   return {task = v[1], status = v[2], regkey = v[3], key = v[4], limit = tonumber(v[5]),
     drop = v[6] == '1', runner = v[7] or '', attempt = tonumber(v[8]) or 0,
     num_retries = tonumber(v[9]) or 0, max_retries = tonumber(v[10]),
-    num_recoveries = tonumber(v[11]) or 0, arguments = v[12]}
+    num_recoveries = tonumber(v[11]) or 0, arguments = v[12], hn = tonumber(v[13]) or 0,
+    waited = v[14] == '1'}
 end
 
 -- <id> if <runner> still runs <attempt> of it (the fencing check).
@@ -95,9 +100,9 @@ local function take_slot(id, f, now, ttl)
   end
   if f.drop then
     release_regkey(id, f.regkey)
-    finalize(id, f.task, f.status, 'concurrency_controlled_final', now, nil, nil, nil, ttl)
+    finalize(id, f, 'concurrency_controlled_final', now, nil, nil, nil, ttl)
   else
-    transition(id, f.task, f.status, 'concurrency_controlled', now, nil)
+    transition(id, f, 'concurrency_controlled', now, nil)
     redis.call('RPUSH', k('parked:' .. f.key), id)
     redis.call('SADD', k('parked_keys'), f.key)
   end
@@ -116,7 +121,7 @@ local function claim_ready(runner, max_count, lease, ttl, now)
       release_regkey(id, f.regkey)
       local attempt = f.attempt + 1
       redis.call('ZADD', k('leases'), now + lease, id)
-      transition(id, f.task, f.status, 'running', now, runner, 'attempt', attempt,
+      transition(id, f, 'running', now, runner, 'attempt', attempt,
         'runner_id', runner, 'lease_expires_at', now + lease)
       claims[#claims + 1] = {id, f.task, f.arguments, attempt, f.num_retries, f.max_retries}
     end
@@ -133,14 +138,14 @@ local function finish_one(id, runner, attempt, kind, payload, ttl, now)
   if not f then return 0 end
   if kind == 'retry' then
     redis.call('ZREM', k('leases'), id)
-    transition(id, f.task, f.status, 'retry', now, runner, 'runner_id', '',
+    transition(id, f, 'retry', now, runner, 'runner_id', '',
       'lease_expires_at', '', 'num_retries', f.num_retries + 1, 'error', payload)
     take_regkey(id, f.regkey)
     push_ready(id, false)
   elseif kind == 'success' then
-    finalize(id, f.task, f.status, 'success', now, runner, payload, nil, ttl)
+    finalize(id, f, 'success', now, runner, payload, nil, ttl)
   else
-    finalize(id, f.task, f.status, 'failed', now, runner, nil, payload, ttl)
+    finalize(id, f, 'failed', now, runner, nil, payload, ttl)
   end
   release_slot(id, f.key, f.limit)
   return 1

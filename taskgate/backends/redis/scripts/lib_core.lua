@@ -5,9 +5,11 @@
 -- from it, so all keys of an app share one hash tag and one cluster slot.
 --
 -- Layout under the prefix:
---   inv:<id>          hash: the invocation record (binary fields kept as raw bytes)
---   hist:<id>         list: JSON [status, timestamp, runner_id] transitions, oldest first
---   done:<id>         list: a token pushed when the invocation becomes final (result waiters)
+--   inv:<id>          hash: the invocation record (binary fields kept as raw bytes); its
+--                     history is in it too, as fields h1..h<hn>: JSON [status, timestamp,
+--                     runner_id] (written by the HSET that changes the status: no extra call)
+--   done:<id>         list: a token pushed when the invocation becomes final, if a result
+--                     waiter marked the record ('waited' field) while it was not final yet
 --   queue             list: ready invocation ids; woken and handed-back ones go to the head
 --   wake              list: tokens for idle runners blocked in BLPOP (capped length); a token
 --                     is pushed when work lands in an empty queue, and by a claim that leaves
@@ -62,6 +64,10 @@ local function push_ready(id, front)
   if redis.call(front and 'LPUSH' or 'RPUSH', k('queue'), id) == 1 and runners_waiting() then
     wake()
   end
+end
+
+local function is_final(status)
+  return status == 'success' or status == 'failed' or status == 'concurrency_controlled_final'
 end
 
 local function count(task, status, delta)

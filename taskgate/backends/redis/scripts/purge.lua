@@ -13,7 +13,7 @@ for _, id in ipairs(redis.call('ZRANGE', k('leases'), 0, -1)) do
 end
 local ids = redis.call('ZRANGE', k('index'), 0, -1)
 for _, id in ipairs(ids) do
-  redis.call('DEL', k('inv:' .. id), k('hist:' .. id), k('done:' .. id))
+  redis.call('DEL', k('inv:' .. id), k('done:' .. id))
 end
 for i, field in ipairs(redis.call('HKEYS', k('counts'))) do
   redis.call('DEL', k('task:' .. string.match(field, '^(.*)\31')))

@@ -14,7 +14,7 @@ for _, id in ipairs(expired) do
   else
     recovered[#recovered + 1] = id
     if f.num_recoveries >= max_recoveries then
-      finalize(id, f.task, f.status, 'failed', now, nil, nil, lost_error, ttl)
+      finalize(id, f, 'failed', now, nil, nil, lost_error, ttl)
       release_slot(id, f.key, f.limit)
     else
       redis.call('HINCRBY', k('inv:' .. id), 'num_recoveries', 1)
@@ -29,7 +29,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('expiry'), '-inf', now, 'LIMIT
     count(v[1], v[2], -1)
     redis.call('ZREM', k('task:' .. v[1]), id)
   end
-  redis.call('DEL', k('inv:' .. id), k('hist:' .. id), k('done:' .. id))
+  redis.call('DEL', k('inv:' .. id), k('done:' .. id))
   redis.call('ZREM', k('index'), id)
   redis.call('ZREM', k('expiry'), id)
 end

@@ -34,26 +34,27 @@ for i = 1, #ARGV, 9 do
     if ARGV[i + 4] == '' then runner, lease = take_idle_runner() end
     -- attempt, num_retries and num_recoveries start absent (read as 0), runner_id and
     -- lease_expires_at too (read as none): fewer fields to write per call.
+    -- The caller's clock dates a registration (leases and expiry use the server's).
+    local now = tonumber(ARGV[i + 8])
     local record = {'task_id', task, 'arguments', arguments, 'registration_key', regkey,
       'running_key', ARGV[i + 4], 'running_limit', ARGV[i + 5], 'drop_when_blocked', ARGV[i + 6],
-      'max_retries', ARGV[i + 7], 'created_at', ARGV[i + 8], 'status', 'registered'}
+      'max_retries', ARGV[i + 7], 'created_at', ARGV[i + 8], 'h1',
+      history_entry('registered', now, nil), 'hn', 1, 'status', 'registered'}
     local expires
     if runner then
       -- Claimed at once: running, so its registration key is free again (R3).
       expires = server_time + lease
       record[#record] = 'running'
-      for _, v in ipairs({'attempt', 1, 'runner_id', runner, 'lease_expires_at', expires}) do
+      record[#record - 2] = 2
+      for _, v in ipairs({'h2', history_entry('running', server_time, runner), 'attempt', 1,
+          'runner_id', runner, 'lease_expires_at', expires}) do
         record[#record + 1] = v
       end
     end
     redis.call('HSET', k('inv:' .. id), unpack(record))
-    -- The caller's clock dates a registration (leases and expiry use the server's).
-    local now = tonumber(ARGV[i + 8])
     redis.call('ZADD', k('index'), now, id)
     redis.call('ZADD', k('task:' .. task), now, id)
     if runner then
-      redis.call('RPUSH', k('hist:' .. id), history_entry('registered', now, nil),
-        history_entry('running', server_time, runner))
       count(task, 'running', 1)
       redis.call('ZADD', k('leases'), expires, id)
       local inbox = k('inbox:' .. runner)
@@ -61,7 +62,6 @@ for i = 1, #ARGV, 9 do
       -- A runner that died while waiting never reads its inbox (the lease recovers the work).
       redis.call('EXPIRE', inbox, INBOX_TTL)
     else
-      redis.call('RPUSH', k('hist:' .. id), history_entry('registered', now, nil))
       count(task, 'registered', 1)
       if regkey ~= '' then redis.call('HSET', k('regkeys'), regkey, id) end
       push_ready(id, false)
