@@ -30,10 +30,11 @@ def decode_record(
         plan=ConcurrencyPlan(
             registration_key=_text(fields, "registration_key"),
             running_key=_text(fields, "running_key"),
-            running_limit=int(fields[b"running_limit"]),
-            drop_when_blocked=fields[b"drop_when_blocked"] == b"1",
+            # Fields at their defaults are not stored (see register.lua).
+            running_limit=int(fields.get(b"running_limit", 1)),
+            drop_when_blocked=fields.get(b"drop_when_blocked") == b"1",
         ),
-        max_retries=int(fields[b"max_retries"]),
+        max_retries=int(fields.get(b"max_retries", 0)),
         status=InvocationStatus(fields[b"status"].decode()),
         attempt=int(fields.get(b"attempt", 0)),
         num_retries=int(fields.get(b"num_retries", 0)),

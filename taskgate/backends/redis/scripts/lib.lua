@@ -72,9 +72,11 @@ local function fields(id)
     'running_key', 'running_limit', 'drop_when_blocked', 'runner_id', 'attempt', 'num_retries',
     'max_retries', 'num_recoveries', 'arguments', 'hn', 'waited')
   if not v[1] then return nil end
-  return {task = v[1], status = v[2], regkey = v[3], key = v[4], limit = tonumber(v[5]),
-    drop = v[6] == '1', runner = v[7] or '', attempt = tonumber(v[8]) or 0,
-    num_retries = tonumber(v[9]) or 0, max_retries = tonumber(v[10]),
+  -- Absent fields are at their defaults (see register.lua).
+  return {task = v[1], status = v[2], regkey = v[3] or '', key = v[4] or '',
+    limit = tonumber(v[5]) or 1, drop = v[6] == '1', runner = v[7] or '',
+    attempt = tonumber(v[8]) or 0, num_retries = tonumber(v[9]) or 0,
+    max_retries = tonumber(v[10]) or 0,
     num_recoveries = tonumber(v[11]) or 0, arguments = v[12], hn = tonumber(v[13]) or 0,
     waited = v[14] == '1'}
 end

@@ -32,28 +32,33 @@ for i = 1, #ARGV, 9 do
   else
     local runner, lease
     if ARGV[i + 4] == '' then runner, lease = take_idle_runner() end
-    -- attempt, num_retries and num_recoveries start absent (read as 0), runner_id and
-    -- lease_expires_at too (read as none): fewer fields to write per call.
-    -- The caller's clock dates a registration (leases and expiry use the server's).
-    local now = tonumber(ARGV[i + 8])
-    local record = {'task_id', task, 'arguments', arguments, 'registration_key', regkey,
-      'running_key', ARGV[i + 4], 'running_limit', ARGV[i + 5], 'drop_when_blocked', ARGV[i + 6],
-      'max_retries', ARGV[i + 7], 'created_at', ARGV[i + 8], 'h1',
-      history_entry('registered', now, nil), 'hn', 1, 'status', 'registered'}
+    -- Fields at their defaults are left out and read back as such: no registration or running
+    -- key, limit 1, not dropped when blocked, no retries; attempt, num_retries and
+    -- num_recoveries (0), runner_id and lease_expires_at (none) too. Fewer fields to write.
+    -- The caller's clock dates a registration (leases and expiry use the server's); it is
+    -- used as sent, sparing a number-to-text round trip.
+    local created = ARGV[i + 8]
+    local record = {'task_id', task, 'arguments', arguments, 'created_at', created,
+      'h1', '["registered",' .. created .. ',false]'}
+    local function add(...)
+      for _, v in ipairs({...}) do record[#record + 1] = v end
+    end
+    if regkey ~= '' then add('registration_key', regkey) end
+    if ARGV[i + 4] ~= '' then add('running_key', ARGV[i + 4], 'running_limit', ARGV[i + 5]) end
+    if ARGV[i + 6] == '1' then add('drop_when_blocked', '1') end
+    if ARGV[i + 7] ~= '0' then add('max_retries', ARGV[i + 7]) end
     local expires
     if runner then
       -- Claimed at once: running, so its registration key is free again (R3).
       expires = server_time + lease
-      record[#record] = 'running'
-      record[#record - 2] = 2
-      for _, v in ipairs({'h2', history_entry('running', server_time, runner), 'attempt', 1,
-          'runner_id', runner, 'lease_expires_at', expires}) do
-        record[#record + 1] = v
-      end
+      add('h2', history_entry('running', server_time, runner), 'hn', 2, 'status', 'running',
+        'attempt', 1, 'runner_id', runner, 'lease_expires_at', expires)
+    else
+      add('hn', 1, 'status', 'registered')
     end
     redis.call('HSET', k('inv:' .. id), unpack(record))
-    redis.call('ZADD', k('index'), now, id)
-    redis.call('ZADD', k('task:' .. task), now, id)
+    redis.call('ZADD', k('index'), created, id)
+    redis.call('ZADD', k('task:' .. task), created, id)
     if runner then
       count(task, 'running', 1)
       redis.call('ZADD', k('leases'), expires, id)
