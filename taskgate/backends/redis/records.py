@@ -21,8 +21,8 @@ def _number(fields: dict[bytes, bytes], name: str) -> float | None:
 def decode_record(
     invocation_id: str, fields: dict[bytes, bytes], *, history: bool = True
 ) -> InvocationRecord:
-    """The record stored as ``fields`` (``HGETALL inv:<id>``); its history (fields ``h1`` to
-    ``h<hn>``) is decoded only when asked for."""
+    """The record stored as ``fields`` (``HGETALL inv:<id>``); its history (field ``history``,
+    one JSON entry per line) is decoded only when asked for."""
     return InvocationRecord(
         invocation_id=invocation_id,
         task_id=fields[b"task_id"].decode(),
@@ -44,7 +44,7 @@ def decode_record(
         created_at=float(fields[b"created_at"]),
         result=fields.get(b"result") or None,  # stored as b"" when absent; never a payload
         error=fields.get(b"error") or None,
-        history=[_transition(fields[b"h%d" % n]) for n in range(1, int(fields.get(b"hn", 0)) + 1)]
+        history=[_transition(entry) for entry in fields[b"history"].split(b"\n")]
         if history
         else [],
     )

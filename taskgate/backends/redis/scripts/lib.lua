@@ -1,14 +1,13 @@
 -- State-machine steps shared by the scripts that move invocations (needs lib_core.lua).
 
--- Change the status of <id> (its fields <f>) to <new> and record the transition as the next
--- history field; any further arguments are field/value pairs written by the same HSET.
+-- Change the status of <id> (its fields <f>) to <new> and append the transition to its history
+-- field; any further arguments are field/value pairs written by the same HSET.
 local function transition(id, f, new, now, runner, ...)
-  local n = f.hn + 1
-  redis.call('HSET', k('inv:' .. id), 'status', new, 'h' .. n, history_entry(new, now, runner),
-    'hn', n, ...)
+  local history = f.history .. '\n' .. history_entry(new, now, runner)
+  redis.call('HSET', k('inv:' .. id), 'status', new, 'history', history, ...)
   count(f.task, f.status, -1)
   count(f.task, new, 1)
-  f.status, f.hn = new, n
+  f.status, f.history = new, history
 end
 
 local function take_regkey(id, regkey)
@@ -70,14 +69,14 @@ end
 local function fields(id)
   local v = redis.call('HMGET', k('inv:' .. id), 'task_id', 'status', 'registration_key',
     'running_key', 'running_limit', 'drop_when_blocked', 'runner_id', 'attempt', 'num_retries',
-    'max_retries', 'num_recoveries', 'arguments', 'hn', 'waited')
+    'max_retries', 'num_recoveries', 'arguments', 'history', 'waited')
   if not v[1] then return nil end
   -- Absent fields are at their defaults (see register.lua).
   return {task = v[1], status = v[2], regkey = v[3] or '', key = v[4] or '',
     limit = tonumber(v[5]) or 1, drop = v[6] == '1', runner = v[7] or '',
     attempt = tonumber(v[8]) or 0, num_retries = tonumber(v[9]) or 0,
     max_retries = tonumber(v[10]) or 0,
-    num_recoveries = tonumber(v[11]) or 0, arguments = v[12], hn = tonumber(v[13]) or 0,
+    num_recoveries = tonumber(v[11]) or 0, arguments = v[12], history = v[13] or '',
     waited = v[14] == '1'}
 end
 

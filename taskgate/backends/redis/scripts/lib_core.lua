@@ -6,8 +6,10 @@
 --
 -- Layout under the prefix:
 --   inv:<id>          hash: the invocation record (binary fields kept as raw bytes); its
---                     history is in it too, as fields h1..h<hn>: JSON [status, timestamp,
---                     runner_id] (written by the HSET that changes the status: no extra call)
+--                     history is in it too, field 'history': one JSON [status, timestamp,
+--                     runner_id] per line, oldest first, rewritten by the HSET that changes the
+--                     status (no extra call; once past 64 bytes it also moves the hash from
+--                     Redis's compact encoding, where every field lookup is a scan, to a table)
 --   done:<id>         list: a token pushed when the invocation becomes final, if a result
 --                     waiter marked the record ('waited' field) while it was not final yet
 --   queue             list: ready invocation ids; woken and handed-back ones go to the head

@@ -38,8 +38,8 @@ for i = 1, #ARGV, 9 do
     -- The caller's clock dates a registration (leases and expiry use the server's); it is
     -- used as sent, sparing a number-to-text round trip.
     local created = ARGV[i + 8]
-    local record = {'task_id', task, 'arguments', arguments, 'created_at', created,
-      'h1', '["registered",' .. created .. ',false]'}
+    local history = '["registered",' .. created .. ',false]'
+    local record = {'task_id', task, 'arguments', arguments, 'created_at', created}
     local function add(...)
       for _, v in ipairs({...}) do record[#record + 1] = v end
     end
@@ -51,10 +51,10 @@ for i = 1, #ARGV, 9 do
     if runner then
       -- Claimed at once: running, so its registration key is free again (R3).
       expires = server_time + lease
-      add('h2', history_entry('running', server_time, runner), 'hn', 2, 'status', 'running',
-        'attempt', 1, 'runner_id', runner, 'lease_expires_at', expires)
+      add('history', history .. '\n' .. history_entry('running', server_time, runner),
+        'status', 'running', 'attempt', 1, 'runner_id', runner, 'lease_expires_at', expires)
     else
-      add('hn', 1, 'status', 'registered')
+      add('history', history, 'status', 'registered')
     end
     redis.call('HSET', k('inv:' .. id), unpack(record))
     redis.call('ZADD', k('index'), created, id)
