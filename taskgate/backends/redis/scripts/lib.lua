@@ -22,10 +22,11 @@ end
 
 -- Make <id> final: store result or error, schedule deletion, wake result waiters.
 local function finalize(id, f, new, now, runner, result, err, ttl)
+  local expires = time_text(now + ttl)
   redis.call('ZREM', k('leases'), id)
-  redis.call('ZADD', k('expiry'), now + ttl, id)
+  redis.call('ZADD', k('expiry'), expires, id)
   transition(id, f, new, now, runner, 'runner_id', '', 'lease_expires_at', '',
-    'expires_at', now + ttl, 'result', result or '', 'error', err or '')
+    'expires_at', expires, 'result', result or '', 'error', err or '')
   if f.waited then
     redis.call('RPUSH', k('done:' .. id), '1')
     redis.call('EXPIRE', k('done:' .. id), math.ceil(ttl))
@@ -113,7 +114,7 @@ end
 -- Hand up to <max_count> ready invocations to <runner> (see Backend.claim).
 -- Returns a list of {id, task_id, arguments, attempt, num_retries, max_retries}.
 local function claim_ready(runner, max_count, lease, ttl, now)
-  local claims = {}
+  local claims, lease_expires = {}, nil
   while #claims < max_count do
     local id = redis.call('LPOP', k('queue'))
     if not id then break end
@@ -121,9 +122,10 @@ local function claim_ready(runner, max_count, lease, ttl, now)
     if f and take_slot(id, f, now, ttl) then
       release_regkey(id, f.regkey)
       local attempt = f.attempt + 1
-      redis.call('ZADD', k('leases'), now + lease, id)
-      transition(id, f, 'running', now, runner, 'attempt', attempt,
-        'runner_id', runner, 'lease_expires_at', now + lease)
+      lease_expires = lease_expires or time_text(now + lease)
+      redis.call('ZADD', k('leases'), lease_expires, id)
+      transition(id, f, 'running', now, runner, 'attempt', string.format('%d', attempt),
+        'runner_id', runner, 'lease_expires_at', lease_expires)
       claims[#claims + 1] = {id, f.task, f.arguments, attempt, f.num_retries, f.max_retries}
     end
   end

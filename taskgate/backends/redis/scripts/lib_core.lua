@@ -72,13 +72,24 @@ local function is_final(status)
   return status == 'success' or status == 'failed' or status == 'concurrency_controlled_final'
 end
 
+-- Numbers reach Redis as text: a number passed to redis.call is formatted ('%.17g') on every
+-- call, and that shows in every script's cost. Times are formatted once, to microseconds.
+local function time_text(t)
+  return string.format('%.6f', t)
+end
+
+local DELTAS = {[1] = '1', [-1] = '-1'}
+
 local function count(task, status, delta)
-  redis.call('HINCRBY', k('counts'), task .. '\31' .. status, delta)
+  redis.call('HINCRBY', k('counts'), task .. '\31' .. status, DELTAS[delta])
 end
 
 -- One history entry, JSON [status, timestamp, runner_id] (built by hand: cheaper than cjson).
+local now_number, now_text
 local function history_entry(status, now, runner)
   local who = runner and ('"' .. runner .. '"') or 'false'
-  return '["' .. status .. '",' .. string.format('%.6f', now) .. ',' .. who .. ']'
+  -- A script dates all its transitions with one time: format it once.
+  if now ~= now_number then now_number, now_text = now, time_text(now) end
+  return '["' .. status .. '",' .. now_text .. ',' .. who .. ']'
 end
 

@@ -50,7 +50,7 @@ for i = 1, #ARGV, 9 do
     local expires
     if runner then
       -- Claimed at once: running, so its registration key is free again (R3).
-      expires = server_time + lease
+      expires = time_text(server_time + lease)
       add('history', history .. '\n' .. history_entry('running', server_time, runner),
         'status', 'running', 'attempt', 1, 'runner_id', runner, 'lease_expires_at', expires)
     else
