@@ -184,8 +184,16 @@ class App:
     # --- calls ---------------------------------------------------------------------------------
 
     def register_call(self, task: Task[Any, R], arguments: dict[str, Any]) -> Invocation[R]:
-        """Register one call of ``task`` with bound ``arguments`` (what ``task(...)`` does)."""
-        return self.register_calls(task, [arguments])[0]
+        """Register one call of ``task`` with bound ``arguments`` (what ``task(...)`` does).
+
+        Raises as :meth:`register_calls` does.
+        """
+        record = self._record(task, arguments)
+        backend = self.backend
+        invocation = self._invocation(task, arguments, record, backend.register(record))
+        if backend.reads_cost_round_trips:
+            self._read_ahead.track(invocation)
+        return invocation
 
     def register_calls(
         self, task: Task[Any, R], calls: Sequence[dict[str, Any]]
@@ -246,12 +254,13 @@ class App:
     ) -> Invocation[R]:
         """The handle a caller gets for one registered (or folded) call."""
         if registered.created:
-            logger.debug(
-                "registered invocation %s of %s",
-                record.invocation_id,
-                task.task_id,
-                extra={"invocation_id": record.invocation_id, "task": task.task_id},
-            )
+            if logger.isEnabledFor(logging.DEBUG):  # the hot path: not even the extra dict
+                logger.debug(
+                    "registered invocation %s of %s",
+                    record.invocation_id,
+                    task.task_id,
+                    extra={"invocation_id": record.invocation_id, "task": task.task_id},
+                )
             return DistributedInvocation(self, task.task_id, record.invocation_id, arguments)
         assert registered.existing_arguments is not None
         existing = self.serializer.loads(registered.existing_arguments)

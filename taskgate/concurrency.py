@@ -6,6 +6,7 @@ This is the only place that interprets ``registration_concurrency``, ``running_c
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import pickle
@@ -102,6 +103,11 @@ def plan_for_call(
     options: TaskOptions, task_id: str, arguments: Mapping[str, Any]
 ) -> ConcurrencyPlan:
     """Turn a task's options and one call's arguments into the record's concurrency plan."""
+    if (
+        options.registration_concurrency is ConcurrencyControlType.DISABLED
+        and options.running_concurrency is ConcurrencyControlType.DISABLED
+    ):
+        return _uncontrolled_plan(options.running_limit, not options.reroute_on_concurrency_control)
     registration_key = scope_key(
         options.registration_concurrency, task_id, arguments, options.key_arguments
     )
@@ -112,6 +118,12 @@ def plan_for_call(
         running_limit=options.running_limit,
         drop_when_blocked=not options.reroute_on_concurrency_control,
     )
+
+
+@functools.cache
+def _uncontrolled_plan(running_limit: int, drop_when_blocked: bool) -> ConcurrencyPlan:
+    """The plan of every call of a task without concurrency control (one shared instance)."""
+    return ConcurrencyPlan(None, None, running_limit, drop_when_blocked)
 
 
 def describe_argument_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:

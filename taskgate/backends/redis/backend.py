@@ -132,7 +132,10 @@ class RedisBackend(Backend):
     # --- the atomic contract -------------------------------------------------------------------
 
     def register(self, record: InvocationRecord) -> RegisterResult:
-        return self.register_many([record])[0]
+        reply = self._run("register", *_register_args(record))[0]
+        if reply[0] == 1:
+            return RegisterResult(record.invocation_id, True)
+        return RegisterResult(_text(reply[1]), False, reply[2])
 
     def register_many(self, records: Sequence[InvocationRecord]) -> list[RegisterResult]:
         results: list[RegisterResult] = []
