@@ -13,7 +13,6 @@ Only outcomes are read ahead: ``status``, ``history`` and the rest of a handle s
 
 from __future__ import annotations
 
-import itertools
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,9 @@ MIN_BATCH = 16
 MAX_BATCH = 256
 # While switched off, one result read in this many probes whether reading ahead pays again.
 PROBE_EVERY = 32
+# Entries of dropped handles are swept when the table reaches this size, or twice the size it
+# had after the last sweep (so sweeping stays O(1) per call).
+SWEEP_AT_LEAST = 1024
 
 
 class ResultReadAhead:
@@ -39,16 +41,20 @@ class ResultReadAhead:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._handles: weakref.WeakValueDictionary[str, Invocation[Any]] = (
-            weakref.WeakValueDictionary()
-        )
+        # Plain weak references, oldest call first: a WeakValueDictionary's callbacks would cost
+        # more per call than everything else this class does. Dead ones are skipped and swept.
+        self._handles: dict[str, weakref.ref[Invocation[Any]]] = {}
+        self._sweep_at = SWEEP_AT_LEAST
         self._batch = MIN_BATCH  # 0: switched off
         self._reads_while_off = 0
 
     def track(self, handle: Invocation[Any]) -> None:
         """Count ``handle`` among the outstanding ones (called once per call)."""
         with self._lock:
-            self._handles[handle.invocation_id] = handle
+            self._handles[handle.invocation_id] = weakref.ref(handle)
+            if len(self._handles) >= self._sweep_at:
+                self._handles = {i: ref for i, ref in self._handles.items() if ref() is not None}
+                self._sweep_at = max(SWEEP_AT_LEAST, 2 * len(self._handles))
 
     def forget(self, invocation_id: str) -> None:
         """The outcome of ``invocation_id`` is known: it is no longer outstanding."""
@@ -68,12 +74,7 @@ class ResultReadAhead:
             if self._reads_while_off % PROBE_EVERY:
                 return None
             batch = MIN_BATCH
-        with self._lock:
-            ahead = [
-                invocation_id
-                for invocation_id in itertools.islice(self._handles.keys(), batch + 1)
-                if invocation_id != handle.invocation_id
-            ][:batch]
+        ahead = self._outstanding(batch, besides=handle.invocation_id)
         if not ahead:
             return None
         found = backend.final_records([handle.invocation_id, *ahead])
@@ -82,7 +83,8 @@ class ResultReadAhead:
             if mine is not None:
                 self._handles.pop(handle.invocation_id, None)
             for invocation_id, record in found.items():
-                other = self._handles.pop(invocation_id, None)
+                ref = self._handles.pop(invocation_id, None)
+                other = ref() if ref is not None else None
                 if other is not None:
                     other._known_final(record)
         # Grow while everything read was final; off at the frontier; back to small otherwise.
@@ -93,3 +95,20 @@ class ResultReadAhead:
         else:
             self._batch = MIN_BATCH
         return mine
+
+    def _outstanding(self, count: int, *, besides: str) -> list[str]:
+        """The ids of up to ``count`` live outstanding handles, oldest first (dropping the dead
+        ones met on the way)."""
+        ids: list[str] = []
+        dead: list[str] = []
+        with self._lock:
+            for invocation_id, ref in self._handles.items():
+                if ref() is None:
+                    dead.append(invocation_id)
+                elif invocation_id != besides:
+                    ids.append(invocation_id)
+                    if len(ids) == count:
+                        break
+            for invocation_id in dead:
+                del self._handles[invocation_id]
+        return ids

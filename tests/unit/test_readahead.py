@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from taskgate.backends.base import Backend
 from taskgate.invocation import Invocation
-from taskgate.readahead import MIN_BATCH, PROBE_EVERY, ResultReadAhead
+from taskgate.readahead import MIN_BATCH, PROBE_EVERY, SWEEP_AT_LEAST, ResultReadAhead
 from taskgate.record import InvocationRecord
 
 
@@ -25,8 +25,8 @@ class FakeBackend:
         return {i: cast(InvocationRecord, f"record-{i}") for i in ids if i in self.final}
 
 
-def handles(read_ahead: ResultReadAhead, count: int) -> list[Invocation[Any]]:
-    made = [Invocation(cast(Any, None), "task", f"id-{n}") for n in range(count)]
+def handles(read_ahead: ResultReadAhead, count: int, start: int = 0) -> list[Invocation[Any]]:
+    made = [Invocation(cast(Any, None), "task", f"id-{n}") for n in range(start, start + count)]
     for handle in made:
         read_ahead.track(handle)
     return made
@@ -83,3 +83,13 @@ def test_forgotten_handles_are_not_read_ahead() -> None:
     read_ahead.forget(calls[1].invocation_id)
     read(read_ahead, calls[0], fake)
     assert fake.reads == [["id-0", "id-2"]]
+
+
+def test_entries_of_dropped_handles_are_swept_as_calls_go_on() -> None:
+    read_ahead = ResultReadAhead()
+    kept = handles(read_ahead, 1)
+    for n in range(1, 3 * SWEEP_AT_LEAST):
+        handles(read_ahead, 1, start=n)  # dropped at once
+    # Swept whenever the table doubles: it never holds more than a sweep's worth of the dead.
+    assert len(read_ahead._handles) < 2 * SWEEP_AT_LEAST
+    assert kept[0].invocation_id in read_ahead._handles
