@@ -78,13 +78,21 @@ def stand_in_line(backend: RedisBackend, runner: str = RUNNER) -> None:
     assert backend._run("claim", runner, 1, LEASE, 60, 30.0) == []
 
 
+def blocked_claimer(
+    backend: RedisBackend, client: redis.Redis, runner: str = RUNNER
+) -> tuple[threading.Thread, list[Claim]]:
+    """A thread blocked in ``claim`` (in line, like an idle runner); its claims land in the list."""
+    claimed: list[Claim] = []
+    claimer = threading.Thread(target=lambda: claimed.extend(backend.claim(runner, 1, LEASE, WAIT)))
+    claimer.start()
+    wait_until(lambda: runner in in_line(backend, client))
+    return claimer, claimed
+
+
 def test_a_blocked_runner_gets_a_new_invocation_straight_from_register(
     backend: RedisBackend, client: redis.Redis, new_record: NewRecord
 ) -> None:
-    claimed: list[Claim] = []
-    claimer = threading.Thread(target=lambda: claimed.extend(backend.claim(RUNNER, 1, LEASE, WAIT)))
-    claimer.start()
-    wait_until(lambda: in_line(backend, client) == [RUNNER])
+    claimer, claimed = blocked_claimer(backend, client)
     record = new_record()
     backend.register(record)
     # Claimed by register itself: running before the runner even wakes up, nothing queued.
@@ -107,10 +115,7 @@ def test_a_blocked_runner_gets_a_new_invocation_straight_from_register(
 def test_binary_arguments_survive_the_hand_over(
     backend: RedisBackend, client: redis.Redis, new_record: NewRecord
 ) -> None:
-    claimed: list[Claim] = []
-    claimer = threading.Thread(target=lambda: claimed.extend(backend.claim(RUNNER, 1, LEASE, WAIT)))
-    claimer.start()
-    wait_until(lambda: in_line(backend, client) == [RUNNER])
+    claimer, claimed = blocked_claimer(backend, client)
     arguments = bytes(range(256)) * 2  # separators, NULs and all
     backend.register(new_record(arguments=arguments, max_retries=3))
     claimer.join(WAIT)
@@ -224,10 +229,7 @@ def test_wake_up_tokens_only_when_a_runner_waits(
     backend.register(new_record(run="k"))  # nobody in line: no token to lie around
     assert client.llen(key(backend, "wake")) == 0
     backend.claim(RUNNER, 1, LEASE, 0)
-    claimed: list[Claim] = []
-    claimer = threading.Thread(target=lambda: claimed.extend(backend.claim(OTHER, 1, LEASE, WAIT)))
-    claimer.start()
-    wait_until(lambda: in_line(backend, client) == [OTHER])
+    claimer, claimed = blocked_claimer(backend, client, OTHER)
     keyed = new_record(run="other-key")  # queued (a running key), so a token wakes OTHER
     backend.register(keyed)
     claimer.join(WAIT)

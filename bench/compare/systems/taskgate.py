@@ -13,7 +13,11 @@ from taskgate import App, ConcurrencyControlType, Invocation
 REQUIREMENTS = ["-e", "{repo}[redis]"]
 DISTRIBUTIONS = ["taskgate", "redis", "hiredis"]
 KEYED_MECHANISM = "running_concurrency=KEYS, key_arguments=('key',) (waits, no retries)"
-NOTES = ["runner log level WARNING"]
+NOTES = [
+    "runner log level WARNING",
+    "otherwise defaults: handing new calls to waiting runners and reading results ahead are "
+    "built in, not settings",
+]
 
 app = App("bench-compare", backend=common.redis_url())
 

@@ -1,13 +1,16 @@
 """The Redis backend: the contract of :class:`Backend` for runners on many hosts.
 
-Each contract operation is one Lua script (``scripts/*.lua``, each prefixed with ``lib.lua``),
-loaded once and called by SHA. All keys of an app share the hash tag ``{app_id}``, so every
-script touches one cluster slot. Time inside scripts is the Redis server's clock, so leases do
-not depend on the hosts' clocks agreeing.
+Each contract operation is one Lua script (``scripts/*.lua``, each prefixed with
+``lib_core.lua`` and, where needed, ``lib.lua``; the key layout is documented in
+``lib_core.lua``), loaded once and called by SHA. All keys of an app share the hash tag
+``{app_id}``, so every script touches one cluster slot. Time inside scripts is the Redis
+server's clock, so leases do not depend on the hosts' clocks agreeing.
 
-Nothing polls: an idle claimer blocks in ``BLPOP`` on the app's wake-up list (and on one of its
-own, which :meth:`wake_claimers` pushes to), and a result waiter blocks in ``BLMOVE`` on the
-invocation's ``done`` list, which the script that makes it final pushes to.
+Nothing polls: an idle claimer gets in line and blocks in ``BLPOP`` on its own inbox (register
+hands it new invocations there, already claimed), the app's wake-up list and a list of its own
+(which :meth:`wake_claimers` pushes to). A result waiter marks the record and blocks in
+``BLMOVE`` on the invocation's ``done`` list, which the script that makes it final pushes to.
+A caller reading results in turn mostly needs neither: see :mod:`taskgate.readahead`.
 
 Single commands go over a connection of the calling thread's own, written and read directly:
 redis-py's pool and command layer cost about as much per call as the round trip itself.
