@@ -9,9 +9,11 @@ Usage (from the repository root; ``make soak`` runs the first form)::
 Each backend runs in a child process of its own, in a new session: if it outlives its hard time
 limit the whole process group (driver, runners, redis-server) is killed and the soak fails. In
 the child, the driver starts 3 runner processes of 4 threads through the command line, registers
-5,000 invocations of two keyed tasks (running_limit 1 and 2, 25 keys each), SIGKILLs a random
-runner every 2-3 s and starts a replacement, waits until every invocation is final, stops the
-runners with SIGTERM, and checks the intervals the bodies recorded against the store. See
+5,000 invocations of three tasks (about one in five of ``no_limit``, without running concurrency
+control, which Redis may hand straight to a waiting runner; the rest of two keyed tasks,
+running_limit 1 and 2, 25 keys each), SIGKILLs a random runner every 2-3 s and starts a
+replacement, waits until every invocation is final, stops the runners with SIGTERM, and checks
+the intervals the bodies recorded against the store. See
 ``soak/README.md`` for the checks and how to read the output. Exit code 0 when every check of
 every backend passed, 1 otherwise.
 """
@@ -62,6 +64,9 @@ RUNNERS = 3
 THREADS = 4
 INVOCATIONS = 5000
 KEYS = 50
+UNLIMITED_SHARE = 0.2
+"""The share of calls to ``no_limit``: enough of them to be handed to waiting runners (Redis)
+often, while the keyed tasks still park on their keys."""
 BURSTS = 10
 BURST_LEAD_SECONDS = 0.2
 """Each burst starts this long before a kill: bursts spread the work over ~25 s, one per kill,
@@ -274,11 +279,23 @@ def register_all(soak_app: Any, rng: random.Random, count: int, killer: Killer) 
     for burst_start in range(0, count, per_burst):
         aimed_at = killer.wait_before_next_kill(aimed_at, BURST_LEAD_SECONDS)
         for seq in range(burst_start, min(count, burst_start + per_burst)):
-            index = rng.randrange(KEYS)
-            task = soak_app.limit_one if index < KEYS // 2 else soak_app.limit_two
-            key = f"k{index:02d}"
+            task, key = pick_call(soak_app, rng)
             registered.append(Registered(task(key, seq), task.__name__, key))
     return registered
+
+
+def pick_call(soak_app: Any, rng: random.Random) -> tuple[Any, str]:
+    """The task and key of the next call, drawn from ``rng`` (the seed replays them).
+
+    About ``UNLIMITED_SHARE`` of the calls go to ``no_limit`` (keys ``u00``...: a label only).
+    The rest pick one of ``KEYS`` keys: ``k00``-``k24`` call ``limit_one``, the others
+    ``limit_two``.
+    """
+    index = rng.randrange(KEYS)
+    if rng.random() < UNLIMITED_SHARE:
+        return soak_app.no_limit, f"u{index:02d}"
+    task = soak_app.limit_one if index < KEYS // 2 else soak_app.limit_two
+    return task, f"k{index:02d}"
 
 
 def wait_all(registered: Sequence[Registered], deadline: float) -> dict[str, DriverOutcome]:
@@ -410,6 +427,7 @@ def workload_rows(run: Run, findings: Findings, fleet: Fleet) -> list[tuple[str,
     return [
         ("runners", f"{RUNNERS} x {THREADS} threads, one SIGKILL every {low:g}-{high:g} s"),
         ("invocations", f"{len(run.registered)} (registered in {run.registration_seconds:.1f} s)"),
+        ("tasks", _format_counts(Counter(entry.task for entry in run.registered))),
         ("duration", f"{run.duration_seconds:.1f} s (first registration -> all final)"),
         (
             "throughput",
@@ -442,6 +460,7 @@ def check_rows(findings: Findings) -> list[tuple[str, str]]:
     lost = sum(len(v) for k, v in violations.items() if k.startswith(("lost", "stuck")))
     return [
         ("max concurrency", ", ".join(f"limit {limit}: {peak}" for limit, peak in peaks)),
+        ("unlimited peak", f"{findings.unlimited_peak} no_limit runs at once (informational)"),
         ("interval lines", str(counts["interval lines"])),
         ("runner logs", _format_counts(logs)),
         (

@@ -1,4 +1,8 @@
-"""The app the soak test runs: two keyed tasks whose bodies log their execution interval.
+"""The app the soak test runs: three tasks whose bodies log their execution interval.
+
+Two are keyed (``limit_one``, ``limit_two``: running_limit 1 and 2 per ``key``); ``no_limit``
+has no running concurrency control, so on Redis a call registered while a runner waits for work
+is claimed by the registration itself and handed straight to that runner.
 
 Runner processes load it with ``python -m taskgate runner start --app soak_app:app``; the driver
 (``soak.py``) imports it to register calls. Both sides read the same environment variables:
@@ -15,6 +19,7 @@ Each body sleeps a few milliseconds, draws its outcome (success, a retryable
 ``{"id", "attempt", "key", "limit", "pid", "start", "end", "outcome"}`` to the intervals file
 with a single ``os.write`` on an ``O_APPEND`` descriptor, so lines of concurrent writers never
 interleave. The line is written at the very end of the body: a run killed half-way leaves none.
+``limit`` is the task's running_limit, or ``UNLIMITED`` (0) for ``no_limit``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import os
 import random
 import time
 from typing import Any
+
+from soak_checks import UNLIMITED
 
 from taskgate import App, ConcurrencyControlType
 from taskgate.invocation import Invocation
@@ -153,6 +160,16 @@ def limit_one(key: str, seq: int) -> tuple[str, int]:
 def limit_two(key: str, seq: int) -> tuple[str, int]:
     """At most two runs per ``key`` at a time (``seq`` only tells calls apart in logs)."""
     return run_body(limit_two.invocation, key, 2)
+
+
+@app.task(max_retries=MAX_RETRIES, retry_for=(TransientError,))
+def no_limit(key: str, seq: int) -> tuple[str, int]:
+    """No running concurrency control: runs of one ``key`` may overlap freely.
+
+    ``key`` only labels the runs (the checks skip ``UNLIMITED`` lines for limits, not for the
+    rest). On Redis this is the task a waiting runner can be handed at registration.
+    """
+    return run_body(no_limit.invocation, key, UNLIMITED)
 
 
 @app.task(

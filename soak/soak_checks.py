@@ -19,6 +19,8 @@ from taskgate.status import InvocationStatus
 
 S = InvocationStatus
 EXAMPLES_PER_KIND = 3
+UNLIMITED = 0
+"""The ``limit`` of a line whose task has no running concurrency control: no limit to check."""
 
 # What a body's line says for each outcome a runner may report for that attempt.
 LINE_OUTCOMES_FOR = {
@@ -73,6 +75,7 @@ class Findings:
 
     counts: Counter[str] = field(default_factory=Counter)
     max_concurrency: dict[int, int] = field(default_factory=dict)
+    unlimited_peak: int = 0
     violations: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
     def violate(self, kind: str, example: str) -> None:
@@ -173,12 +176,20 @@ def peak_intervals(intervals: Sequence[Interval]) -> list[Interval]:
 
 
 def check_limits(intervals: Sequence[Interval], findings: Findings) -> None:
-    """Check 1: per key, overlapping recorded intervals never exceed the key's running_limit."""
-    by_key: dict[str, list[Interval]] = defaultdict(list)
+    """Check 1: per key, overlapping recorded intervals never exceed the key's running_limit.
+
+    Runs of a task without a limit (``UNLIMITED``) are not checked; their peak over all keys is
+    kept as a figure, to show that they did run side by side.
+    """
+    by_key: dict[tuple[str, int], list[Interval]] = defaultdict(list)
+    unlimited: list[Interval] = []
     for interval in intervals:
-        by_key[interval.key].append(interval)
-    for key, runs in sorted(by_key.items()):
-        limit = runs[0].limit
+        if interval.limit == UNLIMITED:
+            unlimited.append(interval)
+        else:  # by limit too: a key shared by two limit classes must not mix their runs
+            by_key[interval.key, interval.limit].append(interval)
+    findings.unlimited_peak = max_overlap(unlimited)
+    for (key, limit), runs in sorted(by_key.items()):
         peak = max_overlap(runs)
         findings.max_concurrency[limit] = max(findings.max_concurrency.get(limit, 0), peak)
         if peak > limit:
