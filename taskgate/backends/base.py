@@ -168,6 +168,17 @@ class Backend(ABC):
         recovered or failed.
         """
 
+    @abstractmethod
+    def recover_runner(self, runner_id: str) -> list[str]:
+        """Take back at once the work of a runner known to be dead: its process has exited.
+
+        Atomically, what :meth:`recover` does for an expired lease, for every ``RUNNING``
+        invocation ``runner_id`` holds, whatever its lease; the runner also stops counting as
+        live (and, where runners wait in line for work, leaves the line). Only for a death that
+        is certain, such as a supervisor seeing the process exit: a live runner's later reports
+        would be fenced off. Returns the ids recovered or failed.
+        """
+
     # --- reads and admin -----------------------------------------------------------------------
 
     @abstractmethod

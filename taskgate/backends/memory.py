@@ -152,17 +152,33 @@ class MemoryBackend(Backend):
                 if record.lease_expires_at is None or record.lease_expires_at > now:
                     continue
                 recovered.append(invocation_id)
-                if record.num_recoveries >= self.options.max_recoveries:
-                    self._leave_running(record)
-                    record.error = self.options.lost_error
-                    self._finalize(record, _S.FAILED, now, None)
-                    self._release_slot(record)
-                else:
-                    record.num_recoveries += 1
-                    self._requeue_first(record, now, None)
+                self._recover_one(record, now)
             self._expire_finals(now)
             self._runners = {r: t for r, t in self._runners.items() if t > now}
         return recovered
+
+    def recover_runner(self, runner_id: str) -> list[str]:
+        now = time.time()
+        recovered = []
+        with self._lock:
+            for invocation_id in list(self._running):
+                record = self._records[invocation_id]
+                if record.runner_id == runner_id:
+                    recovered.append(invocation_id)
+                    self._recover_one(record, now)
+            self._runners.pop(runner_id, None)
+        return recovered
+
+    def _recover_one(self, record: InvocationRecord, now: float) -> None:
+        """Requeue a running invocation first in line, or fail it past ``max_recoveries``."""
+        if record.num_recoveries >= self.options.max_recoveries:
+            self._leave_running(record)
+            record.error = self.options.lost_error
+            self._finalize(record, _S.FAILED, now, None)
+            self._release_slot(record)
+        else:
+            record.num_recoveries += 1
+            self._requeue_first(record, now, None)
 
     # --- reads and admin -----------------------------------------------------------------------
 

@@ -23,9 +23,9 @@ import time
 from typing import TYPE_CHECKING
 
 from taskgate.backoff import Backoff
-from taskgate.errors import ConfigError
+from taskgate.errors import ConfigError, TaskgateError
 from taskgate.locate import SPAWNED_MAIN, locate_app
-from taskgate.runner.base import EXIT_CONFIG, Runner
+from taskgate.runner.base import EXIT_CONFIG, WORKER_RUNNER_ID_ENV, Runner
 
 if TYPE_CHECKING:
     from taskgate.app import App
@@ -59,6 +59,8 @@ class ProcessRunner(Runner):
             )
         self.app_spec = app_spec or locate_app(app)
         self._workers: dict[int, subprocess.Popen[bytes]] = {}
+        self._worker_ids: dict[int, str] = {}  # slot -> runner id of the worker running there
+        self._started = 0
 
     @property
     def processes(self) -> int:
@@ -98,6 +100,8 @@ class ProcessRunner(Runner):
     def _start_worker(self, slot: int) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), *sys.path]))}
         env.setdefault("TASKGATE_WORKER_LOG_LEVEL", logging.getLevelName(_effective_level()))
+        self._started += 1
+        env[WORKER_RUNNER_ID_ENV] = self._worker_ids[slot] = f"{self.runner_id}-w{self._started}"
         process = subprocess.Popen(self._command(), stdin=subprocess.PIPE, env=env)
         self._workers[slot] = process
         threading.Thread(
@@ -138,9 +142,36 @@ class ProcessRunner(Runner):
                     process.returncode,
                     delay,
                 )
+                self._take_back(slot)
                 if self._stop_requested.wait(delay):
                     return
                 self._start_worker(slot)
+
+    def _take_back(self, slot: int) -> None:
+        """Recover what the dead worker of ``slot`` was running now, not when its leases expire.
+
+        Its process has exited, so its death is certain (what ``recover_runner`` asks for).
+        """
+        worker_id = self._worker_ids.pop(slot)
+        try:
+            recovered = self.app.backend.recover_runner(worker_id)
+        except TaskgateError as exc:
+            logger.warning(
+                "runner %s could not take back the work of dead worker %s (%s); lease recovery "
+                "will",
+                self.runner_id,
+                worker_id,
+                exc,
+            )
+            return
+        for invocation_id in recovered:
+            logger.warning(
+                "runner %s took back invocation %s from dead worker %s",
+                self.runner_id,
+                invocation_id,
+                worker_id,
+                extra={"invocation_id": invocation_id},
+            )
 
     def _stop_workers(self) -> None:
         """SIGTERM every worker, then wait; a forced stop sends a second SIGTERM."""

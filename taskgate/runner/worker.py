@@ -20,7 +20,7 @@ from typing import Any
 
 from taskgate.errors import ConfigError, TaskgateError
 from taskgate.locate import SPAWNED_MAIN, load_app
-from taskgate.runner.base import EXIT_CONFIG
+from taskgate.runner.base import EXIT_CONFIG, WORKER_RUNNER_ID_ENV
 from taskgate.runner.thread import ThreadRunner
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,8 @@ def _build_runner(app_spec: str, app_id: str, settings: dict[str, Any]) -> Threa
         setattr(app.conf, name, value)
     runner = ThreadRunner(app)
     runner.stop_signals = (signal.SIGTERM,)
+    # The supervisor names its workers, so that it can take back a dead one's work at once.
+    runner.runner_id = os.environ.get(WORKER_RUNNER_ID_ENV) or runner.runner_id
     return runner
 
 

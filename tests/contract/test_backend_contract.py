@@ -463,6 +463,28 @@ def test_recover_requeues_expired_work_and_frees_its_slot(
     assert claim_ids(backend, 1, OTHER) == [waiter.invocation_id]
 
 
+def test_recover_runner_takes_back_a_dead_runners_work_whatever_its_leases(
+    backend: Backend, new_record: NewRecord
+) -> None:
+    dead, waiter, other = new_record(run="r"), new_record(run="r"), new_record()
+    for record in (dead, waiter, other):
+        backend.register(record)
+    assert claim_ids(backend, 1) == [dead.invocation_id]  # the waiter parks behind it
+    assert claim_ids(backend, 5, OTHER) == [other.invocation_id]
+    backend.renew(RUNNER, [(dead.invocation_id, 1)], LEASE)  # alive a moment ago
+    assert backend.recover_runner(RUNNER) == [dead.invocation_id]
+    stored = backend.get(dead.invocation_id)
+    assert stored is not None and stored.status is S.REGISTERED and stored.num_recoveries == 1
+    assert RUNNER not in backend.stats().runners
+    assert status(backend, other.invocation_id) is S.RUNNING  # another runner's work stays
+    assert not backend.finish(dead.invocation_id, RUNNER, 1, SUCCESS)  # a late result is fenced
+    # First in line for its key, then the waiter: the key is not left blocked.
+    assert claim_ids(backend, 1, OTHER) == [dead.invocation_id]
+    backend.finish(dead.invocation_id, OTHER, 2, SUCCESS)
+    assert claim_ids(backend, 1, OTHER) == [waiter.invocation_id]
+    assert backend.recover_runner("never-seen") == []
+
+
 def test_recover_fails_invocations_whose_recoveries_ran_out(
     backend: Backend, new_record: NewRecord
 ) -> None:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -130,6 +131,28 @@ def test_a_dead_worker_process_is_replaced(shared_app: tuple[App, Any]) -> None:
     finally:
         _stop(runner, thread)
     assert victim not in pids
+
+
+def test_a_dead_worker_processs_work_is_taken_back_at_once(
+    shared_app: tuple[App, Any], tmp_path: Path
+) -> None:
+    app, module = shared_app
+    app.conf.lease_seconds = 600.0  # lease recovery could not explain what follows
+    marker = tmp_path / "held"
+    held = module.held("k", 1, str(marker))
+    runner, thread = _run_process_runner(app)
+    try:
+        deadline = time.monotonic() + WAIT
+        while not marker.exists() or not marker.read_text():  # the first attempt holds the key
+            assert time.monotonic() < deadline, "the held task never started"
+            time.sleep(0.01)
+        os.kill(int(marker.read_text()), 9)
+        # The supervisor sees its worker exit and recovers its claim: attempt 2 runs at once.
+        n, attempt, _ = held.get_result(WAIT)
+    finally:
+        _stop(runner, thread)
+    assert (n, attempt) == (1, 2)
+    assert held.num_retries == 0  # a recovery, not a retry
 
 
 def test_many_processes_hammering_one_store_see_no_lock_errors(

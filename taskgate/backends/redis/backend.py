@@ -67,6 +67,7 @@ SCRIPTS = (
     "release",
     "renew",
     "recover",
+    "recover_runner",
     "blocked_by",
     "purge",
     "final_records",
@@ -249,6 +250,16 @@ class RedisBackend(Backend):
             self.options.lost_error,
             self.options.result_ttl_seconds,
             RECOVER_BATCH,
+        )
+        return [_text(item) for item in reply]
+
+    def recover_runner(self, runner_id: str) -> list[str]:
+        reply = self._run(
+            "recover_runner",
+            runner_id,
+            self.options.max_recoveries,
+            self.options.lost_error,
+            self.options.result_ttl_seconds,
         )
         return [_text(item) for item in reply]
 

@@ -192,20 +192,40 @@ class SqliteBackend(Backend):
 
         def operation(conn: sqlite3.Connection) -> list[str]:
             steps = self._steps(conn, at)
-            recovered = []
-            for row in conn.execute(q.EXPIRED_LEASES, (self._app, at)).fetchall():
-                recovered.append(row["invocation_id"])
-                if row["num_recoveries"] >= self.options.max_recoveries:
-                    steps.finalize(row, _S.FAILED, None, self.options.lost_error)
-                    steps.release_slot(row)
-                else:
-                    conn.execute(q.COUNT_RECOVERY, (self._app, row["invocation_id"]))
-                    steps.requeue_first(row, None)
+            recovered = self._recover_rows(
+                conn, steps, conn.execute(q.EXPIRED_LEASES, (self._app, at)).fetchall()
+            )
             steps.expire_finals(EXPIRY_BATCH)
             conn.execute(q.DELETE_DEAD_RUNNERS, (self._app, at))
             return recovered
 
-        recovered = self._db.write(operation)
+        return self._recovered(self._db.write(operation))
+
+    def recover_runner(self, runner_id: str) -> list[str]:
+        def operation(conn: sqlite3.Connection) -> list[str]:
+            steps = self._steps(conn, time.time())
+            rows = conn.execute(q.RUNNING_OF_RUNNER, (self._app, runner_id)).fetchall()
+            recovered = self._recover_rows(conn, steps, rows)
+            conn.execute(q.DELETE_RUNNER, (self._app, runner_id))
+            return recovered
+
+        return self._recovered(self._db.write(operation))
+
+    def _recover_rows(
+        self, conn: sqlite3.Connection, steps: Transitions, rows: list[sqlite3.Row]
+    ) -> list[str]:
+        """Requeue each running row first in line, or fail it past ``max_recoveries``."""
+        for row in rows:
+            if row["num_recoveries"] >= self.options.max_recoveries:
+                steps.finalize(row, _S.FAILED, None, self.options.lost_error)
+                steps.release_slot(row)
+            else:
+                conn.execute(q.COUNT_RECOVERY, (self._app, row["invocation_id"]))
+                steps.requeue_first(row, None)
+        return [row["invocation_id"] for row in rows]
+
+    def _recovered(self, recovered: list[str]) -> list[str]:
+        """Wake this process's claimers and result waiters after a recovery; returns the ids."""
         if recovered:
             self._notify_claimers()
             for invocation_id in recovered:

@@ -131,6 +131,11 @@ INSERT INTO runners (app_id, runner_id, expires_at) VALUES (?, ?, ?)
 ON CONFLICT (app_id, runner_id) DO UPDATE SET expires_at = excluded.expires_at
 """
 DELETE_DEAD_RUNNERS = "DELETE FROM runners WHERE app_id = ? AND expires_at <= ?"
+DELETE_RUNNER = "DELETE FROM runners WHERE app_id = ? AND runner_id = ?"
+RUNNING_OF_RUNNER = """
+SELECT * FROM invocations WHERE app_id = ? AND status = 'running' AND runner_id = ?
+ORDER BY lease_expires_at
+"""
 LIVE_RUNNERS = "SELECT runner_id, expires_at FROM runners WHERE app_id = ? AND expires_at > ?"
 
 # Admin.

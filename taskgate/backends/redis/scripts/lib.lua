@@ -185,3 +185,15 @@ local function claim_next(runner, max_count, lease, ttl, now, idle_for)
   if #claims == 0 and idle_for > 0 then redis.call('ZADD', k('idle'), now + idle_for, member) end
   return claims
 end
+
+-- Take running <id> (fields <f>) back from its runner: first in line again, or failed once it
+-- was recovered <max_recoveries> times already (see Backend.recover).
+local function recover_one(id, f, now, max_recoveries, lost_error, ttl)
+  if f.num_recoveries >= max_recoveries then
+    finalize(id, f, 'failed', now, nil, nil, lost_error, ttl)
+    release_slot(id, f.key, f.limit)
+  else
+    redis.call('HINCRBY', k('inv:' .. id), 'num_recoveries', '1')
+    requeue_first(id, f, now, nil)
+  end
+end

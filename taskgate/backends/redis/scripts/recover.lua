@@ -13,13 +13,7 @@ for _, id in ipairs(expired) do
     redis.call('ZREM', k('leases'), id)
   else
     recovered[#recovered + 1] = id
-    if f.num_recoveries >= max_recoveries then
-      finalize(id, f, 'failed', now, nil, nil, lost_error, ttl)
-      release_slot(id, f.key, f.limit)
-    else
-      redis.call('HINCRBY', k('inv:' .. id), 'num_recoveries', 1)
-      requeue_first(id, f, now, nil)
-    end
+    recover_one(id, f, now, max_recoveries, lost_error, ttl)
   end
 end
 -- Final invocations past their result TTL go, with every index entry that names them.
