@@ -122,16 +122,64 @@ def test_binary_arguments_survive_the_hand_over(
     assert [(c.arguments, c.max_retries, c.num_retries) for c in claimed] == [(arguments, 3, 0)]
 
 
-def test_invocations_with_a_running_key_are_queued_not_handed_over(
+def test_an_invocation_whose_key_has_a_free_slot_is_handed_over_with_the_slot(
     backend: RedisBackend, client: redis.Redis, new_record: NewRecord
 ) -> None:
     stand_in_line(backend)
-    record = new_record(run="k")
-    backend.register(record)
-    assert get(backend, record.invocation_id).status is S.REGISTERED
+    stand_in_line(backend, OTHER)
+    first, second = new_record(run="k"), new_record(run="k")
+    backend.register(first)
+    assert get(backend, first.invocation_id).runner_id == RUNNER
+    assert client.smembers(key(backend, "slots:k")) == {first.invocation_id.encode()}
+    # The key is at its limit: queued (and parked by the claim), not handed over.
+    backend.register(second)
+    assert get(backend, second.invocation_id).status is S.REGISTERED
+    assert in_line(backend, client) == [OTHER]
+    assert backend.claim(OTHER, 1, LEASE, 0) == []
+    assert get(backend, second.invocation_id).status is S.CONCURRENCY_CONTROLLED
+    # The handed-over run frees the slot like any claim: the parked one is next.
+    [handed] = backend.claim(RUNNER, 1, LEASE, 0)
+    done, claims = backend.finish_and_claim(
+        handed.invocation_id,
+        RUNNER,
+        1,
+        Outcome(OutcomeKind.SUCCESS, b""),
+        max_count=1,
+        lease_seconds=LEASE,
+    )
+    assert done and [c.invocation_id for c in claims] == [second.invocation_id]
+
+
+def test_a_keyed_invocation_is_not_handed_over_past_queued_work(
+    backend: RedisBackend, client: redis.Redis, new_record: NewRecord
+) -> None:
+    holder = new_record(run="busy")
+    backend.register(holder)  # nobody in line yet: queued
+    assert [c.invocation_id for c in backend.claim(OTHER, 1, LEASE, 0)] == [holder.invocation_id]
+    stand_in_line(backend)
+    blocked = new_record(run="busy")
+    backend.register(blocked)  # its key is at the limit: queued (a token for RUNNER)
+    later = new_record(run="free")
+    backend.register(later)  # a free slot, but queued work may be ahead of it: queued too
+    assert get(backend, later.invocation_id).status is S.REGISTERED
     assert in_line(backend, client) == [RUNNER]
-    assert [c.invocation_id for c in backend.claim(RUNNER, 1, LEASE, 0)] == [record.invocation_id]
+    assert [c.invocation_id for c in backend.claim(RUNNER, 5, LEASE, 0)] == [later.invocation_id]
     assert in_line(backend, client) == []  # a runner that claimed is out of line
+
+
+def test_recover_runner_takes_back_what_was_handed_over_and_leaves_the_line(
+    backend: RedisBackend, client: redis.Redis, new_record: NewRecord
+) -> None:
+    stand_in_line(backend)
+    stand_in_line(backend, OTHER)
+    record = new_record(run="k")
+    backend.register(record)  # handed to RUNNER with the key's slot; RUNNER's process died
+    assert backend.recover_runner(RUNNER) == [record.invocation_id]
+    assert in_line(backend, client) == [OTHER]
+    assert client.exists(key(backend, f"inbox:{RUNNER}")) == 0
+    # First in line for its key again: the freed slot went straight back to it.
+    assert client.smembers(key(backend, "slots:k")) == {record.invocation_id.encode()}
+    assert [c.invocation_id for c in backend.claim(OTHER, 1, LEASE, 0)] == [record.invocation_id]
 
 
 def test_a_registration_key_is_free_once_handed_over(
@@ -226,11 +274,14 @@ def test_purge_clears_the_line_and_the_inboxes(
 def test_wake_up_tokens_only_when_a_runner_waits(
     backend: RedisBackend, client: redis.Redis, new_record: NewRecord
 ) -> None:
-    backend.register(new_record(run="k"))  # nobody in line: no token to lie around
+    holder, waiter = new_record(run="k"), new_record(run="k")
+    backend.register(holder)  # nobody in line: queued, and no token to lie around
     assert client.llen(key(backend, "wake")) == 0
-    backend.claim(RUNNER, 1, LEASE, 0)
+    [claim] = backend.claim(RUNNER, 1, LEASE, 0)
+    backend.register(waiter)
+    assert backend.claim(RUNNER, 1, LEASE, 0) == []  # parked behind the holder
     claimer, claimed = blocked_claimer(backend, client, OTHER)
-    keyed = new_record(run="other-key")  # queued (a running key), so a token wakes OTHER
-    backend.register(keyed)
+    # The holder's finish hands its slot to the waiter and queues it: a token wakes OTHER.
+    assert backend.finish(claim.invocation_id, RUNNER, 1, Outcome(OutcomeKind.SUCCESS, b""))
     claimer.join(WAIT)
-    assert [c.invocation_id for c in claimed] == [keyed.invocation_id]
+    assert [c.invocation_id for c in claimed] == [waiter.invocation_id]

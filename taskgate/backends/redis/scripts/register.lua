@@ -6,9 +6,11 @@
 -- Returns, per record, {1, id} when stored or {0, holder_id, holder_arguments} when folded
 -- (a record may fold into one stored earlier in the same batch).
 --
--- A record without a running key, registered while a runner waits for work (see 'idle' in
--- lib_core.lua), is claimed for that runner at once and pushed to its inbox: the runner's BLPOP
--- returns it, and neither a wake-up token nor a claim step is needed.
+-- A record registered while a runner waits for work (see 'idle' in lib_core.lua) is claimed for
+-- that runner at once and pushed to its inbox: the runner's BLPOP returns it, and neither a
+-- wake-up token nor a claim step is needed. With a running key, only when it may start right
+-- now and nothing of its key can be ahead of it: a free slot (taken here) and an empty queue
+-- (parked invocations of the key would mean no free slot).
 
 local server_time
 -- The runner that has waited longest for work, and its lease; nil when none is waiting.
@@ -31,7 +33,17 @@ for i = 1, #ARGV, 9 do
     results[#results + 1] = {0, holder, redis.call('HGET', k('inv:' .. holder), 'arguments')}
   else
     local runner, lease
-    if ARGV[i + 4] == '' then runner, lease = take_idle_runner() end
+    local key = ARGV[i + 4]
+    if key == '' then
+      runner, lease = take_idle_runner()
+    elseif redis.call('ZCARD', k('idle')) > 0 and redis.call('LLEN', k('queue')) == 0
+        and redis.call('SCARD', k('slots:' .. key)) < tonumber(ARGV[i + 5]) then
+      runner, lease = take_idle_runner()
+      if runner then
+        redis.call('SADD', k('slots:' .. key), id)
+        redis.call('SADD', k('slot_keys'), key)
+      end
+    end
     -- Fields at their defaults are left out and read back as such: no registration or running
     -- key, limit 1, not dropped when blocked, no retries; attempt, num_retries and
     -- num_recoveries (0), runner_id and lease_expires_at (none) too. Fewer fields to write.
