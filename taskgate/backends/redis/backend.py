@@ -136,21 +136,18 @@ class RedisBackend(Backend):
     # --- the atomic contract -------------------------------------------------------------------
 
     def register(self, record: InvocationRecord) -> RegisterResult:
-        reply = self._run("register", *_register_args(record))[0]
-        if reply[0] == 1:
-            return RegisterResult(record.invocation_id, True)
-        return RegisterResult(_text(reply[1]), False, reply[2])
+        return _register_result(record, self._run("register", *_register_args(record))[0])
 
     def register_many(self, records: Sequence[InvocationRecord]) -> list[RegisterResult]:
         results: list[RegisterResult] = []
         for start in range(0, len(records), REGISTER_BATCH):
             batch = records[start : start + REGISTER_BATCH]
             args = [value for record in batch for value in _register_args(record)]
-            for record, reply in zip(batch, self._run("register", *args), strict=True):
-                if reply[0] == 1:
-                    results.append(RegisterResult(record.invocation_id, True))
-                else:
-                    results.append(RegisterResult(_text(reply[1]), False, reply[2]))
+            replies = self._run("register", *args)
+            results.extend(
+                _register_result(record, reply)
+                for record, reply in zip(batch, replies, strict=True)
+            )
         return results
 
     def claim(
@@ -471,6 +468,13 @@ def _register_args(record: InvocationRecord) -> tuple[Any, ...]:
         record.max_retries,
         record.created_at or time.time(),
     )
+
+
+def _register_result(record: InvocationRecord, reply: list[Any]) -> RegisterResult:
+    """One record's reply of register.lua: {1, id} stored, or {0, holder, holder_arguments}."""
+    if reply[0] == 1:
+        return RegisterResult(record.invocation_id, True)
+    return RegisterResult(_text(reply[1]), False, reply[2])
 
 
 def _block(remaining: float) -> float:
