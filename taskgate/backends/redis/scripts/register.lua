@@ -13,9 +13,9 @@
 -- (parked invocations of the key would mean no free slot).
 
 local server_time
--- The runner that has waited longest for work, and its lease; nil when none is waiting.
+-- The runner that has waited longest for work (its entry not expired), and its lease; nil when
+-- none is waiting. Callers check runners_waiting() first.
 local function take_idle_runner()
-  if redis.call('ZCARD', k('idle')) == 0 then return nil end
   server_time = server_time or server_now()
   local member = redis.call('ZRANGEBYSCORE', k('idle'), '(' .. server_time, '+inf', 'LIMIT', 0,
     1)[1]
@@ -34,14 +34,17 @@ for i = 1, #ARGV, 9 do
   else
     local runner, lease
     local key = ARGV[i + 4]
-    if key == '' then
-      runner, lease = take_idle_runner()
-    elseif redis.call('ZCARD', k('idle')) > 0 and redis.call('LLEN', k('queue')) == 0
-        and redis.call('SCARD', k('slots:' .. key)) < tonumber(ARGV[i + 5]) then
-      runner, lease = take_idle_runner()
-      if runner then
-        redis.call('SADD', k('slots:' .. key), id)
-        redis.call('SADD', k('slot_keys'), key)
+    -- Nobody in line is the usual case under load: one call to find out.
+    if runners_waiting() then
+      if key == '' then
+        runner, lease = take_idle_runner()
+      elseif redis.call('LLEN', k('queue')) == 0
+          and redis.call('SCARD', k('slots:' .. key)) < tonumber(ARGV[i + 5]) then
+        runner, lease = take_idle_runner()
+        if runner then
+          redis.call('SADD', k('slots:' .. key), id)
+          redis.call('SADD', k('slot_keys'), key)
+        end
       end
     end
     -- Fields at their defaults are left out and read back as such: no registration or running
