@@ -29,7 +29,7 @@ local function finalize(id, f, new, now, runner, result, err, ttl)
     'expires_at', expires, 'result', result or '', 'error', err or '')
   if f.waited then
     redis.call('RPUSH', k('done:' .. id), '1')
-    redis.call('EXPIRE', k('done:' .. id), math.ceil(ttl))
+    redis.call('EXPIRE', k('done:' .. id), string.format('%d', math.ceil(ttl)))
   end
 end
 
@@ -142,7 +142,7 @@ local function finish_one(id, runner, attempt, kind, payload, ttl, now)
   if kind == 'retry' then
     redis.call('ZREM', k('leases'), id)
     transition(id, f, 'retry', now, runner, 'runner_id', '',
-      'lease_expires_at', '', 'num_retries', f.num_retries + 1, 'error', payload)
+      'lease_expires_at', '', 'num_retries', string.format('%d', f.num_retries + 1), 'error', payload)
     take_regkey(id, f.regkey)
     push_ready(id, false)
   elseif kind == 'success' then
@@ -182,7 +182,9 @@ local function claim_next(runner, max_count, lease, ttl, now, idle_for)
       claims[#claims + 1] = claim
     end
   end
-  if #claims == 0 and idle_for > 0 then redis.call('ZADD', k('idle'), now + idle_for, member) end
+  if #claims == 0 and idle_for > 0 then
+    redis.call('ZADD', k('idle'), time_text(now + idle_for), member)
+  end
   return claims
 end
 

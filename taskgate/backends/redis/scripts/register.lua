@@ -17,8 +17,8 @@ local server_time
 -- none is waiting. Callers check runners_waiting() first.
 local function take_idle_runner()
   server_time = server_time or server_now()
-  local member = redis.call('ZRANGEBYSCORE', k('idle'), '(' .. server_time, '+inf', 'LIMIT', 0,
-    1)[1]
+  local member = redis.call('ZRANGEBYSCORE', k('idle'), '(' .. time_text(server_time), '+inf',
+    'LIMIT', '0', '1')[1]
   if not member then return nil end
   redis.call('ZREM', k('idle'), member)
   local sep = string.find(member, '\31', 1, true)
@@ -54,22 +54,27 @@ for i = 1, #ARGV, 9 do
     -- used as sent, sparing a number-to-text round trip.
     local created = ARGV[i + 8]
     local history = '["registered",' .. created .. ',false]'
-    local record = {'task_id', task, 'arguments', arguments, 'created_at', created}
-    local function add(...)
-      for _, v in ipairs({...}) do record[#record + 1] = v end
+    local record, n = {'task_id', task, 'arguments', arguments, 'created_at', created}, 6
+    -- (appending by index: a helper taking varargs would cost a closure and tables per record)
+    if regkey ~= '' then record[n + 1], record[n + 2], n = 'registration_key', regkey, n + 2 end
+    if key ~= '' then
+      record[n + 1], record[n + 2], record[n + 3], record[n + 4], n =
+        'running_key', key, 'running_limit', ARGV[i + 5], n + 4
     end
-    if regkey ~= '' then add('registration_key', regkey) end
-    if ARGV[i + 4] ~= '' then add('running_key', ARGV[i + 4], 'running_limit', ARGV[i + 5]) end
-    if ARGV[i + 6] == '1' then add('drop_when_blocked', '1') end
-    if ARGV[i + 7] ~= '0' then add('max_retries', ARGV[i + 7]) end
+    if ARGV[i + 6] == '1' then record[n + 1], record[n + 2], n = 'drop_when_blocked', '1', n + 2 end
+    if ARGV[i + 7] ~= '0' then record[n + 1], record[n + 2], n = 'max_retries', ARGV[i + 7], n + 2 end
     local expires
     if runner then
       -- Claimed at once: running, so its registration key is free again (R3).
       expires = time_text(server_time + lease)
-      add('history', history .. '\n' .. history_entry('running', server_time, runner),
-        'status', 'running', 'attempt', 1, 'runner_id', runner, 'lease_expires_at', expires)
+      record[n + 1], record[n + 2] = 'history',
+        history .. '\n' .. history_entry('running', server_time, runner)
+      record[n + 3], record[n + 4], record[n + 5], record[n + 6] = 'status', 'running', 'attempt', '1'
+      record[n + 7], record[n + 8], record[n + 9], record[n + 10] =
+        'runner_id', runner, 'lease_expires_at', expires
     else
-      add('history', history, 'status', 'registered')
+      record[n + 1], record[n + 2], record[n + 3], record[n + 4] =
+        'history', history, 'status', 'registered'
     end
     redis.call('HSET', k('inv:' .. id), unpack(record))
     redis.call('ZADD', k('index'), created, id)

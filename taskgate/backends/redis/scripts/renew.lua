@@ -3,7 +3,7 @@
 -- ARGV runner_id, lease_seconds, then pairs of (id, attempt)
 -- Returns the ids whose claims are stale.
 local runner, lease = ARGV[1], tonumber(ARGV[2])
-local expires = server_now() + lease
+local expires = time_text(server_now() + lease)
 redis.call('ZADD', k('runners'), expires, runner)
 local lost = {}
 for i = 3, #ARGV, 2 do
