@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 import time
 
+import pytest
 import redis
 
 from taskgate import App
-from taskgate.backends.redis.backend import RedisBackend
+from taskgate.backends.redis.backend import RedisBackend, _script_source
 from taskgate.record import ConcurrencyPlan, InvocationRecord, Outcome, OutcomeKind
 from taskgate.status import InvocationStatus as S
 from taskgate.testing import RedisServer
@@ -63,3 +66,45 @@ def test_a_result_waiter_is_woken_through_the_done_list(redis_server: RedisServe
     waiter.join(WAIT)
     assert seen == [S.SUCCESS]
     assert client.exists(backend._prefix + "done:" + record.invocation_id)
+
+
+TIME_TEXT = re.compile(rb"^\d+\.\d{6}$")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        ("1764445627.123456", b"1764445627.123456"),
+        ("1764445627.000005", b"1764445627.000005"),  # leading zeros of the microseconds kept
+        ("1764445627.9999996", b"1764445628.000000"),  # rounding carries into the seconds
+        ("30", b"30.000000"),
+        ("0.5", b"0.500000"),
+    ],
+)
+def test_scripts_write_times_as_printf_six_decimals_would(
+    redis_server: RedisServer, seconds: str, text: bytes
+) -> None:
+    # time_text formats with integers only (a float's printf is costly inside Redis); its text
+    # must still be what '%.6f' prints, since records are read back with float().
+    client = redis.Redis.from_url(redis_server.url)
+    source = _script_source("register").split("-- register:")[0]
+    assert client.eval(source + "\nreturn time_text(tonumber(ARGV[1]))", 1, "p:", seconds) == text
+
+
+def test_times_come_from_the_server_clock_to_the_microsecond(redis_server: RedisServer) -> None:
+    backend, client, record = setup(redis_server)
+    [claim] = backend.claim("r", 1, LEASE, 0)
+    seconds, micros = client.time()
+    fields = client.hgetall(backend._prefix + "inv:" + record.invocation_id)
+    lease_expires_at = fields[b"lease_expires_at"]
+    assert TIME_TEXT.match(lease_expires_at)
+    assert abs(float(lease_expires_at) - (seconds + micros / 1e6 + LEASE)) < WAIT
+    running = json.loads(fields[b"history"].split(b"\n")[-1])
+    assert running[0] == "running"
+    assert float(lease_expires_at) - running[1] == pytest.approx(LEASE, abs=1e-6)
+    # The lease and the hand-over line are sorted by those same times.
+    assert client.zscore(backend._prefix + "leases", claim.invocation_id) == float(lease_expires_at)
+    # Nothing queued: the claim script puts "r" in line, waiting for 5 s.
+    assert backend._run("claim", "r", 1, LEASE, 60, 5.0) == []
+    [(member, until)] = client.zrange(backend._prefix + "idle", 0, -1, withscores=True)
+    assert member.startswith(b"r\x1f") and until > seconds
