@@ -53,7 +53,7 @@ clean:
 
 # Side-by-side with Celery, Dramatiq, Huey, RQ and Pynenc on one private Redis: one venv per
 # system under bench/compare/.venvs, 3 interleaved repetitions; writes BENCHMARKS.md and
-# bench/compare/throughput.png (about 25 minutes on 2 cores).
+# bench/compare/throughput.png (25 to 50 minutes on 2 cores, by the machine's speed).
 .PHONY: bench-compare
 bench-compare: $(VENV)/.installed-dev
 	$(BIN)/python bench/compare/run.py --python $(PYTHON)
