@@ -141,8 +141,8 @@ local function finish_one(id, runner, attempt, kind, payload, ttl, now)
   if not f then return 0 end
   if kind == 'retry' then
     redis.call('ZREM', k('leases'), id)
-    transition(id, f, 'retry', now, runner, 'runner_id', '',
-      'lease_expires_at', '', 'num_retries', string.format('%d', f.num_retries + 1), 'error', payload)
+    transition(id, f, 'retry', now, runner, 'runner_id', '', 'lease_expires_at', '',
+      'num_retries', string.format('%d', f.num_retries + 1), 'error', payload)
     take_regkey(id, f.regkey)
     push_ready(id, false)
   elseif kind == 'success' then

@@ -25,6 +25,12 @@ local function take_idle_runner()
   return string.sub(member, 1, sep - 1), tonumber(string.sub(member, sep + 1))
 end
 
+-- Append one field and its value to a record being built (fixed arity: no table per call).
+local function put(record, field, value)
+  local n = #record
+  record[n + 1], record[n + 2] = field, value
+end
+
 local results = {}
 for i = 1, #ARGV, 9 do
   local id, task, arguments, regkey = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -54,27 +60,26 @@ for i = 1, #ARGV, 9 do
     -- used as sent, sparing a number-to-text round trip.
     local created = ARGV[i + 8]
     local history = '["registered",' .. created .. ',false]'
-    local record, n = {'task_id', task, 'arguments', arguments, 'created_at', created}, 6
-    -- (appending by index: a helper taking varargs would cost a closure and tables per record)
-    if regkey ~= '' then record[n + 1], record[n + 2], n = 'registration_key', regkey, n + 2 end
+    local record = {'task_id', task, 'arguments', arguments, 'created_at', created}
+    if regkey ~= '' then put(record, 'registration_key', regkey) end
     if key ~= '' then
-      record[n + 1], record[n + 2], record[n + 3], record[n + 4], n =
-        'running_key', key, 'running_limit', ARGV[i + 5], n + 4
+      put(record, 'running_key', key)
+      put(record, 'running_limit', ARGV[i + 5])
     end
-    if ARGV[i + 6] == '1' then record[n + 1], record[n + 2], n = 'drop_when_blocked', '1', n + 2 end
-    if ARGV[i + 7] ~= '0' then record[n + 1], record[n + 2], n = 'max_retries', ARGV[i + 7], n + 2 end
+    if ARGV[i + 6] == '1' then put(record, 'drop_when_blocked', '1') end
+    if ARGV[i + 7] ~= '0' then put(record, 'max_retries', ARGV[i + 7]) end
     local expires
     if runner then
       -- Claimed at once: running, so its registration key is free again (R3).
       expires = time_text(server_time + lease)
-      record[n + 1], record[n + 2] = 'history',
-        history .. '\n' .. history_entry('running', server_time, runner)
-      record[n + 3], record[n + 4], record[n + 5], record[n + 6] = 'status', 'running', 'attempt', '1'
-      record[n + 7], record[n + 8], record[n + 9], record[n + 10] =
-        'runner_id', runner, 'lease_expires_at', expires
+      put(record, 'history', history .. '\n' .. history_entry('running', server_time, runner))
+      put(record, 'status', 'running')
+      put(record, 'attempt', '1')
+      put(record, 'runner_id', runner)
+      put(record, 'lease_expires_at', expires)
     else
-      record[n + 1], record[n + 2], record[n + 3], record[n + 4] =
-        'history', history, 'status', 'registered'
+      put(record, 'history', history)
+      put(record, 'status', 'registered')
     end
     redis.call('HSET', k('inv:' .. id), unpack(record))
     redis.call('ZADD', k('index'), created, id)
