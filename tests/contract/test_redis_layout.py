@@ -71,6 +71,11 @@ def test_a_result_waiter_is_woken_through_the_done_list(redis_server: RedisServe
 TIME_TEXT = re.compile(rb"^\d+\.\d{6}$")
 
 
+def in_micros(text: bytes) -> int:
+    """A time written as seconds with six decimals, in whole microseconds."""
+    return int(text.replace(b".", b""))
+
+
 @pytest.mark.parametrize(
     ("seconds", "text"),
     [
@@ -99,9 +104,11 @@ def test_times_come_from_the_server_clock_to_the_microsecond(redis_server: Redis
     lease_expires_at = fields[b"lease_expires_at"]
     assert TIME_TEXT.match(lease_expires_at)
     assert abs(float(lease_expires_at) - (seconds + micros / 1e6 + LEASE)) < WAIT
-    running = json.loads(fields[b"history"].split(b"\n")[-1])
-    assert running[0] == "running"
-    assert float(lease_expires_at) - running[1] == pytest.approx(LEASE, abs=1e-6)
+    running = fields[b"history"].split(b"\n")[-1]
+    assert json.loads(running)[0] == "running"
+    # Both texts are whole microseconds of one server time: exactly LEASE apart, no rounding.
+    [started] = re.findall(rb",(\d+\.\d{6}),", running)
+    assert in_micros(lease_expires_at) - in_micros(started) == LEASE * 1_000_000
     # The lease and the hand-over line are sorted by those same times.
     assert client.zscore(backend._prefix + "leases", claim.invocation_id) == float(lease_expires_at)
     # Nothing queued: the claim script puts "r" in line, waiting for 5 s.
