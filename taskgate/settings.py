@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taskgate.errors import ConfigError
+from taskgate.urls import redact_url
 
 ENV_PREFIX = "TASKGATE_"
 
@@ -88,6 +89,11 @@ class Settings:
     def backend_url(self) -> str:
         """The backend URL in force (the configured one or the embedded default)."""
         return self.backend or DEFAULT_BACKEND_URL
+
+    @property
+    def backend_display(self) -> str:
+        """The backend URL in force with its password masked: what reprs, logs and CLI show."""
+        return redact_url(self.backend_url)
 
     @classmethod
     def load(

@@ -28,7 +28,6 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from typing import Any, cast
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
@@ -44,6 +43,7 @@ from taskgate.record import (
     RegisterResult,
 )
 from taskgate.status import InvocationStatus
+from taskgate.urls import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -96,16 +96,6 @@ def _script_source(name: str) -> str:
     folder = resources.files("taskgate.backends.redis").joinpath("scripts")
     parts = ["lib_core"] if name in CORE_ONLY else ["lib_core", "lib"]
     return "\n".join(folder.joinpath(f"{part}.lua").read_text() for part in [*parts, name])
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + netloc))
 
 
 class RedisBackend(Backend):
@@ -421,12 +411,12 @@ class RedisBackend(Backend):
 
     def _unavailable(self, exc: Exception) -> BackendUnavailableError:
         return BackendUnavailableError(
-            f"Redis at {redacted(self.url)} is unreachable ({exc}); runners retry with "
+            f"Redis at {redact_url(self.url)} is unreachable ({exc}); runners retry with "
             "back-off, callers should retry later"
         )
 
     def _failed(self, exc: Exception) -> BackendError:
-        return BackendError(f"Redis at {redacted(self.url)} failed: {exc}")
+        return BackendError(f"Redis at {redact_url(self.url)} failed: {exc}")
 
 
 def _text(value: Any) -> str:
