@@ -89,7 +89,7 @@ class Serializer(ABC):
         if exc is None:
             type_name = f"{info['module']}.{info['qualname']}"
             exc = TaskFailedError(type_name, str(info["message"]), remote)
-        if remote:
+        if "Traceback" in remote:  # not for errors never raised (a runner lost by recovery)
             _attach_cause(exc, RemoteTraceback(remote))
         return exc
 

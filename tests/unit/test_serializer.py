@@ -403,3 +403,8 @@ def test_json_error_with_a_pickled_field_is_not_unpickled() -> None:
     record = {"module": "builtins", "qualname": "ValueError", "message": "m", "pickled": "x"}
     loaded = serializer.loads_error(serializer.dumps(record))
     assert isinstance(loaded, TaskFailedError)  # no args: nothing to rebuild from
+
+
+def test_an_error_that_was_never_raised_gets_no_remote_traceback(serializer: Serializer) -> None:
+    loaded = serializer.loads_error(serializer.dumps_error(TaskBrokeError("recorded, not raised")))
+    assert loaded.__cause__ is None
