@@ -7,13 +7,13 @@ This is the only place that interprets ``registration_concurrency``, ``running_c
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import pickle
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from taskgate.canonical import UnkeyableValueError, key_literal
+from taskgate.errors import SerializationError
 from taskgate.record import ConcurrencyPlan
 
 if TYPE_CHECKING:
@@ -34,44 +34,31 @@ class ConcurrencyControlType(StrEnum):
     KEYS = "keys"
 
 
-def canonical_bytes(value: Any) -> bytes:
-    """A byte form of ``value`` that is equal for equal values, in every process, for key hashing.
-
-    Containers are encoded recursively with their type name, so ``(1, 2)`` and ``[1, 2]``, or
-    ``{1: "a"}`` and ``{"1": "a"}``, differ; dict items and set elements are sorted by their own
-    canonical form, so insertion order and string hash seeds do not matter. Other objects are
-    compared by their pickle.
-    """
-    return json.dumps(_canonical(value), separators=(",", ":")).encode()
-
-
-_SCALARS = (type(None), bool, int, float, str)
-
-
-def _canonical(value: Any) -> Any:
-    kind = type(value).__name__
-    if isinstance(value, _SCALARS):
-        return [kind, value if not isinstance(value, float) else repr(value)]
-    if isinstance(value, (list, tuple)):
-        return [kind, [_canonical(item) for item in value]]
-    if isinstance(value, dict):
-        items = [[_canonical(k), _canonical(v)] for k, v in value.items()]
-        return [kind, sorted(items, key=json.dumps)]
-    if isinstance(value, (set, frozenset)):
-        return [kind, sorted((_canonical(item) for item in value), key=json.dumps)]
-    if isinstance(value, bytes):
-        return [kind, value.hex()]
-    return ["pickle", pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL).hex()]
-
-
-def _digest(arguments: Mapping[str, Any], names: tuple[str, ...]) -> str:
-    hasher = hashlib.blake2b(digest_size=12)
+def _key_text(
+    task_id: str, control: str, arguments: Mapping[str, Any], names: Iterable[str]
+) -> str:
+    parts = []
     for name in names:
-        hasher.update(name.encode())
-        hasher.update(b"\x00")
-        hasher.update(canonical_bytes(arguments[name]))
-        hasher.update(b"\x01")
-    return hasher.hexdigest()
+        try:
+            parts.append(f"{name}={key_literal(arguments[name])}")
+        except UnkeyableValueError as exc:
+            raise _unkeyable(task_id, control, name, exc) from exc
+    return f"{task_id}#{','.join(parts)}"
+
+
+def _unkeyable(
+    task_id: str, control: str, name: str, exc: UnkeyableValueError
+) -> SerializationError:
+    where = f"argument {name!r}" + (f" (at {name}{exc.path})" if exc.path else "")
+    return SerializationError(
+        f"cannot compute the {control} scope key of a call of {task_id}: {where} holds a value "
+        f"of type {exc.value_type}{exc.reason}, which has no form that is the same in every "
+        "process. "
+        "Key values may be None, bool, int, float, str, bytes, complex, Decimal, Fraction, UUID, "
+        "Path, date/time/datetime/timedelta, enum members, dataclasses and NamedTuples of such "
+        "values, and tuples, lists, dicts and sets of them. Pass such a value, or use KEYS with "
+        "key_arguments naming only such arguments, or TASK concurrency control"
+    )
 
 
 def scope_key(
@@ -87,6 +74,16 @@ def scope_key(
         task_id: The task's id; every key starts with it, so tasks never share scopes.
         arguments: The bound arguments of the call, defaults applied.
         key_arguments: The argument names that form the key for ``KEYS``.
+
+    Returns:
+        ``task_id`` for ``TASK``; for ``ARGUMENTS`` (every argument, in signature order) and
+        ``KEYS`` (the key arguments, in their order) ``task_id#name=value,name=value``, each
+        value a short literal or a digest (:func:`taskgate.canonical.key_literal`). Equal values
+        give equal keys in every process and on every host, different values different keys.
+
+    Raises:
+        SerializationError: a value that forms the key has no canonical form; the message names
+            the task, the argument and the type, and says what to do.
     """
     control = ConcurrencyControlType(control)
     if control is ConcurrencyControlType.DISABLED:
@@ -94,9 +91,8 @@ def scope_key(
     if control is ConcurrencyControlType.TASK:
         return task_id
     if control is ConcurrencyControlType.ARGUMENTS:
-        return f"{task_id}#args:{_digest(arguments, tuple(arguments))}"
-    names = ",".join(key_arguments)
-    return f"{task_id}#keys({names}):{_digest(arguments, key_arguments)}"
+        return _key_text(task_id, "ARGUMENTS", arguments, arguments)
+    return _key_text(task_id, "KEYS", arguments, key_arguments)
 
 
 def plan_for_call(
@@ -111,7 +107,12 @@ def plan_for_call(
     registration_key = scope_key(
         options.registration_concurrency, task_id, arguments, options.key_arguments
     )
-    running_key = scope_key(options.running_concurrency, task_id, arguments, options.key_arguments)
+    if options.running_concurrency is options.registration_concurrency:
+        running_key = registration_key  # one scope for both phases: compute it once
+    else:
+        running_key = scope_key(
+            options.running_concurrency, task_id, arguments, options.key_arguments
+        )
     return ConcurrencyPlan(
         registration_key=registration_key,
         running_key=running_key,
@@ -140,5 +141,8 @@ def describe_argument_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> st
 def _equal(left: Any, right: Any) -> bool:
     try:
         return bool(left == right)
-    except Exception:  # values whose __eq__ raises (arrays, ...) are compared by serialized form
-        return canonical_bytes(left) == canonical_bytes(right)
+    except Exception:  # values whose __eq__ raises (arrays, ...) are compared by their pickle
+        try:
+            return pickle.dumps(left) == pickle.dumps(right)
+        except Exception:
+            return False

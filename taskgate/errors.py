@@ -117,13 +117,48 @@ class RetryError(TaskgateError):
 class TaskFailedError(TaskgateError):
     """Stands in for a task exception whose own type could not be rebuilt on the caller's side.
 
-    The message carries the original type name and text, ``remote_traceback`` the traceback.
+    That happens when the type cannot be found in the caller's process (with the JSON
+    serializer: its module is not imported there), or cannot be built from its arguments. The
+    message carries the original type name and text, ``remote_traceback`` the traceback (also
+    attached as ``__cause__``, a :class:`RemoteTraceback`).
     """
 
     def __init__(self, type_name: str, message: str, remote_traceback: str = "") -> None:
         super().__init__(f"{type_name}: {message}")
         self.type_name = type_name
         self.remote_traceback = remote_traceback
+
+
+class RemoteTraceback(TaskgateError):
+    """The traceback of a task's exception as the runner formatted it, attached on the caller.
+
+    ``.result`` of a ``FAILED`` invocation re-raises the task's exception (or a
+    :class:`TaskFailedError`) with this as its ``__cause__``, so ``traceback.print_exc()`` and
+    uncaught-exception reports show the task's own frames (and its exception chain) first. Its
+    text is the formatted runner-side traceback, after a line saying where it comes from.
+
+    Attributes:
+        traceback: The formatted traceback, as ``traceback.format_exception`` wrote it.
+    """
+
+    def __init__(self, traceback: str) -> None:
+        super().__init__(traceback)
+        self.traceback = traceback
+
+    def __str__(self) -> str:
+        return f"the traceback of the task, from the runner:\n{self.traceback.rstrip()}"
+
+    @classmethod
+    def find(cls, exc: BaseException) -> RemoteTraceback | None:
+        """The remote traceback attached to ``exc`` (somewhere on its ``__cause__`` chain)."""
+        seen: set[int] = set()
+        cause: BaseException | None = exc
+        while cause is not None and id(cause) not in seen:
+            if isinstance(cause, cls):
+                return cause
+            seen.add(id(cause))
+            cause = cause.__cause__
+        return None
 
 
 class RunnerLostError(TaskgateError):
@@ -138,6 +173,7 @@ __all__ = [
     "InvalidTaskOptionsError",
     "InvocationConcurrencyWithDifferentArgumentsError",
     "InvocationNotFoundError",
+    "RemoteTraceback",
     "ResultTimeoutError",
     "RetryError",
     "RunnerLostError",

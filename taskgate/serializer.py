@@ -4,19 +4,20 @@
 same ``NamedTuple``. ``json`` stores plain JSON (tuples come back as lists) and is the choice when
 other languages read the store. Exceptions are carried as data: their type's import path, message
 and traceback text, plus the pickled exception when the serializer is pickle, so the caller
-re-raises the task's own exception type whenever it can be rebuilt.
+re-raises the task's own exception type whenever it can be rebuilt, with the runner's traceback
+as its ``__cause__``.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import pickle
+import sys
 import traceback
 from abc import ABC, abstractmethod
 from typing import Any
 
-from taskgate.errors import ConfigError, SerializationError, TaskFailedError
+from taskgate.errors import ConfigError, RemoteTraceback, SerializationError, TaskFailedError
 
 
 class Serializer(ABC):
@@ -71,22 +72,36 @@ class Serializer(ABC):
         return self.dumps(info)
 
     def loads_error(self, data: bytes) -> BaseException:
-        """Rebuild an exception stored by :meth:`dumps_error`, as its own type when possible."""
+        """Rebuild an exception stored by :meth:`dumps_error`, as its own type when possible.
+
+        The exception comes back with the runner's traceback attached as its ``__cause__`` (a
+        :class:`RemoteTraceback`). When its type cannot be rebuilt, a :class:`TaskFailedError`
+        stands in for it. Without a pickled copy (the JSON serializer), a type is rebuilt only
+        when its module is already imported in this process: the record names the module, and
+        importing it would run that module's code on the word of whoever wrote the store.
+        """
         info = self.loads(data)
         if not isinstance(info, dict) or not {"module", "qualname", "message"} <= info.keys():
             raise SerializationError(f"stored error data is not an error record: {info!r:.80}")
-        if "pickled" in info:
+        remote = info.get("traceback")
+        remote = remote if isinstance(remote, str) else ""
+        exc = self._rebuild(info)
+        if exc is None:
+            type_name = f"{info['module']}.{info['qualname']}"
+            exc = TaskFailedError(type_name, str(info["message"]), remote)
+        if "Traceback" in remote:  # not for errors never raised (a runner lost by recovery)
+            _attach_cause(exc, RemoteTraceback(remote))
+        return exc
+
+    def _rebuild(self, info: dict[str, Any]) -> BaseException | None:
+        if self.name == "pickle" and "pickled" in info:
             try:
                 exc = pickle.loads(info["pickled"])
                 if isinstance(exc, BaseException):
                     return exc
             except Exception:
                 pass
-        rebuilt = _rebuild_exception(info["module"], info["qualname"], info.get("args"))
-        if rebuilt is not None:
-            return rebuilt
-        type_name = f"{info['module']}.{info['qualname']}"
-        return TaskFailedError(type_name, info["message"], info.get("traceback", ""))
+        return _rebuild_exception(info["module"], info["qualname"], info.get("args"))
 
 
 class PickleSerializer(Serializer):
@@ -143,14 +158,17 @@ def _jsonable_args(exc: BaseException) -> list[Any] | None:
     return list(exc.args)
 
 
-def _rebuild_exception(
-    module_name: str, qualname: str, args: list[Any] | None
-) -> BaseException | None:
-    """Import the exception type by path and construct it from its args, if both work."""
-    if args is None:
+def _rebuild_exception(module_name: Any, qualname: Any, args: Any) -> BaseException | None:
+    """Construct the exception type named by the record from its args, if that works.
+
+    The type is looked up in modules this process has already imported, never imported.
+    """
+    if not (isinstance(module_name, str) and isinstance(qualname, str) and isinstance(args, list)):
+        return None
+    target: Any = sys.modules.get(module_name)
+    if target is None:
         return None
     try:
-        target: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
             target = getattr(target, part)
         if isinstance(target, type) and issubclass(target, BaseException):
@@ -158,3 +176,17 @@ def _rebuild_exception(
     except Exception:
         return None
     return None
+
+
+def _attach_cause(exc: BaseException, remote: RemoteTraceback) -> None:
+    """Make ``remote`` the cause of ``exc``, or of the last exception on its cause chain.
+
+    Pickle drops ``__cause__``, so a rebuilt exception has one only when its type restores it
+    itself; that chain is kept. The remote text already shows the whole chain as it was raised.
+    """
+    seen = {id(exc)}
+    while exc.__cause__ is not None and id(exc.__cause__) not in seen:
+        exc = exc.__cause__
+        seen.add(id(exc))
+    if exc.__cause__ is None:
+        exc.__cause__ = remote

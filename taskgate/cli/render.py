@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from taskgate.app import App
-from taskgate.errors import TaskFailedError
+from taskgate.errors import RemoteTraceback, TaskFailedError
 from taskgate.record import BackendStats, InvocationRecord, Transition
 from taskgate.status import InvocationStatus
 
@@ -154,16 +154,23 @@ def format_arguments(app: App, data: bytes) -> str:
 
 
 def outcome_rows(app: App, record: InvocationRecord) -> list[tuple[str, Text]]:
-    """The result or error rows: the value on SUCCESS, the exception on FAILED (or a retry)."""
+    """The result or error rows: the value on SUCCESS; on FAILED (or a retry) the exception and
+    the traceback the runner recorded."""
     if record.status is InvocationStatus.SUCCESS and record.result is not None:
         value, problem = safe_decode(app.serializer.loads, record.result)
         return [("result", Text(problem or repr(value), style="green"))]
     if record.status is InvocationStatus.CONCURRENCY_CONTROLLED_FINAL:
         return [("outcome", Text("dropped: its running scope was at its limit", style="magenta"))]
     if record.error is not None:
-        label = "error" if record.status.is_final else "last error"
+        last = "" if record.status.is_final else "last "
         exc, problem = safe_decode(app.serializer.loads_error, record.error)
-        return [(label, Text(problem or describe_exception(exc), style="red"))]
+        if problem is not None:
+            return [(f"{last}error", Text(problem, style="red"))]
+        rows = [(f"{last}error", Text(describe_exception(exc), style="red"))]
+        remote = RemoteTraceback.find(exc)
+        if remote is not None:
+            rows.append((f"{last}traceback", Text(remote.traceback.rstrip())))
+        return rows
     return []
 
 

@@ -63,8 +63,13 @@ def execute(app: App, claim: Claim) -> Outcome:
                 extra=extra,
             )
             return Outcome(OutcomeKind.RETRY, serializer.dumps_error(exc))
-        logger.info(
-            "invocation %s of %s failed: %r", claim.invocation_id, claim.task_id, exc, extra=extra
+        logger.warning(  # a final failure: someone should see it, with the task's frames
+            "invocation %s of %s failed: %r",
+            claim.invocation_id,
+            claim.task_id,
+            exc,
+            exc_info=exc,
+            extra={"invocation_id": claim.invocation_id, "task": claim.task_id},
         )
         return Outcome(OutcomeKind.FAILED, serializer.dumps_error(exc))
     finally:

@@ -118,6 +118,7 @@ def test_task_failed_error_survives_pickling(
         errors.InvocationConcurrencyWithDifferentArgumentsError("mod.task", "inv-1", "x: 1 -> 2"),
         errors.InvocationNotFoundError("inv-1"),
         errors.RunnerLostError("gone"),
+        errors.RemoteTraceback("Traceback (most recent call last):\n  ...\nValueError: x\n"),
     ],
     ids=lambda e: type(e).__name__,
 )

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import pickle
+import sys
+import traceback
+import uuid
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
 
-from taskgate.errors import ConfigError, SerializationError, TaskFailedError
+from taskgate.errors import ConfigError, RemoteTraceback, SerializationError, TaskFailedError
 from taskgate.serializer import JsonSerializer, PickleSerializer, Serializer, get_serializer
 
 SERIALIZER_NAMES = ["pickle", "json"]
@@ -280,3 +284,127 @@ def test_json_error_payload_is_plain_json() -> None:
     assert isinstance(info, dict)
     assert info["message"] == "plain"
     assert "TaskBrokeError" in info["qualname"]
+
+
+# --- the runner's traceback on the caller's side -------------------------------------------------
+
+
+def _chained_failure() -> BaseException:
+    def lookup_in_the_task() -> None:
+        raise KeyError("inner")
+
+    def failing_task_body() -> None:
+        try:
+            lookup_in_the_task()
+        except KeyError as exc:
+            raise TaskBrokeError("outer") from exc
+
+    try:
+        failing_task_body()
+    except TaskBrokeError as caught:
+        return caught
+    raise AssertionError("unreachable")
+
+
+def test_rebuilt_exception_has_the_remote_traceback_as_its_cause(serializer: Serializer) -> None:
+    loaded = serializer.loads_error(serializer.dumps_error(_chained_failure()))
+    assert type(loaded) is TaskBrokeError
+    assert isinstance(loaded.__cause__, RemoteTraceback)
+    assert loaded.__suppress_context__
+    text = "".join(traceback.format_exception(loaded))
+    # The task's own frames and its whole chain, as the runner saw them.
+    assert "in failing_task_body" in text
+    assert "in lookup_in_the_task" in text
+    assert "KeyError: 'inner'" in text
+    assert "the traceback of the task, from the runner:" in text
+
+
+def test_remote_traceback_text_is_the_runner_side_traceback(serializer: Serializer) -> None:
+    exc = _chained_failure()
+    loaded = serializer.loads_error(serializer.dumps_error(exc))
+    remote = RemoteTraceback.find(loaded)
+    assert remote is not None
+    assert remote.traceback == "".join(traceback.format_exception(exc))
+    first_line, rest = str(remote).split("\n", 1)
+    assert "from the runner" in first_line
+    assert rest == remote.traceback.rstrip()
+
+
+def test_task_failed_error_has_the_remote_traceback_as_its_cause(serializer: Serializer) -> None:
+    class LocalError(Exception):
+        pass
+
+    loaded = serializer.loads_error(serializer.dumps_error(_raised(LocalError("local"))))
+    assert isinstance(loaded, TaskFailedError)
+    assert isinstance(loaded.__cause__, RemoteTraceback)
+    assert loaded.__cause__.traceback == loaded.remote_traceback
+
+
+def _with_cause(args: tuple[Any, ...]) -> CauseKeepingError:
+    exc = CauseKeepingError(*args)
+    exc.__cause__ = KeyError("restored by the type itself")
+    return exc
+
+
+class CauseKeepingError(Exception):
+    """An exception type whose pickle restores a cause."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_with_cause, (self.args,))
+
+
+def test_a_cause_restored_by_the_exception_type_is_kept() -> None:
+    serializer = get_serializer("pickle")
+    loaded = serializer.loads_error(serializer.dumps_error(_raised(CauseKeepingError("x"))))
+    assert isinstance(loaded.__cause__, KeyError)
+    assert isinstance(loaded.__cause__.__cause__, RemoteTraceback)
+
+
+# --- JSON error records never import modules ----------------------------------------------------
+
+
+def test_json_error_naming_a_module_not_imported_is_not_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "imported.txt"
+    module_name = f"planted_{uuid.uuid4().hex[:10]}"
+    (tmp_path / f"{module_name}.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('imported')\n"
+        "class PlantedError(Exception):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    serializer = get_serializer("json")
+    record = {
+        "module": module_name,
+        "qualname": "PlantedError",
+        "message": "planted",
+        "args": ["planted"],
+        "traceback": "Traceback (most recent call last):\n  ...\nPlantedError: planted\n",
+    }
+    loaded = serializer.loads_error(serializer.dumps(record))
+    assert isinstance(loaded, TaskFailedError)
+    assert loaded.type_name == f"{module_name}.PlantedError"
+    assert "planted" in str(loaded)
+    assert isinstance(loaded.__cause__, RemoteTraceback)
+    assert not marker.exists()
+    assert module_name not in sys.modules
+
+
+def test_json_error_of_an_imported_module_is_rebuilt_as_its_type() -> None:
+    serializer = get_serializer("json")
+    record = {"module": "builtins", "qualname": "ValueError", "message": "m", "args": ["m"]}
+    loaded = serializer.loads_error(serializer.dumps(record))
+    assert type(loaded) is ValueError
+    assert loaded.__cause__ is None  # no traceback recorded, nothing to attach
+
+
+def test_json_error_with_a_pickled_field_is_not_unpickled() -> None:
+    serializer = get_serializer("json")
+    record = {"module": "builtins", "qualname": "ValueError", "message": "m", "pickled": "x"}
+    loaded = serializer.loads_error(serializer.dumps(record))
+    assert isinstance(loaded, TaskFailedError)  # no args: nothing to rebuild from
+
+
+def test_an_error_that_was_never_raised_gets_no_remote_traceback(serializer: Serializer) -> None:
+    loaded = serializer.loads_error(serializer.dumps_error(TaskBrokeError("recorded, not raised")))
+    assert loaded.__cause__ is None
