@@ -26,8 +26,12 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check taskgate tests examples bench soak
 	$(BIN)/ruff format --check taskgate tests examples bench soak
 
+# The typing test runs from its own directory, where taskgate is importable only through the
+# installed package (as in a user's project): it also proves that the install is visible to mypy.
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy taskgate
+	cd tests/typing && $(abspath $(BIN))/mypy --strict --cache-dir $(abspath .mypy_cache) \
+		check_types.py
 
 unit: $(VENV)/.installed-dev
 	$(BIN)/pytest tests

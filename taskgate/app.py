@@ -75,7 +75,7 @@ class App:
         self._read_ahead = ResultReadAhead()
 
     def __repr__(self) -> str:
-        return f"<App {self.app_id} backend={self.conf.backend_url}>"
+        return f"<App {self.app_id} backend={self.conf.backend_display}>"
 
     # --- tasks ---------------------------------------------------------------------------------
 

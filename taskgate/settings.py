@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import math
+import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from taskgate.errors import ConfigError
-from taskgate.urls import redact_url
+from taskgate.urls import parse_backend_url, redact_url
 
 ENV_PREFIX = "TASKGATE_"
 
@@ -20,28 +20,49 @@ DEFAULT_BACKEND_URL = "sqlite:///.taskgate/taskgate.db"
 
 RUNNER_CLASSES = ("ThreadRunner", "ProcessRunner")
 
+DAY = 86400.0
+
+# Inclusive bounds of the numeric settings. Beyond them runners break rather than slow down:
+# NaN or infinite times make the Redis scripts fail and the heartbeat die, a lease of
+# nanoseconds makes an idle runner spin, and SQLite cannot store integers beyond 64 bits.
+LIMITS: dict[str, tuple[float, float]] = {
+    "threads": (1, 1024),
+    "processes": (1, 1024),
+    "lease_seconds": (0.1, DAY),
+    "result_ttl_seconds": (0.001, 3650 * DAY),
+    "shutdown_grace_seconds": (0.0, DAY),
+    "max_recoveries": (0, 1000),
+}
+
 
 def _cpu_count() -> int:
-    return os.cpu_count() or 1
+    return min(os.cpu_count() or 1, int(LIMITS["processes"][1]))
 
 
-@dataclass
+@dataclass(repr=False)
 class Settings:
     """Every setting of an app. Assign attributes before the runner is built to change them.
 
+    Every value is checked when the settings are built and on every assignment: an unknown
+    name, a value of the wrong type, NaN, an infinite or out-of-range number, or a malformed
+    backend URL raises :class:`~taskgate.errors.ConfigError` at once. Numbers are bounded
+    inclusively as listed below (:data:`LIMITS`).
+
     Attributes:
-        backend: Backend URL (``memory://``, ``sqlite:///path``, ``redis://host:port/db``).
+        backend: Backend URL (``memory://``, ``sqlite:///path``, ``redis://host:port/db``); its
+            form is checked here, connecting stays lazy.
         serializer: ``"pickle"`` (default, any picklable value) or ``"json"``.
         runner_cls: ``"ThreadRunner"`` or ``"ProcessRunner"``.
         threads: Worker threads of a ThreadRunner (default 8), or of each ProcessRunner worker
-            process (default 1); ``None`` means the runner's default.
-        processes: Worker processes of a ProcessRunner (default: the CPU count).
-        lease_seconds: How long a claim lives without renewal; fractions allowed.
-        result_ttl_seconds: How long a final invocation and its result are kept.
+            process (default 1); ``None`` means the runner's default. 1 to 1024.
+        processes: Worker processes of a ProcessRunner (default: the CPU count). 1 to 1024.
+        lease_seconds: How long a claim lives without renewal; 0.1 s to one day (default 30).
+        result_ttl_seconds: How long a final invocation and its result are kept; 1 ms to ten
+            years (default one day).
         shutdown_grace_seconds: How long a stopping runner waits for running tasks before it
-            hands them back to the queue.
+            hands them back to the queue; 0 to one day (default 10).
         max_recoveries: How many times an invocation whose runner died is requeued before it is
-            failed (guards against a task that kills its runner every time).
+            failed (guards against a task that kills its runner every time); 0 to 1000.
     """
 
     backend: str | None = None
@@ -60,10 +81,19 @@ class Settings:
     def __setattr__(self, name: str, value: Any) -> None:
         # Assignments after construction are checked like constructor arguments, so a typo in
         # ``app.conf.runner_cls = ...`` fails where it is made, not when the runner starts.
-        if name in _FIELD_NAMES and name in self.__dict__:
+        if name not in _FIELD_NAMES:
+            raise ConfigError(f"unknown setting {name!r}{_did_you_mean([name])}")
+        if name in self.__dict__:
             value = _coerce(name, value, _FIELD_TYPES[name])
             dataclasses.replace(self, **{name: value})
         super().__setattr__(name, value)
+
+    def __repr__(self) -> str:
+        # Not the dataclass repr: that would show the backend URL with its password.
+        shown = {name: getattr(self, name) for name in _FIELD_TYPES}
+        if self.backend is not None:
+            shown["backend"] = redact_url(self.backend)
+        return f"Settings({', '.join(f'{name}={value!r}' for name, value in shown.items())})"
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid setting."""
@@ -73,17 +103,14 @@ class Settings:
             raise ConfigError(
                 f"runner_cls must be one of {', '.join(RUNNER_CLASSES)}, got {self.runner_cls!r}"
             )
-        for name in ("threads", "processes"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)!r}")
-        for name in ("lease_seconds", "result_ttl_seconds"):
-            if not 0 < getattr(self, name) < math.inf:
-                raise ConfigError(
-                    f"{name} must be a positive number of seconds, got {getattr(self, name)!r}"
-                )
-        for name in ("shutdown_grace_seconds", "max_recoveries"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)!r}")
+        for name, (low, high) in LIMITS.items():
+            value = getattr(self, name)
+            # Written so that NaN, which compares false with everything, fails too.
+            if value is not None and not low <= value <= high:
+                unit = " seconds" if name.endswith("_seconds") else ""
+                raise ConfigError(f"{name} must be from {low:g} to {high:g}{unit}, got {value!r}")
+        if self.backend is not None:
+            parse_backend_url(self.backend)
 
     @property
     def backend_url(self) -> str:
@@ -109,7 +136,8 @@ class Settings:
         unknown = sorted(set(explicit) - set(fields))
         if unknown:
             raise ConfigError(
-                f"unknown setting(s) {', '.join(unknown)}; known settings: {', '.join(fields)}"
+                f"unknown setting(s) {', '.join(unknown)}{_did_you_mean(unknown)}; "
+                f"known settings: {', '.join(fields)}"
             )
         values: dict[str, Any] = {}
         for name, spec in fields.items():
@@ -117,11 +145,25 @@ class Settings:
                 values[name] = _coerce(name, explicit[name], spec.type)
             elif (raw := environ.get(ENV_PREFIX + name.upper())) not in (None, ""):
                 values[name] = _coerce(ENV_PREFIX + name.upper(), raw, spec.type)
+                if name == "backend":
+                    _check_environment_backend(values[name])
         return cls(**values)
 
 
 _FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Settings)}
 _FIELD_NAMES = frozenset(_FIELD_TYPES)
+
+
+def _did_you_mean(names: list[str]) -> str:
+    close = {m for n in names for m in difflib.get_close_matches(n, list(_FIELD_TYPES), n=1)}
+    return f" (did you mean {', '.join(sorted(close))}?)" if close else ""
+
+
+def _check_environment_backend(url: str) -> None:
+    try:
+        parse_backend_url(url)
+    except ConfigError as exc:
+        raise ConfigError(f"{ENV_PREFIX}BACKEND: {exc}") from None
 
 
 def _coerce(name: str, value: Any, type_name: Any) -> Any:
@@ -134,5 +176,5 @@ def _coerce(name: str, value: Any, type_name: Any) -> Any:
         raise ConfigError(f"{name} must be {target.__name__}, got {value!r}")
     try:
         return target(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ConfigError(f"{name} must be {target.__name__}, got {value!r}") from exc

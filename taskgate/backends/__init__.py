@@ -2,58 +2,35 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from taskgate.backends.base import Backend, BackendOptions
 from taskgate.errors import ConfigError
-
-SUPPORTED_SCHEMES = ("memory", "sqlite", "redis", "rediss")
+from taskgate.urls import MASK, SUPPORTED_SCHEMES, parse_backend_url, redact_url
 
 
 def create_backend(url: str, options: BackendOptions) -> Backend:
-    """Build the backend named by ``url``.
+    """Build the backend named by ``url`` (connecting stays lazy: the first operation connects).
 
     Raises:
-        ConfigError: the URL is malformed or names a scheme this version does not support.
+        ConfigError: the URL is malformed or names a scheme this version does not support, or
+            the driver it needs is not installed. The message shows the URL password-masked.
     """
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        raise ConfigError(f"invalid backend URL {url!r}: {exc}") from exc
-    scheme = parts.scheme.lower()
-    if scheme == "memory":
-        if parts.netloc or parts.path not in ("", "/"):
-            raise ConfigError(f"invalid backend URL {url!r}: a memory URL is just 'memory://'")
+    parsed = parse_backend_url(url)
+    if parsed.scheme == "memory":
         from taskgate.backends.memory import MemoryBackend
 
         return MemoryBackend(options)
-    if scheme == "sqlite":
-        return _sqlite_backend(url, parts.netloc, parts.path, options)
-    if scheme in ("redis", "rediss"):
-        return _redis_backend(url, options)
-    raise ConfigError(
-        f"invalid backend URL {url!r}: unsupported scheme {scheme or '(none)'!r}; "
-        f"supported: {', '.join(s + '://' for s in SUPPORTED_SCHEMES)}"
-    )
+    if parsed.scheme == "sqlite":
+        from taskgate.backends.sqlite import SqliteBackend
+
+        assert parsed.sqlite_path is not None
+        return SqliteBackend(Path(parsed.sqlite_path), options)
+    return _redis_backend(url, options)
 
 
-__all__ = ["Backend", "BackendOptions", "create_backend"]
-
-
-def _sqlite_backend(url: str, netloc: str, path: str, options: BackendOptions) -> Backend:
-    """``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``."""
-    from pathlib import Path
-
-    from taskgate.backends.sqlite import SqliteBackend
-
-    # urlsplit keeps the slash after the empty host: strip exactly one.
-    file_path = path[1:] if path.startswith("/") else path
-    if netloc or not file_path or file_path.endswith("/"):
-        raise ConfigError(
-            f"invalid backend URL {url!r}: use sqlite:///relative/path.db or "
-            "sqlite:////absolute/path.db"
-        )
-    return SqliteBackend(Path(file_path), options)
+__all__ = ["SUPPORTED_SCHEMES", "Backend", "BackendOptions", "create_backend"]
 
 
 def _redis_backend(url: str, options: BackendOptions) -> Backend:
@@ -62,9 +39,30 @@ def _redis_backend(url: str, options: BackendOptions) -> Backend:
         from taskgate.backends.redis import RedisBackend
     except ImportError as exc:
         raise ConfigError(
-            f"backend URL {url!r} needs the redis client: pip install 'taskgate[redis]'"
+            f"backend URL {redact_url(url)!r} needs the redis client: pip install 'taskgate[redis]'"
         ) from exc
     try:
         return RedisBackend(url, options)
     except ValueError as exc:
-        raise ConfigError(f"invalid backend URL {url!r}: {exc}") from exc
+        # parse_backend_url accepted it, so this is a redis-py version difference. Its text may
+        # quote the URL or part of it: masked here, and not chained (a traceback would show it).
+        raise ConfigError(
+            f"invalid backend URL {redact_url(url)!r}: {scrub_password(str(exc), url)}"
+        ) from None
+
+
+def scrub_password(text: str, url: str) -> str:
+    """``text`` with every secret of ``url`` (raw or percent-decoded) replaced by ``***``."""
+    text = text.replace(url, redact_url(url))
+    try:
+        parts = urlsplit(url)
+        secrets = [parts.password or ""]
+    except ValueError:
+        parts, secrets = None, []
+    if parts is not None:
+        secrets += [v for k, v in parse_qsl(parts.query) if k.lower().endswith("password")]
+    for secret in secrets:
+        for form in (secret, unquote(secret)):
+            if form:
+                text = text.replace(form, MASK)
+    return text

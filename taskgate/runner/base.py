@@ -83,7 +83,7 @@ class Runner(ABC):
             "runner %s starting (%s, backend %s)",
             self.runner_id,
             type(self).__name__,
-            self.app.conf.backend_url,
+            self.app.conf.backend_display,
         )
         try:
             with self._stop_on_signals():

@@ -53,8 +53,8 @@ class ProcessRunner(Runner):
         super().__init__(app)
         if not app.backend.supports_processes:
             raise ConfigError(
-                f"ProcessRunner cannot use the {app.conf.backend_url} backend: its data lives in "
-                "one process's memory, which worker processes cannot share. Use ThreadRunner, "
+                f"ProcessRunner cannot use the {app.conf.backend_display} backend: its data lives "
+                "in one process's memory, which worker processes cannot share. Use ThreadRunner, "
                 "or a backend that processes share (sqlite:///path.db or redis://host:port/db)"
             )
         self.app_spec = app_spec or locate_app(app)

@@ -204,12 +204,87 @@ def test_app_with_bad_setting_raises_config_error(options: dict[str, Any], named
         App(backend="memory://", **options)
 
 
-@pytest.mark.parametrize("url", ["bogus://x", "memory://somewhere", "not a url", "mem://"])
-def test_invalid_backend_url_raises_config_error_naming_it_on_first_use(url: str) -> None:
-    app = App(backend=url)
+@pytest.mark.parametrize(
+    "url", ["bogus://x", "memory://somewhere", "not a url", "mem://", "redis://host/abc"]
+)
+def test_invalid_backend_url_raises_config_error_naming_it_at_construction(url: str) -> None:
     with pytest.raises(ConfigError) as info:
-        _ = app.backend
-    assert url in str(info.value)
+        App(backend=url)
+    assert repr(url) in str(info.value)
+
+
+def test_invalid_backend_url_from_the_environment_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TASKGATE_BACKEND", "nosuchscheme://x")
+    with pytest.raises(ConfigError, match=r"TASKGATE_BACKEND.*nosuchscheme://x"):
+        App()
+
+
+def test_a_valid_backend_url_connects_lazily() -> None:
+    # Nothing listens on port 1, and the directory does not exist: nothing is touched yet.
+    App(backend="redis://127.0.0.1:1/0")
+    App(backend="sqlite:////nonexistent-taskgate-dir/x.db")
+
+
+@pytest.mark.parametrize(
+    ("name", "below", "low", "high", "above"),
+    [
+        ("threads", 0, 1, 1024, 1025),
+        ("processes", 0, 1, 1024, 1025),
+        ("lease_seconds", 0.09, 0.1, 86400.0, 86400.1),
+        ("result_ttl_seconds", 0.0009, 0.001, 3650 * 86400.0, 3650 * 86400.0 + 1),
+        ("shutdown_grace_seconds", -0.001, 0.0, 86400.0, 86400.1),
+        ("max_recoveries", -1, 0, 1000, 1001),
+    ],
+)
+def test_numeric_settings_accept_their_documented_bounds_and_nothing_beyond(
+    name: str, below: float, low: float, high: float, above: float
+) -> None:
+    assert getattr(Settings.load({name: low}, NO_ENV), name) == low
+    assert getattr(Settings.load({name: high}, NO_ENV), name) == high
+    for value in (below, above):
+        with pytest.raises(ConfigError, match=name):
+            Settings.load({name: value}, NO_ENV)
+
+
+@pytest.mark.parametrize("name", ["lease_seconds", "result_ttl_seconds", "shutdown_grace_seconds"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), 1e308, "nan", "inf"])
+def test_nan_infinite_and_huge_durations_are_refused(name: str, value: Any) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.load({name: value}, NO_ENV)
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("TASKGATE_SHUTDOWN_GRACE_SECONDS", "nan"),
+        ("TASKGATE_LEASE_SECONDS", "inf"),
+        ("TASKGATE_LEASE_SECONDS", "1e-9"),
+        ("TASKGATE_RESULT_TTL_SECONDS", "1e308"),
+        ("TASKGATE_MAX_RECOVERIES", "99999999999999999999999"),
+    ],
+)
+def test_out_of_range_environment_values_are_refused(variable: str, raw: str) -> None:
+    with pytest.raises(ConfigError, match=variable.removeprefix("TASKGATE_").lower()):
+        Settings.load({}, {variable: raw})
+
+
+def test_a_number_too_large_for_a_float_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="lease_seconds"):
+        Settings.load({"lease_seconds": 10**400}, NO_ENV)
+
+
+def test_unknown_setting_error_suggests_the_closest_name() -> None:
+    with pytest.raises(ConfigError, match="did you mean runner_cls"):
+        Settings.load({"runer_cls": "ThreadRunner"}, NO_ENV)
+
+
+def test_repr_masks_the_backend_password() -> None:
+    conf = Settings.load({"backend": "redis://user:hunter2@127.0.0.1:1/0"}, NO_ENV)
+    assert "hunter2" not in repr(conf)
+    assert "backend='redis://user:***@127.0.0.1:1/0'" in repr(conf)
+    assert "lease_seconds=30.0" in repr(conf)
 
 
 # --- assignment after construction ---------------------------------------------------------------
@@ -235,6 +310,20 @@ def test_assigning_a_valid_value_changes_the_setting(app: App) -> None:
         ("lease_seconds", "soon"),
         ("lease_seconds", float("nan")),
         ("lease_seconds", float("inf")),
+        ("lease_seconds", 1e-9),
+        ("lease_seconds", 1e308),
+        ("result_ttl_seconds", float("inf")),
+        ("result_ttl_seconds", 1e308),
+        ("result_ttl_seconds", float("nan")),
+        ("shutdown_grace_seconds", float("nan")),
+        ("shutdown_grace_seconds", float("inf")),
+        ("shutdown_grace_seconds", -0.5),
+        ("max_recoveries", 10**30),
+        ("processes", 0),
+        ("processes", 10**6),
+        ("threads", 10**6),
+        ("backend", "nosuchscheme://x"),
+        ("backend", "redis://host/abc"),
     ],
 )
 def test_assigning_an_invalid_value_raises_and_keeps_the_old_value(
@@ -251,3 +340,27 @@ def test_settings_are_independent_between_apps() -> None:
     second = App(backend="memory://")
     first.conf.threads = 1
     assert second.conf.threads is None
+
+
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [("runer_cls", "runner_cls"), ("lease_second", "lease_seconds"), ("thread", "threads")],
+)
+def test_assigning_an_unknown_setting_raises_and_suggests_the_closest_name(
+    app: App, name: str, suggestion: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"unknown setting {name!r}.*did you mean {suggestion}"):
+        setattr(app.conf, name, "ThreadRunner")
+    assert name not in vars(app.conf)
+
+
+def test_assigning_an_unrelated_unknown_name_raises_without_a_suggestion(app: App) -> None:
+    name = "colour"  # what `app.conf.colour = "blue"` assigns
+    with pytest.raises(ConfigError, match="unknown setting 'colour'") as info:
+        setattr(app.conf, name, "blue")
+    assert "did you mean" not in str(info.value)
+
+
+def test_assigning_a_valid_backend_url_takes_effect(app: App) -> None:
+    app.conf.backend = "redis://127.0.0.1:1/2"
+    assert app.conf.backend_url == "redis://127.0.0.1:1/2"

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import tempfile
 import threading
 import time
 import weakref
@@ -156,14 +157,30 @@ class SqliteConnector:
         return BackendError(f"SQLite database {self.path} failed: {exc}")
 
     def _open(self) -> _Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            self.path,
-            timeout=self.busy_timeout,
-            isolation_level=None,
-            check_same_thread=False,
-            factory=_Connection,
-        )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            failed = _failed_path(exc, self.path.parent)
+            reason = (
+                f"{failed} exists and is not a directory"
+                if isinstance(exc, FileExistsError)
+                else f"cannot create the directory {failed} ({exc.strerror})"
+            )
+            raise ConfigError(
+                f"SQLite database {self.path.absolute()}: {reason}; {_CHECK_PATH}"
+            ) from exc
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self.busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+                factory=_Connection,
+            )
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorname == "SQLITE_CANTOPEN":
+                _raise_if_unusable(self.path, exc)
+            raise
         conn.row_factory = sqlite3.Row
         try:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -197,6 +214,44 @@ class SqliteConnector:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+
+_CHECK_PATH = "check the path in the backend URL and that this user may create files there"
+
+
+def _failed_path(exc: OSError, default: Path) -> str:
+    return str(Path(exc.filename).absolute()) if exc.filename else str(default.absolute())
+
+
+def _raise_if_unusable(path: Path, exc: sqlite3.Error) -> None:
+    """Raise :class:`ConfigError` if ``path`` cannot be a database file for this user.
+
+    SQLite says only "unable to open database file"; the file system says why. Returns when no
+    lasting reason is found (too many open files, say): the caller's error is then retryable.
+    """
+    where = path.absolute()
+    if path.is_dir():
+        raise ConfigError(f"SQLite database {where} is a directory; {_CHECK_PATH}") from exc
+    if path.exists():
+        try:
+            os.close(os.open(path, os.O_RDWR))
+        except OSError as error:
+            raise ConfigError(
+                f"SQLite database {where} cannot be opened for writing ({error.strerror}); "
+                f"{_CHECK_PATH}"
+            ) from exc
+        return
+    try:
+        # A probe file of its own name: creating the database file itself here could race with
+        # another process that is creating it.
+        handle, probe = tempfile.mkstemp(prefix=".taskgate-probe-", dir=path.parent)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise ConfigError(
+            f"SQLite database {where} cannot be created: this user cannot create files in "
+            f"{where.parent} ({error.strerror}); {_CHECK_PATH}"
+        ) from exc
 
 
 class _Connection(sqlite3.Connection):

@@ -1,0 +1,83 @@
+"""What a user's type checker sees: checked by ``mypy --strict`` in ``make typecheck``, never run.
+
+Make runs mypy from this directory, where ``taskgate`` is importable only through the installed
+package: this also proves that the editable install is visible to type checkers. pytest does not
+collect this file (its name does not start with ``test_``).
+
+A ``# type: ignore[code]`` below marks a call that must be a type error: mypy --strict reports
+an unused ignore, so each line fails the check if taskgate stops rejecting that call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, assert_type
+
+from taskgate import App, Invocation, InvocationGroup, Task
+from taskgate.errors import TaskgateError
+
+app = App("typing", backend="memory://")
+
+
+@app.task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task(max_retries=2, retry_for=(ValueError,))
+def greet(name: str, *, punctuation: str = "!") -> str:
+    return f"hello {name}{punctuation}"
+
+
+@app.task
+def nothing() -> None:
+    return None
+
+
+def check_tasks() -> None:
+    adder: Task[[int, int], int] = add
+    caller: Callable[[int, int], Invocation[int]] = add
+    greeter: Callable[[str], Invocation[str]] = greet
+    del adder, caller, greeter
+    assert_type(add(1, 2), Invocation[int])
+    assert_type(greet("ann", punctuation="?"), Invocation[str])
+    assert_type(nothing(), Invocation[None])
+    add("1", 2)  # type: ignore[arg-type]
+    add(1)  # type: ignore[call-arg]
+    greet("ann", "?")  # type: ignore[call-arg]
+
+
+def check_results() -> None:
+    invocation = add(1, 2)
+    assert_type(invocation.result, int)
+    assert_type(invocation.get_result(timeout=1.0), int)
+    assert_type(invocation.invocation_id, str)
+    assert_type(invocation.attempt, int)
+    text: str = invocation.result  # type: ignore[assignment]
+    del text
+
+
+async def check_async_results() -> None:
+    assert_type(await add(1, 2).async_result(), int)
+    assert_type(await add.parallelize([(1, 2)]).async_results(), list[int])
+
+
+def check_groups() -> None:
+    group = add.parallelize([(1, 2), {"x": 3, "y": 4}])
+    assert_type(group, InvocationGroup[int])
+    assert_type(group.results, list[int])
+    assert_type(group[0], Invocation[int])
+    for invocation in group:
+        assert_type(invocation, Invocation[int])
+    assert_type(len(group), int)
+
+
+def check_app() -> None:
+    assert_type(app.get_invocation("some-id"), Invocation[Any])
+    assert_type(app.invocations(task=add, limit=10), list[Invocation[Any]])
+    assert_type(app.conf.lease_seconds, float)
+    assert_type(app.conf.backend_display, str)
+    try:
+        app.purge()
+    except TaskgateError as exc:
+        assert_type(exc, TaskgateError)
