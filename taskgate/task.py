@@ -41,11 +41,13 @@ class TaskOptions:
         """Validate ``options`` for ``func`` and build the frozen options.
 
         Raises:
-            InvalidTaskOptionsError: unknown names, bad types, ``KEYS`` without (or with
+            InvalidTaskOptionsError: ``func`` is an ``async def`` function or async generator
+                (not supported yet), unknown names, bad types, ``KEYS`` without (or with
                 unknown) ``key_arguments``, ``running_limit < 1``, or ``running_limit > 1``
                 without running concurrency control.
         """
         name = getattr(func, "__qualname__", repr(func))
+        _refuse_async(name, func)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
@@ -103,6 +105,18 @@ class TaskOptions:
         """Whether a run that raised ``exc`` after ``num_retries`` retries is retried."""
         retryable = isinstance(exc, (RetryError, *self.retry_for))
         return retryable and num_retries < self.max_retries
+
+
+def _refuse_async(name: str, func: Callable[..., Any]) -> None:
+    # Runners call the function and store what it returns: a coroutine or an async generator
+    # would fail at run time ("cannot serialize coroutine"), far from the mistake.
+    if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
+        kind = "an async generator" if inspect.isasyncgenfunction(func) else "an async def function"
+        raise InvalidTaskOptionsError(
+            f"task {name} is {kind}: async tasks are not supported yet; make the task a plain "
+            f"def that runs the coroutine, e.g. `def {getattr(func, '__name__', 'task')}(...): "
+            "return asyncio.run(work(...))`"
+        )
 
 
 def _control_type(name: str, option: str, value: Any) -> ConcurrencyControlType:
