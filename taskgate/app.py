@@ -27,7 +27,7 @@ from taskgate.runner import Runner, build_runner
 from taskgate.serializer import Serializer, get_serializer
 from taskgate.settings import Settings
 from taskgate.status import InvocationStatus
-from taskgate.task import Task, TaskOptions
+from taskgate.task import Task, TaskOptions, main_script_task_message
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,9 @@ class App:
         if task is not None:
             return task
         module_name, _, function_name = task_id.rpartition(".")
-        if module_name == "__main__" and SPAWNED_MAIN in sys.modules:
+        if module_name == "__main__":
+            if SPAWNED_MAIN not in sys.modules:
+                raise TaskNotFoundError(main_script_task_message(task_id))
             module_name = SPAWNED_MAIN  # the parent's main script, as a spawned worker sees it
         try:
             importlib.import_module(module_name)

@@ -165,6 +165,17 @@ class RunnerLostError(TaskgateError):
     """The runners executing an invocation kept dying (its recoveries ran out); it FAILED."""
 
 
+class MainModuleTaskWarning(TaskgateError, UserWarning):
+    """A task was defined in a script run as ``__main__`` while its app's store is shared.
+
+    Its task id starts with ``__main__.``, which only this script's own runners (a ThreadRunner
+    in this process, or a ProcessRunner started from it) can find; ``taskgate runner start``
+    and runners of other programs fail those invocations with :class:`TaskNotFoundError`.
+    Silence it with ``warnings.filterwarnings("ignore", category=MainModuleTaskWarning)`` when
+    only this script runs them.
+    """
+
+
 __all__ = [
     "BackendError",
     "BackendUnavailableError",
@@ -173,6 +184,7 @@ __all__ = [
     "InvalidTaskOptionsError",
     "InvocationConcurrencyWithDifferentArgumentsError",
     "InvocationNotFoundError",
+    "MainModuleTaskWarning",
     "RemoteTraceback",
     "ResultTimeoutError",
     "RetryError",

@@ -6,13 +6,18 @@ import dataclasses
 import functools
 import inspect
 import logging
+import os
+import sys
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from urllib.parse import urlsplit
 
 from taskgate import context
 from taskgate.concurrency import ConcurrencyControlType
-from taskgate.errors import InvalidTaskOptionsError, RetryError
+from taskgate.errors import InvalidTaskOptionsError, MainModuleTaskWarning, RetryError
 from taskgate.invocation import Invocation, InvocationGroup
 from taskgate.locate import SPAWNED_MAIN
 
@@ -41,11 +46,13 @@ class TaskOptions:
         """Validate ``options`` for ``func`` and build the frozen options.
 
         Raises:
-            InvalidTaskOptionsError: unknown names, bad types, ``KEYS`` without (or with
+            InvalidTaskOptionsError: ``func`` is an ``async def`` function or async generator
+                (not supported yet), unknown names, bad types, ``KEYS`` without (or with
                 unknown) ``key_arguments``, ``running_limit < 1``, or ``running_limit > 1``
                 without running concurrency control.
         """
         name = getattr(func, "__qualname__", repr(func))
+        _refuse_async(name, func)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
@@ -105,6 +112,66 @@ class TaskOptions:
         return retryable and num_retries < self.max_retries
 
 
+def _refuse_async(name: str, func: Callable[..., Any]) -> None:
+    # Runners call the function and store what it returns: a coroutine or an async generator
+    # would fail at run time ("cannot serialize coroutine"), far from the mistake.
+    if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
+        kind = "an async generator" if inspect.isasyncgenfunction(func) else "an async def function"
+        raise InvalidTaskOptionsError(
+            f"task {name} is {kind}: async tasks are not supported yet; make the task a plain "
+            f"def that runs the coroutine, e.g. `def {getattr(func, '__name__', 'task')}(...): "
+            "return asyncio.run(work(...))`"
+        )
+
+
+MAIN_SCRIPT_ADVICE = (
+    "Move the task into a module that runners can import (its id becomes module.function), or "
+    "run its runners from that script only (app.runner.run(), or a ProcessRunner started there)"
+)
+
+
+def main_script_task_message(task_id: str) -> str:
+    """Why a runner cannot find a task whose id starts with ``__main__.``, and what to do."""
+    return (
+        f"task {task_id} was defined in a script run as __main__: only runners running inside "
+        f"that script can find it, and this runner does not define it. {MAIN_SCRIPT_ADVICE}"
+    )
+
+
+def _warn_main_module(app: App, task_id: str) -> None:
+    """Warn that other processes cannot find a task of the main script, if any could run it.
+
+    Decided from the URL alone: building the backend here would connect at import time.
+    """
+    try:
+        scheme = urlsplit(app.conf.backend_url).scheme.lower()
+    except ValueError:
+        return  # an invalid URL is reported where the backend is built
+    if scheme == "memory":
+        return  # only this process can run its tasks anyway
+    warnings.warn(
+        f"task {task_id} is defined in a script run as __main__, so runners started elsewhere "
+        f"(taskgate runner start, other programs) cannot import it and fail its invocations "
+        f"with TaskNotFoundError. {MAIN_SCRIPT_ADVICE}",
+        MainModuleTaskWarning,
+        stacklevel=_stacklevel_outside_taskgate(),
+    )
+
+
+def _stacklevel_outside_taskgate() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside this package.
+
+    ``@app.task`` and ``@app.task(...)`` reach here through different depths of taskgate frames.
+    """
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame: FrameType | None = sys._getframe(1)  # the caller of this function, the warner
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
 def _control_type(name: str, option: str, value: Any) -> ConcurrencyControlType:
     try:
         return ConcurrencyControlType(value)
@@ -161,6 +228,8 @@ class Task(Generic[P, R]):
         # processes give that script, so both sides agree on the task id.
         module = "__main__" if func.__module__ == SPAWNED_MAIN else func.__module__
         self.task_id = f"{module}.{func.__name__}"
+        if func.__module__ == "__main__":
+            _warn_main_module(app, self.task_id)
         self.signature = inspect.signature(func)
         # Most functions take plain named parameters: run() then calls func(**arguments)
         # without rebuilding BoundArguments for every invocation.

@@ -24,7 +24,6 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.text import Text
 
 from taskgate import __version__, locate
@@ -38,6 +37,7 @@ from taskgate.cli.render import (
     record_table,
 )
 from taskgate.errors import ConfigError, TaskgateError
+from taskgate.logformat import make_log_handler
 from taskgate.runner import Runner
 from taskgate.settings import RUNNER_CLASSES
 
@@ -260,19 +260,6 @@ def configure_logging(level: str) -> None:
     handler.set_name(HANDLER_NAME)
     root.addHandler(handler)
     root.setLevel(level.upper())
-
-
-def make_log_handler() -> logging.Handler:
-    """Rich output on a terminal; plain one-line records (never wrapped) otherwise."""
-    if sys.stderr.isatty():
-        rich_handler = RichHandler(
-            console=Console(stderr=True), show_path=False, log_time_format="[%X]"
-        )
-        rich_handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-        return rich_handler
-    plain = logging.StreamHandler(sys.stderr)
-    plain.setFormatter(logging.Formatter("%(asctime)s %(levelname)-8s %(name)s: %(message)s"))
-    return plain
 
 
 # --- status ------------------------------------------------------------------------------------

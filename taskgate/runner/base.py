@@ -24,9 +24,6 @@ logger = logging.getLogger(__name__)
 # A worker process that cannot start (bad app path, bad settings) exits with this code
 # (EX_CONFIG), so its supervisor stops instead of restarting it forever.
 EXIT_CONFIG = 78
-# The runner id a ProcessRunner gives each worker process it starts, so that it can take back
-# the work of one that dies at once (Backend.recover_runner) instead of after its leases.
-WORKER_RUNNER_ID_ENV = "TASKGATE_WORKER_RUNNER_ID"
 
 
 def new_runner_id() -> str:
@@ -59,6 +56,8 @@ class Runner(ABC):
         self._poke_writer.setblocking(False)
         self._signals_received: list[int] = []
         self._signals_handled = 0
+        self.role: str | None = None
+        """What the start line calls this runner; its class name unless set (worker processes)."""
 
     @property
     def is_running(self) -> bool:
@@ -82,7 +81,7 @@ class Runner(ABC):
         logger.info(
             "runner %s starting (%s, backend %s)",
             self.runner_id,
-            type(self).__name__,
+            self.role or type(self).__name__,
             self.app.conf.backend_display,
         )
         try:

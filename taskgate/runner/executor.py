@@ -1,17 +1,20 @@
 """Executing one claimed invocation and turning what happened into an :class:`Outcome`.
 
 Nothing here raises: a task that cannot be found, arguments that cannot be read, an exception
-from the task and a result that cannot be serialized all become outcomes, so a runner thread
-survives any task.
+from the task (any ``BaseException``, ``SystemExit`` included) and a result that cannot be
+serialized all become outcomes, so a runner thread survives any task.
 """
 
 from __future__ import annotations
 
 import logging
+import traceback
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from taskgate import context
-from taskgate.errors import SerializationError, TaskNotFoundError
+from taskgate.canonical import type_name
+from taskgate.errors import SerializationError, TaskFailedError, TaskNotFoundError
 from taskgate.invocation import DistributedInvocation
 from taskgate.record import Claim, Outcome, OutcomeKind
 
@@ -72,6 +75,11 @@ def execute(app: App, claim: Claim) -> Outcome:
             extra={"invocation_id": claim.invocation_id, "task": claim.task_id},
         )
         return Outcome(OutcomeKind.FAILED, serializer.dumps_error(exc))
+    except BaseException as exc:
+        # Bodies run on runner threads, never on the main thread where SIGINT lands, so this is
+        # the task's own doing (sys.exit(), raise KeyboardInterrupt...): it must not end the
+        # worker thread, or the invocation would stay RUNNING, its lease renewed, forever.
+        return _base_exception_outcome(app, claim, task.options.should_retry, exc)
     finally:
         context.leave(token)
 
@@ -88,6 +96,35 @@ def execute(app: App, claim: Claim) -> Outcome:
         return Outcome(OutcomeKind.FAILED, serializer.dumps_error(exc))
     logger.info("invocation %s of %s succeeded", claim.invocation_id, claim.task_id, extra=extra)
     return Outcome(OutcomeKind.SUCCESS, payload)
+
+
+def _base_exception_outcome(
+    app: App,
+    claim: Claim,
+    should_retry: Callable[[BaseException, int], bool],
+    exc: BaseException,
+) -> Outcome:
+    """Fail (or retry, if ``retry_for`` names its type) a run that raised a ``BaseException``.
+
+    The caller gets a :class:`TaskFailedError` naming the original type, never the exception
+    itself: re-raising ``SystemExit`` or ``KeyboardInterrupt`` from ``.result`` would end the
+    caller's program, and ``except Exception`` would not catch it.
+    """
+    stand_in = TaskFailedError(
+        type_name(type(exc)), str(exc), "".join(traceback.format_exception(exc))
+    )
+    stand_in.__cause__ = exc
+    kind = OutcomeKind.RETRY if should_retry(exc, claim.num_retries) else OutcomeKind.FAILED
+    logger.error(
+        "invocation %s of %s raised %s, which is not an Exception; %s it, the worker carries on",
+        claim.invocation_id,
+        claim.task_id,
+        stand_in,
+        "retrying" if kind is OutcomeKind.RETRY else "failing",
+        exc_info=exc,
+        extra={"invocation_id": claim.invocation_id, "task": claim.task_id},
+    )
+    return Outcome(kind, app.serializer.dumps_error(stand_in))
 
 
 def _log_extra(claim: Claim) -> dict[str, str] | None:

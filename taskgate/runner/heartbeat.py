@@ -6,11 +6,22 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from taskgate.backends.base import Backend
 from taskgate.errors import TaskgateError
 
 logger = logging.getLogger(__name__)
+
+
+class LeaseListener(Protocol):
+    """Told when the runner's leases are known fresh (a ProcessRunner worker's supervisor)."""
+
+    def renewed(self, held: int, as_of: float) -> None:
+        """Every one of the ``held`` claims has a lease renewed after monotonic time ``as_of``."""
+
+    def stopped(self, held: int) -> None:
+        """The heartbeat stopped while the runner still held ``held`` claims."""
 
 
 class Heartbeat:
@@ -27,8 +38,10 @@ class Heartbeat:
         lease_seconds: float,
         claims: Callable[[], Sequence[tuple[str, int]]],
         on_lost: Callable[[list[tuple[str, int]]], list[tuple[str, int]]],
+        listener: LeaseListener | None = None,
     ) -> None:
         self._backend = backend
+        self._listener = listener
         self._runner_id = runner_id
         self._lease_seconds = lease_seconds
         self._claims = claims
@@ -48,6 +61,8 @@ class Heartbeat:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
+        if self._listener is not None:
+            self._listener.stopped(len(self._claims()))
 
     def _loop(self) -> None:
         next_recover = time.monotonic()
@@ -79,8 +94,13 @@ class Heartbeat:
             )
 
     def _beat(self) -> None:
+        as_of = time.monotonic()
         claims = list(self._claims())
+        if self._listener is not None and not claims:
+            self._listener.renewed(0, as_of)  # nothing held: nothing at risk, renewed or not
         lost_ids = set(self._backend.renew(self._runner_id, claims, self._lease_seconds))
+        if self._listener is not None and claims:
+            self._listener.renewed(len(claims) - len(lost_ids), as_of)
         if not lost_ids:
             return
         # A claim the runner finished between the snapshot and the renewal is not lost: only

@@ -2,17 +2,18 @@
 
 The parent only supervises: it starts ``processes`` workers (``python -m taskgate.runner.worker``,
 fresh interpreters that import just the app's module, so nothing is inherited by fork and the
-parent's main script is not re-run), restarts any that dies, and on stop sends each a SIGTERM (a
-graceful stop) and waits; a second stop request sends a second SIGTERM (stop at once, leases
-recover the rest). One thread per worker blocks on its exit and wakes the supervisor, which
-otherwise sleeps on a socket: nothing polls. A worker whose parent dies stops by itself.
+parent's main script is not re-run; the settings travel on their stdin, never on their command
+line), restarts any that dies, and on stop sends each a SIGTERM (a graceful stop) and waits; a
+second stop request sends a second SIGTERM (stop at once, leases recover the rest). One thread
+per worker blocks until the worker exits or stops renewing its leases (then it kills the worker
+before those leases expire, see :mod:`taskgate.runner.lease_watch`) and wakes the supervisor,
+which otherwise sleeps on a socket: nothing polls. A worker whose parent dies stops by itself.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import signal
@@ -25,7 +26,9 @@ from typing import TYPE_CHECKING
 from taskgate.backoff import Backoff
 from taskgate.errors import ConfigError, TaskgateError
 from taskgate.locate import SPAWNED_MAIN, locate_app
-from taskgate.runner.base import EXIT_CONFIG, WORKER_RUNNER_ID_ENV, Runner
+from taskgate.runner.base import EXIT_CONFIG, Runner
+from taskgate.runner.handshake import LOG_LEVEL_ENV, WorkerConfig
+from taskgate.runner.lease_watch import LeaseWatch
 
 if TYPE_CHECKING:
     from taskgate.app import App
@@ -81,31 +84,42 @@ class ProcessRunner(Runner):
             self._stop_workers()
 
     def _command(self) -> list[str]:
-        settings = dataclasses.asdict(self.app.conf)
-        settings.update(
-            backend=self.app.conf.backend_url, runner_cls="ThreadRunner", threads=self.threads
-        )
-        command = [
-            sys.executable,
-            "-m",
-            "taskgate.runner.worker",
-            self.app_spec,
-            self.app.app_id,
-            json.dumps(settings),
-        ]
+        """The worker's command line: nothing secret (any local user can read it)."""
+        command = [sys.executable, "-m", "taskgate.runner.worker", self.app_spec, self.app.app_id]
         if self.app_spec.startswith(f"{SPAWNED_MAIN}:"):
             command.append(os.path.abspath(sys.modules["__main__"].__file__ or ""))
         return command
 
+    def _config(self, slot: int, report_fd: int) -> WorkerConfig:
+        """What the worker reads on its stdin: the settings (with the backend's password)."""
+        settings = dataclasses.asdict(self.app.conf)
+        settings.update(
+            backend=self.app.conf.backend_url, runner_cls="ThreadRunner", threads=self.threads
+        )
+        return WorkerConfig(settings, self._worker_ids[slot], slot, self.runner_id, report_fd)
+
     def _start_worker(self, slot: int) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), *sys.path]))}
-        env.setdefault("TASKGATE_WORKER_LOG_LEVEL", logging.getLevelName(_effective_level()))
+        env.setdefault(LOG_LEVEL_ENV, logging.getLevelName(_effective_level()))
         self._started += 1
-        env[WORKER_RUNNER_ID_ENV] = self._worker_ids[slot] = f"{self.runner_id}-w{self._started}"
-        process = subprocess.Popen(self._command(), stdin=subprocess.PIPE, env=env)
+        self._worker_ids[slot] = f"{self.runner_id}-w{self._started}"
+        watch = LeaseWatch(self.app.conf.lease_seconds)
+        try:
+            process = subprocess.Popen(
+                self._command(), stdin=subprocess.PIPE, env=env, pass_fds=(watch.worker_fd,)
+            )
+        finally:
+            watch.close_worker_end()
+        assert process.stdin is not None
+        with contextlib.suppress(BrokenPipeError):  # it died at once: its watcher will see
+            process.stdin.write(self._config(slot, watch.worker_fd).to_line())
+            process.stdin.flush()
         self._workers[slot] = process
         threading.Thread(
-            target=self._watch, args=(process,), name=f"taskgate-watch-{slot}", daemon=True
+            target=self._watch,
+            args=(slot, process, watch),
+            name=f"taskgate-watch-{slot}",
+            daemon=True,
         ).start()
         logger.info(
             "runner %s started worker process %s (pid %s, %s thread(s))",
@@ -115,7 +129,22 @@ class ProcessRunner(Runner):
             self.threads,
         )
 
-    def _watch(self, process: subprocess.Popen[bytes]) -> None:
+    def _watch(self, slot: int, process: subprocess.Popen[bytes], watch: LeaseWatch) -> None:
+        """Wait for the worker to exit; kill it first if it stops renewing its leases."""
+        if watch.wait(process):
+            logger.error(
+                "runner %s killing worker process %s (pid %s) with SIGKILL: it renewed no lease "
+                "for %.1f s (lease %s s) and may be running work, a task holding the GIL or a "
+                "frozen process; its work is taken back before the leases expire, so a new "
+                "attempt never overlaps a body still running there",
+                self.runner_id,
+                slot,
+                process.pid,
+                watch.silent_for,
+                self.app.conf.lease_seconds,
+            )
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()  # SIGKILL: a body that stopped the heartbeat cannot be asked
         process.wait()
         self._poke()
 
@@ -132,25 +161,29 @@ class ProcessRunner(Runner):
                         f"worker process {slot} could not load app {self.app_spec!r} (see its "
                         "log above); fix the app path or settings and start again"
                     )
+                recovered = self._take_back(slot)
                 delay = backoff.next()
                 logger.error(
-                    "runner %s: worker process %s (pid %s) died with exit code %s; restarting "
-                    "in %.1f s",
+                    "runner %s: worker process %s (pid %s) died with exit code %s; %s; "
+                    "restarting it in %.1f s",
                     self.runner_id,
                     slot,
                     process.pid,
                     process.returncode,
+                    "leases will recover its work"
+                    if recovered is None
+                    else f"took back the {len(recovered)} invocation(s) it was running",
                     delay,
                 )
-                self._take_back(slot)
                 if self._stop_requested.wait(delay):
                     return
                 self._start_worker(slot)
 
-    def _take_back(self, slot: int) -> None:
+    def _take_back(self, slot: int) -> list[str] | None:
         """Recover what the dead worker of ``slot`` was running now, not when its leases expire.
 
         Its process has exited, so its death is certain (what ``recover_runner`` asks for).
+        Returns the ids taken back, or None when the backend failed (leases will recover them).
         """
         worker_id = self._worker_ids.pop(slot)
         try:
@@ -163,7 +196,7 @@ class ProcessRunner(Runner):
                 worker_id,
                 exc,
             )
-            return
+            return None
         for invocation_id in recovered:
             logger.warning(
                 "runner %s took back invocation %s from dead worker %s",
@@ -172,6 +205,7 @@ class ProcessRunner(Runner):
                 worker_id,
                 extra={"invocation_id": invocation_id},
             )
+        return recovered
 
     def _stop_workers(self) -> None:
         """SIGTERM every worker, then wait; a forced stop sends a second SIGTERM."""

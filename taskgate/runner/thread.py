@@ -14,7 +14,7 @@ from taskgate.record import Claim, Outcome
 from taskgate.runner.base import Runner
 from taskgate.runner.executor import execute
 from taskgate.runner.gate import ClaimGate
-from taskgate.runner.heartbeat import Heartbeat
+from taskgate.runner.heartbeat import Heartbeat, LeaseListener
 
 if TYPE_CHECKING:
     from taskgate.app import App
@@ -45,6 +45,8 @@ class ThreadRunner(Runner):
         self._reporting: set[tuple[str, int]] = set()
         self._in_flight_lock = threading.Lock()
         self._gate = ClaimGate()  # replaced by a fresh one for every run
+        self.lease_listener: LeaseListener | None = None
+        """Told of each renewal; a ProcessRunner worker sets it to report to its supervisor."""
 
     @property
     def threads(self) -> int:
@@ -63,6 +65,7 @@ class ThreadRunner(Runner):
             self.app.conf.lease_seconds,
             self._claims_in_flight,
             self._lost,
+            self.lease_listener,
         )
         workers = [
             threading.Thread(

@@ -1,14 +1,16 @@
 """Entry point of a ProcessRunner worker process: ``python -m taskgate.runner.worker``.
 
-The parent passes the app's ``module:attr``, its app id and the settings as JSON on the command
-line, and keeps the worker's stdin open: end of file on stdin means the parent is gone, and the
-worker then stops gracefully by itself.
+The command line carries only the app's ``module:attr`` and app id, since any local user can
+read it (``/proc/<pid>/cmdline``). Everything else, the settings with the backend URL and its
+password included, comes as one JSON line on stdin (:class:`WorkerConfig`). The parent keeps
+stdin open afterwards: end of file on stdin means the parent is gone, and the worker then stops
+gracefully by itself. The worker reports each lease renewal to its parent on an inherited pipe,
+so the parent can kill it if it stops renewing (see :mod:`taskgate.runner.lease_watch`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -16,27 +18,30 @@ import sys
 import threading
 import types
 from pathlib import Path
-from typing import Any
 
 from taskgate.errors import ConfigError, TaskgateError
 from taskgate.locate import SPAWNED_MAIN, load_app
-from taskgate.runner.base import EXIT_CONFIG, WORKER_RUNNER_ID_ENV
+from taskgate.logformat import make_log_handler
+from taskgate.runner.base import EXIT_CONFIG
+from taskgate.runner.handshake import LOG_LEVEL_ENV, WorkerConfig
+from taskgate.runner.lease_watch import LeaseReporter
 from taskgate.runner.thread import ThreadRunner
 
 logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str]) -> int:
-    """Run one worker: ``worker APP_SPEC APP_ID SETTINGS_JSON [MAIN_SCRIPT_PATH]``."""
-    app_spec, app_id, settings_json, *main_path = argv
+    """Run one worker: ``worker APP_SPEC APP_ID [MAIN_SCRIPT_PATH]``, config on stdin."""
+    app_spec, app_id, *main_path = argv
     # Ctrl-C in a terminal reaches the whole process group; the parent decides and forwards a
     # SIGTERM, so a worker ignores SIGINT and stops on SIGTERM only.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _configure_logging(os.environ.get("TASKGATE_WORKER_LOG_LEVEL"))
+    _configure_logging(os.environ.get(LOG_LEVEL_ENV))
     try:
+        config = WorkerConfig.read()
         if main_path:
             _import_main_script(Path(main_path[0]))
-        runner = _build_runner(app_spec, app_id, json.loads(settings_json))
+        runner = _build_runner(app_spec, app_id, config)
     except TaskgateError as exc:
         logger.error("worker process %s cannot start: %s", os.getpid(), exc)
         return EXIT_CONFIG
@@ -45,16 +50,17 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _build_runner(app_spec: str, app_id: str, settings: dict[str, Any]) -> ThreadRunner:
+def _build_runner(app_spec: str, app_id: str, config: WorkerConfig) -> ThreadRunner:
     app = load_app(app_spec)
     if app.app_id != app_id:
         raise ConfigError(f"{app_spec} is app {app.app_id!r}, expected {app_id!r}")
-    for name, value in settings.items():
+    for name, value in config.settings.items():
         setattr(app.conf, name, value)
     runner = ThreadRunner(app)
     runner.stop_signals = (signal.SIGTERM,)
-    # The supervisor names its workers, so that it can take back a dead one's work at once.
-    runner.runner_id = os.environ.get(WORKER_RUNNER_ID_ENV) or runner.runner_id
+    runner.runner_id = config.runner_id
+    runner.role = f"worker process {config.slot} of ProcessRunner {config.supervisor_id}"
+    runner.lease_listener = LeaseReporter(config.report_fd)
     return runner
 
 
@@ -85,11 +91,11 @@ def _stop_when_parent_dies(runner: ThreadRunner) -> None:
 
 
 def _configure_logging(level: str | None) -> None:
-    # Worker processes are programs of their own: like the CLI, they configure a handler.
-    logging.basicConfig(
-        level=level or "WARNING",
-        format="%(asctime)s %(levelname)s [worker %(process)d] %(name)s: %(message)s",
-    )
+    # Worker processes are programs of their own: like the CLI, they configure a handler, and
+    # in the CLI's format, so that the runner's stderr reads as one log.
+    root = logging.getLogger()
+    root.addHandler(make_log_handler())
+    root.setLevel(level or "WARNING")
 
 
 if __name__ == "__main__":

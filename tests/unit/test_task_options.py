@@ -327,3 +327,32 @@ def test_bind_rejects_arguments_that_do_not_fit_the_signature(
     task = app.task(documented)
     with pytest.raises(TypeError):
         task.bind(args, kwargs)
+
+
+# --- async functions (not supported yet) --------------------------------------------------------
+
+
+async def coroutine_function(x: int) -> int:
+    return x
+
+
+async def async_generator(x: int) -> Any:
+    yield x
+
+
+@pytest.mark.parametrize(
+    ("func", "kind"),
+    [(coroutine_function, "an async def function"), (async_generator, "an async generator")],
+)
+@pytest.mark.parametrize("with_options", [False, True])
+def test_async_functions_are_refused_at_decoration(
+    app: App, func: Any, kind: str, with_options: bool
+) -> None:
+    decorate = app.task(max_retries=1) if with_options else app.task
+    with pytest.raises(InvalidTaskOptionsError) as raised:
+        decorate(func)
+    message = str(raised.value)
+    assert kind in message
+    assert "not supported yet" in message
+    assert "asyncio.run" in message
+    assert func.__qualname__ in message
