@@ -17,8 +17,10 @@ import pytest
 import redis
 
 from taskgate import App
+from taskgate.backends.redis import backend as redis_backend
 from taskgate.backends.redis.backend import RedisBackend
 from taskgate.record import Claim, InvocationRecord, Outcome, OutcomeKind
+from taskgate.runner import thread as thread_runner
 from taskgate.status import InvocationStatus as S
 from taskgate.testing import RedisServer
 
@@ -261,14 +263,19 @@ def test_work_handed_to_a_runner_that_died_is_recovered_and_fenced(
     assert backend.claim(RUNNER, 1, LEASE, 0) == []
 
 
-def test_purge_clears_the_line_and_the_inboxes(
+def test_purge_clears_the_inboxes_and_keeps_the_line(
     backend: RedisBackend, client: redis.Redis, new_record: NewRecord
 ) -> None:
     stand_in_line(backend)
     stand_in_line(backend, OTHER)
-    backend.register(new_record())
+    backend.register(new_record())  # handed to RUNNER, which leaves the line
     backend.purge()
-    assert client.keys(backend._prefix + "*") == []
+    # OTHER still waits in BLPOP: the next invocation goes straight to it (issue 11 item 14).
+    assert client.keys(backend._prefix + "*") == [key(backend, "idle").encode()]
+    record = new_record()
+    backend.register(record)
+    assert get(backend, record.invocation_id).runner_id == OTHER
+    assert [c.invocation_id for c in backend.claim(OTHER, 1, LEASE, 0)] == [record.invocation_id]
 
 
 def test_wake_up_tokens_only_when_a_runner_waits(
@@ -386,3 +393,29 @@ def test_recover_runner_forgets_the_inbox_date(
     assert client.zcard(key(backend, "inboxes")) == 1
     backend.recover_runner(RUNNER)
     assert client.zcard(key(backend, "inboxes")) == 0
+
+
+def test_an_idle_runner_gets_the_first_invocation_after_a_purge_at_once(
+    make_redis_app: Callable[[], App],
+    client: redis.Redis,
+    run_runner: Callable[[Any], Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Blocking waits far longer than the result wait below: the runner must be handed the
+    # invocation (or woken), not find it when its wait ends (issue 11, item 14).
+    monkeypatch.setattr(thread_runner, "CLAIM_TIMEOUT_SECONDS", 30.0)
+    monkeypatch.setattr(redis_backend, "MAX_BLOCK_SECONDS", 30.0)
+    monkeypatch.setattr(redis_backend, "SOCKET_TIMEOUT_SECONDS", 60.0)
+    app = make_redis_app()
+    backend = app.backend
+    assert isinstance(backend, RedisBackend)
+
+    @app.task
+    def double(x: int) -> int:
+        return 2 * x
+
+    with run_runner(app.runner):
+        assert double(1).get_result(WAIT) == 2
+        wait_until(lambda: in_line(backend, client) != [])
+        app.purge()
+        assert double(2).get_result(5.0) == 4

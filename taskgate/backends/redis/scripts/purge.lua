@@ -1,4 +1,5 @@
--- purge: delete every key of the app.
+-- purge: delete every key of the app but the line of runners waiting for work ('idle'): they
+-- are still blocked on their inboxes, and register must keep handing new invocations to them.
 -- KEYS[1] prefix
 -- ARGV (none)
 -- Returns the number of invocations deleted.
@@ -18,6 +19,6 @@ for _, key in ipairs(redis.call('SMEMBERS', k('parked_keys'))) do
   redis.call('DEL', k('parked:' .. key))
 end
 for _, key in ipairs(redis.call('SMEMBERS', k('slot_keys'))) do redis.call('DEL', k('slots:' .. key)) end
-redis.call('DEL', k('idle'), k('inboxes'), k('index'), k('parked_keys'), k('slot_keys'), k('queue'), k('wake'),
+redis.call('DEL', k('inboxes'), k('index'), k('parked_keys'), k('slot_keys'), k('queue'), k('wake'),
   k('regkeys'), k('leases'), k('expiry'), k('counts'), k('runners'))
 return #ids
