@@ -17,8 +17,10 @@ import pytest
 import redis
 
 from taskgate import App
+from taskgate.backends.redis import backend as redis_backend
 from taskgate.backends.redis.backend import RedisBackend
 from taskgate.record import Claim, InvocationRecord, Outcome, OutcomeKind
+from taskgate.runner import thread as thread_runner
 from taskgate.status import InvocationStatus as S
 from taskgate.testing import RedisServer
 
@@ -261,14 +263,19 @@ def test_work_handed_to_a_runner_that_died_is_recovered_and_fenced(
     assert backend.claim(RUNNER, 1, LEASE, 0) == []
 
 
-def test_purge_clears_the_line_and_the_inboxes(
+def test_purge_clears_the_inboxes_and_keeps_the_line(
     backend: RedisBackend, client: redis.Redis, new_record: NewRecord
 ) -> None:
     stand_in_line(backend)
     stand_in_line(backend, OTHER)
-    backend.register(new_record())
+    backend.register(new_record())  # handed to RUNNER, which leaves the line
     backend.purge()
-    assert client.keys(backend._prefix + "*") == []
+    # OTHER still waits in BLPOP: the next invocation goes straight to it (issue 11 item 14).
+    assert client.keys(backend._prefix + "*") == [key(backend, "idle").encode()]
+    record = new_record()
+    backend.register(record)
+    assert get(backend, record.invocation_id).runner_id == OTHER
+    assert [c.invocation_id for c in backend.claim(OTHER, 1, LEASE, 0)] == [record.invocation_id]
 
 
 def test_wake_up_tokens_only_when_a_runner_waits(
@@ -285,3 +292,130 @@ def test_wake_up_tokens_only_when_a_runner_waits(
     assert backend.finish(claim.invocation_id, RUNNER, 1, Outcome(OutcomeKind.SUCCESS, b""))
     claimer.join(WAIT)
     assert [c.invocation_id for c in claimed] == [waiter.invocation_id]
+
+
+# --- hand-overs to a runner that died in line (issue 11, item 4) -------------------------------
+# A live runner pops its inbox within milliseconds; one left unread past a grace (2 s) is taken
+# back, as if it had never been handed over: the real run is attempt 1 and the history shows no
+# run on the dead runner.
+
+
+def after_the_grace() -> float:
+    """A ``now`` for recover() past the hand-over grace, well inside the lease."""
+    return time.time() + 5.0
+
+
+def test_an_idle_runner_takes_back_what_a_dead_runner_was_handed(
+    backend: RedisBackend, client: redis.Redis, new_record: NewRecord
+) -> None:
+    stand_in_line(backend)  # RUNNER waits, then dies: nothing ever reads its inbox
+    record = new_record()
+    backend.register(record)
+    assert get(backend, record.invocation_id).runner_id == RUNNER
+    # OTHER waits for work: its next look after the grace claims the invocation (the lease is
+    # far off and nothing else recovers: this claim returns it only by taking it back).
+    [claim] = backend.claim(OTHER, 1, LEASE, WAIT)
+    assert (claim.invocation_id, claim.attempt) == (record.invocation_id, 1)
+    stored = get(backend, record.invocation_id)
+    assert [(t.status, t.runner_id) for t in stored.history] == [
+        (S.REGISTERED, None),
+        (S.RUNNING, OTHER),
+    ]
+    assert client.llen(key(backend, f"inbox:{RUNNER}")) == 0
+    assert client.zcard(key(backend, "inboxes")) == 0
+    assert backend.stats().by_task_and_status == {("tests.task", S.RUNNING): 1}
+    # Had it come back, the dead runner would find nothing of its own in the inbox.
+    assert backend.claim(RUNNER, 1, LEASE, 0) == []
+    assert backend.finish(record.invocation_id, OTHER, 1, Outcome(OutcomeKind.SUCCESS, b"ok"))
+
+
+def test_a_hand_over_taken_back_is_as_registered_with_its_slot_and_key(
+    backend: RedisBackend, client: redis.Redis, new_record: NewRecord
+) -> None:
+    stand_in_line(backend)
+    record = new_record(reg="r", run="k", max_retries=2)
+    backend.register(record)  # handed with the key's slot; its registration key is free (R3)
+    assert backend.recover(now=after_the_grace()) == []  # not a lease recovery
+    stored = get(backend, record.invocation_id)
+    assert (stored.status, stored.attempt, stored.runner_id, stored.lease_expires_at) == (
+        S.REGISTERED,
+        0,
+        None,
+        None,
+    )
+    assert (stored.num_recoveries, stored.num_retries) == (0, 0)
+    assert [t.status for t in stored.history] == [S.REGISTERED]
+    assert client.zcard(key(backend, "leases")) == 0
+    assert in_line(backend, client) == []  # the dead runner is out of the line
+    # First in line for its key again, and its registration key is held again.
+    assert client.smembers(key(backend, "slots:k")) == {record.invocation_id.encode()}
+    folded = backend.register(new_record(reg="r", run="k"))
+    assert (folded.invocation_id, folded.created) == (record.invocation_id, False)
+    assert backend.stats().by_task_and_status == {("tests.task", S.REGISTERED): 1}
+    [claim] = backend.claim(OTHER, 1, LEASE, 0)
+    assert (claim.invocation_id, claim.attempt, claim.max_retries) == (record.invocation_id, 1, 2)
+
+
+def test_a_hand_over_read_by_its_runner_is_never_taken_back(
+    backend: RedisBackend, client: redis.Redis, new_record: NewRecord
+) -> None:
+    claimer, claimed = blocked_claimer(backend, client)
+    record = new_record()
+    backend.register(record)
+    claimer.join(WAIT)
+    assert [c.invocation_id for c in claimed] == [record.invocation_id]
+    backend.recover(now=after_the_grace())
+    stored = get(backend, record.invocation_id)
+    assert (stored.status, stored.runner_id, stored.attempt) == (S.RUNNING, RUNNER, 1)
+    assert client.zcard(key(backend, "inboxes")) == 0  # the read inbox's date is dropped too
+    assert backend.finish(record.invocation_id, RUNNER, 1, Outcome(OutcomeKind.SUCCESS, b"ok"))
+
+
+def test_a_hand_over_is_left_to_its_runner_for_the_grace(
+    backend: RedisBackend, client: redis.Redis, new_record: NewRecord
+) -> None:
+    stand_in_line(backend)
+    record = new_record()
+    backend.register(record)
+    handed_at = client.zscore(key(backend, "inboxes"), RUNNER)
+    assert handed_at is not None
+    backend.recover(now=handed_at + 1.9)  # the runner may be about to pop it
+    assert get(backend, record.invocation_id).runner_id == RUNNER
+    backend.recover(now=handed_at + 2.1)
+    assert get(backend, record.invocation_id).status is S.REGISTERED
+
+
+def test_recover_runner_forgets_the_inbox_date(
+    backend: RedisBackend, client: redis.Redis, new_record: NewRecord
+) -> None:
+    stand_in_line(backend)
+    backend.register(new_record())
+    assert client.zcard(key(backend, "inboxes")) == 1
+    backend.recover_runner(RUNNER)
+    assert client.zcard(key(backend, "inboxes")) == 0
+
+
+def test_an_idle_runner_gets_the_first_invocation_after_a_purge_at_once(
+    make_redis_app: Callable[[], App],
+    client: redis.Redis,
+    run_runner: Callable[[Any], Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Blocking waits far longer than the result wait below: the runner must be handed the
+    # invocation (or woken), not find it when its wait ends (issue 11, item 14).
+    monkeypatch.setattr(thread_runner, "CLAIM_TIMEOUT_SECONDS", 30.0)
+    monkeypatch.setattr(redis_backend, "MAX_BLOCK_SECONDS", 30.0)
+    monkeypatch.setattr(redis_backend, "SOCKET_TIMEOUT_SECONDS", 60.0)
+    app = make_redis_app()
+    backend = app.backend
+    assert isinstance(backend, RedisBackend)
+
+    @app.task
+    def double(x: int) -> int:
+        return 2 * x
+
+    with run_runner(app.runner):
+        assert double(1).get_result(WAIT) == 2
+        wait_until(lambda: in_line(backend, client) != [])
+        app.purge()
+        assert double(2).get_result(5.0) == 4

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +22,7 @@ from taskgate.runner import ThreadRunner
 from taskgate.testing import RedisServer
 
 WAIT = 30.0
+APPS = Path(__file__).resolve().parents[1] / "apps"
 SUCCESS = Outcome(OutcomeKind.SUCCESS, b"x")
 
 
@@ -116,3 +121,84 @@ def test_final_invocations_expire_with_their_index_entries(redis_server: Any) ->
     assert leftovers == []
     app.purge()
     assert list(client.scan_iter(match=f"taskgate:{{{app.app_id}}}:*")) == []
+
+
+def _runner_process(env: dict[str, str]) -> subprocess.Popen[str]:
+    """``taskgate runner start`` for the shared test app, with the default 30 s lease."""
+    command = [sys.executable, "-m", "taskgate", "runner", "start", "--app", "shared_app:app"]
+    return subprocess.Popen(
+        [*command, "--threads", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def test_work_handed_to_a_runner_killed_while_idle_comes_back_in_seconds(
+    private_redis: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11, item 4: kill -9 of one of two idle runners, then register work at once.
+
+    Register hands new invocations to the runners in line, the dead one included. What it was
+    handed must run on the live runner within seconds, not after lease recovery (30 s), and no
+    history may show a run on the dead runner.
+    """
+    app_id = f"fault-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("TASKGATE_TEST_BACKEND", private_redis.url)
+    monkeypatch.setenv("TASKGATE_TEST_APP_ID", app_id)
+    monkeypatch.syspath_prepend(str(APPS))
+    sys.modules.pop("shared_app", None)
+    import shared_app
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(APPS), *sys.path])}
+    runners = [_runner_process(env), _runner_process(env)]
+    client = shared_app.app.backend._client
+    idle_key = f"taskgate:{{{app_id}}}:idle"
+    try:
+        victim, survivor = runners
+
+        def waits_a_second_more(process: subprocess.Popen[str]) -> bool:
+            """Whether the runner is in line, freshly (runner ids hold the pid)."""
+            seconds, micros = client.time()
+            now = seconds + micros / 1e6
+            return any(
+                f"-{process.pid}-" in member.decode() and until > now + 1.0
+                for member, until in client.zrange(idle_key, 0, -1, withscores=True)
+            )
+
+        deadline = time.monotonic() + WAIT
+        while not all(waits_a_second_more(runner) for runner in runners):
+            assert all(runner.poll() is None for runner in runners), "a runner exited"
+            assert time.monotonic() < deadline, "the runners never got in line"
+            time.sleep(0.01)
+        [victim_id] = {
+            member.decode().split("\x1f")[0]
+            for member in client.zrange(idle_key, 0, -1)
+            if f"-{victim.pid}-" in member.decode()
+        }
+        victim.kill()
+        victim.wait(WAIT)
+        invocations = [shared_app.plain(n) for n in range(10)]
+        # Its place in line was still valid: it was handed one of them (taken back only after
+        # a grace of seconds).
+        assert client.llen(f"taskgate:{{{app_id}}}:inbox:{victim_id}") == 1
+        bound = time.monotonic() + 10.0  # generous; a lease is 30 s
+        assert [i.get_result(max(0.0, bound - time.monotonic())) for i in invocations] == list(
+            range(10)
+        )
+        for invocation in invocations:
+            runners_seen = {t.runner_id for t in invocation.history if t.runner_id}
+            assert runners_seen and victim_id not in runners_seen
+            assert [t.status for t in invocation.history] == [
+                InvocationStatus.REGISTERED,
+                InvocationStatus.RUNNING,
+                InvocationStatus.SUCCESS,
+            ]
+        assert survivor.poll() is None
+    finally:
+        for runner in runners:
+            runner.kill()
+            runner.wait(WAIT)
+        shared_app.app.purge()
+        sys.modules.pop("shared_app", None)

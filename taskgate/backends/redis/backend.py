@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import threading
 import time
 import uuid
@@ -122,6 +123,8 @@ class RedisBackend(Backend):
         }
         self._local = threading.local()
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        # The process that opened the connections: a forked child must not use its parent's.
+        self._pid = os.getpid()
 
     # --- the atomic contract -------------------------------------------------------------------
 
@@ -152,6 +155,7 @@ class RedisBackend(Backend):
         # While blocked, the runner is in line for hand-overs: register claims a new invocation
         # for it and pushes it to the runner's inbox, which this BLPOP watches first.
         deadline = time.monotonic() + timeout
+        self._check_fork()  # the wake-up key below is per process
         generation = self._wake_generation
         lease = float(lease_seconds)  # the same text in every script: part of the idle entry
         inbox = self._prefix + "inbox:" + runner_id
@@ -322,6 +326,7 @@ class RedisBackend(Backend):
         self._run("purge")
 
     def wake_claimers(self) -> None:
+        self._check_fork()
         self._wake_generation += 1
         with contextlib.suppress(BackendError), self._translated():
             pipe = self._client.pipeline(transaction=True)
@@ -363,6 +368,10 @@ class RedisBackend(Backend):
             raise self._failed(exc) from exc
 
     def _connection(self) -> Any:
+        # A forked child inherits the forking thread's connection, whose socket is the
+        # parent's: replies would cross. The pid tells (as in redis-py's pool).
+        if self._pid != os.getpid():
+            self._check_fork()
         # Any: redis-py leaves the connection's methods unannotated.
         conn: Any = getattr(self._local, "conn", None)
         if conn is None:
@@ -371,6 +380,20 @@ class RedisBackend(Backend):
             self._local.conn = conn
             self._connections.add(conn)
         return conn
+
+    def _check_fork(self) -> None:
+        """In a forked child, forget the parent's connections and wake-up list.
+
+        The inherited connections are dropped, never disconnected: shutting their sockets down
+        would break them in the parent too. (redis-py's own pool, used for pipelines, checks
+        the pid itself.)
+        """
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._local = threading.local()
+        self._connections = weakref.WeakSet()
+        self._local_wake_key = f"{self._prefix}wake:{uuid.uuid4().hex}"
 
     def get_many(self, invocation_ids: Sequence[str]) -> list[InvocationRecord | None]:
         records: list[InvocationRecord | None] = []

@@ -51,11 +51,8 @@ local function release_slot(id, key, limit)
   if redis.call('SCARD', skey) == 0 then redis.call('SREM', k('slot_keys'), key) end
 end
 
--- Put running <id> back first in line for its key and in the ready queue, as REGISTERED.
-local function requeue_first(id, f, now, runner)
-  redis.call('ZREM', k('leases'), id)
-  transition(id, f, 'registered', now, runner, 'runner_id', '',
-    'lease_expires_at', '')
+-- Put <id>, registered again after running, first in line for its key and in the ready queue.
+local function first_in_line(id, f)
   take_regkey(id, f.regkey)
   if f.key == '' then
     push_ready(id, true)
@@ -64,6 +61,14 @@ local function requeue_first(id, f, now, runner)
   redis.call('LPUSH', k('parked:' .. f.key), id)
   redis.call('SADD', k('parked_keys'), f.key)
   release_slot(id, f.key, f.limit)
+end
+
+-- Put running <id> back first in line for its key and in the ready queue, as REGISTERED.
+local function requeue_first(id, f, now, runner)
+  redis.call('ZREM', k('leases'), id)
+  transition(id, f, 'registered', now, runner, 'runner_id', '',
+    'lease_expires_at', '')
+  first_in_line(id, f)
 end
 
 -- The fields scripts need about <id>, or nil when it does not exist.
@@ -167,6 +172,56 @@ local function take_handed(runner, claims)
   return claims
 end
 
+-- An inbox unread for this long (seconds) is a dead runner's: a live one pops it at once.
+local HANDED_GRACE = 2.0
+-- Inboxes looked at per call (as many as there are runners that were handed something).
+local HANDED_BATCH = '100'
+
+-- Undo register's hand-over of <id> (fields <f>) to a runner that never read it: the record is
+-- as register would have stored it without one (registered, attempt 0, the hand-over's
+-- 'running' entry dropped from the history: that run never started), first in line again.
+local function undo_hand_over(id, f)
+  local history = string.match(f.history, '^(.*)\n') or f.history
+  redis.call('ZREM', k('leases'), id)
+  redis.call('HSET', k('inv:' .. id), 'status', 'registered', 'history', history, 'attempt', '0',
+    'runner_id', '', 'lease_expires_at', '')
+  count(f.task, f.status, -1)
+  count(f.task, 'registered', 1)
+  f.status, f.history, f.attempt = 'registered', history, 0
+  first_in_line(id, f)
+end
+
+-- Take back what register handed to runners that left their inbox unread for HANDED_GRACE
+-- seconds (see 'inboxes'). Each item is either popped by its runner (BLPOP, or take_handed)
+-- or popped here, never both. Returns how many invocations were taken back.
+local function take_back_unread(now)
+  local stale = redis.call('ZRANGEBYSCORE', k('inboxes'), '-inf',
+    '(' .. time_text(now - HANDED_GRACE), 'LIMIT', '0', HANDED_BATCH)
+  local taken = 0
+  for _, runner in ipairs(stale) do
+    local inbox = k('inbox:' .. runner)
+    local item = redis.call('LPOP', inbox)
+    if item then  -- the runner is gone: out of the line too, whatever lease its entry names
+      local prefix = runner .. '\31'
+      for _, member in ipairs(redis.call('ZRANGE', k('idle'), 0, -1)) do
+        if string.sub(member, 1, #prefix) == prefix then redis.call('ZREM', k('idle'), member) end
+      end
+    end
+    while item do
+      local id = string.sub(item, 1, string.find(item, '\31', 1, true) - 1)
+      -- Not owned any more: recovered once its lease expired; the item is merely dropped.
+      local f = owned(id, runner, 1)
+      if f then
+        undo_hand_over(id, f)
+        taken = taken + 1
+      end
+      item = redis.call('LPOP', inbox)
+    end
+    redis.call('ZREM', k('inboxes'), runner)
+  end
+  return taken
+end
+
 -- What <runner> claims next: what was handed to it, then ready invocations up to <max_count>.
 -- With nothing to claim and <idle_for> > 0, the runner is recorded as waiting for work (until
 -- <idle_for> seconds from now), so that register hands it the next invocation directly;
@@ -183,7 +238,12 @@ local function claim_next(runner, max_count, lease, ttl, now, idle_for)
     end
   end
   if #claims == 0 and idle_for > 0 then
-    redis.call('ZADD', k('idle'), time_text(now + idle_for), member)
+    -- About to wait: first take back what dead runners were handed, and claim that instead
+    -- (busy runners never get here, so this costs them nothing).
+    if take_back_unread(now) > 0 then
+      claims = claim_ready(runner, max_count, tonumber(lease), ttl, now)
+    end
+    if #claims == 0 then redis.call('ZADD', k('idle'), time_text(now + idle_for), member) end
   end
   return claims
 end

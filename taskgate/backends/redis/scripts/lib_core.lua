@@ -32,10 +32,12 @@
 --                     waiting one (claimed in the same step) instead of queueing it
 --   inbox:<runner>    list: invocations handed to <runner> by register, as
 --                     "<id>\31<task_id>\31<max_retries>\31<arguments>" (already claimed for it)
+--   inboxes           zset: runner -> when register last pushed to its empty inbox; a live
+--                     runner pops its inbox within milliseconds, so an inbox still unread a
+--                     grace later belongs to a dead runner and is taken back (see lib.lua)
 
 local P = KEYS[1]
 local WAKE_TOKENS = 64
-local INBOX_TTL = '600'  -- seconds (text: see time_text)
 
 local function k(name) return P .. name end
 

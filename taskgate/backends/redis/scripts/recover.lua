@@ -1,4 +1,5 @@
--- recover: take back the work of runners whose leases expired; delete expired finals.
+-- recover: take back the work of runners whose leases expired or whose hand-overs were never
+-- read; delete expired finals.
 -- KEYS[1] prefix
 -- ARGV now ('' = server time), max_recoveries, lost_error, result_ttl_seconds, batch
 -- Returns the ids recovered or failed.
@@ -16,6 +17,8 @@ for _, id in ipairs(expired) do
     recover_one(id, f, now, max_recoveries, lost_error, ttl)
   end
 end
+-- What dead runners were handed and never read, should no idle runner have taken it back yet.
+take_back_unread(now)
 -- Final invocations past their result TTL go, with every index entry that names them.
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('expiry'), '-inf', now, 'LIMIT', 0, batch)) do
   local v = redis.call('HMGET', k('inv:' .. id), 'task_id', 'status')

@@ -22,5 +22,6 @@ for _, member in ipairs(redis.call('ZRANGE', k('idle'), 0, -1)) do
   if string.sub(member, 1, #prefix) == prefix then redis.call('ZREM', k('idle'), member) end
 end
 redis.call('DEL', k('inbox:' .. runner))
+redis.call('ZREM', k('inboxes'), runner)
 redis.call('ZREM', k('runners'), runner)
 return recovered

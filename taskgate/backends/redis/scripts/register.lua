@@ -88,9 +88,12 @@ for i = 1, #ARGV, 9 do
       count(task, 'running', 1)
       redis.call('ZADD', k('leases'), expires, id)
       local inbox = k('inbox:' .. runner)
-      redis.call('RPUSH', inbox, id .. '\31' .. task .. '\31' .. ARGV[i + 7] .. '\31' .. arguments)
-      -- A runner that died while waiting never reads its inbox (the lease recovers the work).
-      redis.call('EXPIRE', inbox, INBOX_TTL)
+      -- A runner that died while waiting never reads its inbox: dated, so that what it holds
+      -- is taken back after a grace (see take_back_unread), not after a lease.
+      if redis.call('RPUSH', inbox, id .. '\31' .. task .. '\31' .. ARGV[i + 7] .. '\31'
+          .. arguments) == 1 then
+        redis.call('ZADD', k('inboxes'), time_text(server_time), runner)
+      end
     else
       count(task, 'registered', 1)
       if regkey ~= '' then redis.call('HSET', k('regkeys'), regkey, id) end
