@@ -7,7 +7,9 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from taskgate.errors import ConfigError
 from taskgate.urls import redact_url
@@ -15,7 +17,8 @@ from taskgate.urls import redact_url
 ENV_PREFIX = "TASKGATE_"
 
 # An app with no backend configured uses an SQLite file under the current directory, created on
-# first use: nothing to install, and runner processes on this host share it.
+# first use: nothing to install, and runner processes on this host share it. Like every relative
+# SQLite URL, it is made absolute when the settings are built (see absolute_backend_url).
 DEFAULT_BACKEND_URL = "sqlite:///.taskgate/taskgate.db"
 
 RUNNER_CLASSES = ("ThreadRunner", "ProcessRunner")
@@ -55,6 +58,8 @@ class Settings:
     max_recoveries: int = 3
 
     def __post_init__(self) -> None:
+        # Not through __setattr__: that validates by building a copy, which lands here again.
+        object.__setattr__(self, "backend", absolute_backend_url(self.backend))
         self.validate()
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -62,6 +67,8 @@ class Settings:
         # ``app.conf.runner_cls = ...`` fails where it is made, not when the runner starts.
         if name in _FIELD_NAMES and name in self.__dict__:
             value = _coerce(name, value, _FIELD_TYPES[name])
+            if name == "backend":
+                value = absolute_backend_url(value)
             dataclasses.replace(self, **{name: value})
         super().__setattr__(name, value)
 
@@ -87,8 +94,8 @@ class Settings:
 
     @property
     def backend_url(self) -> str:
-        """The backend URL in force (the configured one or the embedded default)."""
-        return self.backend or DEFAULT_BACKEND_URL
+        """The backend URL in force (the configured one or the embedded default), absolute."""
+        return self.backend or absolute_backend_url(None)
 
     @property
     def backend_display(self) -> str:
@@ -118,6 +125,37 @@ class Settings:
             elif (raw := environ.get(ENV_PREFIX + name.upper())) not in (None, ""):
                 values[name] = _coerce(ENV_PREFIX + name.upper(), raw, spec.type)
         return cls(**values)
+
+
+def absolute_backend_url(url: str | None) -> str:
+    """``url`` (the embedded default when None) with a relative SQLite path made absolute.
+
+    A relative path is relative to the current directory *now*, when the settings are built:
+    a caller and a runner started in different directories would otherwise use two stores
+    without noticing. Other URLs (and malformed ones, reported when the backend is built) are
+    returned unchanged.
+    """
+    url = url or DEFAULT_BACKEND_URL
+    path = sqlite_path(url)
+    if path is None or path.is_absolute():
+        return url
+    query = urlsplit(url).query
+    return f"sqlite:///{Path.cwd() / path}" + (f"?{query}" if query else "")
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file an ``sqlite:///path`` URL names, as written; None for other or malformed URLs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    # urlsplit keeps the slash after the empty host: exactly one is stripped.
+    file_path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if parts.scheme.lower() != "sqlite" or parts.netloc or not file_path:
+        return None
+    if file_path.endswith("/"):
+        return None
+    return Path(file_path)
 
 
 _FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Settings)}
