@@ -254,7 +254,7 @@ def test_settings_are_independent_between_apps() -> None:
     assert second.conf.threads is None
 
 
-# --- SQLite paths are absolute ---------------------------------------------------------------------
+# --- SQLite paths are absolute ------------------------------------------------------------------
 
 
 def test_the_default_store_is_resolved_against_the_directory_at_construction(
