@@ -142,7 +142,9 @@ def test_a_graceful_stop_exits_0_and_says_it_exited_cleanly(
     module = app_module_factory(shared_backend_url)
     marker = tmp_path / "done"
     module.write_marker(str(marker))
-    runner = Runner(module, tmp_path, [], {"CLI_TEST_GRACE": "5"})
+    # --backend wins over TASKGATE_BACKEND (which the module's App reads): the work is found.
+    env = {"CLI_TEST_GRACE": "5", "TASKGATE_BACKEND": "memory://"}
+    runner = Runner(module, tmp_path, ["--backend", shared_backend_url], env)
     try:
         wait_for_file(marker)
         runner.process.send_signal(signal.SIGINT)
@@ -150,6 +152,8 @@ def test_a_graceful_stop_exits_0_and_says_it_exited_cleanly(
     finally:
         runner.kill()
     assert code == 0, err
+    assert f"backend {module.app.conf.backend_display}, ThreadRunner" in err
+    assert "lives in this process" not in err
     assert "waiting up to 5.0 s (shutdown_grace_seconds)" in err
     assert re.search(r"taskgate\.cli: runner \S+ exited cleanly", err)
     assert "left" not in err
