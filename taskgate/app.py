@@ -101,6 +101,11 @@ class App:
 
         return decorate(func) if func is not None else decorate
 
+    @property
+    def tasks(self) -> dict[str, Task[Any, Any]]:
+        """The tasks registered with this app so far, by task id (a copy)."""
+        return dict(self._tasks)
+
     def resolve_task(self, task_id: str) -> Task[Any, Any]:
         """The task registered under ``task_id``, importing its module if needed.
 

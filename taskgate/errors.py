@@ -68,13 +68,29 @@ class TaskNotFoundError(TaskgateError):
 class ResultTimeoutError(TaskgateError, TimeoutError):
     """``get_result(timeout=...)`` gave up waiting; the invocation itself is untouched."""
 
-    def __init__(self, invocation_id: str, timeout: float) -> None:
+    def __init__(self, invocation_id: str, timeout: float, status: str | None = None) -> None:
         super().__init__(
-            f"invocation {invocation_id} did not finish within {timeout} s; it keeps running, "
-            "call get_result() again to keep waiting"
+            f"invocation {invocation_id} did not finish within {timeout} s; "
+            f"{_still(status)}; call get_result() again to keep waiting"
         )
         self.invocation_id = invocation_id
         self.timeout = timeout
+        self.status = status
+        """The invocation's status when the wait gave up (an InvocationStatus), if known."""
+
+
+def _still(status: str | None) -> str:
+    """What an unfinished invocation is doing, by its status value, for a timeout message."""
+    if status is None or status == "running":
+        return "it keeps running"
+    if status == "concurrency_controlled":
+        return "it is concurrency_controlled, waiting for a running slot"
+    if status == "retry":
+        return "it is waiting to be retried"
+    return (
+        f"its status is {status}: no runner has picked it up yet (is a runner of this app "
+        "running on this backend?)"
+    )
 
 
 class ConcurrencyControlledError(TaskgateError):

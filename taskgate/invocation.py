@@ -129,7 +129,7 @@ class Invocation(Generic[R]):
                 self.app.outcome_known(self.invocation_id)
                 return self._outcome(record)
             if deadline is not None and time.monotonic() >= deadline:
-                raise ResultTimeoutError(self.invocation_id, cast(float, timeout))
+                raise ResultTimeoutError(self.invocation_id, cast(float, timeout), record.status)
 
     async def async_result(self, timeout: float | None = None) -> R:
         """:meth:`get_result` for asyncio callers; the wait runs in a worker thread."""

@@ -7,6 +7,7 @@ import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from taskgate.errors import ConfigError
@@ -15,7 +16,8 @@ from taskgate.urls import parse_backend_url, redact_url
 ENV_PREFIX = "TASKGATE_"
 
 # An app with no backend configured uses an SQLite file under the current directory, created on
-# first use: nothing to install, and runner processes on this host share it.
+# first use: nothing to install, and runner processes on this host share it. Like every relative
+# SQLite URL, it is made absolute when the settings are built (see absolute_backend_url).
 DEFAULT_BACKEND_URL = "sqlite:///.taskgate/taskgate.db"
 
 RUNNER_CLASSES = ("ThreadRunner", "ProcessRunner")
@@ -76,6 +78,8 @@ class Settings:
     max_recoveries: int = 3
 
     def __post_init__(self) -> None:
+        # Not through __setattr__: that validates by building a copy, which lands here again.
+        object.__setattr__(self, "backend", absolute_backend_url(self.backend))
         self.validate()
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -85,6 +89,8 @@ class Settings:
             raise ConfigError(f"unknown setting {name!r}{_did_you_mean([name])}")
         if name in self.__dict__:
             value = _coerce(name, value, _FIELD_TYPES[name])
+            if name == "backend":
+                value = absolute_backend_url(value)
             dataclasses.replace(self, **{name: value})
         super().__setattr__(name, value)
 
@@ -114,8 +120,8 @@ class Settings:
 
     @property
     def backend_url(self) -> str:
-        """The backend URL in force (the configured one or the embedded default)."""
-        return self.backend or DEFAULT_BACKEND_URL
+        """The backend URL in force (the configured one or the embedded default), absolute."""
+        return self.backend or absolute_backend_url(None)
 
     @property
     def backend_display(self) -> str:
@@ -148,6 +154,33 @@ class Settings:
                 if name == "backend":
                     _check_environment_backend(values[name])
         return cls(**values)
+
+
+def absolute_backend_url(url: str | None) -> str:
+    """``url`` (the embedded default when None), checked, with a relative SQLite path made
+    absolute.
+
+    A relative path is relative to the current directory *now*, when the settings are built:
+    a caller and a runner started in different directories would otherwise use two stores
+    without noticing.
+
+    Raises:
+        ConfigError: the URL is malformed (the message names it as given, password masked).
+    """
+    path = sqlite_path(url or DEFAULT_BACKEND_URL)
+    if path is None or path.is_absolute():
+        return url or DEFAULT_BACKEND_URL
+    return f"sqlite:///{Path.cwd() / path}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file an ``sqlite:///path`` URL names, as written; None for other schemes.
+
+    Raises:
+        ConfigError: the URL is malformed.
+    """
+    parsed = parse_backend_url(url)
+    return Path(parsed.sqlite_path) if parsed.sqlite_path is not None else None
 
 
 _FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Settings)}

@@ -225,6 +225,15 @@ class Backend(ABC):
         """Up to ``limit`` invocations, newest first, optionally filtered."""
 
     @abstractmethod
+    def find_ids(self, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` ids of this app's invocations that start with ``prefix``, sorted.
+
+        A read (what ``taskgate inspect`` needs to accept a short id). ``prefix`` is literal:
+        wildcard characters of the store (``*``, ``%``, ``_``...) match only themselves. Scans
+        the app's ids on stores without an ordered index (Redis): for tools, not the hot path.
+        """
+
+    @abstractmethod
     def stats(self) -> BackendStats:
         """Counts by task and status, parked invocations per key, live runners."""
 

@@ -220,6 +220,11 @@ class MemoryBackend(Backend):
                     found.append(_snapshot(record))
         return found
 
+    def find_ids(self, prefix: str, limit: int) -> list[str]:
+        with self._lock:
+            found = [i for i in self._records if i.startswith(prefix)]
+        return sorted(found)[:limit]
+
     def stats(self) -> BackendStats:
         with self._lock:
             now = time.time()

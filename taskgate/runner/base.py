@@ -58,6 +58,14 @@ class Runner(ABC):
         self._signals_handled = 0
         self.role: str | None = None
         """What the start line calls this runner; its class name unless set (worker processes)."""
+        self.left_running: int | None = None
+        """Invocations the last run left ``RUNNING`` (to lease recovery) by a forced stop: 0
+        after a graceful stop; None while running, or when this runner cannot tell."""
+
+    @property
+    def stop_was_forced(self) -> bool:
+        """Whether the last (or current) run was told to stop at once, skipping the grace."""
+        return self._force_stop.is_set()
 
     @property
     def is_running(self) -> bool:
@@ -77,6 +85,7 @@ class Runner(ABC):
         self._force_stop.clear()
         self._signals_received.clear()
         self._signals_handled = 0
+        self.left_running = None
         self._running.set()
         logger.info(
             "runner %s starting (%s, backend %s)",
@@ -134,13 +143,23 @@ class Runner(ABC):
             signum = self._signals_received[self._signals_handled]
             self._signals_handled += 1
             force = self._stop_requested.is_set()
-            logger.log(
-                logging.WARNING if force else logging.INFO,
-                "runner %s received %s: %s",
-                self.runner_id,
-                signal.Signals(signum).name,
-                "stopping now, leases will recover running work" if force else "stopping",
-            )
+            if force:
+                logger.warning(
+                    "runner %s received %s again: stopping now; tasks still running are left "
+                    "to lease recovery (within lease_seconds=%s s)",
+                    self.runner_id,
+                    signal.Signals(signum).name,
+                    self.app.conf.lease_seconds,
+                )
+            else:
+                logger.info(
+                    "runner %s received %s: stopping; waiting up to %s s "
+                    "(shutdown_grace_seconds) for running tasks, then handing the rest back; "
+                    "press Ctrl-C again (or send a second signal) to stop at once",
+                    self.runner_id,
+                    signal.Signals(signum).name,
+                    self.app.conf.shutdown_grace_seconds,
+                )
             self.stop_runner_loop(force=force)
 
     @contextmanager

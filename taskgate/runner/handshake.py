@@ -29,6 +29,10 @@ class WorkerConfig:
     supervisor_id: str
     report_fd: int
     """The inherited pipe to report lease renewals on."""
+    argv: list[str] = dataclasses.field(default_factory=list)
+    """The supervisor's ``sys.argv``: what the parent's main script sees as its own when a
+    worker runs it (as multiprocessing gives its children), and no business of the command
+    line, which any local user can read."""
 
     def to_line(self) -> bytes:
         """The JSON line to write to the worker's stdin."""

@@ -96,7 +96,9 @@ class ProcessRunner(Runner):
         settings.update(
             backend=self.app.conf.backend_url, runner_cls="ThreadRunner", threads=self.threads
         )
-        return WorkerConfig(settings, self._worker_ids[slot], slot, self.runner_id, report_fd)
+        return WorkerConfig(
+            settings, self._worker_ids[slot], slot, self.runner_id, report_fd, list(sys.argv)
+        )
 
     def _start_worker(self, slot: int) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), *sys.path]))}

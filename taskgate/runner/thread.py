@@ -218,7 +218,9 @@ class ThreadRunner(Runner):
                 worker.join(timeout=0.05)
             self._handle_signals()  # a second signal forces the stop
         if self._force_stop.is_set():
+            self.left_running = len(self._claims_in_flight())
             return
+        self.left_running = 0
         for invocation_id, attempt in self._claims_in_flight():
             if backend.release(invocation_id, self.runner_id, attempt):
                 logger.warning(

@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
     try:
         config = WorkerConfig.read()
         if main_path:
-            _import_main_script(Path(main_path[0]))
+            _import_main_script(Path(main_path[0]), config.argv)
         runner = _build_runner(app_spec, app_id, config)
     except TaskgateError as exc:
         logger.error("worker process %s cannot start: %s", os.getpid(), exc)
@@ -64,8 +64,14 @@ def _build_runner(app_spec: str, app_id: str, config: WorkerConfig) -> ThreadRun
     return runner
 
 
-def _import_main_script(path: Path) -> None:
-    """Import the parent's main script under the name task ids of ``__main__`` map to."""
+def _import_main_script(path: Path, argv: list[str]) -> None:
+    """Import the parent's main script under the name task ids of ``__main__`` map to.
+
+    The script sees the parent's ``sys.argv``, as it would in a multiprocessing child: a script
+    that builds its app from its arguments builds the same app here.
+    """
+    if argv:
+        sys.argv = list(argv)
     module = types.ModuleType(SPAWNED_MAIN)
     module.__file__ = str(path)
     sys.modules[SPAWNED_MAIN] = module

@@ -69,6 +69,31 @@ def test_get_result_times_out_and_leaves_the_invocation_alone(app: App) -> None:
         invocation.get_result(timeout=0.05)
     assert isinstance(raised.value, TimeoutError)
     assert invocation.status is S.REGISTERED
+    # Nobody picked it up: the message says so instead of claiming it keeps running.
+    assert raised.value.status is S.REGISTERED
+    assert "its status is registered: no runner has picked it up yet" in str(raised.value)
+    assert "keeps running" not in str(raised.value)
+
+
+def test_get_result_timeout_of_a_running_invocation_says_it_keeps_running(
+    app: App, run_runner: RunRunner, wait_status: WaitStatus
+) -> None:
+    release = threading.Event()
+
+    @app.task
+    def hold() -> None:
+        release.wait(WAIT)
+
+    invocation = hold()
+    with run_runner(app.runner):
+        try:
+            wait_status(invocation, S.RUNNING)
+            with pytest.raises(ResultTimeoutError, match="keeps running") as raised:
+                invocation.get_result(timeout=0.05)
+            assert raised.value.status is S.RUNNING
+        finally:
+            release.set()
+        invocation.get_result(WAIT)
 
 
 def test_async_result(app: App, run_runner: RunRunner) -> None:

@@ -1,23 +1,19 @@
 """The ``taskgate`` command line, per backend.
 
 ``status``, ``inspect``, ``purge`` and the ``--app`` errors run in-process through click's
-``CliRunner`` against an app module written into ``tmp_path``: the test imports the module,
-registers invocations through it, and the CLI loads that same module object (which is what makes
-``memory://`` observable). ``runner start`` runs as a real subprocess and is stopped by SIGTERM.
+``CliRunner`` against the app module of ``tests/e2e/conftest.py``; ``runner start`` runs as a
+real subprocess and is stopped by SIGTERM.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -29,90 +25,8 @@ from taskgate import App, Invocation, InvocationStatus
 from taskgate.cli import cli, load_app
 
 WAIT = 15.0
-ISO_UTC = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00"
-
-APP_MODULE = textwrap.dedent(
-    """
-    import os
-    import threading
-    from pathlib import Path
-
-    from taskgate import App, ConcurrencyControlType
-
-    app = App(
-        {app_id!r},
-        backend=os.environ["TASKGATE_BACKEND"],
-        threads=4,
-        shutdown_grace_seconds=5,
-    )
-    GATE = threading.Event()
-    not_an_app = "just a string"
-
-
-    @app.task
-    def add(a: int, b: int = 2) -> int:
-        return a + b
-
-
-    @app.task
-    def fail(message: str) -> None:
-        raise ValueError(message)
-
-
-    @app.task(running_concurrency=ConcurrencyControlType.TASK)
-    def hold() -> str:
-        GATE.wait({wait})
-        return "released"
-
-
-    @app.task
-    def write_marker(path: str) -> None:
-        Path(path).write_text("done")
-
-
-    if os.environ.get("CLI_TEST_MARKER"):
-        write_marker(os.environ["CLI_TEST_MARKER"])
-    """
-)
-
 AppModuleFactory = Callable[[str], ModuleType]
-
-
-@pytest.fixture
-def app_module_factory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[AppModuleFactory]:
-    """``factory(backend_url)`` writes an app module into ``tmp_path`` and imports it.
-
-    The working directory is ``tmp_path`` (as for a user running ``taskgate`` next to their
-    code); rich tables get a wide console so that rows are not wrapped.
-    """
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("COLUMNS", "250")
-    modules: list[ModuleType] = []
-
-    def factory(backend_url: str) -> ModuleType:
-        monkeypatch.setenv("TASKGATE_BACKEND", backend_url)
-        name = f"cli_app_{uuid.uuid4().hex[:10]}"
-        source = APP_MODULE.format(app_id=f"test-cli-{uuid.uuid4().hex[:12]}", wait=WAIT)
-        (tmp_path / f"{name}.py").write_text(source)
-        module = importlib.import_module(name)
-        modules.append(module)
-        return module
-
-    yield factory
-    for module in modules:
-        module.GATE.set()
-        module.app.purge()
-        module.app.backend.close()
-        sys.modules.pop(module.__name__, None)
-
-
-@pytest.fixture
-def app_module(app_module_factory: AppModuleFactory, backend_url: str) -> ModuleType:
-    """The app module on the test's backend."""
-    return app_module_factory(backend_url)
+ISO_UTC = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00"
 
 
 def run_cli(*args: str, input: str | None = None) -> Result:
@@ -135,7 +49,7 @@ def table_row(*cells: str) -> str:
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["runner"], ["runner", "start"], ["status"], ["inspect"], ["purge"]],
+    [[], ["runner"], ["runner", "start"], ["status"], ["inspect"], ["invocations"], ["purge"]],
     ids=lambda c: " ".join(c) or "taskgate",
 )
 def test_every_command_has_help(command: list[str]) -> None:
@@ -144,6 +58,22 @@ def test_every_command_has_help(command: list[str]) -> None:
     assert "Usage:" in result.stdout
     if command and command != ["runner"]:
         assert "--app MODULE:ATTR" in result.stdout
+        assert "--backend URL" in result.stdout
+
+
+def test_the_command_list_shows_every_summary_whole() -> None:
+    result = run_cli("--help")
+    assert result.exit_code == 0, result.output
+    commands = result.stdout.split("Commands:")[1].strip().splitlines()
+    assert [line.split()[0] for line in commands] == [
+        "inspect",
+        "invocations",
+        "purge",
+        "runner",
+        "status",
+    ]
+    for line in commands:
+        assert not line.rstrip().endswith("..."), line  # click cuts a summary that is too long
 
 
 def test_load_app_returns_the_module_app_object(app_module: ModuleType) -> None:
@@ -160,14 +90,6 @@ def test_load_app_returns_the_module_app_object(app_module: ModuleType) -> None:
             "No module named 'taskgate_no_such_module_x'",
             id="unknown-module",
         ),
-        pytest.param(
-            lambda mod: "broken_import:app",
-            "No module named 'taskgate_missing_dependency_y' (ModuleNotFoundError)",
-            id="module-import-fails",
-        ),
-        pytest.param(
-            lambda mod: "broken_config:app", "bad configuration (RuntimeError)", id="module-raises"
-        ),
         pytest.param(lambda mod: f"{mod}:nope", "has no attribute 'nope'", id="missing-attr"),
         pytest.param(lambda mod: f"{mod}:not_an_app", "not a taskgate App", id="not-an-app"),
     ],
@@ -180,8 +102,6 @@ def test_bad_app_option_is_a_clean_usage_error(
     expected: str,
     command: list[str],
 ) -> None:
-    (tmp_path / "broken_import.py").write_text("import taskgate_missing_dependency_y\n")
-    (tmp_path / "broken_config.py").write_text("raise RuntimeError('bad configuration')\n")
     result = run_cli(*command, "--app", make_spec(app_module.__name__))
     assert result.exit_code == 2, result.output
     assert isinstance(result.exception, SystemExit)
@@ -267,6 +187,7 @@ def test_inspect_a_waiting_invocation(app_module: ModuleType) -> None:
     result = run_cli("inspect", invocation.invocation_id, "--app", spec(app_module))
     assert result.exit_code == 0, result.output
     out = result.stdout
+    assert out.startswith(f"app {app_module.app.app_id} on {app_module.app.conf.backend_display}\n")
     assert re.search(rf"invocation\s+{invocation.invocation_id}", out)
     assert re.search(rf"task\s+{re.escape(app_module.add.task_id)}", out)
     assert re.search(r"status\s+registered", out)
@@ -408,9 +329,18 @@ def _run_work_then_sigterm(
     finally:
         process.kill()
     assert process.returncode == 0, out + err
-    app_id = app_module.app.app_id
-    assert re.search(rf"INFO\s+taskgate\.cli: .*starting: app {app_id}, backend ", err), err
+    app = app_module.app
+    backend = re.escape(app.conf.backend_display)
+    assert re.search(
+        rf"INFO\s+taskgate\.cli: .*starting: app {app.app_id}, backend {backend},", err
+    )
     assert described in err
+    tasks = ", ".join(sorted(app.tasks))
+    assert re.search(rf"INFO\s+taskgate\.cli: runner \S+ tasks: {re.escape(tasks)}$", err, re.M), (
+        err
+    )
+    private = "lives in this process: no other process can submit work to this runner"
+    assert (private in err) == (app.conf.backend_url == "memory://"), err
     assert re.search(r"taskgate\.cli: runner \S+ exited cleanly", err), err
     assert "received SIGTERM" in err
     assert "Traceback" not in err

@@ -8,7 +8,7 @@ import pickle
 import pytest
 
 import taskgate
-from taskgate import errors
+from taskgate import InvocationStatus, errors
 from taskgate.errors import (
     BackendError,
     BackendUnavailableError,
@@ -55,8 +55,29 @@ def test_result_timeout_error_is_also_a_timeout_error() -> None:
     assert exc.invocation_id == "inv-1"
     assert exc.timeout == 2.5
     assert "inv-1" in str(exc)
+    assert exc.status is None
+    assert "keeps running" in str(exc)  # the two-argument form says what it always said
     with pytest.raises(TimeoutError):
         raise exc
+
+
+@pytest.mark.parametrize(
+    ("status", "says"),
+    [
+        (InvocationStatus.RUNNING, "it keeps running"),
+        (InvocationStatus.REGISTERED, "its status is registered: no runner has picked it up"),
+        (InvocationStatus.CONCURRENCY_CONTROLLED, "waiting for a running slot"),
+        (InvocationStatus.RETRY, "waiting to be retried"),
+    ],
+)
+def test_result_timeout_error_says_what_the_invocation_is_doing(
+    status: InvocationStatus, says: str
+) -> None:
+    exc = ResultTimeoutError("inv-1", 2.5, status)
+    assert says in str(exc)
+    assert exc.status is status
+    loaded = pickle.loads(pickle.dumps(exc))
+    assert (loaded.status, str(loaded)) == (status, str(exc))
 
 
 def test_different_arguments_error_has_its_attributes() -> None:

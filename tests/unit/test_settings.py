@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ NO_ENV: dict[str, str] = {}
 
 def test_defaults() -> None:
     conf = Settings.load({}, NO_ENV)
-    assert conf.backend is None
+    assert conf.backend == f"sqlite:///{Path.cwd() / '.taskgate' / 'taskgate.db'}"
     assert conf.serializer == "pickle"
     assert conf.runner_cls == "ThreadRunner"
     assert conf.threads is None  # the runner decides: 8 threads, or 1 per worker process
@@ -364,3 +365,48 @@ def test_assigning_an_unrelated_unknown_name_raises_without_a_suggestion(app: Ap
 def test_assigning_a_valid_backend_url_takes_effect(app: App) -> None:
     app.conf.backend = "redis://127.0.0.1:1/2"
     assert app.conf.backend_url == "redis://127.0.0.1:1/2"
+
+
+# --- SQLite paths are absolute ------------------------------------------------------------------
+
+
+def test_the_default_store_is_resolved_against_the_directory_at_construction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    app = App()
+    monkeypatch.chdir(tmp_path.parent)  # a caller that changes directory keeps its store
+    expected = f"sqlite:///{tmp_path}/.taskgate/taskgate.db"
+    assert expected.startswith("sqlite:////")
+    assert app.conf.backend == app.conf.backend_url == app.conf.backend_display == expected
+    assert expected in repr(app)
+
+
+@pytest.mark.parametrize(
+    ("given", "relative"),
+    [
+        ("sqlite:///jobs.db", "jobs.db"),
+        ("sqlite:///data/jobs.db", "data/jobs.db"),
+        ("sqlite:///./jobs.db", "jobs.db"),
+    ],
+)
+def test_a_relative_sqlite_url_is_made_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str, relative: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    expected = f"sqlite:///{tmp_path / relative}"
+    assert App(backend=given).conf.backend_url == expected
+    assert Settings.load({}, {"TASKGATE_BACKEND": given}).backend_url == expected
+    conf = Settings.load({"backend": "memory://"}, NO_ENV)
+    conf.backend = given  # an assignment too
+    assert conf.backend_url == expected
+    conf.backend = None  # back to the default, resolved now
+    assert conf.backend_url == f"sqlite:///{tmp_path / '.taskgate/taskgate.db'}"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite:////abs/jobs.db", "memory://", "redis://localhost:1/0"],
+)
+def test_other_urls_are_kept_as_given(url: str) -> None:
+    assert Settings.load({"backend": url}, NO_ENV).backend == url

@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -83,6 +84,10 @@ RECOVER_BATCH = 500
 # Records registered per script call: a batch holds the server for well under a millisecond.
 REGISTER_BATCH = 200
 LIST_PAGE = 200
+# Index entries ZSCAN looks at per round trip when finding ids by prefix.
+SCAN_COUNT = 1000
+# Characters of a Redis glob pattern that must be escaped to match themselves.
+_GLOB_SPECIAL = re.compile(r"[\\*?\[\]]")
 # How long past the end of its blocking wait a waiting runner stays in line for hand-overs
 # (its claim call leaves the line at once when it returns; this bounds a dead runner's stay).
 IDLE_MARGIN_SECONDS = 1.0
@@ -296,6 +301,20 @@ class RedisBackend(Backend):
                 if record is not None and (status is None or record.status is status):
                     found.append(record)
         return found[:limit]
+
+    def find_ids(self, prefix: str, limit: int) -> list[str]:
+        pattern = _GLOB_SPECIAL.sub(r"\\\g<0>", prefix) + "*"
+        found: set[str] = set()
+        cursor = 0
+        while True:
+            cursor, page = self._command(
+                "ZSCAN", self._prefix + "index", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT
+            )
+            # ZSCAN replies member, score, member, score...; a member may come twice.
+            found.update(_text(member) for member in page[::2])
+            cursor = int(cursor)
+            if cursor == 0:
+                return sorted(found)[:limit]
 
     def stats(self) -> BackendStats:
         counts = _pairs(self._command("HGETALL", self._prefix + "counts"))

@@ -289,6 +289,9 @@ class SqliteBackend(Backend):
     ) -> list[InvocationRecord]:
         return self._db.read(lambda conn: q.list_records(conn, self._app, task_id, status, limit))
 
+    def find_ids(self, prefix: str, limit: int) -> list[str]:
+        return self._db.read(lambda conn: q.find_ids(conn, self._app, prefix, limit))
+
     def stats(self) -> BackendStats:
         def operation(conn: sqlite3.Connection) -> BackendStats:
             counts = {

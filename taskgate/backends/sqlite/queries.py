@@ -217,3 +217,18 @@ def list_records(
     params.append(limit)
     rows = conn.execute(sql, params).fetchall()
     return [row_to_record(row, load_history(conn, app_id, row["invocation_id"])) for row in rows]
+
+
+def find_ids(conn: sqlite3.Connection, app_id: str, prefix: str, limit: int) -> list[str]:
+    """Up to ``limit`` invocation ids starting with ``prefix``, sorted.
+
+    A range on the ``(app_id, invocation_id)`` unique index rather than LIKE, whose wildcards
+    (and case folding) would need escaping; every id starting with ``prefix`` sorts at or after
+    it and before ``prefix`` followed by the highest code point.
+    """
+    rows = conn.execute(
+        "SELECT invocation_id FROM invocations WHERE app_id = ? AND invocation_id >= ? "
+        "AND invocation_id < ? ORDER BY invocation_id LIMIT ?",
+        (app_id, prefix, prefix + "\U0010ffff", limit),
+    ).fetchall()
+    return [row[0] for row in rows]

@@ -1,0 +1,134 @@
+"""The ``--json`` documents of ``status``, ``inspect`` and ``invocations``.
+
+The keys are part of the command line's interface (listed in README's command line section);
+new keys may be added, existing ones keep their name and meaning. Times are ISO-8601 UTC texts
+with milliseconds (``null`` when unset); statuses are the lower-case status values; stored
+Python values (arguments, results) are given as their ``repr`` text, since they need not be
+JSON values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from taskgate.app import App
+from taskgate.cli.render import STATUS_ORDER, describe_exception, format_time, safe_decode
+from taskgate.record import BackendStats, BlockedBy, InvocationRecord
+from taskgate.status import InvocationStatus
+
+JsonObject = dict[str, Any]
+
+
+def iso_time(timestamp: float | None) -> str | None:
+    """A Unix timestamp as ISO-8601 UTC with milliseconds, or None."""
+    return None if timestamp is None else format_time(timestamp)
+
+
+def header(app: App) -> JsonObject:
+    """The keys every document starts with: which app, on which store (password masked)."""
+    return {"app": app.app_id, "backend": app.conf.backend_display}
+
+
+def running_count(stats: BackendStats) -> int:
+    """How many invocations are RUNNING, over every task."""
+    return sum(
+        count
+        for (_, status), count in stats.by_task_and_status.items()
+        if status is InvocationStatus.RUNNING
+    )
+
+
+def orphaned_count(stats: BackendStats) -> int:
+    """RUNNING invocations while no runner is live: nobody renews them; recovery will."""
+    return 0 if stats.runners else running_count(stats)
+
+
+def status_json(app: App, stats: BackendStats) -> JsonObject:
+    """``status --json``: counts, live runners, parked invocations, orphaned running work."""
+    counts = sorted(
+        ((task, status, n) for (task, status), n in stats.by_task_and_status.items() if n),
+        key=lambda item: (item[0], STATUS_ORDER[item[1]]),
+    )
+    return {
+        **header(app),
+        "counts": [{"task": t, "status": s.value, "count": n} for t, s, n in counts],
+        "total": sum(n for _, _, n in counts),
+        "running": running_count(stats),
+        "orphaned_running": orphaned_count(stats),
+        "runners": [
+            {"runner_id": runner_id, "heartbeat_expires_at": iso_time(expires_at)}
+            for runner_id, expires_at in sorted(stats.runners.items())
+        ],
+        "parked": [
+            {"scope_key": key, "count": n} for key, n in sorted(stats.parked_by_key.items()) if n
+        ],
+    }
+
+
+def summary_json(record: InvocationRecord) -> JsonObject:
+    """One row of ``invocations --json``."""
+    return {
+        "invocation_id": record.invocation_id,
+        "task": record.task_id,
+        "status": record.status.value,
+        "attempt": record.attempt,
+        "created_at": iso_time(record.created_at),
+        "runner_id": record.runner_id,
+        "last_runner_id": last_runner(record),
+    }
+
+
+def last_runner(record: InvocationRecord) -> str | None:
+    """The runner of the latest transition that names one, if any."""
+    return next((t.runner_id for t in reversed(record.history) if t.runner_id), None)
+
+
+def record_json(app: App, record: InvocationRecord, blocked: BlockedBy | None) -> JsonObject:
+    """``inspect --json``: every field of the record, its outcome and history."""
+    return {
+        **header(app),
+        **summary_json(record),
+        "num_retries": record.num_retries,
+        "max_retries": record.max_retries,
+        "lease_expires_at": iso_time(record.lease_expires_at),
+        "arguments": arguments_json(app, record.arguments),
+        **outcome_json(app, record),
+        "blocked_by": (
+            None
+            if blocked is None
+            else {"scope_key": blocked.scope_key, "holders": list(blocked.holders)}
+        ),
+        "history": [
+            {
+                "status": t.status.value,
+                "time": iso_time(t.timestamp),
+                "runner_id": t.runner_id,
+            }
+            for t in record.history
+        ],
+    }
+
+
+def arguments_json(app: App, data: bytes) -> JsonObject | str:
+    """``{name: repr(value)}`` of the stored arguments, or the text of a decoding problem."""
+    arguments, problem = safe_decode(app.serializer.loads, data)
+    if problem is not None:
+        return problem
+    if not isinstance(arguments, dict):
+        return repr(arguments)
+    return {str(name): repr(value) for name, value in arguments.items()}
+
+
+def outcome_json(app: App, record: InvocationRecord) -> JsonObject:
+    """``result`` (repr text), ``error`` (``module.Type: message``) and its ``traceback``."""
+    result = error = traceback = None
+    if record.status is InvocationStatus.SUCCESS and record.result is not None:
+        value, problem = safe_decode(app.serializer.loads, record.result)
+        result = problem or repr(value)
+    elif record.error is not None:
+        exc, problem = safe_decode(app.serializer.loads_error, record.error)
+        error = problem or describe_exception(exc)
+        # The runner-side traceback, when the store carries one, is the rebuilt error's cause.
+        if exc is not None and exc.__cause__ is not None:
+            traceback = str(exc.__cause__)
+    return {"result": result, "error": error, "traceback": traceback}

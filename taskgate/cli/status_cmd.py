@@ -1,0 +1,79 @@
+"""``taskgate status`` and ``taskgate purge``: an app's store as a whole."""
+
+from __future__ import annotations
+
+import time
+
+import click
+from rich.console import Console
+from rich.text import Text
+
+from taskgate.app import App
+from taskgate.cli.app_loading import open_app
+from taskgate.cli.common import app_options, json_option, make_console, print_json
+from taskgate.cli.json_output import orphaned_count, status_json
+from taskgate.cli.render import print_counts, print_parked, print_runners
+from taskgate.record import BackendStats
+
+
+@click.command(short_help="Counts by task and status, live runners, parked invocations.")
+@app_options
+@json_option
+def status(app_spec: str, backend_url: str | None, as_json: bool) -> None:
+    """Show invocation counts by task and status, live runners and parked invocations.
+
+    RUNNING invocations while no runner is live are flagged as orphaned: a runner of the app
+    takes them back once their lease expires. Never creates a store (exit 2 when the SQLite file
+    does not exist).
+
+    \b
+    --json keys: app, backend, counts [{task, status, count}], total, running,
+    orphaned_running, runners [{runner_id, heartbeat_expires_at}], parked [{scope_key, count}].
+    """
+    app = open_app(app_spec, backend_url, existing_store=True)
+    stats = app.backend.stats()
+    if as_json:
+        print_json(status_json(app, stats))
+        return
+    console = make_console()
+    console.print(Text(f"app {app.app_id} on {app.conf.backend_display}", style="bold"))
+    print_counts(console, stats)
+    print_runners(console, stats, time.time())
+    print_orphans(console, app, stats)
+    print_parked(console, stats)
+
+
+def print_orphans(console: Console, app: App, stats: BackendStats) -> None:
+    """Flag RUNNING invocations that no live runner holds (their runner stopped or died)."""
+    orphaned = orphaned_count(stats)
+    if not orphaned:
+        return
+    console.print(
+        Text(
+            f"{orphaned} RUNNING invocation(s) are orphaned: no live runner holds them (their "
+            "runner was stopped at once or died). A runner of this app takes them back once "
+            f"their lease expires (lease_seconds={app.conf.lease_seconds}); start one if none "
+            "is running.",
+            style="bold yellow",
+        )
+    )
+
+
+@click.command(short_help="Delete every invocation, result and slot of the app.")
+@app_options
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def purge(app_spec: str, backend_url: str | None, yes: bool) -> None:
+    """Delete every invocation, result, queue entry and slot of the app.
+
+    Runners of the app keep running; invocations they are executing are lost. Never creates a
+    store (exit 2 when the SQLite file does not exist).
+    """
+    app = open_app(app_spec, backend_url, existing_store=True)
+    where = f"app {app.app_id!r} on {app.conf.backend_display}"
+    if not yes:
+        click.confirm(
+            f"Delete every invocation, result, queue entry and slot of {where}?", abort=True
+        )
+    count = sum(app.backend.stats().by_task_and_status.values())
+    app.purge()
+    click.echo(f"purged {where}: {count} invocation(s) deleted")
