@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 # A worker process that cannot start (bad app path, bad settings) exits with this code
 # (EX_CONFIG), so its supervisor stops instead of restarting it forever.
 EXIT_CONFIG = 78
+# A worker process that stopped on a backend error retrying cannot fix (refused credentials, a
+# replaced store) exits with this code (EX_NOPERM), so its supervisor stops too.
+EXIT_BACKEND_FATAL = 77
 # The runner id a ProcessRunner gives each worker process it starts, so that it can take back
 # the work of one that dies at once (Backend.recover_runner) instead of after its leases.
 WORKER_RUNNER_ID_ENV = "TASKGATE_WORKER_RUNNER_ID"

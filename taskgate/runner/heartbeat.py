@@ -8,7 +8,8 @@ import time
 from collections.abc import Callable, Sequence
 
 from taskgate.backends.base import Backend
-from taskgate.errors import TaskgateError
+from taskgate.errors import BackendError, BackendUnavailableError, TaskgateError
+from taskgate.runner.outage import Outage
 
 logger = logging.getLogger(__name__)
 
@@ -18,6 +19,9 @@ class Heartbeat:
 
     Renewing at a third of the lease leaves two chances to renew before a lease can expire;
     recovering at half the lease bounds how long a dead runner's work waits to about 1.5 leases.
+
+    A :class:`BackendUnavailableError` is counted on ``outage`` (the next beat tries again); any
+    other :class:`BackendError` (refused credentials, a replaced store) goes to ``on_fatal``.
     """
 
     def __init__(
@@ -27,12 +31,17 @@ class Heartbeat:
         lease_seconds: float,
         claims: Callable[[], Sequence[tuple[str, int]]],
         on_lost: Callable[[list[tuple[str, int]]], list[tuple[str, int]]],
+        *,
+        outage: Outage | None = None,
+        on_fatal: Callable[[BackendError], None] | None = None,
     ) -> None:
         self._backend = backend
         self._runner_id = runner_id
         self._lease_seconds = lease_seconds
         self._claims = claims
         self._on_lost = on_lost
+        self._outage = outage or Outage(runner_id)
+        self._on_fatal = on_fatal or self._log_fatal
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._loop, name=f"taskgate-heartbeat-{runner_id}", daemon=True
@@ -59,14 +68,26 @@ class Heartbeat:
                 return
             self._guarded(self._beat)
 
-    def _guarded(self, step: Callable[[], None]) -> None:
-        """Run one step; a failure is logged and the next beat tries again."""
+    def _guarded(self, step: Callable[[], object]) -> None:
+        """Run one step; a failure is logged (or reported) and the next beat tries again."""
         try:
             step()
+        except BackendUnavailableError as exc:
+            self._outage.failed(exc, "heartbeat")
+            return
+        except BackendError as exc:
+            self._on_fatal(exc)
+            return
         except TaskgateError as exc:
             logger.warning("runner %s heartbeat failed: %s", self._runner_id, exc)
+            return
         except Exception:
             logger.exception("runner %s heartbeat failed unexpectedly", self._runner_id)
+            return
+        self._outage.succeeded()
+
+    def _log_fatal(self, exc: BackendError) -> None:
+        logger.error("runner %s heartbeat failed: %s", self._runner_id, exc)
 
     def _recover(self) -> None:
         recovered = self._backend.recover()

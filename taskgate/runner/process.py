@@ -23,9 +23,9 @@ import time
 from typing import TYPE_CHECKING
 
 from taskgate.backoff import Backoff
-from taskgate.errors import ConfigError, TaskgateError
+from taskgate.errors import BackendError, ConfigError, TaskgateError
 from taskgate.locate import SPAWNED_MAIN, locate_app
-from taskgate.runner.base import EXIT_CONFIG, WORKER_RUNNER_ID_ENV, Runner
+from taskgate.runner.base import EXIT_BACKEND_FATAL, EXIT_CONFIG, WORKER_RUNNER_ID_ENV, Runner
 
 if TYPE_CHECKING:
     from taskgate.app import App
@@ -131,6 +131,12 @@ class ProcessRunner(Runner):
                     raise ConfigError(
                         f"worker process {slot} could not load app {self.app_spec!r} (see its "
                         "log above); fix the app path or settings and start again"
+                    )
+                if process.returncode == EXIT_BACKEND_FATAL:
+                    raise BackendError(
+                        f"worker process {slot} stopped on a backend error that retrying cannot "
+                        "fix, such as refused credentials (its log above says which); fix it "
+                        "and start again"
                     )
                 delay = backoff.next()
                 logger.error(

@@ -18,9 +18,9 @@ import types
 from pathlib import Path
 from typing import Any
 
-from taskgate.errors import ConfigError, TaskgateError
+from taskgate.errors import BackendError, ConfigError, TaskgateError
 from taskgate.locate import SPAWNED_MAIN, load_app
-from taskgate.runner.base import EXIT_CONFIG, WORKER_RUNNER_ID_ENV
+from taskgate.runner.base import EXIT_BACKEND_FATAL, EXIT_CONFIG, WORKER_RUNNER_ID_ENV
 from taskgate.runner.thread import ThreadRunner
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,10 @@ def main(argv: list[str]) -> int:
         logger.error("worker process %s cannot start: %s", os.getpid(), exc)
         return EXIT_CONFIG
     _stop_when_parent_dies(runner)
-    runner.run()
+    try:
+        runner.run()
+    except BackendError:  # the runner logged it; restarting this worker cannot help
+        return EXIT_BACKEND_FATAL
     return 0
 
 
