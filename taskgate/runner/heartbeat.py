@@ -1,4 +1,5 @@
-"""The heartbeat: renews the leases of running work and recovers the work of dead runners."""
+"""The heartbeat: renews the leases of running work, recovers the work of dead runners and
+deletes expired results."""
 
 from __future__ import annotations
 
@@ -13,12 +14,18 @@ from taskgate.runner.outage import Outage
 
 logger = logging.getLogger(__name__)
 
+# Expired results are deleted at least this often (when the result TTL is shorter than half
+# the lease), and never more often than this floor, however short the TTL.
+MIN_EXPIRY_INTERVAL_SECONDS = 0.1
+
 
 class Heartbeat:
     """A daemon thread that renews leases every ``lease/3`` and calls ``recover`` every ``lease/2``.
 
     Renewing at a third of the lease leaves two chances to renew before a lease can expire;
     recovering at half the lease bounds how long a dead runner's work waits to about 1.5 leases.
+    Expired results are deleted by ``recover`` and, when the result TTL is shorter than half the
+    lease, every TTL in between (``expire``), so they never pile up whatever the finish rate.
 
     A :class:`BackendUnavailableError` is counted on ``outage`` (the next beat tries again); any
     other :class:`BackendError` (refused credentials, a replaced store) goes to ``on_fatal``.
@@ -59,14 +66,28 @@ class Heartbeat:
             self._thread.join()
 
     def _loop(self) -> None:
-        next_recover = time.monotonic()
+        beat_every = self._lease_seconds / 3
+        recover_every = self._lease_seconds / 2
+        expire_every = max(
+            MIN_EXPIRY_INTERVAL_SECONDS,
+            min(recover_every, self._backend.options.result_ttl_seconds),
+        )
+        now = time.monotonic()
+        next_beat, next_recover, next_expire = now + beat_every, now, now + expire_every
         while True:
-            if time.monotonic() >= next_recover:
-                next_recover = time.monotonic() + self._lease_seconds / 2
+            now = time.monotonic()
+            if now >= next_beat:  # first: renewals matter most
+                self._guarded(self._beat)
+                next_beat = now + beat_every
+            if now >= next_recover:  # recover expires results too
                 self._guarded(self._recover)
-            if self._stop.wait(self._lease_seconds / 3):
+                next_recover, next_expire = now + recover_every, now + expire_every
+            elif now >= next_expire:
+                self._guarded(self._backend.expire)
+                next_expire = now + expire_every
+            wait = min(next_beat, next_recover, next_expire) - time.monotonic()
+            if self._stop.wait(max(0.0, wait)):
                 return
-            self._guarded(self._beat)
 
     def _guarded(self, step: Callable[[], object]) -> None:
         """Run one step; a failure is logged (or reported) and the next beat tries again."""

@@ -69,6 +69,7 @@ SCRIPTS = (
     "renew",
     "recover",
     "recover_runner",
+    "expire",
     "blocked_by",
     "purge",
     "final_records",
@@ -89,7 +90,7 @@ IDLE_MARGIN_SECONDS = 1.0
 
 
 # Scripts that only store or read records need the core steps alone: less Lua to run per call.
-CORE_ONLY = frozenset({"register", "blocked_by", "purge", "final_records", "watch"})
+CORE_ONLY = frozenset({"register", "blocked_by", "purge", "final_records", "watch", "expire"})
 
 
 def _script_source(name: str) -> str:
@@ -239,7 +240,11 @@ class RedisBackend(Backend):
             self.options.result_ttl_seconds,
             RECOVER_BATCH,
         )
+        self.expire(now)
         return [_text(item) for item in reply]
+
+    def expire_finals(self, batch: int, now: float | None = None) -> int:
+        return int(self._run("expire", "" if now is None else repr(now), batch))
 
     def recover_runner(self, runner_id: str) -> list[str]:
         reply = self._run(
