@@ -161,6 +161,11 @@ class Backend(ABC):
 
         Also records the runner as alive for ``lease_seconds``. Returns the ids whose claims are
         stale (recovered or fenced); the runner must stop renewing those.
+
+        Runners call it every third of a lease, so it is where a backend checks, cheaply, that
+        its store is still the one it opened: it raises
+        :class:`~taskgate.errors.BackendStoreReplacedError` when it is not (an SQLite file
+        deleted or replaced under a running process).
         """
 
     @abstractmethod

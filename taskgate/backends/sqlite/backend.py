@@ -173,6 +173,8 @@ class SqliteBackend(Backend):
     def renew(
         self, runner_id: str, claims: Sequence[tuple[str, int]], lease_seconds: float
     ) -> list[str]:
+        self._db.check_store()  # a runner's heartbeat: a cheap place to notice a replaced file
+
         def operation(conn: sqlite3.Connection) -> list[str]:
             expires_at = time.time() + lease_seconds
             conn.execute(q.UPSERT_RUNNER, (self._app, runner_id, expires_at))
