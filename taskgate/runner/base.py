@@ -74,6 +74,8 @@ class Runner(ABC):
         Raises:
             RuntimeError: this runner is already running.
             ConfigError: the runner cannot work with the configured backend.
+            BackendError: a backend error that retrying cannot fix (refused credentials, a
+                replaced store) stopped the runner; raised once it has wound down.
         """
         if self._running.is_set():
             raise RuntimeError(f"runner {self.runner_id} is already running")
