@@ -43,11 +43,32 @@ class SerializationError(TaskgateError):
 
 
 class BackendError(TaskgateError):
-    """The backend failed in a way the caller cannot fix by retrying."""
+    """The backend failed in a way the caller cannot fix by retrying.
+
+    A runner that gets one (other than :class:`BackendUnavailableError`) stops: it logs the
+    error, stops claiming, winds down and ``run()`` raises it.
+    """
 
 
 class BackendUnavailableError(BackendError):
-    """The backend store cannot be reached; retry later or check the backend URL."""
+    """The backend store cannot be reached; retry later or check the backend URL.
+
+    The one backend error runners retry (with back-off) instead of stopping.
+    """
+
+
+class BackendAuthenticationError(BackendError):
+    """The backend refused the credentials of the backend URL (a wrong or missing password).
+
+    Retrying cannot help: fix the user or password in the backend URL.
+    """
+
+
+class BackendStoreReplacedError(BackendError):
+    """The store's file was deleted or replaced while this process used it (SQLite).
+
+    This process still writes to the old file, which nobody else sees: restart it.
+    """
 
 
 class InvocationNotFoundError(TaskgateError):
@@ -193,7 +214,9 @@ class MainModuleTaskWarning(TaskgateError, UserWarning):
 
 
 __all__ = [
+    "BackendAuthenticationError",
     "BackendError",
+    "BackendStoreReplacedError",
     "BackendUnavailableError",
     "ConcurrencyControlledError",
     "ConfigError",

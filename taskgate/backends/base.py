@@ -12,7 +12,9 @@ statuses. A parked invocation is moved back to the ready queue exactly once, by 
 it, so the order within a key is first come, first served.
 
 Every operation may raise :class:`~taskgate.errors.BackendUnavailableError` when the store cannot
-be reached; none raises raw driver errors.
+be reached (runners retry those) and :class:`~taskgate.errors.BackendError` for failures that
+retrying cannot fix (:class:`~taskgate.errors.BackendAuthenticationError` for refused
+credentials; runners stop on those); none raises raw driver errors.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from taskgate.record import (
 from taskgate.status import InvocationStatus
 
 logger = logging.getLogger(__name__)
+
+# Final invocations deleted per expiry step: each holds the store for about a millisecond.
+EXPIRY_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,17 +161,44 @@ class Backend(ABC):
 
         Also records the runner as alive for ``lease_seconds``. Returns the ids whose claims are
         stale (recovered or fenced); the runner must stop renewing those.
+
+        Runners call it every third of a lease, so it is where a backend checks, cheaply, that
+        its store is still the one it opened: it raises
+        :class:`~taskgate.errors.BackendStoreReplacedError` when it is not (an SQLite file
+        deleted or replaced under a running process).
         """
 
     @abstractmethod
     def recover(self, now: float | None = None) -> list[str]:
-        """Take back the work of runners whose leases expired; drop expired final invocations.
+        """Take back the work of runners whose leases expired; then :meth:`expire` the results.
 
         Atomically for every ``RUNNING`` invocation whose lease expired before ``now``: release
         its slot and requeue it first in line (``REGISTERED``), or, when it was recovered
-        ``max_recoveries`` times already, fail it with ``options.lost_error``. Returns the ids
-        recovered or failed.
+        ``max_recoveries`` times already, fail it with ``options.lost_error``. Then every
+        expired final invocation is deleted, in steps of their own (see :meth:`expire`).
+        Returns the ids recovered or failed.
         """
+
+    @abstractmethod
+    def expire_finals(self, batch: int, now: float | None = None) -> int:
+        """Delete up to ``batch`` final invocations whose result TTL passed by ``now``.
+
+        One atomic step: each record goes with its history and every index entry naming it.
+        Returns how many were deleted; fewer than ``batch`` means none expired is left.
+        """
+
+    def expire(self, now: float | None = None) -> int:
+        """Delete every final invocation whose result TTL passed by ``now``; returns how many.
+
+        Runs :meth:`expire_finals` until a batch comes back short: each batch is its own short
+        atomic step, so the store is never held for long, however many results expired.
+        """
+        deleted = 0
+        while True:
+            count = self.expire_finals(EXPIRY_BATCH, now)
+            deleted += count
+            if count < EXPIRY_BATCH:
+                return deleted
 
     @abstractmethod
     def recover_runner(self, runner_id: str) -> list[str]:

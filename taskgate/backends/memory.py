@@ -153,9 +153,21 @@ class MemoryBackend(Backend):
                     continue
                 recovered.append(invocation_id)
                 self._recover_one(record, now)
-            self._expire_finals(now)
             self._runners = {r: t for r, t in self._runners.items() if t > now}
+        self.expire(now)
         return recovered
+
+    def expire_finals(self, batch: int, now: float | None = None) -> int:
+        now = time.time() if now is None else now
+        deleted = 0
+        with self._lock:
+            while deleted < batch and self._expiry and self._expiry[0][0] <= now:
+                _, invocation_id = self._expiry.popleft()
+                record = self._records.get(invocation_id)
+                if record is not None and record.status.is_final:
+                    del self._records[invocation_id]
+                    deleted += 1
+        return deleted
 
     def recover_runner(self, runner_id: str) -> list[str]:
         now = time.time()
@@ -386,13 +398,6 @@ class MemoryBackend(Backend):
         event = self._final_events.pop(record.invocation_id, None)
         if event is not None:
             event.set()
-
-    def _expire_finals(self, now: float) -> None:
-        while self._expiry and self._expiry[0][0] <= now:
-            _, invocation_id = self._expiry.popleft()
-            record = self._records.get(invocation_id)
-            if record is not None and record.status.is_final:
-                del self._records[invocation_id]
 
 
 def _snapshot(record: InvocationRecord) -> InvocationRecord:

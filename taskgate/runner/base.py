@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 # A worker process that cannot start (bad app path, bad settings) exits with this code
 # (EX_CONFIG), so its supervisor stops instead of restarting it forever.
 EXIT_CONFIG = 78
+# A worker process that stopped on a backend error retrying cannot fix (refused credentials, a
+# replaced store) exits with this code (EX_NOPERM), so its supervisor stops too.
+EXIT_BACKEND_FATAL = 77
 
 
 def new_runner_id() -> str:
@@ -78,6 +81,8 @@ class Runner(ABC):
         Raises:
             RuntimeError: this runner is already running.
             ConfigError: the runner cannot work with the configured backend.
+            BackendError: a backend error that retrying cannot fix (refused credentials, a
+                replaced store) stopped the runner; raised once it has wound down.
         """
         if self._running.is_set():
             raise RuntimeError(f"runner {self.runner_id} is already running")

@@ -1,4 +1,5 @@
-"""The heartbeat: renews the leases of running work and recovers the work of dead runners."""
+"""The heartbeat: renews the leases of running work, recovers the work of dead runners and
+deletes expired results."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from taskgate.backends.base import Backend
-from taskgate.errors import TaskgateError
+from taskgate.errors import BackendError, BackendUnavailableError, ConfigError, TaskgateError
+from taskgate.runner.outage import Outage
 
 logger = logging.getLogger(__name__)
+
+# Expired results are deleted at least this often (when the result TTL is shorter than half
+# the lease), and never more often than this floor, however short the TTL.
+MIN_EXPIRY_INTERVAL_SECONDS = 0.1
 
 
 class LeaseListener(Protocol):
@@ -29,6 +35,12 @@ class Heartbeat:
 
     Renewing at a third of the lease leaves two chances to renew before a lease can expire;
     recovering at half the lease bounds how long a dead runner's work waits to about 1.5 leases.
+    Expired results are deleted by ``recover`` and, when the result TTL is shorter than half the
+    lease, every TTL in between (``expire``), so they never pile up whatever the finish rate.
+
+    A :class:`BackendUnavailableError` is counted on ``outage`` (the next beat tries again); any
+    other :class:`BackendError`, or a :class:`ConfigError` (refused credentials, a replaced store, a
+    path that cannot hold the store) goes to ``on_fatal``.
     """
 
     def __init__(
@@ -39,6 +51,9 @@ class Heartbeat:
         claims: Callable[[], Sequence[tuple[str, int]]],
         on_lost: Callable[[list[tuple[str, int]]], list[tuple[str, int]]],
         listener: LeaseListener | None = None,
+        *,
+        outage: Outage | None = None,
+        on_fatal: Callable[[BackendError | ConfigError], None] | None = None,
     ) -> None:
         self._backend = backend
         self._listener = listener
@@ -46,6 +61,8 @@ class Heartbeat:
         self._lease_seconds = lease_seconds
         self._claims = claims
         self._on_lost = on_lost
+        self._outage = outage or Outage(runner_id)
+        self._on_fatal = on_fatal or self._log_fatal
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._loop, name=f"taskgate-heartbeat-{runner_id}", daemon=True
@@ -65,23 +82,49 @@ class Heartbeat:
             self._listener.stopped(len(self._claims()))
 
     def _loop(self) -> None:
-        next_recover = time.monotonic()
+        beat_every = self._lease_seconds / 3
+        recover_every = self._lease_seconds / 2
+        expire_every = max(
+            MIN_EXPIRY_INTERVAL_SECONDS,
+            min(recover_every, self._backend.options.result_ttl_seconds),
+        )
+        now = time.monotonic()
+        next_beat, next_recover, next_expire = now + beat_every, now, now + expire_every
         while True:
-            if time.monotonic() >= next_recover:
-                next_recover = time.monotonic() + self._lease_seconds / 2
+            now = time.monotonic()
+            if now >= next_beat:  # first: renewals matter most
+                self._guarded(self._beat)
+                next_beat = now + beat_every
+            if now >= next_recover:  # recover expires results too
                 self._guarded(self._recover)
-            if self._stop.wait(self._lease_seconds / 3):
+                next_recover, next_expire = now + recover_every, now + expire_every
+            elif now >= next_expire:
+                self._guarded(self._backend.expire)
+                next_expire = now + expire_every
+            wait = min(next_beat, next_recover, next_expire) - time.monotonic()
+            if self._stop.wait(max(0.0, wait)):
                 return
-            self._guarded(self._beat)
 
-    def _guarded(self, step: Callable[[], None]) -> None:
-        """Run one step; a failure is logged and the next beat tries again."""
+    def _guarded(self, step: Callable[[], object]) -> None:
+        """Run one step; a failure is logged (or reported) and the next beat tries again."""
         try:
             step()
+        except BackendUnavailableError as exc:
+            self._outage.failed(exc, "heartbeat")
+            return
+        except (BackendError, ConfigError) as exc:
+            self._on_fatal(exc)
+            return
         except TaskgateError as exc:
             logger.warning("runner %s heartbeat failed: %s", self._runner_id, exc)
+            return
         except Exception:
             logger.exception("runner %s heartbeat failed unexpectedly", self._runner_id)
+            return
+        self._outage.succeeded()
+
+    def _log_fatal(self, exc: BackendError | ConfigError) -> None:
+        logger.error("runner %s heartbeat failed: %s", self._runner_id, exc)
 
     def _recover(self) -> None:
         recovered = self._backend.recover()

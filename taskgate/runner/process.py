@@ -24,9 +24,9 @@ import time
 from typing import TYPE_CHECKING
 
 from taskgate.backoff import Backoff
-from taskgate.errors import ConfigError, TaskgateError
+from taskgate.errors import BackendError, ConfigError, TaskgateError
 from taskgate.locate import SPAWNED_MAIN, locate_app
-from taskgate.runner.base import EXIT_CONFIG, Runner
+from taskgate.runner.base import EXIT_BACKEND_FATAL, EXIT_CONFIG, Runner
 from taskgate.runner.handshake import LOG_LEVEL_ENV, WorkerConfig
 from taskgate.runner.lease_watch import LeaseWatch
 
@@ -162,6 +162,12 @@ class ProcessRunner(Runner):
                     raise ConfigError(
                         f"worker process {slot} could not load app {self.app_spec!r} (see its "
                         "log above); fix the app path or settings and start again"
+                    )
+                if process.returncode == EXIT_BACKEND_FATAL:
+                    raise BackendError(
+                        f"worker process {slot} stopped on a backend error that retrying cannot "
+                        "fix, such as refused credentials (its log above says which); fix it "
+                        "and start again"
                     )
                 recovered = self._take_back(slot)
                 delay = backoff.next()

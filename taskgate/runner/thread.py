@@ -9,12 +9,13 @@ import time
 from typing import TYPE_CHECKING
 
 from taskgate.backoff import Backoff
-from taskgate.errors import BackendUnavailableError, TaskgateError
+from taskgate.errors import BackendError, BackendUnavailableError, ConfigError, TaskgateError
 from taskgate.record import Claim, Outcome
 from taskgate.runner.base import Runner
 from taskgate.runner.executor import execute
 from taskgate.runner.gate import ClaimGate
 from taskgate.runner.heartbeat import Heartbeat, LeaseListener
+from taskgate.runner.outage import Outage
 
 if TYPE_CHECKING:
     from taskgate.app import App
@@ -36,6 +37,11 @@ class ThreadRunner(Runner):
     backend's ``claim``, for itself and every other idle worker. A worker that finishes a task
     while the gate is free reports it and claims its next work in one ``finish_and_claim``
     call. Parked invocations never hold a thread, and no thread polls.
+
+    A :class:`BackendUnavailableError` is retried with back-off (logged once per outage); any
+    other :class:`BackendError` or a :class:`ConfigError` (refused credentials, a replaced store, a
+    path that cannot hold the store) is fatal: the runner
+    logs it, stops claiming, winds down as on a stop request, and :meth:`run` raises it.
     """
 
     def __init__(self, app: App, threads: int | None = None) -> None:
@@ -47,6 +53,9 @@ class ThreadRunner(Runner):
         self._gate = ClaimGate()  # replaced by a fresh one for every run
         self.lease_listener: LeaseListener | None = None
         """Told of each renewal; a ProcessRunner worker sets it to report to its supervisor."""
+        self._outage = Outage(self.runner_id)
+        self._fatal: BackendError | ConfigError | None = None
+        self._fatal_lock = threading.Lock()
 
     @property
     def threads(self) -> int:
@@ -59,6 +68,8 @@ class ThreadRunner(Runner):
         with self._in_flight_lock:
             self._in_flight.clear()
             self._reporting.clear()
+        self._outage = Outage(self.runner_id)
+        self._fatal = None
         heartbeat = Heartbeat(
             backend,
             self.runner_id,
@@ -66,6 +77,8 @@ class ThreadRunner(Runner):
             self._claims_in_flight,
             self._lost,
             self.lease_listener,
+            outage=self._outage,
+            on_fatal=self._fail,
         )
         workers = [
             threading.Thread(
@@ -84,6 +97,21 @@ class ThreadRunner(Runner):
         heartbeat.stop()
         with contextlib.suppress(TaskgateError):  # only cosmetic: the entry expires anyway
             backend.forget_runner(self.runner_id)
+        if self._fatal is not None:
+            raise self._fatal
+
+    def _fail(self, exc: BackendError | ConfigError) -> None:
+        """Stop because of a backend error retrying cannot fix (or a store that cannot be
+        opened where the settings say); :meth:`run` raises the first."""
+        with self._fatal_lock:
+            first = self._fatal is None
+            if first:
+                self._fatal = exc
+        if not first:
+            logger.debug("runner %s: backend error while stopping: %s", self.runner_id, exc)
+            return
+        logger.error("runner %s stopping: %s", self.runner_id, exc)
+        self.stop_runner_loop()
 
     def _wake(self) -> None:
         super()._wake()
@@ -92,10 +120,16 @@ class ThreadRunner(Runner):
 
     def _work(self, backend: Backend, gate: ClaimGate) -> None:
         backoff = Backoff(0.05, BACKOFF_MAX_SECONDS)
-        claim = self._next_claim(backend, gate, backoff)
-        while claim is not None:
-            outcome = execute(self.app, claim)
-            claim = self._finish_and_next(backend, gate, claim, outcome, backoff)
+        try:
+            claim = self._next_claim(backend, gate, backoff)
+            while claim is not None:
+                outcome = execute(self.app, claim)
+                claim = self._finish_and_next(backend, gate, claim, outcome, backoff)
+        # Not BackendUnavailableError: that is retried where raised. A ConfigError here is a
+        # store that cannot be opened where the settings say (a path that cannot hold a file).
+        except (BackendError, ConfigError) as exc:
+            # A claim whose outcome was not reported stays in flight: the stop hands it back.
+            self._fail(exc)
 
     def _next_claim(self, backend: Backend, gate: ClaimGate, backoff: Backoff) -> Claim | None:
         """The next invocation for this worker, or None once its run is stopping."""
@@ -134,10 +168,12 @@ class ThreadRunner(Runner):
                     lease_seconds=self.app.conf.lease_seconds,
                 )
                 self._track(claims)
+                self._outage.succeeded()
                 reported = True
                 if not claims:  # the queue was empty just now: wait for work before looking
                     claims = self._claim(backend, wanted, backoff, wait_first=True)
-            except BackendUnavailableError:
+            except BackendUnavailableError as exc:
+                self._outage.failed(exc, f"report of invocation {claim.invocation_id}")
                 reported = False
             finally:
                 mine = gate.open(claims)
@@ -161,13 +197,11 @@ class ThreadRunner(Runner):
                 wait_first=wait_first,
             )
         except BackendUnavailableError as exc:
-            delay = backoff.next()
-            logger.warning(
-                "runner %s cannot claim work (%s); retrying in %.2f s", self.runner_id, exc, delay
-            )
-            self._stop_requested.wait(delay)
+            self._outage.failed(exc, "claim")
+            self._stop_requested.wait(backoff.next())
             return []
         backoff.reset()
+        self._outage.succeeded()
         self._track(claims)
         return claims
 
@@ -183,6 +217,7 @@ class ThreadRunner(Runner):
         while True:
             try:
                 backend.finish(claim.invocation_id, self.runner_id, claim.attempt, outcome)
+                self._outage.succeeded()
                 return
             except BackendUnavailableError as exc:
                 if self._force_stop.is_set():
@@ -195,16 +230,8 @@ class ThreadRunner(Runner):
                         exc,
                     )
                     return
-                delay = backoff.next()
-                logger.warning(
-                    "runner %s cannot report invocation %s of %s (%s); retrying in %.2f s",
-                    self.runner_id,
-                    claim.invocation_id,
-                    claim.task_id,
-                    exc,
-                    delay,
-                )
-                time.sleep(delay)
+                self._outage.failed(exc, f"report of invocation {claim.invocation_id}")
+                time.sleep(backoff.next())
 
     def _drain(self, backend: Backend, workers: list[threading.Thread]) -> None:
         """Wait for running tasks up to the grace period, then hand the rest back."""
@@ -222,7 +249,18 @@ class ThreadRunner(Runner):
             return
         self.left_running = 0
         for invocation_id, attempt in self._claims_in_flight():
-            if backend.release(invocation_id, self.runner_id, attempt):
+            try:
+                released = backend.release(invocation_id, self.runner_id, attempt)
+            except TaskgateError as exc:
+                logger.warning(
+                    "runner %s could not hand invocation %s back (%s); lease recovery will",
+                    self.runner_id,
+                    invocation_id,
+                    exc,
+                    extra={"invocation_id": invocation_id},
+                )
+                continue
+            if released:
                 logger.warning(
                     "runner %s handed invocation %s back to the queue: it was not finished when "
                     "the runner stopped (grace period %s s)",

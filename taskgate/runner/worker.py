@@ -19,10 +19,10 @@ import threading
 import types
 from pathlib import Path
 
-from taskgate.errors import ConfigError, TaskgateError
+from taskgate.errors import BackendError, ConfigError, TaskgateError
 from taskgate.locate import SPAWNED_MAIN, load_app
 from taskgate.logformat import make_log_handler
-from taskgate.runner.base import EXIT_CONFIG
+from taskgate.runner.base import EXIT_BACKEND_FATAL, EXIT_CONFIG
 from taskgate.runner.handshake import LOG_LEVEL_ENV, WorkerConfig
 from taskgate.runner.lease_watch import LeaseReporter
 from taskgate.runner.thread import ThreadRunner
@@ -46,7 +46,12 @@ def main(argv: list[str]) -> int:
         logger.error("worker process %s cannot start: %s", os.getpid(), exc)
         return EXIT_CONFIG
     _stop_when_parent_dies(runner)
-    runner.run()
+    try:
+        runner.run()
+    except BackendError:  # the runner logged it; restarting this worker cannot help
+        return EXIT_BACKEND_FATAL
+    except ConfigError:  # a store that cannot be opened: the same for every restart
+        return EXIT_CONFIG
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from taskgate import App, InvocationStatus
-from taskgate.errors import BackendUnavailableError, ConfigError
+from taskgate.errors import BackendAuthenticationError, BackendUnavailableError, ConfigError
 from taskgate.record import Outcome, OutcomeKind
 from taskgate.runner import ThreadRunner
 from taskgate.testing import RedisServer
@@ -37,8 +38,18 @@ def _app(url: str, **settings: Any) -> App:
     return App(f"fault-{uuid.uuid4().hex[:8]}", backend=url, **settings)
 
 
-def test_runners_and_callers_survive_a_redis_restart(private_redis: Any) -> None:
+def _wait_for_lines(caplog: pytest.LogCaptureFixture, text: str, count: int = 1) -> None:
+    deadline = time.monotonic() + WAIT
+    while sum(text in record.getMessage() for record in caplog.records) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} log lines with {text!r}"
+        time.sleep(0.01)
+
+
+def test_runners_and_callers_survive_a_redis_restart(
+    private_redis: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     app = _app(private_redis.url, threads=2, lease_seconds=2.0)
+    caplog.set_level(logging.DEBUG, logger="taskgate.runner")
 
     @app.task
     def double(x: int) -> int:
@@ -52,6 +63,7 @@ def test_runners_and_callers_survive_a_redis_restart(private_redis: Any) -> None
         private_redis.stop()
         with pytest.raises(BackendUnavailableError, match="unreachable"):
             double(2)
+        _wait_for_lines(caplog, "failed again", count=3)  # the runner retries, quietly
         private_redis.start()  # same port, empty store (no persistence)
         deadline = time.monotonic() + WAIT
         while True:  # callers see the server again as soon as it accepts connections
@@ -62,26 +74,91 @@ def test_runners_and_callers_survive_a_redis_restart(private_redis: Any) -> None
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
         assert invocation.get_result(WAIT) == 6  # the runner resumed by itself
+        _wait_for_lines(caplog, "reachable again")
     finally:
         runner.stop_runner_loop()
         thread.join(WAIT)
     assert not thread.is_alive()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len([line for line in warnings if "unreachable" in line]) == 1, warnings
+    assert len([line for line in warnings if "reachable again after" in line]) == 1, warnings
 
 
-def test_password_urls_work_and_the_password_is_never_shown() -> None:
+@pytest.fixture(scope="module")
+def locked_redis() -> Iterator[RedisServer]:
+    """A redis-server that requires the password 's3cret'."""
     with RedisServer(extra_args=["--requirepass", "s3cret"]) as server:
-        good = _app(f"redis://:s3cret@127.0.0.1:{server.port}/0")
+        yield server
 
-        @good.task
-        def echo(x: int) -> int:
-            return x
 
-        assert echo(1).status is InvocationStatus.REGISTERED
-        bad = _app(f"redis://:wrong@127.0.0.1:{server.port}/0")
-        with pytest.raises(BackendUnavailableError) as raised:
-            bad.invocations()
-        assert "wrong" not in str(raised.value)
-        assert "***" in str(raised.value)
+def test_password_urls_work_and_the_password_is_never_shown(locked_redis: RedisServer) -> None:
+    good = _app(f"redis://:s3cret@127.0.0.1:{locked_redis.port}/0")
+
+    @good.task
+    def echo(x: int) -> int:
+        return x
+
+    assert echo(1).status is InvocationStatus.REGISTERED
+    assert good.invocations()[0].status is InvocationStatus.REGISTERED
+    good.purge()
+
+
+@pytest.mark.parametrize(
+    ("credentials", "hint"),
+    [(":wrong@", "check the user and password"), ("", "has no password"), ("bob:s3cret@", "")],
+    ids=["wrong-password", "no-password", "unknown-user"],
+)
+def test_refused_credentials_raise_a_distinct_error_from_every_operation(
+    locked_redis: RedisServer, credentials: str, hint: str
+) -> None:
+    app = _app(f"redis://{credentials}127.0.0.1:{locked_redis.port}/0")
+
+    @app.task
+    def echo(x: int) -> int:
+        return x
+
+    operations = [lambda: echo(1), app.invocations, app.backend.stats, app.purge]
+    for operation in operations:
+        with pytest.raises(BackendAuthenticationError) as raised:
+            operation()
+        message = str(raised.value)
+        assert "refused the credentials" in message and hint in message
+        assert "wrong" not in message and "s3cret" not in message
+        assert not isinstance(raised.value, BackendUnavailableError)  # not "retry later"
+
+
+@pytest.mark.parametrize("runner_cls", ["ThreadRunner", "ProcessRunner"])
+def test_a_cli_runner_with_refused_credentials_exits_1_at_once(
+    locked_redis: RedisServer, runner_cls: str
+) -> None:
+    url = f"redis://:wrong@127.0.0.1:{locked_redis.port}/0"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(APPS), *sys.path]),
+        "TASKGATE_TEST_BACKEND": url,
+        "TASKGATE_TEST_APP_ID": f"auth-{uuid.uuid4().hex[:8]}",
+        "TASKGATE_PROCESSES": "2",
+    }
+    command = [sys.executable, "-m", "taskgate", "runner", "start", "--app", "shared_app:app"]
+    process = subprocess.Popen(
+        [*command, "--runner", runner_cls],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _, err = process.communicate(timeout=WAIT)
+    finally:
+        process.kill()
+    assert process.returncode == 1, err
+    # A worker process logs the error itself; its supervisor's Error line points at that log.
+    error_line = "Error: BackendAuthenticationError" if runner_cls == "ThreadRunner" else "Error:"
+    refused = [line for line in err.splitlines() if "refused the credentials" in line]
+    assert refused, err
+    assert any(line.startswith(error_line) for line in err.splitlines()), err
+    assert "Traceback" not in err
+    assert not any("wrong" in line for line in refused)
 
 
 def test_tls_urls_build_tls_connections() -> None:

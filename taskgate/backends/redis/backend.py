@@ -30,12 +30,13 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import redis
 
 from taskgate.backends.base import Backend, BackendOptions, log_stale_report
 from taskgate.backends.redis.records import decode_record
-from taskgate.errors import BackendError, BackendUnavailableError
+from taskgate.errors import BackendAuthenticationError, BackendError, BackendUnavailableError
 from taskgate.record import (
     BackendStats,
     BlockedBy,
@@ -70,6 +71,7 @@ SCRIPTS = (
     "renew",
     "recover",
     "recover_runner",
+    "expire",
     "blocked_by",
     "purge",
     "final_records",
@@ -94,7 +96,7 @@ IDLE_MARGIN_SECONDS = 1.0
 
 
 # Scripts that only store or read records need the core steps alone: less Lua to run per call.
-CORE_ONLY = frozenset({"register", "blocked_by", "purge", "final_records", "watch"})
+CORE_ONLY = frozenset({"register", "blocked_by", "purge", "final_records", "watch", "expire"})
 
 
 def _script_source(name: str) -> str:
@@ -247,7 +249,11 @@ class RedisBackend(Backend):
             self.options.result_ttl_seconds,
             RECOVER_BATCH,
         )
+        self.expire(now)
         return [_text(item) for item in reply]
+
+    def expire_finals(self, batch: int, now: float | None = None) -> int:
+        return int(self._run("expire", "" if now is None else repr(now), batch))
 
     def recover_runner(self, runner_id: str) -> list[str]:
         reply = self._run(
@@ -380,11 +386,10 @@ class RedisBackend(Backend):
             else:  # hiredis packs our arguments (bytes, str, numbers) as they are
                 conn.send_packed_command((PACK_COMMAND(args),))
             return conn.read_response()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            conn.disconnect()  # reconnects on next use
-            raise self._unavailable(exc) from exc
         except redis.RedisError as exc:
-            raise self._failed(exc) from exc
+            if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+                conn.disconnect()  # reconnects on next use
+            raise self._translate(exc) from exc
 
     def _connection(self) -> Any:
         # A forked child inherits the forking thread's connection, whose socket is the
@@ -446,19 +451,46 @@ class RedisBackend(Backend):
         """Turn redis-py errors into taskgate errors that say what to do."""
         try:
             yield
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise self._unavailable(exc) from exc
         except redis.RedisError as exc:
-            raise self._failed(exc) from exc
+            raise self._translate(exc) from exc
 
-    def _unavailable(self, exc: Exception) -> BackendUnavailableError:
-        return BackendUnavailableError(
-            f"Redis at {redact_url(self.url)} is unreachable ({exc}); runners retry with "
-            "back-off, callers should retry later"
-        )
+    def _translate(self, exc: redis.RedisError) -> BackendError:
+        """The taskgate error for a redis-py error: refused credentials (fatal: retrying cannot
+        help), unreachable (retry later), or any other failure."""
+        where = f"Redis at {redact_url(self.url)}"
+        if _refuses_credentials(exc):
+            fix = (
+                "check the user and password in the backend URL"
+                if urlsplit(self.url).password
+                else "the backend URL has no password: add it"
+            )
+            return BackendAuthenticationError(
+                f"{where} refused the credentials ({exc}); {fix} "
+                "(redis://[user]:password@host:port/db); retrying cannot help"
+            )
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+            return BackendUnavailableError(
+                f"{where} is unreachable ({exc}); runners retry with back-off, callers should "
+                "retry later"
+            )
+        return BackendError(f"{where} failed: {exc}")
 
-    def _failed(self, exc: Exception) -> BackendError:
-        return BackendError(f"Redis at {redact_url(self.url)} failed: {exc}")
+
+_AUTH_ERRORS = (
+    redis.exceptions.AuthenticationError,
+    redis.exceptions.AuthenticationWrongNumberOfArgsError,
+)
+
+
+def _refuses_credentials(exc: redis.RedisError) -> bool:
+    """Whether the server refused the login: a missing or wrong password, or an unknown user.
+
+    redis-py raises AuthenticationError (a ConnectionError: it must not count as unreachable);
+    older versions leave NOAUTH and WRONGPASS replies as plain ResponseErrors.
+    """
+    if isinstance(exc, _AUTH_ERRORS):
+        return True
+    return isinstance(exc, redis.ResponseError) and str(exc).startswith(("NOAUTH", "WRONGPASS"))
 
 
 def _text(value: Any) -> str:

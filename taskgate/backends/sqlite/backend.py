@@ -37,8 +37,6 @@ _S = InvocationStatus
 
 # The longest an idle claim or result wait sleeps between checks for another process's commit.
 MAX_IDLE_WAIT = 0.02
-# Final invocations deleted per recover() call, so expiry never holds the write lock for long.
-EXPIRY_BATCH = 500
 
 
 class SqliteBackend(Backend):
@@ -175,6 +173,8 @@ class SqliteBackend(Backend):
     def renew(
         self, runner_id: str, claims: Sequence[tuple[str, int]], lease_seconds: float
     ) -> list[str]:
+        self._db.check_store()  # a runner's heartbeat: a cheap place to notice a replaced file
+
         def operation(conn: sqlite3.Connection) -> list[str]:
             expires_at = time.time() + lease_seconds
             conn.execute(q.UPSERT_RUNNER, (self._app, runner_id, expires_at))
@@ -195,11 +195,21 @@ class SqliteBackend(Backend):
             recovered = self._recover_rows(
                 conn, steps, conn.execute(q.EXPIRED_LEASES, (self._app, at)).fetchall()
             )
-            steps.expire_finals(EXPIRY_BATCH)
             conn.execute(q.DELETE_DEAD_RUNNERS, (self._app, at))
             return recovered
 
-        return self._recovered(self._db.write(operation))
+        recovered = self._recovered(self._db.write(operation))
+        self.expire(at)
+        return recovered
+
+    def expire_finals(self, batch: int, now: float | None = None) -> int:
+        at = time.time() if now is None else now
+        # A read first: most calls find nothing, and then take no write lock.
+        if not self._db.read(
+            lambda conn: conn.execute(q.EXPIRED_FINALS, (self._app, at, 1)).fetchone()
+        ):
+            return 0
+        return self._db.write(lambda conn: self._steps(conn, at).expire_finals(batch))
 
     def recover_runner(self, runner_id: str) -> list[str]:
         def operation(conn: sqlite3.Connection) -> list[str]:

@@ -26,7 +26,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from taskgate.backoff import Backoff
-from taskgate.errors import BackendError, BackendUnavailableError, ConfigError
+from taskgate.errors import (
+    BackendError,
+    BackendStoreReplacedError,
+    BackendUnavailableError,
+    ConfigError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +82,8 @@ class SqliteConnector:
         self._all_lock = threading.Lock()
         self._write_lock: threading.Lock | None = None
         self._write_lock_pid = 0
+        # (st_dev, st_ino) of the file the first connection opened: see check_store().
+        self._identity: tuple[int, int] | None = None
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection, opened (and the schema created) on first use."""
@@ -120,10 +127,28 @@ class SqliteConnector:
 
         return self._retry(attempt)
 
+    def check_store(self) -> None:
+        """Raise :class:`BackendStoreReplacedError` if the file at ``path`` is no longer the one
+        this connector opened (deleted, or another file moved onto the path).
+
+        Open connections keep using the old file, which no process opening the path sees: the
+        store would be split silently. One ``stat``; runners call it from their heartbeat.
+        """
+        if self._identity is not None and _identity(self.path) != self._identity:
+            raise self._replaced()
+
+    def _replaced(self) -> BackendStoreReplacedError:
+        return BackendStoreReplacedError(
+            f"the SQLite file {self.path} was deleted or replaced while this process used it: "
+            "this process still uses the old file, which no other process sees. Stop the "
+            "runners and callers of this store and start them again"
+        )
+
     def close(self) -> None:
         """Close every connection this connector opened in this process."""
         with self._all_lock:
             connections, self._all = list(self._all), weakref.WeakSet()
+            self._identity = None  # reopening starts over with the file then at the path
         for conn in connections:
             # Closing a connection another thread is using may fail; it is harmless here.
             with contextlib.suppress(sqlite3.Error):
@@ -189,8 +214,16 @@ class SqliteConnector:
         except BaseException:
             conn.close()
             raise
+        identity = _identity(self.path)
         with self._all_lock:
-            self._all.add(conn)
+            if self._identity is None:
+                self._identity = identity
+            stale = identity != self._identity
+            if not stale:
+                self._all.add(conn)
+        if stale:  # a thread opening the path now would split the store within this process
+            conn.close()
+            raise self._replaced()
         return conn
 
     def _ensure_schema(self, conn: sqlite3.Connection) -> None:
@@ -256,6 +289,15 @@ def _raise_if_unusable(path: Path, exc: sqlite3.Error) -> None:
 
 class _Connection(sqlite3.Connection):
     """A connection that can be referenced weakly (the base class cannot)."""
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The (device, inode) of the file at ``path``, or None when there is none."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:

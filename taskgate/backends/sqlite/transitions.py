@@ -148,12 +148,13 @@ class Transitions:
         for invocation_id in reversed(promoted):
             self.conn.execute(q.QUEUE_PUSH_FRONT, (self.app, self.app, invocation_id))
 
-    def expire_finals(self, batch: int) -> None:
-        """Delete up to ``batch`` final invocations whose result TTL has passed."""
+    def expire_finals(self, batch: int) -> int:
+        """Delete up to ``batch`` final invocations whose result TTL has passed; how many."""
         expired = self.conn.execute(q.EXPIRED_FINALS, (self.app, self.now, batch)).fetchall()
         for (invocation_id,) in expired:
             self.conn.execute(q.DELETE_HISTORY, (self.app, invocation_id))
             self.conn.execute(q.DELETE_INVOCATION, (self.app, invocation_id))
+        return len(expired)
 
     # --- private steps -------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 -- recover: take back the work of runners whose leases expired or whose hand-overs were never
--- read; delete expired finals.
+-- read (expire.lua deletes old results).
 -- KEYS[1] prefix
 -- ARGV now ('' = server time), max_recoveries, lost_error, result_ttl_seconds, batch
 -- Returns the ids recovered or failed.
@@ -19,17 +19,6 @@ for _, id in ipairs(expired) do
 end
 -- What dead runners were handed and never read, should no idle runner have taken it back yet.
 take_back_unread(now)
--- Final invocations past their result TTL go, with every index entry that names them.
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('expiry'), '-inf', now, 'LIMIT', 0, batch)) do
-  local v = redis.call('HMGET', k('inv:' .. id), 'task_id', 'status')
-  if v[1] then
-    count(v[1], v[2], -1)
-    redis.call('ZREM', k('task:' .. v[1]), id)
-  end
-  redis.call('DEL', k('inv:' .. id), k('done:' .. id))
-  redis.call('ZREM', k('index'), id)
-  redis.call('ZREM', k('expiry'), id)
-end
 redis.call('ZREMRANGEBYSCORE', k('runners'), '-inf', now)
 redis.call('ZREMRANGEBYSCORE', k('idle'), '-inf', now)
 return recovered
