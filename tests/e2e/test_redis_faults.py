@@ -279,3 +279,24 @@ def test_work_handed_to_a_runner_killed_while_idle_comes_back_in_seconds(
             runner.wait(WAIT)
         shared_app.app.purge()
         sys.modules.pop("shared_app", None)
+
+
+def test_a_read_only_replica_is_unavailable_not_fatal(private_redis: RedisServer) -> None:
+    """During a failover the old primary answers READONLY: callers retry, runners back off."""
+    import redis
+
+    app = _app(private_redis.url)
+    admin = redis.Redis.from_url(private_redis.url)
+    admin.execute_command("REPLICAOF", "127.0.0.1", "1")  # a primary that is not there
+    try:
+        with pytest.raises(BackendUnavailableError, match="cannot serve writes right now"):
+            app.task(_noop)()
+    finally:
+        admin.execute_command("REPLICAOF", "NO", "ONE")
+        admin.close()
+    assert app.task(_noop)().status is InvocationStatus.REGISTERED
+    app.backend.close()
+
+
+def _noop() -> None:
+    pass

@@ -473,8 +473,20 @@ class RedisBackend(Backend):
                 f"{where} is unreachable ({exc}); runners retry with back-off, callers should "
                 "retry later"
             )
+        if isinstance(exc, redis.ResponseError) and _PASSING_STATE.search(str(exc)):
+            return BackendUnavailableError(
+                f"{where} cannot serve writes right now ({exc}); runners retry with back-off, "
+                "callers should retry later"
+            )
         return BackendError(f"{where} failed: {exc}")
 
+
+# Replies of a server in a state that passes by itself: a replica during a failover, a server
+# loading its data set or out of memory until results expire. Retrying helps: not fatal. Inside
+# a script the reply is quoted after a '-' ("Error running script ...: -READONLY ...").
+_PASSING_STATE = re.compile(
+    r"(?:^|-)(?:READONLY|LOADING|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|BUSY|OOM) "
+)
 
 _AUTH_ERRORS = (
     redis.exceptions.AuthenticationError,
