@@ -78,10 +78,16 @@ BACKEND_TIMEOUT_SECONDS = 150.0
 """Hard limit for one backend's child process (its whole process group is killed)."""
 READY_TIMEOUT_SECONDS = 10.0
 EXIT_TIMEOUT = 124
+# Log records start with a time (the CLI's plain format); the lines that follow them without one
+# are their continuation (a traceback logged with the record).
+LOG_RECORD_START = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 LOST_CLAIM = re.compile(
     r"runner (?P<runner>\S+) lost the claim on \d+ invocation\(s\): (?P<ids>[^;]+);"
 )
 LOG_CATEGORIES = {
+    # A final task failure (the soak's FatalError, or retries exhausted): a WARNING whose
+    # traceback follows on the next lines, as the runner is meant to log it.
+    "failed: ": "task failed (with traceback)",
     "recovered": "recovered by a heartbeat",
     "lost the claim": "live runner lost a claim",
     "rejected report": "late report rejected",
@@ -380,8 +386,14 @@ def scan_logs(fleet: Fleet, findings: Findings) -> tuple[Counter[str], list[tupl
     counts: Counter[str] = Counter()
     lost: list[tuple[str, str]] = []
     for runner in fleet.all:
+        record_kind: str | None = None  # the kind of the log record the line belongs to
         for line in runner.log_path.read_text(errors="replace").splitlines():
-            kind = classify_log_line(line)
+            if LOG_RECORD_START.match(line):
+                kind = record_kind = classify_log_line(line)
+            elif record_kind is not None and record_kind.startswith("task failed"):
+                continue  # the traceback of a task failure's own log record
+            else:
+                kind = classify_log_line(line)  # a traceback no log record announced: an error
             if kind is None:
                 continue
             counts[f"log: {kind}"] += 1
