@@ -161,9 +161,15 @@ class TaskFailedError(TaskgateError):
     """
 
     def __init__(self, type_name: str, message: str, remote_traceback: str = "") -> None:
-        super().__init__(f"{type_name}: {message}")
+        # All three as args: the JSON serializer rebuilds an error from its args, so a stand-in
+        # raised by a task (a BaseException's, see the runner) comes back as itself.
+        super().__init__(type_name, message, remote_traceback)
         self.type_name = type_name
+        self.message = message
         self.remote_traceback = remote_traceback
+
+    def __str__(self) -> str:
+        return f"{self.type_name}: {self.message}"
 
 
 class RemoteTraceback(TaskgateError):

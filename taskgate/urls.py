@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NoReturn
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit, urlunsplit
 
@@ -28,7 +28,8 @@ _FORMS = (
 )
 
 # Query options that carry a secret: masked like the password of the authority part.
-_SECRET_OPTION = re.compile(r"([?&](?:ssl_)?password=)[^&#]*", re.IGNORECASE)
+_SECRET_OPTIONS = ("password", "ssl_password")
+_SECRET_OPTION = re.compile(rf"([?&](?:{'|'.join(_SECRET_OPTIONS)})=)[^&#]*", re.IGNORECASE)
 
 
 def redact_url(url: str) -> str:
@@ -55,6 +56,24 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=user + host))
 
 
+def scrub_password(text: str, url: str) -> str:
+    """``text`` (a driver's message, say) with every secret of ``url`` (raw or
+    percent-decoded) replaced by ``***``: its password and its secret query options."""
+    text = text.replace(url, redact_url(url))
+    try:
+        parts = urlsplit(url)
+        secrets = [parts.password or ""]
+    except ValueError:
+        parts, secrets = None, []
+    if parts is not None:
+        secrets += [v for k, v in parse_qsl(parts.query) if k.lower() in _SECRET_OPTIONS]
+    for secret in secrets:
+        for form in (secret, unquote(secret)):
+            if form:
+                text = text.replace(form, MASK)
+    return text
+
+
 def _mask_to_last_at(scheme: str, sep: str, rest: str) -> str:
     if "@" not in rest:
         return scheme + sep + rest
@@ -71,7 +90,7 @@ class BackendURL:
         sqlite_path: For ``sqlite``: the file path as written (relative or absolute).
     """
 
-    url: str
+    url: str = field(repr=False)  # may hold a password
     scheme: str
     sqlite_path: str | None = None
 

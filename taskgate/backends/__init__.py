@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from taskgate.backends.base import Backend, BackendOptions
 from taskgate.errors import ConfigError
-from taskgate.urls import MASK, SUPPORTED_SCHEMES, parse_backend_url, redact_url
+from taskgate.urls import SUPPORTED_SCHEMES, parse_backend_url, redact_url, scrub_password
 
 
 def create_backend(url: str, options: BackendOptions) -> Backend:
@@ -49,20 +48,3 @@ def _redis_backend(url: str, options: BackendOptions) -> Backend:
         raise ConfigError(
             f"invalid backend URL {redact_url(url)!r}: {scrub_password(str(exc), url)}"
         ) from None
-
-
-def scrub_password(text: str, url: str) -> str:
-    """``text`` with every secret of ``url`` (raw or percent-decoded) replaced by ``***``."""
-    text = text.replace(url, redact_url(url))
-    try:
-        parts = urlsplit(url)
-        secrets = [parts.password or ""]
-    except ValueError:
-        parts, secrets = None, []
-    if parts is not None:
-        secrets += [v for k, v in parse_qsl(parts.query) if k.lower().endswith("password")]
-    for secret in secrets:
-        for form in (secret, unquote(secret)):
-            if form:
-                text = text.replace(form, MASK)
-    return text

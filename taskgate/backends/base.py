@@ -20,6 +20,7 @@ credentials; runners stop on those); none raises raw driver errors.
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -169,15 +170,21 @@ class Backend(ABC):
         """
 
     @abstractmethod
-    def recover(self, now: float | None = None) -> list[str]:
-        """Take back the work of runners whose leases expired; then :meth:`expire` the results.
+    def recover_leases(self, now: float | None = None) -> list[str]:
+        """Take back the work of runners whose leases expired before ``now``.
 
-        Atomically for every ``RUNNING`` invocation whose lease expired before ``now``: release
-        its slot and requeue it first in line (``REGISTERED``), or, when it was recovered
-        ``max_recoveries`` times already, fail it with ``options.lost_error``. Then every
-        expired final invocation is deleted, in steps of their own (see :meth:`expire`).
-        Returns the ids recovered or failed.
+        Atomically for every ``RUNNING`` invocation whose lease expired: release its slot and
+        requeue it first in line (``REGISTERED``), or, when it was recovered ``max_recoveries``
+        times already, fail it with ``options.lost_error``. Returns the ids recovered or failed.
         """
+
+    def recover(self, now: float | None = None) -> list[str]:
+        """:meth:`recover_leases`, then :meth:`expire` every expired result; returns the ids
+        recovered or failed. (A runner's heartbeat does the two apart, expiring in bounded
+        chunks so that renewals are never held up: see :meth:`expire_for`.)"""
+        recovered = self.recover_leases(now)
+        self.expire(now)
+        return recovered
 
     @abstractmethod
     def expire_finals(self, batch: int, now: float | None = None) -> int:
@@ -199,6 +206,19 @@ class Backend(ABC):
             deleted += count
             if count < EXPIRY_BATCH:
                 return deleted
+
+    def expire_for(self, seconds: float) -> bool:
+        """Delete expired results in batches for about ``seconds`` at most (at least one batch).
+
+        Returns True when none expired is left, False when time ran out first (call again).
+        What a heartbeat runs between two renewals: a backlog of any size is worked off at full
+        speed, one bounded chunk at a time, and no renewal waits for more than one chunk.
+        """
+        deadline = time.monotonic() + seconds
+        while self.expire_finals(EXPIRY_BATCH) == EXPIRY_BATCH:
+            if time.monotonic() >= deadline:
+                return False
+        return True
 
     @abstractmethod
     def recover_runner(self, runner_id: str) -> list[str]:

@@ -143,7 +143,7 @@ class MemoryBackend(Backend):
                     record.lease_expires_at = expires_at
         return lost
 
-    def recover(self, now: float | None = None) -> list[str]:
+    def recover_leases(self, now: float | None = None) -> list[str]:
         now = time.time() if now is None else now
         recovered = []
         with self._lock:
@@ -154,7 +154,6 @@ class MemoryBackend(Backend):
                 recovered.append(invocation_id)
                 self._recover_one(record, now)
             self._runners = {r: t for r, t in self._runners.items() if t > now}
-        self.expire(now)
         return recovered
 
     def expire_finals(self, batch: int, now: float | None = None) -> int:

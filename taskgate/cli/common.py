@@ -56,7 +56,11 @@ def app_options(command: F) -> F:
         "backend_url",
         default=None,
         metavar="URL",
-        help="Backend URL to use instead of TASKGATE_BACKEND and the app's own setting.",
+        help=(
+            "Backend URL to use instead of TASKGATE_BACKEND and the app's own setting. A "
+            "password here is readable by every local user (the command line is public): "
+            "pass one in TASKGATE_BACKEND instead."
+        ),
     )(command)
     return click.option(
         "--app",

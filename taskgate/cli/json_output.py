@@ -13,6 +13,7 @@ from typing import Any
 
 from taskgate.app import App
 from taskgate.cli.render import STATUS_ORDER, describe_exception, format_time, safe_decode
+from taskgate.errors import RemoteTraceback
 from taskgate.record import BackendStats, BlockedBy, InvocationRecord
 from taskgate.status import InvocationStatus
 
@@ -128,7 +129,7 @@ def outcome_json(app: App, record: InvocationRecord) -> JsonObject:
     elif record.error is not None:
         exc, problem = safe_decode(app.serializer.loads_error, record.error)
         error = problem or describe_exception(exc)
-        # The runner-side traceback, when the store carries one, is the rebuilt error's cause.
-        if exc is not None and exc.__cause__ is not None:
-            traceback = str(exc.__cause__)
+        # The runner-side traceback, when the store carries one: what `inspect` shows too.
+        remote = RemoteTraceback.find(exc) if exc is not None else None
+        traceback = remote.traceback if remote is not None else None
     return {"result": result, "error": error, "traceback": traceback}

@@ -21,7 +21,7 @@ LOG_LEVEL_ENV = "TASKGATE_WORKER_LOG_LEVEL"
 class WorkerConfig:
     """What a supervisor tells a worker on its stdin (never on its command line)."""
 
-    settings: dict[str, Any]
+    settings: dict[str, Any] = dataclasses.field(repr=False)  # holds the backend password
     """The app's settings; ``backend`` may hold a password."""
     runner_id: str
     """The worker's runner id, chosen by the supervisor so it can take back a dead one's work."""

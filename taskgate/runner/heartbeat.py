@@ -7,13 +7,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from taskgate.backends.base import Backend
 from taskgate.errors import BackendError, BackendUnavailableError, ConfigError, TaskgateError
 from taskgate.runner.outage import Outage
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Expired results are deleted at least this often (when the result TTL is shorter than half
 # the lease), and never more often than this floor, however short the TTL.
@@ -35,8 +37,10 @@ class Heartbeat:
 
     Renewing at a third of the lease leaves two chances to renew before a lease can expire;
     recovering at half the lease bounds how long a dead runner's work waits to about 1.5 leases.
-    Expired results are deleted by ``recover`` and, when the result TTL is shorter than half the
-    lease, every TTL in between (``expire``), so they never pile up whatever the finish rate.
+    Expired results are deleted every ``min(lease/2, result TTL)`` in chunks of at most
+    ``lease/6`` (:meth:`Backend.expire_for`), and right after the next renewal check again
+    while a backlog remains: they never pile up, whatever the finish rate, and a backlog of any
+    size never holds up a renewal by more than one chunk.
 
     A :class:`BackendUnavailableError` is counted on ``outage`` (the next beat tries again); any
     other :class:`BackendError`, or a :class:`ConfigError` (refused credentials, a replaced store, a
@@ -88,46 +92,52 @@ class Heartbeat:
             MIN_EXPIRY_INTERVAL_SECONDS,
             min(recover_every, self._backend.options.result_ttl_seconds),
         )
+        # One chunk of expiry is at most this long, so a backlog of expired results (of any
+        # size) never holds up a renewal by more than one chunk.
+        expire_chunk = beat_every / 2
         now = time.monotonic()
-        next_beat, next_recover, next_expire = now + beat_every, now, now + expire_every
+        next_beat, next_recover, next_expire = now + beat_every, now, now
         while True:
             now = time.monotonic()
             if now >= next_beat:  # first: renewals matter most
                 self._guarded(self._beat)
                 next_beat = now + beat_every
-            if now >= next_recover:  # recover expires results too
+            if now >= next_recover:
                 self._guarded(self._recover)
-                next_recover, next_expire = now + recover_every, now + expire_every
-            elif now >= next_expire:
-                self._guarded(self._backend.expire)
-                next_expire = now + expire_every
+                next_recover = now + recover_every
+            if now >= next_expire:
+                done = self._guarded(lambda: self._backend.expire_for(expire_chunk))
+                # More left: go on right after the next renewal check, not a period later.
+                next_expire = time.monotonic() + (expire_every if done is not False else 0.0)
             wait = min(next_beat, next_recover, next_expire) - time.monotonic()
             if self._stop.wait(max(0.0, wait)):
                 return
 
-    def _guarded(self, step: Callable[[], object]) -> None:
-        """Run one step; a failure is logged (or reported) and the next beat tries again."""
+    def _guarded(self, step: Callable[[], T]) -> T | None:
+        """Run one step and return what it returned; a failure is logged (or reported), the
+        result is None, and the next beat tries again."""
         try:
-            step()
+            result = step()
         except BackendUnavailableError as exc:
             self._outage.failed(exc, "heartbeat")
-            return
+            return None
         except (BackendError, ConfigError) as exc:
             self._on_fatal(exc)
-            return
+            return None
         except TaskgateError as exc:
             logger.warning("runner %s heartbeat failed: %s", self._runner_id, exc)
-            return
+            return None
         except Exception:
             logger.exception("runner %s heartbeat failed unexpectedly", self._runner_id)
-            return
+            return None
         self._outage.succeeded()
+        return result
 
     def _log_fatal(self, exc: BackendError | ConfigError) -> None:
         logger.error("runner %s heartbeat failed: %s", self._runner_id, exc)
 
     def _recover(self) -> None:
-        recovered = self._backend.recover()
+        recovered = self._backend.recover_leases()
         if recovered:
             logger.warning(
                 "runner %s recovered %s invocation(s) from dead runners: %s",

@@ -160,8 +160,9 @@ class ProcessRunner(Runner):
                     continue
                 if process.returncode == EXIT_CONFIG:
                     raise ConfigError(
-                        f"worker process {slot} could not load app {self.app_spec!r} (see its "
-                        "log above); fix the app path or settings and start again"
+                        f"worker process {slot} of app {self.app_spec!r} could not start or open "
+                        "its store (its log above says why); fix the app path, the settings or "
+                        "the backend and start again"
                     )
                 if process.returncode == EXIT_BACKEND_FATAL:
                     raise BackendError(

@@ -260,6 +260,9 @@ class ThreadRunner(Runner):
                     extra={"invocation_id": invocation_id},
                 )
                 continue
+            # Not this runner's any more (handed back, or fenced off): no lease of it to renew,
+            # so a supervisor watching renewals has nothing to wait for.
+            self._forget([(invocation_id, attempt)])
             if released:
                 logger.warning(
                     "runner %s handed invocation %s back to the queue: it was not finished when "

@@ -97,3 +97,20 @@ def test_a_runner_deletes_results_soon_after_their_ttl(
         while stored(app.backend):
             assert time.monotonic() < deadline, f"{stored(app.backend)} results still stored"
             time.sleep(0.05)
+
+
+def test_expire_for_works_off_a_backlog_in_bounded_chunks(
+    make_app: Callable[..., App], new_record: NewRecord
+) -> None:
+    # What a heartbeat runs between renewals: at least one batch per call, never a whole
+    # backlog in one go when time is short, and everything in the end.
+    backend = make_app(result_ttl_seconds=0.001).backend
+    finish_many(backend, new_record, MANY)
+    time.sleep(0.002)  # past the TTL of the last one (a TTL is a time, nothing to wait for)
+    assert backend.expire_for(0.0) is False  # one batch, then out of time
+    assert stored(backend) == MANY - EXPIRY_BATCH
+    calls = 1
+    while not backend.expire_for(0.0):
+        calls += 1
+        assert calls <= MANY // EXPIRY_BATCH, "expire_for made no progress"
+    assert stored(backend) == 0

@@ -419,3 +419,28 @@ def test_an_idle_runner_gets_the_first_invocation_after_a_purge_at_once(
         wait_until(lambda: in_line(backend, client) != [])
         app.purge()
         assert double(2).get_result(5.0) == 4
+
+
+def test_recover_runner_undoes_an_unread_hand_over_rather_than_recovering_it(
+    backend: RedisBackend, new_record: NewRecord
+) -> None:
+    stand_in_line(backend)
+    record = new_record()
+    backend.register(record)  # handed to RUNNER, whose process died before reading it
+    assert backend.recover_runner(RUNNER) == [record.invocation_id]
+    stored = get(backend, record.invocation_id)
+    assert (stored.status, stored.attempt, stored.num_recoveries) == (S.REGISTERED, 0, 0)
+    assert [t.status for t in stored.history] == [S.REGISTERED]  # no run that never started
+
+
+def test_a_heartbeat_takes_back_an_unread_hand_over_after_the_grace(
+    backend: RedisBackend, client: redis.Redis, new_record: NewRecord
+) -> None:
+    stand_in_line(backend)
+    record = new_record()
+    backend.register(record)  # handed to RUNNER, which never reads it
+    # Date the hand-over back past the grace, as if RUNNER had left it unread for 3 s.
+    client.zadd(key(backend, "inboxes"), {RUNNER: time.time() - 3})
+    backend.renew(OTHER, [], LEASE)  # any runner's heartbeat
+    assert get(backend, record.invocation_id).status is S.REGISTERED
+    assert [c.invocation_id for c in backend.claim(OTHER, 1, LEASE, 0)] == [record.invocation_id]

@@ -7,9 +7,9 @@ import inspect
 import pytest
 
 from taskgate import App
-from taskgate.backends import BackendOptions, create_backend, scrub_password
+from taskgate.backends import BackendOptions, create_backend
 from taskgate.errors import ConfigError
-from taskgate.urls import REDIS_URL_OPTIONS, parse_backend_url, redact_url
+from taskgate.urls import REDIS_URL_OPTIONS, parse_backend_url, redact_url, scrub_password
 
 # --- accepted forms ------------------------------------------------------------------------------
 

@@ -121,8 +121,14 @@ class _Backend:
             raise BackendUnavailableError("down")
         return []
 
-    def recover(self) -> list[str]:
+    def recover_leases(self) -> list[str]:
         return []
+
+    def expire_for(self, seconds: float) -> bool:
+        return True
+
+    class options:  # stands in for BackendOptions
+        result_ttl_seconds = 60.0
 
 
 class _Listener:

@@ -240,7 +240,7 @@ class RedisBackend(Backend):
         pairs = [value for claim in claims for value in claim]
         return [_text(item) for item in self._run("renew", runner_id, lease_seconds, *pairs)]
 
-    def recover(self, now: float | None = None) -> list[str]:
+    def recover_leases(self, now: float | None = None) -> list[str]:
         reply = self._run(
             "recover",
             "" if now is None else repr(now),
@@ -249,7 +249,6 @@ class RedisBackend(Backend):
             self.options.result_ttl_seconds,
             RECOVER_BATCH,
         )
-        self.expire(now)
         return [_text(item) for item in reply]
 
     def expire_finals(self, batch: int, now: float | None = None) -> int:
@@ -482,10 +481,11 @@ class RedisBackend(Backend):
 
 
 # Replies of a server in a state that passes by itself: a replica during a failover, a server
-# loading its data set or out of memory until results expire. Retrying helps: not fatal. Inside
+# loading its data set, out of memory until results expire, or unable to persist (MISCONF) or
+# to reach its replicas until an operator acts. Retrying helps: not fatal. Inside
 # a script the reply is quoted after a '-' ("Error running script ...: -READONLY ...").
 _PASSING_STATE = re.compile(
-    r"(?:^|-)(?:READONLY|LOADING|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|BUSY|OOM) "
+    r"(?:^|-)(?:READONLY|LOADING|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|BUSY|OOM|MISCONF|NOREPLICAS) "
 )
 
 _AUTH_ERRORS = (

@@ -187,7 +187,7 @@ class SqliteBackend(Backend):
 
         return self._db.write(operation)
 
-    def recover(self, now: float | None = None) -> list[str]:
+    def recover_leases(self, now: float | None = None) -> list[str]:
         at = time.time() if now is None else now
 
         def operation(conn: sqlite3.Connection) -> list[str]:
@@ -198,9 +198,7 @@ class SqliteBackend(Backend):
             conn.execute(q.DELETE_DEAD_RUNNERS, (self._app, at))
             return recovered
 
-        recovered = self._recovered(self._db.write(operation))
-        self.expire(at)
-        return recovered
+        return self._recovered(self._db.write(operation))
 
     def expire_finals(self, batch: int, now: float | None = None) -> int:
         at = time.time() if now is None else now

@@ -191,35 +191,47 @@ local function undo_hand_over(id, f)
   first_in_line(id, f)
 end
 
+-- Take <runner> out of the line for hand-overs, whatever lease its entries name.
+local function leave_line(runner)
+  local prefix = runner .. '\31'
+  for _, member in ipairs(redis.call('ZRANGE', k('idle'), 0, -1)) do
+    if string.sub(member, 1, #prefix) == prefix then redis.call('ZREM', k('idle'), member) end
+  end
+end
+
+-- Take back everything left in <runner>'s inbox, as if it had never been handed over: each
+-- item is either popped by its runner (BLPOP, or take_handed) or popped here, never both.
+-- Appends the ids taken back to <taken> and returns it.
+local function take_back_inbox(runner, taken)
+  local inbox = k('inbox:' .. runner)
+  local item = redis.call('LPOP', inbox)
+  while item do
+    local id = string.sub(item, 1, string.find(item, '\31', 1, true) - 1)
+    -- Not owned any more: recovered once its lease expired; the item is merely dropped.
+    local f = owned(id, runner, 1)
+    if f then
+      undo_hand_over(id, f)
+      taken[#taken + 1] = id
+    end
+    item = redis.call('LPOP', inbox)
+  end
+  redis.call('ZREM', k('inboxes'), runner)
+  return taken
+end
+
 -- Take back what register handed to runners that left their inbox unread for HANDED_GRACE
--- seconds (see 'inboxes'). Each item is either popped by its runner (BLPOP, or take_handed)
--- or popped here, never both. Returns how many invocations were taken back.
+-- seconds (see 'inboxes'). Returns how many invocations were taken back.
 local function take_back_unread(now)
   local stale = redis.call('ZRANGEBYSCORE', k('inboxes'), '-inf',
     '(' .. time_text(now - HANDED_GRACE), 'LIMIT', '0', HANDED_BATCH)
-  local taken = 0
+  local taken = {}
   for _, runner in ipairs(stale) do
-    local inbox = k('inbox:' .. runner)
-    local item = redis.call('LPOP', inbox)
-    if item then  -- the runner is gone: out of the line too, whatever lease its entry names
-      local prefix = runner .. '\31'
-      for _, member in ipairs(redis.call('ZRANGE', k('idle'), 0, -1)) do
-        if string.sub(member, 1, #prefix) == prefix then redis.call('ZREM', k('idle'), member) end
-      end
-    end
-    while item do
-      local id = string.sub(item, 1, string.find(item, '\31', 1, true) - 1)
-      -- Not owned any more: recovered once its lease expired; the item is merely dropped.
-      local f = owned(id, runner, 1)
-      if f then
-        undo_hand_over(id, f)
-        taken = taken + 1
-      end
-      item = redis.call('LPOP', inbox)
-    end
-    redis.call('ZREM', k('inboxes'), runner)
+    -- An inbox its runner emptied only loses its date; one left unread means the runner is
+    -- gone: out of the line too.
+    if redis.call('LLEN', k('inbox:' .. runner)) > 0 then leave_line(runner) end
+    take_back_inbox(runner, taken)
   end
-  return taken
+  return #taken
 end
 
 -- What <runner> claims next: what was handed to it, then ready invocations up to <max_count>.

@@ -3,7 +3,11 @@
 -- ARGV runner_id, lease_seconds, then pairs of (id, attempt)
 -- Returns the ids whose claims are stale.
 local runner, lease = ARGV[1], tonumber(ARGV[2])
-local expires = time_text(server_now() + lease)
+local now = server_now()
+local expires = time_text(now + lease)
+-- Every heartbeat also takes back what dead runners were handed and never read, so that work
+-- returns within a third of a lease even while every live runner is busy.
+take_back_unread(now)
 redis.call('ZADD', k('runners'), expires, runner)
 local lost = {}
 for i = 3, #ARGV, 2 do
