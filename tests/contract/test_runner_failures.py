@@ -129,7 +129,7 @@ def test_an_unreachable_backend_is_retried_and_logged_once(
 
         return call
 
-    for name in ("claim", "finish", "finish_and_claim", "renew", "recover", "expire"):
+    for name in ("claim", "finish", "finish_and_claim", "renew", "recover_leases", "expire_for"):
         monkeypatch.setattr(app.backend, name, unless_down(getattr(app.backend, name)))
 
     @app.task
