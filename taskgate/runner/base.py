@@ -47,6 +47,10 @@ class Runner(ABC):
     stop_signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
     """Signals that stop the runner when :meth:`run` is on the main thread."""
 
+    force_signals: tuple[signal.Signals, ...] = ()
+    """Among :attr:`stop_signals`, those that force the stop even the first time (a supervisor's
+    "stop now": a second SIGTERM sent right after the first may merge with it)."""
+
     def __init__(self, app: App) -> None:
         self.app = app
         self.runner_id = new_runner_id()
@@ -147,13 +151,15 @@ class Runner(ABC):
         while self._signals_handled < len(self._signals_received):
             signum = self._signals_received[self._signals_handled]
             self._signals_handled += 1
-            force = self._stop_requested.is_set()
+            again = self._stop_requested.is_set()
+            force = again or signum in self.force_signals
             if force:
                 logger.warning(
-                    "runner %s received %s again: stopping now; tasks still running are left "
+                    "runner %s received %s%s: stopping now; tasks still running are left "
                     "to lease recovery (within lease_seconds=%s s)",
                     self.runner_id,
                     signal.Signals(signum).name,
+                    " again" if again else "",
                     self.app.conf.lease_seconds,
                 )
             else:

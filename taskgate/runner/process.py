@@ -4,7 +4,7 @@ The parent only supervises: it starts ``processes`` workers (``python -m taskgat
 fresh interpreters that import just the app's module, so nothing is inherited by fork and the
 parent's main script is not re-run; the settings travel on their stdin, never on their command
 line), restarts any that dies, and on stop sends each a SIGTERM (a graceful stop) and waits; a
-second stop request sends a second SIGTERM (stop at once, leases recover the rest). One thread
+second stop request sends SIGUSR1 (stop at once, leases recover the rest). One thread
 per worker blocks until the worker exits or stops renewing its leases (then it kills the worker
 before those leases expire, see :mod:`taskgate.runner.lease_watch`) and wakes the supervisor,
 which otherwise sleeps on a socket: nothing polls. A worker whose parent dies stops by itself.
@@ -217,7 +217,8 @@ class ProcessRunner(Runner):
         return recovered
 
     def _stop_workers(self) -> None:
-        """SIGTERM every worker, then wait; a forced stop sends a second SIGTERM."""
+        """SIGTERM every worker, then wait; a forced stop sends SIGUSR1 (stop at once: a second
+        SIGTERM could merge with a first one the worker has not acted on yet)."""
         alive = [p for p in self._workers.values() if p.poll() is None]
         logger.info("runner %s stopping %s worker process(es)", self.runner_id, len(alive))
         for process in alive:
@@ -229,7 +230,7 @@ class ProcessRunner(Runner):
                 if self._force_stop.is_set() and not forced:
                     forced = True
                     for other in alive:
-                        _signal(other, signal.SIGTERM)
+                        _signal(other, signal.SIGUSR1)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(timeout=0.1)
                 self._handle_signals()  # a second signal forces the stop

@@ -62,7 +62,9 @@ def _build_runner(app_spec: str, app_id: str, config: WorkerConfig) -> ThreadRun
     for name, value in config.settings.items():
         setattr(app.conf, name, value)
     runner = ThreadRunner(app)
-    runner.stop_signals = (signal.SIGTERM,)
+    # SIGTERM stops gracefully; SIGUSR1 is the supervisor's forced stop (never merged with it).
+    runner.stop_signals = (signal.SIGTERM, signal.SIGUSR1)
+    runner.force_signals = (signal.SIGUSR1,)
     runner.runner_id = config.runner_id
     runner.role = f"worker process {config.slot} of ProcessRunner {config.supervisor_id}"
     runner.lease_listener = LeaseReporter(config.report_fd)
