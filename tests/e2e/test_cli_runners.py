@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -48,6 +49,12 @@ def test_two_cli_runners_share_the_work_and_never_overlap_on_a_key(
         for _ in range(2)
     ]
     try:
+        # Both runners live (announced by their first renewal) before any work: a runner still
+        # importing when the work is done would die of the SIGTERM, its handler not set yet.
+        deadline = time.monotonic() + WAIT
+        while len(shared_app.app.backend.stats().runners) < 2:
+            assert time.monotonic() < deadline, "the runners did not start"
+            time.sleep(0.01)
         invocations = [shared_app.exclusive(f"key-{n % 4}", n, 0.01) for n in range(40)]
         results = [invocation.get_result(WAIT) for invocation in invocations]
     finally:
