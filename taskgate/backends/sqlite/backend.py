@@ -205,8 +205,9 @@ class SqliteBackend(Backend):
                 conn, steps, conn.execute(q.EXPIRED_LEASES, (self._app, at)).fetchall()
             )
             conn.execute(q.DELETE_DEAD_RUNNERS, (self._app, at))
-            # Starts of budgets that admitted nothing since their window passed.
-            conn.execute(bq.TRIM_PAST_STARTS, (self._app, at))
+            # Starts of budgets that admitted nothing since their window passed (by the clock:
+            # ``now`` may be a later instant given to expire leases).
+            conn.execute(bq.TRIM_PAST_STARTS, (self._app, min(at, time.time())))
             return recovered
 
         recovered = self._recovered(self._db.write(operation))
