@@ -71,6 +71,7 @@ SELECT i.budgets FROM budget_waiters w
 JOIN invocations i ON i.app_id = w.app_id AND i.invocation_id = w.invocation_id
 WHERE w.app_id = ? AND w.budget = ? LIMIT 1
 """
+HAS_WAITERS = "SELECT 1 FROM budget_waiters WHERE app_id = ? AND budget = ? LIMIT 1"
 BUDGETS_WAITING_OF_LIMIT = (
     "SELECT DISTINCT budget FROM budget_waiters WHERE app_id = ? AND limit_name = ?"
 )
