@@ -136,26 +136,18 @@ class BudgetSteps:
     def wake(self, budget: Budget, count: int) -> list[str]:
         """Take up to ``count`` waiters of ``budget`` off its waiters, in waking order.
 
-        Without fairness values that is ``(-priority, seq)`` order; with them, the head of the
-        next value after the last one served, round robin.
+        Within a fairness value that is ``(-priority, seq)`` order; across values, round robin:
+        the head of the next value after the last one served.
         """
         woken: list[str] = []
-        last = ""
-        if budget.fair is not None:
-            cursor = self.conn.execute(bq.CURSOR, (self.app, budget.key)).fetchone()
-            last = "" if cursor is None else cursor[0]
         for _ in range(count):
-            head = None
-            if budget.fair is not None:
-                head = self.conn.execute(bq.WAKE_AFTER, (self.app, budget.key, last)).fetchone()
-            if head is None:
-                head = self.conn.execute(bq.WAKE_FROM, (self.app, budget.key, "")).fetchone()
+            head = self.conn.execute(bq.WAKE_NEXT, (self.app, budget.key)).fetchone()
             if head is None:
                 break
-            last = head[0]
-            woken.append(head[1])
-        if woken and budget.fair is not None:
-            self.conn.execute(bq.SET_CURSOR, (self.app, budget.key, last))
+            fair, invocation_id = head
+            if fair:
+                self.conn.execute(bq.SET_CURSOR, (self.app, budget.key, fair))
+            woken.append(invocation_id)
         return woken
 
     def push_front(self, woken: list[str]) -> None:
