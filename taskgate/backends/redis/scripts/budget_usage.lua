@@ -5,6 +5,7 @@
 -- budgets with holders, waiters or starts in the window; holders a flat list of
 -- id, runner_id, lease_expires_at ('' = none).
 local now = server_now()
+local steps = budget_steps()
 local limits = ARGV[1] and {ARGV[1]} or redis.call('SMEMBERS', k('lnames'))
 
 -- The waiters' queues of <key>: the plain one, and one per fairness value.
@@ -21,8 +22,8 @@ for _, limit in ipairs(limits) do
   local list = limit ~= '' and redis.call('HGETALL', k('lb:' .. limit)) or {}
   for i = 1, #list, 2 do
     local key = list[i]
-    local b = budget_of_def(key, list[i + 1])
-    local _, count, period = effective(b)
+    local b = steps.budget_of_def(key, list[i + 1])
+    local _, count, period = steps.effective(b)
     local holders = {}
     for _, id in ipairs(redis.call('SMEMBERS', k('bh:' .. key))) do
       local v = redis.call('HMGET', k('inv:' .. id), 'runner_id', 'lease_expires_at')

@@ -2,7 +2,7 @@
 
 -- The budget path (records with a 'budgets' field), filled in by lib_budgets.lua in the scripts
 -- that claim or release; the others never reach it.
-local admit_budgets, release_budgets, move_due
+local budget_steps, move_due
 
 -- Change the status of <id> (its fields <f>) to <new> and append the transition to its history
 -- field; any further arguments are field/value pairs written by the same HSET.
@@ -59,7 +59,7 @@ end
 local function first_in_line(id, f, now)
   take_regkey(id, f.regkey)
   if f.budgets then  -- the woken waiters go ahead of it, then it goes first
-    release_budgets(id, f, now)
+    budget_steps().release(id, f, now)
     push_ready(id, true)
     return
   end
@@ -136,7 +136,7 @@ local function claim_ready(runner, max_count, lease, ttl, now)
     local admitted = false
     if f then
       if f.budgets then
-        admitted = admit_budgets(id, f, now, ttl, f.attempt + 1)
+        admitted = budget_steps().admit(id, f, now, ttl, f.attempt + 1)
       else
         admitted = take_slot(id, f, now, ttl)
       end
@@ -173,7 +173,7 @@ local function finish_one(id, runner, attempt, kind, payload, ttl, now)
     finalize(id, f, 'failed', now, runner, nil, payload, ttl)
   end
   release_slot(id, f.key, f.limit)
-  if f.budgets then release_budgets(id, f, now) end
+  if f.budgets then budget_steps().release(id, f, now) end
   return 1
 end
 
@@ -273,7 +273,7 @@ local function recover_one(id, f, now, max_recoveries, lost_error, ttl)
   if f.num_recoveries >= max_recoveries then
     finalize(id, f, 'failed', now, nil, nil, lost_error, ttl)
     release_slot(id, f.key, f.limit)
-    if f.budgets then release_budgets(id, f, now) end
+    if f.budgets then budget_steps().release(id, f, now) end
   else
     redis.call('HINCRBY', k('inv:' .. id), 'num_recoveries', '1')
     requeue_first(id, f, now, nil)

@@ -4,4 +4,4 @@
 -- ARGV limit name
 -- Returns nothing.
 redis.call('HDEL', k('overrides'), ARGV[1])
-wake_limit(ARGV[1], server_now())
+budget_steps().wake_limit(ARGV[1], server_now())

@@ -4,4 +4,4 @@
 -- ARGV limit name, override "<concurrency>\31<count>\31<period>" ('' = declared value)
 -- Returns nothing.
 redis.call('HSET', k('overrides'), ARGV[1], ARGV[2])
-wake_limit(ARGV[1], server_now())
+budget_steps().wake_limit(ARGV[1], server_now())
