@@ -25,7 +25,9 @@ class Transition(NamedTuple):
 class Rate(NamedTuple):
     """At most ``count`` starts within any window of ``period`` seconds."""
 
-    count: int
+    # The field shadows tuple.count (a method): the name is the public one (API.md section 8)
+    # and a NamedTuple cannot rename it, so mypy's complaint is silenced here only.
+    count: int  # type: ignore[assignment]
     period: float
 
     def __str__(self) -> str:
