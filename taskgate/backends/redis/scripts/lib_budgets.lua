@@ -125,56 +125,77 @@ local function build_budget_steps()
     return k('bw:' .. key)
   end
 
-  -- Take up to <n> waiters of <key> off its queues, in waiting order (round robin across the
-  -- fairness values when <fair>). Returns them and whether any waiter is left.
-  local function pop_waiters(key, fair, n)
-    local ids = {}
-    if not fair then
-      local popped = redis.call('ZPOPMIN', k('bw:' .. key), string.format('%d', n))
-      for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
-      return ids, #ids == n and redis.call('EXISTS', k('bw:' .. key)) == 1
-    end
+  -- Append up to <n> waiters of <key>'s plain queue to <ids>, in order.
+  local function pop_plain(key, n, ids)
+    local popped = redis.call('ZPOPMIN', k('bw:' .. key), string.format('%d', n))
+    for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
+  end
+
+  -- Append waiters of <key>'s fairness queues to <ids> until it holds <n>: round robin, the head
+  -- of the next value in the ring each time.
+  local function pop_fair(key, n, ids)
     local ring = k('br:' .. key)
     while #ids < n do
       local value = redis.call('LPOP', ring)
-      if not value then return ids, false end
+      if not value then return end
       local sub = k('bw:' .. key .. ':' .. value)
       local head = redis.call('ZPOPMIN', sub)[1]
       if head then ids[#ids + 1] = head end
       if redis.call('EXISTS', sub) == 1 then redis.call('RPUSH', ring, value) end
     end
-    return ids, redis.call('EXISTS', ring) == 1
+  end
+
+  -- Take up to <n> waiters of <key> off its queues, in waiting order: the fairness queues first
+  -- when the budget is <fair> (tasks sharing a budget should agree on that; whatever they do,
+  -- no waiter is left behind). Returns them and whether any waiter is left.
+  local function pop_waiters(key, fair, n)
+    local ids = {}
+    if fair then pop_fair(key, n, ids) else pop_plain(key, n, ids) end
+    if #ids < n then
+      if fair then pop_plain(key, n - #ids, ids) else pop_fair(key, n, ids) end
+    end
+    return ids, redis.call('EXISTS', k('bw:' .. key), k('br:' .. key)) > 0
   end
 
   -- Move as many waiters of <key> as its free capacity admits (effective values <conc>, <count>,
   -- <period>) to the front of the ready queue, longest waiting first, taking nothing for them:
   -- the claim that pops them admits them or parks them again in their place. With free slots
-  -- but a full window, the budget goes on 'timed' instead.
-  local function wake_budget(key, fair, conc, count, period, now)
-    if redis.call('HEXISTS', k('bwait'), key) == 0 then return end
+  -- but a full window, the budget goes on 'timed' instead; and so it does when the window is
+  -- what leaves waiters behind, for when the starts just made room for leave it again.
+  -- <def>: the stored definition, when the caller has read it already.
+  local function wake_budget(key, conc, count, period, now, def)
+    def = def or redis.call('HGET', k('bwait'), key)
+    if not def then return end  -- nobody waits
     local n = WAKE_MAX
     if conc then
       n = conc - redis.call('SCARD', k('bh:' .. key))
       if n <= 0 then return end
     end
+    local starts
     if count then
-      local starts = window_starts(key, period, now)
+      starts = window_starts(key, period, now)
       if starts >= count then
         schedule(key, rate_ready(key, count, period, starts))
         return
       end
       n = math.min(n, count - starts)
     end
-    local ids, left = pop_waiters(key, fair, math.min(n, WAKE_MAX))
+    local ids, left = pop_waiters(key, string.sub(def, -1) == '1', n)
     for i = #ids, 1, -1 do push_ready(ids[i], true) end
-    if not left then redis.call('HDEL', k('bwait'), key) end
+    if not left then
+      redis.call('HDEL', k('bwait'), key)
+    elseif starts and #ids == count - starts then
+      -- The window is full once these start: the oldest start in it leaves first (or, with
+      -- none yet, the ones just woken, about a period from now).
+      local oldest = redis.call('ZRANGE', k('bs:' .. key), '0', '0', 'WITHSCORES')[2]
+      schedule(key, (tonumber(oldest) or now) + period)
+    end
   end
 
   -- wake_budget for a budget read from its stored definition <def> (overrides applied).
   local function wake_stored(key, def, now)
-    local b = budget_of_def(key, def)
-    local conc, count, period = effective(b)
-    wake_budget(key, b.fair ~= '', conc, count, period, now)
+    local conc, count, period = effective(budget_of_def(key, def))
+    wake_budget(key, conc, count, period, now, def)
   end
 
   -- Park <id> (fields <f>) on budget <b>, which refused it (<ready>: when its rate admits it,
@@ -250,7 +271,7 @@ local function build_budget_steps()
       for _, b in ipairs(list) do
         if b.key == woken_from then
           local conc, count, period = effective(b)
-          wake_budget(b.key, b.fair ~= '', conc, count, period, now)
+          wake_budget(b.key, conc, count, period, now)
         end
       end
     end
@@ -262,7 +283,7 @@ local function build_budget_steps()
     for _, b in ipairs(parse_budgets(f.budgets)) do
       if redis.call('SREM', k('bh:' .. b.key), id) == 1 then
         local conc, count, period = effective(b)
-        wake_budget(b.key, b.fair ~= '', conc, count, period, now)
+        wake_budget(b.key, conc, count, period, now)
       end
     end
   end
