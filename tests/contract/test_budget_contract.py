@@ -1,16 +1,16 @@
-"""The budget path of the backend contract (base.py, "Budgets (limits)"), on every backend.
+"""The budget path of the backend contract (limits, taskgate.backends.base "Budgets"), driven
+directly with hand-built records, on every backend.
 
-Records are built by hand with ``plan.budgets``: admission all or none, waiting order,
-fairness, rate windows and their timed wake-ups, overrides, what ``blocked_by``, ``stats`` and
-``budget_usage`` report, and that releasing (finish, retry, hand-back, recovery) frees every
-slot and wakes the next waiter.
+Budgets are built here as the core would compute them; the public API on top of them is tested
+in test_limits.py.
 """
 
 from __future__ import annotations
 
-import threading
+import itertools
 import time
-from collections.abc import Callable
+
+import pytest
 
 from taskgate.backends.base import Backend
 from taskgate.record import (
@@ -24,35 +24,47 @@ from taskgate.record import (
 )
 from taskgate.status import InvocationStatus as S
 
-NewRecord = Callable[..., InvocationRecord]
 RUNNER = "runner-a"
 LEASE = 30.0
 WAIT = 15.0
-DONE = Outcome(OutcomeKind.SUCCESS, b"ok")
+SUCCESS = Outcome(OutcomeKind.SUCCESS, b"result")
 RETRY = Outcome(OutcomeKind.RETRY, b"error")
+
+_ids = itertools.count()
 
 A = Budget("limit a", "a", concurrency=1)
 B = Budget("limit b", "b", concurrency=1)
 
 
-def with_budgets(
-    new_record: NewRecord, *budgets: Budget, drop: bool = False, priority: int = 0
-) -> InvocationRecord:
-    record = new_record(priority=priority)
-    record.plan = ConcurrencyPlan(
-        drop_when_blocked=drop, budgets=tuple(sorted(budgets, key=lambda b: b.key))
+def rec(*budgets: Budget, priority: int = 0, drop: bool = False) -> InvocationRecord:
+    return InvocationRecord(
+        invocation_id=f"bud-{next(_ids)}",
+        task_id="tests.limited",
+        arguments=b"args",
+        plan=ConcurrencyPlan(drop_when_blocked=drop, budgets=tuple(sorted(budgets, key=_key))),
+        max_retries=3,
+        priority=priority,
     )
-    return record
 
 
-def register(backend: Backend, new_record: NewRecord, *budgets: Budget, **kw: object) -> str:
-    record = with_budgets(new_record, *budgets, **kw)  # type: ignore[arg-type]
-    backend.register(record)
-    return record.invocation_id
+def _key(budget: Budget) -> str:
+    return budget.key
+
+
+def register(backend: Backend, *records: InvocationRecord) -> list[str]:
+    for record in records:
+        assert backend.register(record).created
+    return [record.invocation_id for record in records]
 
 
 def claim_ids(backend: Backend, max_count: int = 10) -> list[str]:
     return [c.invocation_id for c in backend.claim(RUNNER, max_count, LEASE, 0)]
+
+
+def finish(backend: Backend, invocation_id: str, outcome: Outcome = SUCCESS) -> None:
+    record = backend.get(invocation_id)
+    assert record is not None
+    assert backend.finish(invocation_id, RUNNER, record.attempt, outcome)
 
 
 def status(backend: Backend, invocation_id: str) -> S:
@@ -61,270 +73,259 @@ def status(backend: Backend, invocation_id: str) -> S:
     return record.status
 
 
-def finish(backend: Backend, invocation_id: str, outcome: Outcome = DONE) -> None:
-    record = backend.get(invocation_id)
-    assert record is not None
-    assert backend.finish(invocation_id, RUNNER, record.attempt, outcome)
+def usage(backend: Backend, key: str) -> tuple[list[str], int]:
+    """The holders and waiting count of one budget, from budget_usage()."""
+    for budget in backend.budget_usage():
+        if budget.key == key:
+            return sorted(h.invocation_id for h in budget.holders), budget.waiting
+    return [], 0
 
 
-def test_budgets_and_priority_are_stored_with_the_record(
-    backend: Backend, new_record: NewRecord
-) -> None:
-    fair = Budget("limit f", "f", concurrency=2, rate=Rate(3, 1.5), fair="tenant='x'")
-    record = with_budgets(new_record, A, fair, priority=3)
-    backend.register(record)
-    stored = backend.get(record.invocation_id)
-    assert stored is not None
-    assert stored.plan.budgets == (A, fair)
-    assert stored.priority == 3
-    assert stored.plan.running_key is None
+# --- admission: all or none ---------------------------------------------------------------------
 
 
-def test_admission_takes_every_budget_or_none(backend: Backend, new_record: NewRecord) -> None:
-    holder_b = register(backend, new_record, B)
-    assert claim_ids(backend) == [holder_b]
-    both = register(backend, new_record, A, B)
-    only_a = register(backend, new_record, A)
-    # 'both' is refused by b and takes nothing from a: 'only_a' gets a.
-    assert claim_ids(backend) == [only_a]
+def test_a_refused_admission_takes_nothing(backend: Backend) -> None:
+    a_holder, both, b_user = register(backend, rec(A), rec(A, B), rec(B))
+    # `both` is refused by A; had it kept B's slot, `b_user` could not run.
+    assert claim_ids(backend) == [a_holder, b_user]
     assert status(backend, both) is S.CONCURRENCY_CONTROLLED
-    blocked = backend.blocked_by(both)
-    assert blocked is not None
-    assert (blocked.scope_key, blocked.holders, blocked.ready_at) == ("limit b", (holder_b,), None)
-    finish(backend, holder_b)
-    finish(backend, only_a)
-    assert claim_ids(backend) == [both]
-    assert status(backend, both) is S.RUNNING
-
-
-def test_a_woken_waiter_parked_again_adds_no_history_entry(
-    backend: Backend, new_record: NewRecord
-) -> None:
-    holder_a = register(backend, new_record, A)
-    holder_b = register(backend, new_record, B)
-    waiter = register(backend, new_record, A, B)
-    assert claim_ids(backend) == [holder_a, holder_b]
-    blocked = backend.blocked_by(waiter)
-    assert blocked is not None and blocked.scope_key == "limit a"
-    finish(backend, holder_a)  # woken by a, refused by b: parked again on b
+    assert backend.blocked_by(both) == ("limit a", (a_holder,), None)
+    assert usage(backend, "limit a") == ([a_holder], 1)
+    assert usage(backend, "limit b") == ([b_user], 0)
+    # Woken by A, refused by B now: it waits on B, with no new history entry.
+    finish(backend, a_holder)
     assert claim_ids(backend) == []
-    blocked = backend.blocked_by(waiter)
-    assert blocked is not None and blocked.scope_key == "limit b"
-    finish(backend, holder_b)
-    assert claim_ids(backend) == [waiter]
-    record = backend.get(waiter)
+    assert backend.blocked_by(both) == ("limit b", (b_user,), None)
+    record = backend.get(both)
     assert record is not None
-    assert [t.status for t in record.history] == [S.REGISTERED, S.CONCURRENCY_CONTROLLED, S.RUNNING]
+    assert [t.status for t in record.history] == [S.REGISTERED, S.CONCURRENCY_CONTROLLED]
+    finish(backend, b_user)
+    assert claim_ids(backend) == [both]
+    assert usage(backend, "limit a") == ([both], 0)
+    assert usage(backend, "limit b") == ([both], 0)
+    finish(backend, both)
+    assert backend.budget_usage() == []
 
 
-def test_a_blocked_invocation_that_drops_takes_nothing(
-    backend: Backend, new_record: NewRecord
-) -> None:
-    holder = register(backend, new_record, B)
+def test_a_budget_admits_up_to_its_concurrency(backend: Backend) -> None:
+    shared = Budget("limit s", "s", concurrency=3)
+    ids = register(backend, *(rec(shared) for _ in range(5)))
+    assert claim_ids(backend) == ids[:3]
+    assert backend.stats().parked_by_key == {"limit s": 2}
+    finish(backend, ids[0])
+    assert claim_ids(backend) == [ids[3]]
+
+
+def test_drop_when_blocked_finishes_the_refused_invocation(backend: Backend) -> None:
+    holder, dropped = register(backend, rec(A), rec(A, B, drop=True))
     assert claim_ids(backend) == [holder]
-    dropped = register(backend, new_record, A, B, drop=True)
-    only_a = register(backend, new_record, A)
-    assert claim_ids(backend) == [only_a]
     assert status(backend, dropped) is S.CONCURRENCY_CONTROLLED_FINAL
+    assert usage(backend, "limit b") == ([], 0)
 
 
-def test_waiters_go_by_priority_then_call_order(backend: Backend, new_record: NewRecord) -> None:
-    holder = register(backend, new_record, A)
+def test_records_without_budgets_are_not_held_up_by_budgets(backend: Backend) -> None:
+    holder, waiter = register(backend, rec(A), rec(A))
+    plain = InvocationRecord("plain-" + holder, "tests.plain", b"", ConcurrencyPlan())
+    register(backend, plain)
+    assert claim_ids(backend) == [holder, plain.invocation_id]
+    assert status(backend, waiter) is S.CONCURRENCY_CONTROLLED
+    stored = backend.get(holder)
+    assert stored is not None and stored.plan.budgets == (A,) and stored.priority == 0
+
+
+# --- waiting order -------------------------------------------------------------------------------
+
+
+def test_waiters_are_woken_by_priority_then_call_order(backend: Backend) -> None:
+    holder, first, second, urgent = register(backend, rec(A), rec(A), rec(A), rec(A, priority=5))
     assert claim_ids(backend) == [holder]
-    first = register(backend, new_record, A)
-    urgent = register(backend, new_record, A, priority=5)
-    last = register(backend, new_record, A)
-    assert claim_ids(backend) == []
     order = []
-    current = holder
+    running = holder
     for _ in range(3):
-        finish(backend, current)
-        [current] = claim_ids(backend)
-        order.append(current)
-    assert order == [urgent, first, last]
+        finish(backend, running)
+        [running] = claim_ids(backend)
+        order.append(running)
+    assert order == [urgent, first, second]
 
 
-def test_fair_waiters_take_turns_across_values(backend: Backend, new_record: NewRecord) -> None:
+def test_fair_values_are_woken_round_robin(backend: Backend) -> None:
     def fair(value: str) -> Budget:
-        return Budget("limit llm", "llm", concurrency=1, fair=f"tenant='{value}'")
+        return Budget("limit llm", "llm", concurrency=1, fair=f"tenant_id='{value}'")
 
-    holder = register(backend, new_record, fair("a"))
+    holder = register(backend, rec(fair("a")))[0]
+    backlog = register(backend, *(rec(fair("a")) for _ in range(4)))
+    late = register(backend, rec(fair("b")))[0]
     assert claim_ids(backend) == [holder]
-    busy = [register(backend, new_record, fair("a")) for _ in range(4)]
-    lone = register(backend, new_record, fair("b"))
-    assert claim_ids(backend) == []
     order = []
-    current = holder
+    running = holder
     for _ in range(5):
-        finish(backend, current)
-        [current] = claim_ids(backend)
-        order.append(current)
-    # Round robin: the lone call of tenant b starts within the next two starts.
-    assert order[:2] == [busy[0], lone]
-    assert order[2:] == busy[1:]
+        finish(backend, running)
+        [running] = claim_ids(backend)
+        order.append(running)
+    # Tenant b's one call starts within the next two starts despite a's backlog.
+    assert late in order[:2]
+    assert [i for i in order if i != late] == backlog
 
 
-def test_finish_retry_hand_back_and_recovery_free_every_slot(
-    backend: Backend, new_record: NewRecord
-) -> None:
-    for release in ("retry", "release", "recover"):
-        holder = register(backend, new_record, A, B)
-        waiter_a = register(backend, new_record, A)
-        waiter_b = register(backend, new_record, B)
-        assert claim_ids(backend) == [holder]
-        if release == "retry":
-            finish(backend, holder, RETRY)
-        elif release == "release":
-            assert backend.release(holder, RUNNER, 1)
-        else:
-            assert backend.recover(now=time.time() + LEASE + 1) == [holder]
-        claimed = set(claim_ids(backend))
-        if release == "retry":  # retried at the tail: the waiters go first
-            assert claimed == {waiter_a, waiter_b}
-        else:  # first in line again: it takes both slots back
-            assert claimed == {holder}
-            finish(backend, holder)
-            assert set(claim_ids(backend)) == {waiter_a, waiter_b}
-        for invocation_id in claimed | {waiter_a, waiter_b}:
-            if status(backend, invocation_id) is S.RUNNING:
-                finish(backend, invocation_id)
-        if release == "retry":
-            assert claim_ids(backend) == [holder]
-            finish(backend, holder)
-        assert backend.budget_usage() == []
+# --- releases: retry, hand-back, recovery --------------------------------------------------------
 
 
-def test_capacity_a_woken_waiter_leaves_goes_to_the_next(
-    backend: Backend, new_record: NewRecord
-) -> None:
-    holder_a = register(backend, new_record, A)
-    assert claim_ids(backend) == [holder_a]
-    needs_both = register(backend, new_record, A, B)
-    needs_a = register(backend, new_record, A)
-    assert claim_ids(backend) == []
-    holder_b = register(backend, new_record, B)
-    assert claim_ids(backend) == [holder_b]
-    finish(backend, holder_a)
-    # 'needs_both' is woken by a, refused by b; a's slot must not sit idle while 'needs_a' waits.
-    assert claim_ids(backend) == [needs_a]
-    blocked = backend.blocked_by(needs_both)
-    assert blocked is not None and blocked.scope_key == "limit b"
-    finish(backend, holder_b)
-    finish(backend, needs_a)
-    assert claim_ids(backend) == [needs_both]
+def test_retry_frees_the_slots_for_the_waiters_first(backend: Backend) -> None:
+    holder, waiter = register(backend, rec(A, B), rec(A, B))
+    assert claim_ids(backend) == [holder]
+    finish(backend, holder, RETRY)
+    assert status(backend, holder) is S.RETRY
+    assert claim_ids(backend) == [waiter]  # woken to the front, ahead of the retry
+    assert status(backend, holder) is S.CONCURRENCY_CONTROLLED
 
 
-def test_a_rate_admits_count_starts_per_window(backend: Backend, new_record: NewRecord) -> None:
-    rate = Budget("limit api", "api", rate=Rate(2, 60.0))
-    ids = [register(backend, new_record, rate) for _ in range(3)]
+def test_release_hands_back_first_in_line(backend: Backend) -> None:
+    holder, waiter = register(backend, rec(A), rec(A))
+    assert claim_ids(backend) == [holder]
+    assert backend.release(holder, RUNNER, 1)
+    assert usage(backend, "limit a")[0] == []
+    assert claim_ids(backend) == [holder]
+    assert status(backend, waiter) is S.CONCURRENCY_CONTROLLED
+    finish(backend, holder)
+    assert claim_ids(backend) == [waiter]
+
+
+@pytest.mark.parametrize("how", ["lease", "runner"])
+def test_recovery_frees_every_slot_of_a_dead_runner(backend: Backend, how: str) -> None:
+    dead, waiter = register(backend, rec(A, B), rec(B))
+    assert claim_ids(backend) == [dead]
+    if how == "lease":
+        assert backend.recover(now=time.time() + LEASE + 5) == [dead]
+    else:
+        assert backend.recover_runner(RUNNER) == [dead]
+    assert claim_ids(backend) == [dead]  # first in line again
+    finish(backend, dead)
+    assert claim_ids(backend) == [waiter]
+
+
+# --- rates and the timed structure ---------------------------------------------------------------
+
+
+def test_a_rate_waiter_wakes_at_its_instant_without_a_release(backend: Backend) -> None:
+    period = 0.3
+    rated = Budget("limit r", "r", rate=Rate(2, period))
+    ids = register(backend, *(rec(rated) for _ in range(3)))
     assert claim_ids(backend) == ids[:2]
-    for invocation_id in ids[:2]:
-        finish(backend, invocation_id)
-    # Finishing frees no rate token: the third waits for the window.
-    assert claim_ids(backend) == []
     blocked = backend.blocked_by(ids[2])
-    assert blocked is not None
-    assert blocked.scope_key == "limit api" and blocked.holders == ()
-    assert blocked.ready_at is not None
-    assert time.time() + 55 < blocked.ready_at < time.time() + 61
-    [usage] = backend.budget_usage("api")
-    assert (usage.key, usage.limit, usage.holders, usage.waiting) == ("limit api", "api", (), 1)
-    assert usage.window_starts == 2
-    assert usage.oldest_wait is not None and usage.oldest_wait <= time.time() + 1
+    assert blocked is not None and blocked.scope_key == "limit r" and blocked.holders == ()
+    first = backend.get(ids[0])
+    assert first is not None and blocked.ready_at is not None
+    started = first.history[-1].timestamp
+    assert blocked.ready_at == pytest.approx(started + period, abs=0.05)
+    assert [u.window_starts for u in backend.budget_usage("r")] == [2]
+    # Nothing is released: the blocked claim itself picks the waiter up at its instant.
+    [claim] = backend.claim(RUNNER, 1, LEASE, WAIT)
+    assert claim.invocation_id == ids[2]
+    third = backend.get(ids[2])
+    assert third is not None and third.history[-1].timestamp >= blocked.ready_at - 0.001
 
 
-def test_a_blocked_claim_returns_when_the_window_admits(
-    backend: Backend, new_record: NewRecord
+@pytest.mark.parametrize("concurrency", [None, 10])
+def test_a_rate_never_admits_more_than_count_starts_per_window(
+    backend: Backend, concurrency: int | None
 ) -> None:
-    rate = Budget("limit api", "api", rate=Rate(1, 0.5))
-    first = register(backend, new_record, rate)
-    second = register(backend, new_record, rate)
-    assert claim_ids(backend) == [first]
-    blocked = backend.blocked_by(second)
-    assert blocked is not None and blocked.ready_at is not None
-    # Nobody polls: the claim below is the only call, and it returns with the second.
-    claimed = backend.claim(RUNNER, 1, LEASE, WAIT)
-    returned = time.time()
-    assert [c.invocation_id for c in claimed] == [second]
-    assert returned >= blocked.ready_at - 0.01
-    # Well before the 2 s a blocked claim would wait without knowing when the rate admits.
-    assert returned < blocked.ready_at + 1.0
+    # Without slots, no release ever wakes a waiter: every wake-up comes from the timed
+    # structure, which must keep a wake-up for the waiters left after each one.
+    rate = Rate(3, 0.25)
+    rated = Budget("limit r", "r", concurrency=concurrency, rate=rate)
+    ids = register(backend, *(rec(rated) for _ in range(10)))
+    started: list[float] = []
+    deadline = time.monotonic() + WAIT
+    while len(started) < len(ids) and time.monotonic() < deadline:
+        for claim in backend.claim(RUNNER, 10, LEASE, 1.0):
+            record = backend.get(claim.invocation_id)
+            assert record is not None
+            started.append(record.history[-1].timestamp)
+            finish(backend, claim.invocation_id)
+    assert len(started) == len(ids)
+    started.sort()
+    for i in range(len(started) - rate.count):
+        assert started[i + rate.count] - started[i] >= rate.period - 0.001
 
 
-def test_an_idle_claim_wakes_for_a_rate_wait_added_later(
-    backend: Backend, new_record: NewRecord
-) -> None:
-    rate = Budget("limit api", "api", rate=Rate(1, 0.5))
-    claimed: list[str] = []
-    started = threading.Event()
-
-    def idle_claim() -> None:
-        started.set()
-        claimed.extend(c.invocation_id for c in backend.claim("idle", 1, LEASE, WAIT))
-
-    first = register(backend, new_record, rate)
-    assert claim_ids(backend) == [first]
-    waiter = threading.Thread(target=idle_claim)
-    waiter.start()
-    started.wait(WAIT)
-    second = register(backend, new_record, rate)
-    waiter.join(WAIT)
-    assert claimed == [second]
+# --- overrides -----------------------------------------------------------------------------------
 
 
-def test_overrides_raise_and_lower_a_limit(backend: Backend, new_record: NewRecord) -> None:
-    holder = register(backend, new_record, A)
-    waiters = [register(backend, new_record, A) for _ in range(3)]
+def test_raising_an_override_admits_waiters_at_once(backend: Backend) -> None:
+    holder, *waiters = register(backend, *(rec(A) for _ in range(4)))
     assert claim_ids(backend) == [holder]
     backend.set_limit_override("a", LimitOverride(3, None))
     assert backend.limit_overrides() == {"a": LimitOverride(3, None)}
-    # Raised: two waiters are admitted at once, the third still waits.
     assert claim_ids(backend) == waiters[:2]
     assert status(backend, waiters[2]) is S.CONCURRENCY_CONTROLLED
-    # Lowered: nothing running is touched, nothing more starts until below the new value.
-    backend.set_limit_override("a", LimitOverride(2, Rate(10, 1.0)))
-    assert {status(backend, i) for i in [holder, *waiters[:2]]} == {S.RUNNING}
+    # Lowering never touches running work; it applies from the next admission on.
+    backend.set_limit_override("a", LimitOverride(1, None))
     finish(backend, holder)
-    assert claim_ids(backend) == []
     finish(backend, waiters[0])
+    assert claim_ids(backend) == []
+    finish(backend, waiters[1])
     assert claim_ids(backend) == [waiters[2]]
     backend.reset_limit_override("a")
-    backend.reset_limit_override("never-set")
+    backend.reset_limit_override("a")  # nothing to reset: no error
     assert backend.limit_overrides() == {}
 
 
-def test_usage_stats_and_blocked_by_name_holders_and_waiters(
-    backend: Backend, new_record: NewRecord
-) -> None:
-    own_scope = Budget("tests.task#customer=1", None, concurrency=1)
-    holder = register(backend, new_record, A, own_scope)
-    waiters = [register(backend, new_record, A) for _ in range(2)]
-    scope_waiter = register(backend, new_record, own_scope)
-    assert claim_ids(backend) == [holder]
-    stats = backend.stats()
-    assert stats.parked_by_key == {"limit a": 2, "tests.task#customer=1": 1}
-    blocked = backend.blocked_by(scope_waiter)
-    assert blocked is not None
-    assert (blocked.scope_key, blocked.holders) == ("tests.task#customer=1", (holder,))
-    [usage] = backend.budget_usage()  # a task's own scope is no limit: left out
-    assert usage.key == "limit a" and usage.waiting == 2
-    [held] = usage.holders
-    assert (held.invocation_id, held.runner_id) == (holder, RUNNER)
-    assert held.lease_expires_at is not None and held.lease_expires_at > time.time()
-    assert usage.oldest_wait is not None and usage.window_starts == 0
-    assert backend.budget_usage("b") == []
-    assert all(status(backend, i) is S.CONCURRENCY_CONTROLLED for i in waiters)
+def test_an_override_applies_to_every_budget_of_its_limit_only(backend: Backend) -> None:
+    def keyed(value: int) -> Budget:
+        return Budget(f"limit t#tenant_id={value}", "t", concurrency=1)
+
+    h1, w1, h2, w2, other_h, other_w = register(
+        backend, rec(keyed(1)), rec(keyed(1)), rec(keyed(2)), rec(keyed(2)), rec(A), rec(A)
+    )
+    assert claim_ids(backend) == [h1, h2, other_h]
+    backend.set_limit_override("t", LimitOverride(2, None))
+    assert sorted(claim_ids(backend)) == sorted([w1, w2])
+    assert status(backend, other_w) is S.CONCURRENCY_CONTROLLED
+    assert [u.key for u in backend.budget_usage("t")] == [
+        "limit t#tenant_id=1",
+        "limit t#tenant_id=2",
+    ]
 
 
-def test_purge_forgets_budgets_and_overrides(backend: Backend, new_record: NewRecord) -> None:
-    rate = Budget("limit api", "api", concurrency=1, rate=Rate(1, 60.0))
-    holder = register(backend, new_record, rate)
-    register(backend, new_record, rate)
-    assert claim_ids(backend) == [holder]
-    backend.set_limit_override("api", LimitOverride(1, None))
+def test_a_raised_rate_override_admits_rate_waiters(backend: Backend) -> None:
+    rated = Budget("limit r", "r", rate=Rate(1, 3600))
+    first, second = register(backend, rec(rated), rec(rated))
+    assert claim_ids(backend) == [first]
+    assert claim_ids(backend) == []
+    backend.set_limit_override("r", LimitOverride(None, Rate(2, 3600)))
+    assert claim_ids(backend) == [second]
+
+
+# --- reports and purge ---------------------------------------------------------------------------
+
+
+def test_budget_usage_reports_holders_runners_and_waits(backend: Backend) -> None:
+    before = time.time()
+    holder, waiter = register(backend, rec(A), rec(A))
+    task_scope = Budget("tests.limited#k=1", None, concurrency=1)
+    register(backend, rec(task_scope))
+    claim_ids(backend)
+    [a] = backend.budget_usage("a")
+    assert (a.key, a.limit, a.waiting, a.window_starts) == ("limit a", "a", 1, 0)
+    [held] = a.holders
+    assert held.invocation_id == holder and held.runner_id == RUNNER
+    assert held.lease_expires_at is not None and held.lease_expires_at > before
+    assert a.oldest_wait is not None and before <= a.oldest_wait <= time.time()
+    # A task's own running scope is a budget but no limit: not reported.
+    assert [u.key for u in backend.budget_usage()] == ["limit a"]
+    assert backend.budget_usage("nope") == []
+    assert backend.stats().parked_by_key == {"limit a": 1}
+    assert waiter
+
+
+def test_purge_deletes_every_budget_row(backend: Backend) -> None:
+    rated = Budget("limit r", "r", concurrency=1, rate=Rate(1, 3600))
+    register(backend, rec(rated), rec(rated))
+    claim_ids(backend)
+    backend.set_limit_override("r", LimitOverride(1, None))
     backend.purge()
     assert backend.budget_usage() == []
     assert backend.limit_overrides() == {}
     assert backend.stats().parked_by_key == {}
-    fresh = register(backend, new_record, rate)
-    assert claim_ids(backend) == [fresh]
+    fresh = register(backend, rec(rated))
+    assert claim_ids(backend) == fresh
