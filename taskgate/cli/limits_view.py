@@ -44,6 +44,11 @@ def rate_json(rate: Rate | None) -> JsonObject | None:
     return None if rate is None else {"count": rate.count, "period_seconds": rate.period}
 
 
+def by_id(holders: tuple[BudgetHolder, ...]) -> list[BudgetHolder]:
+    """Holders sorted by invocation id: the same order on every backend."""
+    return sorted(holders, key=lambda holder: holder.invocation_id)
+
+
 def holder_json(holder: BudgetHolder) -> JsonObject:
     """One slot holder: its invocation, runner and lease expiry."""
     return {
@@ -74,7 +79,7 @@ def limits_json(app: App, infos: list[LimitInfo]) -> JsonObject:
                         "key": budget.key,
                         "key_values": split_scope_key(budget.key).values,
                         "slots_held": len(budget.holders),
-                        "holders": [holder_json(h) for h in budget.holders],
+                        "holders": [holder_json(h) for h in by_id(budget.holders)],
                         "waiting": budget.waiting,
                         "oldest_wait_since": iso_time(budget.oldest_wait),
                         "window_starts": budget.window_starts,
@@ -178,4 +183,6 @@ def _holders_text(holders: tuple[BudgetHolder, ...]) -> str:
     """A few holders as ``id-prefix on runner``, one a line; more are only counted."""
     if len(holders) > HOLDERS_LISTED:
         return f"{len(holders)} invocations"
-    return "\n".join(f"{h.invocation_id[:ID_PREFIX]} on {h.runner_id or '-'}" for h in holders)
+    return "\n".join(
+        f"{h.invocation_id[:ID_PREFIX]} on {h.runner_id or '-'}" for h in by_id(holders)
+    )
