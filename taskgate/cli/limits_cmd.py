@@ -25,7 +25,7 @@ def limits() -> None:
     """Show an app's limits, override them at run time, reset them."""
 
 
-@limits.command("list")
+@limits.command("list", short_help="Every limit: values, slots held, waiters, starts, per key.")
 @app_options
 @json_option
 def limits_list(app_spec: str, backend_url: str | None, as_json: bool) -> None:
@@ -76,7 +76,7 @@ def _checked(name: str, concurrency: int | None, rate: str | None) -> Rate | Non
         raise click.BadParameter(str(exc), param_hint="'--rate'") from exc
 
 
-@limits.command("set")
+@limits.command("set", short_help="Override a limit for every runner of the app.")
 @click.argument("name")
 @app_options
 @click.option(
@@ -113,7 +113,7 @@ def limits_set(
     _say_now(app, name, f"limit {name!r} overridden")
 
 
-@limits.command("reset")
+@limits.command("reset", short_help="Delete a limit's override: declared values apply again.")
 @click.argument("name")
 @app_options
 def limits_reset(name: str, app_spec: str, backend_url: str | None) -> None:
