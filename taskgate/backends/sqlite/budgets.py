@@ -125,9 +125,7 @@ class BudgetSteps:
     def wake_limit(self, name: str) -> None:
         """Wake, in every budget of limit ``name``, the waiters its values now admit."""
         woken: list[str] = []
-        for (key,) in self.conn.execute(
-            bq.BUDGETS_WAITING_OF_LIMIT, (self.app, name)
-        ).fetchall():
+        for (key,) in self.conn.execute(bq.BUDGETS_WAITING_OF_LIMIT, (self.app, name)).fetchall():
             budget = self._waited_budget(key)
             if budget is not None:
                 woken += self._wake_fitting(budget, at_least=0)
