@@ -29,7 +29,6 @@ from click.testing import CliRunner, Result
 
 from taskgate import App, InvocationStatus
 from taskgate.cli import cli
-from taskgate.cli.render import split_scope_key
 
 WAIT = 15.0
 RUNNER = "runner-A"
@@ -259,21 +258,6 @@ def test_the_limits_help_lists_its_commands_with_whole_summaries() -> None:
     for line in commands:
         assert not line.rstrip().endswith("..."), line  # click cuts a summary that is too long
     assert "--json keys: app, backend, limits [{name," in run_cli("limits", "list", "-h").stdout
-
-
-@pytest.mark.parametrize(
-    ("key", "parts"),
-    [
-        ("limit llm-api", ("llm-api", None, None)),
-        ("limit tenant#tenant_id='4#2'", ("tenant", None, "tenant_id='4#2'")),
-        ("tasks.sync#customer=42,full=False", (None, "tasks.sync", "customer=42,full=False")),
-        ("tasks.sync", (None, "tasks.sync", None)),
-    ],
-)
-def test_scope_keys_split_into_limit_or_task_and_key_values(
-    key: str, parts: tuple[str | None, str | None, str | None]
-) -> None:
-    assert tuple(split_scope_key(key)) == parts
 
 
 # --- limits set / reset ------------------------------------------------------------------------
