@@ -13,6 +13,9 @@ from taskgate.invocation import (
     InvocationGroup,
     ReusedInvocation,
 )
+from taskgate.limit_admin import LimitInfo
+from taskgate.limits import Limit
+from taskgate.record import Rate
 from taskgate.status import InvocationStatus
 from taskgate.task import Task
 
@@ -25,6 +28,9 @@ __all__ = [
     "Invocation",
     "InvocationGroup",
     "InvocationStatus",
+    "Limit",
+    "LimitInfo",
+    "Rate",
     "ReusedInvocation",
     "Task",
     "__version__",

@@ -20,9 +20,11 @@ from taskgate.errors import (
     TaskNotFoundError,
 )
 from taskgate.invocation import DistributedInvocation, Invocation, ReusedInvocation
+from taskgate.limit_admin import LimitInfo, describe_limits, reset_limit, set_limit
+from taskgate.limits import Limit, LimitRegistry
 from taskgate.locate import SPAWNED_MAIN
 from taskgate.readahead import ResultReadAhead
-from taskgate.record import InvocationRecord, RegisterResult
+from taskgate.record import InvocationRecord, Rate, RegisterResult
 from taskgate.runner import Runner, build_runner
 from taskgate.serializer import Serializer, get_serializer
 from taskgate.settings import Settings
@@ -66,6 +68,7 @@ class App:
             {"backend": backend, "serializer": serializer, "runner_cls": runner_cls, **settings}
         )
         self._tasks: dict[str, Task[Any, Any]] = {}
+        self._limits = LimitRegistry()
         self._backend_lock = threading.Lock()
         self._runner_lock = threading.Lock()
         self._backend: Backend | None = None
@@ -95,11 +98,83 @@ class App:
         """
 
         def decorate(function: Callable[P, R]) -> Task[P, R]:
-            task = Task(self, function, TaskOptions.build(function, options))
+            built = TaskOptions.build(function, options, self._limits.declared)
+            task = Task(self, function, built)
             self._tasks[task.task_id] = task
             return task
 
         return decorate(func) if func is not None else decorate
+
+    # --- limits (API.md section 8) --------------------------------------------------------------
+
+    def limit(
+        self,
+        name: str,
+        *,
+        concurrency: int | None = None,
+        rate: str | Rate | None = None,
+        key: str | tuple[str, ...] | None = None,
+        fair_by: str | tuple[str, ...] | None = None,
+    ) -> Limit:
+        """Declare a named limit that tasks list in ``limits=[...]``; declaring stores nothing.
+
+        Args:
+            name: The limit's name (non-empty, no control characters, no ``#``).
+            concurrency: At most this many invocations using it run at once (per key value).
+            rate: ``"M/P"``: at most M starts within any window of P (``s``, ``m``, ``h``, ``d``
+                or seconds: ``"120/m"``, ``"5/2.5s"``), per key value; or a ``Rate``.
+            key: An argument name, or a tuple of them: one budget per value of those arguments.
+            fair_by: An argument name, or a tuple of them: waiters of one budget are admitted
+                round robin across the values of those arguments.
+
+        Returns:
+            The limit; declaring the same name with the same values returns the same object.
+
+        Raises:
+            InvalidTaskOptionsError: neither ``concurrency`` nor ``rate``, an invalid value, or
+                ``name`` already declared with other values.
+        """
+        return self._limits.declare(
+            name, concurrency=concurrency, rate=rate, key=key, fair_by=fair_by
+        )
+
+    def set_limit(
+        self, name: str, *, concurrency: int | None = None, rate: str | Rate | None = None
+    ) -> None:
+        """Store a live override of limit ``name`` that every runner obeys from its next admission.
+
+        The override replaces any previous one; a value left out (None) keeps the declared
+        value. Raising a limit admits waiters at once; lowering one never interrupts running
+        work. ``name`` need not be declared in this process (the runners using it may declare
+        it elsewhere).
+
+        Raises:
+            InvalidTaskOptionsError: neither value given, or an invalid name or value.
+            BackendUnavailableError: the store cannot be reached.
+        """
+        set_limit(self.backend, self._limits.declared, name, concurrency=concurrency, rate=rate)
+
+    def reset_limit(self, name: str) -> None:
+        """Delete the override of limit ``name`` (nothing if none): declared values apply again.
+
+        Raises:
+            InvalidTaskOptionsError: an invalid name.
+            BackendUnavailableError: the store cannot be reached.
+        """
+        reset_limit(self.backend, name)
+
+    def limits(self) -> list[LimitInfo]:
+        """Every limit declared in this process, overridden in the store or in use, by name.
+
+        Returns:
+            One :class:`~taskgate.limit_admin.LimitInfo` per limit: effective values (override
+            over declared), whether overridden, slots held, waiters and starts in the current
+            rate window (summed over key values), and the detail per key value.
+
+        Raises:
+            BackendUnavailableError: the store cannot be reached.
+        """
+        return describe_limits(self.backend, self._limits.declared)
 
     @property
     def tasks(self) -> dict[str, Task[Any, Any]]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from taskgate.canonical import UnkeyableValueError, key_literal
 from taskgate.errors import SerializationError
-from taskgate.record import ConcurrencyPlan
+from taskgate.record import Budget, ConcurrencyPlan
 
 if TYPE_CHECKING:
     from taskgate.task import TaskOptions
@@ -98,7 +98,18 @@ def scope_key(
 def plan_for_call(
     options: TaskOptions, task_id: str, arguments: Mapping[str, Any]
 ) -> ConcurrencyPlan:
-    """Turn a task's options and one call's arguments into the record's concurrency plan."""
+    """Turn a task's options and one call's arguments into the record's concurrency plan.
+
+    For a task with ``limits``, the plan's ``budgets`` hold one budget per limit plus the task's
+    own running scope (if any), sorted by key, and ``running_key`` is None; every other task
+    gets the single-running-key plan.
+
+    Raises:
+        SerializationError: a value forming a scope key, a limit's key or its fairness value has
+            no canonical form.
+    """
+    if options.limits:
+        return _plan_with_budgets(options, task_id, arguments)
     if (
         options.registration_concurrency is ConcurrencyControlType.DISABLED
         and options.running_concurrency is ConcurrencyControlType.DISABLED
@@ -118,6 +129,32 @@ def plan_for_call(
         running_key=running_key,
         running_limit=options.running_limit,
         drop_when_blocked=not options.reroute_on_concurrency_control,
+    )
+
+
+def _plan_with_budgets(
+    options: TaskOptions, task_id: str, arguments: Mapping[str, Any]
+) -> ConcurrencyPlan:
+    registration_key = scope_key(
+        options.registration_concurrency, task_id, arguments, options.key_arguments
+    )
+    if options.running_concurrency is options.registration_concurrency:
+        running_key = registration_key
+    else:
+        running_key = scope_key(
+            options.running_concurrency, task_id, arguments, options.key_arguments
+        )
+    budgets = [limit.budget(task_id, arguments) for limit in options.limits]
+    if running_key is not None:
+        # Task ids hold no space, so the task's own scope never collides with "limit <name>".
+        budgets.append(Budget(running_key, None, options.running_limit))
+    budgets.sort(key=lambda budget: budget.key)
+    return ConcurrencyPlan(
+        registration_key=registration_key,
+        running_key=None,
+        running_limit=options.running_limit,
+        drop_when_blocked=not options.reroute_on_concurrency_control,
+        budgets=tuple(budgets),
     )
 
 

@@ -97,7 +97,14 @@ class Invocation(Generic[R]):
         return list(self._record().history)
 
     def blocked_by(self) -> BlockedBy | None:
-        """For a ``CONCURRENCY_CONTROLLED`` invocation: its scope key and the slot holders."""
+        """What a ``CONCURRENCY_CONTROLLED`` invocation waits for, else None.
+
+        Returns:
+            A :class:`~taskgate.record.BlockedBy`: ``scope_key`` names the task's running scope
+            or the limit and key values it waits on (``limit tenant#tenant_id='42'``),
+            ``holders`` the invocations holding that scope's slots (empty when a rate blocks
+            it) and ``ready_at`` the epoch seconds when the rate admits it next (else None).
+        """
         return self.app.backend.blocked_by(self.invocation_id)
 
     @property

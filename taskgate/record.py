@@ -22,6 +22,89 @@ class Transition(NamedTuple):
     runner_id: str | None
 
 
+class Rate(NamedTuple):
+    """At most ``count`` starts within any window of ``period`` seconds."""
+
+    # The field shadows tuple.count (a method): the name is the public one (API.md section 8)
+    # and a NamedTuple cannot rename it, so mypy's complaint is silenced here only.
+    count: int  # type: ignore[assignment]
+    period: float
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.period:g}s"
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """One budget an invocation must hold to run: slots, rate tokens or both (API.md section 8).
+
+    The core computes an invocation's budgets once, at call time; backends admit it only when
+    every budget admits it, and take every slot and rate token in that same atomic step.
+
+    Attributes:
+        key: The budget's id, readable and canonical: ``limit llm-api``, ``limit
+            tenant#tenant_id='42'`` (one budget per key value), or the task's own running
+            scope key (``tasks.sync#customer=42``). Equal keys are one budget, whichever task
+            uses it.
+        limit: The limit's name, which live overrides are stored under; None for a task's own
+            running scope (no override applies).
+        concurrency: Slots: at most this many holders ``RUNNING`` at once (None: no slot limit).
+        rate: At most ``rate.count`` starts within any window of ``rate.period`` seconds
+            (None: no rate limit).
+        fair: With ``fair_by``: the text of this invocation's fairness value within the budget
+            (``tenant_id='a'``); waiters of one budget are admitted round robin across these
+            values. None: first come, first served.
+    """
+
+    key: str
+    limit: str | None = None
+    concurrency: int | None = None
+    rate: Rate | None = None
+    fair: str | None = None
+
+
+# Budgets as one text field of a stored record: fields joined by \x1f, budgets by \x1e; ''
+# stands for None. Keys, names and fairness texts never hold these separators (they are
+# ASCII-escaped literals and declared names).
+_FIELD_SEP, _BUDGET_SEP = "\x1f", "\x1e"
+
+
+def encode_budgets(budgets: tuple[Budget, ...]) -> str:
+    """The stored text of ``budgets`` (what SQLite and Redis keep; Lua parses it too)."""
+    return _BUDGET_SEP.join(
+        _FIELD_SEP.join(
+            (
+                b.key,
+                b.limit or "",
+                "" if b.concurrency is None else str(b.concurrency),
+                "" if b.rate is None else str(b.rate.count),
+                "" if b.rate is None else repr(float(b.rate.period)),
+                b.fair or "",
+            )
+        )
+        for b in budgets
+    )
+
+
+def decode_budgets(text: str | None) -> tuple[Budget, ...]:
+    """The budgets stored as ``text`` by :func:`encode_budgets`."""
+    if not text:
+        return ()
+    budgets = []
+    for part in text.split(_BUDGET_SEP):
+        key, limit, concurrency, count, period, fair = part.split(_FIELD_SEP)
+        budgets.append(
+            Budget(
+                key=key,
+                limit=limit or None,
+                concurrency=int(concurrency) if concurrency else None,
+                rate=Rate(int(count), float(period)) if count else None,
+                fair=fair or None,
+            )
+        )
+    return tuple(budgets)
+
+
 @dataclass(frozen=True, slots=True)
 class ConcurrencyPlan:
     """What concurrency control needs to know about one invocation, computed by the core.
@@ -32,14 +115,18 @@ class ConcurrencyPlan:
         running_key: At most ``running_limit`` invocations with this key run at once. ``None``
             disables running control.
         running_limit: Size of the running key's semaphore (>= 1).
-        drop_when_blocked: When the running key is full, drop the invocation
-            (``CONCURRENCY_CONTROLLED_FINAL``) instead of parking it until a slot frees.
+        drop_when_blocked: When the running key is full (or a budget refuses), drop the
+            invocation (``CONCURRENCY_CONTROLLED_FINAL``) instead of parking it until it frees.
+        budgets: For a task that uses limits: every budget the invocation must hold to run,
+            sorted by key, the task's own running scope among them (``running_key`` is then
+            None). Empty for every other task, which keeps the single-key path.
     """
 
     registration_key: str | None = None
     running_key: str | None = None
     running_limit: int = 1
     drop_when_blocked: bool = False
+    budgets: tuple[Budget, ...] = ()
 
 
 @dataclass(slots=True)
@@ -55,6 +142,8 @@ class InvocationRecord:
     arguments: bytes
     plan: ConcurrencyPlan
     max_retries: int = 0
+    priority: int = 0
+    """Among the waiters of one budget, higher first; equal priorities keep call order."""
     status: InvocationStatus = InvocationStatus.REGISTERED
     attempt: int = 0
     num_retries: int = 0
@@ -116,10 +205,54 @@ class RegisterResult:
 
 
 class BlockedBy(NamedTuple):
-    """Why a parked invocation waits: its running scope key and who holds the slots."""
+    """Why a ``CONCURRENCY_CONTROLLED`` invocation waits (API.md section 5).
+
+    Attributes:
+        scope_key: The running scope key or budget key it waits for (``tasks.sync#customer=42``,
+            ``limit llm-api``).
+        holders: Ids of the invocations holding that key's slots (empty when a rate blocks it).
+        ready_at: Epoch seconds when a rate limit next admits it, else None.
+    """
 
     scope_key: str
     holders: tuple[str, ...]
+    ready_at: float | None = None
+
+
+class LimitOverride(NamedTuple):
+    """A live override of a limit, stored in the backend (``app.set_limit``); None keeps the
+    declared value of that field."""
+
+    concurrency: int | None
+    rate: Rate | None
+
+
+class BudgetHolder(NamedTuple):
+    """An invocation holding a slot of a budget, and where it runs."""
+
+    invocation_id: str
+    runner_id: str | None
+    lease_expires_at: float | None
+
+
+class BudgetUsage(NamedTuple):
+    """What one budget of a limit holds and who waits for it, at one instant.
+
+    Attributes:
+        key: The budget key (``limit tenant#tenant_id='42'``).
+        limit: The limit's name.
+        holders: The invocations holding its slots.
+        waiting: How many invocations wait for it (parked on it).
+        oldest_wait: Epoch seconds since when the longest waiter waits, or None.
+        window_starts: Starts within the current rate window (0 without a rate).
+    """
+
+    key: str
+    limit: str
+    holders: tuple[BudgetHolder, ...]
+    waiting: int
+    oldest_wait: float | None
+    window_starts: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from taskgate import context
 from taskgate.concurrency import ConcurrencyControlType
 from taskgate.errors import InvalidTaskOptionsError, MainModuleTaskWarning, RetryError
 from taskgate.invocation import Invocation, InvocationGroup
+from taskgate.limits import Limit, resolve_limits
 from taskgate.locate import SPAWNED_MAIN
 
 if TYPE_CHECKING:
@@ -40,16 +41,26 @@ class TaskOptions:
     running_limit: int = 1
     max_retries: int = 0
     retry_for: tuple[type[BaseException], ...] = ()
+    limits: tuple[Limit, ...] = ()
 
     @classmethod
-    def build(cls, func: Callable[..., Any], options: Mapping[str, Any]) -> TaskOptions:
+    def build(
+        cls,
+        func: Callable[..., Any],
+        options: Mapping[str, Any],
+        declared_limits: Mapping[str, Limit] | None = None,
+    ) -> TaskOptions:
         """Validate ``options`` for ``func`` and build the frozen options.
+
+        ``declared_limits`` are the app's limits by name: ``limits=`` resolves against them.
 
         Raises:
             InvalidTaskOptionsError: ``func`` is an ``async def`` function or async generator
                 (not supported yet), unknown names, bad types, ``KEYS`` without (or with
                 unknown) ``key_arguments``, ``running_limit < 1``, or ``running_limit > 1``
-                without running concurrency control.
+                without running concurrency control; ``limits=`` naming an undeclared limit,
+                a limit of another app or one twice, or a limit keyed (or ``fair_by``) by an
+                argument that is not a parameter of ``func``.
         """
         name = getattr(func, "__qualname__", repr(func))
         _refuse_async(name, func)
@@ -68,6 +79,8 @@ class TaskOptions:
             values["key_arguments"] = _names(name, values["key_arguments"])
         if "retry_for" in values:
             values["retry_for"] = _exception_types(name, values["retry_for"])
+        if "limits" in values:
+            values["limits"] = resolve_limits(name, values["limits"], declared_limits or {}, func)
         built = cls(**values)
         built._check(name, func)
         return built

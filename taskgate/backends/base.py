@@ -11,6 +11,45 @@ statuses. A parked invocation is moved back to the ready queue exactly once, by 
 ``release`` or ``recover`` that frees the slot it waits for; at that moment the slot is handed to
 it, so the order within a key is first come, first served.
 
+Budgets (limits, API.md section 8). A record whose ``plan.budgets`` is not empty (a task that
+uses limits) takes the budget path instead of the single running key; every other record keeps
+the path above, unchanged and at its cost. On the budget path:
+
+- **Admission is one atomic step, at claim.** Taking the invocation off the ready queue, the
+  claim checks every budget in ``plan.budgets`` order (sorted by key), with the limit's stored
+  override (if any) replacing the declared ``concurrency``/``rate``: slots admit while the
+  budget has fewer holders than its concurrency; a rate admits while fewer than ``count``
+  starts lie within ``(now - period, now]`` (the store's clock: Redis server time). If all
+  admit, the invocation is added to the holders of every slot budget and a start at ``now`` is
+  recorded in every rate budget, and it becomes RUNNING, all in that step. Otherwise it takes
+  nothing: with ``drop_when_blocked`` it becomes ``CONCURRENCY_CONTROLLED_FINAL``; else it
+  waits on the FIRST budget that refused it (status ``CONCURRENCY_CONTROLLED``; a woken
+  waiter that parks again keeps its status and adds no history entry). Holding nothing while
+  waiting, no invocation can block another's release: no deadlock, whatever order tasks list
+  their limits in, and no over-admission.
+- **Waiting order.** A budget's waiters are ordered by ``(-priority, registration sequence)``:
+  higher priority first, then call order (the sequence is the store's own, assigned once at
+  registration, so an invocation woken and parked again keeps its place). With ``fair``
+  values, each value has its own ordered sub-queue and a round-robin ring of the values with
+  waiters: a wake-up takes the head of the next value in the ring.
+- **Wake-ups.** Releasing an invocation (finish, retry, hand-back, recovery) removes it from the
+  holders of all its budgets in one step; for each slot budget with free slots
+  (``concurrency - holders``, override applied) that many waiters are moved to the FRONT of the
+  ready queue (longest waiting first), without taking anything: the claim that takes them off
+  the queue admits them (or parks them again in their place). A waiter refused by a rate is
+  parked on that budget, and the budget goes on the app's timed structure (Redis: zset
+  ``timed`` member ``b:<budget key>``, score = ready time; SQLite: table ``timed``; memory: a
+  heap) at the instant its window next admits a start (the oldest start in the window plus
+  ``period``), keeping the earlier time if it is there already. Every claim first moves what is
+  due from the timed structure (waking ``max(1, count - starts in window)`` waiters of each due
+  budget), and a claim that blocks waits no longer than until the earliest due time: rate
+  waiters become claimable at their instant without anyone polling. Delays and retry delays
+  (a later issue) use the same structure with invocation members.
+- **Overrides.** :meth:`set_limit_override` / :meth:`reset_limit_override` store or delete a
+  limit's override and, in the same step, wake the waiters that fit the new values in every
+  budget of that limit (raising a limit admits waiters at once; lowering one never touches
+  running work).
+
 Every operation may raise :class:`~taskgate.errors.BackendUnavailableError` when the store cannot
 be reached (runners retry those) and :class:`~taskgate.errors.BackendError` for failures that
 retrying cannot fix (:class:`~taskgate.errors.BackendAuthenticationError` for refused
@@ -28,8 +67,10 @@ from dataclasses import dataclass
 from taskgate.record import (
     BackendStats,
     BlockedBy,
+    BudgetUsage,
     Claim,
     InvocationRecord,
+    LimitOverride,
     Outcome,
     RegisterResult,
 )
@@ -268,7 +309,8 @@ class Backend(ABC):
 
     @abstractmethod
     def blocked_by(self, invocation_id: str) -> BlockedBy | None:
-        """For a ``CONCURRENCY_CONTROLLED`` invocation, its running key and the slot holders."""
+        """For a ``CONCURRENCY_CONTROLLED`` invocation: the running key or budget it waits on,
+        that key's slot holders, and (a rate block) when the rate next admits it."""
 
     @abstractmethod
     def list_invocations(
@@ -287,7 +329,33 @@ class Backend(ABC):
 
     @abstractmethod
     def stats(self) -> BackendStats:
-        """Counts by task and status, parked invocations per key, live runners."""
+        """Counts by task and status, parked invocations per key (running keys and budget keys
+        alike), live runners."""
+
+    # --- limits --------------------------------------------------------------------------------
+
+    @abstractmethod
+    def set_limit_override(self, name: str, override: LimitOverride) -> None:
+        """Store ``override`` for limit ``name`` (replacing any) and wake what now fits.
+
+        Atomically: every runner's next admission uses it; in every budget of that limit,
+        waiters are woken up to the free slots under the new concurrency (and, for a raised
+        rate, what the window now admits). Running work is never touched.
+        """
+
+    @abstractmethod
+    def reset_limit_override(self, name: str) -> None:
+        """Delete the override of limit ``name`` (nothing if none) and wake what now fits, as
+        :meth:`set_limit_override` does; the declared values apply again."""
+
+    @abstractmethod
+    def limit_overrides(self) -> dict[str, LimitOverride]:
+        """Every stored override, by limit name."""
+
+    @abstractmethod
+    def budget_usage(self, limit: str | None = None) -> list[BudgetUsage]:
+        """Every budget of limit ``limit`` (of every limit when None) that has holders,
+        waiters or starts in its current rate window, sorted by key; one consistent read."""
 
     @abstractmethod
     def purge(self) -> None:

@@ -15,11 +15,14 @@ from collections import Counter, deque
 from collections.abc import Sequence
 
 from taskgate.backends.base import Backend, BackendOptions, log_stale_report
+from taskgate.backends.memory_budgets import MemoryBudgets
 from taskgate.record import (
     BackendStats,
     BlockedBy,
+    BudgetUsage,
     Claim,
     InvocationRecord,
+    LimitOverride,
     Outcome,
     OutcomeKind,
     RegisterResult,
@@ -52,6 +55,7 @@ class MemoryBackend(Backend):
         self._expiry: deque[tuple[float, str]] = deque()
         self._final_events: dict[str, threading.Event] = {}
         self._runners: dict[str, float] = {}
+        self._budgets = MemoryBudgets()
 
     # --- the atomic contract -------------------------------------------------------------------
 
@@ -71,6 +75,8 @@ class MemoryBackend(Backend):
         record.status = _S.REGISTERED
         record.history.append(Transition(_S.REGISTERED, time.time(), None))
         self._records[record.invocation_id] = record
+        if record.plan.budgets:
+            self._budgets.register(record)
         if key:
             self._registration_keys[key] = record.invocation_id
         self._ready.append(record.invocation_id)
@@ -94,6 +100,8 @@ class MemoryBackend(Backend):
                 remaining = deadline - time.monotonic()
                 if claims or remaining <= 0:
                     return claims
+                if self._budgets.has_timed():
+                    remaining = self._until_due(remaining)
                 self._work_ready.wait(remaining)
             return []
 
@@ -165,6 +173,8 @@ class MemoryBackend(Backend):
                 record = self._records.get(invocation_id)
                 if record is not None and record.status.is_final:
                     del self._records[invocation_id]
+                    if record.plan.budgets:
+                        self._budgets.forget(invocation_id)
                     deleted += 1
         return deleted
 
@@ -212,6 +222,8 @@ class MemoryBackend(Backend):
             record = self._records.get(invocation_id)
             if record is None or record.status is not _S.CONCURRENCY_CONTROLLED:
                 return None
+            if record.plan.budgets:
+                return self._budgets.blocked_by(invocation_id, time.time())
             key = record.plan.running_key
             assert key is not None, "a parked invocation always has a running key"
             holders = tuple(h for h in self._slots.get(key, ()) if h != invocation_id)
@@ -240,9 +252,10 @@ class MemoryBackend(Backend):
         with self._lock:
             now = time.time()
             counts = Counter((r.task_id, r.status) for r in self._records.values())
-            parked = {key: len(q) for key, q in self._parked.items() if q}
+            parked = Counter({key: len(q) for key, q in self._parked.items() if q})
+            parked.update(self._budgets.parked_counts())
             runners = {r: t for r, t in self._runners.items() if t > now}
-        return BackendStats(dict(counts), parked, runners)
+        return BackendStats(dict(counts), dict(parked), runners)
 
     def purge(self) -> None:
         with self._lock:
@@ -259,8 +272,27 @@ class MemoryBackend(Backend):
                 container.clear()
             self._ready.clear()
             self._expiry.clear()
+            self._budgets.clear()
         for event in events:  # waiters wake and find their invocation gone
             event.set()
+
+    # --- limits --------------------------------------------------------------------------------
+
+    def set_limit_override(self, name: str, override: LimitOverride) -> None:
+        with self._lock:
+            self._wake(self._budgets.set_override(name, override, time.time()))
+
+    def reset_limit_override(self, name: str) -> None:
+        with self._lock:
+            self._wake(self._budgets.set_override(name, None, time.time()))
+
+    def limit_overrides(self) -> dict[str, LimitOverride]:
+        with self._lock:
+            return dict(self._budgets.overrides)
+
+    def budget_usage(self, limit: str | None = None) -> list[BudgetUsage]:
+        with self._lock:
+            return self._budgets.usage(limit, self._records, time.time())
 
     def wake_claimers(self) -> None:
         with self._lock:
@@ -272,6 +304,8 @@ class MemoryBackend(Backend):
     def _claim_ready(self, runner_id: str, max_count: int, lease_seconds: float) -> list[Claim]:
         claims: list[Claim] = []
         now = time.time()
+        if self._budgets.has_timed():
+            self._wake(self._budgets.process_due(now))
         while self._ready and len(claims) < max_count:
             record = self._records.get(self._ready.popleft())
             if record is None or not self._take_slot(record, now):
@@ -302,7 +336,7 @@ class MemoryBackend(Backend):
         """Take (or keep a handed-over) running slot; park or drop the record when full."""
         key = record.plan.running_key
         if key is None:
-            return True
+            return not record.plan.budgets or self._admit_budgets(record, now)
         holders = self._slots.setdefault(key, set())
         if record.invocation_id in holders:
             return True
@@ -321,6 +355,8 @@ class MemoryBackend(Backend):
         """Free the record's slot and hand freed slots to the first parked waiters, in order."""
         key = record.plan.running_key
         if key is None:
+            if record.plan.budgets:
+                self._wake(self._budgets.release(record, time.time()))
             return
         holders = self._slots.get(key, set())
         holders.discard(record.invocation_id)
@@ -339,6 +375,33 @@ class MemoryBackend(Backend):
         for _ in promoted:
             self._work_ready.notify()
 
+    def _admit_budgets(self, record: InvocationRecord, now: float) -> bool:
+        """Admit ``record`` on every budget at once, or park it on (or drop it at) the first
+        budget that refuses it, taking nothing."""
+        refused, by_rate = self._budgets.admit(record, now)
+        if refused is None:
+            return True
+        if record.plan.drop_when_blocked:
+            self._release_registration_key(record)
+            self._finalize(record, _S.CONCURRENCY_CONTROLLED_FINAL, now, None)
+            return False
+        if record.status is not _S.CONCURRENCY_CONTROLLED:  # a woken waiter keeps its entry
+            self._transition(record, _S.CONCURRENCY_CONTROLLED, now, None)
+        self._wake(self._budgets.park(record, refused, by_rate, now))
+        return False
+
+    def _wake(self, woken: list[str]) -> None:
+        """Move woken waiters to the front of the ready queue, longest waiting first."""
+        if woken:
+            self._ready.extendleft(reversed(woken))
+            for _ in woken:
+                self._work_ready.notify()
+
+    def _until_due(self, remaining: float) -> float:
+        """``remaining`` shortened to the next timed wake-up of a rate-blocked budget."""
+        due = self._budgets.next_due()
+        return remaining if due is None else max(0.0, min(remaining, due - time.time()))
+
     def _requeue_first(self, record: InvocationRecord, now: float, runner_id: str | None) -> None:
         """Put a running record back first in line for its key and in the ready queue."""
         self._leave_running(record)
@@ -346,6 +409,8 @@ class MemoryBackend(Backend):
         self._take_registration_key(record)
         key = record.plan.running_key
         if key is None:
+            if record.plan.budgets:  # freed slots go to waiters, but this record goes first
+                self._wake(self._budgets.release(record, now))
             self._ready.appendleft(record.invocation_id)
             self._work_ready.notify()
             return

@@ -12,7 +12,8 @@ invalid settings, a store that does not exist for a command that never creates o
 that cannot work with the backend).
 
 The commands live by concern in ``runner_cmd`` (``runner start``), ``status_cmd`` (``status``,
-``purge``) and ``inspect_cmd`` (``inspect``, ``invocations``); this module is the root group.
+``purge``), ``inspect_cmd`` (``inspect``, ``invocations``) and ``limits_cmd`` (``limits list``,
+``set``, ``reset``); this module is the root group.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from taskgate import __version__
 from taskgate.cli.app_loading import load_app
 from taskgate.cli.common import AppLoadError, CliConfigError, CliError
 from taskgate.cli.inspect_cmd import inspect, invocations
+from taskgate.cli.limits_cmd import limits
 from taskgate.cli.runner_cmd import runner
 from taskgate.cli.status_cmd import purge, status
 from taskgate.errors import ConfigError, TaskgateError
@@ -52,7 +54,7 @@ def cli() -> None:
     """
 
 
-for command in (runner, status, inspect, invocations, purge):
+for command in (runner, status, inspect, invocations, limits, purge):
     cli.add_command(command)
 
 

@@ -35,15 +35,17 @@ DEFAULT_LIMIT = 50
 def inspect(invocation_id: str, app_spec: str, backend_url: str | None, as_json: bool) -> None:
     """Show one invocation: its record, arguments, outcome and history.
 
-    INVOCATION_ID may be any unique prefix of the id. For an invocation waiting for a running
-    slot, also the scope key and the invocations holding the slots. Exits 1 when no invocation
-    (or more than one) matches.
+    INVOCATION_ID may be any unique prefix of the id. For a parked (CONCURRENCY_CONTROLLED)
+    invocation, also what it waits for: the running scope or limit key, the invocations holding
+    its slots and their runners, or, blocked by a rate, when the rate admits it. Exits 1 when
+    no invocation (or more than one) matches.
 
     \b
     --json keys: app, backend, invocation_id, task, status, attempt, created_at, runner_id,
     last_runner_id, num_retries, max_retries, lease_expires_at, arguments {name: repr},
-    result, error, traceback, blocked_by {scope_key, holders}, history [{status, time,
-    runner_id}].
+    result, error, traceback, blocked_by {scope_key, limit, key_values, holders, ready_at}
+    (null unless parked; limit null for a task's own scope; ready_at null unless a rate
+    blocks it), history [{status, time, runner_id}].
     """
     app = open_app(app_spec, backend_url, existing_store=True)
     record = find_record(app, invocation_id)

@@ -12,7 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from taskgate.app import App
-from taskgate.cli.render import STATUS_ORDER, describe_exception, format_time, safe_decode
+from taskgate.cli.render import (
+    STATUS_ORDER,
+    describe_exception,
+    format_time,
+    safe_decode,
+    split_scope_key,
+)
 from taskgate.errors import RemoteTraceback
 from taskgate.record import BackendStats, BlockedBy, InvocationRecord
 from taskgate.status import InvocationStatus
@@ -60,9 +66,32 @@ def status_json(app: App, stats: BackendStats) -> JsonObject:
             {"runner_id": runner_id, "heartbeat_expires_at": iso_time(expires_at)}
             for runner_id, expires_at in sorted(stats.runners.items())
         ],
-        "parked": [
-            {"scope_key": key, "count": n} for key, n in sorted(stats.parked_by_key.items()) if n
-        ],
+        "parked": [parked_json(key, n) for key, n in sorted(stats.parked_by_key.items()) if n],
+    }
+
+
+def parked_json(scope_key: str, count: int) -> JsonObject:
+    """One entry of ``status --json`` ``parked``: a scope key split into what it limits and its
+    key values (``limit`` null for a task's own running scope, ``task`` null for a limit)."""
+    parts = split_scope_key(scope_key)
+    return {
+        "scope_key": scope_key,
+        "limit": parts.limit,
+        "task": parts.task,
+        "key_values": parts.values,
+        "count": count,
+    }
+
+
+def blocked_json(blocked: BlockedBy) -> JsonObject:
+    """``inspect --json`` ``blocked_by``: the scope key, its holders and a rate's ``ready_at``."""
+    parts = split_scope_key(blocked.scope_key)
+    return {
+        "scope_key": blocked.scope_key,
+        "limit": parts.limit,
+        "key_values": parts.values,
+        "holders": list(blocked.holders),
+        "ready_at": iso_time(blocked.ready_at),
     }
 
 
@@ -94,11 +123,7 @@ def record_json(app: App, record: InvocationRecord, blocked: BlockedBy | None) -
         "lease_expires_at": iso_time(record.lease_expires_at),
         "arguments": arguments_json(app, record.arguments),
         **outcome_json(app, record),
-        "blocked_by": (
-            None
-            if blocked is None
-            else {"scope_key": blocked.scope_key, "holders": list(blocked.holders)}
-        ),
+        "blocked_by": None if blocked is None else blocked_json(blocked),
         "history": [
             {
                 "status": t.status.value,

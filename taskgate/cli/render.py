@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from rich.console import Console
 from rich.table import Table
@@ -14,6 +16,12 @@ from taskgate.app import App
 from taskgate.errors import RemoteTraceback, TaskFailedError
 from taskgate.record import BackendStats, InvocationRecord, Transition
 from taskgate.status import InvocationStatus
+
+# Key values shown per limit or task in a table; the rest are summed in one row.
+KEY_ROWS = 20
+# Slot holders listed by ``inspect`` (one lookup each); the rest are counted.
+HOLDERS_SHOWN = 10
+LIMIT_PREFIX = "limit "
 
 STATUS_ORDER = {status: index for index, status in enumerate(InvocationStatus)}
 STATUS_STYLES = {
@@ -32,6 +40,45 @@ def format_time(timestamp: float | None) -> str:
     if timestamp is None:
         return "-"
     return datetime.fromtimestamp(timestamp, tz=UTC).isoformat(timespec="milliseconds")
+
+
+class ScopeKeyParts(NamedTuple):
+    """A running scope key or budget key split into what it limits and its key values."""
+
+    limit: str | None
+    """The limit's name, for a budget key (``limit tenant#...``); else None."""
+    task: str | None
+    """The task's id, for a task's own running scope key (``tasks.sync#...``); else None."""
+    values: str | None
+    """The key values (``tenant_id='42'``), or None for a key without values."""
+
+    @property
+    def label(self) -> str:
+        """``limit tenant`` or ``task tasks.sync``."""
+        return f"limit {self.limit}" if self.limit is not None else f"task {self.task}"
+
+
+def split_scope_key(key: str) -> ScopeKeyParts:
+    """Split ``limit tenant#tenant_id='42'`` or ``tasks.sync#customer=42`` at its first ``#``.
+
+    Neither limit names nor task ids hold a ``#``, so the first one ends the name.
+    """
+    name, sep, values = key.partition("#")
+    if name.startswith(LIMIT_PREFIX):
+        return ScopeKeyParts(name[len(LIMIT_PREFIX) :], None, values if sep else None)
+    return ScopeKeyParts(None, name, values if sep else None)
+
+
+def format_age(since: float | None, now: float) -> str:
+    """How long ago ``since`` was, in the largest fitting unit (``4.2 s``, ``3 min``), or ``-``."""
+    if since is None:
+        return "-"
+    age = max(0.0, now - since)
+    if age < 120:
+        return f"{age:.1f} s"
+    if age < 7200:
+        return f"{age / 60:.0f} min"
+    return f"{age / 3600:.1f} h"
 
 
 def format_expiry(expires_at: float | None, now: float) -> str:
@@ -100,16 +147,33 @@ def print_runners(console: Console, stats: BackendStats, now: float) -> None:
 
 
 def print_parked(console: Console, stats: BackendStats) -> None:
-    """The table of invocations parked (CONCURRENCY_CONTROLLED) per running key."""
-    parked = {key: n for key, n in stats.parked_by_key.items() if n}
-    if not parked:
+    """The table of invocations waiting (CONCURRENCY_CONTROLLED) per limit or task, and key.
+
+    Each scope shows its busiest :data:`KEY_ROWS` key values; the others are summed in one row,
+    so that the table stays short with thousands of keys.
+    """
+    by_scope: dict[str, list[tuple[str | None, int]]] = defaultdict(list)
+    for key, count in stats.parked_by_key.items():
+        if count:
+            parts = split_scope_key(key)
+            by_scope[parts.label].append((parts.values, count))
+    if not by_scope:
         console.print("no parked invocations")
         return
-    table = Table(title="Parked invocations (waiting for a running slot)")
-    table.add_column("Running key")
-    table.add_column("Parked", justify="right")
-    for key, count in sorted(parked.items()):
-        table.add_row(Text(key), str(count))
+    table = Table(title="Parked invocations")
+    table.add_column("Waiting for", overflow="fold")
+    table.add_column("Key values", overflow="fold")
+    table.add_column("Waiting", justify="right")
+    for label in sorted(by_scope):
+        rows = sorted(by_scope[label], key=lambda row: (-row[1], row[0] or ""))
+        shown: list[tuple[Text, str]] = [(Text(v or "-"), str(n)) for v, n in rows[:KEY_ROWS]]
+        rest = rows[KEY_ROWS:]
+        if rest:
+            more = Text(f"... {len(rest)} more key values", style="italic")
+            shown.append((more, str(sum(n for _, n in rest))))
+        for index, (values, waiting) in enumerate(shown):
+            first, last = index == 0, index == len(shown) - 1
+            table.add_row(Text(label if first else ""), values, waiting, end_section=last)
     console.print(table)
 
 
@@ -160,7 +224,9 @@ def outcome_rows(app: App, record: InvocationRecord) -> list[tuple[str, Text]]:
         value, problem = safe_decode(app.serializer.loads, record.result)
         return [("result", Text(problem or repr(value), style="green"))]
     if record.status is InvocationStatus.CONCURRENCY_CONTROLLED_FINAL:
-        return [("outcome", Text("dropped: its running scope was at its limit", style="magenta"))]
+        return [
+            ("outcome", Text("dropped: its running scope or a limit was full", style="magenta"))
+        ]
     if record.error is not None:
         last = "" if record.status.is_final else "last "
         exc, problem = safe_decode(app.serializer.loads_error, record.error)
@@ -175,19 +241,38 @@ def outcome_rows(app: App, record: InvocationRecord) -> list[tuple[str, Text]]:
 
 
 def print_blocked_by(console: Console, app: App, record: InvocationRecord) -> None:
-    """For a parked invocation: its running scope key and who holds the slots."""
+    """For a parked invocation: the running scope or limit budget it waits for, who holds the
+    slots (with their runners), and when a rate that blocks it next admits it."""
     if record.status is not InvocationStatus.CONCURRENCY_CONTROLLED:
         return
     blocked = app.backend.blocked_by(record.invocation_id)
     if blocked is None:  # it got its slot between the two reads
         return
+    now = time.time()
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
     table.add_row("waiting for", Text(blocked.scope_key))
-    holders = "\n".join(blocked.holders) or "(none: it is next in line)"
-    table.add_row("slots held by", Text(holders))
+    if blocked.ready_at is not None:
+        table.add_row("blocked by", Text("its rate: the window is full"))
+        table.add_row("ready at", Text(format_expiry(blocked.ready_at, now)))
+    else:
+        table.add_row("slots held by", Text(describe_holders(app, blocked.holders)))
     console.print(table)
+
+
+def describe_holders(app: App, holders: Sequence[str]) -> str:
+    """The first :data:`HOLDERS_SHOWN` holders, one a line with the runner that runs each."""
+    if not holders:
+        return "(none: it is next in line)"
+    lines = []
+    for holder in holders[:HOLDERS_SHOWN]:
+        held = app.backend.get(holder)
+        runner_id = held.runner_id if held is not None else None
+        lines.append(f"{holder} on {runner_id}" if runner_id else holder)
+    if len(holders) > HOLDERS_SHOWN:
+        lines.append(f"... and {len(holders) - HOLDERS_SHOWN} more")
+    return "\n".join(lines)
 
 
 def history_table(history: Iterable[Transition]) -> Table:

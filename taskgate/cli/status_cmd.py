@@ -22,13 +22,16 @@ from taskgate.record import BackendStats
 def status(app_spec: str, backend_url: str | None, as_json: bool) -> None:
     """Show invocation counts by task and status, live runners and parked invocations.
 
-    RUNNING invocations while no runner is live are flagged as orphaned: a runner of the app
-    takes them back once their lease expires. Never creates a store (exit 2 when the SQLite file
-    does not exist).
+    Parked (CONCURRENCY_CONTROLLED) invocations are counted per limit or task and key values
+    (the busiest keys of each; the rest summed). RUNNING invocations while no runner is live
+    are flagged as orphaned: a runner of the app takes them back once their lease expires.
+    Never creates a store (exit 2 when the SQLite file does not exist).
 
     \b
     --json keys: app, backend, counts [{task, status, count}], total, running,
-    orphaned_running, runners [{runner_id, heartbeat_expires_at}], parked [{scope_key, count}].
+    orphaned_running, runners [{runner_id, heartbeat_expires_at}], parked [{scope_key,
+    limit, task, key_values, count}] (limit: the limit's name, or null for a task's own
+    running scope; task: that task's id, else null; key_values: "tenant_id='42'" or null).
     """
     app = open_app(app_spec, backend_url, existing_store=True)
     stats = app.backend.stats()

@@ -49,14 +49,17 @@ def table_row(*cells: str) -> str:
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["runner"], ["runner", "start"], ["status"], ["inspect"], ["invocations"], ["purge"]],
+    [
+        *([], ["runner"], ["runner", "start"], ["status"], ["inspect"], ["invocations"]),
+        *(["limits"], ["limits", "list"], ["limits", "set"], ["limits", "reset"], ["purge"]),
+    ],
     ids=lambda c: " ".join(c) or "taskgate",
 )
 def test_every_command_has_help(command: list[str]) -> None:
     result = run_cli(*command, "--help")
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.stdout
-    if command and command != ["runner"]:
+    if command not in ([], ["runner"], ["limits"]):
         assert "--app MODULE:ATTR" in result.stdout
         assert "--backend URL" in result.stdout
 
@@ -68,6 +71,7 @@ def test_the_command_list_shows_every_summary_whole() -> None:
     assert [line.split()[0] for line in commands] == [
         "inspect",
         "invocations",
+        "limits",
         "purge",
         "runner",
         "status",
@@ -170,7 +174,8 @@ def test_status_and_inspect_show_runners_and_parked_invocations(
     assert re.search(table_row(hold_id, "concurrency_controlled", "1"), status.stdout)
     assert re.search(table_row(hold_id, "running", "1"), status.stdout)
     assert re.search(rf"{re.escape(app.runner.runner_id)}\s*│\s*{ISO_UTC}", status.stdout)
-    assert re.search(table_row(blocked.scope_key, "1"), status.stdout), status.stdout
+    parked_row = table_row(f"task {blocked.scope_key}", "-", "1")  # a TASK scope: no key values
+    assert re.search(parked_row, status.stdout), status.stdout
 
     assert inspected.exit_code == 0, inspected.output
     out = inspected.stdout

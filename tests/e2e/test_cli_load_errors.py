@@ -13,7 +13,13 @@ from click.testing import CliRunner, Result
 
 from taskgate.cli import cli
 
-COMMANDS = [["status"], ["inspect", "some-id"], ["invocations"], ["purge", "--yes"]]
+COMMANDS = [
+    ["status"],
+    ["inspect", "some-id"],
+    ["invocations"],
+    ["limits", "list"],
+    ["purge", "--yes"],
+]
 
 
 def run_cli(*args: str) -> Result:

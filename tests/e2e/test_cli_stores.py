@@ -19,7 +19,13 @@ from taskgate import App
 from taskgate.cli import cli
 
 AppModuleFactory = Callable[[str], ModuleType]
-READ_ONLY = [["status"], ["inspect", "some-id"], ["invocations"], ["purge", "--yes"]]
+READ_ONLY = [
+    ["status"],
+    ["inspect", "some-id"],
+    ["invocations"],
+    ["limits", "list"],
+    ["purge", "--yes"],
+]
 
 
 def run_cli(*args: str) -> Result:

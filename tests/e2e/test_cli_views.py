@@ -227,5 +227,8 @@ def test_inspect_json_of_a_success_and_of_a_parked_invocation(
     assert parked_doc["status"] == "concurrency_controlled"
     assert parked_doc["blocked_by"] == {
         "scope_key": blocked.scope_key,
+        "limit": None,
+        "key_values": None,
         "holders": [holder.invocation_id],
+        "ready_at": None,
     }
