@@ -18,6 +18,7 @@ import redis
 
 from taskgate import App
 from taskgate.backends.redis import backend as redis_backend
+from taskgate.backends.redis import connection as redis_connection
 from taskgate.backends.redis.backend import RedisBackend
 from taskgate.record import Claim, InvocationRecord, Outcome, OutcomeKind
 from taskgate.runner import thread as thread_runner
@@ -405,7 +406,7 @@ def test_an_idle_runner_gets_the_first_invocation_after_a_purge_at_once(
     # invocation (or woken), not find it when its wait ends (issue 11, item 14).
     monkeypatch.setattr(thread_runner, "CLAIM_TIMEOUT_SECONDS", 30.0)
     monkeypatch.setattr(redis_backend, "MAX_BLOCK_SECONDS", 30.0)
-    monkeypatch.setattr(redis_backend, "SOCKET_TIMEOUT_SECONDS", 60.0)
+    monkeypatch.setattr(redis_connection, "SOCKET_TIMEOUT_SECONDS", 60.0)
     app = make_redis_app()
     backend = app.backend
     assert isinstance(backend, RedisBackend)

@@ -11,7 +11,8 @@ import pytest
 import redis
 
 from taskgate import App
-from taskgate.backends.redis.backend import RedisBackend, _script_source
+from taskgate.backends.redis.backend import RedisBackend
+from taskgate.backends.redis.connection import script_source
 from taskgate.record import ConcurrencyPlan, InvocationRecord, Outcome, OutcomeKind
 from taskgate.status import InvocationStatus as S
 from taskgate.testing import RedisServer
@@ -92,7 +93,7 @@ def test_scripts_write_times_as_printf_six_decimals_would(
     # time_text formats with integers only (a float's printf is costly inside Redis); its text
     # must still be what '%.6f' prints, since records are read back with float().
     client = redis.Redis.from_url(redis_server.url)
-    source = _script_source("register").split("-- register:")[0]
+    source = script_source("register").split("-- register:")[0]
     assert client.eval(source + "\nreturn time_text(tonumber(ARGV[1]))", 1, "p:", seconds) == text
 
 

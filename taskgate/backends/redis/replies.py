@@ -1,0 +1,65 @@
+"""Replies of the Redis scripts turned into the core's data, and records turned into script
+arguments (the layouts are documented in scripts/*.lua)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from taskgate.record import Claim, InvocationRecord, RegisterResult, encode_budgets
+
+
+def as_text(value: Any) -> str:
+    """A reply item as text (replies are bytes: the client does not decode, for binary data)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def parse_claims(reply: list[list[Any]]) -> list[Claim]:
+    return [
+        Claim(as_text(item[0]), as_text(item[1]), item[2], int(item[3]), int(item[4]), int(item[5]))
+        for item in reply
+    ]
+
+
+def parse_handed_claim(item: bytes) -> Claim:
+    """A claim register handed over: ``<id>\\31<task_id>\\31<max_retries>\\31<arguments>``."""
+    invocation_id, task_id, max_retries, arguments = item.split(b"\x1f", 3)
+    return Claim(invocation_id.decode(), task_id.decode(), arguments, 1, 0, int(max_retries))
+
+
+def field_pairs(reply: list[bytes] | dict[bytes, bytes]) -> dict[bytes, bytes]:
+    """A raw HGETALL reply as a dict (a flat list in RESP2, already a map in RESP3)."""
+    if isinstance(reply, dict):
+        return reply
+    return dict(zip(reply[::2], reply[1::2], strict=True))
+
+
+def register_stride(records: Sequence[InvocationRecord]) -> int:
+    """Values per record in a register batch: 11 if one of them uses budgets, else 9."""
+    return 11 if any(record.plan.budgets for record in records) else 9
+
+
+def register_args(record: InvocationRecord, stride: int) -> tuple[Any, ...]:
+    """The ``stride`` script arguments of one record (see scripts/register.lua)."""
+    plan = record.plan
+    if stride > 9:
+        return (*register_args(record, 9), encode_budgets(plan.budgets), record.priority)
+    return (
+        record.invocation_id,
+        record.task_id,
+        record.arguments,
+        plan.registration_key or "",
+        plan.running_key or "",
+        plan.running_limit,
+        int(plan.drop_when_blocked),
+        record.max_retries,
+        record.created_at or time.time(),
+    )
+
+
+def parse_register_result(record: InvocationRecord, reply: list[Any]) -> RegisterResult:
+    """One record's reply of register.lua: {1, id} stored, or {0, holder, holder_arguments}."""
+    if reply[0] == 1:
+        return RegisterResult(record.invocation_id, True)
+    return RegisterResult(as_text(reply[1]), False, reply[2])
