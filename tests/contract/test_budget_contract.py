@@ -329,3 +329,17 @@ def test_purge_deletes_every_budget_row(backend: Backend) -> None:
     assert backend.stats().parked_by_key == {}
     fresh = register(backend, rec(rated))
     assert claim_ids(backend) == fresh
+
+
+def test_slots_an_override_added_are_freed_after_it_is_reset(backend: Backend) -> None:
+    rated = Budget("limit r", "r", rate=Rate(100, 3600))
+    backend.set_limit_override("r", LimitOverride(1, None))
+    holder, waiter = register(backend, rec(rated), rec(rated))
+    assert claim_ids(backend) == [holder]
+    assert usage(backend, "limit r") == ([holder], 1)
+    backend.reset_limit_override("r")  # no slots any more: the waiter runs at once
+    assert claim_ids(backend) == [waiter]
+    assert usage(backend, "limit r")[0] == [holder]  # taken while the override had slots
+    finish(backend, holder)
+    finish(backend, waiter)
+    assert usage(backend, "limit r")[0] == []
