@@ -343,3 +343,23 @@ def test_slots_an_override_added_are_freed_after_it_is_reset(backend: Backend) -
     finish(backend, holder)
     finish(backend, waiter)
     assert usage(backend, "limit r")[0] == []
+
+
+def test_a_busy_runner_picks_up_a_rate_waiter_at_its_instant(backend: Backend) -> None:
+    rated = Budget("limit r", "r", rate=Rate(1, 0.2))
+    first, waiter = register(backend, rec(rated), rec(rated))
+    assert claim_ids(backend) == [first]
+    finish(backend, first)
+    # The queue never runs dry: only claims made while finishing see the waiter become due.
+    current = register(backend, rec())[0]
+    assert claim_ids(backend) == [current]
+    deadline = time.monotonic() + WAIT
+    while True:
+        register(backend, rec())
+        done, claims = backend.finish_and_claim(
+            current, RUNNER, 1, SUCCESS, max_count=1, lease_seconds=LEASE
+        )
+        assert done and time.monotonic() < deadline, "the rate waiter was never claimed"
+        [current] = [c.invocation_id for c in claims]
+        if current == waiter:
+            break
