@@ -329,3 +329,37 @@ def test_purge_deletes_every_budget_row(backend: Backend) -> None:
     assert backend.stats().parked_by_key == {}
     fresh = register(backend, rec(rated))
     assert claim_ids(backend) == fresh
+
+
+def test_slots_an_override_added_are_freed_after_it_is_reset(backend: Backend) -> None:
+    rated = Budget("limit r", "r", rate=Rate(100, 3600))
+    backend.set_limit_override("r", LimitOverride(1, None))
+    holder, waiter = register(backend, rec(rated), rec(rated))
+    assert claim_ids(backend) == [holder]
+    assert usage(backend, "limit r") == ([holder], 1)
+    backend.reset_limit_override("r")  # no slots any more: the waiter runs at once
+    assert claim_ids(backend) == [waiter]
+    assert usage(backend, "limit r")[0] == [holder]  # taken while the override had slots
+    finish(backend, holder)
+    finish(backend, waiter)
+    assert usage(backend, "limit r")[0] == []
+
+
+def test_a_busy_runner_picks_up_a_rate_waiter_at_its_instant(backend: Backend) -> None:
+    rated = Budget("limit r", "r", rate=Rate(1, 0.2))
+    first, waiter = register(backend, rec(rated), rec(rated))
+    assert claim_ids(backend) == [first]
+    finish(backend, first)
+    # The queue never runs dry: only claims made while finishing see the waiter become due.
+    current = register(backend, rec())[0]
+    assert claim_ids(backend) == [current]
+    deadline = time.monotonic() + WAIT
+    while True:
+        register(backend, rec())
+        done, claims = backend.finish_and_claim(
+            current, RUNNER, 1, SUCCESS, max_count=1, lease_seconds=LEASE
+        )
+        assert done and time.monotonic() < deadline, "the rate waiter was never claimed"
+        [current] = [c.invocation_id for c in claims]
+        if current == waiter:
+            break

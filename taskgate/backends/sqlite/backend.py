@@ -10,6 +10,7 @@ budget steps of ``budgets.py`` inside the same transactions.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import threading
@@ -42,6 +43,10 @@ _S = InvocationStatus
 
 # The longest an idle claim or result wait sleeps between checks for another process's commit.
 MAX_IDLE_WAIT = 0.02
+# How often a busy process's claims look at the timed table (rate waiters due): often enough
+# that a rate waiter is claimable within milliseconds of its instant, rarely enough that tasks
+# without limits do not pay a statement per claim. Idle claims look whenever one is due.
+TIMED_LOOK_INTERVAL = 0.005
 
 
 class SqliteBackend(Backend):
@@ -54,6 +59,7 @@ class SqliteBackend(Backend):
         self._app = options.app_id
         self._work = threading.Condition()
         self._wake_generation = 0
+        self._next_timed_look = 0.0
         self._final_events: dict[str, threading.Event] = {}
         self._events_lock = threading.Lock()
 
@@ -104,9 +110,10 @@ class SqliteBackend(Backend):
                 lambda conn: conn.execute(bq.IDLE_LOOK, (self._app,)).fetchone()
             )
             if ready or (due is not None and due <= time.time()):
+                # No timed entry at all (due is None): nothing there to look for.
                 claims = self._db.write(
-                    lambda conn: self._steps(conn, time.time()).claim(
-                        runner_id, max_count, lease_seconds
+                    functools.partial(
+                        self._claim_in, runner_id, max_count, lease_seconds, due is not None
                     )
                 )
                 if claims:
@@ -120,6 +127,17 @@ class SqliteBackend(Backend):
             with self._work:
                 if generation == self._wake_generation:
                     self._work.wait(delay)
+
+    def _claim_in(
+        self,
+        runner_id: str,
+        max_count: int,
+        lease_seconds: float,
+        look_timed: bool,
+        conn: sqlite3.Connection,
+    ) -> list[Claim]:
+        steps = self._steps(conn, time.time())
+        return steps.claim(runner_id, max_count, lease_seconds, look_timed=look_timed)
 
     def finish(self, invocation_id: str, runner_id: str, attempt: int, outcome: Outcome) -> bool:
         done, _ = self.finish_and_claim(
@@ -140,7 +158,11 @@ class SqliteBackend(Backend):
         def operation(conn: sqlite3.Connection) -> tuple[bool, list[Claim]]:
             steps = self._steps(conn, time.time())
             done = self._finish_in(steps, invocation_id, runner_id, attempt, outcome)
-            return done, steps.claim(runner_id, max_count, lease_seconds) if max_count else []
+            if not max_count:
+                return done, []
+            return done, steps.claim(
+                runner_id, max_count, lease_seconds, look_timed=self._timed_look_due(steps.now)
+            )
 
         done, claims = self._db.write(operation)
         if done:
@@ -382,6 +404,16 @@ class SqliteBackend(Backend):
 
     def close(self) -> None:
         self._db.close()
+
+    def _timed_look_due(self, now: float) -> bool:
+        """Whether this claim looks at the timed table: at most every TIMED_LOOK_INTERVAL.
+
+        Threads racing here may both look: harmless, the look is a read in their transaction.
+        """
+        if now < self._next_timed_look:
+            return False
+        self._next_timed_look = now + TIMED_LOOK_INTERVAL
+        return True
 
     def _steps(self, conn: sqlite3.Connection, now: float) -> Transitions:
         return Transitions(conn, self._app, now, self.options.result_ttl_seconds)

@@ -102,13 +102,14 @@ class BudgetSteps:
         invocation_id = row["invocation_id"]
         woken: list[str] = []
         for budget in _decode(row["budgets"]):
-            concurrency, _ = self.effective(budget)
-            if concurrency is None:
-                continue
+            # Whatever the values now: an override may have added or removed slots since the
+            # admission took them.
             self.conn.execute(bq.RELEASE_HOLD, (self.app, budget.key, invocation_id))
-            free = concurrency - self._holders(budget.key)
-            if free > 0:
-                woken += self.wake(budget, free)
+            concurrency, _ = self.effective(budget)
+            if concurrency is not None:
+                free = concurrency - self._holders(budget.key)
+                if free > 0:
+                    woken += self.wake(budget, free)
         self.push_front(woken)
 
     def move_due(self) -> None:

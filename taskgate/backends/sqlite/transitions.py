@@ -67,11 +67,19 @@ class Transitions:
             )
         self.conn.execute(q.QUEUE_PUSH_BACK, (self.app, self.app, record.invocation_id))
 
-    def claim(self, runner_id: str, max_count: int, lease_seconds: float) -> list[Claim]:
-        """Take ready invocations off the queue until ``max_count`` run (see Backend.claim)."""
+    def claim(
+        self, runner_id: str, max_count: int, lease_seconds: float, *, look_timed: bool = True
+    ) -> list[Claim]:
+        """Take ready invocations off the queue until ``max_count`` run (see Backend.claim).
+
+        First, with ``look_timed``, what is due in the ``timed`` table goes to the front.
+        """
         claims: list[Claim] = []
-        # Rate waiters whose instant came go to the front first (one indexed look otherwise).
-        if max_count and self.conn.execute(bq.TIMED_DUE_EXISTS, (self.app, self.now)).fetchone():
+        if (
+            look_timed
+            and max_count
+            and self.conn.execute(bq.TIMED_DUE_EXISTS, (self.app, self.now)).fetchone()
+        ):
             self.budgets.move_due()
         while len(claims) < max_count:
             head = self.conn.execute(q.QUEUE_POP_HEAD, (self.app, self.app)).fetchone()
