@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from taskgate.backends.base import Backend, BackendOptions, log_stale_report
+from taskgate.backends.sqlite import budget_queries as bq
 from taskgate.backends.sqlite import queries as q
 from taskgate.backends.sqlite.connection import SqliteConnector
 from taskgate.backends.sqlite.transitions import Transitions
@@ -23,8 +24,10 @@ from taskgate.backoff import Backoff
 from taskgate.record import (
     BackendStats,
     BlockedBy,
+    BudgetUsage,
     Claim,
     InvocationRecord,
+    LimitOverride,
     Outcome,
     OutcomeKind,
     RegisterResult,
@@ -95,7 +98,10 @@ class SqliteBackend(Backend):
             with self._work:
                 if generation != self._wake_generation:
                     return []
-            if self._db.read(lambda conn: conn.execute(q.QUEUE_NOT_EMPTY, (self._app,)).fetchone()):
+            ready, due = self._db.read(
+                lambda conn: conn.execute(bq.IDLE_LOOK, (self._app,)).fetchone()
+            )
+            if ready or (due is not None and due <= time.time()):
                 claims = self._db.write(
                     lambda conn: self._steps(conn, time.time()).claim(
                         runner_id, max_count, lease_seconds
@@ -106,9 +112,12 @@ class SqliteBackend(Backend):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
+            delay = min(backoff.next(), remaining)
+            if due is not None:  # a rate waiter becomes claimable then: do not sleep past it
+                delay = max(0.0, min(delay, due - time.time()))
             with self._work:
                 if generation == self._wake_generation:
-                    self._work.wait(min(backoff.next(), remaining))
+                    self._work.wait(delay)
 
     def finish(self, invocation_id: str, runner_id: str, attempt: int, outcome: Outcome) -> bool:
         done, _ = self.finish_and_claim(
@@ -196,6 +205,9 @@ class SqliteBackend(Backend):
                 conn, steps, conn.execute(q.EXPIRED_LEASES, (self._app, at)).fetchall()
             )
             conn.execute(q.DELETE_DEAD_RUNNERS, (self._app, at))
+            # Starts of budgets that admitted nothing since their window passed (by the clock:
+            # ``now`` may be a later instant given to expire leases).
+            conn.execute(bq.TRIM_PAST_STARTS, (self._app, min(at, time.time())))
             return recovered
 
         recovered = self._recovered(self._db.write(operation))
@@ -286,11 +298,17 @@ class SqliteBackend(Backend):
 
     def blocked_by(self, invocation_id: str) -> BlockedBy | None:
         def operation(conn: sqlite3.Connection) -> BlockedBy | None:
-            row = conn.execute(q.STATUS_AND_RUNNING_KEY, (self._app, invocation_id)).fetchone()
-            if row is None or row[0] != _S.CONCURRENCY_CONTROLLED or row[1] is None:
+            row = conn.execute(bq.BLOCKED_ROW, (self._app, invocation_id)).fetchone()
+            if row is None or row["status"] != _S.CONCURRENCY_CONTROLLED:
                 return None
-            holders = conn.execute(q.SLOT_HOLDERS, (self._app, row[1])).fetchall()
-            return BlockedBy(row[1], tuple(h[0] for h in holders if h[0] != invocation_id))
+            if row["parked_on"] is not None:
+                key, ready_at, sql = row["parked_on"], row["ready_at"], bq.HOLDERS
+            elif row["running_key"] is not None:
+                key, ready_at, sql = row["running_key"], None, q.SLOT_HOLDERS
+            else:
+                return None
+            holders = () if ready_at is not None else conn.execute(sql, (self._app, key))
+            return BlockedBy(key, tuple(h[0] for h in holders if h[0] != invocation_id), ready_at)
 
         return self._db.read(operation)
 
@@ -309,10 +327,42 @@ class SqliteBackend(Backend):
                 for row in conn.execute(q.COUNT_BY_TASK_AND_STATUS, (self._app,))
             }
             parked = dict(conn.execute(q.COUNT_PARKED_BY_KEY, (self._app,)).fetchall())
+            for key, count in conn.execute(bq.COUNT_WAITERS_BY_BUDGET, (self._app,)):
+                parked[key] = parked.get(key, 0) + count
             runners = dict(conn.execute(q.LIVE_RUNNERS, (self._app, time.time())).fetchall())
             return BackendStats(counts, parked, runners)
 
         return self._db.read(operation)
+
+    # --- limits --------------------------------------------------------------------------------
+
+    def set_limit_override(self, name: str, override: LimitOverride) -> None:
+        rate = override.rate
+        params = (
+            self._app,
+            name,
+            override.concurrency,
+            None if rate is None else rate.count,
+            None if rate is None else float(rate.period),
+        )
+        self._change_override(name, bq.SET_OVERRIDE, params)
+
+    def reset_limit_override(self, name: str) -> None:
+        self._change_override(name, bq.DELETE_OVERRIDE, (self._app, name))
+
+    def _change_override(self, name: str, sql: str, params: tuple[object, ...]) -> None:
+        def operation(conn: sqlite3.Connection) -> None:
+            conn.execute(sql, params)
+            self._steps(conn, time.time()).budgets.wake_limit(name)
+
+        self._db.write(operation)
+        self._notify_claimers()
+
+    def limit_overrides(self) -> dict[str, LimitOverride]:
+        return self._db.read(lambda conn: bq.load_overrides(conn, self._app))
+
+    def budget_usage(self, limit: str | None = None) -> list[BudgetUsage]:
+        return self._db.read(lambda conn: bq.budget_usage(conn, self._app, limit, time.time()))
 
     def purge(self) -> None:
         def operation(conn: sqlite3.Connection) -> None:

@@ -21,10 +21,10 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 from typing import TypeVar
 
+from taskgate.backends.sqlite.schema import ensure_schema
 from taskgate.backoff import Backoff
 from taskgate.errors import (
     BackendError,
@@ -36,8 +36,6 @@ from taskgate.errors import (
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-SCHEMA_VERSION = 1
 
 _process_write_locks: dict[tuple[int, Path], threading.Lock] = {}
 _process_write_locks_guard = threading.Lock()
@@ -51,19 +49,6 @@ def _process_write_lock(path: Path) -> threading.Lock:
 
 
 _BUSY_MESSAGES = ("database is locked", "database table is locked", "database is busy")
-
-
-def _schema_statements() -> list[str]:
-    text = resources.files("taskgate.backends.sqlite").joinpath("schema.sql").read_text()
-    statements, current = [], ""
-    for line in text.splitlines(keepends=True):
-        if line.lstrip().startswith("--"):
-            continue
-        current += line
-        if sqlite3.complete_statement(current):
-            statements.append(current.strip())
-            current = ""
-    return statements
 
 
 class SqliteConnector:
@@ -210,7 +195,7 @@ class SqliteConnector:
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            self._ensure_schema(conn)
+            ensure_schema(conn, self.path)
         except BaseException:
             conn.close()
             raise
@@ -225,28 +210,6 @@ class SqliteConnector:
             conn.close()
             raise self._replaced()
         return conn
-
-    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == SCHEMA_VERSION:
-            return
-        if version > SCHEMA_VERSION:
-            raise ConfigError(
-                f"SQLite database {self.path} has schema version {version}, newer than this "
-                f"taskgate understands ({SCHEMA_VERSION}); upgrade taskgate or use another file"
-            )
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # Another process may have created the schema while this one waited for the lock.
-            if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
-                for statement in _schema_statements():
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                logger.info("created taskgate schema v%s in %s", SCHEMA_VERSION, self.path)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
 
 _CHECK_PATH = "check the path in the backend URL and that this user may create files there"

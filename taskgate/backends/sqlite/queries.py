@@ -4,16 +4,30 @@ from __future__ import annotations
 
 import sqlite3
 
-from taskgate.record import ConcurrencyPlan, InvocationRecord, Transition
+from taskgate.record import ConcurrencyPlan, InvocationRecord, Transition, decode_budgets
 from taskgate.status import InvocationStatus
 
-APP_TABLES = ("invocations", "history", "queue", "registration_keys", "slots", "parked", "runners")
+APP_TABLES = (
+    "invocations",
+    "history",
+    "queue",
+    "registration_keys",
+    "slots",
+    "parked",
+    "runners",
+    "budget_holders",
+    "budget_waiters",
+    "budget_cursors",
+    "rate_starts",
+    "timed",
+    "limit_overrides",
+)
 
 INSERT_INVOCATION = """
 INSERT INTO invocations (
     app_id, invocation_id, task_id, arguments, registration_key, running_key, running_limit,
-    drop_when_blocked, max_retries, status, created_at
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    drop_when_blocked, max_retries, status, created_at, budgets, priority
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 INSERT_HISTORY = """
 INSERT INTO history (app_id, invocation_id, status, timestamp, runner_id) VALUES (?, ?, ?, ?, ?)
@@ -162,8 +176,10 @@ def row_to_record(row: sqlite3.Row, history: list[Transition]) -> InvocationReco
             running_key=row["running_key"],
             running_limit=row["running_limit"],
             drop_when_blocked=bool(row["drop_when_blocked"]),
+            budgets=decode_budgets(row["budgets"]),
         ),
         max_retries=row["max_retries"],
+        priority=row["priority"],
         status=InvocationStatus(row["status"]),
         attempt=row["attempt"],
         num_retries=row["num_retries"],

@@ -1,4 +1,4 @@
--- taskgate SQLite schema, version 1 (PRAGMA user_version).
+-- taskgate SQLite schema, version 2 (PRAGMA user_version); migrations.py upgrades older files.
 -- Every table is keyed by app_id first: apps sharing one file never see each other's rows.
 
 CREATE TABLE invocations (
@@ -22,6 +22,12 @@ CREATE TABLE invocations (
     expires_at        REAL,                               -- set when final (result TTL)
     result            BLOB,
     error             BLOB,
+    -- v2 (limits): columns added by ALTER TABLE on older files, so they come last.
+    budgets           TEXT,                               -- record.encode_budgets; NULL: none
+    priority          INTEGER NOT NULL DEFAULT 0,
+    parked_on         TEXT,                               -- the budget a waiter waits for
+    parked_since      REAL,                               -- first park of this wait
+    ready_at          REAL,                               -- parked on a rate: when it admits
     UNIQUE (app_id, invocation_id)
 );
 CREATE INDEX invocations_by_task ON invocations (app_id, task_id, seq);
@@ -79,4 +85,68 @@ CREATE TABLE runners (
     runner_id  TEXT NOT NULL,
     expires_at REAL NOT NULL,
     PRIMARY KEY (app_id, runner_id)
+) WITHOUT ROWID;
+
+-- Limits (v2). Budgets are keyed by their text (record.Budget.key); limit_name is the limit's
+-- name (NULL for a task's own running scope), which overrides and usage reports are read by.
+
+-- Slots of a budget: one row per holder.
+CREATE TABLE budget_holders (
+    app_id        TEXT NOT NULL,
+    budget        TEXT NOT NULL,
+    invocation_id TEXT NOT NULL,
+    limit_name    TEXT,
+    PRIMARY KEY (app_id, budget, invocation_id)
+) WITHOUT ROWID;
+
+-- Invocations waiting for a budget, in waking order within each fairness value: higher
+-- priority first, then call order (seq is invocations.seq, kept when a waiter parks again).
+CREATE TABLE budget_waiters (
+    app_id        TEXT    NOT NULL,
+    budget        TEXT    NOT NULL,
+    fair          TEXT    NOT NULL,                       -- '' without fair_by
+    neg_priority  INTEGER NOT NULL,
+    seq           INTEGER NOT NULL,
+    invocation_id TEXT    NOT NULL,
+    since         REAL    NOT NULL,
+    limit_name    TEXT,
+    PRIMARY KEY (app_id, budget, fair, neg_priority, seq)
+) WITHOUT ROWID;
+
+-- Round robin across fairness values: a wake takes the next value after the last one served.
+CREATE TABLE budget_cursors (
+    app_id    TEXT NOT NULL,
+    budget    TEXT NOT NULL,
+    last_fair TEXT NOT NULL,
+    PRIMARY KEY (app_id, budget)
+) WITHOUT ROWID;
+
+-- Starts of rate-limited budgets, trimmed to the window when the budget admits.
+CREATE TABLE rate_starts (
+    app_id        TEXT NOT NULL,
+    budget        TEXT NOT NULL,
+    started_at    REAL NOT NULL,
+    invocation_id TEXT NOT NULL,
+    period        REAL NOT NULL,                          -- the window when it started
+    limit_name    TEXT,
+    PRIMARY KEY (app_id, budget, started_at, invocation_id)
+) WITHOUT ROWID;
+
+-- What becomes due at a time: 'b:<budget>' when a rate next admits one of its waiters.
+CREATE TABLE timed (
+    app_id TEXT NOT NULL,
+    member TEXT NOT NULL,
+    due    REAL NOT NULL,
+    PRIMARY KEY (app_id, member)
+) WITHOUT ROWID;
+CREATE INDEX timed_by_due ON timed (app_id, due);
+
+-- Live overrides of limits (app.set_limit); NULL keeps the declared value.
+CREATE TABLE limit_overrides (
+    app_id      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    concurrency INTEGER,
+    rate_count  INTEGER,
+    rate_period REAL,
+    PRIMARY KEY (app_id, name)
 ) WITHOUT ROWID;

@@ -2,15 +2,19 @@
 
 :class:`Transitions` is the SQL twin of the memory backend's private helpers: store a record,
 take or park on a running slot, hand freed slots to parked waiters, finish, requeue first. It
-never commits; the caller's ``BEGIN IMMEDIATE`` makes a whole operation atomic.
+never commits; the caller's ``BEGIN IMMEDIATE`` makes a whole operation atomic. Records with
+budgets (tasks that use limits) take the budget steps of ``budgets.py`` at the same points.
 """
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 
+from taskgate.backends.sqlite import budget_queries as bq
 from taskgate.backends.sqlite import queries as q
-from taskgate.record import Claim, InvocationRecord
+from taskgate.backends.sqlite.budgets import BudgetSteps
+from taskgate.record import Claim, InvocationRecord, encode_budgets
 from taskgate.status import InvocationStatus, can_transition
 
 _S = InvocationStatus
@@ -30,6 +34,11 @@ class Transitions:
         self.now = now
         self.result_ttl = result_ttl
 
+    @functools.cached_property
+    def budgets(self) -> BudgetSteps:
+        """The budget steps, made on first use: records without budgets never need them."""
+        return BudgetSteps(self.conn, self.app, self.now)
+
     def insert(self, record: InvocationRecord) -> None:
         """Store a new record as REGISTERED, take its registration key, enqueue it."""
         plan = record.plan
@@ -47,6 +56,8 @@ class Transitions:
                 record.max_retries,
                 _S.REGISTERED.value,
                 record.created_at or self.now,
+                encode_budgets(plan.budgets) if plan.budgets else None,
+                record.priority,
             ),
         )
         self._history(record.invocation_id, _S.REGISTERED, None)
@@ -59,12 +70,17 @@ class Transitions:
     def claim(self, runner_id: str, max_count: int, lease_seconds: float) -> list[Claim]:
         """Take ready invocations off the queue until ``max_count`` run (see Backend.claim)."""
         claims: list[Claim] = []
+        # Rate waiters whose instant came go to the front first (one indexed look otherwise).
+        if max_count and self.conn.execute(bq.TIMED_DUE_EXISTS, (self.app, self.now)).fetchone():
+            self.budgets.move_due()
         while len(claims) < max_count:
             head = self.conn.execute(q.QUEUE_POP_HEAD, (self.app, self.app)).fetchone()
             if head is None:
                 break
             row = self.conn.execute(q.SELECT_INVOCATION, (self.app, head[0])).fetchone()
-            if row is None or not self._take_slot(row):
+            if row is None:
+                continue
+            if not (self._take_budgets(row) if row["budgets"] else self._take_slot(row)):
                 continue
             self._release_registration_key(row)
             self.conn.execute(
@@ -121,6 +137,10 @@ class Transitions:
         self.conn.execute(q.REQUEUE, (self.app, invocation_id))
         self._history(invocation_id, _S.REGISTERED, runner_id, row["status"])
         self._take_registration_key(row)
+        if row["budgets"]:
+            self.budgets.release(row)
+            self.conn.execute(q.QUEUE_PUSH_FRONT, (self.app, self.app, invocation_id))
+            return
         key = row["running_key"]
         if key is None:
             self.conn.execute(q.QUEUE_PUSH_FRONT, (self.app, self.app, invocation_id))
@@ -130,6 +150,9 @@ class Transitions:
 
     def release_slot(self, row: sqlite3.Row) -> None:
         """Free the row's slot and hand freed slots to the first parked waiters, in order."""
+        if row["budgets"]:
+            self.budgets.release(row)
+            return
         key = row["running_key"]
         if key is None:
             return
@@ -178,6 +201,21 @@ class Transitions:
         else:
             self._set_status(row, _S.CONCURRENCY_CONTROLLED, None)
             self.conn.execute(q.PARK_BACK, (self.app, key, self.app, key, invocation_id))
+        return False
+
+    def _take_budgets(self, row: sqlite3.Row) -> bool:
+        """Admit ``row`` into every budget or none; park or drop it when one refuses."""
+        refusal = self.budgets.admit(row)
+        if refusal is None:
+            return True
+        if row["drop_when_blocked"]:
+            self._release_registration_key(row)
+            self.finalize(row, _S.CONCURRENCY_CONTROLLED_FINAL, None, b"")
+            return False
+        # A woken waiter that parks again keeps its status and adds no history entry.
+        if row["status"] != _S.CONCURRENCY_CONTROLLED:
+            self._set_status(row, _S.CONCURRENCY_CONTROLLED, None)
+        self.budgets.park(row, refusal)
         return False
 
     def _take_registration_key(self, row: sqlite3.Row) -> None:

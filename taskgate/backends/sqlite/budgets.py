@@ -1,0 +1,223 @@
+"""The budget path (limits) of the SQLite backend: admission, parking and wake-ups in SQL.
+
+The steps run inside the caller's ``BEGIN IMMEDIATE`` transaction, like ``transitions.py``, so
+an admission checks every budget of an invocation and takes every slot and rate start in one
+atomic step, or takes nothing (the contract: ``taskgate/backends/base.py``, "Budgets").
+Records without budgets never come here.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sqlite3
+from typing import NamedTuple
+
+from taskgate.backends.sqlite import budget_queries as bq
+from taskgate.backends.sqlite import queries as q
+from taskgate.record import Budget, LimitOverride, Rate, decode_budgets
+
+# Due timed entries moved per claim: each is a handful of indexed statements.
+TIMED_BATCH = 32
+
+_decode = functools.lru_cache(maxsize=1024)(decode_budgets)
+
+
+class Refusal(NamedTuple):
+    """The first budget that refused an admission, and when its rate admits (a rate refusal)."""
+
+    budget: Budget
+    ready_at: float | None
+
+
+def timed_member(budget_key: str) -> str:
+    """The timed entry of a budget whose rate refused a waiter."""
+    return f"b:{budget_key}"
+
+
+class BudgetSteps:
+    """Budget steps on one app's rows within the caller's transaction, stamped with ``now``."""
+
+    def __init__(self, conn: sqlite3.Connection, app_id: str, now: float) -> None:
+        self.conn = conn
+        self.app = app_id
+        self.now = now
+        self._overrides: dict[str, LimitOverride] | None = None
+
+    # --- admission -----------------------------------------------------------------------------
+
+    def admit(self, row: sqlite3.Row) -> Refusal | None:
+        """Take every budget of ``row`` (all or none); None when admitted, else the refusal.
+
+        A refusal takes nothing, but each budget that did admit and has waiters wakes one:
+        the capacity this invocation could not use is passed on rather than left idle.
+        """
+        invocation_id = row["invocation_id"]
+        budgets = _decode(row["budgets"])
+        limits = [self.effective(budget) for budget in budgets]
+        for index, (budget, (concurrency, rate)) in enumerate(zip(budgets, limits, strict=True)):
+            refusal = self._check(budget, concurrency, rate)
+            if refusal is not None:
+                self.push_front([w for b in budgets[:index] for w in self.wake(b, 1)])
+                return refusal
+        for budget, (concurrency, rate) in zip(budgets, limits, strict=True):
+            if concurrency is not None:
+                self.conn.execute(bq.TAKE_HOLD, (self.app, budget.key, invocation_id, budget.limit))
+            if rate is not None:
+                self.conn.execute(
+                    bq.RECORD_START,
+                    (self.app, budget.key, self.now, invocation_id, rate.period, budget.limit),
+                )
+        if row["parked_on"] is not None:
+            self.conn.execute(bq.CLEAR_PARKED, (self.app, invocation_id))
+        return None
+
+    def park(self, row: sqlite3.Row, refusal: Refusal) -> None:
+        """Make ``row`` wait for the budget that refused it, in its place in the order."""
+        budget = refusal.budget
+        invocation_id = row["invocation_id"]
+        since, seq = self.conn.execute(
+            bq.MARK_PARKED, (budget.key, self.now, refusal.ready_at, self.app, invocation_id)
+        ).fetchone()
+        self.conn.execute(
+            bq.PARK,
+            (
+                self.app,
+                budget.key,
+                budget.fair or "",
+                -row["priority"],
+                seq,
+                invocation_id,
+                since,
+                budget.limit,
+            ),
+        )
+        if refusal.ready_at is not None:
+            self.conn.execute(bq.TIMED_ADD, (self.app, timed_member(budget.key), refusal.ready_at))
+
+    # --- release and wake-ups ------------------------------------------------------------------
+
+    def release(self, row: sqlite3.Row) -> None:
+        """Free every slot ``row`` holds and wake the waiters that fit in the freed slots."""
+        invocation_id = row["invocation_id"]
+        woken: list[str] = []
+        for budget in _decode(row["budgets"]):
+            concurrency, _ = self.effective(budget)
+            if concurrency is None:
+                continue
+            self.conn.execute(bq.RELEASE_HOLD, (self.app, budget.key, invocation_id))
+            free = concurrency - self._holders(budget.key)
+            if free > 0:
+                woken += self.wake(budget, free)
+        self.push_front(woken)
+
+    def move_due(self) -> None:
+        """Wake the waiters of budgets whose rate admits again (due timed entries)."""
+        woken: list[str] = []
+        for (member,) in self.conn.execute(
+            bq.TIMED_TAKE_DUE, (self.app, self.now, TIMED_BATCH)
+        ).fetchall():
+            budget = self._waited_budget(member.removeprefix("b:"))
+            if budget is not None:
+                woken += self.wake(budget, max(1, self._capacity(budget)))
+        self.push_front(woken)
+
+    def wake_limit(self, name: str) -> None:
+        """Wake, in every budget of limit ``name``, the waiters its values now admit."""
+        woken: list[str] = []
+        for (key,) in self.conn.execute(bq.BUDGETS_WAITING_OF_LIMIT, (self.app, name)).fetchall():
+            budget = self._waited_budget(key)
+            if budget is not None:
+                woken += self.wake(budget, self._capacity(budget))
+        self.push_front(woken)
+
+    def wake(self, budget: Budget, count: int) -> list[str]:
+        """Take up to ``count`` waiters of ``budget`` off its waiters, in waking order.
+
+        Without fairness values that is ``(-priority, seq)`` order; with them, the head of the
+        next value after the last one served, round robin.
+        """
+        woken: list[str] = []
+        last = ""
+        if budget.fair is not None:
+            cursor = self.conn.execute(bq.CURSOR, (self.app, budget.key)).fetchone()
+            last = "" if cursor is None else cursor[0]
+        for _ in range(count):
+            head = None
+            if budget.fair is not None:
+                head = self.conn.execute(bq.WAKE_AFTER, (self.app, budget.key, last)).fetchone()
+            if head is None:
+                head = self.conn.execute(bq.WAKE_FROM, (self.app, budget.key, "")).fetchone()
+            if head is None:
+                break
+            last = head[0]
+            woken.append(head[1])
+        if woken and budget.fair is not None:
+            self.conn.execute(bq.SET_CURSOR, (self.app, budget.key, last))
+        return woken
+
+    def push_front(self, woken: list[str]) -> None:
+        """Put woken waiters at the front of the ready queue, the first woken first."""
+        for invocation_id in reversed(woken):
+            self.conn.execute(q.QUEUE_PUSH_FRONT, (self.app, self.app, invocation_id))
+
+    # --- values --------------------------------------------------------------------------------
+
+    def effective(self, budget: Budget) -> tuple[int | None, Rate | None]:
+        """The budget's concurrency and rate, the limit's stored override applied."""
+        if budget.limit is None:
+            return budget.concurrency, budget.rate
+        if self._overrides is None:
+            self._overrides = bq.load_overrides(self.conn, self.app)
+        override = self._overrides.get(budget.limit)
+        if override is None:
+            return budget.concurrency, budget.rate
+        concurrency = budget.concurrency if override.concurrency is None else override.concurrency
+        return concurrency, override.rate or budget.rate
+
+    def forget_overrides(self) -> None:
+        """Read the overrides again at the next admission (after one changed)."""
+        self._overrides = None
+
+    # --- private steps -------------------------------------------------------------------------
+
+    def _check(self, budget: Budget, concurrency: int | None, rate: Rate | None) -> Refusal | None:
+        if concurrency is not None and self._holders(budget.key) >= concurrency:
+            return Refusal(budget, None)
+        if rate is not None:
+            starts, oldest = self._window(budget.key, rate)
+            if starts >= rate.count:
+                return Refusal(budget, (self.now if oldest is None else oldest) + rate.period)
+        return None
+
+    def _capacity(self, budget: Budget) -> int:
+        """How many more starts ``budget`` admits now; a rate with none left goes on the timed
+        structure at the instant it admits again."""
+        concurrency, rate = self.effective(budget)
+        free = math.inf if concurrency is None else concurrency - self._holders(budget.key)
+        if rate is not None:
+            starts, oldest = self._window(budget.key, rate)
+            if starts >= rate.count:
+                ready_at = (self.now if oldest is None else oldest) + rate.period
+                self.conn.execute(bq.TIMED_ADD, (self.app, timed_member(budget.key), ready_at))
+            free = min(free, rate.count - starts)
+        return max(0, int(min(free, 1 << 30)))
+
+    def _holders(self, key: str) -> int:
+        count: int = self.conn.execute(bq.HOLDER_COUNT, (self.app, key)).fetchone()[0]
+        return count
+
+    def _window(self, key: str, rate: Rate) -> tuple[int, float | None]:
+        """Starts of ``key`` within ``(now - period, now]`` and the oldest of them; trims the
+        older ones."""
+        floor = self.now - rate.period
+        self.conn.execute(bq.TRIM_STARTS, (self.app, key, floor))
+        starts, oldest = self.conn.execute(bq.WINDOW_STARTS, (self.app, key, floor)).fetchone()
+        return starts, oldest
+
+    def _waited_budget(self, key: str) -> Budget | None:
+        """The declared budget ``key`` as its head waiter's record holds it (None: no waiter)."""
+        row = self.conn.execute(bq.HEAD_WAITER_BUDGETS, (self.app, key)).fetchone()
+        if row is None:
+            return None
+        return next((b for b in _decode(row[0]) if b.key == key), None)

@@ -1,0 +1,103 @@
+"""The schema of a taskgate SQLite file: creating it, and upgrading files of older versions.
+
+``schema.sql`` always holds the current schema, which a new file gets whole. A file of an older
+version (``PRAGMA user_version``) is upgraded step by step by :data:`MIGRATIONS`; each step ends
+with the file equal to what ``schema.sql`` creates (a test compares them), and every step runs in
+the caller's one ``BEGIN IMMEDIATE`` transaction, so racing processes upgrade a file once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+from importlib import resources
+from pathlib import Path
+
+from taskgate.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2
+
+# From version N to N + 1: columns of existing tables first (ALTER TABLE appends them, which is
+# why schema.sql lists them last); the tables and indexes of schema.sql that the file lacks are
+# then created from schema.sql itself, so their definitions are never written twice.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "ALTER TABLE invocations ADD COLUMN budgets TEXT",
+        "ALTER TABLE invocations ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE invocations ADD COLUMN parked_on TEXT",
+        "ALTER TABLE invocations ADD COLUMN parked_since REAL",
+        "ALTER TABLE invocations ADD COLUMN ready_at REAL",
+    ),
+}
+
+_CREATED_NAME = re.compile(r"^CREATE\s+(?:TABLE|INDEX)\s+(\w+)", re.IGNORECASE)
+
+
+def schema_statements() -> list[str]:
+    """The statements of ``schema.sql``, comments left out."""
+    text = resources.files("taskgate.backends.sqlite").joinpath("schema.sql").read_text()
+    statements, current = [], ""
+    for line in text.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    return statements
+
+
+def ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
+    """Create the schema in a new file, or upgrade an older one, in one write transaction.
+
+    Raises:
+        ConfigError: The file was made by a newer taskgate.
+    """
+    version = _version(conn)
+    if version == SCHEMA_VERSION:
+        return
+    _refuse_newer(version, path)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Another process may have created or upgraded the schema while this one waited.
+        version = _version(conn)
+        _refuse_newer(version, path)
+        if version == 0:
+            for statement in schema_statements():
+                conn.execute(statement)
+            logger.info("created taskgate schema v%s in %s", SCHEMA_VERSION, path)
+        elif version < SCHEMA_VERSION:
+            _upgrade(conn, version)
+            logger.info("upgraded taskgate schema v%s to v%s in %s", version, SCHEMA_VERSION, path)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _upgrade(conn: sqlite3.Connection, version: int) -> None:
+    for step in range(version, SCHEMA_VERSION):
+        for statement in MIGRATIONS[step]:
+            conn.execute(statement)
+    existing = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    for statement in schema_statements():
+        match = _CREATED_NAME.match(statement)
+        if match is not None and match.group(1) not in existing:
+            conn.execute(statement)
+
+
+def _version(conn: sqlite3.Connection) -> int:
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    return version
+
+
+def _refuse_newer(version: int, path: Path) -> None:
+    if version > SCHEMA_VERSION:
+        raise ConfigError(
+            f"SQLite database {path} has schema version {version}, newer than this "
+            f"taskgate understands ({SCHEMA_VERSION}); upgrade taskgate or use another file"
+        )
