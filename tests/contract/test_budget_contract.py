@@ -225,9 +225,14 @@ def test_a_rate_waiter_wakes_at_its_instant_without_a_release(backend: Backend) 
     assert third is not None and third.history[-1].timestamp >= blocked.ready_at - 0.001
 
 
-def test_a_rate_never_admits_more_than_count_starts_per_window(backend: Backend) -> None:
+@pytest.mark.parametrize("concurrency", [None, 10])
+def test_a_rate_never_admits_more_than_count_starts_per_window(
+    backend: Backend, concurrency: int | None
+) -> None:
+    # Without slots, no release ever wakes a waiter: every wake-up comes from the timed
+    # structure, which must keep a wake-up for the waiters left after each one.
     rate = Rate(3, 0.25)
-    rated = Budget("limit r", "r", concurrency=10, rate=rate)
+    rated = Budget("limit r", "r", concurrency=concurrency, rate=rate)
     ids = register(backend, *(rec(rated) for _ in range(10)))
     started: list[float] = []
     deadline = time.monotonic() + WAIT
@@ -324,3 +329,17 @@ def test_purge_deletes_every_budget_row(backend: Backend) -> None:
     assert backend.stats().parked_by_key == {}
     fresh = register(backend, rec(rated))
     assert claim_ids(backend) == fresh
+
+
+def test_slots_an_override_added_are_freed_after_it_is_reset(backend: Backend) -> None:
+    rated = Budget("limit r", "r", rate=Rate(100, 3600))
+    backend.set_limit_override("r", LimitOverride(1, None))
+    holder, waiter = register(backend, rec(rated), rec(rated))
+    assert claim_ids(backend) == [holder]
+    assert usage(backend, "limit r") == ([holder], 1)
+    backend.reset_limit_override("r")  # no slots any more: the waiter runs at once
+    assert claim_ids(backend) == [waiter]
+    assert usage(backend, "limit r")[0] == [holder]  # taken while the override had slots
+    finish(backend, holder)
+    finish(backend, waiter)
+    assert usage(backend, "limit r")[0] == []

@@ -77,7 +77,7 @@ def get(backend: RedisBackend, invocation_id: str) -> Any:
 
 def stand_in_line(backend: RedisBackend, runner: str = RUNNER) -> None:
     """What a runner's claim does when nothing is ready: get in line (then it would block)."""
-    assert backend._run("claim", runner, 1, LEASE, 60, 30.0) == []
+    assert backend._run("claim", runner, 1, LEASE, 60, 30.0) == [[], -1]
 
 
 def blocked_claimer(

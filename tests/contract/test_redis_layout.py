@@ -112,6 +112,6 @@ def test_times_come_from_the_server_clock_to_the_microsecond(redis_server: Redis
     # The lease and the hand-over line are sorted by those same times.
     assert client.zscore(backend._prefix + "leases", claim.invocation_id) == float(lease_expires_at)
     # Nothing queued: the claim script puts "r" in line, waiting for 5 s.
-    assert backend._run("claim", "r", 1, LEASE, 60, 5.0) == []
+    assert backend._run("claim", "r", 1, LEASE, 60, 5.0) == [[], -1]
     [(member, until)] = client.zrange(backend._prefix + "idle", 0, -1, withscores=True)
     assert member.startswith(b"r\x1f") and until > seconds

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, assert_type
 
-from taskgate import App, Invocation, InvocationGroup, Task
+from taskgate import App, Invocation, InvocationGroup, Limit, LimitInfo, Rate, Task
 from taskgate.errors import TaskgateError
 
 app = App("typing", backend="memory://")
@@ -81,3 +81,15 @@ def check_app() -> None:
         app.purge()
     except TaskgateError as exc:
         assert_type(exc, TaskgateError)
+
+
+def check_limits() -> None:
+    shared = app.limit("llm-api", concurrency=4, rate="120/m", fair_by="tenant_id")
+    assert_type(shared, Limit)
+    assert_type(shared.rate, Rate | None)
+    app.set_limit("llm-api", concurrency=8)
+    app.reset_limit("llm-api")
+    for info in app.limits():
+        assert_type(info, LimitInfo)
+        assert_type(info.concurrency, int | None)
+        assert_type(info.slots_held, int)

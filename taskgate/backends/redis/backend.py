@@ -35,15 +35,23 @@ from urllib.parse import urlsplit
 import redis
 
 from taskgate.backends.base import Backend, BackendOptions, log_stale_report
-from taskgate.backends.redis.records import decode_record
+from taskgate.backends.redis.records import (
+    decode_override,
+    decode_record,
+    decode_usage,
+    encode_override,
+)
 from taskgate.errors import BackendAuthenticationError, BackendError, BackendUnavailableError
 from taskgate.record import (
     BackendStats,
     BlockedBy,
+    BudgetUsage,
     Claim,
     InvocationRecord,
+    LimitOverride,
     Outcome,
     RegisterResult,
+    encode_budgets,
 )
 from taskgate.status import InvocationStatus
 from taskgate.urls import redact_url
@@ -77,6 +85,10 @@ SCRIPTS = (
     "final_records",
     "unidle",
     "watch",
+    "set_limit_override",
+    "reset_limit_override",
+    "budget_usage",
+    "budget_waiting",
 )
 # Blocking commands wait at most this long per call, well inside the socket timeout, so a dead
 # connection is noticed and a stop request is seen.
@@ -96,13 +108,23 @@ IDLE_MARGIN_SECONDS = 1.0
 
 
 # Scripts that only store or read records need the core steps alone: less Lua to run per call.
-CORE_ONLY = frozenset({"register", "blocked_by", "purge", "final_records", "watch", "expire"})
+CORE_ONLY = frozenset(
+    {"register", "blocked_by", "purge", "final_records", "watch", "expire", "budget_waiting"}
+)
+# Scripts that never admit, release or wake budget waiters go without lib_budgets.lua.
+NO_BUDGETS = frozenset({"renew", "unidle"})
 
 
 def _script_source(name: str) -> str:
-    """The script's source: lib_core.lua, then lib.lua unless not needed, then the script."""
+    """The script's source: lib_core.lua, then lib.lua and lib_budgets.lua unless not
+    needed, then the script."""
     folder = resources.files("taskgate.backends.redis").joinpath("scripts")
-    parts = ["lib_core"] if name in CORE_ONLY else ["lib_core", "lib"]
+    if name in CORE_ONLY:
+        parts = ["lib_core"]
+    elif name in NO_BUDGETS:
+        parts = ["lib_core", "lib"]
+    else:
+        parts = ["lib_core", "lib", "lib_budgets"]
     return "\n".join(folder.joinpath(f"{part}.lua").read_text() for part in [*parts, name])
 
 
@@ -136,14 +158,17 @@ class RedisBackend(Backend):
     # --- the atomic contract -------------------------------------------------------------------
 
     def register(self, record: InvocationRecord) -> RegisterResult:
-        return _register_result(record, self._run("register", *_register_args(record))[0])
+        stride = _stride((record,))
+        reply = self._run("register", stride, *_register_args(record, stride))
+        return _register_result(record, reply[0])
 
     def register_many(self, records: Sequence[InvocationRecord]) -> list[RegisterResult]:
         results: list[RegisterResult] = []
         for start in range(0, len(records), REGISTER_BATCH):
             batch = records[start : start + REGISTER_BATCH]
-            args = [value for record in batch for value in _register_args(record)]
-            replies = self._run("register", *args)
+            stride = _stride(batch)
+            args = [value for record in batch for value in _register_args(record, stride)]
+            replies = self._run("register", stride, *args)
             results.extend(
                 _register_result(record, reply)
                 for record, reply in zip(batch, replies, strict=True)
@@ -169,7 +194,7 @@ class RedisBackend(Backend):
         look = not wait_first
         while generation == self._wake_generation:
             if look:
-                reply = self._run(
+                claims, due_ms = self._run(
                     "claim",
                     runner_id,
                     max_count,
@@ -177,18 +202,28 @@ class RedisBackend(Backend):
                     self.options.result_ttl_seconds,
                     timeout + IDLE_MARGIN_SECONDS,
                 )
-                if reply:
-                    return _claims(reply)
+                if claims:
+                    return _claims(claims)
+                self._note_due(due_ms)
             look = True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            # A timed wake-up (a rate admitting its waiters) is due before: look again then.
+            due_at: float | None = getattr(self._local, "due_at", None)
+            if due_at is not None and due_at - time.monotonic() < remaining:
+                remaining = due_at - time.monotonic()
+                self._local.due_at = None
             popped = self._command(
                 "BLPOP", inbox, self._local_wake_key, self._wake_key, _block(remaining)
             )
             if popped is not None and _text(popped[0]) == inbox:
                 return [_handed_claim(popped[1])]
         return self._leave_line(runner_id, lease)
+
+    def _note_due(self, due_ms: int) -> None:
+        """Remember (per thread) when the earliest timed wake-up a script replied is due."""
+        self._local.due_at = None if due_ms < 0 else time.monotonic() + due_ms / 1000
 
     def _leave_line(self, runner_id: str, lease: float) -> list[Claim]:
         """Take ``runner_id`` out of the line for hand-overs; returns what it was handed meanwhile
@@ -211,7 +246,7 @@ class RedisBackend(Backend):
         max_count: int,
         lease_seconds: float,
     ) -> tuple[bool, list[Claim]]:
-        done, claims = self._run(
+        done, claims, due_ms = self._run(
             "finish_and_claim",
             invocation_id,
             runner_id,
@@ -226,6 +261,8 @@ class RedisBackend(Backend):
         )
         if not done:
             log_stale_report(invocation_id, runner_id, attempt)
+        if max_count > 0:
+            self._note_due(due_ms)
         return bool(done), _claims(claims)
 
     def release(self, invocation_id: str, runner_id: str, attempt: int) -> bool:
@@ -288,7 +325,8 @@ class RedisBackend(Backend):
         reply = self._run("blocked_by", invocation_id)
         if not reply:
             return None
-        return BlockedBy(_text(reply[0]), tuple(_text(item) for item in reply[1:]))
+        ready_at = float(reply[1]) if reply[1] else None
+        return BlockedBy(_text(reply[0]), tuple(_text(item) for item in reply[2:]), ready_at)
 
     def list_invocations(
         self, task_id: str | None, status: InvocationStatus | None, limit: int
@@ -345,7 +383,25 @@ class RedisBackend(Backend):
             if int(value) > 0:
                 by_task_and_status[(task, InvocationStatus(status))] = int(value)
         parked = {key: n for key, n in zip(parked_keys, parked_lengths, strict=True) if n}
+        waiting = self._run("budget_waiting")
+        for key, n in zip(waiting[::2], waiting[1::2], strict=True):
+            if n:
+                parked[_text(key)] = parked.get(_text(key), 0) + int(n)
         return BackendStats(by_task_and_status, parked, {_text(r): t for r, t in runners})
+
+    def set_limit_override(self, name: str, override: LimitOverride) -> None:
+        self._run("set_limit_override", name, encode_override(override))
+
+    def reset_limit_override(self, name: str) -> None:
+        self._run("reset_limit_override", name)
+
+    def limit_overrides(self) -> dict[str, LimitOverride]:
+        stored = _pairs(self._command("HGETALL", self._prefix + "overrides"))
+        return {_text(name): decode_override(_text(text)) for name, text in stored.items()}
+
+    def budget_usage(self, limit: str | None = None) -> list[BudgetUsage]:
+        reply = self._run("budget_usage", *(() if limit is None else (limit,)))
+        return sorted((decode_usage(entry) for entry in reply), key=lambda usage: usage.key)
 
     def purge(self) -> None:
         self._run("purge")
@@ -530,9 +586,16 @@ def _pairs(reply: list[bytes] | dict[bytes, bytes]) -> dict[bytes, bytes]:
     return dict(zip(reply[::2], reply[1::2], strict=True))
 
 
-def _register_args(record: InvocationRecord) -> tuple[Any, ...]:
-    """The 9 script arguments of one record (see scripts/register.lua)."""
+def _stride(records: Sequence[InvocationRecord]) -> int:
+    """Values per record in a register batch: 11 if one of them uses budgets, else 9."""
+    return 11 if any(record.plan.budgets for record in records) else 9
+
+
+def _register_args(record: InvocationRecord, stride: int) -> tuple[Any, ...]:
+    """The ``stride`` script arguments of one record (see scripts/register.lua)."""
     plan = record.plan
+    if stride > 9:
+        return (*_register_args(record, 9), encode_budgets(plan.budgets), record.priority)
     return (
         record.invocation_id,
         record.task_id,

@@ -1,10 +1,21 @@
-"""Turning the Redis hash of an invocation (history included) into a record."""
+"""Turning what the Redis scripts store and reply into records: an invocation's hash (history
+included), a limit's override, a budget's usage."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from taskgate.record import ConcurrencyPlan, InvocationRecord, Transition
+from taskgate.record import (
+    BudgetHolder,
+    BudgetUsage,
+    ConcurrencyPlan,
+    InvocationRecord,
+    LimitOverride,
+    Rate,
+    Transition,
+    decode_budgets,
+)
 from taskgate.status import InvocationStatus
 
 
@@ -33,8 +44,10 @@ def decode_record(
             # Fields at their defaults are not stored (see register.lua).
             running_limit=int(fields.get(b"running_limit", 1)),
             drop_when_blocked=fields.get(b"drop_when_blocked") == b"1",
+            budgets=decode_budgets(_text(fields, "budgets")),
         ),
         max_retries=int(fields.get(b"max_retries", 0)),
+        priority=int(fields.get(b"priority", 0)),
         status=InvocationStatus(fields[b"status"].decode()),
         attempt=int(fields.get(b"attempt", 0)),
         num_retries=int(fields.get(b"num_retries", 0)),
@@ -53,3 +66,47 @@ def decode_record(
 def _transition(entry: bytes) -> Transition:
     status, timestamp, runner_id = json.loads(entry)
     return Transition(InvocationStatus(status), float(timestamp), runner_id or None)
+
+
+def encode_override(override: LimitOverride) -> str:
+    """An override as stored in the ``overrides`` hash: ``<concurrency>\\x1f<count>\\x1f<period>``,
+    ``''`` keeping the declared value."""
+    rate = override.rate
+    return "\x1f".join(
+        (
+            "" if override.concurrency is None else str(override.concurrency),
+            "" if rate is None else str(rate.count),
+            "" if rate is None else repr(float(rate.period)),
+        )
+    )
+
+
+def decode_override(text: str) -> LimitOverride:
+    """The override stored as ``text`` by :func:`encode_override`."""
+    concurrency, count, period = text.split("\x1f")
+    return LimitOverride(
+        int(concurrency) if concurrency else None,
+        Rate(int(count), float(period)) if count else None,
+    )
+
+
+def decode_usage(entry: list[Any]) -> BudgetUsage:
+    """One budget of budget_usage.lua's reply: key, limit, holders (id, runner, lease triples,
+    flat), waiting count, oldest wait ('' for none), starts in the window."""
+    key, limit, flat, waiting, oldest, starts = entry
+    holders = tuple(
+        BudgetHolder(
+            flat[i].decode(),
+            flat[i + 1].decode() or None,
+            float(flat[i + 2]) if flat[i + 2] else None,
+        )
+        for i in range(0, len(flat), 3)
+    )
+    return BudgetUsage(
+        key.decode(),
+        limit.decode(),
+        holders,
+        int(waiting),
+        float(oldest) if oldest else None,
+        int(starts),
+    )

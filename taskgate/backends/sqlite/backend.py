@@ -3,7 +3,9 @@
 Each contract operation is one ``BEGIN IMMEDIATE`` transaction (see ``connection.py``). Waits
 block on an in-process notification first, so a register, finish or wake in this process is seen
 at once; work from other processes is noticed by a cheap indexed read that backs off from 1 ms
-to ``MAX_IDLE_WAIT`` while nothing happens.
+to ``MAX_IDLE_WAIT`` while nothing happens, and never sleeps past the next due entry of the
+``timed`` table (the instant a rate limit admits a waiter). Tasks that use limits take the
+budget steps of ``budgets.py`` inside the same transactions.
 """
 
 from __future__ import annotations

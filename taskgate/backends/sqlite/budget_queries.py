@@ -48,19 +48,27 @@ INSERT OR REPLACE INTO budget_waiters
     (app_id, budget, fair, neg_priority, seq, invocation_id, since, limit_name)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 """
-# The head of the first fairness value after ?3 (WAKE_AFTER) or from ?3 on (WAKE_FROM), taken
-# off the waiters in one statement.
-_WAKE = """
+# The next waiter, taken off the waiters in one statement: the head of the first fairness value
+# after the last one served (the budget's cursor), else, wrapping round, of the first value.
+# Without fairness values every waiter has fair = '' and no cursor: the head in (-priority, seq)
+# order. Each arm is one step down the primary key.
+WAKE_NEXT = """
 DELETE FROM budget_waiters WHERE app_id = ?1 AND budget = ?2
     AND (fair, neg_priority, seq) = (
-        SELECT fair, neg_priority, seq FROM budget_waiters
-        WHERE app_id = ?1 AND budget = ?2 AND fair {op} ?3
-        ORDER BY fair, neg_priority, seq LIMIT 1)
+        SELECT fair, neg_priority, seq FROM (
+            SELECT * FROM (
+                SELECT 0 AS arm, fair, neg_priority, seq FROM budget_waiters
+                WHERE app_id = ?1 AND budget = ?2 AND fair > COALESCE(
+                    (SELECT last_fair FROM budget_cursors WHERE app_id = ?1 AND budget = ?2), '')
+                ORDER BY fair, neg_priority, seq LIMIT 1)
+            UNION ALL
+            SELECT * FROM (
+                SELECT 1 AS arm, fair, neg_priority, seq FROM budget_waiters
+                WHERE app_id = ?1 AND budget = ?2
+                ORDER BY fair, neg_priority, seq LIMIT 1)
+        ) ORDER BY arm LIMIT 1)
 RETURNING fair, invocation_id
 """
-WAKE_AFTER = _WAKE.format(op=">")
-WAKE_FROM = _WAKE.format(op=">=")
-CURSOR = "SELECT last_fair FROM budget_cursors WHERE app_id = ? AND budget = ?"
 SET_CURSOR = """
 INSERT INTO budget_cursors (app_id, budget, last_fair) VALUES (?, ?, ?)
 ON CONFLICT (app_id, budget) DO UPDATE SET last_fair = excluded.last_fair
@@ -71,6 +79,7 @@ SELECT i.budgets FROM budget_waiters w
 JOIN invocations i ON i.app_id = w.app_id AND i.invocation_id = w.invocation_id
 WHERE w.app_id = ? AND w.budget = ? LIMIT 1
 """
+HAS_WAITERS = "SELECT 1 FROM budget_waiters WHERE app_id = ? AND budget = ? LIMIT 1"
 BUDGETS_WAITING_OF_LIMIT = (
     "SELECT DISTINCT budget FROM budget_waiters WHERE app_id = ? AND limit_name = ?"
 )

@@ -102,13 +102,14 @@ class BudgetSteps:
         invocation_id = row["invocation_id"]
         woken: list[str] = []
         for budget in _decode(row["budgets"]):
-            concurrency, _ = self.effective(budget)
-            if concurrency is None:
-                continue
+            # Whatever the values now: an override may have added or removed slots since the
+            # admission took them.
             self.conn.execute(bq.RELEASE_HOLD, (self.app, budget.key, invocation_id))
-            free = concurrency - self._holders(budget.key)
-            if free > 0:
-                woken += self.wake(budget, free)
+            concurrency, _ = self.effective(budget)
+            if concurrency is not None:
+                free = concurrency - self._holders(budget.key)
+                if free > 0:
+                    woken += self.wake(budget, free)
         self.push_front(woken)
 
     def move_due(self) -> None:
@@ -119,7 +120,7 @@ class BudgetSteps:
         ).fetchall():
             budget = self._waited_budget(member.removeprefix("b:"))
             if budget is not None:
-                woken += self.wake(budget, max(1, self._capacity(budget)))
+                woken += self._wake_fitting(budget, at_least=1)
         self.push_front(woken)
 
     def wake_limit(self, name: str) -> None:
@@ -128,32 +129,24 @@ class BudgetSteps:
         for (key,) in self.conn.execute(bq.BUDGETS_WAITING_OF_LIMIT, (self.app, name)).fetchall():
             budget = self._waited_budget(key)
             if budget is not None:
-                woken += self.wake(budget, self._capacity(budget))
+                woken += self._wake_fitting(budget, at_least=0)
         self.push_front(woken)
 
     def wake(self, budget: Budget, count: int) -> list[str]:
         """Take up to ``count`` waiters of ``budget`` off its waiters, in waking order.
 
-        Without fairness values that is ``(-priority, seq)`` order; with them, the head of the
-        next value after the last one served, round robin.
+        Within a fairness value that is ``(-priority, seq)`` order; across values, round robin:
+        the head of the next value after the last one served.
         """
         woken: list[str] = []
-        last = ""
-        if budget.fair is not None:
-            cursor = self.conn.execute(bq.CURSOR, (self.app, budget.key)).fetchone()
-            last = "" if cursor is None else cursor[0]
         for _ in range(count):
-            head = None
-            if budget.fair is not None:
-                head = self.conn.execute(bq.WAKE_AFTER, (self.app, budget.key, last)).fetchone()
-            if head is None:
-                head = self.conn.execute(bq.WAKE_FROM, (self.app, budget.key, "")).fetchone()
+            head = self.conn.execute(bq.WAKE_NEXT, (self.app, budget.key)).fetchone()
             if head is None:
                 break
-            last = head[0]
-            woken.append(head[1])
-        if woken and budget.fair is not None:
-            self.conn.execute(bq.SET_CURSOR, (self.app, budget.key, last))
+            fair, invocation_id = head
+            if fair:
+                self.conn.execute(bq.SET_CURSOR, (self.app, budget.key, fair))
+            woken.append(invocation_id)
         return woken
 
     def push_front(self, woken: list[str]) -> None:
@@ -190,18 +183,30 @@ class BudgetSteps:
                 return Refusal(budget, (self.now if oldest is None else oldest) + rate.period)
         return None
 
-    def _capacity(self, budget: Budget) -> int:
-        """How many more starts ``budget`` admits now; a rate with none left goes on the timed
-        structure at the instant it admits again."""
+    def _wake_fitting(self, budget: Budget, *, at_least: int) -> list[str]:
+        """Wake as many waiters as ``budget`` admits now (``at_least`` anyway).
+
+        With a rate, the waiters left behind need a wake-up of their own, since no release
+        frees a rate: the budget goes on the timed structure at the next instant its window
+        can admit (the oldest start's expiry; ``period`` from now for an empty window, whose
+        starts are about to be the ones just woken). Waking there too early only costs one
+        waiter parking again, at the exact instant.
+        """
         concurrency, rate = self.effective(budget)
         free = math.inf if concurrency is None else concurrency - self._holders(budget.key)
+        next_at = None
         if rate is not None:
             starts, oldest = self._window(budget.key, rate)
-            if starts >= rate.count:
-                ready_at = (self.now if oldest is None else oldest) + rate.period
-                self.conn.execute(bq.TIMED_ADD, (self.app, timed_member(budget.key), ready_at))
             free = min(free, rate.count - starts)
-        return max(0, int(min(free, 1 << 30)))
+            next_at = (self.now if oldest is None else oldest) + rate.period
+        count = max(at_least, int(min(free, 1 << 30)))
+        woken = self.wake(budget, count)
+        if next_at is not None and len(woken) == count and self._has_waiters(budget.key):
+            self.conn.execute(bq.TIMED_ADD, (self.app, timed_member(budget.key), next_at))
+        return woken
+
+    def _has_waiters(self, key: str) -> bool:
+        return self.conn.execute(bq.HAS_WAITERS, (self.app, key)).fetchone() is not None
 
     def _holders(self, key: str) -> int:
         count: int = self.conn.execute(bq.HOLDER_COUNT, (self.app, key)).fetchone()[0]

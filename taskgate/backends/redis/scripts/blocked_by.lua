@@ -1,12 +1,20 @@
--- blocked_by: for a parked invocation, its running key and the ids holding its slots.
+-- blocked_by: for a parked invocation, the running key or budget it waits on, the ids holding
+-- its slots and, for a budget waiter refused by a rate, when the rate wakes it.
 -- KEYS[1] prefix
 -- ARGV id
--- Returns {} when not parked, else {running_key, holder, ...}.
+-- Returns {} when not parked, else {key, ready_at ('' = none), holder, ...}.
 local id = ARGV[1]
-local v = redis.call('HMGET', k('inv:' .. id), 'status', 'running_key')
-if v[1] ~= 'concurrency_controlled' or not v[2] or v[2] == '' then return {} end
-local result = {v[2]}
-for _, holder in ipairs(redis.call('SMEMBERS', k('slots:' .. v[2]))) do
+local v = redis.call('HMGET', k('inv:' .. id), 'status', 'running_key', 'parked_on',
+  'parked_rate')
+if v[1] ~= 'concurrency_controlled' then return {} end
+local key, slots, ready = v[2], 'slots:', ''
+if not key or key == '' then
+  key, slots = v[3], 'bh:'
+  if not key or key == '' then return {} end
+  if v[4] == '1' then ready = redis.call('ZSCORE', k('timed'), 'b:' .. key) or '' end
+end
+local result = {key, ready}
+for _, holder in ipairs(redis.call('SMEMBERS', k(slots .. key))) do
   if holder ~= id then result[#result + 1] = holder end
 end
 return result

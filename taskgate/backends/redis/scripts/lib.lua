@@ -1,5 +1,9 @@
 -- State-machine steps shared by the scripts that move invocations (needs lib_core.lua).
 
+-- The budget path (records with a 'budgets' field), filled in by lib_budgets.lua in the scripts
+-- that claim or release; the others never reach it.
+local budget_steps, move_due
+
 -- Change the status of <id> (its fields <f>) to <new> and append the transition to its history
 -- field; any further arguments are field/value pairs written by the same HSET.
 local function transition(id, f, new, now, runner, ...)
@@ -52,8 +56,13 @@ local function release_slot(id, key, limit)
 end
 
 -- Put <id>, registered again after running, first in line for its key and in the ready queue.
-local function first_in_line(id, f)
+local function first_in_line(id, f, now)
   take_regkey(id, f.regkey)
+  if f.budgets then  -- the woken waiters go ahead of it, then it goes first
+    budget_steps().release(id, f, now)
+    push_ready(id, true)
+    return
+  end
   if f.key == '' then
     push_ready(id, true)
     return
@@ -68,14 +77,14 @@ local function requeue_first(id, f, now, runner)
   redis.call('ZREM', k('leases'), id)
   transition(id, f, 'registered', now, runner, 'runner_id', '',
     'lease_expires_at', '')
-  first_in_line(id, f)
+  first_in_line(id, f, now)
 end
 
 -- The fields scripts need about <id>, or nil when it does not exist.
 local function fields(id)
   local v = redis.call('HMGET', k('inv:' .. id), 'task_id', 'status', 'registration_key',
     'running_key', 'running_limit', 'drop_when_blocked', 'runner_id', 'attempt', 'num_retries',
-    'max_retries', 'num_recoveries', 'arguments', 'history', 'waited')
+    'max_retries', 'num_recoveries', 'arguments', 'history', 'waited', 'budgets')
   if not v[1] then return nil end
   -- Absent fields are at their defaults (see register.lua).
   return {task = v[1], status = v[2], regkey = v[3] or '', key = v[4] or '',
@@ -83,7 +92,7 @@ local function fields(id)
     attempt = tonumber(v[8]) or 0, num_retries = tonumber(v[9]) or 0,
     max_retries = tonumber(v[10]) or 0,
     num_recoveries = tonumber(v[11]) or 0, arguments = v[12], history = v[13] or '',
-    waited = v[14] == '1'}
+    waited = v[14] == '1', budgets = v[15]}
 end
 
 -- <id> if <runner> still runs <attempt> of it (the fencing check).
@@ -124,7 +133,15 @@ local function claim_ready(runner, max_count, lease, ttl, now)
     local id = redis.call('LPOP', k('queue'))
     if not id then break end
     local f = fields(id)
-    if f and take_slot(id, f, now, ttl) then
+    local admitted = false
+    if f then
+      if f.budgets then
+        admitted = budget_steps().admit(id, f, now, ttl, f.attempt + 1)
+      else
+        admitted = take_slot(id, f, now, ttl)
+      end
+    end
+    if admitted then
       release_regkey(id, f.regkey)
       local attempt = f.attempt + 1
       lease_expires = lease_expires or time_text(now + lease)
@@ -156,6 +173,7 @@ local function finish_one(id, runner, attempt, kind, payload, ttl, now)
     finalize(id, f, 'failed', now, runner, nil, payload, ttl)
   end
   release_slot(id, f.key, f.limit)
+  if f.budgets then budget_steps().release(id, f, now) end
   return 1
 end
 
@@ -228,6 +246,7 @@ end
 -- otherwise it is not waiting any more. <lease> is the raw argument (part of the idle entry).
 local function claim_next(runner, max_count, lease, ttl, now, idle_for)
   if max_count <= 0 then return {} end
+  move_due(now)
   -- Out of line first: a baton passed by claim_ready is for the other waiting runners.
   local member = runner .. '\31' .. lease
   redis.call('ZREM', k('idle'), member)
@@ -254,6 +273,7 @@ local function recover_one(id, f, now, max_recoveries, lost_error, ttl)
   if f.num_recoveries >= max_recoveries then
     finalize(id, f, 'failed', now, nil, nil, lost_error, ttl)
     release_slot(id, f.key, f.limit)
+    if f.budgets then budget_steps().release(id, f, now) end
   else
     redis.call('HINCRBY', k('inv:' .. id), 'num_recoveries', '1')
     requeue_first(id, f, now, nil)

@@ -35,6 +35,31 @@
 --   inboxes           zset: runner -> when register last pushed to its empty inbox; a live
 --                     runner pops its inbox within milliseconds, so an inbox still unread a
 --                     grace later belongs to a dead runner and is taken back (see lib.lua)
+--
+-- Budgets (limits; only records with a 'budgets' field use them, see lib_budgets.lua). Such a
+-- record also holds 'seq' (its registration sequence), 'priority' (absent when 0) and, once
+-- it waited, 'parked_on' (the budget), 'parked_rate' ('1': refused by the rate) and
+-- 'parked_since'. A <budget> is its key text (e.g. "limit llm-api"), a <limit> a limit name
+-- ('' for a task's own running scope used as a budget):
+--   seq               counter: registration sequence of records with budgets
+--   bh:<budget>       set:  ids holding a slot of the budget
+--   bw:<budget>       zset: ids waiting on the budget, by -priority * 2^40 + seq
+--   bw:<budget>:<v>   zset: the same for fairness value <v>, when the limit is fair
+--   br:<budget>       list: fairness values with waiters, the round robin's ring (a wake-up
+--                     pops one, takes the head of its queue, pushes it back if not empty)
+--   bs:<budget>       zset: starts "<id>:<attempt>" by time, trimmed to the rate's window and
+--                     expiring a period after the last start
+--   bwait             hash: budget -> definition, for budgets with waiters; a definition is
+--                     "<limit>\31<concurrency>\31<count>\31<period>\31<fair ('1' or '')>"
+--   lb:<limit>        hash: budget -> definition, for budgets of the limit that may have
+--                     holders, waiters or starts (what overrides, usage and purge look at;
+--                     recover.lua sweeps out those left with none)
+--   lnames            set:  limits with an lb: hash
+--   bsweep            hash: limit -> HSCAN cursor of that sweep
+--   timed             zset: "b:<budget>" -> when a rate admits its waiters again; every claim
+--                     wakes the waiters of the entries due first
+--   overrides         hash: limit -> live override "<concurrency>\31<count>\31<period>" ('' =
+--                     declared value)
 
 local P = KEYS[1]
 local WAKE_TOKENS = 64

@@ -1,5 +1,6 @@
 -- purge: delete every key of the app but the line of runners waiting for work ('idle'): they
 -- are still blocked on their inboxes, and register must keep handing new invocations to them.
+-- Limit overrides go too: purge leaves the app as if nothing had ever been stored.
 -- KEYS[1] prefix
 -- ARGV (none)
 -- Returns the number of invocations deleted.
@@ -19,6 +20,17 @@ for _, key in ipairs(redis.call('SMEMBERS', k('parked_keys'))) do
   redis.call('DEL', k('parked:' .. key))
 end
 for _, key in ipairs(redis.call('SMEMBERS', k('slot_keys'))) do redis.call('DEL', k('slots:' .. key)) end
+-- Budgets: every one that may hold anything is listed under its limit (see lib_core.lua).
+for _, limit in ipairs(redis.call('SMEMBERS', k('lnames'))) do
+  for _, key in ipairs(redis.call('HKEYS', k('lb:' .. limit))) do
+    for _, fair in ipairs(redis.call('LRANGE', k('br:' .. key), 0, -1)) do
+      redis.call('DEL', k('bw:' .. key .. ':' .. fair))
+    end
+    redis.call('DEL', k('bh:' .. key), k('bw:' .. key), k('br:' .. key), k('bs:' .. key))
+  end
+  redis.call('DEL', k('lb:' .. limit))
+end
 redis.call('DEL', k('inboxes'), k('index'), k('parked_keys'), k('slot_keys'), k('queue'), k('wake'),
-  k('regkeys'), k('leases'), k('expiry'), k('counts'), k('runners'))
+  k('regkeys'), k('leases'), k('expiry'), k('counts'), k('runners'), k('lnames'), k('bwait'),
+  k('timed'), k('overrides'), k('seq'), k('bsweep'))
 return #ids

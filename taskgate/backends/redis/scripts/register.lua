@@ -1,8 +1,9 @@
 -- register: store and enqueue invocations, each unless its registration key is held.
 -- KEYS[1] prefix
--- ARGV a batch of records, 9 values each: id, task_id, arguments, registration_key ('' =
---      none), running_key ('' = none), running_limit, drop_when_blocked ('1'/'0'),
---      max_retries, created_at
+-- ARGV the number of values per record (9, or 11 when a record of the batch uses budgets), then
+--      a batch of records: id, task_id, arguments, registration_key ('' = none), running_key
+--      ('' = none), running_limit, drop_when_blocked ('1'/'0'), max_retries, created_at; with
+--      11, also budgets (record.encode_budgets, '' = none) and priority
 -- Returns, per record, {1, id} when stored or {0, holder_id, holder_arguments} when folded
 -- (a record may fold into one stored earlier in the same batch).
 --
@@ -10,7 +11,9 @@
 -- that runner at once and pushed to its inbox: the runner's BLPOP returns it, and neither a
 -- wake-up token nor a claim step is needed. With a running key, only when it may start right
 -- now and nothing of its key can be ahead of it: a free slot (taken here) and an empty queue
--- (parked invocations of the key would mean no free slot).
+-- (parked invocations of the key would mean no free slot). Never a record with budgets: those
+-- are admitted by a claim (lib_budgets.lua), so they are queued, with a registration sequence
+-- ('seq') that orders them among the waiters of a budget.
 
 local server_time
 -- The runner that has waited longest for work (its entry not expired), and its lease; nil when
@@ -32,7 +35,9 @@ local function put(record, field, value)
 end
 
 local results = {}
-for i = 1, #ARGV, 9 do
+local stride = tonumber(ARGV[1])
+for i = 2, #ARGV, stride do
+  local budgets = stride > 9 and ARGV[i + 9] or ''
   local id, task, arguments, regkey = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local holder = regkey ~= '' and redis.call('HGET', k('regkeys'), regkey)
   if holder then
@@ -41,7 +46,7 @@ for i = 1, #ARGV, 9 do
     local runner, lease
     local key = ARGV[i + 4]
     -- Nobody in line is the usual case under load: one call to find out.
-    if runners_waiting() then
+    if budgets == '' and runners_waiting() then
       if key == '' then
         runner, lease = take_idle_runner()
       elseif redis.call('LLEN', k('queue')) == 0
@@ -68,6 +73,11 @@ for i = 1, #ARGV, 9 do
     end
     if ARGV[i + 6] == '1' then put(record, 'drop_when_blocked', '1') end
     if ARGV[i + 7] ~= '0' then put(record, 'max_retries', ARGV[i + 7]) end
+    if budgets ~= '' then
+      put(record, 'budgets', budgets)
+      put(record, 'seq', string.format('%d', redis.call('INCR', k('seq'))))
+      if ARGV[i + 10] ~= '0' then put(record, 'priority', ARGV[i + 10]) end
+    end
     local expires
     if runner then
       -- Claimed at once: running, so its registration key is free again (R3).

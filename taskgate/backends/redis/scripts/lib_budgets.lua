@@ -1,0 +1,335 @@
+-- Budgets (limits): admission, release and wake-ups of the budget path (see the "Budgets
+-- (limits)" section of taskgate/backends/base.py; keys in lib_core.lua). Prepended after lib.lua
+-- only to the scripts that claim, release or wake; it fills in the names lib.lua declares
+-- (budget_steps, move_due).
+--
+-- A script runs its whole text on every call, and each 'local function' there makes a closure:
+-- so the steps are built inside one function, run only by a script that meets a record with
+-- budgets. Work without limits pays for move_due's one look at 'timed' and a few closures.
+
+-- The earliest timed entry this script knows of (what claim replies so the claimer waits no
+-- longer); set by move_due and lowered by schedule.
+local earliest_due
+-- Timed entries looked at per round of move_due (text: see time_text in lib_core.lua).
+local DUE_BATCH, DUE_LAST = 16, '15'
+
+local function build_budget_steps()
+  -- Waiters are ordered by -priority * 2^40 + sequence: sequences stay below 2^40 (a trillion
+  -- registrations), priorities within +-2^12, so the score is an exact double.
+  local PRIORITY_WEIGHT = 1099511627776
+  -- Waiters woken per budget in one step at most (a raised override with a huge backlog).
+  local WAKE_MAX = 10000
+
+  -- <text> cut at every <sep>, empty pieces kept.
+  local function split(text, sep)
+    local parts, start = {}, 1
+    while true do
+      local at = string.find(text, sep, start, true)
+      if not at then
+        parts[#parts + 1] = string.sub(text, start)
+        return parts
+      end
+      parts[#parts + 1] = string.sub(text, start, at - 1)
+      start = at + 1
+    end
+  end
+
+  -- A budget's definition as stored in 'lb:<limit>' and 'bwait':
+  -- "<limit>\31<concurrency>\31<count>\31<period>\31<fair: '1' or ''>", '' standing for none.
+  local function def_of(b)
+    return b.limit .. '\31' .. b.conc_text .. '\31' .. b.count_text .. '\31' .. b.period_text
+      .. '\31' .. (b.fair ~= '' and '1' or '')
+  end
+
+  local function budget_from(key, limit, conc, count, period, fair)
+    return {key = key, limit = limit, conc_text = conc, count_text = count, period_text = period,
+      conc = tonumber(conc), count = tonumber(count), period = tonumber(period), fair = fair}
+  end
+
+  -- A budget read back from its stored definition (its fairness only as a flag: '1').
+  local function budget_of_def(key, def)
+    local p = split(def, '\31')
+    return budget_from(key, p[1], p[2], p[3], p[4], p[5])
+  end
+
+  -- The budgets of a record (record.encode_budgets: budgets joined by \30, fields by \31:
+  -- key, limit, concurrency, count, period, fair), parsed once per script and text.
+  local parsed = {}
+  local function parse_budgets(text)
+    local list = parsed[text]
+    if list then return list end
+    list = {}
+    for _, part in ipairs(split(text, '\30')) do
+      local p = split(part, '\31')
+      list[#list + 1] = budget_from(p[1], p[2], p[3], p[4], p[5], p[6])
+    end
+    parsed[text] = list
+    return list
+  end
+
+  -- Live overrides by limit name ({concurrency, count, period} texts), read once per script.
+  local overrides
+  local function effective(b)
+    if b.limit == '' then return b.conc, b.count, b.period end
+    if not overrides then
+      overrides = {}
+      local all = redis.call('HGETALL', k('overrides'))
+      for i = 1, #all, 2 do overrides[all[i]] = split(all[i + 1], '\31') end
+    end
+    local o = overrides[b.limit]
+    if not o then return b.conc, b.count, b.period end
+    local conc = tonumber(o[1]) or b.conc
+    if o[2] ~= '' then return conc, tonumber(o[2]), tonumber(o[3]) end
+    return conc, b.count, b.period
+  end
+
+  -- Record that budget <b> may have holders, waiters or starts (the sweep in recover.lua drops
+  -- the entry once it has none): what overrides, usage and purge find budgets by.
+  local function activate(b)
+    if redis.call('HSET', k('lb:' .. b.limit), b.key, def_of(b)) == 1 then
+      redis.call('SADD', k('lnames'), b.limit)
+    end
+  end
+
+  -- Starts of <key> within (now - period, now], after dropping the older ones.
+  local function window_starts(key, period, now)
+    local skey = k('bs:' .. key)
+    redis.call('ZREMRANGEBYSCORE', skey, '-inf', time_text(now - period))
+    return redis.call('ZCARD', skey)
+  end
+
+  -- When the window of <key> (holding <starts> starts) next admits one: when its oldest start
+  -- past the (count - 1) newest leaves it. nil when it never does (a count below 1).
+  local function rate_ready(key, count, period, starts)
+    local index = starts - count
+    if index < 0 then return nil end
+    local at = string.format('%d', index)
+    local entry = redis.call('ZRANGE', k('bs:' .. key), at, at, 'WITHSCORES')
+    if not entry[2] then return nil end
+    return tonumber(entry[2]) + period
+  end
+
+  -- Wake the waiters of <key> at <ready> (the earlier time wins if it is there already).
+  local function schedule(key, ready)
+    if not ready then return end
+    redis.call('ZADD', k('timed'), 'LT', time_text(ready), 'b:' .. key)
+    if not earliest_due or ready < earliest_due then
+      earliest_due = ready
+      -- An idle runner may be blocked past this instant: make one look again.
+      if runners_waiting() then wake() end
+    end
+  end
+
+  local function waiter_key(key, fair)
+    if fair ~= '' then return k('bw:' .. key .. ':' .. fair) end
+    return k('bw:' .. key)
+  end
+
+  -- Append up to <n> waiters of <key>'s plain queue to <ids>, in order.
+  local function pop_plain(key, n, ids)
+    local popped = redis.call('ZPOPMIN', k('bw:' .. key), string.format('%d', n))
+    for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
+  end
+
+  -- Append waiters of <key>'s fairness queues to <ids> until it holds <n>: round robin, the head
+  -- of the next value in the ring each time.
+  local function pop_fair(key, n, ids)
+    local ring = k('br:' .. key)
+    while #ids < n do
+      local value = redis.call('LPOP', ring)
+      if not value then return end
+      local sub = k('bw:' .. key .. ':' .. value)
+      local head = redis.call('ZPOPMIN', sub)[1]
+      if head then ids[#ids + 1] = head end
+      if redis.call('EXISTS', sub) == 1 then redis.call('RPUSH', ring, value) end
+    end
+  end
+
+  -- Take up to <n> waiters of <key> off its queues, in waiting order: the fairness queues first
+  -- when the budget is <fair> (tasks sharing a budget should agree on that; whatever they do,
+  -- no waiter is left behind). Returns them and whether any waiter is left.
+  local function pop_waiters(key, fair, n)
+    local ids = {}
+    if fair then pop_fair(key, n, ids) else pop_plain(key, n, ids) end
+    if #ids < n then
+      if fair then pop_plain(key, n - #ids, ids) else pop_fair(key, n, ids) end
+    end
+    return ids, redis.call('EXISTS', k('bw:' .. key), k('br:' .. key)) > 0
+  end
+
+  -- Move as many waiters of <key> as its free capacity admits (effective values <conc>, <count>,
+  -- <period>) to the front of the ready queue, longest waiting first, taking nothing for them:
+  -- the claim that pops them admits them or parks them again in their place. With free slots
+  -- but a full window, the budget goes on 'timed' instead; and so it does when the window is
+  -- what leaves waiters behind, for when the starts just made room for leave it again.
+  -- <def>: the stored definition, when the caller has read it already.
+  local function wake_budget(key, conc, count, period, now, def)
+    def = def or redis.call('HGET', k('bwait'), key)
+    if not def then return end  -- nobody waits
+    local n = WAKE_MAX
+    if conc then
+      n = conc - redis.call('SCARD', k('bh:' .. key))
+      if n <= 0 then return end
+    end
+    local starts
+    if count then
+      starts = window_starts(key, period, now)
+      if starts >= count then
+        schedule(key, rate_ready(key, count, period, starts))
+        return
+      end
+      n = math.min(n, count - starts)
+    end
+    local ids, left = pop_waiters(key, string.sub(def, -1) == '1', n)
+    for i = #ids, 1, -1 do push_ready(ids[i], true) end
+    if not left then
+      redis.call('HDEL', k('bwait'), key)
+    elseif starts and #ids == count - starts then
+      -- The window is full once these start: the oldest start in it leaves first (or, with
+      -- none yet, the ones just woken, about a period from now).
+      local oldest = redis.call('ZRANGE', k('bs:' .. key), '0', '0', 'WITHSCORES')[2]
+      schedule(key, (tonumber(oldest) or now) + period)
+    end
+  end
+
+  -- wake_budget for a budget read from its stored definition <def> (overrides applied).
+  local function wake_stored(key, def, now)
+    local conc, count, period = effective(budget_of_def(key, def))
+    wake_budget(key, conc, count, period, now, def)
+  end
+
+  -- Park <id> (fields <f>) on budget <b>, which refused it (<ready>: when its rate admits it,
+  -- for a rate refusal), in its place: (-priority, registration sequence), per fairness value.
+  local function park_on_budget(id, f, b, ready, now)
+    local v = redis.call('HMGET', k('inv:' .. id), 'priority', 'seq', 'parked_on')
+    local score = -(tonumber(v[1]) or 0) * PRIORITY_WEIGHT + (tonumber(v[2]) or 0)
+    local queue = waiter_key(b.key, b.fair)
+    redis.call('ZADD', queue, string.format('%d', score), id)
+    if b.fair ~= '' and redis.call('ZCARD', queue) == 1 then
+      redis.call('RPUSH', k('br:' .. b.key), b.fair)
+    end
+    if redis.call('HSET', k('bwait'), b.key, def_of(b)) == 1 then activate(b) end
+    local rate = ready and '1' or ''
+    if f.status == 'concurrency_controlled' then  -- woken and parked again: no new history entry
+      redis.call('HSET', k('inv:' .. id), 'parked_on', b.key, 'parked_rate', rate)
+    else
+      transition(id, f, 'concurrency_controlled', now, nil, 'parked_on', b.key,
+        'parked_rate', rate, 'parked_since', time_text(now))
+    end
+    if ready then schedule(b.key, ready) end
+    return v[3]
+  end
+
+  -- Admit <id> (fields <f>) at claim: every budget admits it, and it takes every slot and rate
+  -- token, or it takes nothing and waits on the first budget that refused it (or is dropped).
+  -- Returns true when admitted (the caller marks it running).
+  local function admit(id, f, now, ttl, attempt)
+    local list = parse_budgets(f.budgets)
+    local holders, starts = {}, {}
+    local refused, ready
+    for i, b in ipairs(list) do
+      local conc, count, period = effective(b)
+      if conc then
+        holders[i] = redis.call('SCARD', k('bh:' .. b.key))
+        if holders[i] >= conc then refused = b break end
+      end
+      if count then
+        starts[i] = window_starts(b.key, period, now)
+        if starts[i] >= count then
+          refused, ready = b, rate_ready(b.key, count, period, starts[i])
+          break
+        end
+      end
+    end
+    if not refused then
+      local member = id .. ':' .. attempt
+      for i, b in ipairs(list) do
+        if holders[i] then
+          redis.call('SADD', k('bh:' .. b.key), id)
+          if holders[i] == 0 then activate(b) end
+        end
+        if starts[i] then
+          local skey = k('bs:' .. b.key)
+          redis.call('ZADD', skey, now_text, member)
+          local _, _, period = effective(b)
+          redis.call('PEXPIRE', skey, string.format('%d', math.ceil(period * 1000)))
+          if starts[i] == 0 and not holders[i] then activate(b) end
+        end
+      end
+      return true
+    end
+    if f.drop then
+      release_regkey(id, f.regkey)
+      finalize(id, f, 'concurrency_controlled_final', now, nil, nil, nil, ttl)
+      return false
+    end
+    local was_woken = f.status == 'concurrency_controlled'
+    local woken_from = park_on_budget(id, f, refused, ready, now)
+    -- A woken waiter refused by another budget took nothing from the one that woke it: pass
+    -- that capacity on to its next waiter, or it would sit idle while they wait.
+    if was_woken and woken_from and woken_from ~= refused.key then
+      for _, b in ipairs(list) do
+        if b.key == woken_from then
+          local conc, count, period = effective(b)
+          wake_budget(b.key, conc, count, period, now)
+        end
+      end
+    end
+    return false
+  end
+
+  -- Free every slot <id> (fields <f>) holds, in one step, and wake the waiters that now fit.
+  local function release(id, f, now)
+    for _, b in ipairs(parse_budgets(f.budgets)) do
+      if redis.call('SREM', k('bh:' .. b.key), id) == 1 then
+        local conc, count, period = effective(b)
+        wake_budget(b.key, conc, count, period, now)
+      end
+    end
+  end
+
+  -- Wake the waiters that now fit in every budget of limit <limit> (after its override changed).
+  local function wake_limit(limit, now)
+    for _, key in ipairs(redis.call('HKEYS', k('lb:' .. limit))) do
+      local def = redis.call('HGET', k('bwait'), key)
+      if def then wake_stored(key, def, now) end
+    end
+  end
+
+  return {admit = admit, release = release, wake_stored = wake_stored, wake_limit = wake_limit,
+    budget_of_def = budget_of_def, effective = effective}
+end
+
+local built_steps
+budget_steps = function()
+  built_steps = built_steps or build_budget_steps()
+  return built_steps
+end
+
+-- Wake what is due on 'timed' (before a claim looks at the ready queue); notes the earliest
+-- entry left. One ZRANGE when nothing is due.
+move_due = function(now)
+  while true do
+    local entries = redis.call('ZRANGE', k('timed'), '0', DUE_LAST, 'WITHSCORES')
+    for i = 1, #entries, 2 do
+      local at = tonumber(entries[i + 1])
+      if at > now then
+        earliest_due = at
+        return
+      end
+      local member = entries[i]
+      redis.call('ZREM', k('timed'), member)
+      local key = string.sub(member, 3)
+      local def = redis.call('HGET', k('bwait'), key)
+      if def then budget_steps().wake_stored(key, def, now) end
+    end
+    if #entries < 2 * DUE_BATCH then return end
+  end
+end
+
+-- Milliseconds from <now> until the earliest timed entry (rounded up), -1 when there is none.
+local function due_ms(now)
+  if not earliest_due then return -1 end
+  return math.max(1, math.ceil((earliest_due - now) * 1000))
+end
+
