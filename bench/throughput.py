@@ -13,6 +13,10 @@ run; the store is purged between workloads):
                 round trip, and of call-to-start.
 (d) keyed       as (b), with ``running_concurrency=KEYS`` over 100 keys: tasks/s, and the ratio
                 to the uncontrolled rate of (b) in the same run.
+(f) two limits  as (b), with a task that lists two limits: one shared (``concurrency`` and
+                ``rate`` far above what the run reaches) and one keyed over 100 keys (2 slots
+                per key): tasks/s, and the ratio to (b) in the same run. The limits rarely
+                block; this measures what admitting through them costs.
 (e) seed        the seed scenario: 10 x 0.1 s sleeps without running control (ideal 0.1-0.2 s)
                 and 10 with ``running_concurrency=TASK`` (ideal 1.0 s, no overlap), then how long
                 ``stop_runner_loop()`` plus joining the runner thread takes.
@@ -68,6 +72,17 @@ def no_op(sent_at: float) -> float:
 @app.task(running_concurrency=ConcurrencyControlType.KEYS, key_arguments=("key",))
 def keyed_no_op(key: int, sent_at: float) -> float:
     """:func:`no_op` under running concurrency control, one slot per ``key``."""
+    return time.time() - sent_at
+
+
+# Generous on purpose: (f) measures the cost of admission through two limits, not waiting.
+bench_shared = app.limit("bench-shared", concurrency=1000, rate="1000000/s")
+bench_keyed = app.limit("bench-keyed", concurrency=2, key="key")
+
+
+@app.task(limits=[bench_shared, bench_keyed])
+def limited_no_op(key: int, sent_at: float) -> float:
+    """:func:`no_op` admitted through two limits, one of them keyed by ``key``."""
     return time.time() - sent_at
 
 
@@ -157,6 +172,12 @@ def keyed_end_to_end(tasks: int) -> dict[str, float]:
     """(d) As (b), under running concurrency control over ``KEYS`` keys."""
     elapsed, _ = timed_calls(lambda n: keyed_no_op(n % KEYS, time.time()), tasks)
     return {"keyed_rate": tasks / elapsed}
+
+
+def limits_end_to_end(tasks: int) -> dict[str, float]:
+    """(f) As (b), through two limits (one keyed over ``KEYS`` keys) that rarely block."""
+    elapsed, _ = timed_calls(lambda n: limited_no_op(n % KEYS, time.time()), tasks)
+    return {"limits_rate": tasks / elapsed}
 
 
 def timed_calls(call: Callable[[int], Invocation[float]], tasks: int) -> tuple[float, list[float]]:
@@ -260,6 +281,8 @@ def build_metrics(tasks: int) -> dict[str, Metric]:
         "rt_start_p99": Metric("", "call-to-start p99", "ms", ".3f"),
         "keyed_rate": Metric(f"(d) KEYS over {KEYS} keys", "rate", "tasks/s", ",.0f"),
         "keyed_ratio": Metric("", "ratio to (b)", "", ".2f"),
+        "limits_rate": Metric(f"(f) two limits, {KEYS} keys", "rate", "tasks/s", ",.0f"),
+        "limits_ratio": Metric("", "ratio to (b)", "", ".2f"),
         "seed_free_wall": Metric(seed, "no control: wall (0.1-0.2)", "s", ".3f"),
         "seed_free_overlap": Metric("", "no control: overlapped", "", "flag"),
         "seed_task_wall": Metric("", "TASK control: wall (1.0)", "s", ".3f"),
@@ -321,6 +344,8 @@ def run_round(tasks: int) -> dict[str, float]:
     figures |= end_to_end(tasks)
     figures |= keyed_end_to_end(tasks)
     figures["keyed_ratio"] = figures["keyed_rate"] / figures["e2e_rate"]
+    figures |= limits_end_to_end(tasks)
+    figures["limits_ratio"] = figures["limits_rate"] / figures["e2e_rate"]
     figures |= round_trips(ROUND_TRIPS)
     figures |= seed_scenario()
     return figures

@@ -9,9 +9,10 @@ Usage (from the repository root; ``make soak`` runs the first form)::
 Each backend runs in a child process of its own, in a new session: if it outlives its hard time
 limit the whole process group (driver, runners, redis-server) is killed and the soak fails. In
 the child, the driver starts 3 runner processes of 4 threads through the command line, registers
-5,000 invocations of three tasks (about one in five of ``no_limit``, without running concurrency
-control, which Redis may hand straight to a waiting runner; the rest of two keyed tasks,
-running_limit 1 and 2, 25 keys each), SIGKILLs a random runner every 2-3 s and starts a
+5,000 invocations of four tasks (about one in five of ``no_limit``, without running concurrency
+control, which Redis may hand straight to a waiting runner; one in five of ``limit_stack``, with
+two limits, one keyed, and a rate; the rest of two keyed tasks, running_limit 1 and 2, 25 keys
+each), SIGKILLs a random runner every 2-3 s and starts a
 replacement, waits until every invocation is final, stops the runners with SIGTERM, and checks
 the intervals the bodies recorded against the store. See
 ``soak/README.md`` for the checks and how to read the output. Exit code 0 when every check of
@@ -51,6 +52,7 @@ from soak_checks import (
     runner_pid,
 )
 from soak_fleet import Fleet, Killer, StopReport
+from soak_limits import STACK_KEY_PREFIX, check_stack
 
 from taskgate import App
 from taskgate.errors import ResultTimeoutError
@@ -67,6 +69,8 @@ KEYS = 50
 UNLIMITED_SHARE = 0.2
 """The share of calls to ``no_limit``: enough of them to be handed to waiting runners (Redis)
 often, while the keyed tasks still park on their keys."""
+STACK_SHARE = 0.2
+"""The share of calls to ``limit_stack`` (two limits, one keyed, and a rate)."""
 BURSTS = 10
 BURST_LEAD_SECONDS = 0.2
 """Each burst starts this long before a kill: bursts spread the work over ~25 s, one per kill,
@@ -293,13 +297,17 @@ def register_all(soak_app: Any, rng: random.Random, count: int, killer: Killer) 
 def pick_call(soak_app: Any, rng: random.Random) -> tuple[Any, str]:
     """The task and key of the next call, drawn from ``rng`` (the seed replays them).
 
-    About ``UNLIMITED_SHARE`` of the calls go to ``no_limit`` (keys ``u00``...: a label only).
+    About ``UNLIMITED_SHARE`` of the calls go to ``no_limit`` (keys ``u00``...: a label only),
+    ``STACK_SHARE`` to ``limit_stack`` (keys ``s00``...).
     The rest pick one of ``KEYS`` keys: ``k00``-``k24`` call ``limit_one``, the others
     ``limit_two``.
     """
     index = rng.randrange(KEYS)
-    if rng.random() < UNLIMITED_SHARE:
+    roll = rng.random()
+    if roll < UNLIMITED_SHARE:
         return soak_app.no_limit, f"u{index:02d}"
+    if roll < UNLIMITED_SHARE + STACK_SHARE:
+        return soak_app.limit_stack, f"{STACK_KEY_PREFIX}{index:02d}"
     task = soak_app.limit_one if index < KEYS // 2 else soak_app.limit_two
     return task, f"k{index:02d}"
 
@@ -334,6 +342,9 @@ def verify(app: App, run: Run, intervals_path: Path, fleet: Fleet) -> tuple[Find
     intervals = load_intervals(intervals_path, findings)
     findings.counts["interval lines"] = len(intervals)
     check_limits(intervals, findings)
+    import soak_app  # imported by soak_store, once the environment is set
+
+    check_stack(intervals, records, soak_app.limit_stack.task_id, soak_app.stack_shared, findings)
     check_invocations(records, intervals, run.outcomes, findings)
     check_store_totals(app, len(run.registered), findings)
     check_runners(run, findings)
@@ -472,6 +483,7 @@ def check_rows(findings: Findings) -> list[tuple[str, str]]:
     lost = sum(len(v) for k, v in violations.items() if k.startswith(("lost", "stuck")))
     return [
         ("max concurrency", ", ".join(f"limit {limit}: {peak}" for limit, peak in peaks)),
+        *findings.rows,
         ("unlimited peak", f"{findings.unlimited_peak} no_limit runs at once (informational)"),
         ("interval lines", str(counts["interval lines"])),
         ("runner logs", _format_counts(logs)),

@@ -1,6 +1,8 @@
-"""The app the soak test runs: three tasks whose bodies log their execution interval.
+"""The app the soak test runs: four tasks whose bodies log their execution interval.
 
-Two are keyed (``limit_one``, ``limit_two``: running_limit 1 and 2 per ``key``); ``no_limit``
+Two are keyed (``limit_one``, ``limit_two``: running_limit 1 and 2 per ``key``); ``limit_stack``
+uses two limits, one keyed (``soak-keyed``: 1 per ``key``) and one shared with a rate
+(``soak-shared``: 3 at once, 60 starts a second); ``no_limit``
 has no running concurrency control, so on Redis a call registered while a runner waits for work
 is claimed by the registration itself and handed straight to that runner.
 
@@ -160,6 +162,23 @@ def limit_one(key: str, seq: int) -> tuple[str, int]:
 def limit_two(key: str, seq: int) -> tuple[str, int]:
     """At most two runs per ``key`` at a time (``seq`` only tells calls apart in logs)."""
     return run_body(limit_two.invocation, key, 2)
+
+
+# limit_stack: two limits, one of them keyed, and a rate (checked by soak_limits.py).
+STACK_CONCURRENCY = 3
+stack_shared = app.limit("soak-shared", concurrency=STACK_CONCURRENCY, rate="60/1s")
+stack_keyed = app.limit("soak-keyed", concurrency=1, key="key")
+
+
+@app.task(
+    limits=[stack_shared, stack_keyed],
+    max_retries=MAX_RETRIES,
+    retry_for=(TransientError,),
+)
+def limit_stack(key: str, seq: int) -> tuple[str, int]:
+    """At most one run per ``key`` (``soak-keyed``), 3 runs at once and 60 starts a second over
+    all keys (``soak-shared``); its lines carry limit 1, the per-key limit."""
+    return run_body(limit_stack.invocation, key, 1)
 
 
 @app.task(max_retries=MAX_RETRIES, retry_for=(TransientError,))

@@ -77,6 +77,8 @@ class Findings:
     max_concurrency: dict[int, int] = field(default_factory=dict)
     unlimited_peak: int = 0
     violations: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    rows: list[tuple[str, str]] = field(default_factory=list)
+    """Extra report lines ``(name, value)`` of checks kept in modules of their own."""
 
     def violate(self, kind: str, example: str) -> None:
         """Record one violation of ``kind`` (``example`` names the invocation or key)."""

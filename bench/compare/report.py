@@ -481,6 +481,18 @@ def errors(results: Results) -> str:
     )
 
 
+LIMITS_FIGURES = Path(__file__).resolve().parent / "limits.md"
+"""The "Limits" section: figures of ``bench/throughput.py`` workload (f), written by hand (they
+come from another tool than this comparison, so they are kept apart from results.json)."""
+
+
+def limits_section() -> str:
+    """The "Limits" section from :data:`LIMITS_FIGURES` ('' when the file is absent)."""
+    if not LIMITS_FIGURES.exists():
+        return ""
+    return LIMITS_FIGURES.read_text().strip()
+
+
 def markdown(results: Results, plot: Path, markdown_path: Path) -> str:
     image = os.path.relpath(plot, markdown_path.parent)
     intro = (
@@ -505,6 +517,7 @@ def markdown(results: Results, plot: Path, markdown_path: Path) -> str:
         plot_section,
         e2e_phases(results),
         keyed_table(results),
+        limits_section(),
         notes(results),
         scope(results),
         errors(results),

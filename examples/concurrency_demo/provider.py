@@ -15,15 +15,18 @@ Endpoints:
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+
+# The HTTP plumbing is shared with the other demos (examples/shared/fake_api.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "shared"))
+from fake_api import FakeApiServer, Query, serve_until_interrupted, start_in_thread
 
 WORK_SECONDS = 0.02
 
@@ -76,92 +79,48 @@ class CallLedger:
             self._stats.clear()
 
 
-class ProviderHandler(BaseHTTPRequestHandler):
-    """Routes the three endpoints to the server's :class:`CallLedger`."""
+class ProviderServer(FakeApiServer):
+    """The fake API: a :class:`~fake_api.FakeApiServer` that owns one :class:`CallLedger`."""
 
-    server: ProviderServer
+    def __init__(self, port: int = 0) -> None:
+        self.ledger = CallLedger()
+        super().__init__(
+            {
+                ("POST", "/call"): self._call,
+                ("POST", "/reset"): self._reset,
+                ("GET", "/stats"): lambda _query: (HTTPStatus.OK, self.ledger.snapshot()),
+            },
+            port,
+        )
 
-    def do_POST(self) -> None:
-        url = urlsplit(self.path)
-        if url.path == "/call":
-            self._call(parse_qs(url.query))
-        elif url.path == "/reset":
-            self.server.ledger.reset()
-            self._reply(HTTPStatus.OK, {"reset": True})
-        else:
-            self._reply(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: POST {url.path}"})
-
-    def do_GET(self) -> None:
-        url = urlsplit(self.path)
-        if url.path == "/stats":
-            self._reply(HTTPStatus.OK, self.server.ledger.snapshot())
-        else:
-            self._reply(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: GET {url.path}"})
-
-    def _call(self, query: dict[str, list[str]]) -> None:
+    def _call(self, query: Query) -> tuple[HTTPStatus, Any]:
         account = query.get("account", [""])[0]
         policy = query.get("policy", [""])[0]
         if not account or not policy:
-            self._reply(HTTPStatus.BAD_REQUEST, {"error": "account and policy are required"})
-            return
-        ledger = self.server.ledger
-        collision = ledger.start(policy, account)
+            return HTTPStatus.BAD_REQUEST, {"error": "account and policy are required"}
+        collision = self.ledger.start(policy, account)
         try:
             time.sleep(WORK_SECONDS)  # the simulated work of the external API
         finally:
-            ledger.end(policy, account)
-        self._reply(HTTPStatus.OK, {"account": account, "policy": policy, "collision": collision})
+            self.ledger.end(policy, account)
+        return HTTPStatus.OK, {"account": account, "policy": policy, "collision": collision}
 
-    def _reply(self, status: HTTPStatus, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Stay quiet: one log line per call would drown the demo's output."""
-
-
-class ProviderServer(ThreadingHTTPServer):
-    """A threading HTTP server that owns one :class:`CallLedger`."""
-
-    daemon_threads = True
-    request_queue_size = 128  # bursts of connections must not be refused
-
-    def __init__(self, port: int = 0) -> None:
-        super().__init__(("127.0.0.1", port), ProviderHandler)
-        self.ledger = CallLedger()
-
-    @property
-    def url(self) -> str:
-        """The base URL, e.g. ``http://127.0.0.1:8765``."""
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
+    def _reset(self, _query: Query) -> tuple[HTTPStatus, Any]:
+        self.ledger.reset()
+        return HTTPStatus.OK, {"reset": True}
 
 
 def start_provider(port: int = 0) -> ProviderServer:
     """Start a provider on ``port`` (0: a free one) in a daemon thread; ``shutdown()`` stops it."""
     server = ProviderServer(port)
-    thread = threading.Thread(target=server.serve_forever, name="provider", daemon=True)
-    thread.start()
+    start_in_thread(server)
     return server
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0: a free one)")
-    port = parser.parse_args().port
-    server = ProviderServer(port)
-    print(f"provider listening on {server.url} (port {server.server_address[1]})", flush=True)
-    print(f"export DEMO_PROVIDER_URL={server.url}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_interrupted(ProviderServer(parser.parse_args().port), "DEMO_PROVIDER_URL")
 
 
 if __name__ == "__main__":
