@@ -251,6 +251,30 @@ def test_fair_by_lets_a_lone_tenant_through_a_backlog(
     assert ("small", 1) in order[1:3], order
 
 
+def test_fair_by_takes_turns_when_several_slots_free_at_once(
+    make_app: Callable[..., App], run_runner: RunRunner
+) -> None:
+    # Four slots freeing together must go round robin too: a slot is handed to one waiter at a
+    # time, so wake-ups never pile up in the queue ahead of earlier ones, out of turn.
+    app = make_app(threads=8)
+    llm = app.limit("llm", concurrency=4, fair_by="tenant")
+
+    @app.task(limits=[llm])
+    def ask(tenant: str, n: int) -> None:
+        time.sleep(0.02)  # work that holds the slot: not a synchronisation
+
+    with run_runner(app.runner):
+        ask("warm", 0).get_result(WAIT)
+        big = [ask("big", n) for n in range(16)]
+        small = [ask("small", n) for n in range(2)]
+        for invocation in [*big, *small]:
+            invocation.get_result(WAIT)
+    last_small = max(start_time(i) for i in small)
+    ahead = sum(start_time(i) < last_small for i in big)
+    # The first four, then at most one turn of each tenant per freed slot before both smalls.
+    assert ahead <= 4 + 2, f"{ahead} big invocations started before the small tenant's last"
+
+
 def test_without_fair_by_waiters_run_first_come_first_served(
     make_app: Callable[..., App], run_runner: RunRunner, wait_status: WaitStatus
 ) -> None:

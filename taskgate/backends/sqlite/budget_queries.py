@@ -69,6 +69,14 @@ DELETE FROM budget_waiters WHERE app_id = ?1 AND budget = ?2
         ) ORDER BY arm LIMIT 1)
 RETURNING fair, invocation_id
 """
+WOKEN_COUNT = "SELECT count FROM budget_woken WHERE app_id = ? AND budget = ?"
+ADD_WOKEN = """
+INSERT INTO budget_woken (app_id, budget, count) VALUES (?, ?, ?)
+ON CONFLICT (app_id, budget) DO UPDATE SET count = count + excluded.count
+"""
+# A woken waiter taken by a claim (admitted, parked again or dropped): one fewer on its way.
+TAKE_WOKEN = "UPDATE budget_woken SET count = count - 1 WHERE app_id = ? AND budget = ?"
+DROP_SPENT_WOKEN = "DELETE FROM budget_woken WHERE app_id = ? AND budget = ? AND count <= 0"
 SET_CURSOR = """
 INSERT INTO budget_cursors (app_id, budget, last_fair) VALUES (?, ?, ?)
 ON CONFLICT (app_id, budget) DO UPDATE SET last_fair = excluded.last_fair

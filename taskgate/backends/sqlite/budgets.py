@@ -53,12 +53,22 @@ class BudgetSteps:
         the capacity this invocation could not use is passed on rather than left idle.
         """
         invocation_id = row["invocation_id"]
+        if row["parked_on"] is not None:
+            # Woken by the budget it waited on: no longer on its way there, admitted or not.
+            self.conn.execute(bq.TAKE_WOKEN, (self.app, row["parked_on"]))
+            self.conn.execute(bq.DROP_SPENT_WOKEN, (self.app, row["parked_on"]))
         budgets = _decode(row["budgets"])
         limits = [self.effective(budget) for budget in budgets]
         for index, (budget, (concurrency, rate)) in enumerate(zip(budgets, limits, strict=True)):
             refusal = self._check(budget, concurrency, rate)
             if refusal is not None:
-                self.push_front([w for b in budgets[:index] for w in self.wake(b, 1)])
+                passed_on = [
+                    waiter
+                    for earlier, (held, _) in zip(budgets[:index], limits[:index], strict=True)
+                    if held is None or self._free_slots(earlier.key, held) > 0
+                    for waiter in self.wake(earlier, 1)
+                ]
+                self.push_front(passed_on)
                 return refusal
         for budget, (concurrency, rate) in zip(budgets, limits, strict=True):
             if concurrency is not None:
@@ -107,7 +117,7 @@ class BudgetSteps:
             self.conn.execute(bq.RELEASE_HOLD, (self.app, budget.key, invocation_id))
             concurrency, _ = self.effective(budget)
             if concurrency is not None:
-                free = concurrency - self._holders(budget.key)
+                free = self._free_slots(budget.key, concurrency)
                 if free > 0:
                     woken += self.wake(budget, free)
         self.push_front(woken)
@@ -147,6 +157,8 @@ class BudgetSteps:
             if fair:
                 self.conn.execute(bq.SET_CURSOR, (self.app, budget.key, fair))
             woken.append(invocation_id)
+        if woken:
+            self.conn.execute(bq.ADD_WOKEN, (self.app, budget.key, len(woken)))
         return woken
 
     def push_front(self, woken: list[str]) -> None:
@@ -193,17 +205,28 @@ class BudgetSteps:
         waiter parking again, at the exact instant.
         """
         concurrency, rate = self.effective(budget)
-        free = math.inf if concurrency is None else concurrency - self._holders(budget.key)
+        promised = self._woken(budget.key)
+        free = (
+            math.inf if concurrency is None else concurrency - self._holders(budget.key) - promised
+        )
         next_at = None
         if rate is not None:
             starts, oldest = self._window(budget.key, rate)
-            free = min(free, rate.count - starts)
+            free = min(free, rate.count - starts - promised)
             next_at = (self.now if oldest is None else oldest) + rate.period
         count = max(at_least, int(min(free, 1 << 30)))
         woken = self.wake(budget, count)
         if next_at is not None and len(woken) == count and self._has_waiters(budget.key):
             self.conn.execute(bq.TIMED_ADD, (self.app, timed_member(budget.key), next_at))
         return woken
+
+    def _free_slots(self, key: str, concurrency: int) -> int:
+        """Slots of ``key`` neither held nor promised to a waiter it woke already."""
+        return concurrency - self._holders(key) - self._woken(key)
+
+    def _woken(self, key: str) -> int:
+        found = self.conn.execute(bq.WOKEN_COUNT, (self.app, key)).fetchone()
+        return int(found[0]) if found is not None else 0
 
     def _has_waiters(self, key: str) -> bool:
         return self.conn.execute(bq.HAS_WAITERS, (self.app, key)).fetchone() is not None

@@ -18,6 +18,7 @@ APP_TABLES = (
     "budget_holders",
     "budget_waiters",
     "budget_cursors",
+    "budget_woken",
     "rate_starts",
     "timed",
     "limit_overrides",

@@ -121,6 +121,15 @@ CREATE TABLE budget_cursors (
     PRIMARY KEY (app_id, budget)
 ) WITHOUT ROWID;
 
+-- Waiters a budget woke (moved to the ready queue) that no claim has taken yet: they count as
+-- taken when it wakes more, so a free slot goes to one waiter, never to two.
+CREATE TABLE budget_woken (
+    app_id TEXT    NOT NULL,
+    budget TEXT    NOT NULL,
+    count  INTEGER NOT NULL,
+    PRIMARY KEY (app_id, budget)
+) WITHOUT ROWID;
+
 -- Starts of rate-limited budgets, trimmed to the window when the budget admits.
 CREATE TABLE rate_starts (
     app_id        TEXT NOT NULL,

@@ -166,9 +166,13 @@ local function build_budget_steps()
   local function wake_budget(key, conc, count, period, now, def)
     def = def or redis.call('HGET', k('bwait'), key)
     if not def then return end  -- nobody waits
+    -- Waiters woken before and not claimed yet count as taken: a free slot is handed to one
+    -- waiter, never to two (which would put later wake-ups ahead of earlier ones in the queue,
+    -- out of order and out of turn).
+    local woken = tonumber(redis.call('HGET', k('bwoken'), key)) or 0
     local n = WAKE_MAX
     if conc then
-      n = conc - redis.call('SCARD', k('bh:' .. key))
+      n = conc - redis.call('SCARD', k('bh:' .. key)) - woken
       if n <= 0 then return end
     end
     local starts
@@ -178,10 +182,12 @@ local function build_budget_steps()
         schedule(key, rate_ready(key, count, period, starts))
         return
       end
-      n = math.min(n, count - starts)
+      n = math.min(n, count - starts - woken)
+      if n <= 0 then return end
     end
     local ids, left = pop_waiters(key, string.sub(def, -1) == '1', n)
     for i = #ids, 1, -1 do push_ready(ids[i], true) end
+    if #ids > 0 then redis.call('HINCRBY', k('bwoken'), key, string.format('%d', #ids)) end
     if not left then
       redis.call('HDEL', k('bwait'), key)
     elseif starts and #ids == count - starts then
@@ -201,7 +207,7 @@ local function build_budget_steps()
   -- Park <id> (fields <f>) on budget <b>, which refused it (<ready>: when its rate admits it,
   -- for a rate refusal), in its place: (-priority, registration sequence), per fairness value.
   local function park_on_budget(id, f, b, ready, now)
-    local v = redis.call('HMGET', k('inv:' .. id), 'priority', 'seq', 'parked_on')
+    local v = redis.call('HMGET', k('inv:' .. id), 'priority', 'seq')
     local score = -(tonumber(v[1]) or 0) * PRIORITY_WEIGHT + (tonumber(v[2]) or 0)
     local queue = waiter_key(b.key, b.fair)
     redis.call('ZADD', queue, string.format('%d', score), id)
@@ -217,13 +223,21 @@ local function build_budget_steps()
         'parked_rate', rate, 'parked_since', time_text(now))
     end
     if ready then schedule(b.key, ready) end
-    return v[3]
   end
 
   -- Admit <id> (fields <f>) at claim: every budget admits it, and it takes every slot and rate
   -- token, or it takes nothing and waits on the first budget that refused it (or is dropped).
   -- Returns true when admitted (the caller marks it running).
   local function admit(id, f, now, ttl, attempt)
+    -- A waiter in the ready queue was woken by the budget it waited on: it stops counting as
+    -- woken there, admitted or not.
+    local woken_from
+    if f.status == 'concurrency_controlled' then
+      woken_from = redis.call('HGET', k('inv:' .. id), 'parked_on')
+      if woken_from and redis.call('HINCRBY', k('bwoken'), woken_from, '-1') <= 0 then
+        redis.call('HDEL', k('bwoken'), woken_from)
+      end
+    end
     local list = parse_budgets(f.budgets)
     local holders, starts = {}, {}
     local refused, ready
@@ -263,11 +277,10 @@ local function build_budget_steps()
       finalize(id, f, 'concurrency_controlled_final', now, nil, nil, nil, ttl)
       return false
     end
-    local was_woken = f.status == 'concurrency_controlled'
-    local woken_from = park_on_budget(id, f, refused, ready, now)
+    park_on_budget(id, f, refused, ready, now)
     -- A woken waiter refused by another budget took nothing from the one that woke it: pass
     -- that capacity on to its next waiter, or it would sit idle while they wait.
-    if was_woken and woken_from and woken_from ~= refused.key then
+    if woken_from and woken_from ~= refused.key then
       for _, b in ipairs(list) do
         if b.key == woken_from then
           local conc, count, period = effective(b)

@@ -56,6 +56,8 @@
 --                     recover.lua sweeps out those left with none)
 --   lnames            set:  limits with an lb: hash
 --   bsweep            hash: limit -> HSCAN cursor of that sweep
+--   bwoken            hash: budget -> waiters it woke (moved to the ready queue) that no claim
+--                     has taken yet; they count as taken when it wakes more
 --   timed             zset: "b:<budget>" -> when a rate admits its waiters again; every claim
 --                     wakes the waiters of the entries due first
 --   overrides         hash: limit -> live override "<concurrency>\31<count>\31<period>" ('' =

@@ -32,5 +32,5 @@ for _, limit in ipairs(redis.call('SMEMBERS', k('lnames'))) do
 end
 redis.call('DEL', k('inboxes'), k('index'), k('parked_keys'), k('slot_keys'), k('queue'), k('wake'),
   k('regkeys'), k('leases'), k('expiry'), k('counts'), k('runners'), k('lnames'), k('bwait'),
-  k('timed'), k('overrides'), k('seq'), k('bsweep'))
+  k('timed'), k('overrides'), k('seq'), k('bsweep'), k('bwoken'))
 return #ids
