@@ -40,6 +40,8 @@ class LimitInfo:
         waiting: Invocations waiting for it, summed over its key values.
         window_starts: Starts within the current rate window, summed over its key values.
         budgets: Detail per key value: holders (ids, runners, leases), waiters, oldest wait.
+        oldest_wait: Epoch seconds since when its longest waiter (of any key value) waits, or
+            None when nothing waits.
     """
 
     name: str
@@ -52,6 +54,16 @@ class LimitInfo:
     waiting: int
     window_starts: int
     budgets: list[BudgetUsage] = field(default_factory=list)
+
+    @property
+    def oldest_wait(self) -> float | None:
+        """Since when its longest waiter waits (see the attributes)."""
+        return oldest_wait(self.budgets)
+
+
+def oldest_wait(budgets: list[BudgetUsage]) -> float | None:
+    """Since when the longest waiter of any of ``budgets`` waits (epoch seconds), or None."""
+    return min((b.oldest_wait for b in budgets if b.oldest_wait is not None), default=None)
 
 
 def set_limit(

@@ -14,8 +14,8 @@ from rich.text import Text
 from taskgate.app import App
 from taskgate.cli.json_output import JsonObject, header, iso_time
 from taskgate.cli.render import KEY_ROWS, format_age, split_scope_key
-from taskgate.limit_admin import LimitInfo
-from taskgate.record import BudgetHolder, BudgetUsage, Rate
+from taskgate.limit_admin import LimitInfo, oldest_wait
+from taskgate.record import BudgetHolder, Rate
 
 # A budget with at most this many holders lists them (id prefix and runner); else a count.
 HOLDERS_LISTED = 3
@@ -32,11 +32,6 @@ COLUMNS: tuple[tuple[str, JustifyMethod], ...] = (
     ("Starts in window", "right"),
     ("Held by", "left"),
 )
-
-
-def oldest_wait(budgets: list[BudgetUsage]) -> float | None:
-    """Since when the longest waiter of any of ``budgets`` waits (epoch seconds), or None."""
-    return min((b.oldest_wait for b in budgets if b.oldest_wait is not None), default=None)
 
 
 def rate_json(rate: Rate | None) -> JsonObject | None:

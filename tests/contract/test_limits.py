@@ -418,6 +418,7 @@ def test_blocked_by_names_the_limit_and_its_holders(
         assert [h.invocation_id for h in budget.holders] == [holder.invocation_id]
         assert budget.holders[0].runner_id == app.runner.runner_id
         assert budget.oldest_wait is not None and budget.oldest_wait <= time.time() + 1
+        assert info.oldest_wait == budget.oldest_wait
         assert app.backend.stats().parked_by_key == {"limit tenant#tenant_id='42'": 1}
         release.set()
         waiter.get_result(WAIT)
