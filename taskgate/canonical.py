@@ -53,6 +53,10 @@ class UnkeyableValueError(ValueError):
         where = f" at {self.path}" if self.path else ""
         return f"{self.value_type}{where}{self.reason}"
 
+    def where(self, argument: str) -> str:
+        """Where the value sits, for a message: ``argument 'x'`` or ``argument 'x' (at x[2])``."""
+        return f"argument {argument!r}" + (f" (at {argument}{self.path})" if self.path else "")
+
 
 def type_name(cls: type) -> str:
     """``module.QualName``, or just the name for builtins."""

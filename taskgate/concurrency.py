@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import pickle
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -34,26 +34,41 @@ class ConcurrencyControlType(StrEnum):
     KEYS = "keys"
 
 
-def _key_text(
-    task_id: str, control: str, arguments: Mapping[str, Any], names: Iterable[str]
+def key_values_text(
+    arguments: Mapping[str, Any],
+    names: Iterable[str],
+    unkeyable: Callable[[str, UnkeyableValueError], SerializationError],
 ) -> str:
+    """``name=literal,...`` for ``names``: the readable, canonical part of a key after ``#``.
+
+    Raises:
+        SerializationError: built by ``unkeyable(name, exc)`` for the first value with no
+            canonical form.
+    """
     parts = []
     for name in names:
         try:
             parts.append(f"{name}={key_literal(arguments[name])}")
         except UnkeyableValueError as exc:
-            raise _unkeyable(task_id, control, name, exc) from exc
-    return f"{task_id}#{','.join(parts)}"
+            raise unkeyable(name, exc) from exc
+    return ",".join(parts)
+
+
+def _key_text(
+    task_id: str, control: str, arguments: Mapping[str, Any], names: Iterable[str]
+) -> str:
+    return f"{task_id}#" + key_values_text(
+        arguments, names, lambda name, exc: _unkeyable(task_id, control, name, exc)
+    )
 
 
 def _unkeyable(
     task_id: str, control: str, name: str, exc: UnkeyableValueError
 ) -> SerializationError:
-    where = f"argument {name!r}" + (f" (at {name}{exc.path})" if exc.path else "")
     return SerializationError(
-        f"cannot compute the {control} scope key of a call of {task_id}: {where} holds a value "
-        f"of type {exc.value_type}{exc.reason}, which has no form that is the same in every "
-        "process. "
+        f"cannot compute the {control} scope key of a call of {task_id}: {exc.where(name)} "
+        f"holds a value of type {exc.value_type}{exc.reason}, which has no form that is the "
+        "same in every process. "
         "Key values may be None, bool, int, float, str, bytes, complex, Decimal, Fraction, UUID, "
         "Path, date/time/datetime/timedelta, enum members, dataclasses and NamedTuples of such "
         "values, and tuples, lists, dicts and sets of them. Pass such a value, or use KEYS with "

@@ -17,7 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from taskgate.canonical import UnkeyableValueError, key_literal
+from taskgate.canonical import UnkeyableValueError
+from taskgate.concurrency import key_values_text
 from taskgate.errors import InvalidTaskOptionsError, SerializationError
 from taskgate.record import Budget, Rate
 
@@ -124,20 +125,16 @@ class Limit:
     def _values_text(
         self, role: str, names: tuple[str, ...], task_id: str, arguments: Mapping[str, Any]
     ) -> str:
-        parts = []
-        for name in names:
-            try:
-                parts.append(f"{name}={key_literal(arguments[name])}")
-            except UnkeyableValueError as exc:
-                where = f"argument {name!r}" + (f" (at {name}{exc.path})" if exc.path else "")
-                raise SerializationError(
-                    f"cannot compute the {role} of limit {self.name!r} for a call of {task_id}: "
-                    f"{where} holds a value of type {exc.value_type}{exc.reason}, which has no "
-                    "form that is the same in every process. Pass a plain value (None, bool, "
-                    "int, float, str, bytes, dates, enums, tuples, dicts... of such values) or "
-                    f"declare the limit with another {role}"
-                ) from exc
-        return ",".join(parts)
+        def unkeyable(name: str, exc: UnkeyableValueError) -> SerializationError:
+            return SerializationError(
+                f"cannot compute the {role} of limit {self.name!r} for a call of {task_id}: "
+                f"{exc.where(name)} holds a value of type {exc.value_type}{exc.reason}, which "
+                "has no form that is the same in every process. Pass a plain value (None, bool, "
+                "int, float, str, bytes, dates, enums, tuples, dicts... of such values) or "
+                f"declare the limit with another {role}"
+            )
+
+        return key_values_text(arguments, names, unkeyable)
 
 
 class LimitRegistry:
