@@ -160,7 +160,7 @@ def _warn_main_module(app: App, task_id: str) -> None:
         scheme = urlsplit(app.conf.backend_url).scheme.lower()
     except ValueError:
         return  # an invalid URL is reported where the backend is built
-    if scheme == "memory":
+    if scheme == "memory" or app.conf.eager:
         return  # only this process can run its tasks anyway
     warnings.warn(
         f"task {task_id} is defined in a script run as __main__, so runners started elsewhere "
