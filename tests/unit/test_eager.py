@@ -276,6 +276,7 @@ def test_parallelize_runs_each_item_inline_in_order(app: App) -> None:
     assert order == [3, 1, 2]
     assert group.results == [9, 1, 2]
     assert asyncio.run(group.async_results()) == [9, 1, 2]
+    assert power.parallelize([(2,), {"base": 3}], common_args={"exp": 3}).results == [8, 27]
     assert power.parallelize([]).results == []
 
 
