@@ -13,6 +13,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from taskgate.backends import Backend, BackendOptions, create_backend
 from taskgate.concurrency import describe_argument_diff, plan_for_call
+from taskgate.eager import run_calls
 from taskgate.errors import (
     InvocationConcurrencyWithDifferentArgumentsError,
     InvocationNotFoundError,
@@ -270,7 +271,9 @@ class App:
 
         Raises as :meth:`register_calls` does.
         """
-        record = self._record(task, arguments)
+        if self.conf.eager:
+            return run_calls(self, task, [arguments])[0]
+        record = self.build_record(task, arguments)
         backend = self.backend
         invocation = self._invocation(task, arguments, record, backend.register(record))
         if backend.reads_cost_round_trips:
@@ -283,14 +286,17 @@ class App:
         """Register calls of ``task`` in one backend step per batch (``task.parallelize``).
 
         Every call is serialized before anything is registered. Each registration is atomic on
-        its own, with concurrency control exactly as for single calls.
+        its own, with concurrency control exactly as for single calls. In eager mode the calls
+        run instead, one after the other (see :mod:`taskgate.eager`).
 
         Raises:
             SerializationError: a call's arguments cannot be serialized; nothing is registered.
             InvocationConcurrencyWithDifferentArgumentsError: for the first folded call whose
                 arguments differ, when the task says so (the calls before it are registered).
         """
-        records = [self._record(task, arguments) for arguments in calls]
+        if self.conf.eager:
+            return list(run_calls(self, task, calls))
+        records = [self.build_record(task, arguments) for arguments in calls]
         backend = self.backend
         registered = backend.register_many(records)
         invocations = [
@@ -317,7 +323,12 @@ class App:
         """The caller has read the outcome of ``invocation_id``: stop reading ahead for it."""
         self._read_ahead.forget(invocation_id)
 
-    def _record(self, task: Task[Any, Any], arguments: dict[str, Any]) -> InvocationRecord:
+    def build_record(self, task: Task[Any, Any], arguments: dict[str, Any]) -> InvocationRecord:
+        """The record one call of ``task`` registers (arguments serialized, keys computed).
+
+        Raises:
+            SerializationError: the arguments, or a value forming a key, cannot be serialized.
+        """
         return InvocationRecord(
             invocation_id=str(uuid.uuid4()),
             task_id=task.task_id,

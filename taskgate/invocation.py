@@ -207,15 +207,15 @@ class InvocationGroup(Generic[R]):
 
         Outcomes already final are read in one go; only the others are waited for one by one.
         """
-        if not self.invocations:
-            return []
-        app = self.invocations[0].app
-        final = app.backend.final_records([i.invocation_id for i in self.invocations])
-        for invocation in self.invocations:
-            record = final.get(invocation.invocation_id)
-            if record is not None:
-                invocation._known_final(record)
-                app.outcome_known(invocation.invocation_id)
+        pending = [i for i in self.invocations if i._final is None]
+        if pending:  # outcomes known already are not read again (eager ones: no store at all)
+            app = pending[0].app
+            final = app.backend.final_records([i.invocation_id for i in pending])
+            for invocation in pending:
+                record = final.get(invocation.invocation_id)
+                if record is not None:
+                    invocation._known_final(record)
+                    app.outcome_known(invocation.invocation_id)
         return [invocation.result for invocation in self.invocations]
 
     async def async_results(self) -> list[R]:

@@ -65,6 +65,9 @@ class Settings:
             hands them back to the queue; 0 to one day (default 10).
         max_recoveries: How many times an invocation whose runner died is requeued before it is
             failed (guards against a task that kills its runner every time); 0 to 1000.
+        eager: Run every call at once in the caller's thread, for unit tests (default False;
+            see :mod:`taskgate.eager`). ``TASKGATE_EAGER`` takes ``1``/``true``/``yes``/``on``
+            or ``0``/``false``/``no``/``off``.
     """
 
     backend: str | None = None
@@ -76,6 +79,7 @@ class Settings:
     result_ttl_seconds: float = 86400.0
     shutdown_grace_seconds: float = 10.0
     max_recoveries: int = 3
+    eager: bool = False
 
     def __post_init__(self) -> None:
         # Not through __setattr__: that validates by building a copy, which lands here again.
@@ -199,8 +203,14 @@ def _check_environment_backend(url: str) -> None:
         raise ConfigError(f"{ENV_PREFIX}BACKEND: {exc}") from None
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
 def _coerce(name: str, value: Any, type_name: Any) -> Any:
     """Convert ``value`` to the declared type of a setting (annotations are strings here)."""
+    if type_name == "bool":
+        return _coerce_bool(name, value)
     optional = str(type_name).endswith(" | None")
     target = {"int": int, "float": float}.get(str(type_name).removesuffix(" | None"), str)
     if value is None and optional:
@@ -211,3 +221,14 @@ def _coerce(name: str, value: Any, type_name: Any) -> Any:
         return target(value)
     except (TypeError, ValueError, OverflowError) as exc:
         raise ConfigError(f"{name} must be {target.__name__}, got {value!r}") from exc
+
+
+def _coerce_bool(name: str, value: Any) -> bool:
+    # Not bool(value): bool("0") and bool("off") are True, the opposite of what they say.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ConfigError(
+        f"{name} must be true or false (1/true/yes/on or 0/false/no/off), got {value!r}"
+    )

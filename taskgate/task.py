@@ -160,7 +160,7 @@ def _warn_main_module(app: App, task_id: str) -> None:
         scheme = urlsplit(app.conf.backend_url).scheme.lower()
     except ValueError:
         return  # an invalid URL is reported where the backend is built
-    if scheme == "memory":
+    if scheme == "memory" or app.conf.eager:
         return  # only this process can run its tasks anyway
     warnings.warn(
         f"task {task_id} is defined in a script run as __main__, so runners started elsewhere "
@@ -282,7 +282,9 @@ class Task(Generic[P, R]):
         return current
 
     def parallelize(
-        self, params: Iterable[tuple[Any, ...] | Mapping[str, Any]]
+        self,
+        params: Iterable[tuple[Any, ...] | Mapping[str, Any]],
+        common_args: Mapping[str, Any] | None = None,
     ) -> InvocationGroup[R]:
         """Call the task once per item: a tuple is positional, a dict keyword arguments.
 
@@ -290,13 +292,33 @@ class Task(Generic[P, R]):
         registered in batches, one backend step per batch, which is much faster than calling
         the task in a loop. Nothing is registered when any item's arguments do not fit the
         function or cannot be serialized.
+
+        Args:
+            params: One tuple (positional arguments) or dict (keyword arguments) per call.
+            common_args: Keyword arguments added to every call.
+
+        Returns:
+            The invocations, in input order (``group.results`` too).
+
+        Raises:
+            TypeError: an item that is neither a tuple nor a dict, or whose arguments (with
+                ``common_args``) do not fit the function; a name given both in an item and in
+                ``common_args`` is one, as a keyword given twice is in Python.
+            SerializationError: an item's arguments cannot be serialized.
         """
+        common = dict(common_args) if common_args is not None else {}
         calls = []
         for item in params:
             if isinstance(item, Mapping):
-                calls.append(self.bind((), dict(item)))
+                twice = sorted(set(item) & set(common))
+                if twice:
+                    raise TypeError(
+                        f"{self.task_id}() got multiple values for keyword argument "
+                        f"{twice[0]!r}: it is in a parallelize() item and in common_args"
+                    )
+                calls.append(self.bind((), {**item, **common}))
             elif isinstance(item, tuple):
-                calls.append(self.bind(item, {}))
+                calls.append(self.bind(item, common))
             else:
                 raise TypeError(
                     f"parallelize() of {self.task_id} takes tuples (positional arguments) or "

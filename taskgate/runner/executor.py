@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from taskgate import context
 from taskgate.canonical import type_name
 from taskgate.errors import SerializationError, TaskFailedError, TaskNotFoundError
-from taskgate.invocation import DistributedInvocation
+from taskgate.invocation import DistributedInvocation, Invocation
 from taskgate.record import Claim, Outcome, OutcomeKind
 
 if TYPE_CHECKING:
@@ -24,8 +24,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def execute(app: App, claim: Claim) -> Outcome:
-    """Run the claimed invocation in this thread and report how it ended."""
+def execute(app: App, claim: Claim, invocation: Invocation[Any] | None = None) -> Outcome:
+    """Run the claimed invocation in this thread and report how it ended.
+
+    ``invocation`` is what task code sees as ``task.invocation``; by default a handle that
+    reads the backend (eager mode passes its own, which holds the record in memory).
+    """
     serializer = app.serializer
     extra = _log_extra(claim)
     try:
@@ -41,9 +45,10 @@ def execute(app: App, claim: Claim) -> Outcome:
         )
         return Outcome(OutcomeKind.FAILED, serializer.dumps_error(exc))
 
-    invocation: DistributedInvocation[Any] = DistributedInvocation(
-        app, claim.task_id, claim.invocation_id, arguments, attempt=claim.attempt
-    )
+    if invocation is None:
+        invocation = DistributedInvocation(
+            app, claim.task_id, claim.invocation_id, arguments, attempt=claim.attempt
+        )
     logger.info(
         "invocation %s of %s started (attempt %s)",
         claim.invocation_id,

@@ -70,6 +70,8 @@ def check_groups() -> None:
     for invocation in group:
         assert_type(invocation, Invocation[int])
     assert_type(len(group), int)
+    assert_type(add.parallelize([(1,), {"x": 3}], common_args={"y": 2}), InvocationGroup[int])
+    add.parallelize([(1,)], common_args=[("y", 2)])  # type: ignore[arg-type]
 
 
 def check_app() -> None:

@@ -45,9 +45,10 @@ def test_a_main_script_task_on_a_shared_store_warns_at_the_decoration_line(
     assert app._backend is None  # nothing was built or connected
 
 
-def test_no_warning_on_memory_or_for_imported_modules() -> None:
+def test_no_warning_on_memory_in_eager_mode_or_for_imported_modules() -> None:
     memory = App("main-warning", backend="memory://")
     shared = App("main-warning", backend=UNREACHABLE_REDIS)
+    eager = App("main-warning", backend=UNREACHABLE_REDIS, eager=True)  # runs in this process
 
     def imported() -> int:
         return 1
@@ -56,6 +57,7 @@ def test_no_warning_on_memory_or_for_imported_modules() -> None:
         warnings.simplefilter("error")
         memory.task(_script_function())
         shared.task(imported)
+        eager.task(_script_function())
 
 
 def test_the_warning_can_be_silenced_by_category() -> None:

@@ -53,6 +53,7 @@ def test_environment_threads_is_applied_and_coerced_to_int() -> None:
         ("TASKGATE_RESULT_TTL_SECONDS", "60", "result_ttl_seconds", 60.0),
         ("TASKGATE_SHUTDOWN_GRACE_SECONDS", "0", "shutdown_grace_seconds", 0.0),
         ("TASKGATE_MAX_RECOVERIES", "5", "max_recoveries", 5),
+        ("TASKGATE_EAGER", "1", "eager", True),
     ],
 )
 def test_every_setting_can_come_from_the_environment(
@@ -180,6 +181,44 @@ def test_bad_environment_values_raise_config_error(variable: str, raw: str) -> N
     setting = variable.removeprefix("TASKGATE_").lower()
     with pytest.raises(ConfigError, match=setting.upper() + "|" + setting):
         Settings.load({}, {variable: raw})
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        *[(word, True) for word in ("1", "true", "yes", "on", "TRUE", "Yes", " on ")],
+        *[(word, False) for word in ("0", "false", "no", "off", "FALSE", "No", " off ")],
+    ],
+)
+def test_boolean_settings_read_the_usual_words_from_the_environment(
+    raw: str, expected: bool
+) -> None:
+    conf = Settings.load({}, {"TASKGATE_EAGER": raw})
+    assert conf.eager is expected
+
+
+@pytest.mark.parametrize("raw", ["2", "y", "enabled", "truthy", "-1", "nope"])
+def test_other_boolean_words_raise_config_error_naming_the_variable(raw: str) -> None:
+    with pytest.raises(ConfigError, match=r"TASKGATE_EAGER must be true or false.*1/true/yes/on"):
+        Settings.load({}, {"TASKGATE_EAGER": raw})
+
+
+@pytest.mark.parametrize("value", [1, 0, "maybe", 1.0, [True]])
+def test_boolean_settings_refuse_non_booleans_given_explicitly(value: Any) -> None:
+    with pytest.raises(ConfigError, match="eager must be true or false"):
+        Settings.load({"eager": value}, NO_ENV)
+
+
+def test_boolean_settings_take_bools_and_words_explicitly_and_on_assignment() -> None:
+    assert Settings.load({"eager": True}, NO_ENV).eager is True
+    assert Settings.load({"eager": "off"}, {"TASKGATE_EAGER": "1"}).eager is False
+    assert Settings.load({}, NO_ENV).eager is False
+    conf = Settings.load({}, NO_ENV)
+    conf.eager = "yes"  # what a value read from a config file gives
+    assert conf.eager is True
+    with pytest.raises(ConfigError, match="eager"):
+        conf.eager = "perhaps"
+    assert conf.eager is True
 
 
 def test_bad_environment_value_error_names_the_variable() -> None:
