@@ -123,8 +123,7 @@ def describe_limits(backend: Backend, declared: Mapping[str, Limit]) -> list[Lim
         concurrency = limit.concurrency if limit else None
         rate = limit.rate if limit else None
         if override is not None:
-            concurrency = override.concurrency if override.concurrency is not None else concurrency
-            rate = override.rate if override.rate is not None else rate
+            concurrency, rate = override.applied_to(concurrency, rate)
         budgets = usage.get(name, [])
         infos.append(
             LimitInfo(

@@ -226,6 +226,15 @@ class LimitOverride(NamedTuple):
     concurrency: int | None
     rate: Rate | None
 
+    def applied_to(
+        self, concurrency: int | None, rate: Rate | None
+    ) -> tuple[int | None, Rate | None]:
+        """The effective ``(concurrency, rate)`` of declared values under this override."""
+        return (
+            concurrency if self.concurrency is None else self.concurrency,
+            rate if self.rate is None else self.rate,
+        )
+
 
 class BudgetHolder(NamedTuple):
     """An invocation holding a slot of a budget, and where it runs."""

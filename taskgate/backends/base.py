@@ -34,14 +34,19 @@ the path above, unchanged and at its cost. On the budget path:
   waiters: a wake-up takes the head of the next value in the ring.
 - **Wake-ups.** Releasing an invocation (finish, retry, hand-back, recovery) removes it from the
   holders of all its budgets in one step; for each slot budget with free slots
-  (``concurrency - holders``, override applied) that many waiters are moved to the FRONT of the
-  ready queue (longest waiting first), without taking anything: the claim that takes them off
-  the queue admits them (or parks them again in their place). A waiter refused by a rate is
+  (``concurrency - holders - woken``, override applied, where ``woken`` counts the waiters it
+  woke that no claim has taken yet: a free slot goes to one waiter, never two) that many
+  waiters are moved to the FRONT of the ready queue (longest waiting first), without taking
+  anything: the claim that takes them off the queue admits them (or parks them again in their
+  place). A woken waiter that another budget refuses passes the capacity of the budget that
+  woke it on to that budget's next waiter. A waiter refused by a rate is
   parked on that budget, and the budget goes on the app's timed structure (Redis: zset
   ``timed`` member ``b:<budget key>``, score = ready time; SQLite: table ``timed``; memory: a
   heap) at the instant its window next admits a start (the oldest start in the window plus
-  ``period``), keeping the earlier time if it is there already. Every claim first moves what is
-  due from the timed structure (waking ``max(1, count - starts in window)`` waiters of each due
+  ``period``), keeping the earlier time if it is there already; a wake-up that leaves waiters
+  of a rate budget behind arms it again the same way. Invariant: a rate budget with waiters has
+  a timed entry or a woken waiter no claim has taken yet. Every claim first moves what is due
+  from the timed structure (waking ``max(1, count - starts in window)`` waiters of each due
   budget), and a claim that blocks waits no longer than until the earliest due time: rate
   waiters become claimable at their instant without anyone polling. Delays and retry delays
   (a later issue) use the same structure with invocation members.

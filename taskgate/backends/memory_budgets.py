@@ -258,10 +258,7 @@ class MemoryBudgets:
         override = self.overrides.get(budget.limit) if budget.limit is not None else None
         if override is None:
             return budget.concurrency, budget.rate
-        return (
-            budget.concurrency if override.concurrency is None else override.concurrency,
-            budget.rate if override.rate is None else override.rate,
-        )
+        return override.applied_to(budget.concurrency, budget.rate)
 
     def _window(self, key: str, rate: Rate, now: float) -> int:
         """Starts of budget ``key`` within ``(now - period, now]``, older ones dropped."""
@@ -314,4 +311,9 @@ class MemoryBudgets:
             woken.append(invocation_id)
         if not queue.size:
             del self._queues[key]
+        else:
+            rate = self._effective(self._budgets[key])[1]
+            if rate is not None:  # waiters left: the rate must wake them (no release will)
+                starts = self._starts.get(key)
+                self._arm(key, (starts[0] if starts else now) + rate.period)
         return woken

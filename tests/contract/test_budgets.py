@@ -252,3 +252,71 @@ def test_budget_usage_filters_by_limit(backend: Backend, limit: str | None) -> N
     claim(backend)
     keys = [u.key for u in backend.budget_usage(limit)]
     assert keys == (["limit a"] if limit else ["limit a", "limit b"])
+
+
+# --- lost wake-ups found in review: capacity passed on, rate waiters re-armed -------------
+
+C = Budget("limit c", "c", concurrency=1)
+
+
+def test_a_woken_waiter_refused_by_an_earlier_budget_passes_its_capacity_on(
+    backend: Backend,
+) -> None:
+    """W waits on C (the later budget), is woken, then refused by B (earlier in key order):
+    Y, waiting on C alone, must be woken since C is free."""
+    [h] = registered(backend, record(C))
+    held = claim(backend)
+    assert list(held) == [h]
+    [w] = registered(backend, record(B, C))
+    assert claim(backend) == {}  # W parks on C (B free, C full)
+    [y] = registered(backend, record(C))
+    assert claim(backend) == {}  # Y parks on C after W
+    [z] = registered(backend, record(B))
+    zc = claim(backend)
+    assert list(zc) == [z]  # Z holds B
+    finish(backend, held, h)  # C free: wakes W
+    got: dict[str, int] = {}
+    deadline = time.time() + 2
+    while time.time() < deadline and y not in got:
+        got.update(claim(backend, max_count=1, timeout=0.2))
+    assert w not in got
+    assert y in got, (status(backend, y), backend.blocked_by(y), backend.budget_usage())
+
+
+RATE_R = Budget("limit r", "r", rate=Rate(2, 0.5))
+
+
+def test_rate_waiters_never_stall_when_claims_come_one_at_a_time(backend: Backend) -> None:
+    """Six invocations under 2 starts per 0.5 s, claimed one at a time with pauses (a runner
+    whose threads are busy): all start within a few windows, none finishing."""
+    ids = registered(backend, *(record(RATE_R) for _ in range(6)))
+    started = dict(claim(backend))
+    assert len(started) == 2
+    time.sleep(0.6)
+    started.update(claim(backend, max_count=1))  # a timed wake-up wakes 2, one is claimed
+    time.sleep(0.6)  # the next one fires while the other woken waiter is unclaimed
+    deadline = time.time() + 4
+    while time.time() < deadline and len(started) < 6:
+        started.update(claim(backend, max_count=1, timeout=0.3))
+    left = [i for i in ids if i not in started]
+    assert not left, [(status(backend, i), backend.blocked_by(i)) for i in left]
+
+
+def test_rate_waiters_left_behind_start_after_the_others_finish(backend: Backend) -> None:
+    """The same, then every started invocation finishes: do the left ones start now?"""
+    ids = registered(backend, *(record(RATE_R) for _ in range(6)))
+    started = dict(claim(backend))
+    time.sleep(0.6)
+    started.update(claim(backend, max_count=1))
+    time.sleep(0.6)
+    deadline = time.time() + 2
+    while time.time() < deadline and len(started) < 6:
+        started.update(claim(backend, max_count=1, timeout=0.3))
+    stalled = [i for i in ids if i not in started]
+    for invocation_id in list(started):
+        finish(backend, started, invocation_id)
+    deadline = time.time() + 3
+    while time.time() < deadline and len(started) < 6:
+        started.update(claim(backend, max_count=1, timeout=0.3))
+    left = [i for i in ids if i not in started]
+    assert not left, (stalled, left)

@@ -68,6 +68,11 @@ class BudgetSteps:
                     if held is None or self._free_slots(earlier.key, held) > 0
                     for waiter in self.wake(earlier, 1)
                 ]
+                woken_from = row["parked_on"]
+                if woken_from is not None and woken_from != budget.key:
+                    later = next((b for b in budgets if b.key == woken_from), None)
+                    if later is not None:
+                        passed_on += self._wake_fitting(later, at_least=0)
                 self.push_front(passed_on)
                 return refusal
         for budget, (concurrency, rate) in zip(budgets, limits, strict=True):
@@ -177,12 +182,7 @@ class BudgetSteps:
         override = self._overrides.get(budget.limit)
         if override is None:
             return budget.concurrency, budget.rate
-        concurrency = budget.concurrency if override.concurrency is None else override.concurrency
-        return concurrency, override.rate or budget.rate
-
-    def forget_overrides(self) -> None:
-        """Read the overrides again at the next admission (after one changed)."""
-        self._overrides = None
+        return override.applied_to(budget.concurrency, budget.rate)
 
     # --- private steps -------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
--- taskgate SQLite schema, version 2 (PRAGMA user_version); migrations.py upgrades older files.
+-- taskgate SQLite schema, version 2 (PRAGMA user_version); schema.py upgrades older files.
 -- Every table is keyed by app_id first: apps sharing one file never see each other's rows.
 
 CREATE TABLE invocations (

@@ -31,13 +31,14 @@ for _, limit in ipairs(limits) do
       holders[#holders + 1] = v[1] or ''
       holders[#holders + 1] = v[2] or ''
     end
+    -- Counted, never listed: this runs inside Redis, and a backlog may hold many thousands.
+    -- Within one priority a queue's head waits longest, so the heads give the oldest wait.
     local waiting, oldest = 0, nil
     for _, queue in ipairs(queues(key)) do
-      for _, id in ipairs(redis.call('ZRANGE', queue, 0, -1)) do
-        waiting = waiting + 1
-        local since = tonumber(redis.call('HGET', k('inv:' .. id), 'parked_since'))
-        if since and (not oldest or since < oldest) then oldest = since end
-      end
+      waiting = waiting + redis.call('ZCARD', queue)
+      local head = redis.call('ZRANGE', queue, 0, 0)[1]
+      local since = head and tonumber(redis.call('HGET', k('inv:' .. head), 'parked_since'))
+      if since and (not oldest or since < oldest) then oldest = since end
     end
     local starts = 0
     if count then

@@ -183,14 +183,18 @@ local function build_budget_steps()
         return
       end
       n = math.min(n, count - starts - woken)
-      if n <= 0 then return end
+      if n <= 0 then
+        local oldest = redis.call('ZRANGE', k('bs:' .. key), '0', '0', 'WITHSCORES')[2]
+        schedule(key, (tonumber(oldest) or now) + period)
+        return
+      end
     end
     local ids, left = pop_waiters(key, string.sub(def, -1) == '1', n)
     for i = #ids, 1, -1 do push_ready(ids[i], true) end
     if #ids > 0 then redis.call('HINCRBY', k('bwoken'), key, string.format('%d', #ids)) end
     if not left then
       redis.call('HDEL', k('bwait'), key)
-    elseif starts and #ids == count - starts then
+    elseif starts and #ids == count - starts - woken then
       -- The window is full once these start: the oldest start in it leaves first (or, with
       -- none yet, the ones just woken, about a period from now).
       local oldest = redis.call('ZRANGE', k('bs:' .. key), '0', '0', 'WITHSCORES')[2]
