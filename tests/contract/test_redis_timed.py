@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -14,7 +15,15 @@ import redis
 
 from taskgate import App
 from taskgate.backends.redis.backend import MAX_BLOCK_SECONDS, RedisBackend
-from taskgate.record import Claim, InvocationRecord, Outcome, OutcomeKind
+from taskgate.record import (
+    Budget,
+    Claim,
+    ConcurrencyPlan,
+    InvocationRecord,
+    Outcome,
+    OutcomeKind,
+    Rate,
+)
 from taskgate.status import InvocationStatus as S
 from taskgate.testing import RedisServer
 
@@ -263,6 +272,45 @@ def test_a_due_scheduled_record_goes_to_the_tail_and_parks_like_a_registered_one
     stats = backend.stats().by_task_and_status
     assert (("tests.task", S.SCHEDULED) in stats) is False
     assert stats[("tests.task", S.CONCURRENCY_CONTROLLED)] == 1
+
+
+def test_a_batch_mixing_budgets_and_delays_and_rate_and_invocation_entries_on_timed(
+    backend: RedisBackend, client: redis.Redis, new_record: NewRecord
+) -> None:
+    api = Budget("limit api", "api", rate=Rate(1, 60.0))
+
+    def limited_record(priority: int, **fields: Any) -> InvocationRecord:
+        return replace(
+            new_record(**fields), plan=ConcurrencyPlan(budgets=(api,)), priority=priority
+        )
+
+    at = time.time() + AHEAD
+    plain = new_record()
+    limited = [limited_record(i) for i in (0, 1)]
+    delayed = limited_record(2, scheduled_for=at)
+    backend.register_many([plain, *limited, delayed])
+    stored = client.hgetall(key(backend, "inv:" + delayed.invocation_id))
+    assert stored[b"status"] == b"scheduled" and stored[b"priority"] == b"2"
+    assert stored[b"budgets"] and stored[b"seq"] == b"3"
+    assert b"scheduled_for" not in client.hgetall(key(backend, "inv:" + plain.invocation_id))
+    # The rate admits one; the other waits on 'b:limit api', next to the delayed 'i:' entry.
+    claimed = [c.invocation_id for c in backend.claim(RUNNER, 10, LEASE, 0)]
+    assert claimed == [plain.invocation_id, limited[0].invocation_id]
+    assert [member for member, _ in timed(backend, client)] == [
+        f"i:{delayed.invocation_id}",
+        "b:limit api",
+    ]
+    # Due, the delayed one is claimed like a registered one: the rate refuses it, it waits on
+    # the budget by its priority, ahead of the earlier waiter.
+    wait_until(lambda: time.time() > at + 0.01)
+    assert backend.claim(RUNNER, 10, LEASE, 0) == []
+    assert client.zrange(key(backend, "bw:limit api"), 0, -1) == [
+        delayed.invocation_id.encode(),
+        limited[1].invocation_id.encode(),
+    ]
+    history = get(backend, delayed.invocation_id).history
+    assert [t.status for t in history] == [S.SCHEDULED, S.CONCURRENCY_CONTROLLED]
+    assert [member for member, _ in timed(backend, client)] == ["b:limit api"]
 
 
 def test_purge_deletes_scheduled_records_and_their_timed_entries(
