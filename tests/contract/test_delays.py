@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from taskgate import App, ConcurrencyControlType, InvocationStatus, ReusedInvocation
+from taskgate.backends.base import Backend
+from taskgate.record import InvocationRecord, Outcome, OutcomeKind
 from taskgate.runner.base import Runner
 
 S = InvocationStatus
@@ -225,3 +227,61 @@ def test_purge_drops_scheduled_calls(app: App, run_runner: RunRunner) -> None:
         marker = stamp.with_options(delay=0.3)("marker")
         marker.get_result(WAIT)  # past the purged call's time: it would have run by now
     assert len(starts) == 2
+
+
+# --- the backend contract, with hand-built records ------------------------------------------------
+
+
+def _status(backend: Backend, invocation_id: str) -> InvocationStatus:
+    stored = backend.get(invocation_id)
+    assert stored is not None
+    return stored.status
+
+
+def test_backend_a_blocked_claim_returns_at_the_due_time(
+    backend: Backend, new_record: Callable[..., InvocationRecord]
+) -> None:
+    due = time.time() + 0.3
+    record = new_record(scheduled_for=due)
+    assert backend.register(record).created
+    assert _status(backend, record.invocation_id) is S.SCHEDULED
+    assert backend.claim("r1", 1, 30.0, 0.0) == []
+    claims = backend.claim("r1", 1, 30.0, WAIT)  # blocks: nothing else will wake it
+    claimed_at = time.time()
+    assert [c.invocation_id for c in claims] == [record.invocation_id]
+    assert due <= claimed_at <= due + LATE
+    stored = backend.get(record.invocation_id)
+    assert stored is not None and stored.scheduled_for == pytest.approx(due)
+
+
+def test_backend_a_due_invocation_joins_the_tail_of_the_ready_queue(
+    backend: Backend, new_record: Callable[..., InvocationRecord]
+) -> None:
+    timed2 = new_record(scheduled_for=time.time() + 0.2)
+    backend.register(timed2)
+    assert timed2.scheduled_for is not None
+    while time.time() < timed2.scheduled_for + 0.05:  # the clock passes its time, unclaimed
+        time.sleep(0.01)
+    # Due now, but work registered (ready) after its time, before any claim, comes first.
+    ready = new_record()
+    backend.register(ready)
+    order = [c.invocation_id for c in backend.claim("r1", 2, 30.0, WAIT)]
+    if len(order) == 1:
+        order += [c.invocation_id for c in backend.claim("r1", 1, 30.0, WAIT)]
+    assert order == [ready.invocation_id, timed2.invocation_id]
+
+
+def test_backend_a_retry_delay_keeps_the_invocation_in_retry(
+    backend: Backend, new_record: Callable[..., InvocationRecord]
+) -> None:
+    record = new_record(max_retries=1)
+    backend.register(record)
+    (claim,) = backend.claim("r1", 1, 30.0, WAIT)
+    finished_at = time.time()
+    outcome = Outcome(OutcomeKind.RETRY, b"e", retry_delay=0.3)
+    assert backend.finish(record.invocation_id, "r1", claim.attempt, outcome)
+    assert _status(backend, record.invocation_id) is S.RETRY
+    assert backend.claim("r1", 1, 30.0, 0.0) == []
+    (again,) = backend.claim("r1", 1, 30.0, WAIT)
+    assert again.invocation_id == record.invocation_id and again.num_retries == 1
+    assert finished_at + 0.3 <= time.time() <= finished_at + 0.3 + LATE
