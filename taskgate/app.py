@@ -266,14 +266,20 @@ class App:
 
     # --- calls ---------------------------------------------------------------------------------
 
-    def register_call(self, task: Task[Any, R], arguments: dict[str, Any]) -> Invocation[R]:
+    def register_call(
+        self,
+        task: Task[Any, R],
+        arguments: dict[str, Any],
+        scheduled_for: float | None = None,
+    ) -> Invocation[R]:
         """Register one call of ``task`` with bound ``arguments`` (what ``task(...)`` does).
 
-        Raises as :meth:`register_calls` does.
+        ``scheduled_for``: epoch seconds before which it may not start (``with_options``); eager
+        mode runs the call at once anyway. Raises as :meth:`register_calls` does.
         """
         if self.conf.eager:
             return run_calls(self, task, [arguments])[0]
-        record = self.build_record(task, arguments)
+        record = self.build_record(task, arguments, scheduled_for)
         backend = self.backend
         invocation = self._invocation(task, arguments, record, backend.register(record))
         if backend.reads_cost_round_trips:
@@ -323,7 +329,12 @@ class App:
         """The caller has read the outcome of ``invocation_id``: stop reading ahead for it."""
         self._read_ahead.forget(invocation_id)
 
-    def build_record(self, task: Task[Any, Any], arguments: dict[str, Any]) -> InvocationRecord:
+    def build_record(
+        self,
+        task: Task[Any, Any],
+        arguments: dict[str, Any],
+        scheduled_for: float | None = None,
+    ) -> InvocationRecord:
         """The record one call of ``task`` registers (arguments serialized, keys computed).
 
         Raises:
@@ -335,6 +346,7 @@ class App:
             arguments=self.serializer.dumps(arguments),
             plan=plan_for_call(task.options, task.task_id, arguments),
             max_retries=task.options.max_retries,
+            scheduled_for=scheduled_for,
             created_at=time.time(),
         )
 

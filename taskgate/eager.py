@@ -12,7 +12,8 @@ raise ``SerializationError`` at the call, an unpicklable result fails the invoca
 
 What does not apply, because nothing waits in eager mode: registration concurrency never folds a
 call into another (each call is its own invocation), running concurrency and limits never hold a
-call back, and retries run immediately. No backend is created, connected or written to: the
+call back, and retries run immediately: delayed calls (``with_options``) and retry delays do not
+wait either. No backend is created, connected or written to: the
 store-wide reads (``app.get_invocation``, ``app.invocations``, ``taskgate status``) never see
 eager invocations.
 """

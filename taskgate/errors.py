@@ -35,7 +35,8 @@ class ConfigError(TaskgateError):
 
 
 class InvalidTaskOptionsError(TaskgateError):
-    """``@app.task(...)`` was given options that cannot work together (raised at decoration)."""
+    """``@app.task(...)`` (at decoration) or ``task.with_options(...)`` got options that cannot
+    work."""
 
 
 class SerializationError(TaskgateError):

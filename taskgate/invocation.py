@@ -92,6 +92,11 @@ class Invocation(Generic[R]):
         return self._record().num_retries
 
     @property
+    def scheduled_for(self) -> float | None:
+        """Epoch seconds before which a delayed call may not start (``with_options``), else None."""
+        return self._record().scheduled_for
+
+    @property
     def history(self) -> list[Transition]:
         """Status transitions, oldest first, as ``(status, timestamp, runner_id)``."""
         return list(self._record().history)

@@ -144,6 +144,10 @@ class InvocationRecord:
     max_retries: int = 0
     priority: int = 0
     """Among the waiters of one budget, higher first; equal priorities keep call order."""
+    scheduled_for: float | None = None
+    """Epoch seconds before which the invocation may not start (a delayed call): the backend
+    stores it ``SCHEDULED`` on its timed structure until then (compared with the store's clock);
+    None (or a time already passed) registers it ready at once."""
     status: InvocationStatus = InvocationStatus.REGISTERED
     attempt: int = 0
     num_retries: int = 0
@@ -169,11 +173,14 @@ class Outcome:
     """The result of one run, handed to ``Backend.finish``.
 
     ``payload`` is the serialized return value for SUCCESS, the serialized exception for FAILED
-    and RETRY.
+    and RETRY. ``retry_delay``: for RETRY, the seconds the invocation waits (status ``RETRY``,
+    holding no slot) before it is claimable again, decided by the core (``retry_delay``,
+    ``retry_backoff``); 0 requeues it at once.
     """
 
     kind: OutcomeKind
     payload: bytes
+    retry_delay: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ class InvocationStatus(StrEnum):
     ``FAILED`` and ``CONCURRENCY_CONTROLLED_FINAL`` are final.
     """
 
+    SCHEDULED = "scheduled"
     REGISTERED = "registered"
     CONCURRENCY_CONTROLLED = "concurrency_controlled"
     CONCURRENCY_CONTROLLED_FINAL = "concurrency_controlled_final"
@@ -42,6 +43,7 @@ FINAL_STATUSES = frozenset(
 
 WAITING_STATUSES = frozenset(
     {
+        InvocationStatus.SCHEDULED,
         InvocationStatus.REGISTERED,
         InvocationStatus.CONCURRENCY_CONTROLLED,
         InvocationStatus.RETRY,
@@ -54,6 +56,10 @@ _S = InvocationStatus
 # RUNNING when claimed; a running one that is handed back (graceful stop) or recovered after its
 # runner died goes back to REGISTERED; a dead runner's work fails once its recoveries run out.
 ALLOWED_TRANSITIONS: dict[InvocationStatus, frozenset[InvocationStatus]] = {
+    # A delayed call waits SCHEDULED until its time, then is claimed like a registered one.
+    _S.SCHEDULED: frozenset(
+        {_S.RUNNING, _S.CONCURRENCY_CONTROLLED, _S.CONCURRENCY_CONTROLLED_FINAL}
+    ),
     _S.REGISTERED: frozenset(
         {_S.RUNNING, _S.CONCURRENCY_CONTROLLED, _S.CONCURRENCY_CONTROLLED_FINAL}
     ),

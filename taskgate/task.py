@@ -6,17 +6,20 @@ import dataclasses
 import functools
 import inspect
 import logging
+import math
 import os
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 from taskgate import context
 from taskgate.concurrency import ConcurrencyControlType
+from taskgate.delays import delayed
 from taskgate.errors import InvalidTaskOptionsError, MainModuleTaskWarning, RetryError
 from taskgate.invocation import Invocation, InvocationGroup
 from taskgate.limits import Limit, resolve_limits
@@ -42,6 +45,9 @@ class TaskOptions:
     max_retries: int = 0
     retry_for: tuple[type[BaseException], ...] = ()
     limits: tuple[Limit, ...] = ()
+    retry_delay: float = 0.0
+    retry_backoff: bool = False
+    retry_backoff_max: float = 600.0
 
     @classmethod
     def build(
@@ -58,7 +64,9 @@ class TaskOptions:
             InvalidTaskOptionsError: ``func`` is an ``async def`` function or async generator
                 (not supported yet), unknown names, bad types, ``KEYS`` without (or with
                 unknown) ``key_arguments``, ``running_limit < 1``, or ``running_limit > 1``
-                without running concurrency control; ``limits=`` naming an undeclared limit,
+                without running concurrency control; a negative, NaN or infinite
+                ``retry_delay``/``retry_backoff_max``, ``retry_backoff`` without a positive
+                ``retry_delay``; ``limits=`` naming an undeclared limit,
                 a limit of another app or one twice, or a limit keyed (or ``fair_by``) by an
                 argument that is not a parameter of ``func``.
         """
@@ -118,6 +126,28 @@ class TaskOptions:
             )
         if self.max_retries < 0:
             raise InvalidTaskOptionsError(f"max_retries of task {name} must not be negative")
+        self._check_retry_delays(name)
+
+    def _check_retry_delays(self, name: str) -> None:
+        for option in ("retry_delay", "retry_backoff_max"):
+            value = getattr(self, option)
+            if (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise InvalidTaskOptionsError(
+                    f"{option} of task {name} must be a finite number of seconds >= 0, "
+                    f"got {value!r}"
+                )
+        if not isinstance(self.retry_backoff, bool):
+            raise InvalidTaskOptionsError(f"retry_backoff of task {name} must be True or False")
+        if self.retry_backoff and self.retry_delay <= 0:
+            raise InvalidTaskOptionsError(
+                f"task {name} sets retry_backoff=True but retry_delay is 0; give retry_delay "
+                "the first retry's delay in seconds (it doubles with each retry)"
+            )
 
     def should_retry(self, exc: BaseException, num_retries: int) -> bool:
         """Whether a run that raised ``exc`` after ``num_retries`` retries is retried."""
@@ -280,6 +310,25 @@ class Task(Generic[P, R]):
                 "of that task"
             )
         return current
+
+    def with_options(
+        self, *, delay: float | None = None, eta: datetime | float | None = None
+    ) -> Callable[P, Invocation[R]]:
+        """A callable with the task's own signature that makes one call with these options.
+
+        The invocation is ``SCHEDULED`` until its time, then runs like any other (registration
+        concurrency folds identical calls into it while it waits). ``priority`` and ``queue``
+        (API.md) are not accepted yet. In eager mode the call runs at once.
+
+        Args:
+            delay: Seconds from the call before it may start; 0 or None: a normal call.
+            eta: When it may start: an aware ``datetime`` or epoch seconds.
+
+        Raises:
+            InvalidTaskOptionsError: both given; negative, NaN or infinite values; a naive
+                datetime; a value of another type.
+        """
+        return delayed(self, delay, eta)
 
     def parallelize(
         self,

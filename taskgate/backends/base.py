@@ -55,6 +55,19 @@ the path above, unchanged and at its cost. On the budget path:
   budget of that limit (raising a limit admits waiters at once; lowering one never touches
   running work).
 
+Timed invocations (API.md section 9; the same timed structure as rate wake-ups, with members
+``i:<invocation id>``). A record with ``scheduled_for`` later than the store's clock is stored
+``SCHEDULED`` (a waiting status: its registration key is taken, R1 folds identical calls into
+it) and put on the timed structure instead of the ready queue; it is never handed over to an
+idle runner. A ``RETRY`` outcome with ``retry_delay > 0`` stores the invocation ``RETRY`` (its
+slots released, its registration key taken back if free) and puts it on the timed structure at
+``now + retry_delay`` instead of requeueing it. Every claim first moves what is due to the TAIL
+of the ready queue (status unchanged: the claim that takes it makes it RUNNING, or parks or
+drops it as for any registered invocation), and a blocked claim waits no longer than the
+earliest due time, so timed invocations become claimable at their instant without polling; a
+registration or retry that adds an entry earlier than every other wakes one blocked claimer
+so it waits for the new earliest time.
+
 Every operation may raise :class:`~taskgate.errors.BackendUnavailableError` when the store cannot
 be reached (runners retry those) and :class:`~taskgate.errors.BackendError` for failures that
 retrying cannot fix (:class:`~taskgate.errors.BackendAuthenticationError` for refused

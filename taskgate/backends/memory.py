@@ -72,15 +72,22 @@ class MemoryBackend(Backend):
         holder = self._registration_keys.get(key) if key else None
         if holder is not None:
             return RegisterResult(holder, False, self._records[holder].arguments)
-        record.status = _S.REGISTERED
-        record.history.append(Transition(_S.REGISTERED, time.time(), None))
+        now = time.time()
+        scheduled = record.scheduled_for is not None and record.scheduled_for > now
+        status = _S.SCHEDULED if scheduled else _S.REGISTERED
+        record.status = status
+        record.history.append(Transition(status, now, None))
         self._records[record.invocation_id] = record
         if record.plan.budgets:
             self._budgets.register(record)
         if key:
             self._registration_keys[key] = record.invocation_id
-        self._ready.append(record.invocation_id)
-        self._work_ready.notify()
+        if scheduled:
+            assert record.scheduled_for is not None
+            self._schedule(record.invocation_id, record.scheduled_for)
+        else:
+            self._ready.append(record.invocation_id)
+            self._work_ready.notify()
         return RegisterResult(record.invocation_id, True)
 
     def claim(
@@ -117,8 +124,11 @@ class MemoryBackend(Backend):
                 record.error = outcome.payload
                 self._transition(record, _S.RETRY, now, runner_id)
                 self._take_registration_key(record)
-                self._ready.append(invocation_id)
-                self._work_ready.notify()
+                if outcome.retry_delay > 0:
+                    self._schedule(invocation_id, now + outcome.retry_delay)
+                else:
+                    self._ready.append(invocation_id)
+                    self._work_ready.notify()
             elif outcome.kind is OutcomeKind.SUCCESS:
                 record.result = outcome.payload
                 self._finalize(record, _S.SUCCESS, now, runner_id)
@@ -305,7 +315,9 @@ class MemoryBackend(Backend):
         claims: list[Claim] = []
         now = time.time()
         if self._budgets.has_timed():
-            self._wake(self._budgets.process_due(now))
+            woken, due = self._budgets.process_due(now)
+            self._wake(woken)
+            self._ready.extend(due)  # status unchanged: the claim below makes them RUNNING
         while self._ready and len(claims) < max_count:
             record = self._records.get(self._ready.popleft())
             if record is None or not self._take_slot(record, now):
@@ -397,8 +409,14 @@ class MemoryBackend(Backend):
             for _ in woken:
                 self._work_ready.notify()
 
+    def _schedule(self, invocation_id: str, due: float) -> None:
+        """Keep an invocation on the timed structure until ``due``; a blocked claimer that
+        waits past the new earliest time wakes to wait for it instead."""
+        if self._budgets.schedule(invocation_id, due):
+            self._work_ready.notify()
+
     def _until_due(self, remaining: float) -> float:
-        """``remaining`` shortened to the next timed wake-up of a rate-blocked budget."""
+        """``remaining`` shortened to the next entry of the timed structure."""
         due = self._budgets.next_due()
         return remaining if due is None else max(0.0, min(remaining, due - time.time()))
 

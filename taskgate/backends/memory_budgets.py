@@ -26,6 +26,9 @@ from taskgate.record import (
 )
 
 _Order = tuple[int, int]  # (-priority, registration sequence): smaller waits less
+# A member of the timed structure: ("b", budget key), a rate-blocked budget's wake-up, or
+# ("i", invocation id), a delayed call or a retry waiting for its time (backends/base.py).
+_Member = tuple[str, str]
 
 
 class _WaitQueue:
@@ -85,8 +88,8 @@ class MemoryBudgets:
         # the budget that woke it, so that two wake-ups never hand one free slot to two waiters.
         self._woken: dict[str, str] = {}
         self._woken_count: Counter[str] = Counter()
-        self._timed: list[tuple[float, str]] = []
-        self._due: dict[str, float] = {}
+        self._timed: list[tuple[float, _Member]] = []
+        self._due: dict[_Member, float] = {}
         self.overrides: dict[str, LimitOverride] = {}
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -127,7 +130,7 @@ class MemoryBudgets:
                 if len(starts) >= rate.count and budget.key in self._queues:
                     # This start fills the window while others wait: they are due when the
                     # oldest start leaves it (a timed wake-up fired already woke this one).
-                    self._arm(budget.key, starts[0] + rate.period)
+                    self._arm(("b", budget.key), starts[0] + rate.period)
         self._waiting_since.pop(record.invocation_id, None)
         self._parked.pop(record.invocation_id, None)
         return None, False
@@ -149,7 +152,7 @@ class MemoryBudgets:
         self._parked[invocation_id] = _Parked(budget.key, by_rate)
         self._waiting_since.setdefault(invocation_id, now)
         if by_rate:
-            self._arm(budget.key, self._rate_ready_at(budget, now))
+            self._arm(("b", budget.key), self._rate_ready_at(budget, now))
         woken: list[str] = []
         for other in record.plan.budgets:
             if other.key != budget.key:
@@ -173,24 +176,43 @@ class MemoryBudgets:
     # --- timed wake-ups and overrides ------------------------------------------------------------
 
     def has_timed(self) -> bool:
-        """Whether a rate-blocked budget waits for a timed wake-up."""
+        """Whether a rate-blocked budget or a timed invocation waits for its time."""
         return bool(self._due)
 
     def next_due(self) -> float | None:
-        """The earliest instant (epoch seconds) a rate-blocked budget admits again, or None."""
+        """The earliest instant (epoch seconds) something on the timed structure is due."""
         timed = self._timed
         while timed and self._due.get(timed[0][1]) != timed[0][0]:
-            heapq.heappop(timed)  # superseded by an earlier time for the same budget
+            heapq.heappop(timed)  # superseded by an earlier time, or taken off
         return timed[0][0] if timed else None
 
-    def process_due(self, now: float) -> list[str]:
-        """Wake ``max(1, free rate capacity)`` waiters of every budget whose time has come."""
+    def schedule(self, invocation_id: str, due: float) -> bool:
+        """Put a delayed or retry-delayed invocation on the timed structure until ``due``.
+
+        Returns whether it is now the earliest entry (a blocked claimer must wait less).
+        """
+        member = ("i", invocation_id)
+        self._due[member] = due
+        heapq.heappush(self._timed, (due, member))
+        return self._timed[0] == (due, member)
+
+    def process_due(self, now: float) -> tuple[list[str], list[str]]:
+        """Handle every entry whose time has come: (woken budget waiters, due invocations).
+
+        A budget wakes ``max(1, free rate capacity)`` of its waiters (they go first in line);
+        due invocations, in due order, go to the tail of the ready queue.
+        """
         woken: list[str] = []
+        due_invocations: list[str] = []
         while (due := self.next_due()) is not None and due <= now:
-            key = heapq.heappop(self._timed)[1]
-            del self._due[key]
-            woken += self._wake(key, now, at_least_one=True)
-        return woken
+            member = heapq.heappop(self._timed)[1]
+            del self._due[member]
+            kind, name = member
+            if kind == "i":
+                due_invocations.append(name)
+            else:
+                woken += self._wake(name, now, at_least_one=True)
+        return woken, due_invocations
 
     def set_override(self, name: str, override: LimitOverride | None, now: float) -> list[str]:
         """Store (or, with None, delete) the override of limit ``name``; wake what now fits."""
@@ -279,11 +301,11 @@ class MemoryBudgets:
             return now
         return self._starts[budget.key][0] + rate.period
 
-    def _arm(self, key: str, due: float) -> None:
-        current = self._due.get(key)
+    def _arm(self, member: _Member, due: float) -> None:
+        current = self._due.get(member)
         if current is None or due < current:
-            self._due[key] = due
-            heapq.heappush(self._timed, (due, key))
+            self._due[member] = due
+            heapq.heappush(self._timed, (due, member))
 
     def _capacity(self, key: str, now: float) -> int | None:
         """Free capacity of budget ``key`` minus the waiters already woken for it (None: any)."""

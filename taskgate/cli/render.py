@@ -25,6 +25,7 @@ LIMIT_PREFIX = "limit "
 
 STATUS_ORDER = {status: index for index, status in enumerate(InvocationStatus)}
 STATUS_STYLES = {
+    InvocationStatus.SCHEDULED: "blue",
     InvocationStatus.REGISTERED: "blue",
     InvocationStatus.CONCURRENCY_CONTROLLED: "yellow",
     InvocationStatus.CONCURRENCY_CONTROLLED_FINAL: "magenta",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from taskgate import context
@@ -17,9 +16,11 @@ from taskgate.canonical import type_name
 from taskgate.errors import SerializationError, TaskFailedError, TaskNotFoundError
 from taskgate.invocation import DistributedInvocation, Invocation
 from taskgate.record import Claim, Outcome, OutcomeKind
+from taskgate.retry_delays import retry_delay
 
 if TYPE_CHECKING:
     from taskgate.app import App
+    from taskgate.task import TaskOptions
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def execute(app: App, claim: Claim, invocation: Invocation[Any] | None = None) -
                 claim.max_retries,
                 extra=extra,
             )
-            return Outcome(OutcomeKind.RETRY, serializer.dumps_error(exc))
+            return _retry_outcome(task.options, claim, serializer.dumps_error(exc))
         logger.warning(  # a final failure: someone should see it, with the task's frames
             "invocation %s of %s failed: %r",
             claim.invocation_id,
@@ -84,7 +85,7 @@ def execute(app: App, claim: Claim, invocation: Invocation[Any] | None = None) -
         # Bodies run on runner threads, never on the main thread where SIGINT lands, so this is
         # the task's own doing (sys.exit(), raise KeyboardInterrupt...): it must not end the
         # worker thread, or the invocation would stay RUNNING, its lease renewed, forever.
-        return _base_exception_outcome(app, claim, task.options.should_retry, exc)
+        return _base_exception_outcome(app, claim, task.options, exc)
     finally:
         context.leave(token)
 
@@ -106,7 +107,7 @@ def execute(app: App, claim: Claim, invocation: Invocation[Any] | None = None) -
 def _base_exception_outcome(
     app: App,
     claim: Claim,
-    should_retry: Callable[[BaseException, int], bool],
+    options: TaskOptions,
     exc: BaseException,
 ) -> Outcome:
     """Fail (or retry, if ``retry_for`` names its type) a run that raised a ``BaseException``.
@@ -119,7 +120,7 @@ def _base_exception_outcome(
         type_name(type(exc)), str(exc), "".join(traceback.format_exception(exc))
     )
     stand_in.__cause__ = exc
-    kind = OutcomeKind.RETRY if should_retry(exc, claim.num_retries) else OutcomeKind.FAILED
+    kind = OutcomeKind.RETRY if options.should_retry(exc, claim.num_retries) else OutcomeKind.FAILED
     logger.error(
         "invocation %s of %s raised %s, which is not an Exception; %s it, the worker carries on",
         claim.invocation_id,
@@ -129,7 +130,15 @@ def _base_exception_outcome(
         exc_info=exc,
         extra={"invocation_id": claim.invocation_id, "task": claim.task_id},
     )
-    return Outcome(kind, app.serializer.dumps_error(stand_in))
+    payload = app.serializer.dumps_error(stand_in)
+    if kind is OutcomeKind.RETRY:
+        return _retry_outcome(options, claim, payload)
+    return Outcome(kind, payload)
+
+
+def _retry_outcome(options: TaskOptions, claim: Claim, payload: bytes) -> Outcome:
+    """A RETRY outcome that waits as the task's ``retry_delay``/``retry_backoff`` say."""
+    return Outcome(OutcomeKind.RETRY, payload, retry_delay(options, claim.num_retries))
 
 
 def _log_extra(claim: Claim) -> dict[str, str] | None:

@@ -11,6 +11,7 @@ an unused ignore, so each line fails the check if taskgate stops rejecting that 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, assert_type
 
 from taskgate import App, Invocation, InvocationGroup, Limit, LimitInfo, Rate, Task
@@ -83,6 +84,16 @@ def check_app() -> None:
         app.purge()
     except TaskgateError as exc:
         assert_type(exc, TaskgateError)
+
+
+def check_delays() -> None:
+    later: Callable[[int, int], Invocation[int]] = add.with_options(delay=30)
+    assert_type(later(1, 2), Invocation[int])
+    assert_type(greet.with_options(eta=datetime.now(UTC))("ann", punctuation="?"), Invocation[str])
+    assert_type(add.with_options(eta=1.7e9)(1, 2).scheduled_for, float | None)
+    add.with_options(delay=1)("1", 2)  # type: ignore[arg-type]
+    add.with_options(delay=1)(1)  # type: ignore[call-arg]
+    add.with_options(priority=1)  # type: ignore[call-arg]
 
 
 def check_limits() -> None:

@@ -9,12 +9,13 @@ from taskgate.status import ALLOWED_TRANSITIONS, can_transition
 
 S = InvocationStatus
 FINAL = {S.SUCCESS, S.FAILED, S.CONCURRENCY_CONTROLLED_FINAL}
-WAITING = {S.REGISTERED, S.CONCURRENCY_CONTROLLED, S.RETRY}
+WAITING = {S.SCHEDULED, S.REGISTERED, S.CONCURRENCY_CONTROLLED, S.RETRY}
 
 
 @pytest.mark.parametrize(
     ("status", "value"),
     [
+        (S.SCHEDULED, "scheduled"),
         (S.REGISTERED, "registered"),
         (S.CONCURRENCY_CONTROLLED, "concurrency_controlled"),
         (S.CONCURRENCY_CONTROLLED_FINAL, "concurrency_controlled_final"),
@@ -32,6 +33,7 @@ def test_status_is_a_string_with_its_value(status: InvocationStatus, value: str)
 
 def test_there_are_exactly_the_documented_statuses() -> None:
     assert {s.name for s in InvocationStatus} == {
+        "SCHEDULED",
         "REGISTERED",
         "CONCURRENCY_CONTROLLED",
         "CONCURRENCY_CONTROLLED_FINAL",

@@ -156,7 +156,8 @@ class RedisBackend(Backend):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            # A timed wake-up (a rate admitting its waiters) is due before: look again then.
+            # A timed wake-up (a rate admitting its waiters, a delayed invocation) is due
+            # before: look again then.
             due_at: float | None = getattr(self._local, "due_at", None)
             if due_at is not None and due_at - time.monotonic() < remaining:
                 remaining = due_at - time.monotonic()
@@ -205,6 +206,8 @@ class RedisBackend(Backend):
             float(lease_seconds),
             # Nothing to claim: in line for hand-overs until the runner's claim() takes over.
             MAX_BLOCK_SECONDS + IDLE_MARGIN_SECONDS if max_count > 0 else 0,
+            # A retry that waits goes on the timed structure instead of the queue.
+            repr(outcome.retry_delay) if outcome.retry_delay > 0 else "",
         )
         if not done:
             log_stale_report(invocation_id, runner_id, attempt)

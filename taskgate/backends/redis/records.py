@@ -48,6 +48,7 @@ def decode_record(
         ),
         max_retries=int(fields.get(b"max_retries", 0)),
         priority=int(fields.get(b"priority", 0)),
+        scheduled_for=_number(fields, "scheduled_for"),
         status=InvocationStatus(fields[b"status"].decode()),
         attempt=int(fields.get(b"attempt", 0)),
         num_retries=int(fields.get(b"num_retries", 0)),

@@ -36,13 +36,19 @@ def field_pairs(reply: list[bytes] | dict[bytes, bytes]) -> dict[bytes, bytes]:
 
 
 def register_stride(records: Sequence[InvocationRecord]) -> int:
-    """Values per record in a register batch: 11 if one of them uses budgets, else 9."""
+    """Values per record in a register batch: 12 if one of them is delayed (``scheduled_for``),
+    else 11 if one of them uses budgets, else 9 (plain batches send no value they don't use)."""
+    if any(record.scheduled_for is not None for record in records):
+        return 12
     return 11 if any(record.plan.budgets for record in records) else 9
 
 
 def register_args(record: InvocationRecord, stride: int) -> tuple[Any, ...]:
     """The ``stride`` script arguments of one record (see scripts/register.lua)."""
     plan = record.plan
+    if stride > 11:
+        at = record.scheduled_for
+        return (*register_args(record, 11), "" if at is None else repr(float(at)))
     if stride > 9:
         return (*register_args(record, 9), encode_budgets(plan.budgets), record.priority)
     return (

@@ -4,8 +4,8 @@ Each contract operation is one ``BEGIN IMMEDIATE`` transaction (see ``connection
 block on an in-process notification first, so a register, finish or wake in this process is seen
 at once; work from other processes is noticed by a cheap indexed read that backs off from 1 ms
 to ``MAX_IDLE_WAIT`` while nothing happens, and never sleeps past the next due entry of the
-``timed`` table (the instant a rate limit admits a waiter). Tasks that use limits take the
-budget steps of ``budgets.py`` inside the same transactions.
+``timed`` table (the instant a rate limit admits a waiter, or a delayed call or retry is due).
+Tasks that use limits take the budget steps of ``budgets.py`` inside the same transactions.
 """
 
 from __future__ import annotations
@@ -43,9 +43,10 @@ _S = InvocationStatus
 
 # The longest an idle claim or result wait sleeps between checks for another process's commit.
 MAX_IDLE_WAIT = 0.02
-# How often a busy process's claims look at the timed table (rate waiters due): often enough
-# that a rate waiter is claimable within milliseconds of its instant, rarely enough that tasks
-# without limits do not pay a statement per claim. Idle claims look whenever one is due.
+# How often a busy process's claims look at the timed table (rate waiters, delayed calls and
+# retries due): often enough that they are claimable within milliseconds of their instant,
+# rarely enough that other tasks do not pay a statement per claim. Idle claims look whenever
+# one is due.
 TIMED_LOOK_INTERVAL = 0.005
 
 
@@ -122,7 +123,7 @@ class SqliteBackend(Backend):
             if remaining <= 0:
                 return []
             delay = min(backoff.next(), remaining)
-            if due is not None:  # a rate waiter becomes claimable then: do not sleep past it
+            if due is not None:  # something becomes claimable then: do not sleep past it
                 delay = max(0.0, min(delay, due - time.time()))
             with self._work:
                 if generation == self._wake_generation:
@@ -180,7 +181,7 @@ class SqliteBackend(Backend):
         if row is None:
             return False
         if outcome.kind is OutcomeKind.RETRY:
-            steps.retry(row, outcome.payload, runner_id)
+            steps.retry(row, outcome.payload, runner_id, outcome.retry_delay)
         else:
             final = _S.SUCCESS if outcome.kind is OutcomeKind.SUCCESS else _S.FAILED
             steps.finalize(row, final, runner_id, outcome.payload)

@@ -100,7 +100,7 @@ TIMED_DUE_EXISTS = "SELECT 1 FROM timed WHERE app_id = ? AND due <= ? LIMIT 1"
 TIMED_TAKE_DUE = """
 DELETE FROM timed WHERE app_id = ?1 AND member IN (
     SELECT member FROM timed WHERE app_id = ?1 AND due <= ?2 ORDER BY due LIMIT ?3)
-RETURNING member
+RETURNING member, due
 """
 TIMED_ADD = """
 INSERT INTO timed (app_id, member, due) VALUES (?, ?, ?)

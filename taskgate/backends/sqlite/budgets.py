@@ -35,6 +35,11 @@ def timed_member(budget_key: str) -> str:
     return f"b:{budget_key}"
 
 
+def invocation_member(invocation_id: str) -> str:
+    """The timed entry of a delayed invocation (SCHEDULED, or RETRY with a retry delay)."""
+    return f"i:{invocation_id}"
+
+
 class BudgetSteps:
     """Budget steps on one app's rows within the caller's transaction, stamped with ``now``."""
 
@@ -128,11 +133,18 @@ class BudgetSteps:
         self.push_front(woken)
 
     def move_due(self) -> None:
-        """Wake the waiters of budgets whose rate admits again (due timed entries)."""
+        """Move what is due on the timed structure to the ready queue.
+
+        Budgets whose rate admits again (``b:``) wake their waiters to the front; delayed
+        invocations (``i:``) go to the tail, earliest due first, their status unchanged.
+        """
         woken: list[str] = []
-        for (member,) in self.conn.execute(
-            bq.TIMED_TAKE_DUE, (self.app, self.now, TIMED_BATCH)
-        ).fetchall():
+        due = self.conn.execute(bq.TIMED_TAKE_DUE, (self.app, self.now, TIMED_BATCH)).fetchall()
+        # RETURNING follows no ORDER BY: sort, so invocations due earlier queue first.
+        for member, _ in sorted(due, key=lambda entry: entry[1]):
+            if member.startswith("i:"):
+                self.conn.execute(q.QUEUE_PUSH_BACK_WAITING, (self.app, member[2:]))
+                continue
             budget = self._waited_budget(member.removeprefix("b:"))
             if budget is not None:
                 woken += self._wake_fitting(budget, at_least=1)

@@ -27,8 +27,8 @@ APP_TABLES = (
 INSERT_INVOCATION = """
 INSERT INTO invocations (
     app_id, invocation_id, task_id, arguments, registration_key, running_key, running_limit,
-    drop_when_blocked, max_retries, status, created_at, budgets, priority
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    drop_when_blocked, max_retries, status, created_at, budgets, priority, scheduled_for
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 INSERT_HISTORY = """
 INSERT INTO history (app_id, invocation_id, status, timestamp, runner_id) VALUES (?, ?, ?, ?, ?)
@@ -65,6 +65,13 @@ RETURNING invocation_id
 QUEUE_PUSH_BACK = """
 INSERT INTO queue (app_id, position, invocation_id)
 VALUES (?, (SELECT COALESCE(MAX(position), 0) + 1 FROM queue WHERE app_id = ?), ?)
+"""
+# A due timed invocation goes to the tail, if it still waits (SCHEDULED or a delayed RETRY).
+QUEUE_PUSH_BACK_WAITING = """
+INSERT INTO queue (app_id, position, invocation_id)
+SELECT ?1, (SELECT COALESCE(MAX(position), 0) + 1 FROM queue WHERE app_id = ?1), ?2
+WHERE EXISTS (SELECT 1 FROM invocations WHERE app_id = ?1 AND invocation_id = ?2
+              AND status IN ('scheduled', 'retry'))
 """
 QUEUE_PUSH_FRONT = """
 INSERT INTO queue (app_id, position, invocation_id)
@@ -181,6 +188,7 @@ def row_to_record(row: sqlite3.Row, history: list[Transition]) -> InvocationReco
         ),
         max_retries=row["max_retries"],
         priority=row["priority"],
+        scheduled_for=row["scheduled_for"],
         status=InvocationStatus(row["status"]),
         attempt=row["attempt"],
         num_retries=row["num_retries"],

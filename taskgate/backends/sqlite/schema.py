@@ -30,6 +30,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE invocations ADD COLUMN parked_on TEXT",
         "ALTER TABLE invocations ADD COLUMN parked_since REAL",
         "ALTER TABLE invocations ADD COLUMN ready_at REAL",
+        "ALTER TABLE invocations ADD COLUMN scheduled_for REAL",
     ),
 }
 

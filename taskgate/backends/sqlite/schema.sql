@@ -28,6 +28,7 @@ CREATE TABLE invocations (
     parked_on         TEXT,                               -- the budget a waiter waits for
     parked_since      REAL,                               -- first park of this wait
     ready_at          REAL,                               -- parked on a rate: when it admits
+    scheduled_for     REAL,                               -- a delayed call: not before then
     UNIQUE (app_id, invocation_id)
 );
 CREATE INDEX invocations_by_task ON invocations (app_id, task_id, seq);
@@ -141,7 +142,8 @@ CREATE TABLE rate_starts (
     PRIMARY KEY (app_id, budget, started_at, invocation_id)
 ) WITHOUT ROWID;
 
--- What becomes due at a time: 'b:<budget>' when a rate next admits one of its waiters.
+-- What becomes due at a time: 'b:<budget>' when a rate next admits one of its waiters,
+-- 'i:<invocation id>' when a delayed call (SCHEDULED) or a delayed retry (RETRY) is due.
 CREATE TABLE timed (
     app_id TEXT NOT NULL,
     member TEXT NOT NULL,

@@ -13,7 +13,7 @@ import sqlite3
 
 from taskgate.backends.sqlite import budget_queries as bq
 from taskgate.backends.sqlite import queries as q
-from taskgate.backends.sqlite.budgets import BudgetSteps
+from taskgate.backends.sqlite.budgets import BudgetSteps, invocation_member
 from taskgate.record import Claim, InvocationRecord, encode_budgets
 from taskgate.status import InvocationStatus, can_transition
 
@@ -40,8 +40,14 @@ class Transitions:
         return BudgetSteps(self.conn, self.app, self.now)
 
     def insert(self, record: InvocationRecord) -> None:
-        """Store a new record as REGISTERED, take its registration key, enqueue it."""
+        """Store a new record as REGISTERED, take its registration key, enqueue it.
+
+        A record scheduled for later than ``now`` is stored SCHEDULED and goes on the timed
+        table at its time instead of the ready queue.
+        """
         plan = record.plan
+        scheduled = record.scheduled_for is not None and record.scheduled_for > self.now
+        status = _S.SCHEDULED if scheduled else _S.REGISTERED
         self.conn.execute(
             q.INSERT_INVOCATION,
             (
@@ -54,18 +60,23 @@ class Transitions:
                 plan.running_limit,
                 int(plan.drop_when_blocked),
                 record.max_retries,
-                _S.REGISTERED.value,
+                status.value,
                 record.created_at or self.now,
                 encode_budgets(plan.budgets) if plan.budgets else None,
                 record.priority,
+                record.scheduled_for,
             ),
         )
-        self._history(record.invocation_id, _S.REGISTERED, None)
+        self._history(record.invocation_id, status, None)
         if plan.registration_key is not None:
             self.conn.execute(
                 q.TAKE_REGISTRATION_KEY, (self.app, plan.registration_key, record.invocation_id)
             )
-        self.conn.execute(q.QUEUE_PUSH_BACK, (self.app, self.app, record.invocation_id))
+        if scheduled:
+            member = invocation_member(record.invocation_id)
+            self.conn.execute(bq.TIMED_ADD, (self.app, member, record.scheduled_for))
+        else:
+            self.conn.execute(q.QUEUE_PUSH_BACK, (self.app, self.app, record.invocation_id))
 
     def claim(
         self, runner_id: str, max_count: int, lease_seconds: float, *, look_timed: bool = True
@@ -115,13 +126,20 @@ class Transitions:
         ).fetchone()
         return row
 
-    def retry(self, row: sqlite3.Row, error: bytes, runner_id: str) -> None:
-        """RUNNING -> RETRY: count it, take the registration key back if free, requeue."""
+    def retry(self, row: sqlite3.Row, error: bytes, runner_id: str, delay: float = 0.0) -> None:
+        """RUNNING -> RETRY: count it, take the registration key back if free, requeue.
+
+        With a ``delay``, it goes on the timed table at ``now + delay`` instead of the queue.
+        """
         invocation_id = row["invocation_id"]
         self.conn.execute(q.RECORD_RETRY, (error, self.app, invocation_id))
         self._history(invocation_id, _S.RETRY, runner_id, row["status"])
         self._take_registration_key(row)
-        self.conn.execute(q.QUEUE_PUSH_BACK, (self.app, self.app, invocation_id))
+        if delay > 0:
+            member = invocation_member(invocation_id)
+            self.conn.execute(bq.TIMED_ADD, (self.app, member, self.now + delay))
+        else:
+            self.conn.execute(q.QUEUE_PUSH_BACK, (self.app, self.app, invocation_id))
 
     def finalize(
         self,

@@ -156,9 +156,10 @@ local function claim_ready(runner, max_count, lease, ttl, now)
   return claims
 end
 
--- Record the outcome of a run if <runner> still owns <attempt> (see Backend.finish).
--- Returns 1 when recorded, 0 for a stale claim.
-local function finish_one(id, runner, attempt, kind, payload, ttl, now)
+-- Record the outcome of a run if <runner> still owns <attempt> (see Backend.finish). A retry
+-- with a <delay> (seconds as text; '' or '0' for none) waits on 'timed' until now + delay
+-- instead of going back to the queue. Returns 1 when recorded, 0 for a stale claim.
+local function finish_one(id, runner, attempt, kind, payload, ttl, now, delay)
   local f = owned(id, runner, attempt)
   if not f then return 0 end
   if kind == 'retry' then
@@ -166,7 +167,12 @@ local function finish_one(id, runner, attempt, kind, payload, ttl, now)
     transition(id, f, 'retry', now, runner, 'runner_id', '', 'lease_expires_at', '',
       'num_retries', string.format('%d', f.num_retries + 1), 'error', payload)
     take_regkey(id, f.regkey)
-    push_ready(id, false)
+    local wait = delay and tonumber(delay)
+    if wait and wait > 0 then
+      add_timed('i:' .. id, time_text(now + wait))
+    else
+      push_ready(id, false)
+    end
   elseif kind == 'success' then
     finalize(id, f, 'success', now, runner, payload, nil, ttl)
   else

@@ -323,8 +323,10 @@ budget_steps = function()
   return built_steps
 end
 
--- Wake what is due on 'timed' (before a claim looks at the ready queue); notes the earliest
--- entry left. One ZRANGE when nothing is due.
+-- Wake what is due on 'timed' (before a claim looks at the ready queue): the waiters of a due
+-- budget ("b:<budget>"); a due invocation ("i:<id>", delayed or retrying) goes to the tail of
+-- the queue, its status unchanged (the claim that takes it decides). Notes the earliest entry
+-- left. One ZRANGE when nothing is due.
 move_due = function(now)
   while true do
     local entries = redis.call('ZRANGE', k('timed'), '0', DUE_LAST, 'WITHSCORES')
@@ -337,8 +339,12 @@ move_due = function(now)
       local member = entries[i]
       redis.call('ZREM', k('timed'), member)
       local key = string.sub(member, 3)
-      local def = redis.call('HGET', k('bwait'), key)
-      if def then budget_steps().wake_stored(key, def, now) end
+      if string.byte(member) == 105 then  -- 'i'
+        push_ready(key, false)
+      else
+        local def = redis.call('HGET', k('bwait'), key)
+        if def then budget_steps().wake_stored(key, def, now) end
+      end
     end
     if #entries < 2 * DUE_BATCH then return end
   end

@@ -58,8 +58,11 @@
 --   bsweep            hash: limit -> HSCAN cursor of that sweep
 --   bwoken            hash: budget -> waiters it woke (moved to the ready queue) that no claim
 --                     has taken yet; they count as taken when it wakes more
---   timed             zset: "b:<budget>" -> when a rate admits its waiters again; every claim
---                     wakes the waiters of the entries due first
+--   timed             zset: "b:<budget>" -> when a rate admits its waiters again, and
+--                     "i:<id>" -> when a delayed invocation (SCHEDULED, see register.lua) or a
+--                     retry with a delay (RETRY, see finish_one in lib.lua) becomes ready; every
+--                     claim first wakes the waiters of the due budgets and moves the due
+--                     invocations to the tail of the queue (move_due in lib_budgets.lua)
 --   overrides         hash: limit -> live override "<concurrency>\31<count>\31<period>" ('' =
 --                     declared value)
 
@@ -95,6 +98,13 @@ local function wake()
   if redis.call('RPUSH', k('wake'), '1') > WAKE_TOKENS then
     redis.call('LTRIM', k('wake'), -WAKE_TOKENS, -1)
   end
+end
+
+-- Put <member> on 'timed' at <at> (text). When it is the earliest entry, an idle runner may be
+-- blocked past that instant: make one look again (its claim then waits no longer than <at>).
+local function add_timed(member, at)
+  redis.call('ZADD', k('timed'), at, member)
+  if redis.call('ZRANK', k('timed'), member) == 0 and runners_waiting() then wake() end
 end
 
 -- Put <id> in the ready queue (at the head when <front>); wake a runner if it was empty.

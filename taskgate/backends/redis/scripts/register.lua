@@ -1,9 +1,10 @@
 -- register: store and enqueue invocations, each unless its registration key is held.
 -- KEYS[1] prefix
--- ARGV the number of values per record (9, or 11 when a record of the batch uses budgets), then
---      a batch of records: id, task_id, arguments, registration_key ('' = none), running_key
---      ('' = none), running_limit, drop_when_blocked ('1'/'0'), max_retries, created_at; with
---      11, also budgets (record.encode_budgets, '' = none) and priority
+-- ARGV the number of values per record (9; 11 when a record of the batch uses budgets; 12 when
+--      one is delayed), then a batch of records: id, task_id, arguments, registration_key
+--      ('' = none), running_key ('' = none), running_limit, drop_when_blocked ('1'/'0'),
+--      max_retries, created_at; with 11 or 12, also budgets (record.encode_budgets, '' = none)
+--      and priority; with 12, also scheduled_for (epoch seconds, '' = none)
 -- Returns, per record, {1, id} when stored or {0, holder_id, holder_arguments} when folded
 -- (a record may fold into one stored earlier in the same batch).
 --
@@ -14,6 +15,11 @@
 -- (parked invocations of the key would mean no free slot). Never a record with budgets: those
 -- are admitted by a claim (lib_budgets.lua), so they are queued, with a registration sequence
 -- ('seq') that orders them among the waiters of a budget.
+--
+-- A record with a scheduled_for later than the server's time (a delayed call) is stored
+-- 'scheduled' (its registration key taken, so identical calls fold into it) and goes on 'timed'
+-- as "i:<id>" instead of the queue: the claim that finds it due moves it to the queue's tail.
+-- It is never handed over. scheduled_for is stored whenever it is given.
 
 local server_time
 -- The runner that has waited longest for work (its entry not expired), and its lease; nil when
@@ -38,6 +44,7 @@ local results = {}
 local stride = tonumber(ARGV[1])
 for i = 2, #ARGV, stride do
   local budgets = stride > 9 and ARGV[i + 9] or ''
+  local at = stride > 11 and ARGV[i + 11] or ''
   local id, task, arguments, regkey = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local holder = regkey ~= '' and redis.call('HGET', k('regkeys'), regkey)
   if holder then
@@ -45,8 +52,13 @@ for i = 2, #ARGV, stride do
   else
     local runner, lease
     local key = ARGV[i + 4]
+    local scheduled = false
+    if at ~= '' then
+      server_time = server_time or server_now()
+      scheduled = tonumber(at) > server_time
+    end
     -- Nobody in line is the usual case under load: one call to find out.
-    if budgets == '' and runners_waiting() then
+    if budgets == '' and not scheduled and runners_waiting() then
       if key == '' then
         runner, lease = take_idle_runner()
       elseif redis.call('LLEN', k('queue')) == 0
@@ -78,6 +90,7 @@ for i = 2, #ARGV, stride do
       put(record, 'seq', string.format('%d', redis.call('INCR', k('seq'))))
       if ARGV[i + 10] ~= '0' then put(record, 'priority', ARGV[i + 10]) end
     end
+    if at ~= '' then put(record, 'scheduled_for', at) end
     local expires
     if runner then
       -- Claimed at once: running, so its registration key is free again (R3).
@@ -87,6 +100,9 @@ for i = 2, #ARGV, stride do
       put(record, 'attempt', '1')
       put(record, 'runner_id', runner)
       put(record, 'lease_expires_at', expires)
+    elseif scheduled then
+      put(record, 'history', '["scheduled",' .. created .. ',false]')
+      put(record, 'status', 'scheduled')
     else
       put(record, 'history', history)
       put(record, 'status', 'registered')
@@ -104,6 +120,10 @@ for i = 2, #ARGV, stride do
           .. arguments) == 1 then
         redis.call('ZADD', k('inboxes'), time_text(server_time), runner)
       end
+    elseif scheduled then
+      count(task, 'scheduled', 1)
+      if regkey ~= '' then redis.call('HSET', k('regkeys'), regkey, id) end
+      add_timed('i:' .. id, at)
     else
       count(task, 'registered', 1)
       if regkey ~= '' then redis.call('HSET', k('regkeys'), regkey, id) end
