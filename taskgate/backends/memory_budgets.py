@@ -337,5 +337,5 @@ class MemoryBudgets:
             rate = self._effective(self._budgets[key])[1]
             if rate is not None:  # waiters left: the rate must wake them (no release will)
                 starts = self._starts.get(key)
-                self._arm(key, (starts[0] if starts else now) + rate.period)
+                self._arm(("b", key), (starts[0] if starts else now) + rate.period)
         return woken
