@@ -48,6 +48,11 @@ class TaskOptions:
     retry_delay: float = 0.0
     retry_backoff: bool = False
     retry_backoff_max: float = 600.0
+    queue: str = "default"
+    priority: int = 0
+    timeout: float | None = None
+    cron: str | None = None
+    every: float | None = None
 
     @classmethod
     def build(
