@@ -72,7 +72,8 @@ def test_a_version_1_file_is_upgraded_and_keeps_its_work(tmp_path: Path) -> None
         )
         backend.register(limited)
         claims = backend.claim("runner", 10, 30.0, 0)
-        assert [c.invocation_id for c in claims] == ["old-1", "new-1"]
+        # Priorities order the ready queue (schema v3): the later call of priority 2 goes first.
+        assert [c.invocation_id for c in claims] == ["new-1", "old-1"]
         stored = backend.get("new-1")
         assert stored is not None and stored.status is S.RUNNING and stored.priority == 2
         assert [u.key for u in backend.budget_usage()] == ["limit a"]
