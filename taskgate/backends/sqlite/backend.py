@@ -20,7 +20,7 @@ from pathlib import Path
 
 from taskgate.backends.base import Backend, BackendOptions, log_stale_report
 from taskgate.backends.sqlite import budget_queries as bq
-from taskgate.backends.sqlite import cancels
+from taskgate.backends.sqlite import cancels, reads
 from taskgate.backends.sqlite import queries as q
 from taskgate.backends.sqlite.connection import SqliteConnector
 from taskgate.backends.sqlite.transitions import Transitions
@@ -326,16 +326,7 @@ class SqliteBackend(Backend):
         return self._db.read(lambda conn: q.load_record(conn, self._app, invocation_id))
 
     def get_many(self, invocation_ids: Sequence[str]) -> list[InvocationRecord | None]:
-        def operation(conn: sqlite3.Connection) -> dict[str, InvocationRecord]:
-            found: dict[str, InvocationRecord] = {}
-            for start in range(0, len(invocation_ids), q.IN_BATCH):
-                page = list(invocation_ids[start : start + q.IN_BATCH])
-                sql = q.SELECT_INVOCATIONS_IN.format(marks=",".join("?" * len(page)))
-                for row in conn.execute(sql, (self._app, *page)):
-                    found[row["invocation_id"]] = q.row_to_record(row, [])
-            return found
-
-        found = self._db.read(operation)
+        found = self._db.read(lambda conn: reads.records_by_id(conn, self._app, invocation_ids))
         return [found.get(invocation_id) for invocation_id in invocation_ids]
 
     def wait_final(self, invocation_id: str, timeout: float | None) -> InvocationRecord | None:
@@ -363,20 +354,7 @@ class SqliteBackend(Backend):
                     del self._final_events[invocation_id]
 
     def blocked_by(self, invocation_id: str) -> BlockedBy | None:
-        def operation(conn: sqlite3.Connection) -> BlockedBy | None:
-            row = conn.execute(bq.BLOCKED_ROW, (self._app, invocation_id)).fetchone()
-            if row is None or row["status"] != _S.CONCURRENCY_CONTROLLED:
-                return None
-            if row["parked_on"] is not None:
-                key, ready_at, sql = row["parked_on"], row["ready_at"], bq.HOLDERS
-            elif row["running_key"] is not None:
-                key, ready_at, sql = row["running_key"], None, q.SLOT_HOLDERS
-            else:
-                return None
-            holders = () if ready_at is not None else conn.execute(sql, (self._app, key))
-            return BlockedBy(key, tuple(h[0] for h in holders if h[0] != invocation_id), ready_at)
-
-        return self._db.read(operation)
+        return self._db.read(lambda conn: reads.blocked_by(conn, self._app, invocation_id))
 
     def list_invocations(
         self, task_id: str | None, status: InvocationStatus | None, limit: int
@@ -387,19 +365,7 @@ class SqliteBackend(Backend):
         return self._db.read(lambda conn: q.find_ids(conn, self._app, prefix, limit))
 
     def stats(self) -> BackendStats:
-        def operation(conn: sqlite3.Connection) -> BackendStats:
-            counts = {
-                (row[0], _S(row[1])): row[2]
-                for row in conn.execute(q.COUNT_BY_TASK_AND_STATUS, (self._app,))
-            }
-            parked = dict(conn.execute(q.COUNT_PARKED_BY_KEY, (self._app,)).fetchall())
-            for key, count in conn.execute(bq.COUNT_WAITERS_BY_BUDGET, (self._app,)):
-                parked[key] = parked.get(key, 0) + count
-            runners = dict(conn.execute(q.LIVE_RUNNERS, (self._app, time.time())).fetchall())
-            depth = dict(conn.execute(q.QUEUE_DEPTH, (self._app,)).fetchall())
-            return BackendStats(counts, parked, runners, depth, cancels.ticks(conn, self._app))
-
-        return self._db.read(operation)
+        return self._db.read(lambda conn: reads.stats(conn, self._app, time.time()))
 
     # --- limits --------------------------------------------------------------------------------
 
