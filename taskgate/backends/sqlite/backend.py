@@ -5,7 +5,8 @@ block on an in-process notification first, so a register, finish or wake in this
 at once; work from other processes is noticed by a cheap indexed read that backs off from 1 ms
 to ``MAX_IDLE_WAIT`` while nothing happens, and never sleeps past the next due entry of the
 ``timed`` table (the instant a rate limit admits a waiter, or a delayed call or retry is due).
-Tasks that use limits take the budget steps of ``budgets.py`` inside the same transactions.
+Tasks that use limits take the budget steps of ``budgets.py`` inside the same transactions;
+cancels, cancel requests and periodic ticks are in ``cancels.py``.
 """
 
 from __future__ import annotations
