@@ -225,6 +225,12 @@ class SqliteBackend(Backend):
         result = self._db.write(
             lambda conn: cancels.cancel(self._steps(conn, time.time()), invocation_id)
         )
+        logger.info(
+            "cancel of invocation %s: %s",
+            invocation_id,
+            result.value,
+            extra={"invocation_id": invocation_id},
+        )
         if result is CancelResult.CANCELLED:
             self._notify_claimers()  # a slot or a woken count it held may have gone on
             self._notify_final(invocation_id)
