@@ -26,9 +26,9 @@ from taskgate.retry_delays import retry_delay
 
 if TYPE_CHECKING:
     from taskgate.app import App
-    from taskgate.runner.interrupts import RunningBodies
+    from taskgate.runner.interrupts import Body, RunningBodies
     from taskgate.runner.watchdog import Watchdog
-    from taskgate.task import TaskOptions
+    from taskgate.task import Task, TaskOptions
 
 logger = logging.getLogger(__name__)
 
@@ -79,29 +79,8 @@ def execute(
     )
     token = context.enter(invocation)
     body = None if bodies is None else bodies.thread_body(claim.invocation_id, claim.attempt)
-    raised: BaseException | None = None
     try:
-        try:
-            if body is not None:
-                assert bodies is not None
-                bodies.enter(body)
-                if watchdog is not None and task.options.timeout is not None:
-                    watchdog.arm(body, task.options.timeout)
-            value = task.run(arguments)
-        finally:
-            # An exception delivered to the body may fire up to the end of leave(), even in
-            # leave() itself: retry it until it returns; from then on nothing can fire.
-            left = body is None
-            while not left:
-                try:
-                    assert bodies is not None and body is not None
-                    bodies.leave(body)
-                    left = True
-                except BaseException as exc:
-                    if body is None or not body.fired(exc):
-                        raise
-    except BaseException as exc:
-        raised = exc
+        value, raised = _run_body(task, arguments, bodies, body, watchdog)
     finally:
         context.leave(token)
     if body is not None and body.delivered is not None:
@@ -127,6 +106,41 @@ def execute(
         return Outcome(OutcomeKind.FAILED, serializer.dumps_error(exc))
     logger.info("invocation %s of %s succeeded", claim.invocation_id, claim.task_id, extra=extra)
     return Outcome(OutcomeKind.SUCCESS, payload)
+
+
+def _run_body(
+    task: Task[Any, Any],
+    arguments: dict[str, Any],
+    bodies: RunningBodies | None,
+    body: Body | None,
+    watchdog: Watchdog | None,
+) -> tuple[Any, BaseException | None]:
+    """Run the body: its value, or what it raised (never raises).
+
+    An exception delivered to the body (a timeout, a cancel) may fire up to the end of
+    ``leave()``, even inside ``leave()`` itself: it is retried until it returns, and from then
+    on nothing can fire, so the runner's own code never sees an interrupt meant for a body.
+    """
+    try:
+        try:
+            if body is not None:
+                assert bodies is not None
+                bodies.enter(body)
+                if watchdog is not None and task.options.timeout is not None:
+                    watchdog.arm(body, task.options.timeout)
+            return task.run(arguments), None
+        finally:
+            left = body is None
+            while not left:
+                try:
+                    assert bodies is not None and body is not None
+                    bodies.leave(body)
+                    left = True
+                except BaseException as exc:
+                    if body is None or not body.fired(exc):
+                        raise
+    except BaseException as exc:
+        return None, exc
 
 
 def _exception_outcome(app: App, claim: Claim, options: TaskOptions, exc: Exception) -> Outcome:

@@ -23,7 +23,6 @@ that window:
 from __future__ import annotations
 
 import ctypes
-import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -46,7 +45,9 @@ class InterruptListener(Protocol):
         """The interrupted body of ``attempt`` of ``invocation_id`` has stopped."""
 
 
-@functools.cache
+_deliverable: dict[type[BaseException], type[BaseException]] = {}
+
+
 def deliverable(error: type[BaseException]) -> type[BaseException]:
     """A subclass of ``error`` that CPython can instantiate with no arguments.
 
@@ -55,10 +56,15 @@ def deliverable(error: type[BaseException]) -> type[BaseException]:
     the runner stores a proper ``error`` instance as the outcome, never this one.
     """
 
+    known = _deliverable.get(error)
+    if known is not None:
+        return known
+
     def init(self: BaseException, *args: object) -> None:
         BaseException.__init__(self, *(args or (f"the run was interrupted ({error.__name__})",)))
 
-    return type(error.__name__, (error,), {"__init__": init, "__module__": __name__})
+    made = type(error.__name__, (error,), {"__init__": init, "__module__": __name__})
+    return _deliverable.setdefault(error, made)
 
 
 def raise_in_thread(thread_id: int) -> Interrupt:
@@ -86,12 +92,12 @@ class Body:
     """One run of one body, as the registry sees it (state changes under the registry's lock)."""
 
     __slots__ = (
-        "invocation_id",
-        "attempt",
         "_interrupt",
-        "thread_id",
         "active",
+        "attempt",
         "delivered",
+        "invocation_id",
+        "thread_id",
         "told_stopped",
     )
 
