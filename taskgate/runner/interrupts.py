@@ -38,10 +38,12 @@ Interrupt = Callable[[type[BaseException]], None]
 class InterruptListener(Protocol):
     """Told when a body is interrupted and when an interrupted body stopped (a supervisor)."""
 
-    def interrupted(self, invocation_id: str, attempt: int, error: type[BaseException]) -> None:
-        """``error`` was delivered to the body running ``attempt`` of ``invocation_id``."""
+    def body_interrupted(
+        self, invocation_id: str, attempt: int, error: type[BaseException]
+    ) -> None:
+        """``error`` is being delivered to the body running ``attempt`` of ``invocation_id``."""
 
-    def stopped(self, invocation_id: str, attempt: int) -> None:
+    def body_stopped(self, invocation_id: str, attempt: int) -> None:
         """The interrupted body of ``attempt`` of ``invocation_id`` has stopped."""
 
 
@@ -165,7 +167,7 @@ class RunningBodies:
             tell = body.delivered is not None and not body.told_stopped
             body.told_stopped = True
         if tell and self.listener is not None:
-            self.listener.stopped(body.invocation_id, body.attempt)
+            self.listener.body_stopped(body.invocation_id, body.attempt)
 
     @contextmanager
     def running(self, invocation_id: str, interrupt: Interrupt, attempt: int = 0) -> Iterator[Body]:
@@ -208,7 +210,7 @@ class RunningBodies:
         """Deliver ``error`` to an active body not interrupted yet (the lock is held).
 
         The listener hears of it first: once delivered, the body may stop (and tell
-        :meth:`leave`'s ``stopped``) before this thread runs again.
+        :meth:`leave`'s ``body_stopped``) before this thread runs again.
         """
         if not body.active or body.delivered is not None:
             return False
@@ -221,6 +223,6 @@ class RunningBodies:
             extra={"invocation_id": body.invocation_id},
         )
         if self.listener is not None:
-            self.listener.interrupted(body.invocation_id, body.attempt, error)
+            self.listener.body_interrupted(body.invocation_id, body.attempt, error)
         body._interrupt(error)
         return True
