@@ -220,7 +220,7 @@ class ProcessRunner(Runner):
         try:
             # First the runs it was killed for (or died during): reported as it would have.
             finished = report_killed(self.app, worker_id, interrupted) if interrupted else []
-            recovered = finished + self.app.backend.recover_runner(worker_id)
+            recovered = self.app.backend.recover_runner(worker_id)
         except TaskgateError as exc:
             logger.warning(
                 "runner %s could not take back the work of dead worker %s (%s); lease recovery "
@@ -238,7 +238,7 @@ class ProcessRunner(Runner):
                 worker_id,
                 extra={"invocation_id": invocation_id},
             )
-        return recovered
+        return finished + recovered
 
     def _stop_workers(self) -> None:
         """SIGTERM every worker, then wait; a forced stop sends SIGUSR1 (stop at once: a second
