@@ -150,8 +150,9 @@ class ThreadRunner(Runner):
         self, backend: Backend, gate: ClaimGate, leave: threading.Event | None = None
     ) -> None:
         """A worker's loop; a stand-in's (``leave`` set: stop after the current invocation)."""
-        if self._standins is not None:
+        if self._standins is not None and self._control is not None:
             context.set_wait_hook(self._standins.waiting)
+            context.set_shield_hook(self._control.bodies.shield)
         backoff = Backoff(0.05, BACKOFF_MAX_SECONDS)
         try:
             claim = self._next_claim(backend, gate, backoff, leave)

@@ -4,9 +4,14 @@ never starves its runner; a stand-in runs other work meanwhile, on every backend
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
+import pytest
+
 from taskgate import App, ConcurrencyControlType
+from taskgate.context import WAIT_SLICE_SECONDS
+from taskgate.errors import InvocationCancelledError, TaskTimeoutError
 from taskgate.runner import ThreadRunner
 from tests.conftest import WAIT, running
 
@@ -123,3 +128,44 @@ def test_the_waiting_parent_keeps_its_slot(make_app: Callable[..., App]) -> None
         parents = [parent(i) for i in range(3)]
         assert [p.get_result(WAIT) for p in parents] == [0, 1, 2]
     assert peak == 1
+
+
+def test_a_waiting_parent_still_times_out(make_app: Callable[..., App]) -> None:
+    """A body blocked in a wait sees its timeout within a wait slice (about a second)."""
+    app = make_app(threads=1)
+
+    @app.task
+    def later() -> int:
+        return 1
+
+    @app.task(timeout=0.3)
+    def parent() -> int:
+        return later.with_options(delay=3600)().result
+
+    with running(app.runner):
+        started = time.monotonic()
+        with pytest.raises(TaskTimeoutError):
+            parent().get_result(WAIT)
+        assert time.monotonic() - started < 0.3 + WAIT_SLICE_SECONDS + 2.0
+
+
+def test_a_waiting_parent_can_be_cancelled(make_app: Callable[..., App]) -> None:
+    app = make_app(threads=1)
+    waiting = threading.Event()
+
+    @app.task
+    def later() -> int:
+        return 1
+
+    @app.task
+    def parent() -> int:
+        child = later.with_options(delay=3600)()
+        waiting.set()
+        return child.result
+
+    invocation = parent()
+    with running(app.runner):
+        assert waiting.wait(WAIT)
+        app.backend.cancel(invocation.invocation_id)
+        with pytest.raises(InvocationCancelledError):
+            invocation.get_result(WAIT)
