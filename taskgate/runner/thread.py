@@ -103,7 +103,7 @@ class ThreadRunner(Runner):
         standins.close()
         gate.close()  # also when the stop came before this run's gate existed
         logger.info("runner %s stopping: no new claims", self.runner_id)
-        self._drain(backend, workers)
+        self._drain(backend, [*workers, *standins.threads()])
         control.stop()
         heartbeat.stop()
         with contextlib.suppress(TaskgateError):  # only cosmetic: the entry expires anyway
