@@ -169,3 +169,26 @@ def test_a_waiting_parent_can_be_cancelled(make_app: Callable[..., App]) -> None
         app.backend.cancel(invocation.invocation_id)
         with pytest.raises(InvocationCancelledError):
             invocation.get_result(WAIT)
+
+
+def test_many_parents_waiting_on_groups_all_complete(make_app: Callable[..., App]) -> None:
+    app = make_app(threads=2)
+
+    @app.task
+    def leaf(x: int) -> int:
+        return x
+
+    @app.task
+    def middle(x: int) -> int:
+        return sum(leaf.parallelize([(x,), (x,), (x,)]).results)
+
+    @app.task
+    def top(x: int) -> int:
+        return middle(x).result + leaf(x).result
+
+    runner = ThreadRunner(app)
+    with running(runner):
+        tops = [top(i) for i in range(12)]
+        assert [t.get_result(WAIT) for t in tops] == [4 * i for i in range(12)]
+        standins = runner._standins
+        assert standins is not None and standins.peak_active <= 2
