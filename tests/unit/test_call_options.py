@@ -194,3 +194,18 @@ def test_eager_mode_accepts_the_options_and_cannot_cancel() -> None:
     assert invocation.status is S.SUCCESS
     assert invocation.cancel() is False
     assert invocation.result == 4
+
+
+def test_the_cli_renders_a_cancelled_invocation(app: App) -> None:
+    from taskgate.cli.json_output import outcome_json
+    from taskgate.cli.render import outcome_rows, status_text
+
+    invocation = app.task(job)(1)
+    assert invocation.cancel()
+    record = app.backend.get(invocation.invocation_id)
+    assert record is not None
+    assert [(name, text.plain) for name, text in outcome_rows(app, record)] == [
+        ("outcome", "cancelled")
+    ]
+    assert status_text(S.CANCELLED).style == "bright_black"
+    assert outcome_json(app, record) == {"result": None, "error": None, "traceback": None}
