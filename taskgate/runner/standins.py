@@ -10,8 +10,12 @@ invocation (one it is waiting for a turn or a claim for is not started).
 Bounds: each waiting thread gets at most one stand-in, and at most ``limit`` (the runner's
 ``threads``) stand-ins that are not themselves waiting exist at once: the runner never runs more
 than about ``threads`` bodies that are not waiting. A stand-in whose own body waits gets a
-stand-in of its own, so nested calls N levels deep complete even with ``threads=1``. A wait
-that finds ``limit`` stand-ins busy just waits (the work it waits for runs once a thread frees).
+stand-in of its own, so nested calls N levels deep complete even with ``threads=1``. Stand-ins
+that wait themselves pile up only as deep as waits nest (or as many parents as a stand-in picks
+up before their children: the ready queue is first come, first served), so their total is
+capped at :data:`MAX_DEPTH` per thread; a wait beyond the cap, or one that finds ``limit``
+stand-ins busy, just waits (what it waits for runs once a thread frees; a ``timeout`` bounds
+it).
 
 The waiting invocation keeps its own slots (running key, limits) while it waits: a child that
 needs one of its parent's slots waits for the parent, which waits for the child (a deadlock
@@ -30,6 +34,9 @@ from contextlib import contextmanager
 
 logger = logging.getLogger(__name__)
 
+MAX_DEPTH = 16
+"""Stand-ins per runner thread at most, waiting ones included (a cap on threads, not a goal)."""
+
 StandInLoop = Callable[[threading.Event], None]
 """Runs a stand-in on the current thread until the event is set (then after its current run)."""
 
@@ -43,6 +50,7 @@ class StandIns:
         self._wake = wake  # wakes stand-ins waiting for a turn, so a stopped one leaves
         self._lock = threading.Lock()
         self._active = 0  # stand-ins not waiting themselves
+        self._alive = 0  # every stand-in, waiting or not
         self._closed = False
         self._local = threading.local()
         self._threads: list[threading.Thread] = []
@@ -50,6 +58,8 @@ class StandIns:
         """How many stand-ins were started (for tests and logs)."""
         self.peak_active = 0
         """The most stand-ins that were active (not waiting) at once."""
+        self.peak_alive = 0
+        """The most stand-ins that existed at once."""
 
     @property
     def active(self) -> int:
@@ -98,8 +108,18 @@ class StandIns:
             if self._closed or self._active >= self._limit:
                 logger.debug("no stand-in for a waiting body: %s already run", self._active)
                 return None
+            if self._alive >= self._limit * MAX_DEPTH:
+                logger.warning(
+                    "no stand-in for a waiting body: %s stand-ins exist already, most of them "
+                    "waiting themselves (waits nested too deep, or many parents waiting on "
+                    "children queued behind them); it waits without one",
+                    self._alive,
+                )
+                return None
             self._active += 1
+            self._alive += 1
             self.peak_active = max(self.peak_active, self._active)
+            self.peak_alive = max(self.peak_alive, self._alive)
             self.started += 1
             stop = threading.Event()
             thread = threading.Thread(
@@ -116,3 +136,4 @@ class StandIns:
         finally:
             with self._lock:
                 self._active -= 1
+                self._alive -= 1
