@@ -273,3 +273,17 @@ def test_ticks_register_once_and_purge_clears_everything(redis_server: RedisServ
     assert backend.stats().periodic_ticks == {}
     left = {k.decode().removeprefix(backend._prefix) for k in client.keys(backend._prefix + "*")}
     assert left <= {"idle", "idleq"}
+
+
+def test_hand_over_skips_runners_that_do_not_serve_the_queue(redis_server: RedisServer) -> None:
+    backend, client = setup(redis_server)
+    # Longest in line: a runner serving "a" and "b"; then one serving every queue.
+    assert backend._db.run("claim", "ab", 1, 30.0, 60.0, 10, "a,b")[0] == []
+    assert backend._db.run("claim", "any", 1, 30.0, 60.0, 10, "")[0] == []
+    c_work, b_work = rec(queue="c"), rec(queue="b")
+    backend.register(c_work)
+    assert backend.get(c_work.invocation_id).runner_id == "any"  # type: ignore[union-attr]
+    backend.register(b_work)
+    assert backend.get(b_work.invocation_id).runner_id == "ab"  # type: ignore[union-attr]
+    assert client.zcard(backend._prefix + "idle") == 0
+    assert client.zcard(backend._prefix + "idleq") == 0
