@@ -33,7 +33,7 @@ if f.status == 'running' then
   return 'requested'
 end
 redis.call('ZREM', k('timed'), 'i:' .. id)
-local lane, member = lane_of(f.queue, f.priority)
+local lane, member = lanes().lane_of(f.queue, f.priority)
 local woken = redis.call('LREM', lane, '1', id) == 1
 if woken and member and redis.call('EXISTS', lane) == 0 then
   redis.call('ZREM', k('lanes'), member)
