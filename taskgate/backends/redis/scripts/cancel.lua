@@ -31,6 +31,7 @@ if f.status == 'running' then
   end
   redis.call('HSET', k('inv:' .. id), 'cancel_requested', '1')
   redis.call('RPUSH', k('cancels:' .. f.runner), id)
+  redis.call('EXPIRE', k('cancels:' .. f.runner), '86400')
   redis.call('SADD', k('cancel_runners'), f.runner)
   return 'requested'
 end

@@ -48,7 +48,9 @@
 --   idleq             zset: the members of 'idle' that serve only some queues (same scores):
 --                     whom wake:<q> tokens are for
 --   cancels:<runner>  list: ids whose cancel was requested while <runner> ran them (cancel
---                     pushes, the runner's wait_cancel_requests BLPOPs)
+--                     pushes, the runner's wait_cancel_requests BLPOPs); a dead runner's goes
+--                     with recover_runner, or a day after the last push (the records carry
+--                     'cancel_requested': recovery ends them cancelled all the same)
 --   cancel_runners    set:  runners with a cancels: list (what purge deletes)
 --   ticks             hash: periodic task id -> last tick registered (register_tick.lua)
 --   inbox:<runner>    list: invocations handed to <runner> by register, as
