@@ -14,8 +14,7 @@ stand-in of its own, so nested calls N levels deep complete even with ``threads=
 that wait themselves pile up only as deep as waits nest (or as many parents as a stand-in picks
 up before their children: the ready queue is first come, first served), so their total is
 capped at :data:`MAX_DEPTH` per thread; a wait beyond the cap, or one that finds ``limit``
-stand-ins busy, just waits (what it waits for runs once a thread frees; a ``timeout`` bounds
-it).
+stand-ins busy, gets its stand-in once one ends (oldest wait first).
 
 The waiting invocation keeps its own slots (running key, limits) while it waits: a child that
 needs one of its parent's slots waits for the parent, which waits for the child (a deadlock
@@ -51,6 +50,7 @@ class StandIns:
         self._lock = threading.Lock()
         self._active = 0  # stand-ins not waiting themselves
         self._alive = 0  # every stand-in, waiting or not
+        self._unserved: list[_Ticket] = []  # waits that found no stand-in yet, oldest first
         self._closed = False
         self._local = threading.local()
         self._threads: list[threading.Thread] = []
@@ -88,7 +88,7 @@ class StandIns:
                 self._local.depth = depth
             return
         is_stand_in = getattr(self._local, "stand_in", False)
-        stop = self._start(is_stand_in)
+        ticket = self._start(is_stand_in)
         try:
             yield
         finally:
@@ -96,44 +96,75 @@ class StandIns:
             with self._lock:
                 if is_stand_in:
                     self._active += 1
+                if ticket in self._unserved:
+                    self._unserved.remove(ticket)
+                stop = ticket.stop
             if stop is not None:
                 stop.set()
                 self._wake()
 
-    def _start(self, is_stand_in: bool) -> threading.Event | None:
-        """Start a stand-in for the calling thread, within the bound; its stop event."""
+    def _start(self, is_stand_in: bool) -> _Ticket:
+        """Start a stand-in for the calling thread, within the bounds; else queue the wait
+        (a stand-in that ends starts one for it)."""
+        ticket = _Ticket()
         with self._lock:
             if is_stand_in:
                 self._active -= 1  # a waiting stand-in does not count against the bound
-            if self._closed or self._active >= self._limit:
-                logger.debug("no stand-in for a waiting body: %s already run", self._active)
-                return None
-            if self._alive >= self._limit * MAX_DEPTH:
-                logger.warning(
-                    "no stand-in for a waiting body: %s stand-ins exist already, most of them "
-                    "waiting themselves (waits nested too deep, or many parents waiting on "
-                    "children queued behind them); it waits without one",
-                    self._alive,
-                )
-                return None
-            self._active += 1
-            self._alive += 1
-            self.peak_active = max(self.peak_active, self._active)
-            self.peak_alive = max(self.peak_alive, self._alive)
-            self.started += 1
-            stop = threading.Event()
-            thread = threading.Thread(
-                target=self._run, args=(stop,), name=f"taskgate-standin-{self.started}", daemon=True
+            thread = self._launch(ticket)
+            if thread is None and not self._closed:
+                self._unserved.append(ticket)
+        if thread is not None:
+            thread.start()
+        return ticket
+
+    def _launch(self, ticket: _Ticket) -> threading.Thread | None:
+        """A stand-in thread (not started) serving ``ticket``, if the bounds allow (lock held)."""
+        if self._closed or self._active >= self._limit:
+            logger.debug("no stand-in for a waiting body yet: %s run work", self._active)
+            return None
+        if self._alive >= self._limit * MAX_DEPTH:
+            logger.warning(
+                "no stand-in for a waiting body yet: %s stand-ins exist already, most of them "
+                "waiting themselves (waits nested too deep, or many parents waiting on "
+                "children queued behind them)",
+                self._alive,
             )
-            self._threads.append(thread)
-        thread.start()
-        return stop
+            return None
+        self._active += 1
+        self._alive += 1
+        self.peak_active = max(self.peak_active, self._active)
+        self.peak_alive = max(self.peak_alive, self._alive)
+        self.started += 1
+        ticket.stop = stop = threading.Event()
+        thread = threading.Thread(
+            target=self._run, args=(stop,), name=f"taskgate-standin-{self.started}", daemon=True
+        )
+        self._threads.append(thread)
+        return thread
 
     def _run(self, stop: threading.Event) -> None:
         self._local.stand_in = True
         try:
             self._loop(stop)
         finally:
+            # Capacity freed: a wait that found none gets its stand-in now. Started from this
+            # thread, which runs no body any more (so no interrupt can be aimed at it).
+            thread = None
             with self._lock:
                 self._active -= 1
                 self._alive -= 1
+                if self._unserved:
+                    thread = self._launch(self._unserved[0])
+                    if thread is not None:
+                        self._unserved.pop(0)
+            if thread is not None:
+                thread.start()
+
+
+class _Ticket:
+    """One waiting thread's claim to a stand-in: ``stop`` is set once one serves it."""
+
+    __slots__ = ("stop",)
+
+    def __init__(self) -> None:
+        self.stop: threading.Event | None = None

@@ -85,7 +85,7 @@ class Watchdog:
                 _, _, body = heapq.heappop(self._heap)
             # Outside the condition: delivery takes the registry's lock.
             if self._bodies.interrupt_body(body, TaskTimeoutError):
-                logger.warning(
+                logger.debug(  # the registry logs the interrupt, the executor the outcome
                     "invocation %s (attempt %s) ran past its timeout: TaskTimeoutError raised "
                     "in its body",
                     body.invocation_id,
