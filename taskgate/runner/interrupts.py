@@ -16,8 +16,23 @@ that window:
   delivered, cancels it should it still be pending (``PyThreadState_SetAsyncExc(own, NULL)``);
   once ``leave`` has returned, nothing can be raised in the thread any more;
 - the delivered exception may still fire inside ``leave`` itself (or just before it): the
-  caller retries ``leave`` until it returns (see :func:`leave_safely`'s contract), and treats
-  the exception as the body's wherever it fired. :attr:`Body.delivered` tells the outcome.
+  caller retries ``leave`` until it returns (as :func:`taskgate.runner.executor.execute`
+  does), and treats the exception as the body's wherever it fired; :attr:`Body.delivered`
+  decides the outcome.
+
+The other hazard is an exception raised inside library code not written for it: a lock
+acquired and not yet guarded by its ``try``, a database transaction half done. taskgate's own
+calls from a body (task calls, result waits, reads, cancel) are *shielded*
+(:func:`taskgate.context.shielding`): an interrupt that comes while the body is inside one is
+deferred and raised, synchronously, when the call returns; one sent just before the call began
+and not raised yet is raised at its start instead (a body's waits block at most
+:data:`taskgate.context.WAIT_SLICE_SECONDS` at a time, so a waiting body sees it promptly).
+Other libraries the body calls get no such protection.
+
+CPython 3.11 gives a thread state being created the id of the thread creating it, for a moment:
+an interrupt aimed at a body that is starting a thread may land in the new thread. taskgate
+starts its own threads from runner threads, or shielded (stand-ins); a body that starts threads
+of its own while it may be interrupted runs that (small) risk.
 """
 
 from __future__ import annotations
