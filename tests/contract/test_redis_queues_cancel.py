@@ -98,13 +98,47 @@ def test_priorities_then_call_order_and_queues(redis_server: RedisServer) -> Non
         rec(queue="mail", priority=9),
     )
     backend.register_many([low, plain, high1, high2, other])
+    # While lanes exist, 'timed' holds their marker first (what every claim looks at anyway).
+    assert client.zrange(backend._prefix + "timed", 0, -1, withscores=True) == [(b"l:", 0.0)]
     assert backend.stats().queue_depth == {"default": 4, "mail": 1}
     claimed = ids(backend.claim("r", 10, LEASE, 0, queues=frozenset({"default"})))
     assert claimed == [r.invocation_id for r in (high1, high2, plain, low)]
     assert ids(backend.claim("r", 10, LEASE, 0)) == [other.invocation_id]
-    # Lanes go when empty: the plain path finds no 'lanes' key.
-    assert client.exists(backend._prefix + "lanes") == 0
+    # Lanes go when empty, their marker with them.
+    assert client.exists(backend._prefix + "lanes", backend._prefix + "timed") == 0
     assert backend.stats().queue_depth == {}
+
+
+def test_the_plain_path_pays_no_command_for_lanes(redis_server: RedisServer) -> None:
+    backend, client = setup(redis_server)
+    backend.register_many([rec(), rec()])
+    client.config_resetstat()
+    [claim] = backend.claim("r", 1, LEASE, 0)
+    backend.finish_and_claim(claim.invocation_id, "r", 1, DONE, max_count=1, lease_seconds=LEASE)
+    calls = {k: v["calls"] for k, v in client.info("commandstats").items()}
+    assert calls["cmdstat_zrange"] == 2  # the look at 'timed' of each claim, nothing more
+    assert not {"cmdstat_exists", "cmdstat_hgetall"} & calls.keys()
+
+
+def test_a_timed_entry_behind_the_marker_is_still_the_earliest(redis_server: RedisServer) -> None:
+    backend, client = setup(redis_server)
+    backend.register(rec(queue="other"))  # a lane, so the marker
+    results: list[list[Claim]] = []
+    waiter = threading.Thread(
+        target=lambda: results.append(
+            backend.claim("w", 1, LEASE, 1.5, queues=frozenset({"default"}))
+        )
+    )
+    waiter.start()
+    deadline = time.monotonic() + WAIT
+    while client.zcard(backend._prefix + "idleq") < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    # Earliest real entry: the waiting runner is woken to wait for it instead of sleeping 1.5 s.
+    delayed = rec(scheduled_for=time.time() + 0.2)
+    backend.register(delayed)
+    waiter.join(WAIT)
+    assert ids(results[0]) == [delayed.invocation_id]
 
 
 def test_handed_back_work_goes_first_in_its_priority(redis_server: RedisServer) -> None:
