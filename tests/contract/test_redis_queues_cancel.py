@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ import redis
 from taskgate import App
 from taskgate.backends.redis.backend import RedisBackend
 from taskgate.record import (
+    Budget,
     CancelResult,
     Claim,
     ConcurrencyPlan,
@@ -325,3 +327,32 @@ def test_hand_over_skips_runners_that_do_not_serve_the_queue(redis_server: Redis
     assert backend.get(b_work.invocation_id).runner_id == "ab"
     assert client.zcard(backend._prefix + "idle") == 0
     assert client.zcard(backend._prefix + "idleq") == 0
+
+
+@pytest.mark.parametrize("fair", [None, "tenant-1"])
+@pytest.mark.parametrize("woken", [False, True])
+def test_a_cancelled_budget_waiter_leaves_nothing_behind(
+    redis_server: RedisServer, fair: str | None, woken: bool
+) -> None:
+    backend, client = setup(redis_server)
+    budget = Budget("limit b", "b", concurrency=1, fair=fair)
+
+    def limited() -> InvocationRecord:
+        return replace(rec(priority=1), plan=ConcurrencyPlan(budgets=(budget,)))
+
+    holder, target, follower = limited(), limited(), limited()
+    backend.register_many([holder, target, follower])
+    [claim] = backend.claim("r", 5, LEASE, 0)
+    assert claim.invocation_id == holder.invocation_id
+    if woken:  # the freed slot wakes the target: counted in 'bwoken', first in its lane
+        backend.finish(holder.invocation_id, "r", 1, DONE)
+        assert client.hget(backend._prefix + "bwoken", "limit b") == b"1"
+    assert places(client, backend._prefix, target.invocation_id)
+    assert backend.cancel(target.invocation_id) is CancelResult.CANCELLED
+    assert places(client, backend._prefix, target.invocation_id) == set()
+    if woken:  # the woken count went on to the follower, which a claim now admits
+        assert ids(backend.claim("r", 5, LEASE, 0)) == [follower.invocation_id]
+    else:
+        backend.finish(holder.invocation_id, "r", 1, DONE)
+        assert ids(backend.claim("r", 5, LEASE, 0)) == [follower.invocation_id]
+    assert client.hget(backend._prefix + "bwoken", "limit b") is None
