@@ -99,8 +99,6 @@
 local P = KEYS[1]
 -- Arguments a script reads before register.lua's (register_tick.lua sets it: see there).
 local ARG_BASE = 0
--- Whether 'lanes' may exist, as the marker "l:" on 'timed' told move_due (nil: not looked).
-local lanes_marked
 local WAKE_TOKENS = 64
 
 local function k(name) return P .. name end
@@ -134,12 +132,14 @@ local function wake()
   end
 end
 
--- What queues other than the plain lane, priorities and runners serving only some queues
--- need, built on first use: each top-level 'local function' of a script costs a closure on
--- every call (see lib_budgets.lua), so the plain path builds none of these.
-local built_lanes
-local function lanes()
-  if built_lanes then return built_lanes end
+-- Queues and priorities, in one table: Q.marked, whether 'lanes' may exist, as the marker "l:"
+-- on 'timed' told move_due (nil: not looked); Q.lanes(), the steps that queues other than the
+-- plain lane, priorities and runners serving only some queues need, built on first use; and
+-- Q.notify. One local for all: every top-level local a later function refers to makes each
+-- closure a script creates per call (see lib_budgets.lua) a little dearer, on every call.
+local Q = {}
+function Q.lanes()
+  if Q.built then return Q.built end
   local L = {}
 
   -- Runners serving only some queues wait on wake:<queue> (see 'idleq'): one token there.
@@ -177,7 +177,7 @@ local function lanes()
       if redis.call('ZADD', k('lanes'), string.format('%d', -priority), member) == 1 then
         redis.call('ZADD', k('timed'), '0', 'l:')
       end
-      lanes_marked = true
+      Q.marked = true
     end
     return true
   end
@@ -254,16 +254,16 @@ local function lanes()
     return set
   end
 
-  built_lanes = L
+  Q.built = L
   return L
 end
 
 -- Work landed in empty <queue>: wake a runner that may take it (<queue> nil: any runner
 -- serving some queue, as for a timed entry whose queue is not known here).
-local function notify(queue)
+function Q.notify(queue)
   if not runners_waiting() then return end
   wake()
-  if redis.call('ZCARD', k('idleq')) > 0 then lanes().wake_some(queue) end
+  if redis.call('ZCARD', k('idleq')) > 0 then Q.lanes().wake_some(queue) end
 end
 
 -- Put <member> on 'timed' at <at> (text). When it is the earliest entry, an idle runner may be
@@ -272,7 +272,7 @@ end
 local function add_timed(member, at, queue)
   redis.call('ZADD', k('timed'), at, member)
   -- Nothing in (0, at): the earliest (the marker "l:" sits at 0).
-  if redis.call('ZCOUNT', k('timed'), '(0', '(' .. at) == 0 then notify(queue) end
+  if redis.call('ZCOUNT', k('timed'), '(0', '(' .. at) == 0 then Q.notify(queue) end
 end
 
 -- Put <id> in the ready lane of <queue> (nil: "default") at <priority> (nil: 0), at the head
@@ -284,9 +284,9 @@ local function push_ready(id, front, queue, priority)
     queue, priority = v[1], tonumber(v[2])
   end
   if (queue == nil or queue == 'default') and (priority == nil or priority == 0) then
-    if redis.call(front and 'LPUSH' or 'RPUSH', k('queue'), id) == 1 then notify('default') end
-  elseif lanes().push(id, front, queue or 'default', priority or 0) then
-    notify(queue or 'default')
+    if redis.call(front and 'LPUSH' or 'RPUSH', k('queue'), id) == 1 then Q.notify('default') end
+  elseif Q.lanes().push(id, front, queue or 'default', priority or 0) then
+    Q.notify(queue or 'default')
   end
 end
 
