@@ -80,7 +80,7 @@ local function first_in_line(id, f, now)
     push_ready(id, true, f.queue, f.priority)
     return
   end
-  lanes().park(id, f, true)
+  Q.lanes().park(id, f, true)
   release_slot(id, f.key, f.limit)
 end
 
@@ -137,7 +137,7 @@ local function take_slot(id, f, now, ttl)
       redis.call('RPUSH', k('parked:' .. f.key), id)
       redis.call('SADD', k('parked_keys'), f.key)
     else
-      lanes().park(id, f, false)
+      Q.lanes().park(id, f, false)
     end
   end
   return false
@@ -147,16 +147,14 @@ end
 -- (see Backend.claim). Returns a list of {id, task_id, arguments, attempt, num_retries,
 -- max_retries}.
 local function claim_ready(runner, max_count, lease, ttl, now, serves)
-  local claims, lease_expires, lanes_exist = {}, nil, nil
+  local claims, lease_expires = {}, nil
+  -- move_due looked at 'timed' first: its marker tells whether lanes exist.
+  if Q.marked == nil then Q.marked = redis.call('EXISTS', k('lanes')) == 1 end
   while #claims < max_count do
     -- The next ready id of the queues served. Without lanes (the plain path), one LPOP.
-    if lanes_exist == nil or (built_lanes and built_lanes.changed) then
-      lanes_exist = redis.call('EXISTS', k('lanes')) == 1
-      if built_lanes then built_lanes.changed = false end
-    end
     local id
-    if lanes_exist then
-      id = lanes().pop(serves)
+    if Q.marked then
+      id = Q.lanes().pop(serves)
     elseif not serves or serves['default'] then
       id = redis.call('LPOP', k('queue'))
     end
@@ -185,7 +183,7 @@ local function claim_ready(runner, max_count, lease, ttl, now, serves)
   if #claims > 0 and runners_waiting() then
     if redis.call('LLEN', k('queue')) > 0 or redis.call('EXISTS', k('lanes')) == 1 then wake() end
     if redis.call('ZCARD', k('idleq')) > 0 then
-      for queue in pairs(lanes().queues_with_work()) do lanes().wake_queue(queue) end
+      for queue in pairs(Q.lanes().queues_with_work()) do Q.lanes().wake_queue(queue) end
     end
   end
   return claims
@@ -317,7 +315,7 @@ local function claim_next(runner, max_count, lease, ttl, now, idle_for, queues_t
   if restricted then member = member .. '\31' .. queues_text end
   redis.call('ZREM', k('idle'), member)
   if restricted then redis.call('ZREM', k('idleq'), member) end
-  local serves = restricted and lanes().queue_set(queues_text) or nil
+  local serves = restricted and Q.lanes().queue_set(queues_text) or nil
   local claims = take_handed(runner, {}, ttl)
   if #claims < max_count then
     local more = claim_ready(runner, max_count - #claims, tonumber(lease), ttl, now, serves)

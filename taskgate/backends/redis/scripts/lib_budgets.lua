@@ -117,7 +117,7 @@ local function build_budget_steps()
       earliest_due = ready
       -- An idle runner may be blocked past this instant: make one look again (and one of
       -- each line of runners serving only some queues: the waiters' queues are not known here).
-      notify(nil)
+      Q.notify(nil)
     end
   end
 
@@ -362,8 +362,15 @@ end
 -- the queue, its status unchanged (the claim that takes it decides). Notes the earliest entry
 -- left. One ZRANGE when nothing is due.
 move_due = function(now)
+  Q.marked = false
   while true do
     local entries = redis.call('ZRANGE', k('timed'), '0', DUE_LAST, 'WITHSCORES')
+    if entries[1] == 'l:' then  -- not an entry: the marker of 'lanes' (see lib_core.lua)
+      Q.marked = true
+      table.remove(entries, 1)
+      table.remove(entries, 1)
+      if #entries == 0 then return end
+    end
     for i = 1, #entries, 2 do
       local at = tonumber(entries[i + 1])
       if at > now then
@@ -380,7 +387,7 @@ move_due = function(now)
         if def then budget_steps().wake_stored(key, def, now) end
       end
     end
-    if #entries < 2 * DUE_BATCH then return end
+    if #entries < 2 * DUE_BATCH - (Q.marked and 2 or 0) then return end
   end
 end
 

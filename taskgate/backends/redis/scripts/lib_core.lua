@@ -16,9 +16,11 @@
 --                     path); woken and handed-back ones go to the head
 --   lane:<p>\31<q>    list: the same for queue <q> at priority <p> (any other pair); exists
 --                     only while not empty
---   lanes             zset: "<p>\31<q>" -> -<p>, the non-empty lanes (absent when none: the
---                     plain path checks it once per claim); a claim takes the head of the
---                     highest-priority lane it serves, 'queue' counting as priority 0
+--   lanes             zset: "<p>\31<q>" -> -<p>, the non-empty lanes (absent when none); a claim
+--                     takes the head of the highest-priority lane it serves, 'queue' counting
+--                     as priority 0. While it exists, 'timed' holds the marker "l:" at score 0
+--                     (first of all): the look every claim takes at 'timed' tells it whether to
+--                     look at lanes, so the plain path pays no command for them
 --   wake              list: tokens for idle runners blocked in BLPOP (capped length); a token
 --                     is pushed when work lands in an empty queue, and by a claim that leaves
 --                     work behind (passing the baton), so busy runners cause no wake-ups
@@ -85,7 +87,8 @@
 --   bsweep            hash: limit -> HSCAN cursor of that sweep
 --   bwoken            hash: budget -> waiters it woke (moved to the ready queue) that no claim
 --                     has taken yet; they count as taken when it wakes more
---   timed             zset: "b:<budget>" -> when a rate admits its waiters again, and
+--   timed             zset: "l:" -> 0 while 'lanes' exists (see there), "b:<budget>" -> when a
+--                     rate admits its waiters again, and
 --                     "i:<id>" -> when a delayed invocation (SCHEDULED, see register.lua) or a
 --                     retry with a delay (RETRY, see finish_one in lib.lua) becomes ready; every
 --                     claim first wakes the waiters of the due budgets and moves the due
@@ -129,13 +132,15 @@ local function wake()
   end
 end
 
--- What queues other than the plain lane, priorities and runners serving only some queues
--- need, built on first use: each top-level 'local function' of a script costs a closure on
--- every call (see lib_budgets.lua), so the plain path builds none of these.
-local built_lanes
-local function lanes()
-  if built_lanes then return built_lanes end
-  local L = {changed = false}  -- changed: a push made a lane appear (claims look again)
+-- Queues and priorities, in one table: Q.marked, whether 'lanes' may exist, as the marker "l:"
+-- on 'timed' told move_due (nil: not looked); Q.lanes(), the steps that queues other than the
+-- plain lane, priorities and runners serving only some queues need, built on first use; and
+-- Q.notify. One local for all: every top-level local a later function refers to makes each
+-- closure a script creates per call (see lib_budgets.lua) a little dearer, on every call.
+local Q = {}
+function Q.lanes()
+  if Q.built then return Q.built end
+  local L = {}
 
   -- Runners serving only some queues wait on wake:<queue> (see 'idleq'): one token there.
   function L.wake_queue(queue)
@@ -169,10 +174,18 @@ local function lanes()
     local lane, member = L.lane_of(queue, priority)
     if redis.call(front and 'LPUSH' or 'RPUSH', lane, id) ~= 1 then return false end
     if member then
-      redis.call('ZADD', k('lanes'), string.format('%d', -priority), member)
-      L.changed = true
+      if redis.call('ZADD', k('lanes'), string.format('%d', -priority), member) == 1 then
+        redis.call('ZADD', k('timed'), '0', 'l:')
+      end
+      Q.marked = true
     end
     return true
+  end
+
+  -- Drop <member> from 'lanes' (its lane is empty); the last one takes the marker with it.
+  function L.drop(member)
+    redis.call('ZREM', k('lanes'), member)
+    if redis.call('EXISTS', k('lanes')) == 0 then redis.call('ZREM', k('timed'), 'l:') end
   end
 
   -- The queue of a member of 'lanes'.
@@ -197,7 +210,7 @@ local function lanes()
       if not serves or serves[L.queue_of(member)] then
         local lane = k('lane:' .. member)
         local id = redis.call('LPOP', lane)
-        if redis.call('EXISTS', lane) == 0 then redis.call('ZREM', k('lanes'), member) end
+        if redis.call('EXISTS', lane) == 0 then L.drop(member) end
         if id then return id end
       end
     end
@@ -241,16 +254,16 @@ local function lanes()
     return set
   end
 
-  built_lanes = L
+  Q.built = L
   return L
 end
 
 -- Work landed in empty <queue>: wake a runner that may take it (<queue> nil: any runner
 -- serving some queue, as for a timed entry whose queue is not known here).
-local function notify(queue)
+function Q.notify(queue)
   if not runners_waiting() then return end
   wake()
-  if redis.call('ZCARD', k('idleq')) > 0 then lanes().wake_some(queue) end
+  if redis.call('ZCARD', k('idleq')) > 0 then Q.lanes().wake_some(queue) end
 end
 
 -- Put <member> on 'timed' at <at> (text). When it is the earliest entry, an idle runner may be
@@ -258,7 +271,8 @@ end
 -- longer than <at>.
 local function add_timed(member, at, queue)
   redis.call('ZADD', k('timed'), at, member)
-  if redis.call('ZRANK', k('timed'), member) == 0 then notify(queue) end
+  -- Nothing in (0, at): the earliest (the marker "l:" sits at 0).
+  if redis.call('ZCOUNT', k('timed'), '(0', '(' .. at) == 0 then Q.notify(queue) end
 end
 
 -- Put <id> in the ready lane of <queue> (nil: "default") at <priority> (nil: 0), at the head
@@ -270,9 +284,9 @@ local function push_ready(id, front, queue, priority)
     queue, priority = v[1], tonumber(v[2])
   end
   if (queue == nil or queue == 'default') and (priority == nil or priority == 0) then
-    if redis.call(front and 'LPUSH' or 'RPUSH', k('queue'), id) == 1 then notify('default') end
-  elseif lanes().push(id, front, queue or 'default', priority or 0) then
-    notify(queue or 'default')
+    if redis.call(front and 'LPUSH' or 'RPUSH', k('queue'), id) == 1 then Q.notify('default') end
+  elseif Q.lanes().push(id, front, queue or 'default', priority or 0) then
+    Q.notify(queue or 'default')
   end
 end
 
