@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
 from taskgate import context
@@ -190,3 +191,26 @@ def _failure_outcome(app: App, claim: Claim, task: Task[Any, Any], exc: Exceptio
         extra=extra,
     )
     return Outcome(OutcomeKind.FAILED, serializer.dumps_error(exc))
+
+
+def execute_async_inline(app: App, claim: Claim, invocation: Invocation[Any]) -> Outcome:
+    """Run an ``async def`` invocation to its end from synchronous code (eager mode).
+
+    With no event loop running in this thread, ``asyncio.run`` runs it here. Called from
+    inside a running loop (an async test calling a task), it cannot be awaited there without
+    making the call itself async: it runs on a fresh loop in a helper thread, and the caller's
+    thread (and its loop) waits until it ends. The task's ``timeout`` is enforced on that loop.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(execute_async(app, claim, None, invocation))
+    outcome: list[Outcome] = []
+
+    def run() -> None:
+        outcome.append(asyncio.run(execute_async(app, claim, None, invocation)))
+
+    helper = threading.Thread(target=run, name=f"taskgate-eager-{claim.invocation_id}")
+    helper.start()
+    helper.join()
+    return outcome[0]
