@@ -33,6 +33,7 @@ STATUS_STYLES = {
     InvocationStatus.RETRY: "yellow",
     InvocationStatus.SUCCESS: "green",
     InvocationStatus.FAILED: "red",
+    InvocationStatus.CANCELLED: "bright_black",
 }
 
 
@@ -228,6 +229,8 @@ def outcome_rows(app: App, record: InvocationRecord) -> list[tuple[str, Text]]:
         return [
             ("outcome", Text("dropped: its running scope or a limit was full", style="magenta"))
         ]
+    if record.status is InvocationStatus.CANCELLED:
+        return [("outcome", Text("cancelled", style="bright_black"))]
     if record.error is not None:
         last = "" if record.status.is_final else "last "
         exc, problem = safe_decode(app.serializer.loads_error, record.error)
