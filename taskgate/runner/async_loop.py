@@ -189,6 +189,10 @@ class AsyncInvocations:
             logger.exception("invocation %s: async run failed unexpectedly", claim.invocation_id)
             self._done(claim)
             raise
+        finally:
+            if self._bodies is not None:
+                # A cancel request that came after the body ended must not wait for a body.
+                self._bodies.forget(claim.invocation_id)
         self._reports.put((claim, outcome))
 
     def _report_outcomes(self) -> None:
