@@ -17,8 +17,10 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from click.testing import CliRunner
 
 from taskgate import InvocationStatus
+from taskgate.cli import cli
 
 APPS = Path(__file__).resolve().parents[1] / "apps"
 WAIT = 60.0
@@ -129,3 +131,17 @@ def test_a_cli_runner_given_other_queues_never_runs_default_work(
         app.backend.register(record)
         assert app.get_invocation(record.invocation_id).get_result(WAIT)[1] == "other"
     assert all(invocation.status is S.REGISTERED for invocation in default_work)
+
+
+@pytest.mark.parametrize("queues", ["a b", "a,,b", ","])
+def test_runner_start_refuses_invalid_queue_names(
+    queues: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(APPS))
+    monkeypatch.setenv("TASKGATE_TEST_BACKEND", "memory://")
+    sys.modules.pop("periodic_app", None)
+    args = ["runner", "start", "--app", "periodic_app:app", "--queues", queues]
+    result = CliRunner().invoke(cli, args)
+    sys.modules.pop("periodic_app", None)
+    assert result.exit_code == 2, result.output
+    assert "--queues" in result.output
