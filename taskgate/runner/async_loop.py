@@ -70,7 +70,6 @@ class AsyncInvocations:
         self._lock = threading.Condition()
         self._in_flight: set[tuple[str, int]] = set()
         self._abandoned = False
-        self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._reports: queue.SimpleQueue[tuple[Claim, Outcome] | None] = queue.SimpleQueue()
@@ -138,7 +137,6 @@ class AsyncInvocations:
     def close(self) -> None:
         """Stop the loop thread and the reporter thread (after :meth:`abandon` or when idle)."""
         with self._lock:
-            self._closed = True
             loop, thread, reporter = self._loop, self._loop_thread, self._reporter
         if loop is not None and thread is not None:
             with contextlib.suppress(RuntimeError):
