@@ -93,10 +93,16 @@ class AsyncInvocations:
         asyncio.run_coroutine_threadsafe(self._run(claim), loop)
 
     def wait_for_room(self, stopping: threading.Event) -> None:
-        """Block while ``cap`` invocations are in flight (until one ends, or ``stopping``)."""
+        """Block while ``cap`` invocations are in flight (until one ends, or ``stopping``
+        is set and :meth:`wake` called)."""
         with self._lock:
             while len(self._in_flight) >= self._cap and not stopping.is_set():
-                self._lock.wait(0.5)  # bounded: a stop request is seen without a notify
+                self._lock.wait()
+
+    def wake(self) -> None:
+        """Make :meth:`wait_for_room` look at its ``stopping`` event again (a stop request)."""
+        with self._lock:
+            self._lock.notify_all()
 
     @property
     def in_flight(self) -> int:

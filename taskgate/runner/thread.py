@@ -145,6 +145,7 @@ class ThreadRunner(Runner):
         super()._wake()
         self._gate.close()
         self.app.backend.wake_claimers()
+        self._async.wake()  # a worker waiting for room on the event loop sees the stop
 
     # --- interrupts and stand-ins (API.md section 9) -----------------------------------------
 

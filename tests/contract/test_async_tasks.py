@@ -207,10 +207,11 @@ def test_async_timeout_is_retried_when_listed_in_retry_for(app: App, run_runner:
     assert invocation.num_retries == 1
 
 
+@pytest.mark.parametrize("in_flight", [1, 100])  # 1: the worker waits for room when stopped
 def test_stopping_hands_back_async_work_that_outlives_the_grace(
-    make_app: Callable[..., App],
+    make_app: Callable[..., App], in_flight: int
 ) -> None:
-    app = make_app(threads=1, shutdown_grace_seconds=0.2)
+    app = make_app(threads=1, shutdown_grace_seconds=0.2, async_in_flight=in_flight)
     started = threading.Event()
 
     @app.task
