@@ -77,6 +77,25 @@ def test_async_task_awaits_a_child_async_result(
     assert results == [n * 10 + 1 for n in range(20)]
 
 
+def test_async_task_awaits_a_sync_child_on_a_one_thread_runner(
+    make_app: Callable[..., App], run_runner: RunRunner
+) -> None:
+    app = make_app(threads=1)
+
+    @app.task
+    def sync_child(n: int) -> int:
+        return n + 100
+
+    @app.task
+    async def async_parent(n: int) -> int:
+        # The loop thread awaits; the runner's only worker thread is free to run the child.
+        return await sync_child(n).async_result(WAIT)
+
+    invocations = [async_parent(n) for n in range(5)]
+    with run_runner(app.runner):
+        assert [i.get_result(WAIT) for i in invocations] == [n + 100 for n in range(5)]
+
+
 def test_async_failures_and_retries_behave_as_for_sync_tasks(
     app: App, run_runner: RunRunner
 ) -> None:
