@@ -39,7 +39,7 @@ redis.call('ZREM', k('timed'), 'i:' .. id)
 local lane, member = lanes().lane_of(f.queue, f.priority)
 local woken = redis.call('LREM', lane, '1', id) == 1
 if woken and member and redis.call('EXISTS', lane) == 0 then
-  redis.call('ZREM', k('lanes'), member)
+  lanes().drop(member)
 end
 if f.key ~= '' then
   redis.call('LREM', k('parked:' .. f.key), '1', id)

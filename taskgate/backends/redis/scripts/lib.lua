@@ -147,15 +147,13 @@ end
 -- (see Backend.claim). Returns a list of {id, task_id, arguments, attempt, num_retries,
 -- max_retries}.
 local function claim_ready(runner, max_count, lease, ttl, now, serves)
-  local claims, lease_expires, lanes_exist = {}, nil, nil
+  local claims, lease_expires = {}, nil
+  -- move_due looked at 'timed' first: its marker tells whether lanes exist.
+  if lanes_marked == nil then lanes_marked = redis.call('EXISTS', k('lanes')) == 1 end
   while #claims < max_count do
     -- The next ready id of the queues served. Without lanes (the plain path), one LPOP.
-    if lanes_exist == nil or (built_lanes and built_lanes.changed) then
-      lanes_exist = redis.call('EXISTS', k('lanes')) == 1
-      if built_lanes then built_lanes.changed = false end
-    end
     local id
-    if lanes_exist then
+    if lanes_marked then
       id = lanes().pop(serves)
     elseif not serves or serves['default'] then
       id = redis.call('LPOP', k('queue'))
