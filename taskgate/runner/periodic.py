@@ -23,13 +23,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from taskgate.errors import (
-    BackendError,
-    BackendUnavailableError,
-    ConfigError,
-    SerializationError,
-    TaskgateError,
-)
+from taskgate.errors import BackendError, BackendUnavailableError, ConfigError
 from taskgate.schedule import is_periodic, next_tick
 
 if TYPE_CHECKING:
@@ -123,7 +117,7 @@ class PeriodicScheduler:
             else:
                 logger.error("runner %s periodic scheduler: %s", self._runner_id, exc)
             return
-        except (SerializationError, TaskgateError, Exception) as exc:
+        except Exception as exc:  # SerializationError of a default, any other: log, go on
             logger.error(
                 "runner %s cannot register tick %s of periodic task %s: %s",
                 self._runner_id,
