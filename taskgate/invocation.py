@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from taskgate import context
+from taskgate.async_results import wait_result
 from taskgate.errors import (
     ConcurrencyControlledError,
     InvocationCancelledError,
@@ -178,8 +179,13 @@ class Invocation(Generic[R]):
         return self._outcome(record)
 
     async def async_result(self, timeout: float | None = None) -> R:
-        """:meth:`get_result` for asyncio callers; the wait runs in a worker thread."""
-        return await asyncio.to_thread(self.get_result, timeout)
+        """:meth:`get_result` for asyncio callers, without blocking the event loop.
+
+        The blocking wait runs on a dedicated pool of result-waiting threads, not the loop's
+        small default executor, in steps (a cancelled awaiter frees its thread promptly); see
+        :mod:`taskgate.async_results`.
+        """
+        return await wait_result(self, timeout)
 
     @context.shielding
     def _record(self) -> InvocationRecord:

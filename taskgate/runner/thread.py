@@ -12,12 +12,14 @@ from taskgate import context
 from taskgate.backoff import Backoff
 from taskgate.errors import BackendError, BackendUnavailableError, ConfigError, TaskgateError
 from taskgate.record import Claim, Outcome
+from taskgate.runner.async_loop import AsyncInvocations
 from taskgate.runner.base import Runner
 from taskgate.runner.body_control import BodyControl
 from taskgate.runner.gate import ClaimGate
 from taskgate.runner.heartbeat import Heartbeat, LeaseListener
 from taskgate.runner.interrupts import InterruptListener
 from taskgate.runner.outage import Outage
+from taskgate.runner.periodic import PeriodicScheduler, periodic_tasks
 from taskgate.runner.standins import StandIns
 
 if TYPE_CHECKING:
@@ -64,6 +66,9 @@ class ThreadRunner(Runner):
         """Told of interrupted bodies (a ProcessRunner worker's report to its supervisor)."""
         self._control: BodyControl | None = None
         self._standins: StandIns | None = None
+        # Async invocations share one event loop (async_loop.py); the queues served.
+        self._async = AsyncInvocations(app, self.runner_id, self._report_async, 1)
+        self._queues: frozenset[str] | None = None
 
     @property
     def threads(self) -> int:
@@ -78,6 +83,7 @@ class ThreadRunner(Runner):
             self._reporting.clear()
         self._outage = Outage(self.runner_id)
         self._fatal = None
+        self._queues = self.app.conf.served_queues
         heartbeat = Heartbeat(
             backend,
             self.runner_id,
@@ -96,14 +102,25 @@ class ThreadRunner(Runner):
         ]
         heartbeat.start()
         control, standins = self._start_extras(backend, gate)
+        self._async = AsyncInvocations(
+            self.app,
+            self.runner_id,
+            self._report_async,
+            self.app.conf.async_in_flight,
+            control.bodies,
+        )
         for worker in workers:
             worker.start()
+        scheduler = self._start_periodic()
         while not self._stop_requested.is_set():
             self._sleep_until_poked()
         standins.close()
         gate.close()  # also when the stop came before this run's gate existed
         logger.info("runner %s stopping: no new claims", self.runner_id)
+        if scheduler is not None:
+            scheduler.stop()
         self._drain(backend, [*workers, *standins.threads()])
+        self._async.close()
         control.stop()
         heartbeat.stop()
         with contextlib.suppress(TaskgateError):  # only cosmetic: the entry expires anyway
@@ -128,6 +145,7 @@ class ThreadRunner(Runner):
         super()._wake()
         self._gate.close()
         self.app.backend.wake_claimers()
+        self._async.wake()  # a worker waiting for room on the event loop sees the stop
 
     # --- interrupts and stand-ins (API.md section 9) -----------------------------------------
 
@@ -157,6 +175,13 @@ class ThreadRunner(Runner):
         try:
             claim = self._next_claim(backend, gate, backoff, leave)
             while claim is not None:
+                if self._async.takes(claim):  # awaited on the event loop; this thread goes on
+                    self._async.submit(claim)
+                    self._async.wait_for_room(self._stop_requested)
+                    if leave is not None and leave.is_set():  # a stand-in whose wait ended
+                        return
+                    claim = self._next_claim(backend, gate, backoff, leave)
+                    continue
                 outcome = self._execute(claim)
                 if leave is not None and leave.is_set():  # a stand-in whose wait ended
                     self._report(backend, claim, outcome)
@@ -212,6 +237,7 @@ class ThreadRunner(Runner):
                     outcome,
                     max_count=wanted,
                     lease_seconds=self.app.conf.lease_seconds,
+                    queues=self._queues,
                 )
                 self._track(claims)
                 self._outage.succeeded()
@@ -241,6 +267,7 @@ class ThreadRunner(Runner):
                 self.app.conf.lease_seconds,
                 CLAIM_TIMEOUT_SECONDS,
                 wait_first=wait_first,
+                queues=self._queues,
             )
         except BackendUnavailableError as exc:
             self._outage.failed(exc, "claim")
@@ -290,6 +317,13 @@ class ThreadRunner(Runner):
             for worker in workers:
                 worker.join(timeout=0.05)
             self._handle_signals()  # a second signal forces the stop
+        while not self._force_stop.is_set() and not self._async.wait_idle(
+            min(deadline, time.monotonic() + 0.1)
+        ):
+            if time.monotonic() >= deadline:
+                break
+            self._handle_signals()
+        self._async.abandon()  # what is still awaited is cancelled and never reports
         if self._force_stop.is_set():
             self.left_running = len(self._claims_in_flight())
             return
@@ -318,6 +352,22 @@ class ThreadRunner(Runner):
                     self.app.conf.shutdown_grace_seconds,
                     extra={"invocation_id": invocation_id},
                 )
+
+    def _report_async(self, claim: Claim, outcome: Outcome) -> None:
+        """Report an async invocation's outcome (on the async reporter thread)."""
+        with self._in_flight_lock:
+            self._reporting.add((claim.invocation_id, claim.attempt))
+        self._report(self.app.backend, claim, outcome)
+        self._forget([(claim.invocation_id, claim.attempt)])
+
+    def _start_periodic(self) -> PeriodicScheduler | None:
+        """Start the periodic scheduler when the app has periodic tasks in the queues served."""
+        tasks = periodic_tasks(self.app, self._queues)
+        if not tasks:
+            return None
+        scheduler = PeriodicScheduler(self.app, self.runner_id, tasks, on_fatal=self._fail)
+        scheduler.start()
+        return scheduler
 
     def _claims_in_flight(self) -> list[tuple[str, int]]:
         with self._in_flight_lock:
