@@ -24,6 +24,7 @@ from taskgate.errors import InvalidTaskOptionsError, MainModuleTaskWarning, Retr
 from taskgate.invocation import Invocation, InvocationGroup
 from taskgate.limits import Limit, resolve_limits
 from taskgate.locate import SPAWNED_MAIN
+from taskgate.schedule import check_periodic
 
 if TYPE_CHECKING:
     from taskgate.app import App
@@ -66,14 +67,15 @@ class TaskOptions:
         ``declared_limits`` are the app's limits by name: ``limits=`` resolves against them.
 
         Raises:
-            InvalidTaskOptionsError: ``func`` is an ``async def`` function or async generator
-                (not supported yet), unknown names, bad types, ``KEYS`` without (or with
-                unknown) ``key_arguments``, ``running_limit < 1``, or ``running_limit > 1``
+            InvalidTaskOptionsError: ``func`` is an async generator, unknown names, bad
+                types, ``KEYS`` without (or with unknown) ``key_arguments``,
+                ``running_limit < 1``, or ``running_limit > 1``
                 without running concurrency control; a negative, NaN or infinite
                 ``retry_delay``/``retry_backoff_max``, ``retry_backoff`` without a positive
                 ``retry_delay``; ``limits=`` naming an undeclared limit,
                 a limit of another app or one twice, or a limit keyed (or ``fair_by``) by an
-                argument that is not a parameter of ``func``.
+                argument that is not a parameter of ``func``; invalid ``cron``/``every``
+                (see :func:`taskgate.schedule.check_periodic`).
         """
         name = getattr(func, "__qualname__", repr(func))
         _refuse_async(name, func)
@@ -132,6 +134,7 @@ class TaskOptions:
         if self.max_retries < 0:
             raise InvalidTaskOptionsError(f"max_retries of task {name} must not be negative")
         self._check_retry_delays(name)
+        check_periodic(name, self, func)
 
     def _check_retry_delays(self, name: str) -> None:
         for option in ("retry_delay", "retry_backoff_max"):
@@ -161,14 +164,12 @@ class TaskOptions:
 
 
 def _refuse_async(name: str, func: Callable[..., Any]) -> None:
-    # Runners call the function and store what it returns: a coroutine or an async generator
-    # would fail at run time ("cannot serialize coroutine"), far from the mistake.
-    if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
-        kind = "an async generator" if inspect.isasyncgenfunction(func) else "an async def function"
+    # ``async def`` tasks are awaited by runners (taskgate.runner.async_loop); an async
+    # generator has no single result to store and would fail at run time, far from the mistake.
+    if inspect.isasyncgenfunction(func):
         raise InvalidTaskOptionsError(
-            f"task {name} is {kind}: async tasks are not supported yet; make the task a plain "
-            f"def that runs the coroutine, e.g. `def {getattr(func, '__name__', 'task')}(...): "
-            "return asyncio.run(work(...))`"
+            f"task {name} is an async generator: a task returns one result; make it an "
+            "async def that returns a list, or call a task per item"
         )
 
 
@@ -286,6 +287,9 @@ class Task(Generic[P, R]):
             for p in self.signature.parameters.values()
         )
         self.logger = logging.getLogger(f"taskgate.task.{self.task_id}")
+        self.is_async = inspect.iscoroutinefunction(func)
+        """Whether the function is an ``async def``: :meth:`run` then returns a coroutine,
+        which runners await on their event loop (:mod:`taskgate.runner.async_loop`)."""
         functools.update_wrapper(self, func)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Invocation[R]:
@@ -389,7 +393,8 @@ class Task(Generic[P, R]):
         return dict(bound.arguments)
 
     def run(self, arguments: Mapping[str, Any]) -> R:
-        """Execute the function with bound ``arguments`` in the current thread."""
+        """Execute the function with bound ``arguments`` in the current thread (for an
+        ``async def``: create its coroutine, see :attr:`is_async`)."""
         if self._named_only:
             return self.func(**arguments)  # type: ignore[call-arg]
         bound = inspect.BoundArguments(self.signature, dict(arguments))
