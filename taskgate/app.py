@@ -25,7 +25,7 @@ from taskgate.limit_admin import LimitInfo, describe_limits, reset_limit, set_li
 from taskgate.limits import Limit, LimitRegistry
 from taskgate.locate import SPAWNED_MAIN
 from taskgate.readahead import ResultReadAhead
-from taskgate.record import InvocationRecord, Rate, RegisterResult
+from taskgate.record import CancelResult, InvocationRecord, Rate, RegisterResult
 from taskgate.runner import Runner, build_runner
 from taskgate.serializer import Serializer, get_serializer
 from taskgate.settings import Settings
@@ -271,15 +271,19 @@ class App:
         task: Task[Any, R],
         arguments: dict[str, Any],
         scheduled_for: float | None = None,
+        *,
+        priority: int | None = None,
+        queue: str | None = None,
     ) -> Invocation[R]:
         """Register one call of ``task`` with bound ``arguments`` (what ``task(...)`` does).
 
-        ``scheduled_for``: epoch seconds before which it may not start (``with_options``); eager
-        mode runs the call at once anyway. Raises as :meth:`register_calls` does.
+        ``scheduled_for``: epoch seconds before which it may not start; ``priority`` and
+        ``queue`` replace the task's own when not None (``with_options``, validated there).
+        Eager mode runs the call at once anyway. Raises as :meth:`register_calls` does.
         """
         if self.conf.eager:
             return run_calls(self, task, [arguments])[0]
-        record = self.build_record(task, arguments, scheduled_for)
+        record = self.build_record(task, arguments, scheduled_for, priority=priority, queue=queue)
         backend = self.backend
         invocation = self._invocation(task, arguments, record, backend.register(record))
         if backend.reads_cost_round_trips:
@@ -334,8 +338,12 @@ class App:
         task: Task[Any, Any],
         arguments: dict[str, Any],
         scheduled_for: float | None = None,
+        *,
+        priority: int | None = None,
+        queue: str | None = None,
     ) -> InvocationRecord:
-        """The record one call of ``task`` registers (arguments serialized, keys computed).
+        """The record one call of ``task`` registers (arguments serialized, keys computed);
+        ``priority`` and ``queue`` replace the task's options when not None.
 
         Raises:
             SerializationError: the arguments, or a value forming a key, cannot be serialized.
@@ -346,6 +354,8 @@ class App:
             arguments=self.serializer.dumps(arguments),
             plan=plan_for_call(task.options, task.task_id, arguments),
             max_retries=task.options.max_retries,
+            priority=task.options.priority if priority is None else priority,
+            queue=task.options.queue if queue is None else queue,
             scheduled_for=scheduled_for,
             created_at=time.time(),
         )
@@ -389,6 +399,29 @@ class App:
     def purge(self) -> None:
         """Delete every invocation, result, queue entry and slot of this app."""
         self.backend.purge()
+
+    def cancel(self, invocation_id: str) -> bool:
+        """Cancel invocation ``invocation_id`` (what ``invocation.cancel()`` and ``taskgate
+        cancel`` do): a waiting one is ``CANCELLED`` at once, a running one is interrupted by
+        its runner and then ``CANCELLED``.
+
+        Returns:
+            True when cancelled or requested now; False when final already (or requested
+            before).
+
+        Raises:
+            InvocationNotFoundError: no such invocation in this app.
+        """
+        result = self.backend.cancel(invocation_id)
+        if result is CancelResult.MISSING:
+            raise InvocationNotFoundError(invocation_id)
+        logger.info(
+            "cancel of invocation %s: %s",
+            invocation_id,
+            result.value,
+            extra={"invocation_id": invocation_id},
+        )
+        return result is not CancelResult.FINAL
 
     def get_invocation(self, invocation_id: str) -> Invocation[Any]:
         """A handle to an existing invocation.

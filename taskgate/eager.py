@@ -13,9 +13,11 @@ raise ``SerializationError`` at the call, an unpicklable result fails the invoca
 What does not apply, because nothing waits in eager mode: registration concurrency never folds a
 call into another (each call is its own invocation), running concurrency and limits never hold a
 call back, and retries run immediately: delayed calls (``with_options``) and retry delays do not
-wait either. No backend is created, connected or written to: the
-store-wide reads (``app.get_invocation``, ``app.invocations``, ``taskgate status``) never see
-eager invocations.
+wait either; ``queue`` and ``priority`` (task options or ``with_options``) are accepted and
+recorded but order nothing; ``timeout`` is not enforced inline (the body runs in the caller's
+thread, which nothing may interrupt); ``cancel()`` returns False (the invocation is final).
+No backend is created, connected or written to: the store-wide reads (``app.get_invocation``,
+``app.invocations``, ``taskgate status``) never see eager invocations.
 """
 
 from __future__ import annotations
@@ -59,6 +61,11 @@ class EagerInvocation(DistributedInvocation[R]):
     def blocked_by(self) -> BlockedBy | None:
         """Always None: nothing waits in eager mode."""
         return None
+
+    def cancel(self) -> bool:
+        """Always False: an eager invocation is final once its call returns (and its own body,
+        which could ask while it runs, cannot be interrupted inline)."""
+        return False
 
     def get_result(self, timeout: float | None = None) -> R:
         """The value, or the task's exception; never waits (the run is over when the call

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from taskgate.errors import (
     ConcurrencyControlledError,
+    InvocationCancelledError,
     InvocationNotFoundError,
     ResultTimeoutError,
 )
@@ -112,6 +113,22 @@ class Invocation(Generic[R]):
         """
         return self.app.backend.blocked_by(self.invocation_id)
 
+    def cancel(self) -> bool:
+        """Cancel the invocation (API.md sections 5 and 9).
+
+        A waiting one becomes ``CANCELLED`` at once and never runs; a ``RUNNING`` one is
+        interrupted by its runner and then ends ``CANCELLED``. Either way, ``.result`` then
+        raises :class:`~taskgate.errors.InvocationCancelledError`.
+
+        Returns:
+            True when it is cancelled or its cancel was requested now; False when it was final
+            already (or its cancel had been requested before).
+
+        Raises:
+            InvocationNotFoundError: the invocation does not exist (purged or expired).
+        """
+        return self.app.cancel(self.invocation_id)
+
     @property
     def result(self) -> R:
         """Block until final and return the value (or raise; see :meth:`get_result`)."""
@@ -123,6 +140,7 @@ class Invocation(Generic[R]):
         Raises:
             ResultTimeoutError: ``timeout`` seconds passed first (the invocation is untouched).
             ConcurrencyControlledError: the invocation was dropped by running control.
+            InvocationCancelledError: the invocation was cancelled.
             InvocationNotFoundError: the invocation does not exist (purged or expired).
             Exception: the task's own exception when it FAILED.
         """
@@ -163,6 +181,8 @@ class Invocation(Generic[R]):
             return cast(R, self.app.serializer.loads(record.result))
         if record.status is InvocationStatus.CONCURRENCY_CONTROLLED_FINAL:
             raise ConcurrencyControlledError(self.invocation_id, self.task_id)
+        if record.status is InvocationStatus.CANCELLED:
+            raise InvocationCancelledError(self.invocation_id, self.task_id)
         assert record.error is not None
         raise self.app.serializer.loads_error(record.error)
 

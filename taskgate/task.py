@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 from taskgate import context
+from taskgate.call_options import check_priority, check_queue, check_timeout
 from taskgate.concurrency import ConcurrencyControlType
 from taskgate.delays import delayed
 from taskgate.errors import InvalidTaskOptionsError, MainModuleTaskWarning, RetryError
@@ -74,8 +75,11 @@ class TaskOptions:
                 ``retry_delay``/``retry_backoff_max``, ``retry_backoff`` without a positive
                 ``retry_delay``; ``limits=`` naming an undeclared limit,
                 a limit of another app or one twice, or a limit keyed (or ``fair_by``) by an
-                argument that is not a parameter of ``func``; invalid ``cron``/``every``
-                (see :func:`taskgate.schedule.check_periodic`).
+                argument that is not a parameter of ``func``; a ``queue`` that is not a
+                non-empty name of at most 100 characters without whitespace or commas, a
+                ``priority`` that is not an int within [-1000, 1000], a ``timeout`` that is not
+                None or a finite number of seconds > 0; invalid ``cron``/``every`` (see
+                :func:`taskgate.schedule.check_periodic`).
         """
         name = getattr(func, "__qualname__", repr(func))
         _refuse_async(name, func)
@@ -134,6 +138,9 @@ class TaskOptions:
         if self.max_retries < 0:
             raise InvalidTaskOptionsError(f"max_retries of task {name} must not be negative")
         self._check_retry_delays(name)
+        check_queue(name, self.queue)
+        check_priority(name, self.priority)
+        check_timeout(name, self.timeout)
         check_periodic(name, self, func)
 
     def _check_retry_delays(self, name: str) -> None:
@@ -321,23 +328,33 @@ class Task(Generic[P, R]):
         return current
 
     def with_options(
-        self, *, delay: float | None = None, eta: datetime | float | None = None
+        self,
+        *,
+        delay: float | None = None,
+        eta: datetime | float | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
     ) -> Callable[P, Invocation[R]]:
         """A callable with the task's own signature that makes one call with these options.
 
-        The invocation is ``SCHEDULED`` until its time, then runs like any other (registration
-        concurrency folds identical calls into it while it waits). ``priority`` and ``queue``
-        (API.md) are not accepted yet. In eager mode the call runs at once.
+        A delayed invocation is ``SCHEDULED`` until its time, then runs like any other
+        (registration concurrency folds identical calls into it while it waits, whatever their
+        priority or queue). In eager mode the call runs at once (no delay, queue or priority
+        applies inline).
 
         Args:
             delay: Seconds from the call before it may start; 0 or None: a normal call.
             eta: When it may start: an aware ``datetime`` or epoch seconds.
+            priority: Replaces the task's ``priority`` for this call (an int in
+                [-1000, 1000]; higher runs first); None keeps the task's.
+            queue: Replaces the task's ``queue`` for this call; None keeps the task's.
 
         Raises:
-            InvalidTaskOptionsError: both given; negative, NaN or infinite values; a naive
-                datetime; a value of another type.
+            InvalidTaskOptionsError: both ``delay`` and ``eta``; negative, NaN or infinite
+                values; a naive datetime; a priority or queue the task option would refuse;
+                a value of another type.
         """
-        return delayed(self, delay, eta)
+        return delayed(self, delay, eta, priority=priority, queue=queue)
 
     def parallelize(
         self,
