@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
+from taskgate.async_results import wait_result
 from taskgate.errors import (
     ConcurrencyControlledError,
     InvocationCancelledError,
@@ -162,8 +163,13 @@ class Invocation(Generic[R]):
                 raise ResultTimeoutError(self.invocation_id, cast(float, timeout), record.status)
 
     async def async_result(self, timeout: float | None = None) -> R:
-        """:meth:`get_result` for asyncio callers; the wait runs in a worker thread."""
-        return await asyncio.to_thread(self.get_result, timeout)
+        """:meth:`get_result` for asyncio callers, without blocking the event loop.
+
+        The blocking wait runs on a dedicated pool of result-waiting threads, not the loop's
+        small default executor, in steps (a cancelled awaiter frees its thread promptly); see
+        :mod:`taskgate.async_results`.
+        """
+        return await wait_result(self, timeout)
 
     def _record(self) -> InvocationRecord:
         record = self.app.backend.get(self.invocation_id)

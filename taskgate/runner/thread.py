@@ -11,11 +11,14 @@ from typing import TYPE_CHECKING
 from taskgate.backoff import Backoff
 from taskgate.errors import BackendError, BackendUnavailableError, ConfigError, TaskgateError
 from taskgate.record import Claim, Outcome
+from taskgate.runner.async_loop import AsyncInvocations
 from taskgate.runner.base import Runner
 from taskgate.runner.executor import execute
 from taskgate.runner.gate import ClaimGate
 from taskgate.runner.heartbeat import Heartbeat, LeaseListener
+from taskgate.runner.interrupts import RunningBodies
 from taskgate.runner.outage import Outage
+from taskgate.runner.periodic import PeriodicScheduler, periodic_tasks
 
 if TYPE_CHECKING:
     from taskgate.app import App
@@ -56,6 +59,11 @@ class ThreadRunner(Runner):
         self._outage = Outage(self.runner_id)
         self._fatal: BackendError | ConfigError | None = None
         self._fatal_lock = threading.Lock()
+        # Issue 13: async invocations share one event loop (async_loop.py); the queues served.
+        self.running_bodies = RunningBodies()
+        """The bodies running now, for timeouts and cancel requests to interrupt."""
+        self._async = AsyncInvocations(app, self.runner_id, self._report_async, 1)
+        self._queues: frozenset[str] | None = None
 
     @property
     def threads(self) -> int:
@@ -70,6 +78,14 @@ class ThreadRunner(Runner):
             self._reporting.clear()
         self._outage = Outage(self.runner_id)
         self._fatal = None
+        self._queues = self.app.conf.served_queues
+        self._async = AsyncInvocations(
+            self.app,
+            self.runner_id,
+            self._report_async,
+            self.app.conf.async_in_flight,
+            self.running_bodies,
+        )
         heartbeat = Heartbeat(
             backend,
             self.runner_id,
@@ -89,11 +105,15 @@ class ThreadRunner(Runner):
         heartbeat.start()
         for worker in workers:
             worker.start()
+        scheduler = self._start_periodic()
         while not self._stop_requested.is_set():
             self._sleep_until_poked()
         gate.close()  # also when the stop came before this run's gate existed
         logger.info("runner %s stopping: no new claims", self.runner_id)
+        if scheduler is not None:
+            scheduler.stop()
         self._drain(backend, workers)
+        self._async.close()
         heartbeat.stop()
         with contextlib.suppress(TaskgateError):  # only cosmetic: the entry expires anyway
             backend.forget_runner(self.runner_id)
@@ -123,6 +143,11 @@ class ThreadRunner(Runner):
         try:
             claim = self._next_claim(backend, gate, backoff)
             while claim is not None:
+                if self._async.takes(claim):  # awaited on the event loop; this thread goes on
+                    self._async.submit(claim)
+                    self._async.wait_for_room(self._stop_requested)
+                    claim = self._next_claim(backend, gate, backoff)
+                    continue
                 outcome = execute(self.app, claim)
                 claim = self._finish_and_next(backend, gate, claim, outcome, backoff)
         # Not BackendUnavailableError: that is retried where raised. A ConfigError here is a
@@ -166,6 +191,7 @@ class ThreadRunner(Runner):
                     outcome,
                     max_count=wanted,
                     lease_seconds=self.app.conf.lease_seconds,
+                    queues=self._queues,
                 )
                 self._track(claims)
                 self._outage.succeeded()
@@ -195,6 +221,7 @@ class ThreadRunner(Runner):
                 self.app.conf.lease_seconds,
                 CLAIM_TIMEOUT_SECONDS,
                 wait_first=wait_first,
+                queues=self._queues,
             )
         except BackendUnavailableError as exc:
             self._outage.failed(exc, "claim")
@@ -244,6 +271,13 @@ class ThreadRunner(Runner):
             for worker in workers:
                 worker.join(timeout=0.05)
             self._handle_signals()  # a second signal forces the stop
+        while not self._force_stop.is_set() and not self._async.wait_idle(
+            min(deadline, time.monotonic() + 0.1)
+        ):
+            if time.monotonic() >= deadline:
+                break
+            self._handle_signals()
+        self._async.abandon()  # what is still awaited is cancelled and never reports
         if self._force_stop.is_set():
             self.left_running = len(self._claims_in_flight())
             return
@@ -272,6 +306,22 @@ class ThreadRunner(Runner):
                     self.app.conf.shutdown_grace_seconds,
                     extra={"invocation_id": invocation_id},
                 )
+
+    def _report_async(self, claim: Claim, outcome: Outcome) -> None:
+        """Report an async invocation's outcome (on the async reporter thread)."""
+        with self._in_flight_lock:
+            self._reporting.add((claim.invocation_id, claim.attempt))
+        self._report(self.app.backend, claim, outcome)
+        self._forget([(claim.invocation_id, claim.attempt)])
+
+    def _start_periodic(self) -> PeriodicScheduler | None:
+        """Start the periodic scheduler when the app has periodic tasks in the queues served."""
+        tasks = periodic_tasks(self.app, self._queues)
+        if not tasks:
+            return None
+        scheduler = PeriodicScheduler(self.app, self.runner_id, tasks, on_fatal=self._fail)
+        scheduler.start()
+        return scheduler
 
     def _claims_in_flight(self) -> list[tuple[str, int]]:
         with self._in_flight_lock:

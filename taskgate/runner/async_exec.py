@@ -1,0 +1,216 @@
+"""Executing one claimed ``async def`` invocation on an event loop, into an :class:`Outcome`.
+
+The async twin of :func:`taskgate.runner.executor.execute`, with the same guarantees: nothing
+here raises (a task that cannot be found, arguments that cannot be read, any exception of the
+body and a result that cannot be serialized all become outcomes).
+
+Interrupting an async body (a timeout, a cancel request) cancels its asyncio task: the body
+sees ``CancelledError`` at its current ``await`` and unwinds (``finally`` blocks and ``async
+with`` exits run); the run then ends with the exception the interrupt named
+(:class:`~taskgate.errors.TaskTimeoutError` or
+:class:`~taskgate.errors.InvocationCancelledError`), never a bare ``CancelledError``. The
+outcome exists only once the body has stopped, so slots are never released under a live body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from taskgate import context
+from taskgate.errors import (
+    InvocationCancelledError,
+    SerializationError,
+    TaskNotFoundError,
+    TaskTimeoutError,
+)
+from taskgate.invocation import DistributedInvocation, Invocation
+from taskgate.record import Claim, Outcome, OutcomeKind
+from taskgate.runner.executor import _base_exception_outcome, _retry_outcome
+
+if TYPE_CHECKING:
+    from taskgate.app import App
+    from taskgate.runner.interrupts import RunningBodies
+    from taskgate.task import Task
+
+logger = logging.getLogger(__name__)
+
+
+async def execute_async(
+    app: App,
+    claim: Claim,
+    bodies: RunningBodies | None = None,
+    invocation: Invocation[Any] | None = None,
+) -> Outcome:
+    """Await the claimed ``async def`` invocation in the running loop and report how it ended.
+
+    ``bodies``: where the body registers while it runs, so that a timeout watcher or a cancel
+    request can interrupt it (None: nothing can, as in eager mode). The task's ``timeout`` is
+    enforced here, on the loop. ``invocation`` is what the body sees as ``task.invocation``
+    (a handle reading the backend by default).
+
+    Raises:
+        asyncio.CancelledError: only when the loop cancelled the run for no interrupt (the
+            runner abandons it on a forced or timed-out stop); its outcome is not reported.
+    """
+    serializer = app.serializer
+    extra = {"invocation_id": claim.invocation_id, "task": claim.task_id}
+    try:
+        task = app.resolve_task(claim.task_id)
+        arguments = serializer.loads(claim.arguments)
+    except (TaskNotFoundError, SerializationError) as exc:
+        logger.error("invocation %s of %s cannot run: %s", claim.invocation_id, claim.task_id, exc)
+        return Outcome(OutcomeKind.FAILED, serializer.dumps_error(exc))
+    if invocation is None:
+        invocation = DistributedInvocation(
+            app, claim.task_id, claim.invocation_id, arguments, attempt=claim.attempt
+        )
+    logger.info(
+        "invocation %s of %s started on the event loop (attempt %s)",
+        claim.invocation_id,
+        claim.task_id,
+        claim.attempt,
+        extra=extra,
+    )
+    # This coroutine runs as its own asyncio task, in a copy of the loop's context: the
+    # invocation set here is what ``task.invocation`` reads in the body, and in the tasks it
+    # spawns (they copy this context), never in another invocation's.
+    context.enter(invocation)
+    interrupted: list[type[BaseException]] = []
+    try:
+        value = await _interruptible(task, claim, arguments, bodies, interrupted)
+        if interrupted:  # the body swallowed the cancellation: the interrupt still decides
+            raise _interrupt_error(interrupted[0], claim, task)
+    except Exception as exc:
+        return _failure_outcome(app, claim, task, exc)
+    except asyncio.CancelledError:
+        raise  # abandoned by the runner (not an interrupt): nothing is reported
+    except BaseException as exc:
+        return _base_exception_outcome(app, claim, task.options, exc)
+    try:
+        payload = serializer.dumps(value)
+    except SerializationError as exc:
+        logger.error(
+            "invocation %s of %s returned a result that cannot be stored: %s",
+            claim.invocation_id,
+            claim.task_id,
+            exc,
+            extra=extra,
+        )
+        return Outcome(OutcomeKind.FAILED, serializer.dumps_error(exc))
+    logger.info("invocation %s of %s succeeded", claim.invocation_id, claim.task_id, extra=extra)
+    return Outcome(OutcomeKind.SUCCESS, payload)
+
+
+async def _interruptible(
+    task: Task[Any, Any],
+    claim: Claim,
+    arguments: dict[str, Any],
+    bodies: RunningBodies | None,
+    interrupted: list[type[BaseException]],
+) -> Any:
+    """Await the body, registered in ``bodies``, within the task's timeout.
+
+    An interrupt appends its exception type to ``interrupted`` and cancels this asyncio task;
+    the resulting ``CancelledError`` becomes that exception.
+    """
+    current = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    assert current is not None  # always awaited inside a task
+
+    def interrupt(error: type[BaseException]) -> None:
+        # Called from any thread (a cancel watcher, a timeout): only the loop may cancel.
+        interrupted.append(error)
+        loop.call_soon_threadsafe(current.cancel)
+
+    timeout = task.options.timeout
+    deadline = asyncio.timeout(timeout)  # None: no deadline
+    try:
+        if bodies is None:
+            async with deadline:
+                return await task.run(arguments)
+        with bodies.running(claim.invocation_id, interrupt):
+            async with deadline:
+                return await task.run(arguments)
+    except asyncio.CancelledError:
+        if not interrupted:
+            raise
+        current.uncancel()
+        raise _interrupt_error(interrupted[0], claim, task) from None
+    except TimeoutError:
+        if not deadline.expired():
+            raise  # the body's own TimeoutError
+        raise _interrupt_error(TaskTimeoutError, claim, task) from None
+
+
+def _interrupt_error(
+    error: type[BaseException], claim: Claim, task: Task[Any, Any]
+) -> BaseException:
+    """The exception an interrupt of type ``error`` ends the run with."""
+    if issubclass(error, InvocationCancelledError):
+        return error(claim.invocation_id, claim.task_id)
+    if issubclass(error, TaskTimeoutError):
+        return error(
+            f"invocation {claim.invocation_id} of {claim.task_id} ran longer than its timeout "
+            f"of {task.options.timeout} s and was cancelled"
+        )
+    return error()
+
+
+def _failure_outcome(app: App, claim: Claim, task: Task[Any, Any], exc: Exception) -> Outcome:
+    """CANCELLED for a cancel; else RETRY or FAILED as the task's retry options say."""
+    serializer = app.serializer
+    extra = {"invocation_id": claim.invocation_id, "task": claim.task_id}
+    if isinstance(exc, InvocationCancelledError):
+        logger.info(
+            "invocation %s of %s was cancelled while running",
+            claim.invocation_id,
+            claim.task_id,
+            extra=extra,
+        )
+        return Outcome(OutcomeKind.CANCELLED, serializer.dumps_error(exc))
+    if task.options.should_retry(exc, claim.num_retries):
+        logger.info(
+            "invocation %s of %s raised %r; retry %s of %s",
+            claim.invocation_id,
+            claim.task_id,
+            exc,
+            claim.num_retries + 1,
+            claim.max_retries,
+            extra=extra,
+        )
+        return _retry_outcome(task.options, claim, serializer.dumps_error(exc))
+    logger.warning(
+        "invocation %s of %s failed: %r",
+        claim.invocation_id,
+        claim.task_id,
+        exc,
+        exc_info=exc,
+        extra=extra,
+    )
+    return Outcome(OutcomeKind.FAILED, serializer.dumps_error(exc))
+
+
+def execute_async_inline(app: App, claim: Claim, invocation: Invocation[Any]) -> Outcome:
+    """Run an ``async def`` invocation to its end from synchronous code (eager mode).
+
+    With no event loop running in this thread, ``asyncio.run`` runs it here. Called from
+    inside a running loop (an async test calling a task), it cannot be awaited there without
+    making the call itself async: it runs on a fresh loop in a helper thread, and the caller's
+    thread (and its loop) waits until it ends. The task's ``timeout`` is enforced on that loop.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(execute_async(app, claim, None, invocation))
+    outcome: list[Outcome] = []
+
+    def run() -> None:
+        outcome.append(asyncio.run(execute_async(app, claim, None, invocation)))
+
+    helper = threading.Thread(target=run, name=f"taskgate-eager-{claim.invocation_id}")
+    helper.start()
+    helper.join()
+    return outcome[0]
