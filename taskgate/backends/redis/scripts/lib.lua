@@ -37,22 +37,59 @@ local function finalize(id, f, new, now, runner, result, err, ttl)
   end
 end
 
+-- Parked waiters of priority p other than 0 are ordered in pz:<key> by -p * 2^41 + 2^40 + seq
+-- (first in line: - seq): p within +-1000 and seq below 2^40 keep the score an exact double.
+local PARKED_WEIGHT, PARKED_MID = 2199023255552, 1099511627776
+
+-- The score of <id> (priority <p>) parked on a key: in call order, or first in line <first>.
+local function parked_score(p, first)
+  local seq = redis.call('INCR', k('seq'))
+  return string.format('%d', -p * PARKED_WEIGHT + PARKED_MID + (first and -seq or seq))
+end
+
+-- The next waiter parked on <key>: the head of pz:<key> when its priority is above 0, else the
+-- head of parked:<key>, else the head of pz:<key> (priorities below 0); nil when none.
+local function pop_parked(key)
+  local pz = k('pz:' .. key)
+  local head = redis.call('ZRANGE', pz, '0', '0', 'WITHSCORES')
+  if head[1] and tonumber(head[2]) < 0 then
+    redis.call('ZREM', pz, head[1])
+    return head[1]
+  end
+  local waiter = redis.call('LPOP', k('parked:' .. key))
+  if waiter or not head[1] then return waiter end
+  redis.call('ZREM', pz, head[1])
+  return head[1]
+end
+
 -- Free <id>'s slot of <key> and hand freed slots to the first parked waiters, in order.
 local function release_slot(id, key, limit)
   if key == '' then return end
-  local skey, pkey = k('slots:' .. key), k('parked:' .. key)
+  local skey = k('slots:' .. key)
   redis.call('SREM', skey, id)
   local promoted = {}
   while redis.call('SCARD', skey) < limit do
-    local waiter = redis.call('LPOP', pkey)
+    local waiter = pop_parked(key)
     if not waiter then break end
     redis.call('SADD', skey, waiter)
     promoted[#promoted + 1] = waiter
   end
-  -- Woken waiters go to the head of the ready queue, longest-waiting first.
-  for i = #promoted, 1, -1 do push_ready(promoted[i], true) end
-  if redis.call('LLEN', pkey) == 0 then redis.call('SREM', k('parked_keys'), key) end
+  -- Woken waiters go to the head of their ready lanes, longest-waiting first.
+  for i = #promoted, 1, -1 do push_ready(promoted[i], true, 'read') end
+  if redis.call('EXISTS', k('parked:' .. key), k('pz:' .. key)) == 0 then
+    redis.call('SREM', k('parked_keys'), key)
+  end
   if redis.call('SCARD', skey) == 0 then redis.call('SREM', k('slot_keys'), key) end
+end
+
+-- Park <id> (fields <f>) on its running key: at the tail of its priority, or first in line.
+local function park(id, f, first)
+  if f.priority == 0 then
+    redis.call(first and 'LPUSH' or 'RPUSH', k('parked:' .. f.key), id)
+  else
+    redis.call('ZADD', k('pz:' .. f.key), parked_score(f.priority, first), id)
+  end
+  redis.call('SADD', k('parked_keys'), f.key)
 end
 
 -- Put <id>, registered again after running, first in line for its key and in the ready queue.
@@ -60,15 +97,14 @@ local function first_in_line(id, f, now)
   take_regkey(id, f.regkey)
   if f.budgets then  -- the woken waiters go ahead of it, then it goes first
     budget_steps().release(id, f, now)
-    push_ready(id, true)
+    push_ready(id, true, f.queue, f.priority)
     return
   end
   if f.key == '' then
-    push_ready(id, true)
+    push_ready(id, true, f.queue, f.priority)
     return
   end
-  redis.call('LPUSH', k('parked:' .. f.key), id)
-  redis.call('SADD', k('parked_keys'), f.key)
+  park(id, f, true)
   release_slot(id, f.key, f.limit)
 end
 
@@ -84,7 +120,8 @@ end
 local function fields(id)
   local v = redis.call('HMGET', k('inv:' .. id), 'task_id', 'status', 'registration_key',
     'running_key', 'running_limit', 'drop_when_blocked', 'runner_id', 'attempt', 'num_retries',
-    'max_retries', 'num_recoveries', 'arguments', 'history', 'waited', 'budgets')
+    'max_retries', 'num_recoveries', 'arguments', 'history', 'waited', 'budgets', 'queue',
+    'priority', 'cancel_requested')
   if not v[1] then return nil end
   -- Absent fields are at their defaults (see register.lua).
   return {task = v[1], status = v[2], regkey = v[3] or '', key = v[4] or '',
@@ -92,7 +129,8 @@ local function fields(id)
     attempt = tonumber(v[8]) or 0, num_retries = tonumber(v[9]) or 0,
     max_retries = tonumber(v[10]) or 0,
     num_recoveries = tonumber(v[11]) or 0, arguments = v[12], history = v[13] or '',
-    waited = v[14] == '1', budgets = v[15]}
+    waited = v[14] == '1', budgets = v[15], queue = v[16] or 'default',
+    priority = tonumber(v[17]) or 0, cancel_requested = v[18] == '1'}
 end
 
 -- <id> if <runner> still runs <attempt> of it (the fencing check).
@@ -119,18 +157,70 @@ local function take_slot(id, f, now, ttl)
     finalize(id, f, 'concurrency_controlled_final', now, nil, nil, nil, ttl)
   else
     transition(id, f, 'concurrency_controlled', now, nil)
-    redis.call('RPUSH', k('parked:' .. f.key), id)
-    redis.call('SADD', k('parked_keys'), f.key)
+    park(id, f, false)
   end
   return false
 end
 
--- Hand up to <max_count> ready invocations to <runner> (see Backend.claim).
--- Returns a list of {id, task_id, arguments, attempt, num_retries, max_retries}.
-local function claim_ready(runner, max_count, lease, ttl, now)
+-- Whether 'lanes' exists, as this script last saw it (nil: not looked at yet).
+local lanes_exist
+
+-- The next ready id for a claim serving <serves> (a set of queue names; nil: every queue): the
+-- head of the highest-priority lane it serves, 'queue' standing for ("default", 0) and going
+-- before the other queues of priority 0. Without lanes (the plain path), one LPOP.
+local function pop_ready(serves)
+  if lanes_exist == nil or lanes_changed then
+    lanes_exist = redis.call('EXISTS', k('lanes')) == 1
+    lanes_changed = false
+  end
+  local plain = not serves or serves['default']
+  if not lanes_exist then
+    if plain then return redis.call('LPOP', k('queue')) end
+    return nil
+  end
+  local tried_plain = not plain
+  local lanes = redis.call('ZRANGE', k('lanes'), '0', '-1', 'WITHSCORES')
+  for i = 1, #lanes, 2 do
+    if not tried_plain and tonumber(lanes[i + 1]) >= 0 then
+      tried_plain = true
+      local id = redis.call('LPOP', k('queue'))
+      if id then return id end
+    end
+    local member = lanes[i]
+    if not serves or serves[string.sub(member, string.find(member, '\31', 1, true) + 1)] then
+      local lane = k('lane:' .. member)
+      local id = redis.call('LPOP', lane)
+      if redis.call('EXISTS', lane) == 0 then redis.call('ZREM', k('lanes'), member) end
+      if id then return id end
+    end
+  end
+  if not tried_plain then return redis.call('LPOP', k('queue')) end
+  return nil
+end
+
+-- Work is left in the ready lanes: wake one more idle runner for it (passing the baton), and
+-- one serving each queue with work among the runners that serve only some queues.
+local function pass_baton()
+  if not runners_waiting() then return end
+  local plain = redis.call('LLEN', k('queue')) > 0
+  local lanes = redis.call('ZRANGE', k('lanes'), '0', '-1')
+  if plain or #lanes > 0 then wake() end
+  if redis.call('ZCARD', k('idleq')) == 0 then return end
+  local queues = {}
+  if plain then queues['default'] = true end
+  for _, member in ipairs(lanes) do
+    queues[string.sub(member, string.find(member, '\31', 1, true) + 1)] = true
+  end
+  for queue in pairs(queues) do wake_queue(queue) end
+end
+
+-- Hand up to <max_count> ready invocations of the queues in <serves> (nil: all) to <runner>
+-- (see Backend.claim). Returns a list of {id, task_id, arguments, attempt, num_retries,
+-- max_retries}.
+local function claim_ready(runner, max_count, lease, ttl, now, serves)
   local claims, lease_expires = {}, nil
   while #claims < max_count do
-    local id = redis.call('LPOP', k('queue'))
+    local id = pop_ready(serves)
     if not id then break end
     local f = fields(id)
     local admitted = false
@@ -152,7 +242,7 @@ local function claim_ready(runner, max_count, lease, ttl, now)
     end
   end
   -- Work left behind: pass the baton to another idle runner.
-  if #claims > 0 and runners_waiting() and redis.call('LLEN', k('queue')) > 0 then wake() end
+  if #claims > 0 then pass_baton() end
   return claims
 end
 
@@ -162,16 +252,19 @@ end
 local function finish_one(id, runner, attempt, kind, payload, ttl, now, delay)
   local f = owned(id, runner, attempt)
   if not f then return 0 end
-  if kind == 'retry' then
+  if f.cancel_requested or kind == 'cancelled' then  -- whatever the body did: cancelled
+    release_regkey(id, f.regkey)
+    finalize(id, f, 'cancelled', now, runner, nil, kind ~= 'success' and payload or nil, ttl)
+  elseif kind == 'retry' then
     redis.call('ZREM', k('leases'), id)
     transition(id, f, 'retry', now, runner, 'runner_id', '', 'lease_expires_at', '',
       'num_retries', string.format('%d', f.num_retries + 1), 'error', payload)
     take_regkey(id, f.regkey)
     local wait = delay and tonumber(delay)
     if wait and wait > 0 then
-      add_timed('i:' .. id, time_text(now + wait))
+      add_timed('i:' .. id, time_text(now + wait), f.queue)
     else
-      push_ready(id, false)
+      push_ready(id, false, f.queue, f.priority)
     end
   elseif kind == 'success' then
     finalize(id, f, 'success', now, runner, payload, nil, ttl)
@@ -184,13 +277,18 @@ local function finish_one(id, runner, attempt, kind, payload, ttl, now, delay)
 end
 
 -- The invocations register handed to <runner> while it waited, that it still owns.
-local function take_handed(runner, claims)
+local function take_handed(runner, claims, ttl)
   local inbox = k('inbox:' .. runner)
   local item = redis.call('LPOP', inbox)
   while item do
     local id = string.sub(item, 1, string.find(item, '\31', 1, true) - 1)
     local f = owned(id, runner, 1)
-    if f then claims[#claims + 1] = {id, f.task, f.arguments, 1, f.num_retries, f.max_retries} end
+    if f and f.cancel_requested then  -- cancelled before its runner read it: it never starts
+      finalize(id, f, 'cancelled', now_number or server_now(), runner, nil, nil, ttl)
+      release_slot(id, f.key, f.limit)
+    elseif f then
+      claims[#claims + 1] = {id, f.task, f.arguments, 1, f.num_retries, f.max_retries}
+    end
     item = redis.call('LPOP', inbox)
   end
   return claims
@@ -215,12 +313,31 @@ local function undo_hand_over(id, f)
   first_in_line(id, f)
 end
 
--- Take <runner> out of the line for hand-overs, whatever lease its entries name.
+-- Take <runner> out of the line for hand-overs, whatever lease (and queues) its entries name.
 local function leave_line(runner)
   local prefix = runner .. '\31'
   for _, member in ipairs(redis.call('ZRANGE', k('idle'), 0, -1)) do
-    if string.sub(member, 1, #prefix) == prefix then redis.call('ZREM', k('idle'), member) end
+    if string.sub(member, 1, #prefix) == prefix then
+      redis.call('ZREM', k('idle'), member)
+      redis.call('ZREM', k('idleq'), member)
+    end
   end
+end
+
+-- The set of queues in <text> ("<q1>,<q2>..."), nil for '' (every queue).
+local function queue_set(text)
+  if not text or text == '' then return nil end
+  local set = {}
+  for queue in string.gmatch(text, '[^,]+') do set[queue] = true end
+  return set
+end
+
+-- The entry of <runner> in 'idle' (and 'idleq' when it serves only the queues <queues_text>).
+local function idle_member(runner, lease, queues_text)
+  if queues_text and queues_text ~= '' then
+    return runner .. '\31' .. lease .. '\31' .. queues_text, true
+  end
+  return runner .. '\31' .. lease, false
 end
 
 -- Take back everything left in <runner>'s inbox, as if it had never been handed over: each
@@ -262,25 +379,30 @@ end
 -- With nothing to claim and <idle_for> > 0, the runner is recorded as waiting for work (until
 -- <idle_for> seconds from now), so that register hands it the next invocation directly;
 -- otherwise it is not waiting any more. <lease> is the raw argument (part of the idle entry).
-local function claim_next(runner, max_count, lease, ttl, now, idle_for)
+local function claim_next(runner, max_count, lease, ttl, now, idle_for, queues_text)
   if max_count <= 0 then return {} end
   move_due(now)
   -- Out of line first: a baton passed by claim_ready is for the other waiting runners.
-  local member = runner .. '\31' .. lease
+  local member, restricted = idle_member(runner, lease, queues_text)
   redis.call('ZREM', k('idle'), member)
-  local claims = take_handed(runner, {})
+  if restricted then redis.call('ZREM', k('idleq'), member) end
+  local serves = queue_set(queues_text)
+  local claims = take_handed(runner, {}, ttl)
   if #claims < max_count then
-    for _, claim in ipairs(claim_ready(runner, max_count - #claims, tonumber(lease), ttl, now)) do
-      claims[#claims + 1] = claim
-    end
+    local more = claim_ready(runner, max_count - #claims, tonumber(lease), ttl, now, serves)
+    for _, claim in ipairs(more) do claims[#claims + 1] = claim end
   end
   if #claims == 0 and idle_for > 0 then
     -- About to wait: first take back what dead runners were handed, and claim that instead
     -- (busy runners never get here, so this costs them nothing).
     if take_back_unread(now) > 0 then
-      claims = claim_ready(runner, max_count, tonumber(lease), ttl, now)
+      claims = claim_ready(runner, max_count, tonumber(lease), ttl, now, serves)
     end
-    if #claims == 0 then redis.call('ZADD', k('idle'), time_text(now + idle_for), member) end
+    if #claims == 0 then
+      local until_text = time_text(now + idle_for)
+      redis.call('ZADD', k('idle'), until_text, member)
+      if restricted then redis.call('ZADD', k('idleq'), until_text, member) end
+    end
   end
   return claims
 end
@@ -288,8 +410,13 @@ end
 -- Take running <id> (fields <f>) back from its runner: first in line again, or failed once it
 -- was recovered <max_recoveries> times already (see Backend.recover).
 local function recover_one(id, f, now, max_recoveries, lost_error, ttl)
-  if f.num_recoveries >= max_recoveries then
-    finalize(id, f, 'failed', now, nil, nil, lost_error, ttl)
+  if f.cancel_requested or f.num_recoveries >= max_recoveries then
+    if f.cancel_requested then
+      release_regkey(id, f.regkey)
+      finalize(id, f, 'cancelled', now, nil, nil, nil, ttl)
+    else
+      finalize(id, f, 'failed', now, nil, nil, lost_error, ttl)
+    end
     release_slot(id, f.key, f.limit)
     if f.budgets then budget_steps().release(id, f, now) end
   else

@@ -190,7 +190,7 @@ local function build_budget_steps()
       end
     end
     local ids, left = pop_waiters(key, string.sub(def, -1) == '1', n)
-    for i = #ids, 1, -1 do push_ready(ids[i], true) end
+    for i = #ids, 1, -1 do push_ready(ids[i], true, 'read') end
     if #ids > 0 then redis.call('HINCRBY', k('bwoken'), key, string.format('%d', #ids)) end
     if not left then
       redis.call('HDEL', k('bwait'), key)
@@ -313,8 +313,41 @@ local function build_budget_steps()
     end
   end
 
+  -- Take waiting <id> (fields <f>, status concurrency_controlled) off the budget it waits on
+  -- (Backend.cancel): out of its wait queues and fairness ring, or, when it was woken and sat in
+  -- a ready lane (<woken>: the caller took it out of there), out of the budget's woken count,
+  -- that capacity passed on to the next waiter as a release would.
+  local function cancel_waiter(id, f, now, woken)
+    local key = redis.call('HGET', k('inv:' .. id), 'parked_on')
+    if not key then return end
+    local b
+    for _, each in ipairs(parse_budgets(f.budgets)) do
+      if each.key == key then b = each end
+    end
+    if woken then
+      if redis.call('HINCRBY', k('bwoken'), key, '-1') <= 0 then
+        redis.call('HDEL', k('bwoken'), key)
+      end
+      if b then
+        local conc, count, period = effective(b)
+        wake_budget(key, conc, count, period, now)
+      end
+      return
+    end
+    redis.call('ZREM', k('bw:' .. key), id)
+    if b and b.fair ~= '' then
+      local sub = k('bw:' .. key .. ':' .. b.fair)
+      if redis.call('ZREM', sub, id) == 1 and redis.call('EXISTS', sub) == 0 then
+        redis.call('LREM', k('br:' .. key), '0', b.fair)
+      end
+    end
+    if redis.call('EXISTS', k('bw:' .. key), k('br:' .. key)) == 0 then
+      redis.call('HDEL', k('bwait'), key)
+    end
+  end
+
   return {admit = admit, release = release, wake_stored = wake_stored, wake_limit = wake_limit,
-    budget_of_def = budget_of_def, effective = effective}
+    budget_of_def = budget_of_def, effective = effective, cancel_waiter = cancel_waiter}
 end
 
 local built_steps
@@ -340,7 +373,7 @@ move_due = function(now)
       redis.call('ZREM', k('timed'), member)
       local key = string.sub(member, 3)
       if string.byte(member) == 105 then  -- 'i'
-        push_ready(key, false)
+        push_ready(key, false, 'read')
       else
         local def = redis.call('HGET', k('bwait'), key)
         if def then budget_steps().wake_stored(key, def, now) end

@@ -12,14 +12,27 @@
 --                     Redis's compact encoding, where every field lookup is a scan, to a table)
 --   done:<id>         list: a token pushed when the invocation becomes final, if a result
 --                     waiter marked the record ('waited' field) while it was not final yet
---   queue             list: ready invocation ids; woken and handed-back ones go to the head
+--   queue             list: ready invocation ids of queue "default" at priority 0 (the plain
+--                     path); woken and handed-back ones go to the head
+--   lane:<p>\31<q>    list: the same for queue <q> at priority <p> (any other pair); exists
+--                     only while not empty
+--   lanes             zset: "<p>\31<q>" -> -<p>, the non-empty lanes (absent when none: the
+--                     plain path checks it once per claim); a claim takes the head of the
+--                     highest-priority lane it serves, 'queue' counting as priority 0
 --   wake              list: tokens for idle runners blocked in BLPOP (capped length); a token
 --                     is pushed when work lands in an empty queue, and by a claim that leaves
 --                     work behind (passing the baton), so busy runners cause no wake-ups
+--   wake:<q>          list: the same for runners serving only some queues (they BLPOP the
+--                     lists of their queues, never 'wake'): a token there is for work of <q>,
+--                     so no runner eats a wake-up for work it cannot take
+--   wake_queues       set:  queues with a wake:<q> list (what purge deletes)
 --   regkeys           hash: registration key -> id of the waiting invocation holding it
 --   slots:<key>       set:  ids holding a running slot of <key>
---   parked:<key>      list: ids parked on <key>, first come first served
---   parked_keys       set:  running keys with a non-empty parked list
+--   parked:<key>      list: ids of priority 0 parked on <key>, first come first served
+--   pz:<key>          zset: ids of other priorities parked on <key>, by -p * 2^41 + 2^40 + seq
+--                     (first in line: - seq); a freed slot goes to its head when that has a
+--                     priority above 0, else to the head of parked:<key>, else to its head
+--   parked_keys       set:  running keys with a non-empty parked list or pz zset
 --   slot_keys         set:  running keys with a non-empty slot set
 --   leases            zset: running id -> lease expiry (what recover looks at)
 --   expiry            zset: final id -> time its record may be deleted
@@ -27,17 +40,29 @@
 --   task:<task_id>    zset: the same, per task
 --   counts            hash: "<task_id>\31<status>" -> number of invocations (also lists tasks)
 --   runners           zset: runner id -> liveness expiry
---   idle              zset: "<runner_id>\31<lease_seconds>" -> until when that runner waits for
---                     work in BLPOP; register hands a new invocation straight to the longest
---                     waiting one (claimed in the same step) instead of queueing it
+--   idle              zset: "<runner_id>\31<lease_seconds>" (a runner serving only some queues:
+--                     "<runner_id>\31<lease_seconds>\31<q1>,<q2>...") -> until when that runner
+--                     waits for work in BLPOP; register hands a new invocation straight to the
+--                     longest waiting one serving its queue (claimed in the same step) instead
+--                     of queueing it
+--   idleq             zset: the members of 'idle' that serve only some queues (same scores):
+--                     whom wake:<q> tokens are for
+--   cancels:<runner>  list: ids whose cancel was requested while <runner> ran them (cancel
+--                     pushes, the runner's wait_cancel_requests BLPOPs)
+--   cancel_runners    set:  runners with a cancels: list (what purge deletes)
+--   ticks             hash: periodic task id -> last tick registered (register_tick.lua)
 --   inbox:<runner>    list: invocations handed to <runner> by register, as
 --                     "<id>\31<task_id>\31<max_retries>\31<arguments>" (already claimed for it)
 --   inboxes           zset: runner -> when register last pushed to its empty inbox; a live
 --                     runner pops its inbox within milliseconds, so an inbox still unread a
 --                     grace later belongs to a dead runner and is taken back (see lib.lua)
 --
+-- Records hold 'priority' (absent when 0), 'queue' (absent when "default") and, once its cancel
+-- was requested while it ran, 'cancel_requested' ('1'); 'seq' is taken from the counter below by
+-- records with budgets or a priority other than 0 that park.
+--
 -- Budgets (limits; only records with a 'budgets' field use them, see lib_budgets.lua). Such a
--- record also holds 'seq' (its registration sequence), 'priority' (absent when 0) and, once
+-- record also holds 'seq' (its registration sequence) and, once
 -- it waited, 'parked_on' (the budget), 'parked_rate' ('1': refused by the rate) and
 -- 'parked_since'. A <budget> is its key text (e.g. "limit llm-api"), a <limit> a limit name
 -- ('' for a task's own running scope used as a budget):
@@ -67,6 +92,8 @@
 --                     declared value)
 
 local P = KEYS[1]
+-- Arguments a script reads before register.lua's (register_tick.lua sets it: see there).
+local ARG_BASE = 0
 local WAKE_TOKENS = 64
 
 local function k(name) return P .. name end
@@ -100,22 +127,72 @@ local function wake()
   end
 end
 
--- Put <member> on 'timed' at <at> (text). When it is the earliest entry, an idle runner may be
--- blocked past that instant: make one look again (its claim then waits no longer than <at>).
-local function add_timed(member, at)
-  redis.call('ZADD', k('timed'), at, member)
-  if redis.call('ZRANK', k('timed'), member) == 0 and runners_waiting() then wake() end
+-- Runners serving only some queues wait on wake:<queue> (see 'idleq'): one token there.
+local function wake_queue(queue)
+  local list = k('wake:' .. queue)
+  local n = redis.call('RPUSH', list, '1')
+  if n > WAKE_TOKENS then
+    redis.call('LTRIM', list, -WAKE_TOKENS, -1)
+  elseif n == 1 then
+    redis.call('SADD', k('wake_queues'), queue)  -- for purge
+  end
 end
 
--- Put <id> in the ready queue (at the head when <front>); wake a runner if it was empty.
-local function push_ready(id, front)
-  if redis.call(front and 'LPUSH' or 'RPUSH', k('queue'), id) == 1 and runners_waiting() then
-    wake()
+-- Work landed in empty <queue>: wake a runner that may take it (<queue> nil: any runner
+-- serving some queue, as for a timed entry whose queue is not known here).
+local function notify(queue)
+  if not runners_waiting() then return end
+  wake()
+  if redis.call('ZCARD', k('idleq')) == 0 then return end
+  if queue then
+    wake_queue(queue)
+    return
+  end
+  for _, member in ipairs(redis.call('ZRANGE', k('idleq'), 0, -1)) do
+    wake_queue(string.match(member, '\31[^\31]*\31([^,]*)'))
+  end
+end
+
+-- Put <member> on 'timed' at <at> (text). When it is the earliest entry, an idle runner may be
+-- blocked past that instant: make one (serving <queue>) look again; its claim then waits no
+-- longer than <at>.
+local function add_timed(member, at, queue)
+  redis.call('ZADD', k('timed'), at, member)
+  if redis.call('ZRANK', k('timed'), member) == 0 then notify(queue) end
+end
+
+-- The lane of (<queue>, <priority>) ('queue' for the plain pair), and its member of 'lanes'.
+local function lane_of(queue, priority)
+  if queue == 'default' and priority == 0 then return k('queue'), nil end
+  local member = string.format('%d', priority) .. '\31' .. queue
+  return k('lane:' .. member), member
+end
+
+-- Set when a push made a lane appear (a claim in progress looks at 'lanes' again).
+local lanes_changed = false
+
+-- Put <id> in the ready lane of <queue> (nil: "default") at <priority> (nil: 0), at the head
+-- when <front>; wake a runner if the lane was empty. Callers without the record's fields pass
+-- queue 'read': they are read here (woken waiters, due timed invocations).
+local function push_ready(id, front, queue, priority)
+  if queue == 'read' then
+    local v = redis.call('HMGET', k('inv:' .. id), 'queue', 'priority')
+    queue, priority = v[1], tonumber(v[2])
+  end
+  queue, priority = queue or 'default', priority or 0
+  local lane, member = lane_of(queue, priority)
+  if redis.call(front and 'LPUSH' or 'RPUSH', lane, id) == 1 then
+    if member then
+      redis.call('ZADD', k('lanes'), string.format('%d', -priority), member)
+      lanes_changed = true
+    end
+    notify(queue)
   end
 end
 
 local function is_final(status)
   return status == 'success' or status == 'failed' or status == 'concurrency_controlled_final'
+    or status == 'cancelled'
 end
 
 -- Numbers reach Redis as text: a number passed to redis.call is formatted ('%.17g') on every
