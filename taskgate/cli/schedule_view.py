@@ -71,9 +71,9 @@ def print_queues(console: Console, stats: BackendStats) -> None:
     if not depths:
         console.print("no ready invocations in any queue")
         return
-    table = Table(title="Ready invocations per queue")
+    table = Table(title="Queues")
     table.add_column("Queue")
-    table.add_column("Ready", justify="right")
+    table.add_column("Ready (waiting for a runner)", justify="right")
     for queue, count in sorted(depths.items()):
         table.add_row(Text(queue), str(count))
     console.print(table)
