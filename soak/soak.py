@@ -9,12 +9,14 @@ Usage (from the repository root; ``make soak`` runs the first form)::
 Each backend runs in a child process of its own, in a new session: if it outlives its hard time
 limit the whole process group (driver, runners, redis-server) is killed and the soak fails. In
 the child, the driver starts 3 runner processes of 4 threads through the command line, registers
-5,000 invocations of four tasks (about one in five of ``no_limit``, without running concurrency
+5,000 invocations of five tasks (about one in five of ``no_limit``, without running concurrency
 control, which Redis may hand straight to a waiting runner; one in five of ``limit_stack``, with
-two limits, one keyed, and a rate; the rest of two keyed tasks, running_limit 1 and 2, 25 keys
-each), SIGKILLs a random runner every 2-3 s and starts a
-replacement, waits until every invocation is final, stops the runners with SIGTERM, and checks
-the intervals the bodies recorded against the store. See
+two limits, one keyed, and a rate; about one in seven of ``limit_timeout``, whose hanging bodies
+are interrupted by their timeout; the rest of two keyed tasks, running_limit 1 and 2, 25 keys
+each; one call in ten delayed by up to 1.5 s), SIGKILLs a random runner every 2-3 s and starts
+a replacement, cancels about 3% of the invocations (some while they run), waits until every
+invocation is final, stops the runners with SIGTERM, and checks the intervals the bodies
+recorded against the store. See
 ``soak/README.md`` for the checks and how to read the output. Exit code 0 when every check of
 every backend passed, 1 otherwise.
 """
