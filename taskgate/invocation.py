@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
+from taskgate import context
 from taskgate.async_results import wait_result
 from taskgate.errors import (
     ConcurrencyControlledError,
@@ -138,6 +139,10 @@ class Invocation(Generic[R]):
     def get_result(self, timeout: float | None = None) -> R:
         """Block until the invocation is final and return its value.
 
+        Inside a task run by a runner, the runner runs other work on a stand-in thread while
+        this waits (API.md section 9), so the awaited invocation runs even with ``threads=1``;
+        the waiting invocation keeps its own slots (running key, limits) meanwhile.
+
         Raises:
             ResultTimeoutError: ``timeout`` seconds passed first (the invocation is untouched).
             ConcurrencyControlledError: the invocation was dropped by running control.
@@ -150,17 +155,21 @@ class Invocation(Generic[R]):
         if self._final is not None:
             return self._outcome(self._final)
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            record = self.app.backend.wait_final(self.invocation_id, remaining)
-            if record is None:
-                raise InvocationNotFoundError(self.invocation_id)
-            if record.status.is_final:
-                self._known_final(record)
-                self.app.outcome_known(self.invocation_id)
-                return self._outcome(record)
-            if deadline is not None and time.monotonic() >= deadline:
-                raise ResultTimeoutError(self.invocation_id, cast(float, timeout), record.status)
+        with context.blocking_wait():  # inside a runner's task: a stand-in runs meanwhile
+            while True:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                record = self.app.backend.wait_final(self.invocation_id, remaining)
+                if record is None:
+                    raise InvocationNotFoundError(self.invocation_id)
+                if record.status.is_final:
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise ResultTimeoutError(
+                        self.invocation_id, cast(float, timeout), record.status
+                    )
+        self._known_final(record)
+        self.app.outcome_known(self.invocation_id)
+        return self._outcome(record)
 
     async def async_result(self, timeout: float | None = None) -> R:
         """:meth:`get_result` for asyncio callers, without blocking the event loop.
@@ -247,7 +256,10 @@ class InvocationGroup(Generic[R]):
                 if record is not None:
                     invocation._known_final(record)
                     app.outcome_known(invocation.invocation_id)
-        return [invocation.result for invocation in self.invocations]
+        if all(i._final is not None for i in self.invocations):
+            return [invocation.result for invocation in self.invocations]
+        with context.blocking_wait():  # one stand-in for the whole wait, not one per result
+            return [invocation.result for invocation in self.invocations]
 
     async def async_results(self) -> list[R]:
         """:attr:`results` for asyncio callers."""

@@ -4,6 +4,20 @@ Each body registers how it is interrupted while it runs (a sync body: an excepti
 its thread; an async body: its asyncio task cancelled). A cancel request or a timeout then
 names the invocation and the exception to raise; the body stops, and only then does the runner
 report the outcome, so its slots are never released while it still runs (guarantee U1).
+
+Asynchronous exceptions in a thread (``PyThreadState_SetAsyncExc``) have a classic hazard: one
+set just as the body returns is raised later, in whatever the thread runs next (the runner's
+own loop), and would kill the worker or leave its state half-updated. A :class:`Body` closes
+that window:
+
+- an exception is delivered at most once per body, under the registry's lock, and only while
+  the body is *active* (between :meth:`RunningBodies.enter` and :meth:`RunningBodies.leave`);
+- :meth:`RunningBodies.leave` clears the flag under the same lock and, if an exception was
+  delivered, cancels it should it still be pending (``PyThreadState_SetAsyncExc(own, NULL)``);
+  once ``leave`` has returned, nothing can be raised in the thread any more;
+- the delivered exception may still fire inside ``leave`` itself (or just before it): the
+  caller retries ``leave`` until it returns (see :func:`leave_safely`'s contract), and treats
+  the exception as the body's wherever it fired. :attr:`Body.delivered` tells the outcome.
 """
 
 from __future__ import annotations
@@ -13,11 +27,46 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 logger = logging.getLogger(__name__)
 
 Interrupt = Callable[[type[BaseException]], None]
 """How to interrupt one running body: raise (or deliver) the given exception type in it."""
+
+
+class InterruptListener(Protocol):
+    """Told when a body is interrupted and when an interrupted body stopped (a supervisor)."""
+
+    def body_interrupted(
+        self, invocation_id: str, attempt: int, error: type[BaseException]
+    ) -> None:
+        """``error`` is being delivered to the body running ``attempt`` of ``invocation_id``."""
+
+    def body_stopped(self, invocation_id: str, attempt: int) -> None:
+        """The interrupted body of ``attempt`` of ``invocation_id`` has stopped."""
+
+
+_deliverable: dict[type[BaseException], type[BaseException]] = {}
+
+
+def deliverable(error: type[BaseException]) -> type[BaseException]:
+    """A subclass of ``error`` that CPython can instantiate with no arguments.
+
+    An asynchronous exception is raised by calling its type without arguments;
+    ``InvocationCancelledError`` needs an id. The body catches it as ``error`` all the same;
+    the runner stores a proper ``error`` instance as the outcome, never this one.
+    """
+
+    known = _deliverable.get(error)
+    if known is not None:
+        return known
+
+    def init(self: BaseException, *args: object) -> None:
+        BaseException.__init__(self, *(args or (f"the run was interrupted ({error.__name__})",)))
+
+    made = type(error.__name__, (error,), {"__init__": init, "__module__": __name__})
+    return _deliverable.setdefault(error, made)
 
 
 def raise_in_thread(thread_id: int) -> Interrupt:
@@ -29,12 +78,47 @@ def raise_in_thread(thread_id: int) -> Interrupt:
 
     def interrupt(error: type[BaseException]) -> None:
         delivered = ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(thread_id), ctypes.py_object(error)
+            ctypes.c_ulong(thread_id), ctypes.py_object(deliverable(error))
         )
         if delivered > 1:  # cannot happen for a live id; undo rather than hit several threads
             ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
 
     return interrupt
+
+
+def _clear_pending(thread_id: int) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
+
+
+class Body:
+    """One run of one body, as the registry sees it (state changes under the registry's lock)."""
+
+    __slots__ = (
+        "_interrupt",
+        "active",
+        "attempt",
+        "delivered",
+        "invocation_id",
+        "thread_id",
+        "told_stopped",
+    )
+
+    def __init__(
+        self, invocation_id: str, attempt: int, interrupt: Interrupt, thread_id: int | None
+    ) -> None:
+        self.invocation_id = invocation_id
+        self.attempt = attempt
+        self._interrupt = interrupt
+        self.thread_id = thread_id
+        """The thread an asynchronous exception was aimed at (None: not a thread body)."""
+        self.active = False
+        self.delivered: type[BaseException] | None = None
+        """The exception type delivered to the body (at most one), else None."""
+        self.told_stopped = False
+
+    def fired(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the exception delivered to this body."""
+        return self.delivered is not None and isinstance(exc, self.delivered)
 
 
 class RunningBodies:
@@ -44,41 +128,101 @@ class RunningBodies:
     is kept, and delivered the moment it registers.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, listener: InterruptListener | None = None) -> None:
         self._lock = threading.Lock()
-        self._bodies: dict[str, Interrupt] = {}
+        self._bodies: dict[str, Body] = {}
         self._pending: dict[str, type[BaseException]] = {}
+        self.listener = listener
+
+    def thread_body(self, invocation_id: str, attempt: int) -> Body:
+        """A body for the calling thread, not active yet (:meth:`enter` it in the ``try``)."""
+        ident = threading.get_ident()
+        return Body(invocation_id, attempt, raise_in_thread(ident), ident)
+
+    def enter(self, body: Body) -> None:
+        """Make ``body`` interruptible; a request kept for its invocation is delivered now."""
+        with self._lock:
+            self._bodies[body.invocation_id] = body
+            body.active = True
+            pending = self._pending.pop(body.invocation_id, None)
+            if pending is not None:
+                self._deliver(body, pending)
+
+    def leave(self, body: Body) -> None:
+        """Make ``body`` uninterruptible for good; idempotent.
+
+        When it returns, no exception delivered to the body can be raised any more. The
+        delivered exception may fire inside this call: retry it until it returns (as
+        :mod:`taskgate.runner.executor` does), treating that exception as the body's.
+        """
+        with self._lock:
+            if body.active:
+                body.active = False
+                if self._bodies.get(body.invocation_id) is body:
+                    del self._bodies[body.invocation_id]
+                if body.delivered is not None and body.thread_id == threading.get_ident():
+                    _clear_pending(body.thread_id)
+            # Decided under the lock: this section may be cut short by the delivered exception
+            # (then retried), but nothing can fire after it.
+            tell = body.delivered is not None and not body.told_stopped
+            body.told_stopped = True
+        if tell and self.listener is not None:
+            self.listener.body_stopped(body.invocation_id, body.attempt)
 
     @contextmanager
-    def running(self, invocation_id: str, interrupt: Interrupt) -> Iterator[None]:
-        """Register the body of ``invocation_id`` for the duration of the ``with`` block."""
-        with self._lock:
-            self._bodies[invocation_id] = interrupt
-            pending = self._pending.pop(invocation_id, None)
-        if pending is not None:
-            interrupt(pending)
+    def running(self, invocation_id: str, interrupt: Interrupt, attempt: int = 0) -> Iterator[Body]:
+        """Register a body interrupted by ``interrupt`` (an async body's) for the ``with`` block.
+
+        Not for thread bodies, which need :meth:`enter` and a retried :meth:`leave`.
+        """
+        body = Body(invocation_id, attempt, interrupt, None)
+        self.enter(body)
         try:
-            yield
+            yield body
         finally:
-            with self._lock:
-                if self._bodies.get(invocation_id) is interrupt:
-                    del self._bodies[invocation_id]
+            self.leave(body)
 
     def interrupt(self, invocation_id: str, error: type[BaseException]) -> bool:
         """Interrupt the body of ``invocation_id`` with ``error``; True if it was running.
 
-        When it is not running (yet), the request is kept for :meth:`running` (see
-        :meth:`forget` for claims that end without running).
+        When it is not running (yet), the request is kept for :meth:`enter` (see :meth:`forget`
+        for claims that end without running). A body is interrupted at most once.
         """
         with self._lock:
-            interrupt = self._bodies.get(invocation_id)
-            if interrupt is None:
+            body = self._bodies.get(invocation_id)
+            if body is None:
                 self._pending[invocation_id] = error
                 return False
-        interrupt(error)
+            self._deliver(body, error)
         return True
+
+    def interrupt_body(self, body: Body, error: type[BaseException]) -> bool:
+        """Interrupt this very run (a timeout's), if it is still active; True if delivered."""
+        with self._lock:
+            return self._deliver(body, error)
 
     def forget(self, invocation_id: str) -> None:
         """Drop a kept request: the claim of ``invocation_id`` ended without running its body."""
         with self._lock:
             self._pending.pop(invocation_id, None)
+
+    def _deliver(self, body: Body, error: type[BaseException]) -> bool:
+        """Deliver ``error`` to an active body not interrupted yet (the lock is held).
+
+        The listener hears of it first: once delivered, the body may stop (and tell
+        :meth:`leave`'s ``body_stopped``) before this thread runs again.
+        """
+        if not body.active or body.delivered is not None:
+            return False
+        body.delivered = error
+        logger.info(
+            "invocation %s interrupted with %s (attempt %s)",
+            body.invocation_id,
+            error.__name__,
+            body.attempt,
+            extra={"invocation_id": body.invocation_id},
+        )
+        if self.listener is not None:
+            self.listener.body_interrupted(body.invocation_id, body.attempt, error)
+        body._interrupt(error)
+        return True

@@ -8,17 +8,19 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from taskgate import context
 from taskgate.backoff import Backoff
 from taskgate.errors import BackendError, BackendUnavailableError, ConfigError, TaskgateError
 from taskgate.record import Claim, Outcome
 from taskgate.runner.async_loop import AsyncInvocations
 from taskgate.runner.base import Runner
-from taskgate.runner.executor import execute
+from taskgate.runner.body_control import BodyControl
 from taskgate.runner.gate import ClaimGate
 from taskgate.runner.heartbeat import Heartbeat, LeaseListener
-from taskgate.runner.interrupts import RunningBodies
+from taskgate.runner.interrupts import InterruptListener
 from taskgate.runner.outage import Outage
 from taskgate.runner.periodic import PeriodicScheduler, periodic_tasks
+from taskgate.runner.standins import StandIns
 
 if TYPE_CHECKING:
     from taskgate.app import App
@@ -60,10 +62,13 @@ class ThreadRunner(Runner):
         self._fatal: BackendError | ConfigError | None = None
         self._fatal_lock = threading.Lock()
         # Issue 13: async invocations share one event loop (async_loop.py); the queues served.
-        self.running_bodies = RunningBodies()
-        """The bodies running now, for timeouts and cancel requests to interrupt."""
         self._async = AsyncInvocations(app, self.runner_id, self._report_async, 1)
         self._queues: frozenset[str] | None = None
+        # Interrupts (timeouts, cancels) and stand-ins for waiting bodies: see _start_extras.
+        self.interrupt_listener: InterruptListener | None = None
+        """Told of interrupted bodies (a ProcessRunner worker's report to its supervisor)."""
+        self._control: BodyControl | None = None
+        self._standins: StandIns | None = None
 
     @property
     def threads(self) -> int:
@@ -79,12 +84,15 @@ class ThreadRunner(Runner):
         self._outage = Outage(self.runner_id)
         self._fatal = None
         self._queues = self.app.conf.served_queues
+        # One registry of running bodies: sync ones (BodyControl) and async ones alike, so
+        # timeouts and cancel requests reach both.
+        self._control = BodyControl(self.app, self.runner_id, self.interrupt_listener)
         self._async = AsyncInvocations(
             self.app,
             self.runner_id,
             self._report_async,
             self.app.conf.async_in_flight,
-            self.running_bodies,
+            self._control.bodies,
         )
         heartbeat = Heartbeat(
             backend,
@@ -103,17 +111,20 @@ class ThreadRunner(Runner):
             for i in range(self.threads)
         ]
         heartbeat.start()
+        control, standins = self._start_extras(backend, gate)
         for worker in workers:
             worker.start()
         scheduler = self._start_periodic()
         while not self._stop_requested.is_set():
             self._sleep_until_poked()
+        standins.close()
         gate.close()  # also when the stop came before this run's gate existed
         logger.info("runner %s stopping: no new claims", self.runner_id)
         if scheduler is not None:
             scheduler.stop()
         self._drain(backend, workers)
         self._async.close()
+        control.stop()
         heartbeat.stop()
         with contextlib.suppress(TaskgateError):  # only cosmetic: the entry expires anyway
             backend.forget_runner(self.runner_id)
@@ -138,28 +149,57 @@ class ThreadRunner(Runner):
         self._gate.close()
         self.app.backend.wake_claimers()
 
-    def _work(self, backend: Backend, gate: ClaimGate) -> None:
+    # --- interrupts and stand-ins (API.md section 9) -----------------------------------------
+
+    def _start_extras(self, backend: Backend, gate: ClaimGate) -> tuple[BodyControl, StandIns]:
+        """This run's interrupt control (started) and stand-ins for bodies that wait."""
+        assert self._control is not None
+        control = self._control
+        self._standins = standins = StandIns(
+            self.threads, lambda leave: self._work(backend, gate, leave), gate.wake_all
+        )
+        control.start()
+        return control, standins
+
+    def _execute(self, claim: Claim) -> Outcome:
+        assert self._control is not None
+        return self._control.execute(claim)
+
+    # --- the worker loop -----------------------------------------------------------------------
+
+    def _work(
+        self, backend: Backend, gate: ClaimGate, leave: threading.Event | None = None
+    ) -> None:
+        """A worker's loop; a stand-in's (``leave`` set: stop after the current invocation)."""
+        if self._standins is not None:
+            context.set_wait_hook(self._standins.waiting)
         backoff = Backoff(0.05, BACKOFF_MAX_SECONDS)
         try:
-            claim = self._next_claim(backend, gate, backoff)
+            claim = self._next_claim(backend, gate, backoff, leave)
             while claim is not None:
                 if self._async.takes(claim):  # awaited on the event loop; this thread goes on
                     self._async.submit(claim)
                     self._async.wait_for_room(self._stop_requested)
-                    claim = self._next_claim(backend, gate, backoff)
+                    claim = self._next_claim(backend, gate, backoff, leave)
                     continue
-                outcome = execute(self.app, claim)
-                claim = self._finish_and_next(backend, gate, claim, outcome, backoff)
+                outcome = self._execute(claim)
+                if leave is not None and leave.is_set():  # a stand-in whose wait ended
+                    self._report(backend, claim, outcome)
+                    self._forget([(claim.invocation_id, claim.attempt)])
+                    return
+                claim = self._finish_and_next(backend, gate, claim, outcome, backoff, leave)
         # Not BackendUnavailableError: that is retried where raised. A ConfigError here is a
         # store that cannot be opened where the settings say (a path that cannot hold a file).
         except (BackendError, ConfigError) as exc:
             # A claim whose outcome was not reported stays in flight: the stop hands it back.
             self._fail(exc)
 
-    def _next_claim(self, backend: Backend, gate: ClaimGate, backoff: Backoff) -> Claim | None:
-        """The next invocation for this worker, or None once its run is stopping."""
+    def _next_claim(
+        self, backend: Backend, gate: ClaimGate, backoff: Backoff, leave: threading.Event | None
+    ) -> Claim | None:
+        """The next invocation for this worker, or None once its run (or stand-in) is stopping."""
         while True:
-            turn = gate.wait_turn()
+            turn = gate.wait_turn(leave)
             if not isinstance(turn, int):
                 return turn
             claims: list[Claim] = []
@@ -171,7 +211,13 @@ class ThreadRunner(Runner):
                 return mine
 
     def _finish_and_next(
-        self, backend: Backend, gate: ClaimGate, claim: Claim, outcome: Outcome, backoff: Backoff
+        self,
+        backend: Backend,
+        gate: ClaimGate,
+        claim: Claim,
+        outcome: Outcome,
+        backoff: Backoff,
+        leave: threading.Event | None,
     ) -> Claim | None:
         """Report a run's outcome and return this worker's next invocation.
 
@@ -205,10 +251,10 @@ class ThreadRunner(Runner):
                 mine = gate.open(claims)
             if reported:
                 self._forget([(claim.invocation_id, claim.attempt)])
-                return mine if mine is not None else self._next_claim(backend, gate, backoff)
+                return mine if mine is not None else self._next_claim(backend, gate, backoff, leave)
         self._report(backend, claim, outcome)
         self._forget([(claim.invocation_id, claim.attempt)])
-        return self._next_claim(backend, gate, backoff)
+        return self._next_claim(backend, gate, backoff, leave)
 
     def _claim(
         self, backend: Backend, wanted: int, backoff: Backoff, *, wait_first: bool = False
