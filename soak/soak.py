@@ -116,6 +116,9 @@ LOG_CATEGORIES = {
     "lost the claim": "live runner lost a claim",
     "rejected report": "late report rejected",
     "handed invocation": "handed back on stop",
+    "ran past its timeout": "timeout interrupt raised",
+    "timed out after": "timed out (reported)",
+    "cancelled while running": "cancelled while running",
 }
 
 
