@@ -31,6 +31,7 @@ from taskgate.errors import InvocationCancelledError
 from taskgate.record import ConcurrencyPlan, InvocationRecord
 
 WAIT = 15.0
+STUCK_SECONDS = 3.0
 ISO_UTC = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00"
 
 SCHEDULE_APP = textwrap.dedent(
@@ -62,6 +63,12 @@ SCHEDULE_APP = textwrap.dedent(
         deadline = time.monotonic() + {wait}
         while time.monotonic() < deadline:
             time.sleep(0.01)
+
+
+    @app.task
+    def stuck(seconds: float) -> None:
+        # One C call: an interruption raised in this thread lands only when it returns.
+        time.sleep(seconds)
 
 
     @app.task(every=3600.0)
@@ -194,6 +201,31 @@ def test_cancel_a_running_invocation_interrupts_it(
     assert re.search(r"outcome\s+cancelled: its run was interrupted", inspected.stdout), (
         inspected.stdout
     )
+
+
+def test_a_cancel_requested_while_the_body_is_in_a_c_call(
+    schedule_app: ModuleType,
+    run_runner: Callable[[Any], Any],
+    wait_status: Callable[[Invocation[Any], InvocationStatus], None],
+) -> None:
+    """Until its body returns from the C call, the invocation stays RUNNING, cancel requested."""
+    app: App = schedule_app.app
+    with run_runner(app.runner):
+        invocation = schedule_app.stuck(STUCK_SECONDS)
+        wait_status(invocation, InvocationStatus.RUNNING)
+        first = run_json("cancel", invocation.invocation_id, "--app", spec(schedule_app))
+        assert first["outcome"] == "cancel_requested"
+        # Within the C call's STUCK_SECONDS: still running, the cancel pending.
+        again = run_json("cancel", invocation.invocation_id, "--app", spec(schedule_app))
+        document = run_json("inspect", invocation.invocation_id, "--app", spec(schedule_app))
+        text = run_cli("inspect", invocation.invocation_id, "--app", spec(schedule_app))
+        with pytest.raises(InvocationCancelledError):
+            invocation.get_result(WAIT)
+    assert (again["outcome"], again["status"]) == ("cancel_already_requested", "running")
+    assert (document["status"], document["cancel_requested"]) == ("running", True)
+    assert re.search(r"cancel requested\s+yes", text.stdout), text.stdout
+    history = [t.status for t in invocation.history]
+    assert history[-2:] == [InvocationStatus.RUNNING, InvocationStatus.CANCELLED]
 
 
 def test_cancel_in_a_real_process(schedule_app: ModuleType) -> None:
