@@ -403,7 +403,8 @@ class App:
     def cancel(self, invocation_id: str) -> bool:
         """Cancel invocation ``invocation_id`` (what ``invocation.cancel()`` and ``taskgate
         cancel`` do): a waiting one is ``CANCELLED`` at once, a running one is interrupted by
-        its runner and then ``CANCELLED``.
+        its runner and then ``CANCELLED``. (Eager invocations are not stored: their own
+        ``cancel()`` returns False.)
 
         Returns:
             True when cancelled or requested now; False when final already (or requested

@@ -1,8 +1,10 @@
 """The in-process backend: every operation runs under one lock.
 
 Use it for tests and single-process programs; runner processes cannot share it. Runners block
-on a condition variable tied to the same lock, and result waiters on a per-invocation event, so
-nothing polls.
+on a condition variable tied to the same lock (cancel watchers on another), and result waiters
+on a per-invocation event, so nothing polls. The state and the steps the operations share are in
+memory_state.py; the ready queues and running keys in memory_queues.py; budgets and the timed
+structure in memory_budgets.py.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ waiting invocation can sit, running cancels, and a cancel/finish race."""
 from __future__ import annotations
 
 import itertools
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -353,6 +354,13 @@ def _run_pair(first: Callable[[], None], second: Callable[[], None]) -> None:
     assert not errors, errors
 
 
+def _maybe_yield(index: int, every: int) -> None:
+    """Give the other thread the lead now and then, so that either side of a pair may come
+    first even where the GIL would let one side always win (not needed for correctness)."""
+    if index % every == 0:
+        time.sleep(0)
+
+
 def _assert_no_capacity_leaked(backend: Backend, new_record: NewRecord) -> None:
     """A fresh running_limit=1 call and a fresh concurrency=1 budget call both run."""
     assert_nothing_ready(backend)
@@ -374,15 +382,20 @@ def test_cancel_racing_finish_ends_in_exactly_one_final_status(
         attempts |= claimed
     cancelled: dict[str, CancelResult] = {}
     finished: dict[str, bool] = {}
+    pair = threading.Barrier(2)  # each pair starts together: either may come first
 
     def finish_all() -> None:
-        for invocation_id in ids:
+        for index, invocation_id in enumerate(ids):
+            pair.wait(WAIT)
+            _maybe_yield(index, 2)
             finished[invocation_id] = backend.finish(
                 invocation_id, RUNNER, attempts[invocation_id], SUCCESS
             )
 
     def cancel_all() -> None:
-        for invocation_id in ids:
+        for index, invocation_id in enumerate(ids):
+            pair.wait(WAIT)
+            _maybe_yield(index, 3)
             cancelled[invocation_id] = backend.cancel(invocation_id)
 
     _run_pair(finish_all, cancel_all)
@@ -409,21 +422,31 @@ def test_cancel_racing_claim_ends_in_exactly_one_final_status(
     ids = registered(backend, *(_race_record(new_record, i) for i in range(PAIRS)))
     finished: dict[str, bool] = {}
     cancelled: dict[str, CancelResult] = {}
+    step = threading.Barrier(2)  # lockstep: a claim of a few per cancel
 
     def claim_and_finish() -> None:
         deadline = time.monotonic() + 120
+        steps = 0
         while time.monotonic() < deadline:
-            cancels_done = len(cancelled) == PAIRS  # read before the claim that finds nothing
-            batch = backend.claim(RUNNER, 20, LEASE, 0)
-            if not batch and cancels_done:
+            if steps < PAIRS:
+                step.wait(WAIT)
+                _maybe_yield(steps, 2)
+                steps += 1
+            batch = backend.claim(RUNNER, 2, LEASE, 0)
+            if not batch and steps == PAIRS:
                 break
             for claim in batch:
                 finished[claim.invocation_id] = backend.finish(
                     claim.invocation_id, RUNNER, claim.attempt, SUCCESS
                 )
 
+    order = list(ids)
+    random.Random(7).shuffle(order)  # claimed already, being claimed, or still waiting
+
     def cancel_all() -> None:
-        for invocation_id in ids:
+        for index, invocation_id in enumerate(order):
+            step.wait(WAIT)
+            _maybe_yield(index, 3)
             cancelled[invocation_id] = backend.cancel(invocation_id)
 
     _run_pair(claim_and_finish, cancel_all)
@@ -442,3 +465,79 @@ def test_cancel_racing_claim_ends_in_exactly_one_final_status(
         assert [t.status for t in found.history if t.status.is_final] == [final]
     backend.wait_cancel_requests(RUNNER, 0)
     _assert_no_capacity_leaked(backend, new_record)
+
+
+CONTENDED = 400
+
+
+def test_cancels_racing_wake_ups_of_contended_waiters_leak_nothing(
+    backend: Backend, new_record: NewRecord
+) -> None:
+    """Few slots, many waiters: cancels hit parked, woken and running invocations while
+    finishes hand slots and woken counts on; every invocation ends final, nothing stalls."""
+    budget = Budget("limit race", "race", concurrency=3)
+    ids = registered(
+        backend,
+        *(
+            new_record(run="race-key", limit=3, task_id=CONTENDED_TASK)
+            if i % 2
+            else _contended_on(budget)
+            for i in range(CONTENDED)
+        ),
+    )
+    order = list(ids)
+    random.Random(13).shuffle(order)  # parked, woken and running ones alike
+    cancelled: dict[str, CancelResult] = {}
+    finished: dict[str, bool] = {}
+    step = threading.Barrier(2)  # lockstep: one claim (and finish) per cancel
+
+    def work() -> None:
+        deadline = time.monotonic() + 120
+        steps = 0
+        while time.monotonic() < deadline:
+            if steps < CONTENDED:
+                step.wait(WAIT)
+                steps += 1
+            _maybe_yield(steps, 2)
+            batch = backend.claim(RUNNER, 1, LEASE, 0)
+            for claim in batch:
+                finished[claim.invocation_id] = backend.finish(
+                    claim.invocation_id, RUNNER, claim.attempt, SUCCESS
+                )
+            if not batch and steps == CONTENDED and not _unfinished(backend):
+                return
+        raise AssertionError(f"stalled: {_unfinished(backend)} invocations never ended")
+
+    def cancel_all() -> None:
+        for index, invocation_id in enumerate(order):
+            step.wait(WAIT)
+            _maybe_yield(index, 3)
+            cancelled[invocation_id] = backend.cancel(invocation_id)
+
+    _run_pair(work, cancel_all)
+    for invocation_id in ids:
+        final = status(backend, invocation_id)
+        result = cancelled[invocation_id]
+        if result is CancelResult.CANCELLED:
+            assert final is S.CANCELLED and invocation_id not in finished
+        else:
+            assert finished[invocation_id]
+            assert final is (S.CANCELLED if result is CancelResult.REQUESTED else S.SUCCESS)
+    backend.wait_cancel_requests(RUNNER, 0)
+    _assert_no_capacity_leaked(backend, new_record)
+
+
+CONTENDED_TASK = "tests.contended"
+
+
+def _contended_on(budget: Budget) -> InvocationRecord:
+    record = on_budget(budget)
+    record.task_id = CONTENDED_TASK
+    return record
+
+
+def _unfinished(backend: Backend) -> int:
+    counts = backend.stats().by_task_and_status
+    return sum(
+        n for (task, state), n in counts.items() if task == CONTENDED_TASK and not state.is_final
+    )

@@ -6,11 +6,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from taskgate import App
 from taskgate.backends.base import Backend
+from taskgate.errors import InvocationCancelledError
 from taskgate.record import Budget, ConcurrencyPlan, InvocationRecord, Outcome, OutcomeKind
+from taskgate.runner.base import Runner
 from taskgate.status import InvocationStatus as S
 
 RUNNER = "runner-q"
@@ -227,3 +231,50 @@ def test_priority_bounds_are_stored(backend: Backend, new_record: NewRecord, pri
     stored = backend.get(one)
     assert stored is not None and stored.priority == priority and stored.status is S.REGISTERED
     assert claim_ids(backend) == [one]
+
+
+# --- through the public API ----------------------------------------------------------------------
+
+
+def test_a_runner_runs_higher_priorities_first(
+    make_app: Callable[..., App], run_runner: Callable[[Runner], Any]
+) -> None:
+    app = make_app(threads=1)
+    order: list[str] = []
+
+    @app.task(priority=2)
+    def note(label: str) -> None:
+        order.append(label)
+
+    calls = [
+        note("task-priority"),
+        note.with_options(priority=-5)("low"),
+        note.with_options(priority=9)("high"),
+        note.with_options(priority=2, queue="other")("other-queue"),
+    ]
+    stored = [app.backend.get(c.invocation_id) for c in calls]
+    assert [r.priority if r else None for r in stored] == [2, -5, 9, 2]
+    with run_runner(app.runner):
+        for call in calls:
+            call.get_result(WAIT)
+    assert order[0] == "high" and order[-1] == "low"
+    assert set(order[1:3]) == {"task-priority", "other-queue"}
+
+
+def test_a_cancelled_waiting_call_never_runs(app: App, run_runner: Callable[[Runner], Any]) -> None:
+    ran: list[int] = []
+
+    @app.task
+    def work(x: int) -> int:
+        ran.append(x)
+        return x
+
+    later = work.with_options(delay=60)(1)
+    assert later.cancel() is True
+    assert later.status is S.CANCELLED
+    with pytest.raises(InvocationCancelledError):
+        later.get_result(WAIT)
+    assert later.cancel() is False
+    with run_runner(app.runner):
+        assert work(2).get_result(WAIT) == 2
+    assert ran == [2]
