@@ -14,13 +14,13 @@ What does not apply, because nothing waits in eager mode: registration concurren
 call into another (each call is its own invocation), running concurrency and limits never hold a
 call back, and retries run immediately: delayed calls (``with_options``) and retry delays do not
 wait either; ``queue`` and ``priority`` (task options or ``with_options``) are accepted and
-recorded but order nothing; ``timeout`` is not enforced inline for a sync task (the body runs in
-the caller's thread, which nothing may interrupt); ``cancel()`` returns False (the invocation is
+recorded but order nothing; ``timeout`` is not enforced inline for a sync body (it runs in the
+caller's thread, which nothing may interrupt); ``cancel()`` returns False (the invocation is
 final). An ``async def`` task runs with ``asyncio.run`` in the caller's thread; called from
 inside a running event loop (an async test), it runs on a fresh loop in a helper thread while
-the caller waits (the caller's loop is blocked meanwhile; its ``timeout`` is enforced). No
-backend is created, connected or written to: the store-wide reads (``app.get_invocation``,
-``app.invocations``, ``taskgate status``) never see eager invocations.
+the caller waits (the caller's loop is blocked meanwhile); its ``timeout`` is enforced on that
+loop. No backend is created, connected or written to: the store-wide reads
+(``app.get_invocation``, ``app.invocations``, ``taskgate status``) never see eager invocations.
 """
 
 from __future__ import annotations

@@ -20,15 +20,14 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from taskgate import context
-from taskgate.errors import (
-    InvocationCancelledError,
-    SerializationError,
-    TaskNotFoundError,
-    TaskTimeoutError,
-)
+from taskgate.errors import SerializationError, TaskNotFoundError, TaskTimeoutError
 from taskgate.invocation import DistributedInvocation, Invocation
 from taskgate.record import Claim, Outcome, OutcomeKind
-from taskgate.runner.executor import _base_exception_outcome, _retry_outcome
+from taskgate.runner.executor import (
+    _base_exception_outcome,
+    _exception_outcome,
+    interrupted_outcome,
+)
 
 if TYPE_CHECKING:
     from taskgate.app import App
@@ -81,14 +80,20 @@ async def execute_async(
     interrupted: list[type[BaseException]] = []
     try:
         value = await _interruptible(task, claim, arguments, bodies, interrupted)
-        if interrupted:  # the body swallowed the cancellation: the interrupt still decides
-            raise _interrupt_error(interrupted[0], claim, task)
+    except _Interrupted:
+        return interrupted_outcome(app, claim, task.options, interrupted[0])
     except Exception as exc:
-        return _failure_outcome(app, claim, task, exc)
+        if interrupted:  # the body turned the cancellation into an error: the interrupt decides
+            return interrupted_outcome(app, claim, task.options, interrupted[0])
+        return _exception_outcome(app, claim, task.options, exc)
     except asyncio.CancelledError:
         raise  # abandoned by the runner (not an interrupt): nothing is reported
     except BaseException as exc:
+        if interrupted:
+            return interrupted_outcome(app, claim, task.options, interrupted[0])
         return _base_exception_outcome(app, claim, task.options, exc)
+    if interrupted:  # the body swallowed the cancellation: the interrupt still decides
+        return interrupted_outcome(app, claim, task.options, interrupted[0])
     try:
         payload = serializer.dumps(value)
     except SerializationError as exc:
@@ -114,7 +119,8 @@ async def _interruptible(
     """Await the body, registered in ``bodies``, within the task's timeout.
 
     An interrupt appends its exception type to ``interrupted`` and cancels this asyncio task;
-    the resulting ``CancelledError`` becomes that exception.
+    the resulting ``CancelledError`` (or the expiry of the task's timeout, which appends
+    ``TaskTimeoutError``) raises :class:`_Interrupted`.
     """
     current = asyncio.current_task()
     loop = asyncio.get_running_loop()
@@ -131,66 +137,23 @@ async def _interruptible(
         if bodies is None:
             async with deadline:
                 return await task.run(arguments)
-        with bodies.running(claim.invocation_id, interrupt):
+        with bodies.running(claim.invocation_id, interrupt, claim.attempt):
             async with deadline:
                 return await task.run(arguments)
     except asyncio.CancelledError:
         if not interrupted:
             raise
         current.uncancel()
-        raise _interrupt_error(interrupted[0], claim, task) from None
+        raise _Interrupted from None
     except TimeoutError:
         if not deadline.expired():
             raise  # the body's own TimeoutError
-        raise _interrupt_error(TaskTimeoutError, claim, task) from None
+        interrupted.append(TaskTimeoutError)
+        raise _Interrupted from None
 
 
-def _interrupt_error(
-    error: type[BaseException], claim: Claim, task: Task[Any, Any]
-) -> BaseException:
-    """The exception an interrupt of type ``error`` ends the run with."""
-    if issubclass(error, InvocationCancelledError):
-        return error(claim.invocation_id, claim.task_id)
-    if issubclass(error, TaskTimeoutError):
-        return error(
-            f"invocation {claim.invocation_id} of {claim.task_id} ran longer than its timeout "
-            f"of {task.options.timeout} s and was cancelled"
-        )
-    return error()
-
-
-def _failure_outcome(app: App, claim: Claim, task: Task[Any, Any], exc: Exception) -> Outcome:
-    """CANCELLED for a cancel; else RETRY or FAILED as the task's retry options say."""
-    serializer = app.serializer
-    extra = {"invocation_id": claim.invocation_id, "task": claim.task_id}
-    if isinstance(exc, InvocationCancelledError):
-        logger.info(
-            "invocation %s of %s was cancelled while running",
-            claim.invocation_id,
-            claim.task_id,
-            extra=extra,
-        )
-        return Outcome(OutcomeKind.CANCELLED, serializer.dumps_error(exc))
-    if task.options.should_retry(exc, claim.num_retries):
-        logger.info(
-            "invocation %s of %s raised %r; retry %s of %s",
-            claim.invocation_id,
-            claim.task_id,
-            exc,
-            claim.num_retries + 1,
-            claim.max_retries,
-            extra=extra,
-        )
-        return _retry_outcome(task.options, claim, serializer.dumps_error(exc))
-    logger.warning(
-        "invocation %s of %s failed: %r",
-        claim.invocation_id,
-        claim.task_id,
-        exc,
-        exc_info=exc,
-        extra=extra,
-    )
-    return Outcome(OutcomeKind.FAILED, serializer.dumps_error(exc))
+class _Interrupted(Exception):
+    """The body stopped because of the interrupt recorded first in ``interrupted``."""
 
 
 def execute_async_inline(app: App, claim: Claim, invocation: Invocation[Any]) -> Outcome:

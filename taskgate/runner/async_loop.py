@@ -11,6 +11,11 @@ Outcomes are reported by a reporter thread once the body has stopped (the backen
 the loop never does). The runner tracks async claims like thread claims (its heartbeat renews
 their leases); on stop it waits for them within the grace period, then :meth:`abandon` cancels
 the rest, whose outcomes are then never reported, and the runner hands them back.
+
+An async body shares the loop with every other async invocation of its runner: it must not
+block it (``time.sleep``, blocking I/O, ``invocation.result`` of another invocation; await
+``asyncio.sleep``, ``asyncio.to_thread(...)`` and ``await invocation.async_result()`` instead).
+A body that blocks holds up the others (and cannot be interrupted until it awaits again).
 """
 
 from __future__ import annotations
@@ -189,6 +194,10 @@ class AsyncInvocations:
             logger.exception("invocation %s: async run failed unexpectedly", claim.invocation_id)
             self._done(claim)
             raise
+        finally:
+            if self._bodies is not None:
+                # A cancel request that came after the body ended must not wait for a body.
+                self._bodies.forget(claim.invocation_id)
         self._reports.put((claim, outcome))
 
     def _report_outcomes(self) -> None:

@@ -10,7 +10,9 @@ is a call with every parameter at its default, with ``scheduled_for`` = the tick
 Ticks that passed while no runner was up are not made up: a scheduler starts from the first
 tick after it starts, and one that falls behind (a slow store) registers the tick that was due
 and goes on from the next one after now. Tasks are those registered with the app when the
-runner starts (the app's module and what it imports).
+runner starts (the app's module and what it imports). In a ProcessRunner each worker process
+runs its own scheduler (the supervisor imports no tasks it would run): more runners reaching a
+tick cost one refused ``register_tick`` each, never a second invocation.
 """
 
 from __future__ import annotations

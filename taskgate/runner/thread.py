@@ -61,14 +61,14 @@ class ThreadRunner(Runner):
         self._outage = Outage(self.runner_id)
         self._fatal: BackendError | ConfigError | None = None
         self._fatal_lock = threading.Lock()
-        # Issue 13: async invocations share one event loop (async_loop.py); the queues served.
-        self._async = AsyncInvocations(app, self.runner_id, self._report_async, 1)
-        self._queues: frozenset[str] | None = None
         # Interrupts (timeouts, cancels) and stand-ins for waiting bodies: see _start_extras.
         self.interrupt_listener: InterruptListener | None = None
         """Told of interrupted bodies (a ProcessRunner worker's report to its supervisor)."""
         self._control: BodyControl | None = None
         self._standins: StandIns | None = None
+        # Async invocations share one event loop (async_loop.py); the queues served.
+        self._async = AsyncInvocations(app, self.runner_id, self._report_async, 1)
+        self._queues: frozenset[str] | None = None
 
     @property
     def threads(self) -> int:
@@ -84,16 +84,6 @@ class ThreadRunner(Runner):
         self._outage = Outage(self.runner_id)
         self._fatal = None
         self._queues = self.app.conf.served_queues
-        # One registry of running bodies: sync ones (BodyControl) and async ones alike, so
-        # timeouts and cancel requests reach both.
-        self._control = BodyControl(self.app, self.runner_id, self.interrupt_listener)
-        self._async = AsyncInvocations(
-            self.app,
-            self.runner_id,
-            self._report_async,
-            self.app.conf.async_in_flight,
-            self._control.bodies,
-        )
         heartbeat = Heartbeat(
             backend,
             self.runner_id,
@@ -112,6 +102,13 @@ class ThreadRunner(Runner):
         ]
         heartbeat.start()
         control, standins = self._start_extras(backend, gate)
+        self._async = AsyncInvocations(
+            self.app,
+            self.runner_id,
+            self._report_async,
+            self.app.conf.async_in_flight,
+            control.bodies,
+        )
         for worker in workers:
             worker.start()
         scheduler = self._start_periodic()
@@ -153,8 +150,7 @@ class ThreadRunner(Runner):
 
     def _start_extras(self, backend: Backend, gate: ClaimGate) -> tuple[BodyControl, StandIns]:
         """This run's interrupt control (started) and stand-ins for bodies that wait."""
-        assert self._control is not None
-        control = self._control
+        self._control = control = BodyControl(self.app, self.runner_id, self.interrupt_listener)
         self._standins = standins = StandIns(
             self.threads, lambda leave: self._work(backend, gate, leave), gate.wake_all
         )
@@ -180,6 +176,8 @@ class ThreadRunner(Runner):
                 if self._async.takes(claim):  # awaited on the event loop; this thread goes on
                     self._async.submit(claim)
                     self._async.wait_for_room(self._stop_requested)
+                    if leave is not None and leave.is_set():  # a stand-in whose wait ended
+                        return
                     claim = self._next_claim(backend, gate, backoff, leave)
                     continue
                 outcome = self._execute(claim)

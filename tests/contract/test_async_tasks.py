@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from taskgate import App, ConcurrencyControlType, InvocationStatus
-from taskgate.errors import TaskTimeoutError
+from taskgate.errors import InvocationCancelledError, TaskTimeoutError
 from taskgate.runner.base import Runner
 
 CC = ConcurrencyControlType
@@ -228,3 +228,30 @@ def test_stopping_hands_back_async_work_that_outlives_the_grace(
     assert not thread.is_alive()
     assert invocation.status is S.REGISTERED  # handed back, not reported as anything
     assert runner.left_running == 0
+
+
+def test_cancelling_a_running_async_task_cancels_its_body(app: App, run_runner: RunRunner) -> None:
+    started = threading.Event()
+    unwound = threading.Event()
+
+    @app.task
+    async def endless() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        finally:
+            unwound.set()
+
+    @app.task
+    async def after() -> str:
+        return "still running async work"
+
+    invocation = endless()
+    with run_runner(app.runner):
+        assert started.wait(WAIT)
+        assert invocation.cancel() is True
+        with pytest.raises(InvocationCancelledError):
+            invocation.get_result(WAIT)
+        assert after().get_result(WAIT) == "still running async work"
+    assert unwound.is_set()
+    assert invocation.status is S.CANCELLED

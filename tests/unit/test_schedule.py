@@ -10,6 +10,7 @@ import pytest
 
 from taskgate import App
 from taskgate.errors import InvalidTaskOptionsError
+from taskgate.runner.periodic import periodic_tasks
 from taskgate.schedule import is_periodic, next_tick
 from taskgate.task import TaskOptions
 
@@ -150,3 +151,17 @@ def test_cron_ticks_do_not_depend_on_the_local_time_zone(monkeypatch: pytest.Mon
 def test_next_tick_of_a_task_that_is_not_periodic_raises() -> None:
     with pytest.raises(ValueError, match="neither cron nor every"):
         next_tick(TaskOptions(), 0.0)
+
+
+def test_scheduler_only_for_periodic_tasks_of_served_queues(app: App) -> None:
+    @app.task(every=5.0)
+    def periodic_default() -> None:
+        return None
+
+    @app.task
+    def plain() -> None:
+        return None
+
+    assert [t.task_id for t in periodic_tasks(app, None)] == [periodic_default.task_id]
+    assert periodic_tasks(app, frozenset({"default"})) != []
+    assert periodic_tasks(app, frozenset({"other"})) == []
