@@ -8,6 +8,7 @@ import itertools
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -362,3 +363,23 @@ def test_a_cancel_requested_by_another_process_reaches_the_runner(
     assert backend.wait_cancel_requests("another-runner", 0.01) == []
     assert finish(backend, running, Outcome(OutcomeKind.CANCELLED, b""))
     assert_cancelled_cleanly(backend, path, running)
+
+
+def test_waiting_for_cancel_requests_wakes_at_once_in_process_and_on_stop(
+    backend: SqliteBackend,
+) -> None:
+    [running] = register(backend, rec())
+    assert claim_ids(backend) == [running]
+    got: list[list[str]] = []
+    waiter = threading.Thread(target=lambda: got.append(backend.wait_cancel_requests(RUNNER, 60)))
+    waiter.start()
+    assert backend.cancel(running) is CancelResult.REQUESTED
+    waiter.join(10)
+    assert got == [[running]]
+    stopped = threading.Thread(target=lambda: got.append(backend.wait_cancel_requests(RUNNER, 60)))
+    stopped.start()
+    deadline = time.monotonic() + 10
+    while stopped.is_alive() and time.monotonic() < deadline:
+        backend.wake_claimers()  # what a stopping runner calls: waits return empty at once
+        stopped.join(0.05)
+    assert not stopped.is_alive() and got[1] == []

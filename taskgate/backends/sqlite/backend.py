@@ -5,7 +5,8 @@ block on an in-process notification first, so a register, finish or wake in this
 at once; work from other processes is noticed by a cheap indexed read that backs off from 1 ms
 to ``MAX_IDLE_WAIT`` while nothing happens, and never sleeps past the next due entry of the
 ``timed`` table (the instant a rate limit admits a waiter, or a delayed call or retry is due).
-Tasks that use limits take the budget steps of ``budgets.py`` inside the same transactions.
+Tasks that use limits take the budget steps of ``budgets.py`` inside the same transactions;
+cancels, cancel requests and periodic ticks are in ``cancels.py``.
 """
 
 from __future__ import annotations
@@ -223,6 +224,12 @@ class SqliteBackend(Backend):
     def cancel(self, invocation_id: str) -> CancelResult:
         result = self._db.write(
             lambda conn: cancels.cancel(self._steps(conn, time.time()), invocation_id)
+        )
+        logger.info(
+            "cancel of invocation %s: %s",
+            invocation_id,
+            result.value,
+            extra={"invocation_id": invocation_id},
         )
         if result is CancelResult.CANCELLED:
             self._notify_claimers()  # a slot or a woken count it held may have gone on
