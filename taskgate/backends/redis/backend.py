@@ -178,7 +178,7 @@ class RedisBackend(Backend):
         """Remember (per thread) when the earliest timed wake-up a script replied is due."""
         self._local.due_at = None if due_ms < 0 else time.monotonic() + due_ms / 1000
 
-    def _leave_line(self, runner_id: str, lease: float, served: str) -> list[Claim]:
+    def _leave_line(self, runner_id: str, lease: float, served: str = "") -> list[Claim]:
         """Take ``runner_id`` out of the line for hand-overs; returns what it was handed meanwhile
         (claimed for it already: the runner runs those like any claim)."""
         reply = self._run("unidle", runner_id, lease, served, self.options.result_ttl_seconds)

@@ -9,7 +9,9 @@
 -- concurrency_controlled, or registered when handed back while its key was full), or in a
 -- budget's wait queues. Each place is looked at (a cancel is rare: LREM scans its lane); what
 -- was handed to it (a slot, a woken count) goes on to the next waiter. A running one that its
--- runner has not read from its inbox yet is taken out of there and never starts.
+-- runner has not read from its inbox yet is taken out of there and never starts: it ends
+-- cancelled at once, and the reply is 'requested' all the same (Backend.cancel: a handed-over
+-- invocation is running; a caller that saw it RUNNING expects REQUESTED).
 local id, ttl = ARGV[1], tonumber(ARGV[2])
 local f = fields(id)
 if not f then return 'missing' end
@@ -24,7 +26,7 @@ if f.status == 'running' then
       redis.call('LREM', inbox, '1', item)
       finalize(id, f, 'cancelled', now, nil, nil, nil, ttl)
       release_slot(id, f.key, f.limit)
-      return 'cancelled'
+      return 'requested'
     end
   end
   redis.call('HSET', k('inv:' .. id), 'cancel_requested', '1')
@@ -33,7 +35,7 @@ if f.status == 'running' then
   return 'requested'
 end
 redis.call('ZREM', k('timed'), 'i:' .. id)
-local lane, member = lane_of(f.queue, f.priority)
+local lane, member = lanes().lane_of(f.queue, f.priority)
 local woken = redis.call('LREM', lane, '1', id) == 1
 if woken and member and redis.call('EXISTS', lane) == 0 then
   redis.call('ZREM', k('lanes'), member)

@@ -37,60 +37,34 @@ local function finalize(id, f, new, now, runner, result, err, ttl)
   end
 end
 
--- Parked waiters of priority p other than 0 are ordered in pz:<key> by -p * 2^41 + 2^40 + seq
--- (first in line: - seq): p within +-1000 and seq below 2^40 keep the score an exact double.
-local PARKED_WEIGHT, PARKED_MID = 2199023255552, 1099511627776
-
--- The score of <id> (priority <p>) parked on a key: in call order, or first in line <first>.
-local function parked_score(p, first)
-  local seq = redis.call('INCR', k('seq'))
-  return string.format('%d', -p * PARKED_WEIGHT + PARKED_MID + (first and -seq or seq))
-end
-
--- The next waiter parked on <key>: the head of pz:<key> when its priority is above 0, else the
--- head of parked:<key>, else the head of pz:<key> (priorities below 0); nil when none.
-local function pop_parked(key)
-  local pz = k('pz:' .. key)
-  local head = redis.call('ZRANGE', pz, '0', '0', 'WITHSCORES')
-  if head[1] and tonumber(head[2]) < 0 then
-    redis.call('ZREM', pz, head[1])
-    return head[1]
-  end
-  local waiter = redis.call('LPOP', k('parked:' .. key))
-  if waiter or not head[1] then return waiter end
-  redis.call('ZREM', pz, head[1])
-  return head[1]
-end
-
 -- Free <id>'s slot of <key> and hand freed slots to the first parked waiters, in order.
 local function release_slot(id, key, limit)
   if key == '' then return end
-  local skey = k('slots:' .. key)
+  local skey, pkey, pz = k('slots:' .. key), k('parked:' .. key), k('pz:' .. key)
   redis.call('SREM', skey, id)
   local promoted = {}
   while redis.call('SCARD', skey) < limit do
-    local waiter = pop_parked(key)
+    -- The next waiter: the head of pz:<key> when its priority is above 0 (a score below 0),
+    -- else the head of parked:<key>, else the head of pz:<key> (priorities below 0).
+    local head = redis.call('ZRANGE', pz, '0', '0', 'WITHSCORES')
+    local waiter
+    if not head[1] or tonumber(head[2]) >= 0 then waiter = redis.call('LPOP', pkey) end
+    if not waiter and head[1] then
+      waiter = head[1]
+      redis.call('ZREM', pz, waiter)
+    end
     if not waiter then break end
     redis.call('SADD', skey, waiter)
     promoted[#promoted + 1] = waiter
   end
   -- Woken waiters go to the head of their ready lanes, longest-waiting first.
   for i = #promoted, 1, -1 do push_ready(promoted[i], true, 'read') end
-  if redis.call('EXISTS', k('parked:' .. key), k('pz:' .. key)) == 0 then
+  if redis.call('EXISTS', pkey, pz) == 0 then
     redis.call('SREM', k('parked_keys'), key)
   end
   if redis.call('SCARD', skey) == 0 then redis.call('SREM', k('slot_keys'), key) end
 end
 
--- Park <id> (fields <f>) on its running key: at the tail of its priority, or first in line.
-local function park(id, f, first)
-  if f.priority == 0 then
-    redis.call(first and 'LPUSH' or 'RPUSH', k('parked:' .. f.key), id)
-  else
-    redis.call('ZADD', k('pz:' .. f.key), parked_score(f.priority, first), id)
-  end
-  redis.call('SADD', k('parked_keys'), f.key)
-end
 
 -- Put <id>, registered again after running, first in line for its key and in the ready queue.
 local function first_in_line(id, f, now)
@@ -104,7 +78,7 @@ local function first_in_line(id, f, now)
     push_ready(id, true, f.queue, f.priority)
     return
   end
-  park(id, f, true)
+  lanes().park(id, f, true)
   release_slot(id, f.key, f.limit)
 end
 
@@ -157,70 +131,33 @@ local function take_slot(id, f, now, ttl)
     finalize(id, f, 'concurrency_controlled_final', now, nil, nil, nil, ttl)
   else
     transition(id, f, 'concurrency_controlled', now, nil)
-    park(id, f, false)
+    if f.priority == 0 then
+      redis.call('RPUSH', k('parked:' .. f.key), id)
+      redis.call('SADD', k('parked_keys'), f.key)
+    else
+      lanes().park(id, f, false)
+    end
   end
   return false
-end
-
--- Whether 'lanes' exists, as this script last saw it (nil: not looked at yet).
-local lanes_exist
-
--- The next ready id for a claim serving <serves> (a set of queue names; nil: every queue): the
--- head of the highest-priority lane it serves, 'queue' standing for ("default", 0) and going
--- before the other queues of priority 0. Without lanes (the plain path), one LPOP.
-local function pop_ready(serves)
-  if lanes_exist == nil or lanes_changed then
-    lanes_exist = redis.call('EXISTS', k('lanes')) == 1
-    lanes_changed = false
-  end
-  local plain = not serves or serves['default']
-  if not lanes_exist then
-    if plain then return redis.call('LPOP', k('queue')) end
-    return nil
-  end
-  local tried_plain = not plain
-  local lanes = redis.call('ZRANGE', k('lanes'), '0', '-1', 'WITHSCORES')
-  for i = 1, #lanes, 2 do
-    if not tried_plain and tonumber(lanes[i + 1]) >= 0 then
-      tried_plain = true
-      local id = redis.call('LPOP', k('queue'))
-      if id then return id end
-    end
-    local member = lanes[i]
-    if not serves or serves[string.sub(member, string.find(member, '\31', 1, true) + 1)] then
-      local lane = k('lane:' .. member)
-      local id = redis.call('LPOP', lane)
-      if redis.call('EXISTS', lane) == 0 then redis.call('ZREM', k('lanes'), member) end
-      if id then return id end
-    end
-  end
-  if not tried_plain then return redis.call('LPOP', k('queue')) end
-  return nil
-end
-
--- Work is left in the ready lanes: wake one more idle runner for it (passing the baton), and
--- one serving each queue with work among the runners that serve only some queues.
-local function pass_baton()
-  if not runners_waiting() then return end
-  local plain = redis.call('LLEN', k('queue')) > 0
-  local lanes = redis.call('ZRANGE', k('lanes'), '0', '-1')
-  if plain or #lanes > 0 then wake() end
-  if redis.call('ZCARD', k('idleq')) == 0 then return end
-  local queues = {}
-  if plain then queues['default'] = true end
-  for _, member in ipairs(lanes) do
-    queues[string.sub(member, string.find(member, '\31', 1, true) + 1)] = true
-  end
-  for queue in pairs(queues) do wake_queue(queue) end
 end
 
 -- Hand up to <max_count> ready invocations of the queues in <serves> (nil: all) to <runner>
 -- (see Backend.claim). Returns a list of {id, task_id, arguments, attempt, num_retries,
 -- max_retries}.
 local function claim_ready(runner, max_count, lease, ttl, now, serves)
-  local claims, lease_expires = {}, nil
+  local claims, lease_expires, lanes_exist = {}, nil, nil
   while #claims < max_count do
-    local id = pop_ready(serves)
+    -- The next ready id of the queues served. Without lanes (the plain path), one LPOP.
+    if lanes_exist == nil or (built_lanes and built_lanes.changed) then
+      lanes_exist = redis.call('EXISTS', k('lanes')) == 1
+      if built_lanes then built_lanes.changed = false end
+    end
+    local id
+    if lanes_exist then
+      id = lanes().pop(serves)
+    elseif not serves or serves['default'] then
+      id = redis.call('LPOP', k('queue'))
+    end
     if not id then break end
     local f = fields(id)
     local admitted = false
@@ -241,8 +178,14 @@ local function claim_ready(runner, max_count, lease, ttl, now, serves)
       claims[#claims + 1] = {id, f.task, f.arguments, attempt, f.num_retries, f.max_retries}
     end
   end
-  -- Work left behind: pass the baton to another idle runner.
-  if #claims > 0 then pass_baton() end
+  -- Work left behind: pass the baton to another idle runner (and to one serving each queue
+  -- with work among the runners that serve only some queues).
+  if #claims > 0 and runners_waiting() then
+    if redis.call('LLEN', k('queue')) > 0 or redis.call('EXISTS', k('lanes')) == 1 then wake() end
+    if redis.call('ZCARD', k('idleq')) > 0 then
+      for queue in pairs(lanes().queues_with_work()) do lanes().wake_queue(queue) end
+    end
+  end
   return claims
 end
 
@@ -324,22 +267,6 @@ local function leave_line(runner)
   end
 end
 
--- The set of queues in <text> ("<q1>,<q2>..."), nil for '' (every queue).
-local function queue_set(text)
-  if not text or text == '' then return nil end
-  local set = {}
-  for queue in string.gmatch(text, '[^,]+') do set[queue] = true end
-  return set
-end
-
--- The entry of <runner> in 'idle' (and 'idleq' when it serves only the queues <queues_text>).
-local function idle_member(runner, lease, queues_text)
-  if queues_text and queues_text ~= '' then
-    return runner .. '\31' .. lease .. '\31' .. queues_text, true
-  end
-  return runner .. '\31' .. lease, false
-end
-
 -- Take back everything left in <runner>'s inbox, as if it had never been handed over: each
 -- item is either popped by its runner (BLPOP, or take_handed) or popped here, never both.
 -- Appends the ids taken back to <taken> and returns it.
@@ -383,10 +310,12 @@ local function claim_next(runner, max_count, lease, ttl, now, idle_for, queues_t
   if max_count <= 0 then return {} end
   move_due(now)
   -- Out of line first: a baton passed by claim_ready is for the other waiting runners.
-  local member, restricted = idle_member(runner, lease, queues_text)
+  -- Its entry in 'idle' (and 'idleq' when it serves only the queues <queues_text>).
+  local member, restricted = runner .. '\31' .. lease, queues_text and queues_text ~= ''
+  if restricted then member = member .. '\31' .. queues_text end
   redis.call('ZREM', k('idle'), member)
   if restricted then redis.call('ZREM', k('idleq'), member) end
-  local serves = queue_set(queues_text)
+  local serves = restricted and lanes().queue_set(queues_text) or nil
   local claims = take_handed(runner, {}, ttl)
   if #claims < max_count then
     local more = claim_ready(runner, max_count - #claims, tonumber(lease), ttl, now, serves)

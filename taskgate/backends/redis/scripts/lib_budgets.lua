@@ -115,8 +115,9 @@ local function build_budget_steps()
     redis.call('ZADD', k('timed'), 'LT', time_text(ready), 'b:' .. key)
     if not earliest_due or ready < earliest_due then
       earliest_due = ready
-      -- An idle runner may be blocked past this instant: make one look again.
-      if runners_waiting() then wake() end
+      -- An idle runner may be blocked past this instant: make one look again (and one of
+      -- each line of runners serving only some queues: the waiters' queues are not known here).
+      notify(nil)
     end
   end
 

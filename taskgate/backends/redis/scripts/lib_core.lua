@@ -127,15 +127,120 @@ local function wake()
   end
 end
 
--- Runners serving only some queues wait on wake:<queue> (see 'idleq'): one token there.
-local function wake_queue(queue)
-  local list = k('wake:' .. queue)
-  local n = redis.call('RPUSH', list, '1')
-  if n > WAKE_TOKENS then
-    redis.call('LTRIM', list, -WAKE_TOKENS, -1)
-  elseif n == 1 then
-    redis.call('SADD', k('wake_queues'), queue)  -- for purge
+-- What queues other than the plain lane, priorities and runners serving only some queues
+-- need, built on first use: each top-level 'local function' of a script costs a closure on
+-- every call (see lib_budgets.lua), so the plain path builds none of these.
+local built_lanes
+local function lanes()
+  if built_lanes then return built_lanes end
+  local L = {changed = false}  -- changed: a push made a lane appear (claims look again)
+
+  -- Runners serving only some queues wait on wake:<queue> (see 'idleq'): one token there.
+  function L.wake_queue(queue)
+    local list = k('wake:' .. queue)
+    local n = redis.call('RPUSH', list, '1')
+    if n > WAKE_TOKENS then
+      redis.call('LTRIM', list, -WAKE_TOKENS, -1)
+    elseif n == 1 then
+      redis.call('SADD', k('wake_queues'), queue)  -- for purge
+    end
   end
+
+  -- A token for the runners serving only some queues: on wake:<queue>, or, <queue> nil, on the
+  -- list of the first queue of each (a timed entry whose queue is not known here).
+  function L.wake_some(queue)
+    if queue then return L.wake_queue(queue) end
+    for _, member in ipairs(redis.call('ZRANGE', k('idleq'), '0', '-1')) do
+      L.wake_queue(string.match(member, '\31[^\31]*\31([^,]*)'))
+    end
+  end
+
+  -- The lane of (<queue>, <priority>) ('queue' for the plain pair), and its member of 'lanes'.
+  function L.lane_of(queue, priority)
+    if queue == 'default' and priority == 0 then return k('queue'), nil end
+    local member = string.format('%d', priority) .. '\31' .. queue
+    return k('lane:' .. member), member
+  end
+
+  -- Push <id> to the lane of (<queue>, <priority>), not the plain one; true when it was empty.
+  function L.push(id, front, queue, priority)
+    local lane, member = L.lane_of(queue, priority)
+    if redis.call(front and 'LPUSH' or 'RPUSH', lane, id) ~= 1 then return false end
+    if member then
+      redis.call('ZADD', k('lanes'), string.format('%d', -priority), member)
+      L.changed = true
+    end
+    return true
+  end
+
+  -- The queue of a member of 'lanes'.
+  function L.queue_of(member)
+    return string.sub(member, string.find(member, '\31', 1, true) + 1)
+  end
+
+  -- The next ready id for a claim serving <serves> (a set of queue names; nil: every queue)
+  -- while 'lanes' exists: the head of the highest-priority lane it serves, 'queue' standing for
+  -- ("default", 0) and going before the other queues of priority 0.
+  function L.pop(serves)
+    local plain = not serves or serves['default']
+    local tried_plain = not plain
+    local all = redis.call('ZRANGE', k('lanes'), '0', '-1', 'WITHSCORES')
+    for i = 1, #all, 2 do
+      if not tried_plain and tonumber(all[i + 1]) >= 0 then
+        tried_plain = true
+        local id = redis.call('LPOP', k('queue'))
+        if id then return id end
+      end
+      local member = all[i]
+      if not serves or serves[L.queue_of(member)] then
+        local lane = k('lane:' .. member)
+        local id = redis.call('LPOP', lane)
+        if redis.call('EXISTS', lane) == 0 then redis.call('ZREM', k('lanes'), member) end
+        if id then return id end
+      end
+    end
+    if not tried_plain then return redis.call('LPOP', k('queue')) end
+    return nil
+  end
+
+  -- The queues with ready work (a set), for the batons of runners serving only some queues.
+  function L.queues_with_work()
+    local queues = {}
+    if redis.call('LLEN', k('queue')) > 0 then queues['default'] = true end
+    for _, member in ipairs(redis.call('ZRANGE', k('lanes'), '0', '-1')) do
+      queues[L.queue_of(member)] = true
+    end
+    return queues
+  end
+
+  -- Parked waiters of priority p other than 0 are ordered in pz:<key> by
+  -- -p * 2^41 + 2^40 + seq (first in line: - seq): p within +-1000 and seq below 2^40 keep the
+  -- score an exact double.
+  function L.parked_score(p, first)
+    local seq = redis.call('INCR', k('seq'))
+    return string.format('%d', -p * 2199023255552 + 1099511627776 + (first and -seq or seq))
+  end
+
+  -- Park <id> (fields <f>, a priority other than 0 unless <first>) on its running key: at
+  -- the tail of its priority, or first in line.
+  function L.park(id, f, first)
+    if f.priority == 0 then
+      redis.call('LPUSH', k('parked:' .. f.key), id)
+    else
+      redis.call('ZADD', k('pz:' .. f.key), L.parked_score(f.priority, first), id)
+    end
+    redis.call('SADD', k('parked_keys'), f.key)
+  end
+
+  -- The set of queues in <text> ("<q1>,<q2>...").
+  function L.queue_set(text)
+    local set = {}
+    for queue in string.gmatch(text, '[^,]+') do set[queue] = true end
+    return set
+  end
+
+  built_lanes = L
+  return L
 end
 
 -- Work landed in empty <queue>: wake a runner that may take it (<queue> nil: any runner
@@ -143,14 +248,7 @@ end
 local function notify(queue)
   if not runners_waiting() then return end
   wake()
-  if redis.call('ZCARD', k('idleq')) == 0 then return end
-  if queue then
-    wake_queue(queue)
-    return
-  end
-  for _, member in ipairs(redis.call('ZRANGE', k('idleq'), 0, -1)) do
-    wake_queue(string.match(member, '\31[^\31]*\31([^,]*)'))
-  end
+  if redis.call('ZCARD', k('idleq')) > 0 then lanes().wake_some(queue) end
 end
 
 -- Put <member> on 'timed' at <at> (text). When it is the earliest entry, an idle runner may be
@@ -161,16 +259,6 @@ local function add_timed(member, at, queue)
   if redis.call('ZRANK', k('timed'), member) == 0 then notify(queue) end
 end
 
--- The lane of (<queue>, <priority>) ('queue' for the plain pair), and its member of 'lanes'.
-local function lane_of(queue, priority)
-  if queue == 'default' and priority == 0 then return k('queue'), nil end
-  local member = string.format('%d', priority) .. '\31' .. queue
-  return k('lane:' .. member), member
-end
-
--- Set when a push made a lane appear (a claim in progress looks at 'lanes' again).
-local lanes_changed = false
-
 -- Put <id> in the ready lane of <queue> (nil: "default") at <priority> (nil: 0), at the head
 -- when <front>; wake a runner if the lane was empty. Callers without the record's fields pass
 -- queue 'read': they are read here (woken waiters, due timed invocations).
@@ -179,14 +267,10 @@ local function push_ready(id, front, queue, priority)
     local v = redis.call('HMGET', k('inv:' .. id), 'queue', 'priority')
     queue, priority = v[1], tonumber(v[2])
   end
-  queue, priority = queue or 'default', priority or 0
-  local lane, member = lane_of(queue, priority)
-  if redis.call(front and 'LPUSH' or 'RPUSH', lane, id) == 1 then
-    if member then
-      redis.call('ZADD', k('lanes'), string.format('%d', -priority), member)
-      lanes_changed = true
-    end
-    notify(queue)
+  if (queue == nil or queue == 'default') and (priority == nil or priority == 0) then
+    if redis.call(front and 'LPUSH' or 'RPUSH', k('queue'), id) == 1 then notify('default') end
+  elseif lanes().push(id, front, queue or 'default', priority or 0) then
+    notify(queue or 'default')
   end
 end
 

@@ -26,26 +26,26 @@
 local server_time
 -- The runner serving <queue> that has waited longest for work (its entry not expired), and its
 -- lease; nil when none is waiting. Callers check runners_waiting() first. The longest waiting
--- one serves every queue in the usual case: one look; else up to 64 more.
+-- one serves every queue in the usual case: one look; else the 64 longest waiting ones.
 local function take_idle_runner(queue)
   server_time = server_time or server_now()
   local since = '(' .. time_text(server_time)
   local members = redis.call('ZRANGEBYSCORE', k('idle'), since, '+inf', 'LIMIT', '0', '1')
-  for pass = 1, 2 do
+  for look = 1, 2 do
     for _, member in ipairs(members) do
       local sep = string.find(member, '\31', 1, true)
       local sep2 = string.find(member, '\31', sep + 1, true)
-      if not sep2 or string.find(',' .. string.sub(member, sep2 + 1) .. ',', ',' .. queue .. ',',
-          1, true) then
+      local served = sep2 and (',' .. string.sub(member, sep2 + 1) .. ',')
+      if not served or string.find(served, ',' .. queue .. ',', 1, true) then
         redis.call('ZREM', k('idle'), member)
-        if sep2 then redis.call('ZREM', k('idleq'), member) end
-        return string.sub(member, 1, sep - 1), tonumber(string.sub(member, sep + 1, (sep2 or 0) - 1))
+        if served then redis.call('ZREM', k('idleq'), member) end
+        return string.sub(member, 1, sep - 1),
+          tonumber(string.sub(member, sep + 1, (sep2 or 0) - 1))
       end
     end
-    if pass == 1 and (#members == 0 or redis.call('ZCARD', k('idleq')) == 0) then return nil end
-    members = redis.call('ZRANGEBYSCORE', k('idleq'), since, '+inf', 'LIMIT', '0', '64')
+    if #members == 0 or look == 2 then return nil end
+    members = redis.call('ZRANGEBYSCORE', k('idle'), since, '+inf', 'LIMIT', '1', '64')
   end
-  return nil
 end
 
 -- Append one field and its value to a record being built (fixed arity: no table per call).
