@@ -33,7 +33,7 @@ STATUS_STYLES = {
     InvocationStatus.RETRY: "yellow",
     InvocationStatus.SUCCESS: "green",
     InvocationStatus.FAILED: "red",
-    InvocationStatus.CANCELLED: "magenta",
+    InvocationStatus.CANCELLED: "bright_black",
 }
 
 
@@ -246,7 +246,7 @@ def outcome_rows(app: App, record: InvocationRecord) -> list[tuple[str, Text]]:
     if record.status is InvocationStatus.CANCELLED:
         ran = any(t.status is InvocationStatus.RUNNING for t in record.history)
         how = "its run was interrupted" if ran else "it never ran"
-        return [("outcome", Text(f"cancelled: {how}", style="magenta"))]
+        return [("outcome", Text(f"cancelled: {how}", style="bright_black"))]
     if record.error is not None:
         last = "" if record.status.is_final else "last "
         exc, problem = safe_decode(app.serializer.loads_error, record.error)
