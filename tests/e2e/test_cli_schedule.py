@@ -348,3 +348,17 @@ def test_inspect_shows_queue_priority_and_scheduled_time(schedule_app: ModuleTyp
     result = run_cli("cancel", delayed.invocation_id, "--app", spec(schedule_app))
     assert result.exit_code == 0, result.output
     assert delayed.status is InvocationStatus.CANCELLED
+
+
+def test_invocations_lists_cancelled_and_scheduled_ones(schedule_app: ModuleType) -> None:
+    cancelled = schedule_app.add(1)
+    assert cancelled.cancel()
+    scheduled = schedule_app.add.with_options(delay=600)(2)
+    schedule_app.add(3)
+    for status, wanted in (("cancelled", cancelled), ("scheduled", scheduled)):
+        document = run_json("invocations", "--status", status, "--app", spec(schedule_app))
+        assert [row["invocation_id"] for row in document["invocations"]] == [wanted.invocation_id]
+        assert document["invocations"][0]["status"] == status
+        text = run_cli("invocations", "--status", status.upper(), "--app", spec(schedule_app))
+        assert text.exit_code == 0, text.output
+        assert wanted.invocation_id in text.stdout
