@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
 
+from taskgate import context
 from taskgate.backends import Backend, BackendOptions, create_backend
 from taskgate.concurrency import describe_argument_diff, plan_for_call
 from taskgate.eager import run_calls
@@ -266,6 +267,7 @@ class App:
 
     # --- calls ---------------------------------------------------------------------------------
 
+    @context.shielding
     def register_call(
         self,
         task: Task[Any, R],
@@ -290,6 +292,7 @@ class App:
             self._read_ahead.track(invocation)
         return invocation
 
+    @context.shielding
     def register_calls(
         self, task: Task[Any, R], calls: Sequence[dict[str, Any]]
     ) -> list[Invocation[R]]:
@@ -318,6 +321,7 @@ class App:
                 self._read_ahead.track(invocation)
         return invocations
 
+    @context.shielding
     def read_result_ahead(self, invocation: Invocation[Any]) -> InvocationRecord | None:
         """``invocation``'s final record, read with the next outstanding results of this process.
 
@@ -329,6 +333,7 @@ class App:
             return None
         return self._read_ahead.read(invocation, backend)
 
+    @context.shielding
     def outcome_known(self, invocation_id: str) -> None:
         """The caller has read the outcome of ``invocation_id``: stop reading ahead for it."""
         self._read_ahead.forget(invocation_id)
@@ -400,6 +405,7 @@ class App:
         """Delete every invocation, result, queue entry and slot of this app."""
         self.backend.purge()
 
+    @context.shielding
     def cancel(self, invocation_id: str) -> bool:
         """Cancel invocation ``invocation_id`` (what ``invocation.cancel()`` and ``taskgate
         cancel`` do): a waiting one is ``CANCELLED`` at once, a running one is interrupted by
@@ -424,6 +430,7 @@ class App:
         )
         return result is not CancelResult.FINAL
 
+    @context.shielding
     def get_invocation(self, invocation_id: str) -> Invocation[Any]:
         """A handle to an existing invocation.
 

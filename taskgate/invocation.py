@@ -104,6 +104,7 @@ class Invocation(Generic[R]):
         """Status transitions, oldest first, as ``(status, timestamp, runner_id)``."""
         return list(self._record().history)
 
+    @context.shielding
     def blocked_by(self) -> BlockedBy | None:
         """What a ``CONCURRENCY_CONTROLLED`` invocation waits for, else None.
 
@@ -151,14 +152,20 @@ class Invocation(Generic[R]):
             Exception: the task's own exception when it FAILED.
         """
         if self._final is None:
-            self._final = self.app.read_result_ahead(self)
+            with context.shielded():
+                self._final = self.app.read_result_ahead(self)
         if self._final is not None:
             return self._outcome(self._final)
         deadline = None if timeout is None else time.monotonic() + timeout
-        with context.blocking_wait():  # inside a runner's task: a stand-in runs meanwhile
+        # Inside a runner's task: a stand-in runs meanwhile, and each backend wait is bounded
+        # by ``wait_slice`` so the body sees a timeout or cancel promptly.
+        with context.blocking_wait() as wait_slice:
             while True:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                record = self.app.backend.wait_final(self.invocation_id, remaining)
+                if wait_slice is not None:
+                    remaining = wait_slice if remaining is None else min(remaining, wait_slice)
+                with context.shielded():
+                    record = self.app.backend.wait_final(self.invocation_id, remaining)
                 if record is None:
                     raise InvocationNotFoundError(self.invocation_id)
                 if record.status.is_final:
@@ -180,6 +187,7 @@ class Invocation(Generic[R]):
         """
         return await wait_result(self, timeout)
 
+    @context.shielding
     def _record(self) -> InvocationRecord:
         record = self.app.backend.get(self.invocation_id)
         if record is None:
@@ -250,12 +258,13 @@ class InvocationGroup(Generic[R]):
         pending = [i for i in self.invocations if i._final is None]
         if pending:  # outcomes known already are not read again (eager ones: no store at all)
             app = pending[0].app
-            final = app.backend.final_records([i.invocation_id for i in pending])
-            for invocation in pending:
-                record = final.get(invocation.invocation_id)
-                if record is not None:
-                    invocation._known_final(record)
-                    app.outcome_known(invocation.invocation_id)
+            with context.shielded():
+                final = app.backend.final_records([i.invocation_id for i in pending])
+                for invocation in pending:
+                    record = final.get(invocation.invocation_id)
+                    if record is not None:
+                        invocation._known_final(record)
+                        app.outcome_known(invocation.invocation_id)
         if all(i._final is not None for i in self.invocations):
             return [invocation.result for invocation in self.invocations]
         with context.blocking_wait():  # one stand-in for the whole wait, not one per result

@@ -70,7 +70,6 @@ class AsyncInvocations:
         self._lock = threading.Condition()
         self._in_flight: set[tuple[str, int]] = set()
         self._abandoned = False
-        self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._reports: queue.SimpleQueue[tuple[Claim, Outcome] | None] = queue.SimpleQueue()
@@ -94,10 +93,16 @@ class AsyncInvocations:
         asyncio.run_coroutine_threadsafe(self._run(claim), loop)
 
     def wait_for_room(self, stopping: threading.Event) -> None:
-        """Block while ``cap`` invocations are in flight (until one ends, or ``stopping``)."""
+        """Block while ``cap`` invocations are in flight (until one ends, or ``stopping``
+        is set and :meth:`wake` called)."""
         with self._lock:
             while len(self._in_flight) >= self._cap and not stopping.is_set():
-                self._lock.wait(0.5)  # bounded: a stop request is seen without a notify
+                self._lock.wait()
+
+    def wake(self) -> None:
+        """Make :meth:`wait_for_room` look at its ``stopping`` event again (a stop request)."""
+        with self._lock:
+            self._lock.notify_all()
 
     @property
     def in_flight(self) -> int:
@@ -138,7 +143,6 @@ class AsyncInvocations:
     def close(self) -> None:
         """Stop the loop thread and the reporter thread (after :meth:`abandon` or when idle)."""
         with self._lock:
-            self._closed = True
             loop, thread, reporter = self._loop, self._loop_thread, self._reporter
         if loop is not None and thread is not None:
             with contextlib.suppress(RuntimeError):

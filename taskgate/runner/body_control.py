@@ -30,6 +30,8 @@ class BodyControl:
         self._cancels = CancelWatch(app.backend, runner_id, self.bodies)
 
     def start(self) -> None:
+        """Start the watchdog and the cancel watcher (threads: never from a body's thread)."""
+        self._watchdog.start()
         self._cancels.start()
 
     def stop(self) -> None:

@@ -16,8 +16,23 @@ that window:
   delivered, cancels it should it still be pending (``PyThreadState_SetAsyncExc(own, NULL)``);
   once ``leave`` has returned, nothing can be raised in the thread any more;
 - the delivered exception may still fire inside ``leave`` itself (or just before it): the
-  caller retries ``leave`` until it returns (see :func:`leave_safely`'s contract), and treats
-  the exception as the body's wherever it fired. :attr:`Body.delivered` tells the outcome.
+  caller retries ``leave`` until it returns (as :func:`taskgate.runner.executor.execute`
+  does), and treats the exception as the body's wherever it fired; :attr:`Body.delivered`
+  decides the outcome.
+
+The other hazard is an exception raised inside library code not written for it: a lock
+acquired and not yet guarded by its ``try``, a database transaction half done. taskgate's own
+calls from a body (task calls, result waits, reads, cancel) are *shielded*
+(:func:`taskgate.context.shielding`): an interrupt that comes while the body is inside one is
+deferred and raised, synchronously, when the call returns; one sent just before the call began
+and not raised yet is raised at its start instead (a body's waits block at most
+:data:`taskgate.context.WAIT_SLICE_SECONDS` at a time, so a waiting body sees it promptly).
+Other libraries the body calls get no such protection.
+
+CPython 3.11 gives a thread state being created the id of the thread creating it, for a moment:
+an interrupt aimed at a body that is starting a thread may land in the new thread. taskgate
+starts its own threads from runner threads, or shielded (stand-ins); a body that starts threads
+of its own while it may be interrupted runs that (small) risk.
 """
 
 from __future__ import annotations
@@ -48,6 +63,7 @@ class InterruptListener(Protocol):
 
 
 _deliverable: dict[type[BaseException], type[BaseException]] = {}
+_local = threading.local()  # .body: the Body active on this thread, if any
 
 
 def deliverable(error: type[BaseException]) -> type[BaseException]:
@@ -64,6 +80,10 @@ def deliverable(error: type[BaseException]) -> type[BaseException]:
 
     def init(self: BaseException, *args: object) -> None:
         BaseException.__init__(self, *(args or (f"the run was interrupted ({error.__name__})",)))
+        # CPython builds an asynchronous exception when it is raised: the body has seen it.
+        body: Body | None = getattr(_local, "body", None)
+        if body is not None:
+            body.has_fired = True
 
     made = type(error.__name__, (error,), {"__init__": init, "__module__": __name__})
     return _deliverable.setdefault(error, made)
@@ -97,8 +117,11 @@ class Body:
         "_interrupt",
         "active",
         "attempt",
+        "deferred",
         "delivered",
+        "has_fired",
         "invocation_id",
+        "shield_depth",
         "thread_id",
         "told_stopped",
     )
@@ -115,6 +138,9 @@ class Body:
         self.delivered: type[BaseException] | None = None
         """The exception type delivered to the body (at most one), else None."""
         self.told_stopped = False
+        self.shield_depth = 0  # inside taskgate's own calls: interrupts wait (see the module doc)
+        self.deferred = False  # delivered while shielded: to raise when the shield ends
+        self.has_fired = False  # the exception was raised in the thread (set by its __init__)
 
     def fired(self, exc: BaseException) -> bool:
         """Whether ``exc`` is the exception delivered to this body."""
@@ -141,6 +167,8 @@ class RunningBodies:
 
     def enter(self, body: Body) -> None:
         """Make ``body`` interruptible; a request kept for its invocation is delivered now."""
+        if body.thread_id is not None:
+            _local.body = body
         with self._lock:
             self._bodies[body.invocation_id] = body
             body.active = True
@@ -166,8 +194,43 @@ class RunningBodies:
             # (then retried), but nothing can fire after it.
             tell = body.delivered is not None and not body.told_stopped
             body.told_stopped = True
+        if getattr(_local, "body", None) is body:
+            _local.body = None
         if tell and self.listener is not None:
             self.listener.body_stopped(body.invocation_id, body.attempt)
+
+    def shield(self) -> Shield:
+        """A context manager that defers interrupts of this thread's body while it lasts."""
+        return Shield(self)
+
+    def _shield_enter(self) -> Body | None:
+        body: Body | None = getattr(_local, "body", None)
+        if body is None:
+            return None
+        with self._lock:
+            if not body.active:
+                return None
+            sent = body.delivered is not None and not body.deferred
+            if not (sent and not body.has_fired):
+                body.shield_depth += 1
+                return body
+            # Sent a moment ago and not raised yet: raise it here, before any of taskgate's own
+            # code runs, rather than somewhere inside it.
+            assert body.thread_id is not None and body.delivered is not None
+            _clear_pending(body.thread_id)
+            error = body.delivered
+        raise deliverable(error)()
+
+    def _shield_exit(self, body: Body) -> None:
+        with self._lock:
+            body.shield_depth -= 1
+            due = body.deferred and body.shield_depth == 0 and body.active
+            if due:
+                body.deferred = False
+            error = body.delivered
+        if due:
+            assert error is not None
+            raise deliverable(error)()
 
     @contextmanager
     def running(self, invocation_id: str, interrupt: Interrupt, attempt: int = 0) -> Iterator[Body]:
@@ -215,6 +278,7 @@ class RunningBodies:
         if not body.active or body.delivered is not None:
             return False
         body.delivered = error
+        body.deferred = body.shield_depth > 0
         logger.info(
             "invocation %s interrupted with %s (attempt %s)",
             body.invocation_id,
@@ -224,5 +288,23 @@ class RunningBodies:
         )
         if self.listener is not None:
             self.listener.body_interrupted(body.invocation_id, body.attempt, error)
-        body._interrupt(error)
+        if not body.deferred:
+            body._interrupt(error)
         return True
+
+
+class Shield:
+    """Defers interrupts of the calling thread's body for the ``with`` block (re-entrant)."""
+
+    __slots__ = ("_bodies", "_body")
+
+    def __init__(self, bodies: RunningBodies) -> None:
+        self._bodies = bodies
+        self._body: Body | None = None
+
+    def __enter__(self) -> None:
+        self._body = self._bodies._shield_enter()
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._body is not None:
+            self._bodies._shield_exit(self._body)

@@ -85,6 +85,11 @@ class ProcessRunner(Runner):
             self._supervise()
         finally:
             self._stop_workers()
+            # A worker killed for a stuck interrupted body while the runner was stopping: its
+            # runs are reported as a timeout or cancel, not left to lease recovery (a re-run).
+            for slot, interrupted in list(self._exited.items()):
+                if interrupted and slot in self._worker_ids:
+                    self._take_back(slot)
 
     def _command(self) -> list[str]:
         """The worker's command line: nothing secret (any local user can read it)."""

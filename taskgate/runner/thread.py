@@ -119,7 +119,7 @@ class ThreadRunner(Runner):
         logger.info("runner %s stopping: no new claims", self.runner_id)
         if scheduler is not None:
             scheduler.stop()
-        self._drain(backend, workers)
+        self._drain(backend, [*workers, *standins.threads()])
         self._async.close()
         control.stop()
         heartbeat.stop()
@@ -145,6 +145,7 @@ class ThreadRunner(Runner):
         super()._wake()
         self._gate.close()
         self.app.backend.wake_claimers()
+        self._async.wake()  # a worker waiting for room on the event loop sees the stop
 
     # --- interrupts and stand-ins (API.md section 9) -----------------------------------------
 
@@ -167,8 +168,9 @@ class ThreadRunner(Runner):
         self, backend: Backend, gate: ClaimGate, leave: threading.Event | None = None
     ) -> None:
         """A worker's loop; a stand-in's (``leave`` set: stop after the current invocation)."""
-        if self._standins is not None:
+        if self._standins is not None and self._control is not None:
             context.set_wait_hook(self._standins.waiting)
+            context.set_shield_hook(self._control.bodies.shield)
         backoff = Backoff(0.05, BACKOFF_MAX_SECONDS)
         try:
             claim = self._next_claim(backend, gate, backoff, leave)

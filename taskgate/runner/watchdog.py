@@ -40,9 +40,8 @@ class Watchdog:
         """Interrupt ``body`` ``timeout`` seconds from now, unless it has left by then."""
         deadline = time.monotonic() + timeout
         with self._condition:
-            if self._thread is None:  # started on first use: runners without timeouts pay nothing
-                self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
-                self._thread.start()
+            if self._thread is None:  # stopped: the runner is gone past its grace period
+                return
             if len(self._heap) >= self._compact_at:  # amortized O(1) per arm
                 self._heap = [entry for entry in self._heap if entry[2].active]
                 heapq.heapify(self._heap)
@@ -50,6 +49,13 @@ class Watchdog:
             heapq.heappush(self._heap, (deadline, next(self._seq), body))
             if self._heap[0][2] is body:  # a new earliest deadline: the sleeper must know
                 self._condition.notify()
+
+    def start(self) -> None:
+        """Start the thread (from the runner's thread, never a body's: see interrupts)."""
+        with self._condition:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
+                self._thread.start()
 
     def stop(self) -> None:
         """End the thread (bodies still running are no longer interrupted)."""
@@ -79,7 +85,7 @@ class Watchdog:
                 _, _, body = heapq.heappop(self._heap)
             # Outside the condition: delivery takes the registry's lock.
             if self._bodies.interrupt_body(body, TaskTimeoutError):
-                logger.warning(
+                logger.debug(  # the registry logs the interrupt, the executor the outcome
                     "invocation %s (attempt %s) ran past its timeout: TaskTimeoutError raised "
                     "in its body",
                     body.invocation_id,

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from taskgate import App, ConcurrencyControlType
+from taskgate.errors import TaskTimeoutError
 
 app = App(
     os.environ.get("TASKGATE_TEST_APP_ID", "interrupt-app"),
@@ -43,3 +44,13 @@ def sleeps(directory: str) -> str:
     (Path(directory) / "sleeps.started").write_text(str(os.getpid()))
     time.sleep(60)
     return "woke up"
+
+
+@app.task(timeout=0.5, retry_for=(TaskTimeoutError,), max_retries=1)
+def stuck_once(directory: str) -> int:
+    """Attempt 1 blocks in time.sleep(60); the retry the supervisor reported returns at once."""
+    attempt = stuck_once.invocation.attempt
+    if attempt == 1:
+        (Path(directory) / "stuck_once.started").write_text(str(os.getpid()))
+        time.sleep(60)
+    return attempt

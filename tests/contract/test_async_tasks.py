@@ -77,6 +77,25 @@ def test_async_task_awaits_a_child_async_result(
     assert results == [n * 10 + 1 for n in range(20)]
 
 
+def test_async_task_awaits_a_sync_child_on_a_one_thread_runner(
+    make_app: Callable[..., App], run_runner: RunRunner
+) -> None:
+    app = make_app(threads=1)
+
+    @app.task
+    def sync_child(n: int) -> int:
+        return n + 100
+
+    @app.task
+    async def async_parent(n: int) -> int:
+        # The loop thread awaits; the runner's only worker thread is free to run the child.
+        return await sync_child(n).async_result(WAIT)
+
+    invocations = [async_parent(n) for n in range(5)]
+    with run_runner(app.runner):
+        assert [i.get_result(WAIT) for i in invocations] == [n + 100 for n in range(5)]
+
+
 def test_async_failures_and_retries_behave_as_for_sync_tasks(
     app: App, run_runner: RunRunner
 ) -> None:
@@ -207,10 +226,11 @@ def test_async_timeout_is_retried_when_listed_in_retry_for(app: App, run_runner:
     assert invocation.num_retries == 1
 
 
+@pytest.mark.parametrize("in_flight", [1, 100])  # 1: the worker waits for room when stopped
 def test_stopping_hands_back_async_work_that_outlives_the_grace(
-    make_app: Callable[..., App],
+    make_app: Callable[..., App], in_flight: int
 ) -> None:
-    app = make_app(threads=1, shutdown_grace_seconds=0.2)
+    app = make_app(threads=1, shutdown_grace_seconds=0.2, async_in_flight=in_flight)
     started = threading.Event()
 
     @app.task

@@ -4,9 +4,14 @@ never starves its runner; a stand-in runs other work meanwhile, on every backend
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
+import pytest
+
 from taskgate import App, ConcurrencyControlType
+from taskgate.context import WAIT_SLICE_SECONDS
+from taskgate.errors import InvocationCancelledError, TaskTimeoutError
 from taskgate.runner import ThreadRunner
 from tests.conftest import WAIT, running
 
@@ -120,6 +125,72 @@ def test_the_waiting_parent_keeps_its_slot(make_app: Callable[..., App]) -> None
                 parents_running -= 1
 
     with running(app.runner):
-        parents = [parent(i) for i in range(3)]
-        assert [p.get_result(WAIT) for p in parents] == [0, 1, 2]
+        # Several parents in turn: a wait that begins while the last stand-in is still
+        # leaving gets a stand-in once that one has gone.
+        parents = [parent(i) for i in range(8)]
+        assert [p.get_result(WAIT) for p in parents] == list(range(8))
     assert peak == 1
+
+
+def test_a_waiting_parent_still_times_out(make_app: Callable[..., App]) -> None:
+    """A body blocked in a wait sees its timeout within a wait slice (about a second)."""
+    app = make_app(threads=1)
+
+    @app.task
+    def later() -> int:
+        return 1
+
+    @app.task(timeout=0.3)
+    def parent() -> int:
+        return later.with_options(delay=3600)().result
+
+    with running(app.runner):
+        started = time.monotonic()
+        with pytest.raises(TaskTimeoutError):
+            parent().get_result(WAIT)
+        assert time.monotonic() - started < 0.3 + WAIT_SLICE_SECONDS + 2.0
+
+
+def test_a_waiting_parent_can_be_cancelled(make_app: Callable[..., App]) -> None:
+    app = make_app(threads=1)
+    waiting = threading.Event()
+
+    @app.task
+    def later() -> int:
+        return 1
+
+    @app.task
+    def parent() -> int:
+        child = later.with_options(delay=3600)()
+        waiting.set()
+        return child.result
+
+    invocation = parent()
+    with running(app.runner):
+        assert waiting.wait(WAIT)
+        app.backend.cancel(invocation.invocation_id)
+        with pytest.raises(InvocationCancelledError):
+            invocation.get_result(WAIT)
+
+
+def test_many_parents_waiting_on_groups_all_complete(make_app: Callable[..., App]) -> None:
+    app = make_app(threads=2)
+
+    @app.task
+    def leaf(x: int) -> int:
+        return x
+
+    @app.task
+    def middle(x: int) -> int:
+        return sum(leaf.parallelize([(x,), (x,), (x,)]).results)
+
+    @app.task
+    def top(x: int) -> int:
+        return middle(x).result + leaf(x).result
+
+    runner = ThreadRunner(app)
+    with running(runner):
+        tops = [top(i) for i in range(12)]
+        assert [t.get_result(WAIT) for t in tops] == [4 * i for i in range(12)]
+        standins = runner._standins
+        assert standins is not None and standins.peak_active <= 2

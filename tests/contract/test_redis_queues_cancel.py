@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ import redis
 from taskgate import App
 from taskgate.backends.redis.backend import RedisBackend
 from taskgate.record import (
+    Budget,
     CancelResult,
     Claim,
     ConcurrencyPlan,
@@ -98,13 +100,47 @@ def test_priorities_then_call_order_and_queues(redis_server: RedisServer) -> Non
         rec(queue="mail", priority=9),
     )
     backend.register_many([low, plain, high1, high2, other])
+    # While lanes exist, 'timed' holds their marker first (what every claim looks at anyway).
+    assert client.zrange(backend._prefix + "timed", 0, -1, withscores=True) == [(b"l:", 0.0)]
     assert backend.stats().queue_depth == {"default": 4, "mail": 1}
     claimed = ids(backend.claim("r", 10, LEASE, 0, queues=frozenset({"default"})))
     assert claimed == [r.invocation_id for r in (high1, high2, plain, low)]
     assert ids(backend.claim("r", 10, LEASE, 0)) == [other.invocation_id]
-    # Lanes go when empty: the plain path finds no 'lanes' key.
-    assert client.exists(backend._prefix + "lanes") == 0
+    # Lanes go when empty, their marker with them.
+    assert client.exists(backend._prefix + "lanes", backend._prefix + "timed") == 0
     assert backend.stats().queue_depth == {}
+
+
+def test_the_plain_path_pays_no_command_for_lanes(redis_server: RedisServer) -> None:
+    backend, client = setup(redis_server)
+    backend.register_many([rec(), rec()])
+    client.config_resetstat()
+    [claim] = backend.claim("r", 1, LEASE, 0)
+    backend.finish_and_claim(claim.invocation_id, "r", 1, DONE, max_count=1, lease_seconds=LEASE)
+    calls = {k: v["calls"] for k, v in client.info("commandstats").items()}
+    assert calls["cmdstat_zrange"] == 2  # the look at 'timed' of each claim, nothing more
+    assert not {"cmdstat_exists", "cmdstat_hgetall"} & calls.keys()
+
+
+def test_a_timed_entry_behind_the_marker_is_still_the_earliest(redis_server: RedisServer) -> None:
+    backend, client = setup(redis_server)
+    backend.register(rec(queue="other"))  # a lane, so the marker
+    results: list[list[Claim]] = []
+    waiter = threading.Thread(
+        target=lambda: results.append(
+            backend.claim("w", 1, LEASE, 1.5, queues=frozenset({"default"}))
+        )
+    )
+    waiter.start()
+    deadline = time.monotonic() + WAIT
+    while client.zcard(backend._prefix + "idleq") < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    # Earliest real entry: the waiting runner is woken to wait for it instead of sleeping 1.5 s.
+    delayed = rec(scheduled_for=time.time() + 0.2)
+    backend.register(delayed)
+    waiter.join(WAIT)
+    assert ids(results[0]) == [delayed.invocation_id]
 
 
 def test_handed_back_work_goes_first_in_its_priority(redis_server: RedisServer) -> None:
@@ -291,3 +327,32 @@ def test_hand_over_skips_runners_that_do_not_serve_the_queue(redis_server: Redis
     assert backend.get(b_work.invocation_id).runner_id == "ab"
     assert client.zcard(backend._prefix + "idle") == 0
     assert client.zcard(backend._prefix + "idleq") == 0
+
+
+@pytest.mark.parametrize("fair", [None, "tenant-1"])
+@pytest.mark.parametrize("woken", [False, True])
+def test_a_cancelled_budget_waiter_leaves_nothing_behind(
+    redis_server: RedisServer, fair: str | None, woken: bool
+) -> None:
+    backend, client = setup(redis_server)
+    budget = Budget("limit b", "b", concurrency=1, fair=fair)
+
+    def limited() -> InvocationRecord:
+        return replace(rec(priority=1), plan=ConcurrencyPlan(budgets=(budget,)))
+
+    holder, target, follower = limited(), limited(), limited()
+    backend.register_many([holder, target, follower])
+    [claim] = backend.claim("r", 5, LEASE, 0)
+    assert claim.invocation_id == holder.invocation_id
+    if woken:  # the freed slot wakes the target: counted in 'bwoken', first in its lane
+        backend.finish(holder.invocation_id, "r", 1, DONE)
+        assert client.hget(backend._prefix + "bwoken", "limit b") == b"1"
+    assert places(client, backend._prefix, target.invocation_id)
+    assert backend.cancel(target.invocation_id) is CancelResult.CANCELLED
+    assert places(client, backend._prefix, target.invocation_id) == set()
+    if woken:  # the woken count went on to the follower, which a claim now admits
+        assert ids(backend.claim("r", 5, LEASE, 0)) == [follower.invocation_id]
+    else:
+        backend.finish(holder.invocation_id, "r", 1, DONE)
+        assert ids(backend.claim("r", 5, LEASE, 0)) == [follower.invocation_id]
+    assert client.hget(backend._prefix + "bwoken", "limit b") is None

@@ -119,12 +119,17 @@ def test_process_runner_workers_await_async_tasks(
     assert elapsed < 6.0  # one thread; 20 x 0.5 s one after the other would take 10 s
 
 
+@pytest.mark.parametrize(
+    "runner_options",
+    [(), ("--runner", "ProcessRunner", "--processes", "1")],
+    ids=["thread", "process"],
+)
 def test_a_cli_runner_given_other_queues_never_runs_default_work(
-    periodic_app: ModuleType, periodic_env: dict[str, str]
+    periodic_app: ModuleType, periodic_env: dict[str, str], runner_options: tuple[str, ...]
 ) -> None:
     app = periodic_app.app
     default_work = [periodic_app.where("default") for _ in range(3)]
-    with cli_runners(periodic_app, periodic_env, 1, "--queues", "other,more"):
+    with cli_runners(periodic_app, periodic_env, 1, *runner_options, "--queues", "other,more"):
         record = dataclasses.replace(
             app.build_record(periodic_app.where, {"tag": "other"}), queue="other"
         )

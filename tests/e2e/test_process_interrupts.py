@@ -85,3 +85,12 @@ def test_a_cancelled_body_stuck_in_a_c_call_has_its_worker_killed(
         assert record is not None and record.status is S.CANCELLED
     with pytest.raises(InvocationCancelledError):
         invocation.get_result(WAIT)
+
+
+def test_a_killed_timed_out_run_is_retried_when_retry_for_names_it(
+    interrupt_app: Any, tmp_path: Path
+) -> None:
+    invocation = interrupt_app.stuck_once(str(tmp_path))
+    for _ in _process_runner(interrupt_app):
+        assert invocation.get_result(WAIT) == 2
+    assert invocation.num_retries == 1

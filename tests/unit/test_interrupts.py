@@ -112,6 +112,7 @@ def test_deliverable_types_need_no_arguments_and_match_their_base() -> None:
 def test_the_watchdog_interrupts_at_the_deadline_and_skips_ended_bodies() -> None:
     bodies = RunningBodies()
     watchdog = Watchdog(bodies)
+    watchdog.start()
     try:
         ended = bodies.thread_body("ended", 1)
         bodies.enter(ended)
@@ -133,6 +134,7 @@ def test_the_watchdog_interrupts_at_the_deadline_and_skips_ended_bodies() -> Non
 def test_the_watchdog_heap_is_compacted() -> None:
     bodies = RunningBodies()
     watchdog = Watchdog(bodies)
+    watchdog.start()
     try:
         for i in range(1000):
             body = bodies.thread_body(f"inv-{i}", 1)
@@ -142,3 +144,31 @@ def test_the_watchdog_heap_is_compacted() -> None:
         assert len(watchdog._heap) < 200
     finally:
         watchdog.stop()
+
+
+def test_an_interrupt_during_a_shield_is_raised_when_it_ends() -> None:
+    bodies = RunningBodies()
+    body = bodies.thread_body("inv", 1)
+    bodies.enter(body)
+    inside = False
+    with pytest.raises(TaskTimeoutError), bodies.shield():
+        assert bodies.interrupt_body(body, TaskTimeoutError)
+        for _ in range(1000):  # nothing fires inside the shield
+            sum(range(3))
+        inside = True
+    assert inside
+    bodies.leave(body)
+    assert body.has_fired and not body.deferred
+
+
+def test_an_interrupt_sent_just_before_a_shield_is_raised_at_its_start() -> None:
+    bodies = RunningBodies()
+    body = bodies.thread_body("inv", 1)
+    bodies.enter(body)
+    with bodies._lock:  # as if sent by another thread a moment before the shield began
+        body.delivered = TaskTimeoutError
+    entered = False
+    with pytest.raises(TaskTimeoutError), bodies.shield():
+        entered = True
+    assert not entered
+    bodies.leave(body)

@@ -12,6 +12,13 @@ hands it new invocations there, already claimed), the app's wake-up list and a l
 ``BLMOVE`` on the invocation's ``done`` list, which the script that makes it final pushes to.
 A caller reading results in turn mostly needs neither: see :mod:`taskgate.readahead`.
 
+Queues and priorities: the plain pair (queue "default", priority 0) keeps the one ``queue``
+list; any other pair has a list of its own, listed in a zset of non-empty lanes that a claim
+looks at once. A runner serving only some queues is handed over only work of those, and blocks
+on one wake-up list per queue it serves instead of the app's, so it never eats a wake-up meant
+for work it cannot take. A cancel request is pushed to a list per runner, which
+:meth:`wait_cancel_requests` blocks on (``BLPOP``, on the calling thread's own connection).
+
 Connections, scripts and error translation live in :mod:`.connection`; turning replies into
 records and records into script arguments in :mod:`.replies` and :mod:`.records`.
 """

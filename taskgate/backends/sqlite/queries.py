@@ -119,20 +119,20 @@ SLOT_COUNT = "SELECT COUNT(*) FROM slots WHERE app_id = ? AND running_key = ?"
 SLOT_HOLDERS = "SELECT invocation_id FROM slots WHERE app_id = ? AND running_key = ?"
 TAKE_SLOT = "INSERT INTO slots (app_id, running_key, invocation_id) VALUES (?, ?, ?)"
 RELEASE_SLOT = "DELETE FROM slots WHERE app_id = ? AND running_key = ? AND invocation_id = ?"
-# Params: app, running key, neg_priority, invocation id.
+# Params: app, running key, neg_priority, invocation id, queue.
 PARK_BACK = """
-INSERT INTO parked (app_id, running_key, neg_priority, position, invocation_id)
+INSERT INTO parked (app_id, running_key, neg_priority, position, invocation_id, queue)
 VALUES (?1, ?2, ?3, (SELECT COALESCE(MAX(position), 0) + 1 FROM parked
-                     WHERE app_id = ?1 AND running_key = ?2 AND neg_priority = ?3), ?4)
+                     WHERE app_id = ?1 AND running_key = ?2 AND neg_priority = ?3), ?4, ?5)
 """
 PARK_FRONT = """
-INSERT INTO parked (app_id, running_key, neg_priority, position, invocation_id)
+INSERT INTO parked (app_id, running_key, neg_priority, position, invocation_id, queue)
 VALUES (?1, ?2, ?3, (SELECT COALESCE(MIN(position), 0) - 1 FROM parked
-                     WHERE app_id = ?1 AND running_key = ?2 AND neg_priority = ?3), ?4)
+                     WHERE app_id = ?1 AND running_key = ?2 AND neg_priority = ?3), ?4, ?5)
 """
 PARKED_HEAD = """
-SELECT neg_priority, position, invocation_id FROM parked WHERE app_id = ? AND running_key = ?
-ORDER BY neg_priority, position LIMIT 1
+SELECT neg_priority, position, invocation_id, queue FROM parked
+WHERE app_id = ? AND running_key = ? ORDER BY neg_priority, position LIMIT 1
 """
 UNPARK = """
 DELETE FROM parked WHERE app_id = ? AND running_key = ? AND neg_priority = ? AND position = ?

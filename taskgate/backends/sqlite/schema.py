@@ -51,8 +51,9 @@ COPIES: dict[int, tuple[str, ...]] = {
         FROM queue_v2 q
         LEFT JOIN invocations i ON i.app_id = q.app_id AND i.invocation_id = q.invocation_id""",
         "DROP TABLE queue_v2",
-        """INSERT INTO parked (app_id, running_key, neg_priority, position, invocation_id)
-        SELECT p.app_id, p.running_key, -COALESCE(i.priority, 0), p.position, p.invocation_id
+        """INSERT INTO parked (app_id, running_key, neg_priority, position, invocation_id, queue)
+        SELECT p.app_id, p.running_key, -COALESCE(i.priority, 0), p.position, p.invocation_id,
+            COALESCE(i.queue, 'default')
         FROM parked_v2 p
         LEFT JOIN invocations i ON i.app_id = p.app_id AND i.invocation_id = p.invocation_id""",
         "DROP TABLE parked_v2",

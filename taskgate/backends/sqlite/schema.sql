@@ -89,6 +89,7 @@ CREATE TABLE parked (
     neg_priority  INTEGER NOT NULL,
     position      INTEGER NOT NULL,
     invocation_id TEXT    NOT NULL,
+    queue         TEXT    NOT NULL,                       -- its ready queue, once woken
     PRIMARY KEY (app_id, running_key, neg_priority, position)
 ) WITHOUT ROWID;
 

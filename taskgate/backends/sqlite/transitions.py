@@ -193,7 +193,8 @@ class Transitions:
         if key is None:
             self.conn.execute(q.QUEUE_PUSH_FRONT, front)
             return
-        self.conn.execute(q.PARK_FRONT, (self.app, key, -row["priority"], invocation_id))
+        park = (self.app, key, -row["priority"], invocation_id, row["queue"])
+        self.conn.execute(q.PARK_FRONT, park)
         self.release_slot(row)
 
     def release_slot(self, row: sqlite3.Row) -> None:
@@ -206,20 +207,20 @@ class Transitions:
             return
         self.conn.execute(q.RELEASE_SLOT, (self.app, key, row["invocation_id"]))
         free = row["running_limit"] - self.conn.execute(q.SLOT_COUNT, (self.app, key)).fetchone()[0]
-        promoted = []
+        promoted: list[tuple[str, int, str]] = []
         while free > 0:
             head = self.conn.execute(q.PARKED_HEAD, (self.app, key)).fetchone()
             if head is None:
                 break
-            neg_priority, position, invocation_id = head
+            neg_priority, position, invocation_id, queue = head
             self.conn.execute(q.UNPARK, (self.app, key, neg_priority, position))
             self.conn.execute(q.TAKE_SLOT, (self.app, key, invocation_id))
-            promoted.append(invocation_id)
+            promoted.append((queue, neg_priority, invocation_id))
             free -= 1
         # Woken waiters go to the front of the ready queue (of their priority), first woken
         # first.
-        for invocation_id in reversed(promoted):
-            self.conn.execute(q.QUEUE_PUSH_FRONT_ID, (self.app, invocation_id))
+        for queue, neg_priority, invocation_id in reversed(promoted):
+            self.conn.execute(q.QUEUE_PUSH_FRONT, (self.app, queue, neg_priority, invocation_id))
 
     def expire_finals(self, batch: int) -> int:
         """Delete up to ``batch`` final invocations whose result TTL has passed; how many."""
@@ -250,7 +251,8 @@ class Transitions:
             self.finalize(row, _S.CONCURRENCY_CONTROLLED_FINAL, None, b"")
         else:
             self._set_status(row, _S.CONCURRENCY_CONTROLLED, None)
-            self.conn.execute(q.PARK_BACK, (self.app, key, -row["priority"], invocation_id))
+            park = (self.app, key, -row["priority"], invocation_id, row["queue"])
+            self.conn.execute(q.PARK_BACK, park)
         return False
 
     def _take_budgets(self, row: sqlite3.Row) -> bool:

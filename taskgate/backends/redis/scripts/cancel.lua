@@ -31,6 +31,7 @@ if f.status == 'running' then
   end
   redis.call('HSET', k('inv:' .. id), 'cancel_requested', '1')
   redis.call('RPUSH', k('cancels:' .. f.runner), id)
+  redis.call('EXPIRE', k('cancels:' .. f.runner), '86400')
   redis.call('SADD', k('cancel_runners'), f.runner)
   return 'requested'
 end
@@ -38,7 +39,7 @@ redis.call('ZREM', k('timed'), 'i:' .. id)
 local lane, member = lanes().lane_of(f.queue, f.priority)
 local woken = redis.call('LREM', lane, '1', id) == 1
 if woken and member and redis.call('EXISTS', lane) == 0 then
-  redis.call('ZREM', k('lanes'), member)
+  lanes().drop(member)
 end
 if f.key ~= '' then
   redis.call('LREM', k('parked:' .. f.key), '1', id)

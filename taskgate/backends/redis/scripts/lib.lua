@@ -42,29 +42,31 @@ local function release_slot(id, key, limit)
   if key == '' then return end
   local skey, pkey, pz = k('slots:' .. key), k('parked:' .. key), k('pz:' .. key)
   redis.call('SREM', skey, id)
-  local promoted = {}
-  while redis.call('SCARD', skey) < limit do
-    -- The next waiter: the head of pz:<key> when its priority is above 0 (a score below 0),
-    -- else the head of parked:<key>, else the head of pz:<key> (priorities below 0).
-    local head = redis.call('ZRANGE', pz, '0', '0', 'WITHSCORES')
-    local waiter
-    if not head[1] or tonumber(head[2]) >= 0 then waiter = redis.call('LPOP', pkey) end
-    if not waiter and head[1] then
-      waiter = head[1]
-      redis.call('ZREM', pz, waiter)
+  -- Nobody parked (the usual case): one look. 'parked_keys' names <key> only while someone is.
+  if redis.call('EXISTS', pkey, pz) > 0 then
+    local promoted = {}
+    while redis.call('SCARD', skey) < limit do
+      -- The next waiter: the head of pz:<key> when its priority is above 0 (a score below 0),
+      -- else the head of parked:<key>, else the head of pz:<key> (priorities below 0).
+      local head = redis.call('ZRANGE', pz, '0', '0', 'WITHSCORES')
+      local waiter
+      if not head[1] or tonumber(head[2]) >= 0 then waiter = redis.call('LPOP', pkey) end
+      if not waiter and head[1] then
+        waiter = head[1]
+        redis.call('ZREM', pz, waiter)
+      end
+      if not waiter then break end
+      redis.call('SADD', skey, waiter)
+      promoted[#promoted + 1] = waiter
     end
-    if not waiter then break end
-    redis.call('SADD', skey, waiter)
-    promoted[#promoted + 1] = waiter
-  end
-  -- Woken waiters go to the head of their ready lanes, longest-waiting first.
-  for i = #promoted, 1, -1 do push_ready(promoted[i], true, 'read') end
-  if redis.call('EXISTS', pkey, pz) == 0 then
-    redis.call('SREM', k('parked_keys'), key)
+    -- Woken waiters go to the head of their ready lanes, longest-waiting first.
+    for i = #promoted, 1, -1 do push_ready(promoted[i], true, 'read') end
+    if redis.call('EXISTS', pkey, pz) == 0 then
+      redis.call('SREM', k('parked_keys'), key)
+    end
   end
   if redis.call('SCARD', skey) == 0 then redis.call('SREM', k('slot_keys'), key) end
 end
-
 
 -- Put <id>, registered again after running, first in line for its key and in the ready queue.
 local function first_in_line(id, f, now)
@@ -145,15 +147,13 @@ end
 -- (see Backend.claim). Returns a list of {id, task_id, arguments, attempt, num_retries,
 -- max_retries}.
 local function claim_ready(runner, max_count, lease, ttl, now, serves)
-  local claims, lease_expires, lanes_exist = {}, nil, nil
+  local claims, lease_expires = {}, nil
+  -- move_due looked at 'timed' first: its marker tells whether lanes exist.
+  if lanes_marked == nil then lanes_marked = redis.call('EXISTS', k('lanes')) == 1 end
   while #claims < max_count do
     -- The next ready id of the queues served. Without lanes (the plain path), one LPOP.
-    if lanes_exist == nil or (built_lanes and built_lanes.changed) then
-      lanes_exist = redis.call('EXISTS', k('lanes')) == 1
-      if built_lanes then built_lanes.changed = false end
-    end
     local id
-    if lanes_exist then
+    if lanes_marked then
       id = lanes().pop(serves)
     elseif not serves or serves['default'] then
       id = redis.call('LPOP', k('queue'))

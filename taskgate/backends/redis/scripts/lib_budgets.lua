@@ -362,8 +362,15 @@ end
 -- the queue, its status unchanged (the claim that takes it decides). Notes the earliest entry
 -- left. One ZRANGE when nothing is due.
 move_due = function(now)
+  lanes_marked = false
   while true do
     local entries = redis.call('ZRANGE', k('timed'), '0', DUE_LAST, 'WITHSCORES')
+    if entries[1] == 'l:' then  -- not an entry: the marker of 'lanes' (see lib_core.lua)
+      lanes_marked = true
+      table.remove(entries, 1)
+      table.remove(entries, 1)
+      if #entries == 0 then return end
+    end
     for i = 1, #entries, 2 do
       local at = tonumber(entries[i + 1])
       if at > now then
@@ -380,7 +387,7 @@ move_due = function(now)
         if def then budget_steps().wake_stored(key, def, now) end
       end
     end
-    if #entries < 2 * DUE_BATCH then return end
+    if #entries < 2 * DUE_BATCH - (lanes_marked and 2 or 0) then return end
   end
 end
 

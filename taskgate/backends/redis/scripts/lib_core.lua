@@ -16,9 +16,11 @@
 --                     path); woken and handed-back ones go to the head
 --   lane:<p>\31<q>    list: the same for queue <q> at priority <p> (any other pair); exists
 --                     only while not empty
---   lanes             zset: "<p>\31<q>" -> -<p>, the non-empty lanes (absent when none: the
---                     plain path checks it once per claim); a claim takes the head of the
---                     highest-priority lane it serves, 'queue' counting as priority 0
+--   lanes             zset: "<p>\31<q>" -> -<p>, the non-empty lanes (absent when none); a claim
+--                     takes the head of the highest-priority lane it serves, 'queue' counting
+--                     as priority 0. While it exists, 'timed' holds the marker "l:" at score 0
+--                     (first of all): the look every claim takes at 'timed' tells it whether to
+--                     look at lanes, so the plain path pays no command for them
 --   wake              list: tokens for idle runners blocked in BLPOP (capped length); a token
 --                     is pushed when work lands in an empty queue, and by a claim that leaves
 --                     work behind (passing the baton), so busy runners cause no wake-ups
@@ -48,7 +50,9 @@
 --   idleq             zset: the members of 'idle' that serve only some queues (same scores):
 --                     whom wake:<q> tokens are for
 --   cancels:<runner>  list: ids whose cancel was requested while <runner> ran them (cancel
---                     pushes, the runner's wait_cancel_requests BLPOPs)
+--                     pushes, the runner's wait_cancel_requests BLPOPs); a dead runner's goes
+--                     with recover_runner, or a day after the last push (the records carry
+--                     'cancel_requested': recovery ends them cancelled all the same)
 --   cancel_runners    set:  runners with a cancels: list (what purge deletes)
 --   ticks             hash: periodic task id -> last tick registered (register_tick.lua)
 --   inbox:<runner>    list: invocations handed to <runner> by register, as
@@ -83,7 +87,8 @@
 --   bsweep            hash: limit -> HSCAN cursor of that sweep
 --   bwoken            hash: budget -> waiters it woke (moved to the ready queue) that no claim
 --                     has taken yet; they count as taken when it wakes more
---   timed             zset: "b:<budget>" -> when a rate admits its waiters again, and
+--   timed             zset: "l:" -> 0 while 'lanes' exists (see there), "b:<budget>" -> when a
+--                     rate admits its waiters again, and
 --                     "i:<id>" -> when a delayed invocation (SCHEDULED, see register.lua) or a
 --                     retry with a delay (RETRY, see finish_one in lib.lua) becomes ready; every
 --                     claim first wakes the waiters of the due budgets and moves the due
@@ -94,6 +99,8 @@
 local P = KEYS[1]
 -- Arguments a script reads before register.lua's (register_tick.lua sets it: see there).
 local ARG_BASE = 0
+-- Whether 'lanes' may exist, as the marker "l:" on 'timed' told move_due (nil: not looked).
+local lanes_marked
 local WAKE_TOKENS = 64
 
 local function k(name) return P .. name end
@@ -133,7 +140,7 @@ end
 local built_lanes
 local function lanes()
   if built_lanes then return built_lanes end
-  local L = {changed = false}  -- changed: a push made a lane appear (claims look again)
+  local L = {}
 
   -- Runners serving only some queues wait on wake:<queue> (see 'idleq'): one token there.
   function L.wake_queue(queue)
@@ -167,10 +174,18 @@ local function lanes()
     local lane, member = L.lane_of(queue, priority)
     if redis.call(front and 'LPUSH' or 'RPUSH', lane, id) ~= 1 then return false end
     if member then
-      redis.call('ZADD', k('lanes'), string.format('%d', -priority), member)
-      L.changed = true
+      if redis.call('ZADD', k('lanes'), string.format('%d', -priority), member) == 1 then
+        redis.call('ZADD', k('timed'), '0', 'l:')
+      end
+      lanes_marked = true
     end
     return true
+  end
+
+  -- Drop <member> from 'lanes' (its lane is empty); the last one takes the marker with it.
+  function L.drop(member)
+    redis.call('ZREM', k('lanes'), member)
+    if redis.call('EXISTS', k('lanes')) == 0 then redis.call('ZREM', k('timed'), 'l:') end
   end
 
   -- The queue of a member of 'lanes'.
@@ -195,7 +210,7 @@ local function lanes()
       if not serves or serves[L.queue_of(member)] then
         local lane = k('lane:' .. member)
         local id = redis.call('LPOP', lane)
-        if redis.call('EXISTS', lane) == 0 then redis.call('ZREM', k('lanes'), member) end
+        if redis.call('EXISTS', lane) == 0 then L.drop(member) end
         if id then return id end
       end
     end
@@ -256,7 +271,8 @@ end
 -- longer than <at>.
 local function add_timed(member, at, queue)
   redis.call('ZADD', k('timed'), at, member)
-  if redis.call('ZRANK', k('timed'), member) == 0 then notify(queue) end
+  -- Nothing in (0, at): the earliest (the marker "l:" sits at 0).
+  if redis.call('ZCOUNT', k('timed'), '(0', '(' .. at) == 0 then notify(queue) end
 end
 
 -- Put <id> in the ready lane of <queue> (nil: "default") at <priority> (nil: 0), at the head
