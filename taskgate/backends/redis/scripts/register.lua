@@ -11,8 +11,8 @@
 -- (a record may fold into one stored earlier in the same batch).
 --
 -- A record registered while a runner serving its queue waits for work (see 'idle' in
--- lib_core.lua) is claimed for that runner at once and pushed to its inbox: the runner's BLPOP returns it, and neither a
--- wake-up token nor a claim step is needed. With a running key, only when it may start right
+-- lib_core.lua) is claimed for that runner at once and pushed to its inbox: the runner's BLPOP
+-- returns it, and neither a wake-up token nor a claim step is needed. With a running key, only when it may start right
 -- now and nothing of its key can be ahead of it: a free slot (taken here) and empty ready lanes
 -- (parked invocations of the key would mean no free slot). Never a record with budgets: those
 -- are admitted by a claim (lib_budgets.lua), so they are queued, with a registration sequence
