@@ -205,7 +205,7 @@ def test_the_cli_renders_a_cancelled_invocation(app: App) -> None:
     record = app.backend.get(invocation.invocation_id)
     assert record is not None
     assert [(name, text.plain) for name, text in outcome_rows(app, record)] == [
-        ("outcome", "cancelled")
+        ("outcome", "cancelled: it never ran")
     ]
     assert status_text(S.CANCELLED).style == "bright_black"
     assert outcome_json(app, record) == {"result": None, "error": None, "traceback": None}
