@@ -36,6 +36,7 @@ if f.status == 'running' then
   return 'requested'
 end
 redis.call('ZREM', k('timed'), 'i:' .. id)
+Q.lane(id, f)
 local lane, member = Q.lanes().lane_of(f.queue, f.priority)
 local woken = redis.call('LREM', lane, '1', id) == 1
 if woken and member and redis.call('EXISTS', lane) == 0 then

@@ -71,6 +71,7 @@ end
 -- Put <id>, registered again after running, first in line for its key and in the ready queue.
 local function first_in_line(id, f, now)
   take_regkey(id, f.regkey)
+  Q.lane(id, f)
   if f.budgets then  -- the woken waiters go ahead of it, then it goes first
     budget_steps().release(id, f, now)
     push_ready(id, true, f.queue, f.priority)
@@ -96,8 +97,8 @@ end
 local function fields(id)
   local v = redis.call('HMGET', k('inv:' .. id), 'task_id', 'status', 'registration_key',
     'running_key', 'running_limit', 'drop_when_blocked', 'runner_id', 'attempt', 'num_retries',
-    'max_retries', 'num_recoveries', 'arguments', 'history', 'waited', 'budgets', 'queue',
-    'priority', 'cancel_requested')
+    'max_retries', 'num_recoveries', 'arguments', 'history', 'waited', 'budgets',
+    'cancel_requested')
   if not v[1] then return nil end
   -- Absent fields are at their defaults (see register.lua).
   return {task = v[1], status = v[2], regkey = v[3] or '', key = v[4] or '',
@@ -105,8 +106,8 @@ local function fields(id)
     attempt = tonumber(v[8]) or 0, num_retries = tonumber(v[9]) or 0,
     max_retries = tonumber(v[10]) or 0,
     num_recoveries = tonumber(v[11]) or 0, arguments = v[12], history = v[13] or '',
-    waited = v[14] == '1', budgets = v[15], queue = v[16] or 'default',
-    priority = tonumber(v[17]) or 0, cancel_requested = v[18] == '1'}
+    waited = v[14] == '1', budgets = v[15],
+    cancel_requested = v[16] == '1'}  -- queue and priority: see Q.lane
 end
 
 -- <id> if <runner> still runs <attempt> of it (the fencing check).
@@ -133,7 +134,7 @@ local function take_slot(id, f, now, ttl)
     finalize(id, f, 'concurrency_controlled_final', now, nil, nil, nil, ttl)
   else
     transition(id, f, 'concurrency_controlled', now, nil)
-    if f.priority == 0 then
+    if Q.lane(id, f).priority == 0 then
       redis.call('RPUSH', k('parked:' .. f.key), id)
       redis.call('SADD', k('parked_keys'), f.key)
     else
@@ -204,6 +205,7 @@ local function finish_one(id, runner, attempt, kind, payload, ttl, now, delay)
       'num_retries', string.format('%d', f.num_retries + 1), 'error', payload)
     take_regkey(id, f.regkey)
     local wait = delay and tonumber(delay)
+    Q.lane(id, f)
     if wait and wait > 0 then
       add_timed('i:' .. id, time_text(now + wait), f.queue)
     else

@@ -260,6 +260,16 @@ end
 
 -- Work landed in empty <queue>: wake a runner that may take it (<queue> nil: any runner
 -- serving some queue, as for a timed entry whose queue is not known here).
+-- Fill in f.queue and f.priority of <id> (fields() leaves them out: the plain path never needs
+-- them, and a missing field costs a scan of a small hash).
+function Q.lane(id, f)
+  if f.queue == nil then
+    local v = redis.call('HMGET', k('inv:' .. id), 'queue', 'priority')
+    f.queue, f.priority = v[1] or 'default', tonumber(v[2]) or 0
+  end
+  return f
+end
+
 function Q.notify(queue)
   if not runners_waiting() then return end
   wake()
