@@ -185,9 +185,10 @@ class MemoryBackend(MemoryState, Backend):
     def wait_cancel_requests(self, runner_id: str, timeout: float) -> list[str]:
         deadline = time.monotonic() + timeout
         with self._lock:
+            generation = self._wake_generation  # a stop (wake_claimers) ends this wait too
             while not (requested := self._cancel_requests.pop(runner_id, None)):
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or generation != self._wake_generation:
                     return []
                 self._cancel_asked.wait(remaining)
             return requested
@@ -367,6 +368,7 @@ class MemoryBackend(MemoryState, Backend):
         with self._lock:
             self._wake_generation += 1
             self._work_ready.notify_all()
+            self._cancel_asked.notify_all()
 
 
 def _snapshot(record: InvocationRecord) -> InvocationRecord:

@@ -9,6 +9,7 @@ delivered when it starts; the backend ends the invocation ``CANCELLED`` whatever
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from typing import TYPE_CHECKING
@@ -41,8 +42,19 @@ class CancelWatch:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop watching (within :data:`WAIT_SECONDS`) and wait for the thread to end."""
+        """Stop watching: the thread ends within :data:`WAIT_SECONDS` (see :meth:`join`).
+
+        Not waiting here keeps a runner's stop prompt; the runner joins the thread before it
+        starts watching again, so two watchers of one runner never share its requests.
+        Waking the process's blocked waits ends the watcher's at once where the backend allows
+        (memory, SQLite; a blocked claim merely looks again).
+        """
         self._stop.set()
+        with contextlib.suppress(TaskgateError):
+            self._backend.wake_claimers()
+
+    def join(self) -> None:
+        """Wait until the thread has ended (after :meth:`stop`)."""
         if self._thread.is_alive():
             self._thread.join()
 

@@ -151,6 +151,8 @@ class ThreadRunner(Runner):
 
     def _start_extras(self, backend: Backend, gate: ClaimGate) -> tuple[BodyControl, StandIns]:
         """This run's interrupt control (started) and stand-ins for bodies that wait."""
+        if self._control is not None:  # a run before this one: its cancel watcher must be gone
+            self._control.join()
         self._control = control = BodyControl(self.app, self.runner_id, self.interrupt_listener)
         self._standins = standins = StandIns(
             self.threads, lambda leave: self._work(backend, gate, leave), gate.wake_all

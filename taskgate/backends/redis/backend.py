@@ -82,6 +82,10 @@ _GLOB_SPECIAL = re.compile(r"[\\*?\[\]]")
 # How long past the end of its blocking wait a waiting runner stays in line for hand-overs
 # (its claim call leaves the line at once when it returns; this bounds a dead runner's stay).
 IDLE_MARGIN_SECONDS = 1.0
+# Redis ends a blocked command's timeout at its next timer tick: up to 1/hz late (100 ms at the
+# default hz 10). A claim waiting for a timed entry therefore blocks in Redis until this long
+# before the entry is due, and waits out the rest on its own clock (a timer, not a poll).
+SERVER_TIMER_SLACK_SECONDS = 0.1
 # Cancel requests read per call after the first (one runner rarely has more at once).
 CANCELS_BATCH = 100
 
@@ -174,8 +178,11 @@ class RedisBackend(Backend):
             # before: look again then.
             due_at: float | None = getattr(self._local, "due_at", None)
             if due_at is not None and due_at - time.monotonic() < remaining:
-                remaining = due_at - time.monotonic()
-                self._local.due_at = None
+                remaining = due_at - time.monotonic() - SERVER_TIMER_SLACK_SECONDS
+                if remaining <= 0:  # due within Redis's timer slack: sharper on this clock
+                    self._local.due_at = None
+                    time.sleep(max(0.0, due_at - time.monotonic()))
+                    continue
             popped = self._command("BLPOP", inbox, self._local_wake_key, *wakes, _block(remaining))
             if popped is not None and as_text(popped[0]) == inbox:
                 return [parse_handed_claim(popped[1])]
@@ -247,8 +254,10 @@ class RedisBackend(Backend):
     def wait_cancel_requests(self, runner_id: str, timeout: float) -> list[str]:
         # On this thread's own connection, as claims block on theirs.
         key = self._prefix + "cancels:" + runner_id
-        popped = self._command("BLPOP", key, _block(timeout))
-        if popped is None:
+        self._db.check_fork()  # the wake-up key below is per process
+        stop_key = self._local_wake_key + ":cancels"  # wake_claimers ends the wait (a stop)
+        popped = self._command("BLPOP", key, stop_key, _block(timeout))
+        if popped is None or as_text(popped[0]) == stop_key:
             return []
         more = self._command("LPOP", key, CANCELS_BATCH) or []
         return [as_text(popped[1]), *(as_text(item) for item in more)]
@@ -376,6 +385,8 @@ class RedisBackend(Backend):
             pipe = self._client.pipeline(transaction=True)
             pipe.rpush(self._local_wake_key, "1")
             pipe.expire(self._local_wake_key, 10)
+            pipe.rpush(self._local_wake_key + ":cancels", "1")
+            pipe.expire(self._local_wake_key + ":cancels", 10)
             pipe.execute()
 
     def close(self) -> None:
