@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -60,3 +61,31 @@ def test_cancel_request_relayed_after_the_body_ended_is_kept_forever() -> None:
     bodies.forget("inv-1")  # BodyControl.execute's finally
     assert bodies.interrupt("inv-1", Exception) is False  # the watcher, a moment later
     assert "inv-1" in bodies._pending  # never dropped: a slow leak
+
+
+@pytest.mark.parametrize("backend_url", ["memory"], indirect=True)
+@pytest.mark.xfail(
+    strict=True,
+    reason="async_exec._interruptible: a body that swallows the CancelledError of its "
+    "asyncio.timeout leaves `async with deadline` normally, nothing is appended to "
+    "`interrupted`, and the run is reported SUCCESS (a sync body that swallows its "
+    "TaskTimeoutError is reported FAILED with TaskTimeoutError)",
+)
+def test_async_body_that_swallows_its_timeout_still_times_out(
+    make_app: Callable[..., App], run_runner: Callable[[Any], Any]
+) -> None:
+    app = make_app(threads=1)
+
+    @app.task(timeout=0.1)
+    async def stubborn() -> str:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            pass  # swallowed
+        return "done"
+
+    invocation = stubborn()
+    with run_runner(app.runner):
+        with contextlib.suppress(Exception):
+            invocation.get_result(15)
+    assert invocation.status is S.FAILED
