@@ -78,14 +78,11 @@ def test_async_body_that_swallows_its_timeout_still_times_out(
 
     @app.task(timeout=0.1)
     async def stubborn() -> str:
-        try:
+        with contextlib.suppress(asyncio.CancelledError):  # swallowed
             await asyncio.sleep(5)
-        except asyncio.CancelledError:
-            pass  # swallowed
         return "done"
 
     invocation = stubborn()
-    with run_runner(app.runner):
-        with contextlib.suppress(Exception):
-            invocation.get_result(15)
+    with run_runner(app.runner), contextlib.suppress(Exception):
+        invocation.get_result(15)
     assert invocation.status is S.FAILED
