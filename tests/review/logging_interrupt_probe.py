@@ -40,6 +40,7 @@ def main() -> None:
         thread.start()
         ready.wait()
         time.sleep(0.002)
+        assert thread.ident is not None
         ctypes.pythonapi.PyThreadState_SetAsyncExc(
             ctypes.c_ulong(thread.ident), ctypes.py_object(Boom)
         )
