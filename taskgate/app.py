@@ -8,8 +8,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from typing import Any, ParamSpec, TypeVar, overload
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 
 from taskgate import context
 from taskgate.backends import Backend, BackendOptions, create_backend
@@ -37,6 +37,16 @@ logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class TaskDecorator(Protocol):
+    """What ``app.task(**options)`` returns: it turns a function into a :class:`Task`."""
+
+    @overload
+    def __call__(self, func: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+
+    @overload
+    def __call__(self, func: Callable[P, R], /) -> Task[P, R]: ...
 
 
 class App:
@@ -84,28 +94,33 @@ class App:
 
     # --- tasks ---------------------------------------------------------------------------------
 
+    # An ``async def`` task's calls give invocations of what its coroutine returns: the first
+    # overload of each pair says so (it overlaps the second, which mypy accepts in this order).
+    @overload
+    def task(self, func: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+
     @overload
     def task(self, func: Callable[P, R], /) -> Task[P, R]: ...
 
     @overload
-    def task(self, /, **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+    def task(self, /, **options: Any) -> TaskDecorator: ...
 
     def task(
-        self, func: Callable[P, R] | None = None, /, **options: Any
-    ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+        self, func: Callable[..., Any] | None = None, /, **options: Any
+    ) -> Task[Any, Any] | TaskDecorator:
         """Register a function as a task: ``@app.task`` or ``@app.task(**options)``.
 
         Raises:
             InvalidTaskOptionsError: invalid options (checked here, at decoration time).
         """
 
-        def decorate(function: Callable[P, R]) -> Task[P, R]:
+        def decorate(function: Callable[..., Any]) -> Task[Any, Any]:
             built = TaskOptions.build(function, options, self._limits.declared)
-            task = Task(self, function, built)
+            task: Task[Any, Any] = Task(self, function, built)
             self._tasks[task.task_id] = task
             return task
 
-        return decorate(func) if func is not None else decorate
+        return decorate(func) if func is not None else cast(TaskDecorator, decorate)
 
     # --- limits (API.md section 8) --------------------------------------------------------------
 

@@ -136,10 +136,11 @@ async def _interruptible(
     try:
         if bodies is None:
             async with deadline:
-                return await task.run(arguments)
-        with bodies.running(claim.invocation_id, interrupt, claim.attempt):
-            async with deadline:
-                return await task.run(arguments)
+                value = await task.run(arguments)
+        else:
+            with bodies.running(claim.invocation_id, interrupt, claim.attempt):
+                async with deadline:
+                    value = await task.run(arguments)
     except asyncio.CancelledError:
         if not interrupted:
             raise
@@ -150,6 +151,10 @@ async def _interruptible(
             raise  # the body's own TimeoutError
         interrupted.append(TaskTimeoutError)
         raise _Interrupted from None
+    if deadline.expired():  # the body swallowed its timeout's cancellation: it still timed out
+        interrupted.append(TaskTimeoutError)
+        raise _Interrupted
+    return value
 
 
 class _Interrupted(Exception):

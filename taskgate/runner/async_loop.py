@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from taskgate.errors import TaskgateError
-from taskgate.record import Claim, Outcome
+from taskgate.record import Claim, Outcome, OutcomeKind
 from taskgate.runner.async_exec import execute_async
 
 if TYPE_CHECKING:
@@ -69,7 +69,6 @@ class AsyncInvocations:
         self._bodies = bodies
         self._lock = threading.Condition()
         self._in_flight: set[tuple[str, int]] = set()
-        self._abandoned = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._reports: queue.SimpleQueue[tuple[Claim, Outcome] | None] = queue.SimpleQueue()
@@ -120,14 +119,20 @@ class AsyncInvocations:
                 self._lock.wait(min(remaining, 0.1))
             return True
 
-    def abandon(self) -> None:
-        """Cancel every run still in flight; their outcomes are never reported.
+    def running(self) -> set[tuple[str, int]]:
+        """The ``(invocation_id, attempt)`` claims submitted and not reported (or ended by
+        :meth:`abandon`) yet."""
+        with self._lock:
+            return set(self._in_flight)
 
-        What a stopping runner does once its grace period is over, before it hands those
-        invocations back: a cancelled body must not report after the hand-back.
+    def abandon(self) -> None:
+        """Cancel every run still in flight; a cancelled run never reports.
+
+        What a stopping runner does once its grace period is over. The cancellation reaches the
+        bodies on the loop a moment later: the runner waits for them (:meth:`wait_idle`) and
+        hands back only what is no longer :meth:`running`, never a body that still runs.
         """
         with self._lock:
-            self._abandoned = True
             loop = self._loop
             left = len(self._in_flight)
         if loop is not None and left:
@@ -194,10 +199,16 @@ class AsyncInvocations:
         except asyncio.CancelledError:  # abandoned: the runner hands the invocation back
             self._done(claim)
             return
-        except BaseException:  # execute_async turns everything into outcomes; never lose one
-            logger.exception("invocation %s: async run failed unexpectedly", claim.invocation_id)
-            self._done(claim)
-            raise
+        except Exception as exc:  # execute_async turns everything into outcomes: a bug of ours
+            logger.exception(
+                "invocation %s of %s: async run failed unexpectedly; failing it",
+                claim.invocation_id,
+                claim.task_id,
+                extra={"invocation_id": claim.invocation_id, "task": claim.task_id},
+            )
+            # Reported, not dropped: a claim nobody reports would stay RUNNING, its lease
+            # renewed, until the runner stops.
+            outcome = Outcome(OutcomeKind.FAILED, self._app.serializer.dumps_error(exc))
         finally:
             if self._bodies is not None:
                 # A cancel request that came after the body ended must not wait for a body.
@@ -207,11 +218,10 @@ class AsyncInvocations:
     def _report_outcomes(self) -> None:
         while (item := self._reports.get()) is not None:
             claim, outcome = item
-            with self._lock:
-                abandoned = self._abandoned
             try:
-                if not abandoned:
-                    self._report(claim, outcome)
+                # Even after abandon(): the body ended on its own, so its outcome stands (the
+                # runner hands back only claims that are no longer in flight).
+                self._report(claim, outcome)
             except Exception:  # the reporter must survive any one report
                 logger.exception(
                     "runner %s could not report invocation %s; lease recovery will run it again",

@@ -35,14 +35,9 @@ class BodyControl:
         self._cancels.start()
 
     def stop(self) -> None:
-        """Stop interrupting; the cancel watcher ends in the background (see :meth:`join`)."""
+        """Stop interrupting: the cancel watcher and the watchdog end (joined)."""
         self._cancels.stop()
         self._watchdog.stop()
-
-    def join(self) -> None:
-        """Wait for the cancel watcher of a stopped control to end (before the runner's next
-        control starts watching the same runner's requests)."""
-        self._cancels.join()
 
     def execute(self, claim: Claim) -> Outcome:
         """Run ``claim`` here (see :func:`execute`), interruptible while its body runs."""

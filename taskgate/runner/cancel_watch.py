@@ -42,19 +42,15 @@ class CancelWatch:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop watching: the thread ends within :data:`WAIT_SECONDS` (see :meth:`join`).
+        """Stop watching and wait for the thread to end.
 
-        Not waiting here keeps a runner's stop prompt; the runner joins the thread before it
-        starts watching again, so two watchers of one runner never share its requests.
-        Waking the process's blocked waits ends the watcher's at once where the backend allows
-        (memory, SQLite; a blocked claim merely looks again).
+        Waking the process's blocked waits (:meth:`Backend.wake_claimers`) ends the watcher's
+        own wait at once (a blocked claim merely looks again), so a stop is prompt; and the
+        thread is gone before the backend can be closed under it.
         """
         self._stop.set()
         with contextlib.suppress(TaskgateError):
             self._backend.wake_claimers()
-
-    def join(self) -> None:
-        """Wait until the thread has ended (after :meth:`stop`)."""
         if self._thread.is_alive():
             self._thread.join()
 
@@ -75,7 +71,16 @@ class CancelWatch:
                 continue
             backoff.reset()
             for invocation_id in requested:
-                running = self._bodies.interrupt(invocation_id, InvocationCancelledError)
+                try:
+                    running = self._bodies.interrupt(invocation_id, InvocationCancelledError)
+                except Exception:  # e.g. an async body's loop already closed: never die here
+                    logger.exception(
+                        "runner %s: could not interrupt invocation %s",
+                        self._runner_id,
+                        invocation_id,
+                        extra={"invocation_id": invocation_id},
+                    )
+                    continue
                 logger.info(
                     "runner %s: cancel requested for invocation %s (%s)",
                     self._runner_id,

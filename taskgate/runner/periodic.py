@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# The longest the scheduler sleeps at once (see _loop: a wall clock stepped back).
+MAX_WAIT_SECONDS = 60.0
+
 
 def periodic_tasks(app: App, queues: frozenset[str] | None) -> list[Task[Any, Any]]:
     """The app's periodic tasks whose queue is among ``queues`` (None: every queue)."""
@@ -84,10 +87,14 @@ class PeriodicScheduler:
         now = time.time()
         due = {task.task_id: next_tick(task.options, now) for task in self._tasks}
         while True:
-            wait = min(due.values()) - time.time()
+            # Woken at least every MAX_WAIT_SECONDS: a wall clock stepped back is noticed then,
+            # and the ticks are computed again from the new time instead of waited for.
+            wait = min(min(due.values()) - time.time(), MAX_WAIT_SECONDS)
             if self._stop.wait(max(0.0, wait)):
                 return
-            now = time.time()
+            before, now = now, time.time()
+            if now < before:
+                due = {task.task_id: next_tick(task.options, now) for task in self._tasks}
             for task in self._tasks:
                 tick = due[task.task_id]
                 if tick > now:

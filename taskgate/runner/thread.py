@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 # that races with the start of a claim is seen within this bound.
 CLAIM_TIMEOUT_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 5.0
+# After the grace period, how long a stopping runner waits for cancelled async bodies to end.
+ABANDONED_WAIT_SECONDS = 1.0
 DEFAULT_THREADS = 8
 
 
@@ -151,8 +153,6 @@ class ThreadRunner(Runner):
 
     def _start_extras(self, backend: Backend, gate: ClaimGate) -> tuple[BodyControl, StandIns]:
         """This run's interrupt control (started) and stand-ins for bodies that wait."""
-        if self._control is not None:  # a run before this one: its cancel watcher must be gone
-            self._control.join()
         self._control = control = BodyControl(self.app, self.runner_id, self.interrupt_listener)
         self._standins = standins = StandIns(
             self.threads, lambda leave: self._work(backend, gate, leave), gate.wake_all
@@ -326,11 +326,27 @@ class ThreadRunner(Runner):
                 break
             self._handle_signals()
         self._async.abandon()  # what is still awaited is cancelled and never reports
+        if not self._force_stop.is_set():  # the cancellation reaches the bodies a moment later
+            self._async.wait_idle(time.monotonic() + ABANDONED_WAIT_SECONDS)
         if self._force_stop.is_set():
             self.left_running = len(self._claims_in_flight())
             return
         self.left_running = 0
+        still_running = self._async.running()
         for invocation_id, attempt in self._claims_in_flight():
+            if (invocation_id, attempt) in still_running:
+                # Its body ignored the cancellation: handing it back would let another runner
+                # start it while this one still runs (U1). Lease recovery takes it once the
+                # process exits.
+                self.left_running += 1
+                logger.warning(
+                    "runner %s left async invocation %s running: its body did not stop when "
+                    "cancelled; lease recovery will take it back",
+                    self.runner_id,
+                    invocation_id,
+                    extra={"invocation_id": invocation_id},
+                )
+                continue
             try:
                 released = backend.release(invocation_id, self.runner_id, attempt)
             except TaskgateError as exc:

@@ -17,12 +17,6 @@ S = InvocationStatus
 
 
 @pytest.mark.parametrize("backend_url", ["memory"], indirect=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason="ThreadRunner._drain hands an abandoned async invocation back (release) right after "
-    "AsyncInvocations.abandon() only *schedules* the cancel: the body still runs its cleanup "
-    "while the invocation is REGISTERED again and its slot free (U1)",
-)
 def test_abandoned_async_body_is_not_handed_back_while_it_still_runs(
     make_app: Callable[..., App], run_runner: Callable[[Any], Any]
 ) -> None:
@@ -64,13 +58,6 @@ def test_cancel_request_relayed_after_the_body_ended_is_kept_forever() -> None:
 
 
 @pytest.mark.parametrize("backend_url", ["memory"], indirect=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason="async_exec._interruptible: a body that swallows the CancelledError of its "
-    "asyncio.timeout leaves `async with deadline` normally, nothing is appended to "
-    "`interrupted`, and the run is reported SUCCESS (a sync body that swallows its "
-    "TaskTimeoutError is reported FAILED with TaskTimeoutError)",
-)
 def test_async_body_that_swallows_its_timeout_still_times_out(
     make_app: Callable[..., App], run_runner: Callable[[Any], Any]
 ) -> None:

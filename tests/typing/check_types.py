@@ -118,3 +118,20 @@ def check_limits() -> None:
         assert_type(info, LimitInfo)
         assert_type(info.concurrency, int | None)
         assert_type(info.slots_held, int)
+
+
+@app.task
+async def fetch(url: str) -> bytes:
+    return url.encode()
+
+
+@app.task(timeout=5.0)
+async def fetch_with_options(url: str, retries: int = 1) -> str:
+    return url * retries
+
+
+def check_async_tasks() -> None:
+    assert_type(fetch("x"), Invocation[bytes])
+    assert_type(fetch("x").result, bytes)
+    assert_type(fetch_with_options("x", retries=2).result, str)
+    assert_type(fetch.with_options(delay=1.0)("x"), Invocation[bytes])

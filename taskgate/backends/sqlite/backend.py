@@ -46,6 +46,8 @@ _S = InvocationStatus
 
 # The longest an idle claim or result wait sleeps between checks for another process's commit.
 MAX_IDLE_WAIT = 0.02
+# A runner's cancel watcher looks for requests of other processes at most this far apart.
+CANCEL_LOOK_MAX_WAIT = 0.25
 # How often a busy process's claims look at the timed table (rate waiters, delayed calls and
 # retries due): often enough that they are claimable within milliseconds of their instant,
 # rarely enough that other tasks do not pay a statement per claim. Idle claims look whenever
@@ -66,7 +68,7 @@ class SqliteBackend(Backend):
         self._next_timed_look = 0.0
         self._final_events: dict[str, threading.Event] = {}
         self._events_lock = threading.Lock()
-        self._cancel_requests = cancels.CancelRequests(self._db, self._app, MAX_IDLE_WAIT)
+        self._cancel_requests = cancels.CancelRequests(self._db, self._app, CANCEL_LOOK_MAX_WAIT)
 
     # --- the atomic contract -------------------------------------------------------------------
 

@@ -117,8 +117,9 @@ def ticks(conn: sqlite3.Connection, app: str) -> dict[str, float]:
 
 class CancelRequests:
     """Delivers cancel requests to runners: at once within this process (a condition that
-    :meth:`notify` signals), by a cheap indexed read that backs off from 1 ms to ``max_wait``
-    for requests made by other processes."""
+    :meth:`notify` signals), by a cheap indexed read that backs off from ``max_wait / 5`` to
+    ``max_wait`` for requests made by other processes (a cancel is not latency-critical: a
+    watcher that waits all day costs a handful of reads a second, not one per claim look)."""
 
     def __init__(self, db: SqliteConnector, app_id: str, max_wait: float) -> None:
         self._db = db
@@ -144,7 +145,7 @@ class CancelRequests:
         """Take the requests for ``runner_id``, blocking up to ``timeout`` for the first one;
         each request is returned once (its row is deleted as it is taken)."""
         deadline = time.monotonic() + timeout
-        backoff = Backoff(0.001, self._max_wait)
+        backoff = Backoff(self._max_wait / 5, self._max_wait)
         with self._changed:
             stops = self._stops
         while True:
