@@ -35,6 +35,10 @@ local function finalize(id, f, new, now, runner, result, err, ttl)
     redis.call('RPUSH', k('done:' .. id), '1')
     redis.call('EXPIRE', k('done:' .. id), string.format('%d', math.ceil(ttl)))
   end
+  if f.cancel_requested and f.runner ~= '' then
+    -- Ended: a request its runner has not read yet is dropped (it would name a finished run).
+    redis.call('LREM', k('cancels:' .. f.runner), '0', id)
+  end
 end
 
 -- Free <id>'s slot of <key> and hand freed slots to the first parked waiters, in order.
