@@ -94,16 +94,21 @@ def raise_in_thread(thread_id: int) -> Interrupt:
 
     CPython delivers it the next time that thread runs Python code: a body blocked in one long
     C call (``time.sleep(600)``, a socket read without timeout) sees it when the call returns.
+    (Thread bodies of :class:`RunningBodies` do the same without building this closure.)
     """
 
     def interrupt(error: type[BaseException]) -> None:
-        delivered = ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(thread_id), ctypes.py_object(deliverable(error))
-        )
-        if delivered > 1:  # cannot happen for a live id; undo rather than hit several threads
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
+        _raise_in_thread(thread_id, error)
 
     return interrupt
+
+
+def _raise_in_thread(thread_id: int, error: type[BaseException]) -> None:
+    delivered = ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(deliverable(error))
+    )
+    if delivered > 1:  # cannot happen for a live id; undo rather than hit several threads
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
 
 
 def _clear_pending(thread_id: int) -> None:
@@ -127,11 +132,12 @@ class Body:
     )
 
     def __init__(
-        self, invocation_id: str, attempt: int, interrupt: Interrupt, thread_id: int | None
+        self, invocation_id: str, attempt: int, interrupt: Interrupt | None, thread_id: int | None
     ) -> None:
         self.invocation_id = invocation_id
         self.attempt = attempt
         self._interrupt = interrupt
+        """How to interrupt it; None for a thread body: an exception raised in ``thread_id``."""
         self.thread_id = thread_id
         """The thread an asynchronous exception was aimed at (None: not a thread body)."""
         self.active = False
@@ -162,8 +168,7 @@ class RunningBodies:
 
     def thread_body(self, invocation_id: str, attempt: int) -> Body:
         """A body for the calling thread, not active yet (:meth:`enter` it in the ``try``)."""
-        ident = threading.get_ident()
-        return Body(invocation_id, attempt, raise_in_thread(ident), ident)
+        return Body(invocation_id, attempt, None, threading.get_ident())
 
     def enter(self, body: Body) -> None:
         """Make ``body`` interruptible; a request kept for its invocation is delivered now."""
@@ -266,8 +271,10 @@ class RunningBodies:
 
     def forget(self, invocation_id: str) -> None:
         """Drop a kept request: the claim of ``invocation_id`` ended without running its body."""
-        with self._lock:
-            self._pending.pop(invocation_id, None)
+        # Unlocked first look: a request that comes after it comes after this call anyway.
+        if self._pending:
+            with self._lock:
+                self._pending.pop(invocation_id, None)
 
     def _deliver(self, body: Body, error: type[BaseException]) -> bool:
         """Deliver ``error`` to an active body not interrupted yet (the lock is held).
@@ -289,7 +296,11 @@ class RunningBodies:
         if self.listener is not None:
             self.listener.body_interrupted(body.invocation_id, body.attempt, error)
         if not body.deferred:
-            body._interrupt(error)
+            if body._interrupt is not None:
+                body._interrupt(error)
+            else:
+                assert body.thread_id is not None, "a body without an interrupt is a thread's"
+                _raise_in_thread(body.thread_id, error)
         return True
 
 
