@@ -76,8 +76,12 @@ class MemoryBackend(MemoryState, Backend):
         if scheduled:
             assert record.scheduled_for is not None
             self._schedule(record.invocation_id, record.scheduled_for)
-        else:
-            self._push_ready(record)
+        else:  # _push_ready, inlined: the path of every call
+            self._ready.push(record.invocation_id, record.queue, record.priority)
+            if self._filtered_claimers:
+                self._work_ready.notify_all()
+            else:
+                self._work_ready.notify()
         return RegisterResult(record.invocation_id, True)
 
     def claim(
