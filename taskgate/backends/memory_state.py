@@ -61,7 +61,7 @@ class MemoryState:
             for invocation_id in due:  # status unchanged: a claim makes them RUNNING
                 if (due_record := self._records.get(invocation_id)) is not None:
                     self._push_ready(due_record)
-        while len(claims) < max_count and self._ready:
+        while len(claims) < max_count:
             taken = self._ready.pop(queues)
             if taken is None:
                 break
@@ -203,7 +203,9 @@ class MemoryState:
 
     def _leave_running(self, record: InvocationRecord) -> None:
         self._running.pop(record.invocation_id, None)
-        requests = self._cancel_requests.get(record.runner_id or "")
+        requests = (
+            self._cancel_requests.get(record.runner_id or "") if self._cancel_requests else None
+        )
         if requests and record.invocation_id in requests:  # unread: its run is over anyway
             requests.remove(record.invocation_id)
             if not requests:

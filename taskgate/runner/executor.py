@@ -26,9 +26,9 @@ from taskgate.retry_delays import retry_delay
 
 if TYPE_CHECKING:
     from taskgate.app import App
-    from taskgate.runner.interrupts import Body, RunningBodies
+    from taskgate.runner.interrupts import RunningBodies
     from taskgate.runner.watchdog import Watchdog
-    from taskgate.task import Task, TaskOptions
+    from taskgate.task import TaskOptions
 
 logger = logging.getLogger(__name__)
 
@@ -79,19 +79,36 @@ def execute(
     )
     token = context.enter(invocation)
     body = None if bodies is None else bodies.thread_body(claim.invocation_id, claim.attempt)
+    value: Any = None
+    raised: BaseException | None = None
+    # The body's run. An exception delivered to the body (a timeout, a cancel) may fire up to
+    # the end of leave(), even inside leave() itself: it is retried until it returns, and from
+    # then on nothing can fire, so the runner's own code never sees an interrupt meant for a body.
     try:
-        value, raised = _run_body(task, arguments, bodies, body, watchdog)
+        try:
+            if body is not None:
+                assert bodies is not None
+                bodies.enter(body)
+                if watchdog is not None and task.options.timeout is not None:
+                    watchdog.arm(body, task.options.timeout)
+            value = task.run(arguments)
+        finally:
+            left = body is None
+            while not left:
+                try:
+                    assert bodies is not None and body is not None
+                    bodies.leave(body)
+                    left = True
+                except BaseException as exc:
+                    if body is None or not body.fired(exc):
+                        raise
+    except BaseException as exc:
+        value, raised = None, exc
     finally:
         context.leave(token)
-    if body is not None and body.delivered is not None:
-        return interrupted_outcome(app, claim, task.options, body.delivered)
-    if isinstance(raised, Exception):
-        return _exception_outcome(app, claim, task.options, raised)
-    if raised is not None:
-        # Bodies run on runner threads, never on the main thread where SIGINT lands, so this is
-        # the task's own doing (sys.exit(), raise KeyboardInterrupt...): it must not end the
-        # worker thread, or the invocation would stay RUNNING, its lease renewed, forever.
-        return _base_exception_outcome(app, claim, task.options, raised)
+    delivered = None if body is None else body.delivered
+    if raised is not None or delivered is not None:
+        return _unsuccessful_outcome(app, claim, task.options, delivered, raised)
 
     try:
         payload = serializer.dumps(value)
@@ -108,39 +125,23 @@ def execute(
     return Outcome(OutcomeKind.SUCCESS, payload)
 
 
-def _run_body(
-    task: Task[Any, Any],
-    arguments: dict[str, Any],
-    bodies: RunningBodies | None,
-    body: Body | None,
-    watchdog: Watchdog | None,
-) -> tuple[Any, BaseException | None]:
-    """Run the body: its value, or what it raised (never raises).
-
-    An exception delivered to the body (a timeout, a cancel) may fire up to the end of
-    ``leave()``, even inside ``leave()`` itself: it is retried until it returns, and from then
-    on nothing can fire, so the runner's own code never sees an interrupt meant for a body.
-    """
-    try:
-        try:
-            if body is not None:
-                assert bodies is not None
-                bodies.enter(body)
-                if watchdog is not None and task.options.timeout is not None:
-                    watchdog.arm(body, task.options.timeout)
-            return task.run(arguments), None
-        finally:
-            left = body is None
-            while not left:
-                try:
-                    assert bodies is not None and body is not None
-                    bodies.leave(body)
-                    left = True
-                except BaseException as exc:
-                    if body is None or not body.fired(exc):
-                        raise
-    except BaseException as exc:
-        return None, exc
+def _unsuccessful_outcome(
+    app: App,
+    claim: Claim,
+    options: TaskOptions,
+    delivered: type[BaseException] | None,
+    raised: BaseException | None,
+) -> Outcome:
+    """The outcome of a run that was interrupted (``delivered``) or raised ``raised``."""
+    if delivered is not None:
+        return interrupted_outcome(app, claim, options, delivered)
+    if isinstance(raised, Exception):
+        return _exception_outcome(app, claim, options, raised)
+    assert raised is not None
+    # Bodies run on runner threads, never on the main thread where SIGINT lands, so this is
+    # the task's own doing (sys.exit(), raise KeyboardInterrupt...): it must not end the
+    # worker thread, or the invocation would stay RUNNING, its lease renewed, forever.
+    return _base_exception_outcome(app, claim, options, raised)
 
 
 def _exception_outcome(app: App, claim: Claim, options: TaskOptions, exc: Exception) -> Outcome:

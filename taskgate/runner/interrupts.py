@@ -63,7 +63,14 @@ class InterruptListener(Protocol):
 
 
 _deliverable: dict[type[BaseException], type[BaseException]] = {}
-_local = threading.local()  # .body: the Body active on this thread, if any
+
+
+class _Local(threading.local):
+    body: Body | None = None
+    """The Body active on this thread, if any."""
+
+
+_local = _Local()
 
 
 def deliverable(error: type[BaseException]) -> type[BaseException]:
@@ -81,7 +88,7 @@ def deliverable(error: type[BaseException]) -> type[BaseException]:
     def init(self: BaseException, *args: object) -> None:
         BaseException.__init__(self, *(args or (f"the run was interrupted ({error.__name__})",)))
         # CPython builds an asynchronous exception when it is raised: the body has seen it.
-        body: Body | None = getattr(_local, "body", None)
+        body = _local.body
         if body is not None:
             body.has_fired = True
 
@@ -177,9 +184,10 @@ class RunningBodies:
         with self._lock:
             self._bodies[body.invocation_id] = body
             body.active = True
-            pending = self._pending.pop(body.invocation_id, None)
-            if pending is not None:
-                self._deliver(body, pending)
+            if self._pending:
+                pending = self._pending.pop(body.invocation_id, None)
+                if pending is not None:
+                    self._deliver(body, pending)
 
     def leave(self, body: Body) -> None:
         """Make ``body`` uninterruptible for good; idempotent.
@@ -189,17 +197,21 @@ class RunningBodies:
         :mod:`taskgate.runner.executor` does), treating that exception as the body's.
         """
         with self._lock:
+            delivered = body.delivered
             if body.active:
                 body.active = False
-                if self._bodies.get(body.invocation_id) is body:
-                    del self._bodies[body.invocation_id]
-                if body.delivered is not None and body.thread_id == threading.get_ident():
+                bodies = self._bodies
+                other = bodies.pop(body.invocation_id, None)
+                if other is not None and other is not body:  # another run's entry: put back
+                    bodies[body.invocation_id] = other
+                if delivered is not None and body.thread_id == threading.get_ident():
                     _clear_pending(body.thread_id)
             # Decided under the lock: this section may be cut short by the delivered exception
             # (then retried), but nothing can fire after it.
-            tell = body.delivered is not None and not body.told_stopped
-            body.told_stopped = True
-        if getattr(_local, "body", None) is body:
+            tell = False
+            if delivered is not None and not body.told_stopped:
+                tell = body.told_stopped = True
+        if _local.body is body:
             _local.body = None
         if tell and self.listener is not None:
             self.listener.body_stopped(body.invocation_id, body.attempt)
@@ -209,7 +221,7 @@ class RunningBodies:
         return Shield(self)
 
     def _shield_enter(self) -> Body | None:
-        body: Body | None = getattr(_local, "body", None)
+        body = _local.body
         if body is None:
             return None
         with self._lock:
