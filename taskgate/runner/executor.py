@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+_SUCCESS = OutcomeKind.SUCCESS  # a module global: an Enum member lookup costs ~70 ns on 3.11
+
 
 def execute(
     app: App,
@@ -66,17 +68,21 @@ def execute(
         )
         return Outcome(OutcomeKind.FAILED, serializer.dumps_error(exc))
 
-    if invocation is None:
-        invocation = DistributedInvocation(
+    invocation = (
+        DistributedInvocation(
             app, claim.task_id, claim.invocation_id, arguments, attempt=claim.attempt
         )
-    logger.info(
-        "invocation %s of %s started (attempt %s)",
-        claim.invocation_id,
-        claim.task_id,
-        claim.attempt,
-        extra=extra,
+        if invocation is None
+        else invocation
     )
+    if extra is not None:  # INFO is on (see _log_extra): the hot path skips both lines
+        logger.info(
+            "invocation %s of %s started (attempt %s)",
+            claim.invocation_id,
+            claim.task_id,
+            claim.attempt,
+            extra=extra,
+        )
     token = context.enter(invocation)
     body = None if bodies is None else bodies.thread_body(claim.invocation_id, claim.attempt)
     value: Any = None
@@ -110,6 +116,12 @@ def execute(
     if raised is not None or delivered is not None:
         return _unsuccessful_outcome(app, claim, task.options, delivered, raised)
 
+    return _success_outcome(app, claim, value, extra)
+
+
+def _success_outcome(app: App, claim: Claim, value: Any, extra: dict[str, str] | None) -> Outcome:
+    """SUCCESS with the stored ``value``, or FAILED when it cannot be serialized."""
+    serializer = app.serializer
     try:
         payload = serializer.dumps(value)
     except SerializationError as exc:
@@ -121,8 +133,11 @@ def execute(
             extra=extra,
         )
         return Outcome(OutcomeKind.FAILED, serializer.dumps_error(exc))
-    logger.info("invocation %s of %s succeeded", claim.invocation_id, claim.task_id, extra=extra)
-    return Outcome(OutcomeKind.SUCCESS, payload)
+    if extra is not None:
+        logger.info(
+            "invocation %s of %s succeeded", claim.invocation_id, claim.task_id, extra=extra
+        )
+    return Outcome(_SUCCESS, payload)
 
 
 def _unsuccessful_outcome(
