@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
+from contextlib import nullcontext
 from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 
 from taskgate import context
@@ -282,7 +283,6 @@ class App:
 
     # --- calls ---------------------------------------------------------------------------------
 
-    @context.shielding
     def register_call(
         self,
         task: Task[Any, R],
@@ -297,7 +297,29 @@ class App:
         ``scheduled_for``: epoch seconds before which it may not start; ``priority`` and
         ``queue`` replace the task's own when not None (``with_options``, validated there).
         Eager mode runs the call at once anyway. Raises as :meth:`register_calls` does.
+        Shielded (:func:`context.shielded`) on a runner's thread, like the other entry points;
+        the check is inlined here, the path of every task call.
         """
+        shield = context.hooks.shield
+        if shield is not None or self.conf.eager:
+            with nullcontext() if shield is None else shield():
+                return self._register_call(task, arguments, scheduled_for, priority, queue)
+        # _register_call without eager mode, inlined: the path of every call.
+        record = self.build_record(task, arguments, scheduled_for, priority=priority, queue=queue)
+        backend = self.backend
+        invocation = self._invocation(task, arguments, record, backend.register(record))
+        if backend.reads_cost_round_trips:
+            self._read_ahead.track(invocation)
+        return invocation
+
+    def _register_call(
+        self,
+        task: Task[Any, R],
+        arguments: dict[str, Any],
+        scheduled_for: float | None,
+        priority: int | None,
+        queue: str | None,
+    ) -> Invocation[R]:
         if self.conf.eager:
             return run_calls(self, task, [arguments])[0]
         record = self.build_record(task, arguments, scheduled_for, priority=priority, queue=queue)
@@ -368,14 +390,15 @@ class App:
         Raises:
             SerializationError: the arguments, or a value forming a key, cannot be serialized.
         """
+        options = task.options
         return InvocationRecord(
             invocation_id=str(uuid.uuid4()),
             task_id=task.task_id,
             arguments=self.serializer.dumps(arguments),
-            plan=plan_for_call(task.options, task.task_id, arguments),
-            max_retries=task.options.max_retries,
-            priority=task.options.priority if priority is None else priority,
-            queue=task.options.queue if queue is None else queue,
+            plan=plan_for_call(options, task.task_id, arguments),
+            max_retries=options.max_retries,
+            priority=options.priority if priority is None else priority,
+            queue=options.queue if queue is None else queue,
             scheduled_for=scheduled_for,
             created_at=time.time(),
         )

@@ -36,7 +36,19 @@ def leave(token: Token[Invocation[Any] | None]) -> None:
 # --- waits inside task code -----------------------------------------------------------------
 
 WaitHook = Callable[[], AbstractContextManager[None]]
-_hooks = threading.local()
+
+
+class _Hooks(threading.local):
+    """The calling thread's hooks (class defaults: none; a runner thread sets its own)."""
+
+    hook: WaitHook | None = None
+    shield: WaitHook | None = None
+
+
+hooks = _Hooks()
+"""This thread's hooks: ``hooks.shield`` is what :func:`shielded` enters (None: nothing to
+defer), for entry points too hot for the :func:`shielding` wrapper (``App.register_call``)."""
+_hooks = hooks
 
 WAIT_SLICE_SECONDS = 1.0
 """On a runner's thread, the longest one backend wait of a body blocks: an interrupt (a timeout,
@@ -62,7 +74,7 @@ def shielded() -> AbstractContextManager[None]:
     raised when the block ends (see :mod:`taskgate.runner.interrupts`). Outside a runner's
     thread it does nothing.
     """
-    hook: WaitHook | None = getattr(_hooks, "shield", None)
+    hook = _hooks.shield
     return nullcontext() if hook is None else hook()
 
 
@@ -71,7 +83,7 @@ def shielding(func: Callable[P, T]) -> Callable[P, T]:
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        hook: WaitHook | None = getattr(_hooks, "shield", None)
+        hook = _hooks.shield
         if hook is None:
             return func(*args, **kwargs)
         with hook():
@@ -88,7 +100,7 @@ def blocking_wait() -> Iterator[float | None]:
     :mod:`taskgate.runner.standins`), and the value is :data:`WAIT_SLICE_SECONDS`, the longest
     each backend wait may block; on any other thread it does nothing and the value is None.
     """
-    hook: WaitHook | None = getattr(_hooks, "hook", None)
+    hook = _hooks.hook
     if hook is None:
         yield None
         return

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from taskgate.backends.base import Backend, BackendOptions
-from taskgate.backends.memory_state import MemoryState
+from taskgate.backends.memory_state import _K, _S, MemoryState
 from taskgate.record import (
     BackendStats,
     BlockedBy,
@@ -27,15 +27,12 @@ from taskgate.record import (
     InvocationRecord,
     LimitOverride,
     Outcome,
-    OutcomeKind,
     RegisterResult,
     Transition,
 )
 from taskgate.status import InvocationStatus
 
 logger = logging.getLogger(__name__)
-
-_S = InvocationStatus
 
 
 class MemoryBackend(MemoryState, Backend):
@@ -76,8 +73,12 @@ class MemoryBackend(MemoryState, Backend):
         if scheduled:
             assert record.scheduled_for is not None
             self._schedule(record.invocation_id, record.scheduled_for)
-        else:
-            self._push_ready(record)
+        else:  # _push_ready, inlined: the path of every call
+            self._ready.push(record.invocation_id, record.queue, record.priority)
+            if self._filtered_claimers:
+                self._work_ready.notify_all()
+            else:
+                self._work_ready.notify()
         return RegisterResult(record.invocation_id, True)
 
     def claim(
@@ -115,14 +116,14 @@ class MemoryBackend(MemoryState, Backend):
             if record is None:
                 return False
             now = time.time()
-            if record.cancel_requested or outcome.kind is OutcomeKind.CANCELLED:
+            if record.cancel_requested or outcome.kind is _K.CANCELLED:
                 # Whatever the body reported, a cancel requested while it ran wins.
-                if outcome.kind is not OutcomeKind.SUCCESS:
+                if outcome.kind is not _K.SUCCESS:
                     record.error = outcome.payload
                 self._end_cancelled(record, now, runner_id)
                 return True
             self._leave_running(record)
-            if outcome.kind is OutcomeKind.RETRY:
+            if outcome.kind is _K.RETRY:
                 record.num_retries += 1
                 record.error = outcome.payload
                 self._transition(record, _S.RETRY, now, runner_id)
@@ -131,7 +132,7 @@ class MemoryBackend(MemoryState, Backend):
                     self._schedule(invocation_id, now + outcome.retry_delay)
                 else:
                     self._push_ready(record)
-            elif outcome.kind is OutcomeKind.SUCCESS:
+            elif outcome.kind is _K.SUCCESS:
                 record.result = outcome.payload
                 self._finalize(record, _S.SUCCESS, now, runner_id)
             else:

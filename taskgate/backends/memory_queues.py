@@ -71,14 +71,25 @@ class Lanes:
         return invocation_id in self._priority
 
 
+PLAIN_QUEUE = "default"
+"""The queue of a call without a queue option; with priority 0, the plain lane."""
+
+
 class ReadyQueues:
     """The ready invocations of every queue, each queue in priority lanes.
 
     Across queues the highest priority at a head goes first, ties in the order the entries
     became ready (an entry put first in line counts as older than every other).
+
+    The plain case costs what one deque did: while every ready entry is of queue "default" at
+    priority 0, they are kept in one deque (``_plain``, head first) without lanes or ready
+    order; the first entry of another queue or priority moves them into the lanes (in the same
+    order, older than anything that comes after), and once the lanes are empty the plain deque
+    is used again.
     """
 
     def __init__(self) -> None:
+        self._plain: deque[str] = deque()  # used only while _queues is empty
         self._queues: dict[str, Lanes] = {}
         self._where: dict[str, str] = {}
         self._order: dict[str, int] = {}  # when it became ready: ties across queues
@@ -87,17 +98,32 @@ class ReadyQueues:
 
     def push(self, invocation_id: str, queue: str, priority: int) -> None:
         """Append a newly ready invocation to its queue (tail of its priority)."""
+        if not self._queues and not priority and queue == PLAIN_QUEUE:
+            where = self._where
+            if invocation_id in where:  # never twice: the newer place wins
+                self.remove(invocation_id)
+            where[invocation_id] = queue
+            self._plain.append(invocation_id)
+            return
         self._add(invocation_id, queue, priority, first=False)
 
     def push_first(self, entries: Iterable[tuple[str, str, int]]) -> None:
         """Put ``(id, queue, priority)`` entries first in line, the first entry ahead of the
         next (woken waiters longest waiting first; handed-back and recovered work)."""
         for invocation_id, queue, priority in reversed(list(entries)):
-            self._add(invocation_id, queue, priority, first=True)
+            if not self._queues and not priority and queue == PLAIN_QUEUE:
+                if invocation_id in self._where:
+                    self.remove(invocation_id)
+                self._where[invocation_id] = queue
+                self._plain.appendleft(invocation_id)
+            else:
+                self._add(invocation_id, queue, priority, first=True)
 
     def _add(self, invocation_id: str, queue: str, priority: int, *, first: bool) -> None:
         if invocation_id in self._where:  # never twice: the newer place wins
             self.remove(invocation_id)
+        if self._plain:
+            self._leave_plain()
         lanes = self._queues.get(queue)
         if lanes is None:
             lanes = self._queues[queue] = Lanes()
@@ -105,8 +131,26 @@ class ReadyQueues:
         self._where[invocation_id] = queue
         self._order[invocation_id] = next(self._head) if first else next(self._tail)
 
+    def _leave_plain(self) -> None:
+        """Move the plain deque into the lanes (which are empty): same order, and older than
+        every entry added later at a tail (a later first-in-line entry is older still)."""
+        lanes = self._queues[PLAIN_QUEUE] = Lanes()
+        order = self._order
+        tail = self._tail
+        for invocation_id in self._plain:
+            lanes.push(invocation_id, 0)
+            order[invocation_id] = next(tail)
+        self._plain.clear()
+
     def pop(self, queues: frozenset[str] | None) -> str | None:
         """Take the next invocation of ``queues`` (None: of every queue), or None."""
+        if not self._queues:
+            plain = self._plain
+            if not plain or (queues is not None and PLAIN_QUEUE not in queues):
+                return None
+            invocation_id = plain.popleft()
+            del self._where[invocation_id]
+            return invocation_id
         best: Lanes | None = None
         if queues is None and len(self._queues) == 1:
             best = next(iter(self._queues.values()))
@@ -131,6 +175,10 @@ class ReadyQueues:
         queue = self._where.get(invocation_id)
         if queue is None:
             return False
+        if not self._queues:
+            self._plain.remove(invocation_id)
+            del self._where[invocation_id]
+            return True
         lanes = self._queues[queue]
         lanes.remove(invocation_id)
         self._forget(invocation_id, lanes)
@@ -144,13 +192,16 @@ class ReadyQueues:
 
     def depth(self) -> dict[str, int]:
         """Ready invocations per queue (queues without any left out)."""
+        if not self._queues:
+            return {PLAIN_QUEUE: len(self._plain)} if self._plain else {}
         return {name: lanes.size for name, lanes in self._queues.items()}
 
     def __bool__(self) -> bool:
-        return bool(self._queues)
+        return bool(self._queues) or bool(self._plain)
 
     def clear(self) -> None:
         """Forget everything (purge)."""
+        self._plain.clear()
         self._queues.clear()
         self._where.clear()
         self._order.clear()

@@ -17,12 +17,34 @@ from collections import deque
 from taskgate.backends.base import BackendOptions, log_stale_report
 from taskgate.backends.memory_budgets import MemoryBudgets
 from taskgate.backends.memory_queues import ReadyQueues, RunningKeys
-from taskgate.record import Claim, InvocationRecord, Transition
+from taskgate.record import Claim, InvocationRecord, OutcomeKind, Transition
 from taskgate.status import InvocationStatus, can_transition
 
 logger = logging.getLogger(__name__)
 
-_S = InvocationStatus
+
+class _S:
+    """The statuses as plain class attributes: the hot paths read them, and an Enum member
+    costs ~70 ns a lookup on CPython 3.11 (a plain class attribute, ~15)."""
+
+    SCHEDULED = InvocationStatus.SCHEDULED
+    REGISTERED = InvocationStatus.REGISTERED
+    CONCURRENCY_CONTROLLED = InvocationStatus.CONCURRENCY_CONTROLLED
+    CONCURRENCY_CONTROLLED_FINAL = InvocationStatus.CONCURRENCY_CONTROLLED_FINAL
+    RUNNING = InvocationStatus.RUNNING
+    RETRY = InvocationStatus.RETRY
+    SUCCESS = InvocationStatus.SUCCESS
+    FAILED = InvocationStatus.FAILED
+    CANCELLED = InvocationStatus.CANCELLED
+
+
+class _K:
+    """The outcome kinds as plain class attributes (see :class:`_S`)."""
+
+    SUCCESS = OutcomeKind.SUCCESS
+    RETRY = OutcomeKind.RETRY
+    FAILED = OutcomeKind.FAILED
+    CANCELLED = OutcomeKind.CANCELLED
 
 
 class MemoryState:
@@ -61,7 +83,7 @@ class MemoryState:
             for invocation_id in due:  # status unchanged: a claim makes them RUNNING
                 if (due_record := self._records.get(invocation_id)) is not None:
                     self._push_ready(due_record)
-        while len(claims) < max_count and self._ready:
+        while len(claims) < max_count:
             taken = self._ready.pop(queues)
             if taken is None:
                 break
@@ -203,7 +225,9 @@ class MemoryState:
 
     def _leave_running(self, record: InvocationRecord) -> None:
         self._running.pop(record.invocation_id, None)
-        requests = self._cancel_requests.get(record.runner_id or "")
+        requests = (
+            self._cancel_requests.get(record.runner_id or "") if self._cancel_requests else None
+        )
         if requests and record.invocation_id in requests:  # unread: its run is over anyway
             requests.remove(record.invocation_id)
             if not requests:

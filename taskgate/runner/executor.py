@@ -26,11 +26,13 @@ from taskgate.retry_delays import retry_delay
 
 if TYPE_CHECKING:
     from taskgate.app import App
-    from taskgate.runner.interrupts import Body, RunningBodies
+    from taskgate.runner.interrupts import RunningBodies
     from taskgate.runner.watchdog import Watchdog
-    from taskgate.task import Task, TaskOptions
+    from taskgate.task import TaskOptions
 
 logger = logging.getLogger(__name__)
+
+_SUCCESS = OutcomeKind.SUCCESS  # a module global: an Enum member lookup costs ~70 ns on 3.11
 
 
 def execute(
@@ -66,61 +68,28 @@ def execute(
         )
         return Outcome(OutcomeKind.FAILED, serializer.dumps_error(exc))
 
-    if invocation is None:
-        invocation = DistributedInvocation(
+    invocation = (
+        DistributedInvocation(
             app, claim.task_id, claim.invocation_id, arguments, attempt=claim.attempt
         )
-    logger.info(
-        "invocation %s of %s started (attempt %s)",
-        claim.invocation_id,
-        claim.task_id,
-        claim.attempt,
-        extra=extra,
+        if invocation is None
+        else invocation
     )
-    token = context.enter(invocation)
-    body = None if bodies is None else bodies.thread_body(claim.invocation_id, claim.attempt)
-    try:
-        value, raised = _run_body(task, arguments, bodies, body, watchdog)
-    finally:
-        context.leave(token)
-    if body is not None and body.delivered is not None:
-        return interrupted_outcome(app, claim, task.options, body.delivered)
-    if isinstance(raised, Exception):
-        return _exception_outcome(app, claim, task.options, raised)
-    if raised is not None:
-        # Bodies run on runner threads, never on the main thread where SIGINT lands, so this is
-        # the task's own doing (sys.exit(), raise KeyboardInterrupt...): it must not end the
-        # worker thread, or the invocation would stay RUNNING, its lease renewed, forever.
-        return _base_exception_outcome(app, claim, task.options, raised)
-
-    try:
-        payload = serializer.dumps(value)
-    except SerializationError as exc:
-        logger.error(
-            "invocation %s of %s returned a result that cannot be stored: %s",
+    if extra is not None:  # INFO is on (see _log_extra): the hot path skips both lines
+        logger.info(
+            "invocation %s of %s started (attempt %s)",
             claim.invocation_id,
             claim.task_id,
-            exc,
+            claim.attempt,
             extra=extra,
         )
-        return Outcome(OutcomeKind.FAILED, serializer.dumps_error(exc))
-    logger.info("invocation %s of %s succeeded", claim.invocation_id, claim.task_id, extra=extra)
-    return Outcome(OutcomeKind.SUCCESS, payload)
-
-
-def _run_body(
-    task: Task[Any, Any],
-    arguments: dict[str, Any],
-    bodies: RunningBodies | None,
-    body: Body | None,
-    watchdog: Watchdog | None,
-) -> tuple[Any, BaseException | None]:
-    """Run the body: its value, or what it raised (never raises).
-
-    An exception delivered to the body (a timeout, a cancel) may fire up to the end of
-    ``leave()``, even inside ``leave()`` itself: it is retried until it returns, and from then
-    on nothing can fire, so the runner's own code never sees an interrupt meant for a body.
-    """
+    token = context.enter(invocation)
+    body = None if bodies is None else bodies.thread_body(claim.invocation_id, claim.attempt)
+    value: Any = None
+    raised: BaseException | None = None
+    # The body's run. An exception delivered to the body (a timeout, a cancel) may fire up to
+    # the end of leave(), even inside leave() itself: it is retried until it returns, and from
+    # then on nothing can fire, so the runner's own code never sees an interrupt meant for a body.
     try:
         try:
             if body is not None:
@@ -128,7 +97,7 @@ def _run_body(
                 bodies.enter(body)
                 if watchdog is not None and task.options.timeout is not None:
                     watchdog.arm(body, task.options.timeout)
-            return task.run(arguments), None
+            value = task.run(arguments)
         finally:
             left = body is None
             while not left:
@@ -140,7 +109,54 @@ def _run_body(
                     if body is None or not body.fired(exc):
                         raise
     except BaseException as exc:
-        return None, exc
+        value, raised = None, exc
+    finally:
+        context.leave(token)
+    delivered = None if body is None else body.delivered
+    if raised is not None or delivered is not None:
+        return _unsuccessful_outcome(app, claim, task.options, delivered, raised)
+
+    return _success_outcome(app, claim, value, extra)
+
+
+def _success_outcome(app: App, claim: Claim, value: Any, extra: dict[str, str] | None) -> Outcome:
+    """SUCCESS with the stored ``value``, or FAILED when it cannot be serialized."""
+    serializer = app.serializer
+    try:
+        payload = serializer.dumps(value)
+    except SerializationError as exc:
+        logger.error(
+            "invocation %s of %s returned a result that cannot be stored: %s",
+            claim.invocation_id,
+            claim.task_id,
+            exc,
+            extra=extra,
+        )
+        return Outcome(OutcomeKind.FAILED, serializer.dumps_error(exc))
+    if extra is not None:
+        logger.info(
+            "invocation %s of %s succeeded", claim.invocation_id, claim.task_id, extra=extra
+        )
+    return Outcome(_SUCCESS, payload)
+
+
+def _unsuccessful_outcome(
+    app: App,
+    claim: Claim,
+    options: TaskOptions,
+    delivered: type[BaseException] | None,
+    raised: BaseException | None,
+) -> Outcome:
+    """The outcome of a run that was interrupted (``delivered``) or raised ``raised``."""
+    if delivered is not None:
+        return interrupted_outcome(app, claim, options, delivered)
+    if isinstance(raised, Exception):
+        return _exception_outcome(app, claim, options, raised)
+    assert raised is not None
+    # Bodies run on runner threads, never on the main thread where SIGINT lands, so this is
+    # the task's own doing (sys.exit(), raise KeyboardInterrupt...): it must not end the
+    # worker thread, or the invocation would stay RUNNING, its lease renewed, forever.
+    return _base_exception_outcome(app, claim, options, raised)
 
 
 def _exception_outcome(app: App, claim: Claim, options: TaskOptions, exc: Exception) -> Outcome:

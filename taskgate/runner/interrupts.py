@@ -63,7 +63,14 @@ class InterruptListener(Protocol):
 
 
 _deliverable: dict[type[BaseException], type[BaseException]] = {}
-_local = threading.local()  # .body: the Body active on this thread, if any
+
+
+class _Local(threading.local):
+    body: Body | None = None
+    """The Body active on this thread, if any."""
+
+
+_local = _Local()
 
 
 def deliverable(error: type[BaseException]) -> type[BaseException]:
@@ -81,7 +88,7 @@ def deliverable(error: type[BaseException]) -> type[BaseException]:
     def init(self: BaseException, *args: object) -> None:
         BaseException.__init__(self, *(args or (f"the run was interrupted ({error.__name__})",)))
         # CPython builds an asynchronous exception when it is raised: the body has seen it.
-        body: Body | None = getattr(_local, "body", None)
+        body = _local.body
         if body is not None:
             body.has_fired = True
 
@@ -94,16 +101,21 @@ def raise_in_thread(thread_id: int) -> Interrupt:
 
     CPython delivers it the next time that thread runs Python code: a body blocked in one long
     C call (``time.sleep(600)``, a socket read without timeout) sees it when the call returns.
+    (Thread bodies of :class:`RunningBodies` do the same without building this closure.)
     """
 
     def interrupt(error: type[BaseException]) -> None:
-        delivered = ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(thread_id), ctypes.py_object(deliverable(error))
-        )
-        if delivered > 1:  # cannot happen for a live id; undo rather than hit several threads
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
+        _raise_in_thread(thread_id, error)
 
     return interrupt
+
+
+def _raise_in_thread(thread_id: int, error: type[BaseException]) -> None:
+    delivered = ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(deliverable(error))
+    )
+    if delivered > 1:  # cannot happen for a live id; undo rather than hit several threads
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
 
 
 def _clear_pending(thread_id: int) -> None:
@@ -127,11 +139,12 @@ class Body:
     )
 
     def __init__(
-        self, invocation_id: str, attempt: int, interrupt: Interrupt, thread_id: int | None
+        self, invocation_id: str, attempt: int, interrupt: Interrupt | None, thread_id: int | None
     ) -> None:
         self.invocation_id = invocation_id
         self.attempt = attempt
         self._interrupt = interrupt
+        """How to interrupt it; None for a thread body: an exception raised in ``thread_id``."""
         self.thread_id = thread_id
         """The thread an asynchronous exception was aimed at (None: not a thread body)."""
         self.active = False
@@ -162,8 +175,7 @@ class RunningBodies:
 
     def thread_body(self, invocation_id: str, attempt: int) -> Body:
         """A body for the calling thread, not active yet (:meth:`enter` it in the ``try``)."""
-        ident = threading.get_ident()
-        return Body(invocation_id, attempt, raise_in_thread(ident), ident)
+        return Body(invocation_id, attempt, None, threading.get_ident())
 
     def enter(self, body: Body) -> None:
         """Make ``body`` interruptible; a request kept for its invocation is delivered now."""
@@ -172,9 +184,10 @@ class RunningBodies:
         with self._lock:
             self._bodies[body.invocation_id] = body
             body.active = True
-            pending = self._pending.pop(body.invocation_id, None)
-            if pending is not None:
-                self._deliver(body, pending)
+            if self._pending:
+                pending = self._pending.pop(body.invocation_id, None)
+                if pending is not None:
+                    self._deliver(body, pending)
 
     def leave(self, body: Body) -> None:
         """Make ``body`` uninterruptible for good; idempotent.
@@ -184,17 +197,21 @@ class RunningBodies:
         :mod:`taskgate.runner.executor` does), treating that exception as the body's.
         """
         with self._lock:
+            delivered = body.delivered
             if body.active:
                 body.active = False
-                if self._bodies.get(body.invocation_id) is body:
-                    del self._bodies[body.invocation_id]
-                if body.delivered is not None and body.thread_id == threading.get_ident():
+                bodies = self._bodies
+                other = bodies.pop(body.invocation_id, None)
+                if other is not None and other is not body:  # another run's entry: put back
+                    bodies[body.invocation_id] = other
+                if delivered is not None and body.thread_id == threading.get_ident():
                     _clear_pending(body.thread_id)
             # Decided under the lock: this section may be cut short by the delivered exception
             # (then retried), but nothing can fire after it.
-            tell = body.delivered is not None and not body.told_stopped
-            body.told_stopped = True
-        if getattr(_local, "body", None) is body:
+            tell = False
+            if delivered is not None and not body.told_stopped:
+                tell = body.told_stopped = True
+        if _local.body is body:
             _local.body = None
         if tell and self.listener is not None:
             self.listener.body_stopped(body.invocation_id, body.attempt)
@@ -204,7 +221,7 @@ class RunningBodies:
         return Shield(self)
 
     def _shield_enter(self) -> Body | None:
-        body: Body | None = getattr(_local, "body", None)
+        body = _local.body
         if body is None:
             return None
         with self._lock:
@@ -266,8 +283,10 @@ class RunningBodies:
 
     def forget(self, invocation_id: str) -> None:
         """Drop a kept request: the claim of ``invocation_id`` ended without running its body."""
-        with self._lock:
-            self._pending.pop(invocation_id, None)
+        # Unlocked first look: a request that comes after it comes after this call anyway.
+        if self._pending:
+            with self._lock:
+                self._pending.pop(invocation_id, None)
 
     def _deliver(self, body: Body, error: type[BaseException]) -> bool:
         """Deliver ``error`` to an active body not interrupted yet (the lock is held).
@@ -289,7 +308,11 @@ class RunningBodies:
         if self.listener is not None:
             self.listener.body_interrupted(body.invocation_id, body.attempt, error)
         if not body.deferred:
-            body._interrupt(error)
+            if body._interrupt is not None:
+                body._interrupt(error)
+            else:
+                assert body.thread_id is not None, "a body without an interrupt is a thread's"
+                _raise_in_thread(body.thread_id, error)
         return True
 
 
