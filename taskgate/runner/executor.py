@@ -96,7 +96,10 @@ def execute(
                 assert bodies is not None
                 bodies.enter(body)
                 if watchdog is not None and task.options.timeout is not None:
-                    watchdog.arm(body, task.options.timeout)
+                    # Shielded: a cancel landing inside arm() would leave the watchdog's lock
+                    # held; deferred, it is raised when the shield ends, as the body's.
+                    with bodies.shield():
+                        watchdog.arm(body, task.options.timeout)
             value = task.run(arguments)
         finally:
             left = body is None

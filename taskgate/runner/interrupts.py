@@ -40,11 +40,17 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
 logger = logging.getLogger(__name__)
+
+# A cancel request for a body that has not started is kept this long at most (seconds), and
+# the kept ones are swept once there are this many.
+PENDING_SECONDS = 300.0
+PENDING_SWEEP_AT = 64
 
 Interrupt = Callable[[type[BaseException]], None]
 """How to interrupt one running body: raise (or deliver) the given exception type in it."""
@@ -170,7 +176,8 @@ class RunningBodies:
     def __init__(self, listener: InterruptListener | None = None) -> None:
         self._lock = threading.Lock()
         self._bodies: dict[str, Body] = {}
-        self._pending: dict[str, type[BaseException]] = {}
+        # Requests kept for bodies not started yet, with when they came (monotonic seconds).
+        self._pending: dict[str, tuple[type[BaseException], float]] = {}
         self.listener = listener
 
     def thread_body(self, invocation_id: str, attempt: int) -> Body:
@@ -181,13 +188,16 @@ class RunningBodies:
         """Make ``body`` interruptible; a request kept for its invocation is delivered now."""
         if body.thread_id is not None:
             _local.body = body
+        pending = None
         with self._lock:
             self._bodies[body.invocation_id] = body
             body.active = True
             if self._pending:
-                pending = self._pending.pop(body.invocation_id, None)
-                if pending is not None:
-                    self._deliver(body, pending)
+                kept = self._pending.pop(body.invocation_id, None)
+                if kept is not None and self._deliver(body, kept[0]):
+                    pending = kept[0]
+        if pending is not None:  # logged outside the lock (see _deliver)
+            _log_delivered(body, pending)
 
     def leave(self, body: Body) -> None:
         """Make ``body`` uninterruptible for good; idempotent.
@@ -268,18 +278,34 @@ class RunningBodies:
         When it is not running (yet), the request is kept for :meth:`enter` (see :meth:`forget`
         for claims that end without running). A body is interrupted at most once.
         """
+        now = time.monotonic()
         with self._lock:
             body = self._bodies.get(invocation_id)
             if body is None:
-                self._pending[invocation_id] = error
+                self._keep(invocation_id, error, now)
                 return False
-            self._deliver(body, error)
+            delivered = self._deliver(body, error)
+        if delivered:
+            _log_delivered(body, error)
         return True
 
     def interrupt_body(self, body: Body, error: type[BaseException]) -> bool:
         """Interrupt this very run (a timeout's), if it is still active; True if delivered."""
         with self._lock:
-            return self._deliver(body, error)
+            delivered = self._deliver(body, error)
+        if delivered:
+            _log_delivered(body, error)
+        return delivered
+
+    def _keep(self, invocation_id: str, error: type[BaseException], now: float) -> None:
+        """Keep a request for a body not started yet (the lock is held). A request whose body
+        never comes (it ended just before the request was read) is dropped after
+        :data:`PENDING_SECONDS`, so late requests cannot pile up."""
+        if len(self._pending) >= PENDING_SWEEP_AT:
+            cutoff = now - PENDING_SECONDS
+            for stale in [i for i, (_, since) in self._pending.items() if since < cutoff]:
+                del self._pending[stale]
+        self._pending[invocation_id] = (error, now)
 
     def forget(self, invocation_id: str) -> None:
         """Drop a kept request: the claim of ``invocation_id`` ended without running its body."""
@@ -291,6 +317,10 @@ class RunningBodies:
     def _deliver(self, body: Body, error: type[BaseException]) -> bool:
         """Deliver ``error`` to an active body not interrupted yet (the lock is held).
 
+        Nothing here logs: a body interrupted inside a logging handler may leave that
+        handler's lock held, and a logging call made under this lock would then block every
+        body's enter and leave. Callers log with :func:`_log_delivered` once the lock is free.
+
         The listener hears of it first: once delivered, the body may stop (and tell
         :meth:`leave`'s ``body_stopped``) before this thread runs again.
         """
@@ -298,13 +328,6 @@ class RunningBodies:
             return False
         body.delivered = error
         body.deferred = body.shield_depth > 0
-        logger.info(
-            "invocation %s interrupted with %s (attempt %s)",
-            body.invocation_id,
-            error.__name__,
-            body.attempt,
-            extra={"invocation_id": body.invocation_id},
-        )
         if self.listener is not None:
             self.listener.body_interrupted(body.invocation_id, body.attempt, error)
         if not body.deferred:
@@ -314,6 +337,16 @@ class RunningBodies:
                 assert body.thread_id is not None, "a body without an interrupt is a thread's"
                 _raise_in_thread(body.thread_id, error)
         return True
+
+
+def _log_delivered(body: Body, error: type[BaseException]) -> None:
+    logger.info(
+        "invocation %s interrupted with %s (attempt %s)",
+        body.invocation_id,
+        error.__name__,
+        body.attempt,
+        extra={"invocation_id": body.invocation_id},
+    )
 
 
 class Shield:

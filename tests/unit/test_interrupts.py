@@ -172,3 +172,21 @@ def test_an_interrupt_sent_just_before_a_shield_is_raised_at_its_start() -> None
         entered = True
     assert not entered
     bodies.leave(body)
+
+
+def test_a_request_for_a_body_that_never_comes_is_dropped_in_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cancel read just after its body ended is kept for a body that never comes: kept
+    requests older than PENDING_SECONDS are swept, so late requests cannot pile up."""
+    from taskgate.runner import interrupts
+
+    clock = [1000.0]
+    monkeypatch.setattr(interrupts.time, "monotonic", lambda: clock[0])
+    bodies = RunningBodies()
+    assert bodies.interrupt("late", InvocationCancelledError) is False
+    clock[0] += interrupts.PENDING_SECONDS + 1
+    for index in range(interrupts.PENDING_SWEEP_AT):
+        bodies.interrupt(f"other-{index}", InvocationCancelledError)
+    assert "late" not in bodies._pending
+    assert len(bodies._pending) == interrupts.PENDING_SWEEP_AT
