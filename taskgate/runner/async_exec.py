@@ -26,6 +26,7 @@ from taskgate.record import Claim, Outcome, OutcomeKind
 from taskgate.runner.executor import (
     _base_exception_outcome,
     _exception_outcome,
+    _success_outcome,
     interrupted_outcome,
 )
 
@@ -94,19 +95,7 @@ async def execute_async(
         return _base_exception_outcome(app, claim, task.options, exc)
     if interrupted:  # the body swallowed the cancellation: the interrupt still decides
         return interrupted_outcome(app, claim, task.options, interrupted[0])
-    try:
-        payload = serializer.dumps(value)
-    except SerializationError as exc:
-        logger.error(
-            "invocation %s of %s returned a result that cannot be stored: %s",
-            claim.invocation_id,
-            claim.task_id,
-            exc,
-            extra=extra,
-        )
-        return Outcome(OutcomeKind.FAILED, serializer.dumps_error(exc))
-    logger.info("invocation %s of %s succeeded", claim.invocation_id, claim.task_id, extra=extra)
-    return Outcome(OutcomeKind.SUCCESS, payload)
+    return _success_outcome(app, claim, value, extra)
 
 
 async def _interruptible(
