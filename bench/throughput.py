@@ -17,6 +17,11 @@ run; the store is purged between workloads):
                 ``rate`` far above what the run reaches) and one keyed over 100 keys (2 slots
                 per key): tasks/s, and the ratio to (b) in the same run. The limits rarely
                 block; this measures what admitting through them costs.
+(g) delayed     with a runner running, ``DELAYED_CALLS`` no-op calls made with
+                ``with_options(eta=...)``, their etas spread evenly over ``DELAYED_SPREAD_SECONDS``
+                starting ``DELAYED_LEAD_SECONDS`` from the first call: p50/p99/max of the
+                lateness, how long after its eta each body started (the store's clock is the
+                host's here, so both sides read one clock).
 (e) seed        the seed scenario: 10 x 0.1 s sleeps without running control (ideal 0.1-0.2 s)
                 and 10 with ``running_concurrency=TASK`` (ideal 1.0 s, no overlap), then how long
                 ``stop_runner_loop()`` plus joining the runner thread takes.
@@ -53,6 +58,9 @@ ROUND_TRIPS = 500
 KEYS = 100
 SEED_CALLS = 10
 SEED_SLEEP_SECONDS = 0.1
+DELAYED_CALLS = 500
+DELAYED_LEAD_SECONDS = 0.5
+DELAYED_SPREAD_SECONDS = 1.0
 # Guards against a hang: a benchmark that never returns tells nothing.
 RESULT_TIMEOUT_SECONDS = 120.0
 STOP_TIMEOUT_SECONDS = 30.0
@@ -73,6 +81,12 @@ def no_op(sent_at: float) -> float:
 def keyed_no_op(key: int, sent_at: float) -> float:
     """:func:`no_op` under running concurrency control, one slot per ``key``."""
     return time.time() - sent_at
+
+
+@app.task
+def delayed_no_op(eta: float) -> float:
+    """Do nothing; return the seconds from its ``eta`` to the start of execution (lateness)."""
+    return time.time() - eta
 
 
 # Generous on purpose: (f) measures the cost of admission through two limits, not waiting.
@@ -215,6 +229,25 @@ def round_trips(count: int) -> dict[str, float]:
     }
 
 
+def delayed_lateness(count: int) -> dict[str, float]:
+    """(g) ``count`` calls delayed to etas spread over a second; how late each started."""
+    runner = start_runner()
+    try:
+        first = time.time() + DELAYED_LEAD_SECONDS
+        step = DELAYED_SPREAD_SECONDS / count
+        etas = [first + n * step for n in range(count)]
+        invocations = [delayed_no_op.with_options(eta=eta)(eta) for eta in etas]
+        lateness = [result_of(invocation) for invocation in invocations]
+    finally:
+        stop_runner(runner)
+        app.purge()
+    return {
+        "delayed_p50": percentile(lateness, 50) * 1000,
+        "delayed_p99": percentile(lateness, 99) * 1000,
+        "delayed_max": max(lateness) * 1000,
+    }
+
+
 def timed_batch(task: Callable[[float], Invocation[SleepResult]]) -> tuple[float, bool]:
     """Call ``task`` ``SEED_CALLS`` times, await all; return (wall seconds, any overlap)."""
     started = time.perf_counter()
@@ -270,6 +303,7 @@ def build_metrics(tasks: int) -> dict[str, Metric]:
     """The table's rows, in print order, keyed as the workloads report them."""
     trips = f"(c) {ROUND_TRIPS} round trips"
     seed = f"(e) seed {SEED_CALLS} x {SEED_SLEEP_SECONDS} s"
+    delayed = f"(g) {DELAYED_CALLS} delayed calls"
     return {
         "enqueue_rate": Metric(f"(a) enqueue {tasks}", "rate", "calls/s", ",.0f"),
         "e2e_rate": Metric(f"(b) end to end {tasks}", "rate", "tasks/s", ",.0f"),
@@ -283,6 +317,9 @@ def build_metrics(tasks: int) -> dict[str, Metric]:
         "keyed_ratio": Metric("", "ratio to (b)", "", ".2f"),
         "limits_rate": Metric(f"(f) two limits, {KEYS} keys", "rate", "tasks/s", ",.0f"),
         "limits_ratio": Metric("", "ratio to (b)", "", ".2f"),
+        "delayed_p50": Metric(delayed, "lateness after eta p50", "ms", ".3f"),
+        "delayed_p99": Metric("", "lateness after eta p99", "ms", ".3f"),
+        "delayed_max": Metric("", "lateness after eta max", "ms", ".3f"),
         "seed_free_wall": Metric(seed, "no control: wall (0.1-0.2)", "s", ".3f"),
         "seed_free_overlap": Metric("", "no control: overlapped", "", "flag"),
         "seed_task_wall": Metric("", "TASK control: wall (1.0)", "s", ".3f"),
@@ -347,6 +384,7 @@ def run_round(tasks: int) -> dict[str, float]:
     figures |= limits_end_to_end(tasks)
     figures["limits_ratio"] = figures["limits_rate"] / figures["e2e_rate"]
     figures |= round_trips(ROUND_TRIPS)
+    figures |= delayed_lateness(DELAYED_CALLS)
     figures |= seed_scenario()
     return figures
 

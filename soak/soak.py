@@ -9,12 +9,14 @@ Usage (from the repository root; ``make soak`` runs the first form)::
 Each backend runs in a child process of its own, in a new session: if it outlives its hard time
 limit the whole process group (driver, runners, redis-server) is killed and the soak fails. In
 the child, the driver starts 3 runner processes of 4 threads through the command line, registers
-5,000 invocations of four tasks (about one in five of ``no_limit``, without running concurrency
+5,000 invocations of five tasks (about one in five of ``no_limit``, without running concurrency
 control, which Redis may hand straight to a waiting runner; one in five of ``limit_stack``, with
-two limits, one keyed, and a rate; the rest of two keyed tasks, running_limit 1 and 2, 25 keys
-each), SIGKILLs a random runner every 2-3 s and starts a
-replacement, waits until every invocation is final, stops the runners with SIGTERM, and checks
-the intervals the bodies recorded against the store. See
+two limits, one keyed, and a rate; about one in seven of ``limit_timeout``, whose hanging bodies
+are interrupted by their timeout; the rest of two keyed tasks, running_limit 1 and 2, 25 keys
+each; one call in ten delayed by up to 1.5 s), SIGKILLs a random runner every 2-3 s and starts
+a replacement, cancels about 3% of the invocations (some while they run), waits until every
+invocation is final, stops the runners with SIGTERM, and checks the intervals the bodies
+recorded against the store. See
 ``soak/README.md`` for the checks and how to read the output. Exit code 0 when every check of
 every backend passed, 1 otherwise.
 """
@@ -35,28 +37,43 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from soak_checks import (
     DriverOutcome,
     Findings,
-    Interval,
     check_invocations,
     check_limits,
     check_recoveries,
     classify_lost_claims,
     load_intervals,
-    peak_intervals,
     runner_pid,
 )
-from soak_fleet import Fleet, Killer, StopReport
+from soak_control import (
+    CANCEL_SHARE,
+    DELAY_SHARE,
+    MAX_DELAY_SECONDS,
+    Canceller,
+    check_cancels,
+    check_delays,
+    check_interrupted_lines,
+    percentile_text,
+)
+from soak_fleet import Fleet, Killer
 from soak_limits import STACK_KEY_PREFIX, check_stack
+from soak_report import (
+    Evidence,
+    Registered,
+    Run,
+    cancel_counts,
+    format_counts,
+    print_violations,
+    report,
+)
 
 from taskgate import App
 from taskgate.errors import ResultTimeoutError
-from taskgate.invocation import Invocation
 from taskgate.record import InvocationRecord
 from taskgate.testing import RedisServer
 
@@ -71,6 +88,9 @@ UNLIMITED_SHARE = 0.2
 often, while the keyed tasks still park on their keys."""
 STACK_SHARE = 0.2
 """The share of calls to ``limit_stack`` (two limits, one keyed, and a rate)."""
+TIMEOUT_SHARE = 0.15
+"""The share of calls to ``limit_timeout`` (some of its bodies hang until their timeout)."""
+MIN_DELAY_SECONDS = 0.05
 BURSTS = 10
 BURST_LEAD_SECONDS = 0.2
 """Each burst starts this long before a kill: bursts spread the work over ~25 s, one per kill,
@@ -96,37 +116,10 @@ LOG_CATEGORIES = {
     "lost the claim": "live runner lost a claim",
     "rejected report": "late report rejected",
     "handed invocation": "handed back on stop",
+    "ran past its timeout": "timeout interrupt raised",
+    "timed out after": "timed out (reported)",
+    "cancelled while running": "cancelled while running",
 }
-
-
-@dataclass
-class Registered:
-    """One registered invocation and the call that made it."""
-
-    invocation: Invocation[Any]
-    task: str
-    key: str
-
-
-@dataclass
-class Run:
-    """What the driver saw during one soak run."""
-
-    registered: list[Registered] = field(default_factory=list)
-    outcomes: dict[str, DriverOutcome] = field(default_factory=dict)
-    registration_seconds: float = 0.0
-    duration_seconds: float = 0.0
-    kills: int = 0
-    stop: StopReport = field(default_factory=StopReport)
-    killer_error: BaseException | None = None
-
-
-@dataclass
-class Evidence:
-    """What the checks looked at, kept to explain violations."""
-
-    records: dict[str, InvocationRecord | None]
-    intervals: list[Interval]
 
 
 # --- the parent: one child process per backend ------------------------------------------------
@@ -235,7 +228,9 @@ def soak_store(backend: str, url: str, workdir: Path, options: argparse.Namespac
     finally:
         fleet.close()
     findings, evidence = verify(soak_app.app, run, intervals_path, fleet)
-    report(backend, run, findings, fleet)
+    low, high = KILL_EVERY_SECONDS
+    shape = f"{RUNNERS} x {THREADS} threads, one SIGKILL every {low:g}-{high:g} s"
+    report(backend, shape, run, findings, fleet)
     print_violations(findings, evidence)
     print(f"  {'RESULT':<18} {'PASS' if findings.violation_count == 0 else 'FAIL'}", flush=True)
     return findings.violation_count == 0
@@ -247,14 +242,18 @@ def drive(soak_app: Any, fleet: Fleet, rng: random.Random, count: int) -> Run:
     fleet.start()
     killer = Killer(fleet, random.Random(rng.random()), *KILL_EVERY_SECONDS)
     killer.start()
+    canceller = Canceller(run.registered, random.Random(rng.random()), int(count * CANCEL_SHARE))
+    canceller.start()
     try:
         started = time.monotonic()
-        run.registered = register_all(soak_app, rng, count, killer)
+        register_all(soak_app, rng, count, killer, run)
         run.registration_seconds = time.monotonic() - started
         print(f"registered {count} invocations in {run.registration_seconds:.1f} s", flush=True)
         run.outcomes = wait_all(run.registered, started + WAIT_SECONDS)
         run.duration_seconds = time.monotonic() - started
     finally:
+        canceller.stop()
+        run.cancels, run.canceller_error = canceller.attempts, canceller.error
         killer.stop()
         run.killer_error = killer.error
     run.kills = fleet.kills
@@ -277,28 +276,35 @@ def wait_until_serving(app: App, fleet: Fleet) -> None:
         time.sleep(0.1)
 
 
-def register_all(soak_app: Any, rng: random.Random, count: int, killer: Killer) -> list[Registered]:
+def register_all(soak_app: Any, rng: random.Random, count: int, killer: Killer, run: Run) -> None:
     """Register ``count`` calls on random keys, in ``BURSTS`` bursts, as fast as possible.
 
     Each burst starts ``BURST_LEAD_SECONDS`` before the killer's next kill, so every kill of
-    the registration phase hits runners in the middle of a burst.
+    the registration phase hits runners in the middle of a burst. About ``DELAY_SHARE`` of the
+    calls are delayed (``with_options(eta=...)``, 50 ms to ``MAX_DELAY_SECONDS`` ahead); their
+    etas go to ``run.etas``. Appends to ``run.registered`` (the canceller reads it meanwhile).
     """
-    registered: list[Registered] = []
     per_burst = -(-count // BURSTS)
     aimed_at = 0
     for burst_start in range(0, count, per_burst):
         aimed_at = killer.wait_before_next_kill(aimed_at, BURST_LEAD_SECONDS)
         for seq in range(burst_start, min(count, burst_start + per_burst)):
             task, key = pick_call(soak_app, rng)
-            registered.append(Registered(task(key, seq), task.__name__, key))
-    return registered
+            if rng.random() < DELAY_SHARE:
+                eta = time.time() + rng.uniform(MIN_DELAY_SECONDS, MAX_DELAY_SECONDS)
+                invocation = task.with_options(eta=eta)(key, seq)
+                run.etas[invocation.invocation_id] = eta
+            else:
+                invocation = task(key, seq)
+            run.registered.append(Registered(invocation, task.__name__, key))
 
 
 def pick_call(soak_app: Any, rng: random.Random) -> tuple[Any, str]:
     """The task and key of the next call, drawn from ``rng`` (the seed replays them).
 
     About ``UNLIMITED_SHARE`` of the calls go to ``no_limit`` (keys ``u00``...: a label only),
-    ``STACK_SHARE`` to ``limit_stack`` (keys ``s00``...).
+    ``STACK_SHARE`` to ``limit_stack`` (keys ``s00``...), ``TIMEOUT_SHARE`` to
+    ``limit_timeout`` (keys ``t00``...).
     The rest pick one of ``KEYS`` keys: ``k00``-``k24`` call ``limit_one``, the others
     ``limit_two``.
     """
@@ -308,6 +314,8 @@ def pick_call(soak_app: Any, rng: random.Random) -> tuple[Any, str]:
         return soak_app.no_limit, f"u{index:02d}"
     if roll < UNLIMITED_SHARE + STACK_SHARE:
         return soak_app.limit_stack, f"{STACK_KEY_PREFIX}{index:02d}"
+    if roll < UNLIMITED_SHARE + STACK_SHARE + TIMEOUT_SHARE:
+        return soak_app.limit_timeout, f"t{index:02d}"
     task = soak_app.limit_one if index < KEYS // 2 else soak_app.limit_two
     return task, f"k{index:02d}"
 
@@ -346,6 +354,18 @@ def verify(app: App, run: Run, intervals_path: Path, fleet: Fleet) -> tuple[Find
 
     check_stack(intervals, records, soak_app.limit_stack.task_id, soak_app.stack_shared, findings)
     check_invocations(records, intervals, run.outcomes, findings)
+    check_cancels(records, run.cancels, intervals, findings)
+    lateness = check_delays(records, run.etas, findings)
+    overrun = check_interrupted_lines(intervals, soak_app.TIMEOUT_SECONDS, findings)
+    findings.rows += [
+        ("delayed calls", f"{len(run.etas)}; first start after eta: {percentile_text(lateness)}"),
+        (
+            "timeouts",
+            f"{findings.counts['timed-out bodies']} bodies timed out "
+            f"({soak_app.TIMEOUT_SECONDS:g} s); stopped after it: {percentile_text(overrun)}",
+        ),
+        ("cancels", format_counts(cancel_counts(findings.counts))),
+    ]
     check_store_totals(app, len(run.registered), findings)
     check_runners(run, findings)
     check_recoveries(records, {r.pid for r in fleet.all if r.killed}, findings)
@@ -386,6 +406,8 @@ def check_runners(run: Run, findings: Findings) -> None:
         )
     if run.killer_error is not None:
         findings.violate("killer thread failed", repr(run.killer_error))
+    if run.canceller_error is not None:
+        findings.violate("canceller thread failed", repr(run.canceller_error))
 
 
 def scan_logs(fleet: Fleet, findings: Findings) -> tuple[Counter[str], list[tuple[str, str]]]:
@@ -425,116 +447,6 @@ def classify_log_line(line: str) -> str | None:
     if " WARNING " in line:
         return "other warning"
     return None
-
-
-# --- the report -------------------------------------------------------------------------------
-
-
-def report(backend: str, run: Run, findings: Findings, fleet: Fleet) -> None:
-    """Print the figures of the workload, then those of the checks."""
-    for name, value in [
-        ("backend", backend),
-        *workload_rows(run, findings, fleet),
-        *check_rows(findings),
-    ]:
-        print(f"  {name:<18} {value}", flush=True)
-
-
-def workload_rows(run: Run, findings: Findings, fleet: Fleet) -> list[tuple[str, str]]:
-    """What ran: sizes, durations, outcomes, retries, kills and recoveries."""
-    counts = findings.counts
-    duration = max(run.duration_seconds, 1e-9)
-    final = counts["status success"] + counts["status failed"]
-    failures = {k.removeprefix("failed: "): v for k, v in counts.items() if k.startswith("failed")}
-    low, high = KILL_EVERY_SECONDS
-    return [
-        ("runners", f"{RUNNERS} x {THREADS} threads, one SIGKILL every {low:g}-{high:g} s"),
-        ("invocations", f"{len(run.registered)} (registered in {run.registration_seconds:.1f} s)"),
-        ("tasks", _format_counts(Counter(entry.task for entry in run.registered))),
-        ("duration", f"{run.duration_seconds:.1f} s (first registration -> all final)"),
-        (
-            "throughput",
-            f"{final / duration:.0f} invocations/s, "
-            f"{counts['runs (claims)'] / duration:.0f} runs/s",
-        ),
-        ("successes", str(counts["status success"])),
-        ("failures", f"{counts['status failed']} {_format_counts(failures)}"),
-        ("retries", str(counts["retries"])),
-        ("runs (claims)", str(counts["runs (claims)"])),
-        ("kills performed", f"{run.kills} (runner processes started: {len(fleet.all)})"),
-        (
-            "recoveries",
-            f"{counts['recovered by lease']} runs recovered by lease "
-            f"(num_recoveries sum {counts['recoveries (num_recoveries)']})",
-        ),
-        (
-            "re-run bodies",
-            f"{counts['bodies completed but re-run (runner died)']} completed but re-run "
-            "because their runner died (informational)",
-        ),
-    ]
-
-
-def check_rows(findings: Findings) -> list[tuple[str, str]]:
-    """What the checks saw: peak concurrency, log lines, violations."""
-    counts, violations = findings.counts, findings.violations
-    peaks = sorted(findings.max_concurrency.items())
-    logs = {k.removeprefix("log: "): v for k, v in counts.items() if k.startswith("log: ")}
-    lost = sum(len(v) for k, v in violations.items() if k.startswith(("lost", "stuck")))
-    return [
-        ("max concurrency", ", ".join(f"limit {limit}: {peak}" for limit, peak in peaks)),
-        *findings.rows,
-        ("unlimited peak", f"{findings.unlimited_peak} no_limit runs at once (informational)"),
-        ("interval lines", str(counts["interval lines"])),
-        ("runner logs", _format_counts(logs)),
-        (
-            "lost-claim warns",
-            f"{counts['lost-claim warnings: spurious']} spurious (the run ended normally), "
-            f"{counts['lost-claim: real']} real",
-        ),
-        ("violations", str(findings.violation_count)),
-        ("lost", str(lost)),
-        ("doubly-successful", str(len(violations.get("doubly successful", [])))),
-    ]
-
-
-def _format_counts(counts: dict[str, int]) -> str:
-    return "(" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + ")"
-
-
-def print_violations(findings: Findings, evidence: Evidence) -> None:
-    """Each kind of violation with its count, examples, and the story of the first example."""
-    for kind, examples in sorted(findings.violations.items()):
-        print(f"  VIOLATION {kind}: {len(examples)}, e.g. {examples[:3]}", flush=True)
-        explain(examples[0], evidence)
-
-
-def explain(example: str, evidence: Evidence) -> None:
-    """Print the store history and interval lines behind one example of a violation."""
-    records, intervals = evidence.records, evidence.intervals
-    if example.startswith("key "):
-        key = example.split()[1].rstrip(":")
-        for interval in peak_intervals([i for i in intervals if i.key == key]):
-            print(f"      {interval}", flush=True)
-        return
-    invocation_id = example.split("#", maxsplit=1)[0]
-    record = records.get(invocation_id)
-    if record is None:
-        return
-    print(
-        f"      {invocation_id} status {record.status.value} attempt {record.attempt} "
-        f"retries {record.num_retries} recoveries {record.num_recoveries}",
-        flush=True,
-    )
-    for transition in record.history:
-        print(
-            f"      {transition.timestamp:.6f} {transition.status.value:<22} "
-            f"{transition.runner_id or '-'}",
-            flush=True,
-        )
-    for interval in intervals:
-        if interval.invocation_id == invocation_id:
-            print(f"      line {interval}", flush=True)
 
 
 # --- command line -----------------------------------------------------------------------------

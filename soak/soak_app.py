@@ -1,4 +1,4 @@
-"""The app the soak test runs: four tasks whose bodies log their execution interval.
+"""The app the soak test runs: five tasks whose bodies log their execution interval.
 
 Two are keyed (``limit_one``, ``limit_two``: running_limit 1 and 2 per ``key``); ``limit_stack``
 uses two limits, one keyed (``soak-keyed``: 1 per ``key``) and one shared with a rate
@@ -22,6 +22,15 @@ Each body sleeps a few milliseconds, draws its outcome (success, a retryable
 with a single ``os.write`` on an ``O_APPEND`` descriptor, so lines of concurrent writers never
 interleave. The line is written at the very end of the body: a run killed half-way leaves none.
 ``limit`` is the task's running_limit, or ``UNLIMITED`` (0) for ``no_limit``.
+
+``limit_timeout`` (``running_limit=1`` per ``key``, ``timeout=TIMEOUT_SECONDS``) is the task
+whose runs are interrupted: some of its bodies hang (``HANG_SECONDS``, in short sleeps) until
+their timeout interrupts them, and the driver cancels some invocations while they run. Its body
+records its line in a ``finally`` block, so an interrupted run records the instant it stopped
+(``outcome`` ``timeout`` or ``cancelled``): the slot-overlap check covers those runs too. The
+interruption is an exception raised between two bytecodes, anywhere in the body, so the write
+is retried if one lands around it (a line written twice is the same line, and the checks read
+it once).
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from typing import Any
 from soak_checks import UNLIMITED
 
 from taskgate import App, ConcurrencyControlType
+from taskgate.errors import InvocationCancelledError, TaskTimeoutError
 from taskgate.invocation import Invocation
 
 LEASE_SECONDS = 1.0
@@ -49,6 +59,17 @@ SLOW_SLEEP_SECONDS = (1.5 * LEASE_SECONDS, 2.5 * LEASE_SECONDS)
 OUTCOME_OK = "ok"
 OUTCOME_RETRY = "retry"
 OUTCOME_FATAL = "fatal"
+OUTCOME_TIMEOUT = "timeout"
+OUTCOME_CANCELLED = "cancelled"
+OUTCOME_INTERRUPTED = "interrupted"
+"""Some other exception stopped the body (its type is appended: ``interrupted: X``)."""
+OUTCOME_NOT_INTERRUPTED = "not interrupted"
+"""A hanging body ran to its end: its timeout never interrupted it (a violation)."""
+
+TIMEOUT_SECONDS = 0.25
+HANG_PROBABILITY = 0.15
+HANG_SECONDS = 2.0
+HANG_STEP_SECONDS = 0.01
 
 
 class TransientError(Exception):
@@ -101,6 +122,21 @@ def append_interval(line: dict[str, Any]) -> None:
         os.close(fd)
     if written != len(data):  # never seen on a local file system; fail loudly if it happens
         raise RuntimeError(f"short write to the intervals file: {written} of {len(data)} bytes")
+
+
+def append_interval_surely(line: dict[str, Any]) -> None:
+    """:func:`append_interval`, retried when an interruption lands around the write.
+
+    A timeout and a cancel are the only interruptions, so a few tries always get through; a
+    try interrupted after its write returned writes the same line again (read once by
+    ``load_intervals``).
+    """
+    for _ in range(5):
+        try:
+            append_interval(line)
+            return
+        except (TaskTimeoutError, InvocationCancelledError):
+            continue
 
 
 def finish_run(me: Invocation[Any], key: str, limit: int, start: float, outcome: str) -> None:
@@ -179,6 +215,69 @@ def limit_stack(key: str, seq: int) -> tuple[str, int]:
     """At most one run per ``key`` (``soak-keyed``), 3 runs at once and 60 starts a second over
     all keys (``soak-shared``); its lines carry limit 1, the per-key limit."""
     return run_body(limit_stack.invocation, key, 1)
+
+
+def interruptible_body(me: Invocation[Any], key: str, limit: int) -> tuple[str, int]:
+    """A body that may hang until its timeout (or a cancel) interrupts it.
+
+    With probability ``HANG_PROBABILITY`` it sleeps ``HANG_SECONDS`` in short steps (each
+    step a point where the interruption lands); otherwise it runs like :func:`run_body`. The
+    line is written in ``finally``, whatever stopped the body.
+    """
+    rng = random.Random()
+    attempt = me.attempt
+    start = time.time()
+    outcome = OUTCOME_INTERRUPTED
+    try:
+        if rng.random() < HANG_PROBABILITY:
+            deadline = time.monotonic() + HANG_SECONDS
+            while time.monotonic() < deadline:
+                time.sleep(HANG_STEP_SECONDS)
+            outcome = OUTCOME_NOT_INTERRUPTED
+        else:
+            time.sleep(draw_sleep(rng))
+            outcome = draw_outcome(rng)
+    except TaskTimeoutError:
+        outcome = OUTCOME_TIMEOUT
+        raise
+    except InvocationCancelledError:
+        outcome = OUTCOME_CANCELLED
+        raise
+    except BaseException as exc:
+        outcome = f"{OUTCOME_INTERRUPTED}: {type(exc).__name__}"
+        raise
+    finally:
+        append_interval_surely(
+            {
+                "id": me.invocation_id,
+                "attempt": attempt,
+                "key": key,
+                "limit": limit,
+                "pid": os.getpid(),
+                "start": start,
+                "end": time.time(),
+                "outcome": outcome,
+            }
+        )
+    if outcome == OUTCOME_RETRY:
+        raise TransientError(f"transient failure of {me.invocation_id} attempt {attempt}")
+    if outcome in (OUTCOME_FATAL, OUTCOME_NOT_INTERRUPTED):
+        raise FatalError(f"{outcome} failure of {me.invocation_id} attempt {attempt}")
+    return key, attempt
+
+
+@app.task(
+    running_concurrency=ConcurrencyControlType.KEYS,
+    key_arguments=("key",),
+    running_limit=1,
+    timeout=TIMEOUT_SECONDS,
+    max_retries=MAX_RETRIES,
+    retry_for=(TransientError, TaskTimeoutError),
+)
+def limit_timeout(key: str, seq: int) -> tuple[str, int]:
+    """At most one run per ``key``; a run longer than ``TIMEOUT_SECONDS`` is interrupted and
+    retried (``TaskTimeoutError`` is in ``retry_for``), then fails once retries are used up."""
+    return interruptible_body(limit_timeout.invocation, key, 1)
 
 
 @app.task(max_retries=MAX_RETRIES, retry_for=(TransientError,))

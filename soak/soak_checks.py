@@ -22,12 +22,19 @@ EXAMPLES_PER_KIND = 3
 UNLIMITED = 0
 """The ``limit`` of a line whose task has no running concurrency control: no limit to check."""
 
-# What a body's line says for each outcome a runner may report for that attempt.
+# What a body's line says for each outcome a runner may report for that attempt. A timed-out
+# body (``limit_timeout``) is retried, or fails once its retries are used up. A run that ends
+# CANCELLED may have any line, or none: the cancel may land before, in or after the body.
 LINE_OUTCOMES_FOR = {
     S.SUCCESS: frozenset({"ok"}),
-    S.RETRY: frozenset({"retry"}),
-    S.FAILED: frozenset({"retry", "fatal"}),  # retries exhausted, or a non-retryable error
+    S.RETRY: frozenset({"retry", "timeout"}),
+    # retries exhausted, a non-retryable error, or a hanging body its timeout did not stop
+    # (that line is a violation of its own, see check_interrupted_lines)
+    S.FAILED: frozenset({"retry", "fatal", "timeout", "not interrupted"}),
 }
+FINAL_STATUSES = (S.SUCCESS, S.FAILED, S.CANCELLED)
+"""The final statuses a soak invocation may end in (CANCELLED only if the driver cancelled
+it: judged by ``soak_control.check_cancels``)."""
 
 
 @dataclass(frozen=True)
@@ -94,11 +101,20 @@ class Findings:
 
 
 def load_intervals(path: Path, findings: Findings) -> list[Interval]:
-    """The lines of the intervals file; a line that does not parse is a violation (torn write)."""
+    """The lines of the intervals file; a line that does not parse is a violation (torn write).
+
+    A line written twice (an interrupted body retries its write: see ``soak_app``) is read once
+    and counted.
+    """
     intervals: list[Interval] = []
     if not path.exists():
         return intervals
+    seen: set[bytes] = set()
     for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        if raw in seen:
+            findings.counts["interval lines written twice (interrupted write)"] += 1
+            continue
+        seen.add(raw)
         try:
             data = json.loads(raw)
             intervals.append(
@@ -285,12 +301,13 @@ def _ended_by_recovery(record: InvocationRecord) -> bool:
 
 
 def _check_final_once(record: InvocationRecord, findings: Findings) -> None:
-    """Checks 2 and 4: SUCCESS or FAILED, exactly one final transition, and it is the last."""
+    """Checks 2 and 4: SUCCESS, FAILED or CANCELLED, exactly one final transition, and it is
+    the last."""
     invocation_id = record.invocation_id
     if not record.status.is_final:
         findings.violate(f"stuck in {record.status.value}", invocation_id)
         return
-    if record.status not in (S.SUCCESS, S.FAILED):
+    if record.status not in FINAL_STATUSES:
         findings.violate(f"unexpected final status {record.status.value}", invocation_id)
     finals = [t for t in record.history if t.status.is_final]
     successes = [t for t in finals if t.status is S.SUCCESS]
@@ -341,6 +358,9 @@ def _check_reported_run(
     """A run whose end a runner reported must have its line, with the same outcome."""
     if run.status is None or run.ended_by is None:
         return  # still open (reported as stuck), or failed by recovery: no line expected
+    if run.status is S.CANCELLED:
+        findings.counts["runs cancelled while running"] += 1
+        return  # interrupted anywhere (or ended just before the cancel): any line, or none
     expected = LINE_OUTCOMES_FOR.get(run.status)
     if expected is None:
         findings.violate(f"run ended as {run.status.value}", f"{invocation_id}#{run.attempt}")
@@ -374,3 +394,7 @@ def _check_driver(
             findings.violate("FAILED but get_result returned a value", invocation_id)
         else:
             findings.counts[f"failed: {outcome.error}"] += 1
+    elif record.status is S.CANCELLED and outcome.error != "InvocationCancelledError":
+        findings.violate(
+            "CANCELLED but get_result did not raise InvocationCancelledError", invocation_id
+        )

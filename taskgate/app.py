@@ -8,9 +8,11 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from typing import Any, ParamSpec, TypeVar, overload
+from collections.abc import Callable, Coroutine, Sequence
+from contextlib import nullcontext
+from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 
+from taskgate import context
 from taskgate.backends import Backend, BackendOptions, create_backend
 from taskgate.concurrency import describe_argument_diff, plan_for_call
 from taskgate.eager import run_calls
@@ -25,7 +27,7 @@ from taskgate.limit_admin import LimitInfo, describe_limits, reset_limit, set_li
 from taskgate.limits import Limit, LimitRegistry
 from taskgate.locate import SPAWNED_MAIN
 from taskgate.readahead import ResultReadAhead
-from taskgate.record import InvocationRecord, Rate, RegisterResult
+from taskgate.record import CancelResult, InvocationRecord, Rate, RegisterResult
 from taskgate.runner import Runner, build_runner
 from taskgate.serializer import Serializer, get_serializer
 from taskgate.settings import Settings
@@ -36,6 +38,16 @@ logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class TaskDecorator(Protocol):
+    """What ``app.task(**options)`` returns: it turns a function into a :class:`Task`."""
+
+    @overload
+    def __call__(self, func: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+
+    @overload
+    def __call__(self, func: Callable[P, R], /) -> Task[P, R]: ...
 
 
 class App:
@@ -83,28 +95,33 @@ class App:
 
     # --- tasks ---------------------------------------------------------------------------------
 
+    # An ``async def`` task's calls give invocations of what its coroutine returns: the first
+    # overload of each pair says so (it overlaps the second, which mypy accepts in this order).
+    @overload
+    def task(self, func: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+
     @overload
     def task(self, func: Callable[P, R], /) -> Task[P, R]: ...
 
     @overload
-    def task(self, /, **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+    def task(self, /, **options: Any) -> TaskDecorator: ...
 
     def task(
-        self, func: Callable[P, R] | None = None, /, **options: Any
-    ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+        self, func: Callable[..., Any] | None = None, /, **options: Any
+    ) -> Task[Any, Any] | TaskDecorator:
         """Register a function as a task: ``@app.task`` or ``@app.task(**options)``.
 
         Raises:
             InvalidTaskOptionsError: invalid options (checked here, at decoration time).
         """
 
-        def decorate(function: Callable[P, R]) -> Task[P, R]:
+        def decorate(function: Callable[..., Any]) -> Task[Any, Any]:
             built = TaskOptions.build(function, options, self._limits.declared)
-            task = Task(self, function, built)
+            task: Task[Any, Any] = Task(self, function, built)
             self._tasks[task.task_id] = task
             return task
 
-        return decorate(func) if func is not None else decorate
+        return decorate(func) if func is not None else cast(TaskDecorator, decorate)
 
     # --- limits (API.md section 8) --------------------------------------------------------------
 
@@ -271,21 +288,48 @@ class App:
         task: Task[Any, R],
         arguments: dict[str, Any],
         scheduled_for: float | None = None,
+        *,
+        priority: int | None = None,
+        queue: str | None = None,
     ) -> Invocation[R]:
         """Register one call of ``task`` with bound ``arguments`` (what ``task(...)`` does).
 
-        ``scheduled_for``: epoch seconds before which it may not start (``with_options``); eager
-        mode runs the call at once anyway. Raises as :meth:`register_calls` does.
+        ``scheduled_for``: epoch seconds before which it may not start; ``priority`` and
+        ``queue`` replace the task's own when not None (``with_options``, validated there).
+        Eager mode runs the call at once anyway. Raises as :meth:`register_calls` does.
+        Shielded (:func:`context.shielded`) on a runner's thread, like the other entry points;
+        the check is inlined here, the path of every task call.
         """
-        if self.conf.eager:
-            return run_calls(self, task, [arguments])[0]
-        record = self.build_record(task, arguments, scheduled_for)
+        shield = context.hooks.shield
+        if shield is not None or self.conf.eager:
+            with nullcontext() if shield is None else shield():
+                return self._register_call(task, arguments, scheduled_for, priority, queue)
+        # _register_call without eager mode, inlined: the path of every call.
+        record = self.build_record(task, arguments, scheduled_for, priority=priority, queue=queue)
         backend = self.backend
         invocation = self._invocation(task, arguments, record, backend.register(record))
         if backend.reads_cost_round_trips:
             self._read_ahead.track(invocation)
         return invocation
 
+    def _register_call(
+        self,
+        task: Task[Any, R],
+        arguments: dict[str, Any],
+        scheduled_for: float | None,
+        priority: int | None,
+        queue: str | None,
+    ) -> Invocation[R]:
+        if self.conf.eager:
+            return run_calls(self, task, [arguments])[0]
+        record = self.build_record(task, arguments, scheduled_for, priority=priority, queue=queue)
+        backend = self.backend
+        invocation = self._invocation(task, arguments, record, backend.register(record))
+        if backend.reads_cost_round_trips:
+            self._read_ahead.track(invocation)
+        return invocation
+
+    @context.shielding
     def register_calls(
         self, task: Task[Any, R], calls: Sequence[dict[str, Any]]
     ) -> list[Invocation[R]]:
@@ -314,6 +358,7 @@ class App:
                 self._read_ahead.track(invocation)
         return invocations
 
+    @context.shielding
     def read_result_ahead(self, invocation: Invocation[Any]) -> InvocationRecord | None:
         """``invocation``'s final record, read with the next outstanding results of this process.
 
@@ -325,6 +370,7 @@ class App:
             return None
         return self._read_ahead.read(invocation, backend)
 
+    @context.shielding
     def outcome_known(self, invocation_id: str) -> None:
         """The caller has read the outcome of ``invocation_id``: stop reading ahead for it."""
         self._read_ahead.forget(invocation_id)
@@ -334,18 +380,25 @@ class App:
         task: Task[Any, Any],
         arguments: dict[str, Any],
         scheduled_for: float | None = None,
+        *,
+        priority: int | None = None,
+        queue: str | None = None,
     ) -> InvocationRecord:
-        """The record one call of ``task`` registers (arguments serialized, keys computed).
+        """The record one call of ``task`` registers (arguments serialized, keys computed);
+        ``priority`` and ``queue`` replace the task's options when not None.
 
         Raises:
             SerializationError: the arguments, or a value forming a key, cannot be serialized.
         """
+        options = task.options
         return InvocationRecord(
             invocation_id=str(uuid.uuid4()),
             task_id=task.task_id,
             arguments=self.serializer.dumps(arguments),
-            plan=plan_for_call(task.options, task.task_id, arguments),
-            max_retries=task.options.max_retries,
+            plan=plan_for_call(options, task.task_id, arguments),
+            max_retries=options.max_retries,
+            priority=options.priority if priority is None else priority,
+            queue=options.queue if queue is None else queue,
             scheduled_for=scheduled_for,
             created_at=time.time(),
         )
@@ -390,6 +443,32 @@ class App:
         """Delete every invocation, result, queue entry and slot of this app."""
         self.backend.purge()
 
+    @context.shielding
+    def cancel(self, invocation_id: str) -> bool:
+        """Cancel invocation ``invocation_id`` (what ``invocation.cancel()`` and ``taskgate
+        cancel`` do): a waiting one is ``CANCELLED`` at once, a running one is interrupted by
+        its runner and then ``CANCELLED``. (Eager invocations are not stored: their own
+        ``cancel()`` returns False.)
+
+        Returns:
+            True when cancelled or requested now; False when final already (or requested
+            before).
+
+        Raises:
+            InvocationNotFoundError: no such invocation in this app.
+        """
+        result = self.backend.cancel(invocation_id)
+        if result is CancelResult.MISSING:
+            raise InvocationNotFoundError(invocation_id)
+        logger.info(
+            "cancel of invocation %s: %s",
+            invocation_id,
+            result.value,
+            extra={"invocation_id": invocation_id},
+        )
+        return result is not CancelResult.FINAL
+
+    @context.shielding
     def get_invocation(self, invocation_id: str) -> Invocation[Any]:
         """A handle to an existing invocation.
 

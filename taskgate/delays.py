@@ -1,8 +1,9 @@
-"""Delayed calls: ``task.with_options(delay=..., eta=...)`` and the time they are due.
+"""Calls with options: ``task.with_options(delay=, eta=, priority=, queue=)``.
 
 The core only turns ``delay``/``eta`` into ``InvocationRecord.scheduled_for`` (epoch seconds);
 the backend keeps the invocation ``SCHEDULED`` on its timed structure until then (see "Timed
-invocations" in :mod:`taskgate.backends.base`).
+invocations" in :mod:`taskgate.backends.base`). ``priority`` and ``queue`` replace the task's own
+on the record of that one call.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar
 
+from taskgate.call_options import check_priority, check_queue
 from taskgate.errors import InvalidTaskOptionsError
 
 if TYPE_CHECKING:
@@ -26,10 +28,19 @@ R = TypeVar("R")
 class DelayedCall(Generic[P, R]):
     """What ``task.with_options(...)`` returns: calling it makes one call with those options."""
 
-    def __init__(self, task: Task[P, R], delay: float | None, eta: float | None) -> None:
+    def __init__(
+        self,
+        task: Task[P, R],
+        delay: float | None,
+        eta: float | None,
+        priority: int | None = None,
+        queue: str | None = None,
+    ) -> None:
         self._task = task
         self._delay = delay
         self._eta = eta
+        self._priority = priority
+        self._queue = queue
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Invocation[R]:
         """Register one call of the task, ``SCHEDULED`` until its time (see ``Task.__call__``)."""
@@ -37,10 +48,19 @@ class DelayedCall(Generic[P, R]):
         when = self._eta
         if self._delay is not None:
             when = time.time() + self._delay  # counted from the call, not from with_options()
-        return task.app.register_call(task, task.bind(args, kwargs), scheduled_for=when)
+        return task.app.register_call(
+            task,
+            task.bind(args, kwargs),
+            scheduled_for=when,
+            priority=self._priority,
+            queue=self._queue,
+        )
 
     def __repr__(self) -> str:
-        return f"<DelayedCall {self._task.task_id} delay={self._delay} eta={self._eta}>"
+        return (
+            f"<DelayedCall {self._task.task_id} delay={self._delay} eta={self._eta} "
+            f"priority={self._priority} queue={self._queue}>"
+        )
 
 
 def check_delay(task_id: str, delay: object, eta: object) -> tuple[float | None, float | None]:
@@ -85,7 +105,22 @@ def _seconds(task_id: str, name: str, value: object) -> float:
     return float(value)
 
 
-def delayed(task: Task[P, R], delay: object, eta: object) -> Callable[P, Invocation[R]]:
-    """The callable ``task.with_options(delay=..., eta=...)`` returns (validated now)."""
+def delayed(
+    task: Task[P, R],
+    delay: object,
+    eta: object,
+    *,
+    priority: object = None,
+    queue: object = None,
+) -> Callable[P, Invocation[R]]:
+    """The callable ``task.with_options(...)`` returns (every option validated now).
+
+    Raises:
+        InvalidTaskOptionsError: see :func:`check_delay`,
+            :func:`~taskgate.call_options.check_priority` and
+            :func:`~taskgate.call_options.check_queue`.
+    """
     seconds, when = check_delay(task.task_id, delay, eta)
-    return DelayedCall(task, seconds, when)
+    checked_priority = None if priority is None else check_priority(task.task_id, priority)
+    checked_queue = None if queue is None else check_queue(task.task_id, queue)
+    return DelayedCall(task, seconds, when, checked_priority, checked_queue)

@@ -13,9 +13,14 @@ raise ``SerializationError`` at the call, an unpicklable result fails the invoca
 What does not apply, because nothing waits in eager mode: registration concurrency never folds a
 call into another (each call is its own invocation), running concurrency and limits never hold a
 call back, and retries run immediately: delayed calls (``with_options``) and retry delays do not
-wait either. No backend is created, connected or written to: the
-store-wide reads (``app.get_invocation``, ``app.invocations``, ``taskgate status``) never see
-eager invocations.
+wait either; ``queue`` and ``priority`` (task options or ``with_options``) are accepted and
+recorded but order nothing; ``timeout`` is not enforced inline for a sync body (it runs in the
+caller's thread, which nothing may interrupt); ``cancel()`` returns False (the invocation is
+final). An ``async def`` task runs with ``asyncio.run`` in the caller's thread; called from
+inside a running event loop (an async test), it runs on a fresh loop in a helper thread while
+the caller waits (the caller's loop is blocked meanwhile); its ``timeout`` is enforced on that
+loop. No backend is created, connected or written to: the store-wide reads
+(``app.get_invocation``, ``app.invocations``, ``taskgate status``) never see eager invocations.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from taskgate.errors import ResultTimeoutError
 from taskgate.invocation import DistributedInvocation
 from taskgate.record import BlockedBy, Claim, InvocationRecord, OutcomeKind, Transition
+from taskgate.runner.async_exec import execute_async_inline
 from taskgate.runner.executor import execute
 from taskgate.status import InvocationStatus
 
@@ -59,6 +65,11 @@ class EagerInvocation(DistributedInvocation[R]):
     def blocked_by(self) -> BlockedBy | None:
         """Always None: nothing waits in eager mode."""
         return None
+
+    def cancel(self) -> bool:
+        """Always False: an eager invocation is final once its call returns (and its own body,
+        which could ask while it runs, cannot be interrupted inline)."""
+        return False
 
     def get_result(self, timeout: float | None = None) -> R:
         """The value, or the task's exception; never waits (the run is over when the call
@@ -121,7 +132,10 @@ def _run(app: App, invocation: EagerInvocation[Any]) -> None:
             num_retries=record.num_retries,
             max_retries=record.max_retries,
         )
-        outcome = execute(app, claim, invocation)
+        if app.resolve_task(record.task_id).is_async:
+            outcome = execute_async_inline(app, claim, invocation)
+        else:
+            outcome = execute(app, claim, invocation)
         if outcome.kind is OutcomeKind.RETRY:
             record.num_retries += 1
             record.error = outcome.payload

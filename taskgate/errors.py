@@ -205,6 +205,32 @@ class RemoteTraceback(TaskgateError):
         return None
 
 
+class TaskTimeoutError(TaskgateError):
+    """A run took longer than its task's ``timeout`` and was interrupted; it failed with this.
+
+    Raised inside the body (a sync body gets it raised in its thread as soon as it runs Python
+    code again; an async body is cancelled), then stored as the invocation's error. List it in
+    ``retry_for`` to retry timed-out runs. The body's slots were released only once it stopped.
+    """
+
+
+class InvocationCancelledError(TaskgateError):
+    """The invocation was cancelled (``invocation.cancel()``, ``taskgate cancel``).
+
+    Raised by ``.result`` of a ``CANCELLED`` invocation, and inside a running body that is being
+    cancelled (a sync body as soon as it runs Python code again; an async body is cancelled).
+    """
+
+    def __init__(self, invocation_id: str, task_id: str = "") -> None:
+        of = f" of {task_id}" if task_id else ""
+        super().__init__(
+            f"invocation {invocation_id}{of} was cancelled and will never run (again); call "
+            "the task again if its work is still wanted"
+        )
+        self.invocation_id = invocation_id
+        self.task_id = task_id
+
+
 class RunnerLostError(TaskgateError):
     """The runners executing an invocation kept dying (its recoveries ran out); it FAILED."""
 
@@ -228,6 +254,7 @@ __all__ = [
     "ConcurrencyControlledError",
     "ConfigError",
     "InvalidTaskOptionsError",
+    "InvocationCancelledError",
     "InvocationConcurrencyWithDifferentArgumentsError",
     "InvocationNotFoundError",
     "MainModuleTaskWarning",
@@ -238,5 +265,6 @@ __all__ = [
     "SerializationError",
     "TaskFailedError",
     "TaskNotFoundError",
+    "TaskTimeoutError",
     "TaskgateError",
 ]

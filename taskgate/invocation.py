@@ -11,8 +11,11 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
+from taskgate import context
+from taskgate.async_results import wait_result
 from taskgate.errors import (
     ConcurrencyControlledError,
+    InvocationCancelledError,
     InvocationNotFoundError,
     ResultTimeoutError,
 )
@@ -101,6 +104,7 @@ class Invocation(Generic[R]):
         """Status transitions, oldest first, as ``(status, timestamp, runner_id)``."""
         return list(self._record().history)
 
+    @context.shielding
     def blocked_by(self) -> BlockedBy | None:
         """What a ``CONCURRENCY_CONTROLLED`` invocation waits for, else None.
 
@@ -112,6 +116,22 @@ class Invocation(Generic[R]):
         """
         return self.app.backend.blocked_by(self.invocation_id)
 
+    def cancel(self) -> bool:
+        """Cancel the invocation (API.md sections 5 and 9).
+
+        A waiting one becomes ``CANCELLED`` at once and never runs; a ``RUNNING`` one is
+        interrupted by its runner and then ends ``CANCELLED``. Either way, ``.result`` then
+        raises :class:`~taskgate.errors.InvocationCancelledError`.
+
+        Returns:
+            True when it is cancelled or its cancel was requested now; False when it was final
+            already (or its cancel had been requested before).
+
+        Raises:
+            InvocationNotFoundError: the invocation does not exist (purged or expired).
+        """
+        return self.app.cancel(self.invocation_id)
+
     @property
     def result(self) -> R:
         """Block until final and return the value (or raise; see :meth:`get_result`)."""
@@ -120,33 +140,54 @@ class Invocation(Generic[R]):
     def get_result(self, timeout: float | None = None) -> R:
         """Block until the invocation is final and return its value.
 
+        Inside a task run by a runner, the runner runs other work on a stand-in thread while
+        this waits (API.md section 9), so the awaited invocation runs even with ``threads=1``;
+        the waiting invocation keeps its own slots (running key, limits) meanwhile.
+
         Raises:
             ResultTimeoutError: ``timeout`` seconds passed first (the invocation is untouched).
             ConcurrencyControlledError: the invocation was dropped by running control.
+            InvocationCancelledError: the invocation was cancelled.
             InvocationNotFoundError: the invocation does not exist (purged or expired).
             Exception: the task's own exception when it FAILED.
         """
         if self._final is None:
-            self._final = self.app.read_result_ahead(self)
+            with context.shielded():
+                self._final = self.app.read_result_ahead(self)
         if self._final is not None:
             return self._outcome(self._final)
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            record = self.app.backend.wait_final(self.invocation_id, remaining)
-            if record is None:
-                raise InvocationNotFoundError(self.invocation_id)
-            if record.status.is_final:
-                self._known_final(record)
-                self.app.outcome_known(self.invocation_id)
-                return self._outcome(record)
-            if deadline is not None and time.monotonic() >= deadline:
-                raise ResultTimeoutError(self.invocation_id, cast(float, timeout), record.status)
+        # Inside a runner's task: a stand-in runs meanwhile, and each backend wait is bounded
+        # by ``wait_slice`` so the body sees a timeout or cancel promptly.
+        with context.blocking_wait() as wait_slice:
+            while True:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if wait_slice is not None:
+                    remaining = wait_slice if remaining is None else min(remaining, wait_slice)
+                with context.shielded():
+                    record = self.app.backend.wait_final(self.invocation_id, remaining)
+                if record is None:
+                    raise InvocationNotFoundError(self.invocation_id)
+                if record.status.is_final:
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise ResultTimeoutError(
+                        self.invocation_id, cast(float, timeout), record.status
+                    )
+        self._known_final(record)
+        self.app.outcome_known(self.invocation_id)
+        return self._outcome(record)
 
     async def async_result(self, timeout: float | None = None) -> R:
-        """:meth:`get_result` for asyncio callers; the wait runs in a worker thread."""
-        return await asyncio.to_thread(self.get_result, timeout)
+        """:meth:`get_result` for asyncio callers, without blocking the event loop.
 
+        The blocking wait runs on a dedicated pool of result-waiting threads, not the loop's
+        small default executor, in steps (a cancelled awaiter frees its thread promptly); see
+        :mod:`taskgate.async_results`.
+        """
+        return await wait_result(self, timeout)
+
+    @context.shielding
     def _record(self) -> InvocationRecord:
         record = self.app.backend.get(self.invocation_id)
         if record is None:
@@ -163,6 +204,8 @@ class Invocation(Generic[R]):
             return cast(R, self.app.serializer.loads(record.result))
         if record.status is InvocationStatus.CONCURRENCY_CONTROLLED_FINAL:
             raise ConcurrencyControlledError(self.invocation_id, self.task_id)
+        if record.status is InvocationStatus.CANCELLED:
+            raise InvocationCancelledError(self.invocation_id, self.task_id)
         assert record.error is not None
         raise self.app.serializer.loads_error(record.error)
 
@@ -215,13 +258,17 @@ class InvocationGroup(Generic[R]):
         pending = [i for i in self.invocations if i._final is None]
         if pending:  # outcomes known already are not read again (eager ones: no store at all)
             app = pending[0].app
-            final = app.backend.final_records([i.invocation_id for i in pending])
-            for invocation in pending:
-                record = final.get(invocation.invocation_id)
-                if record is not None:
-                    invocation._known_final(record)
-                    app.outcome_known(invocation.invocation_id)
-        return [invocation.result for invocation in self.invocations]
+            with context.shielded():
+                final = app.backend.final_records([i.invocation_id for i in pending])
+                for invocation in pending:
+                    record = final.get(invocation.invocation_id)
+                    if record is not None:
+                        invocation._known_final(record)
+                        app.outcome_known(invocation.invocation_id)
+        if all(i._final is not None for i in self.invocations):
+            return [invocation.result for invocation in self.invocations]
+        with context.blocking_wait():  # one stand-in for the whole wait, not one per result
+            return [invocation.result for invocation in self.invocations]
 
     async def async_results(self) -> list[R]:
         """:attr:`results` for asyncio callers."""

@@ -143,7 +143,10 @@ class InvocationRecord:
     plan: ConcurrencyPlan
     max_retries: int = 0
     priority: int = 0
-    """Among the waiters of one budget, higher first; equal priorities keep call order."""
+    """Higher first, equal priorities in call order: among the ready invocations of its queue,
+    among the waiters of its running key and among the waiters of a budget."""
+    queue: str = "default"
+    """The queue it is claimed from: a claim naming ``queues`` takes only from those."""
     scheduled_for: float | None = None
     """Epoch seconds before which the invocation may not start (a delayed call): the backend
     stores it ``SCHEDULED`` on its timed structure until then (compared with the store's clock);
@@ -158,6 +161,9 @@ class InvocationRecord:
     result: bytes | None = None
     error: bytes | None = None
     history: list[Transition] = field(default_factory=list)
+    cancel_requested: bool = False
+    """``cancel()`` was called while it ran: its runner interrupts the body, and whatever
+    outcome the run then reports, it ends ``CANCELLED``."""
 
 
 class OutcomeKind(StrEnum):
@@ -166,6 +172,8 @@ class OutcomeKind(StrEnum):
     SUCCESS = "success"
     FAILED = "failed"
     RETRY = "retry"
+    CANCELLED = "cancelled"
+    """The body was interrupted because the invocation was cancelled (a cancel request)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +189,19 @@ class Outcome:
     kind: OutcomeKind
     payload: bytes
     retry_delay: float = 0.0
+
+
+class CancelResult(StrEnum):
+    """What ``Backend.cancel`` did."""
+
+    CANCELLED = "cancelled"
+    """It was waiting: it is ``CANCELLED`` now, and everything it held or waited in is freed."""
+    REQUESTED = "requested"
+    """It is running: its runner was asked to interrupt the body; it ends ``CANCELLED``."""
+    FINAL = "final"
+    """It was final already (or a cancel was requested before): nothing changed."""
+    MISSING = "missing"
+    """No such invocation (never registered, purged or expired)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,3 +299,8 @@ class BackendStats:
     by_task_and_status: dict[tuple[str, InvocationStatus], int]
     parked_by_key: dict[str, int]
     runners: dict[str, float]
+    queue_depth: dict[str, int] = field(default_factory=dict)
+    """Ready invocations (waiting for a runner, not for a slot or a time) per queue; queues
+    with none may be left out."""
+    periodic_ticks: dict[str, float] = field(default_factory=dict)
+    """Per periodic task id: the last tick registered (epoch seconds)."""

@@ -34,6 +34,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "result_ttl_seconds": (0.001, 3650 * DAY),
     "shutdown_grace_seconds": (0.0, DAY),
     "max_recoveries": (0, 1000),
+    "async_in_flight": (1, 100_000),
 }
 
 
@@ -65,6 +66,13 @@ class Settings:
             hands them back to the queue; 0 to one day (default 10).
         max_recoveries: How many times an invocation whose runner died is requeued before it is
             failed (guards against a task that kills its runner every time); 0 to 1000.
+        queues: The queues a runner serves (``TASKGATE_QUEUES``: comma-separated names, e.g.
+            ``a,b``); None (default) serves every queue. Names are non-empty, without
+            whitespace or commas, at most 100 characters.
+        async_in_flight: How many ``async def`` invocations one runner (each ProcessRunner
+            worker) keeps in flight on its event loop, besides its threads; 1 to 100,000
+            (default 100). At the cap, a worker that claimed one waits for one to end before
+            claiming more.
         eager: Run every call at once in the caller's thread, for unit tests (default False;
             see :mod:`taskgate.eager`). ``TASKGATE_EAGER`` takes ``1``/``true``/``yes``/``on``
             or ``0``/``false``/``no``/``off``.
@@ -79,6 +87,8 @@ class Settings:
     result_ttl_seconds: float = 86400.0
     shutdown_grace_seconds: float = 10.0
     max_recoveries: int = 3
+    queues: tuple[str, ...] | None = None
+    async_in_flight: int = 100
     eager: bool = False
 
     def __post_init__(self) -> None:
@@ -121,6 +131,13 @@ class Settings:
                 raise ConfigError(f"{name} must be from {low:g} to {high:g}{unit}, got {value!r}")
         if self.backend is not None:
             parse_backend_url(self.backend)
+        if self.queues is not None:
+            check_queue_names("queues", self.queues)
+
+    @property
+    def served_queues(self) -> frozenset[str] | None:
+        """What runners pass as ``queues=`` to claims: None serves every queue."""
+        return None if self.queues is None else frozenset(self.queues)
 
     @property
     def backend_url(self) -> str:
@@ -207,10 +224,44 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 
+MAX_QUEUE_NAME = 100
+
+
+def check_queue_names(name: str, queues: tuple[str, ...]) -> None:
+    """Raise :class:`ConfigError` unless ``queues`` is a non-empty tuple of valid queue names."""
+    if not queues:
+        raise ConfigError(f"{name} must name at least one queue (None serves every queue)")
+    for queue in queues:
+        if (
+            not isinstance(queue, str)
+            or not queue
+            or len(queue) > MAX_QUEUE_NAME
+            or "," in queue
+            or any(c.isspace() for c in queue)
+        ):
+            raise ConfigError(
+                f"{name}: {queue!r} is not a queue name (1 to {MAX_QUEUE_NAME} characters, "
+                "no whitespace or commas)"
+            )
+
+
+def _coerce_queues(name: str, value: Any) -> tuple[str, ...]:
+    # "a,b" (the environment, the command line) or any iterable of names.
+    items = value.split(",") if isinstance(value, str) else value
+    try:
+        queues = tuple(item.strip() if isinstance(item, str) else item for item in items)
+    except TypeError:
+        raise ConfigError(f"{name} must be queue names, e.g. 'a,b', got {value!r}") from None
+    check_queue_names(name, queues)
+    return queues
+
+
 def _coerce(name: str, value: Any, type_name: Any) -> Any:
     """Convert ``value`` to the declared type of a setting (annotations are strings here)."""
     if type_name == "bool":
         return _coerce_bool(name, value)
+    if type_name == "tuple[str, ...] | None":
+        return None if value is None else _coerce_queues(name, value)
     optional = str(type_name).endswith(" | None")
     target = {"int": int, "float": float}.get(str(type_name).removesuffix(" | None"), str)
     if value is None and optional:

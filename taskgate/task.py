@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 from taskgate import context
+from taskgate.call_options import check_priority, check_queue, check_timeout
 from taskgate.concurrency import ConcurrencyControlType
 from taskgate.delays import delayed
 from taskgate.errors import InvalidTaskOptionsError, MainModuleTaskWarning, RetryError
 from taskgate.invocation import Invocation, InvocationGroup
 from taskgate.limits import Limit, resolve_limits
 from taskgate.locate import SPAWNED_MAIN
+from taskgate.schedule import check_periodic
 
 if TYPE_CHECKING:
     from taskgate.app import App
@@ -48,6 +50,11 @@ class TaskOptions:
     retry_delay: float = 0.0
     retry_backoff: bool = False
     retry_backoff_max: float = 600.0
+    queue: str = "default"
+    priority: int = 0
+    timeout: float | None = None
+    cron: str | None = None
+    every: float | None = None
 
     @classmethod
     def build(
@@ -61,14 +68,18 @@ class TaskOptions:
         ``declared_limits`` are the app's limits by name: ``limits=`` resolves against them.
 
         Raises:
-            InvalidTaskOptionsError: ``func`` is an ``async def`` function or async generator
-                (not supported yet), unknown names, bad types, ``KEYS`` without (or with
-                unknown) ``key_arguments``, ``running_limit < 1``, or ``running_limit > 1``
+            InvalidTaskOptionsError: ``func`` is an async generator, unknown names, bad
+                types, ``KEYS`` without (or with unknown) ``key_arguments``,
+                ``running_limit < 1``, or ``running_limit > 1``
                 without running concurrency control; a negative, NaN or infinite
                 ``retry_delay``/``retry_backoff_max``, ``retry_backoff`` without a positive
                 ``retry_delay``; ``limits=`` naming an undeclared limit,
                 a limit of another app or one twice, or a limit keyed (or ``fair_by``) by an
-                argument that is not a parameter of ``func``.
+                argument that is not a parameter of ``func``; a ``queue`` that is not a
+                non-empty name of at most 100 characters without whitespace or commas, a
+                ``priority`` that is not an int within [-1000, 1000], a ``timeout`` that is not
+                None or a finite number of seconds > 0; invalid ``cron``/``every`` (see
+                :func:`taskgate.schedule.check_periodic`).
         """
         name = getattr(func, "__qualname__", repr(func))
         _refuse_async(name, func)
@@ -127,6 +138,10 @@ class TaskOptions:
         if self.max_retries < 0:
             raise InvalidTaskOptionsError(f"max_retries of task {name} must not be negative")
         self._check_retry_delays(name)
+        check_queue(name, self.queue)
+        check_priority(name, self.priority)
+        check_timeout(name, self.timeout)
+        check_periodic(name, self, func)
 
     def _check_retry_delays(self, name: str) -> None:
         for option in ("retry_delay", "retry_backoff_max"):
@@ -156,14 +171,12 @@ class TaskOptions:
 
 
 def _refuse_async(name: str, func: Callable[..., Any]) -> None:
-    # Runners call the function and store what it returns: a coroutine or an async generator
-    # would fail at run time ("cannot serialize coroutine"), far from the mistake.
-    if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
-        kind = "an async generator" if inspect.isasyncgenfunction(func) else "an async def function"
+    # ``async def`` tasks are awaited by runners (taskgate.runner.async_loop); an async
+    # generator has no single result to store and would fail at run time, far from the mistake.
+    if inspect.isasyncgenfunction(func):
         raise InvalidTaskOptionsError(
-            f"task {name} is {kind}: async tasks are not supported yet; make the task a plain "
-            f"def that runs the coroutine, e.g. `def {getattr(func, '__name__', 'task')}(...): "
-            "return asyncio.run(work(...))`"
+            f"task {name} is an async generator: a task returns one result; make it an "
+            "async def that returns a list, or call a task per item"
         )
 
 
@@ -281,6 +294,9 @@ class Task(Generic[P, R]):
             for p in self.signature.parameters.values()
         )
         self.logger = logging.getLogger(f"taskgate.task.{self.task_id}")
+        self.is_async = inspect.iscoroutinefunction(func)
+        """Whether the function is an ``async def``: :meth:`run` then returns a coroutine,
+        which runners await on their event loop (:mod:`taskgate.runner.async_loop`)."""
         functools.update_wrapper(self, func)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Invocation[R]:
@@ -312,23 +328,33 @@ class Task(Generic[P, R]):
         return current
 
     def with_options(
-        self, *, delay: float | None = None, eta: datetime | float | None = None
+        self,
+        *,
+        delay: float | None = None,
+        eta: datetime | float | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
     ) -> Callable[P, Invocation[R]]:
         """A callable with the task's own signature that makes one call with these options.
 
-        The invocation is ``SCHEDULED`` until its time, then runs like any other (registration
-        concurrency folds identical calls into it while it waits). ``priority`` and ``queue``
-        (API.md) are not accepted yet. In eager mode the call runs at once.
+        A delayed invocation is ``SCHEDULED`` until its time, then runs like any other
+        (registration concurrency folds identical calls into it while it waits, whatever their
+        priority or queue). In eager mode the call runs at once (no delay, queue or priority
+        applies inline).
 
         Args:
             delay: Seconds from the call before it may start; 0 or None: a normal call.
             eta: When it may start: an aware ``datetime`` or epoch seconds.
+            priority: Replaces the task's ``priority`` for this call (an int in
+                [-1000, 1000]; higher runs first); None keeps the task's.
+            queue: Replaces the task's ``queue`` for this call; None keeps the task's.
 
         Raises:
-            InvalidTaskOptionsError: both given; negative, NaN or infinite values; a naive
-                datetime; a value of another type.
+            InvalidTaskOptionsError: both ``delay`` and ``eta``; negative, NaN or infinite
+                values; a naive datetime; a priority or queue the task option would refuse;
+                a value of another type.
         """
-        return delayed(self, delay, eta)
+        return delayed(self, delay, eta, priority=priority, queue=queue)
 
     def parallelize(
         self,
@@ -384,7 +410,8 @@ class Task(Generic[P, R]):
         return dict(bound.arguments)
 
     def run(self, arguments: Mapping[str, Any]) -> R:
-        """Execute the function with bound ``arguments`` in the current thread."""
+        """Execute the function with bound ``arguments`` in the current thread (for an
+        ``async def``: create its coroutine, see :attr:`is_async`)."""
         if self._named_only:
             return self.func(**arguments)  # type: ignore[call-arg]
         bound = inspect.BoundArguments(self.signature, dict(arguments))

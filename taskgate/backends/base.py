@@ -68,6 +68,32 @@ earliest due time, so timed invocations become claimable at their instant withou
 registration or retry that adds an entry earlier than every other wakes one blocked claimer
 so it waits for the new earliest time.
 
+Queues and priorities (API.md section 9). Each record names its ``queue`` (default
+``"default"``) and its ``priority`` (default 0). The ready invocations of one queue are taken
+highest priority first; within one priority, in the order they became ready, except that
+invocations put first in line (woken waiters, handed-back and recovered work) go before the
+others of their priority. A claim (and ``finish_and_claim``) given ``queues`` takes only from
+those queues (None: from every queue; across several queues, the highest priority at their
+heads first); a hand-over to an idle runner (Redis) goes only to one serving the record's
+queue, and a wake-up meant for one queue must never be lost in a runner that does not serve
+it. The waiters parked on one running key are woken highest priority first, then in the order
+they parked (the budget path orders its waiters the same way, see above). Records with
+priority 0 in the default queue must cost what they cost before queues existed.
+
+Cancellation (API.md sections 5 and 9): :meth:`cancel`. A cancelled waiting invocation leaves
+nothing behind: not its registration key, not a place in a ready queue, a parked list, a budget
+wait queue or the timed structure, and not a slot or a woken count handed to it while it
+waited (that capacity goes on to the next waiter, as a release would pass it). A running one
+gets ``cancel_requested``; :meth:`wait_cancel_requests` tells its runner, which interrupts the
+body and reports ``OutcomeKind.CANCELLED``. Once ``cancel_requested`` is set, every way out of
+``RUNNING`` ends ``CANCELLED``: ``finish`` whatever the outcome (no retry), ``release`` (a
+graceful stop) and recovery (a dead runner) alike; the slots are released as always, so never
+while the body still runs on a live runner.
+
+Periodic ticks (API.md section 9): :meth:`register_tick` registers a periodic task's tick at
+most once, whichever runners on whichever hosts reach it; ``stats().periodic_ticks`` reads the
+last tick registered per task.
+
 Every operation may raise :class:`~taskgate.errors.BackendUnavailableError` when the store cannot
 be reached (runners retry those) and :class:`~taskgate.errors.BackendError` for failures that
 retrying cannot fix (:class:`~taskgate.errors.BackendAuthenticationError` for refused
@@ -86,6 +112,7 @@ from taskgate.record import (
     BackendStats,
     BlockedBy,
     BudgetUsage,
+    CancelResult,
     Claim,
     InvocationRecord,
     LimitOverride,
@@ -159,11 +186,14 @@ class Backend(ABC):
         timeout: float,
         *,
         wait_first: bool = False,
+        queues: frozenset[str] | None = None,
     ) -> list[Claim]:
         """Hand up to ``max_count`` ready invocations to ``runner_id``; block up to ``timeout``.
 
         ``wait_first`` says the caller just saw the queue empty (``finish_and_claim`` claimed
         nothing): a backend where a look costs a round trip may wait for a wake-up first.
+        ``queues``: take only invocations of these queues (None: of every queue); highest
+        priority first (see "Queues and priorities" above).
 
         Atomically for each invocation taken off the ready queue: if its running key already has
         ``running_limit`` holders, park it at the tail of that key's wait list
@@ -181,8 +211,9 @@ class Backend(ABC):
 
         Atomically: store the payload; ``SUCCESS``/``FAILED`` become final and wake result
         waiters; ``RETRY`` counts a retry, takes the registration key back if it is free and
-        requeues. In every case release the running slot and hand it to the first parked waiter
-        of the key. Returns False, changing nothing, when the claim is stale.
+        requeues; ``CANCELLED`` (and any outcome of an invocation with ``cancel_requested``)
+        becomes final ``CANCELLED``. In every case release the running slot and hand it to the
+        first parked waiter of the key. Returns False, changing nothing, when the claim is stale.
         """
 
     def finish_and_claim(
@@ -194,14 +225,16 @@ class Backend(ABC):
         *,
         max_count: int,
         lease_seconds: float,
+        queues: frozenset[str] | None = None,
     ) -> tuple[bool, list[Claim]]:
-        """:meth:`finish`, then :meth:`claim` up to ``max_count`` without blocking.
+        """:meth:`finish`, then :meth:`claim` up to ``max_count`` (of ``queues``) without
+        blocking.
 
         What a busy runner does between two tasks. Backends where a call costs a round trip
         do both in one atomic step; this default runs the two operations in turn.
         """
         finished = self.finish(invocation_id, runner_id, attempt, outcome)
-        return finished, self.claim(runner_id, max_count, lease_seconds, 0)
+        return finished, self.claim(runner_id, max_count, lease_seconds, 0, queues=queues)
 
     @abstractmethod
     def release(self, invocation_id: str, runner_id: str, attempt: int) -> bool:
@@ -211,6 +244,43 @@ class Backend(ABC):
         first in line for its key (and first in the ready queue) as ``REGISTERED``. The next claim
         raises the attempt, so a late ``finish`` of the old run is rejected. Returns False for a
         stale claim.
+        """
+
+    @abstractmethod
+    def cancel(self, invocation_id: str) -> CancelResult:
+        """Cancel an invocation (API.md sections 5 and 9); one atomic step.
+
+        A waiting one (``SCHEDULED``, ``REGISTERED``, ``CONCURRENCY_CONTROLLED``, ``RETRY``)
+        becomes final ``CANCELLED`` at once: its registration key is released, it leaves its
+        ready queue, parked list, budget wait queue and timed entry, and a slot or woken count
+        handed to it goes on to the next waiter; result waiters wake (``CANCELLED``). A running
+        one (including one handed over to a runner that has not read it yet) gets
+        ``cancel_requested`` and its runner is told (:meth:`wait_cancel_requests`)
+        (``REQUESTED``); it becomes ``CANCELLED`` when it leaves ``RUNNING``. A final one, or
+        one whose cancel was requested already, is left as it is (``FINAL``); an unknown id
+        gives ``MISSING``. Racing with ``finish``, exactly one of the two comes first: the
+        invocation ends in exactly one final status.
+        """
+
+    @abstractmethod
+    def wait_cancel_requests(self, runner_id: str, timeout: float) -> list[str]:
+        """Block up to ``timeout`` until cancels are requested for invocations ``runner_id``
+        runs; return their ids (each request is returned once; empty when the time passed).
+
+        What a runner's cancel watcher loops on (with a short timeout, so it stops promptly);
+        a runner that dies with requests unread loses nothing: recovery cancels those
+        invocations.
+        """
+
+    @abstractmethod
+    def register_tick(self, record: InvocationRecord, tick: float) -> RegisterResult | None:
+        """Register the tick ``tick`` (epoch seconds) of a periodic task, at most once.
+
+        Atomically: when the last tick registered for ``record.task_id`` is at or after
+        ``tick``, change nothing and return None (another runner took it, or a later one). Else
+        store ``tick`` as that task's last tick and :meth:`register` ``record`` (its
+        ``scheduled_for`` is ``tick``; registration control applies as for any call), in the
+        same step.
         """
 
     @abstractmethod
@@ -348,7 +418,7 @@ class Backend(ABC):
     @abstractmethod
     def stats(self) -> BackendStats:
         """Counts by task and status, parked invocations per key (running keys and budget keys
-        alike), live runners."""
+        alike), live runners, ready invocations per queue, last periodic tick per task."""
 
     # --- limits --------------------------------------------------------------------------------
 
@@ -377,7 +447,8 @@ class Backend(ABC):
 
     @abstractmethod
     def purge(self) -> None:
-        """Delete every invocation, result, queue entry, key and slot of this app."""
+        """Delete every invocation, result, queue entry, key, slot, cancel request and periodic
+        tick of this app."""
 
     def forget_runner(self, runner_id: str) -> None:
         """Drop a stopped runner from the live runners (its renewals announced it)."""

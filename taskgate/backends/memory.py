@@ -1,8 +1,10 @@
 """The in-process backend: every operation runs under one lock.
 
 Use it for tests and single-process programs; runner processes cannot share it. Runners block
-on a condition variable tied to the same lock, and result waiters on a per-invocation event, so
-nothing polls.
+on a condition variable tied to the same lock (cancel watchers on another), and result waiters
+on a per-invocation event, so nothing polls. The state and the steps the operations share are in
+memory_state.py; the ready queues and running keys in memory_queues.py; budgets and the timed
+structure in memory_budgets.py.
 """
 
 from __future__ import annotations
@@ -11,31 +13,29 @@ import dataclasses
 import logging
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Sequence
 
-from taskgate.backends.base import Backend, BackendOptions, log_stale_report
-from taskgate.backends.memory_budgets import MemoryBudgets
+from taskgate.backends.base import Backend, BackendOptions
+from taskgate.backends.memory_state import _K, _S, MemoryState
 from taskgate.record import (
     BackendStats,
     BlockedBy,
     BudgetUsage,
+    CancelResult,
     Claim,
     InvocationRecord,
     LimitOverride,
     Outcome,
-    OutcomeKind,
     RegisterResult,
     Transition,
 )
-from taskgate.status import InvocationStatus, can_transition
+from taskgate.status import InvocationStatus
 
 logger = logging.getLogger(__name__)
 
-_S = InvocationStatus
 
-
-class MemoryBackend(Backend):
+class MemoryBackend(MemoryState, Backend):
     """Dictionaries and deques guarded by one lock; see :class:`Backend` for the contract."""
 
     supports_processes = False
@@ -43,19 +43,7 @@ class MemoryBackend(Backend):
 
     def __init__(self, options: BackendOptions) -> None:
         super().__init__(options)
-        self._lock = threading.Lock()
-        self._work_ready = threading.Condition(self._lock)
-        self._wake_generation = 0
-        self._records: dict[str, InvocationRecord] = {}
-        self._registration_keys: dict[str, str] = {}
-        self._slots: dict[str, set[str]] = {}
-        self._parked: dict[str, deque[str]] = {}
-        self._ready: deque[str] = deque()
-        self._running: dict[str, None] = {}
-        self._expiry: deque[tuple[float, str]] = deque()
-        self._final_events: dict[str, threading.Event] = {}
-        self._runners: dict[str, float] = {}
-        self._budgets = MemoryBudgets()
+        self._init_state()
 
     # --- the atomic contract -------------------------------------------------------------------
 
@@ -85,9 +73,12 @@ class MemoryBackend(Backend):
         if scheduled:
             assert record.scheduled_for is not None
             self._schedule(record.invocation_id, record.scheduled_for)
-        else:
-            self._ready.append(record.invocation_id)
-            self._work_ready.notify()
+        else:  # _push_ready, inlined: the path of every call
+            self._ready.push(record.invocation_id, record.queue, record.priority)
+            if self._filtered_claimers:
+                self._work_ready.notify_all()
+            else:
+                self._work_ready.notify()
         return RegisterResult(record.invocation_id, True)
 
     def claim(
@@ -98,18 +89,25 @@ class MemoryBackend(Backend):
         timeout: float,
         *,
         wait_first: bool = False,  # looking is cheap here: always look first
+        queues: frozenset[str] | None = None,
     ) -> list[Claim]:
         deadline = time.monotonic() + timeout
         with self._lock:
             generation = self._wake_generation
             while generation == self._wake_generation:
-                claims = self._claim_ready(runner_id, max_count, lease_seconds)
+                claims = self._claim_ready(runner_id, max_count, lease_seconds, queues)
                 remaining = deadline - time.monotonic()
                 if claims or remaining <= 0:
                     return claims
                 if self._budgets.has_timed():
                     remaining = self._until_due(remaining)
-                self._work_ready.wait(remaining)
+                # A claimer of some queues only must not eat a wake-up meant for another queue:
+                # while one waits, every wake-up goes to all (see _notify).
+                self._filtered_claimers += queues is not None
+                try:
+                    self._work_ready.wait(remaining)
+                finally:
+                    self._filtered_claimers -= queues is not None
             return []
 
     def finish(self, invocation_id: str, runner_id: str, attempt: int, outcome: Outcome) -> bool:
@@ -118,8 +116,14 @@ class MemoryBackend(Backend):
             if record is None:
                 return False
             now = time.time()
+            if record.cancel_requested or outcome.kind is _K.CANCELLED:
+                # Whatever the body reported, a cancel requested while it ran wins.
+                if outcome.kind is not _K.SUCCESS:
+                    record.error = outcome.payload
+                self._end_cancelled(record, now, runner_id)
+                return True
             self._leave_running(record)
-            if outcome.kind is OutcomeKind.RETRY:
+            if outcome.kind is _K.RETRY:
                 record.num_retries += 1
                 record.error = outcome.payload
                 self._transition(record, _S.RETRY, now, runner_id)
@@ -127,9 +131,8 @@ class MemoryBackend(Backend):
                 if outcome.retry_delay > 0:
                     self._schedule(invocation_id, now + outcome.retry_delay)
                 else:
-                    self._ready.append(invocation_id)
-                    self._work_ready.notify()
-            elif outcome.kind is OutcomeKind.SUCCESS:
+                    self._push_ready(record)
+            elif outcome.kind is _K.SUCCESS:
                 record.result = outcome.payload
                 self._finalize(record, _S.SUCCESS, now, runner_id)
             else:
@@ -143,8 +146,61 @@ class MemoryBackend(Backend):
             record = self._owned(invocation_id, runner_id, attempt)
             if record is None:
                 return False
-            self._requeue_first(record, time.time(), runner_id)
+            if record.cancel_requested:
+                self._end_cancelled(record, time.time(), runner_id)
+            else:
+                self._requeue_first(record, time.time(), runner_id)
         return True
+
+    def cancel(self, invocation_id: str) -> CancelResult:
+        with self._lock:
+            record = self._records.get(invocation_id)
+            if record is None:
+                return CancelResult.MISSING
+            if record.status.is_final or record.cancel_requested:
+                return CancelResult.FINAL
+            if record.status is _S.RUNNING:
+                assert record.runner_id is not None, "a running invocation has a runner"
+                record.cancel_requested = True
+                self._cancel_requests.setdefault(record.runner_id, []).append(invocation_id)
+                self._cancel_asked.notify_all()
+                return CancelResult.REQUESTED
+            # Waiting: leave every place it can wait in; capacity handed to it goes on.
+            now = time.time()
+            self._ready.remove(invocation_id)
+            self._keys.unpark(invocation_id)
+            self._release_registration_key(record)
+            self._wake(self._budgets.cancel(invocation_id, now))
+            self._finalize(record, _S.CANCELLED, now, None)
+            key = record.plan.running_key
+            if key is not None and self._keys.holds(key, invocation_id):
+                self._release_slot(record)  # a woken waiter: its slot goes to the next one
+            logger.info(
+                "invocation %s of task %s cancelled while waiting",
+                invocation_id,
+                record.task_id,
+                extra={"invocation_id": invocation_id, "task_id": record.task_id},
+            )
+            return CancelResult.CANCELLED
+
+    def wait_cancel_requests(self, runner_id: str, timeout: float) -> list[str]:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            generation = self._wake_generation  # a stop (wake_claimers) ends this wait too
+            while not (requested := self._cancel_requests.pop(runner_id, None)):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or generation != self._wake_generation:
+                    return []
+                self._cancel_asked.wait(remaining)
+            return requested
+
+    def register_tick(self, record: InvocationRecord, tick: float) -> RegisterResult | None:
+        with self._lock:
+            last = self._ticks.get(record.task_id)
+            if last is not None and last >= tick:
+                return None
+            self._ticks[record.task_id] = tick
+            return self._register(record)
 
     def renew(
         self, runner_id: str, claims: Sequence[tuple[str, int]], lease_seconds: float
@@ -201,8 +257,11 @@ class MemoryBackend(Backend):
         return recovered
 
     def _recover_one(self, record: InvocationRecord, now: float) -> None:
-        """Requeue a running invocation first in line, or fail it past ``max_recoveries``."""
-        if record.num_recoveries >= self.options.max_recoveries:
+        """Requeue a running invocation first in line, or fail it past ``max_recoveries``
+        (a cancel was requested: it ends ``CANCELLED``)."""
+        if record.cancel_requested:
+            self._end_cancelled(record, now, None)
+        elif record.num_recoveries >= self.options.max_recoveries:
             self._leave_running(record)
             record.error = self.options.lost_error
             self._finalize(record, _S.FAILED, now, None)
@@ -236,7 +295,7 @@ class MemoryBackend(Backend):
                 return self._budgets.blocked_by(invocation_id, time.time())
             key = record.plan.running_key
             assert key is not None, "a parked invocation always has a running key"
-            holders = tuple(h for h in self._slots.get(key, ()) if h != invocation_id)
+            holders = tuple(h for h in self._keys.slots.get(key, ()) if h != invocation_id)
             return BlockedBy(key, holders)
 
     def list_invocations(
@@ -262,10 +321,11 @@ class MemoryBackend(Backend):
         with self._lock:
             now = time.time()
             counts = Counter((r.task_id, r.status) for r in self._records.values())
-            parked = Counter({key: len(q) for key, q in self._parked.items() if q})
+            parked = Counter(self._keys.parked_counts())
             parked.update(self._budgets.parked_counts())
             runners = {r: t for r, t in self._runners.items() if t > now}
-        return BackendStats(dict(counts), dict(parked), runners)
+            depth, ticks = self._ready.depth(), dict(self._ticks)
+        return BackendStats(dict(counts), dict(parked), runners, depth, ticks)
 
     def purge(self) -> None:
         with self._lock:
@@ -273,13 +333,14 @@ class MemoryBackend(Backend):
             for container in (
                 self._records,
                 self._registration_keys,
-                self._slots,
-                self._parked,
                 self._running,
                 self._final_events,
                 self._runners,
+                self._cancel_requests,
+                self._ticks,
             ):
                 container.clear()
+            self._keys.clear()
             self._ready.clear()
             self._expiry.clear()
             self._budgets.clear()
@@ -308,178 +369,7 @@ class MemoryBackend(Backend):
         with self._lock:
             self._wake_generation += 1
             self._work_ready.notify_all()
-
-    # --- steps shared by the operations above (lock held) --------------------------------------
-
-    def _claim_ready(self, runner_id: str, max_count: int, lease_seconds: float) -> list[Claim]:
-        claims: list[Claim] = []
-        now = time.time()
-        if self._budgets.has_timed():
-            woken, due = self._budgets.process_due(now)
-            self._wake(woken)
-            self._ready.extend(due)  # status unchanged: the claim below makes them RUNNING
-        while self._ready and len(claims) < max_count:
-            record = self._records.get(self._ready.popleft())
-            if record is None or not self._take_slot(record, now):
-                continue
-            registration_key = record.plan.registration_key
-            if registration_key and self._registration_keys.get(registration_key) == (
-                record.invocation_id
-            ):
-                del self._registration_keys[registration_key]
-            record.attempt += 1
-            record.runner_id = runner_id
-            record.lease_expires_at = now + lease_seconds
-            self._transition(record, _S.RUNNING, now, runner_id)
-            self._running[record.invocation_id] = None
-            claims.append(
-                Claim(
-                    record.invocation_id,
-                    record.task_id,
-                    record.arguments,
-                    record.attempt,
-                    record.num_retries,
-                    record.max_retries,
-                )
-            )
-        return claims
-
-    def _take_slot(self, record: InvocationRecord, now: float) -> bool:
-        """Take (or keep a handed-over) running slot; park or drop the record when full."""
-        key = record.plan.running_key
-        if key is None:
-            return not record.plan.budgets or self._admit_budgets(record, now)
-        holders = self._slots.setdefault(key, set())
-        if record.invocation_id in holders:
-            return True
-        if len(holders) < record.plan.running_limit:
-            holders.add(record.invocation_id)
-            return True
-        if record.plan.drop_when_blocked:
-            self._release_registration_key(record)
-            self._finalize(record, _S.CONCURRENCY_CONTROLLED_FINAL, now, None)
-        else:
-            self._transition(record, _S.CONCURRENCY_CONTROLLED, now, None)
-            self._parked.setdefault(key, deque()).append(record.invocation_id)
-        return False
-
-    def _release_slot(self, record: InvocationRecord) -> None:
-        """Free the record's slot and hand freed slots to the first parked waiters, in order."""
-        key = record.plan.running_key
-        if key is None:
-            if record.plan.budgets:
-                self._wake(self._budgets.release(record, time.time()))
-            return
-        holders = self._slots.get(key, set())
-        holders.discard(record.invocation_id)
-        waiters = self._parked.get(key)
-        promoted = []
-        while waiters and len(holders) < record.plan.running_limit:
-            waiter = waiters.popleft()
-            holders.add(waiter)
-            promoted.append(waiter)
-        # Woken waiters go to the front of the ready queue: they have waited longest.
-        self._ready.extendleft(reversed(promoted))
-        if waiters is not None and not waiters:
-            del self._parked[key]
-        if not holders:
-            self._slots.pop(key, None)
-        for _ in promoted:
-            self._work_ready.notify()
-
-    def _admit_budgets(self, record: InvocationRecord, now: float) -> bool:
-        """Admit ``record`` on every budget at once, or park it on (or drop it at) the first
-        budget that refuses it, taking nothing."""
-        refused, by_rate = self._budgets.admit(record, now)
-        if refused is None:
-            return True
-        if record.plan.drop_when_blocked:
-            self._release_registration_key(record)
-            self._finalize(record, _S.CONCURRENCY_CONTROLLED_FINAL, now, None)
-            return False
-        if record.status is not _S.CONCURRENCY_CONTROLLED:  # a woken waiter keeps its entry
-            self._transition(record, _S.CONCURRENCY_CONTROLLED, now, None)
-        self._wake(self._budgets.park(record, refused, by_rate, now))
-        return False
-
-    def _wake(self, woken: list[str]) -> None:
-        """Move woken waiters to the front of the ready queue, longest waiting first."""
-        if woken:
-            self._ready.extendleft(reversed(woken))
-            for _ in woken:
-                self._work_ready.notify()
-
-    def _schedule(self, invocation_id: str, due: float) -> None:
-        """Keep an invocation on the timed structure until ``due``; a blocked claimer that
-        waits past the new earliest time wakes to wait for it instead."""
-        if self._budgets.schedule(invocation_id, due):
-            self._work_ready.notify()
-
-    def _until_due(self, remaining: float) -> float:
-        """``remaining`` shortened to the next entry of the timed structure."""
-        due = self._budgets.next_due()
-        return remaining if due is None else max(0.0, min(remaining, due - time.time()))
-
-    def _requeue_first(self, record: InvocationRecord, now: float, runner_id: str | None) -> None:
-        """Put a running record back first in line for its key and in the ready queue."""
-        self._leave_running(record)
-        self._transition(record, _S.REGISTERED, now, runner_id)
-        self._take_registration_key(record)
-        key = record.plan.running_key
-        if key is None:
-            if record.plan.budgets:  # freed slots go to waiters, but this record goes first
-                self._wake(self._budgets.release(record, now))
-            self._ready.appendleft(record.invocation_id)
-            self._work_ready.notify()
-            return
-        self._parked.setdefault(key, deque()).appendleft(record.invocation_id)
-        self._release_slot(record)
-
-    def _owned(
-        self, invocation_id: str, runner_id: str, attempt: int, *, quiet: bool = False
-    ) -> InvocationRecord | None:
-        record = self._records.get(invocation_id)
-        if (
-            record is not None
-            and record.status is _S.RUNNING
-            and record.runner_id == runner_id
-            and record.attempt == attempt
-        ):
-            return record
-        if not quiet:
-            log_stale_report(invocation_id, runner_id, attempt)
-        return None
-
-    def _leave_running(self, record: InvocationRecord) -> None:
-        self._running.pop(record.invocation_id, None)
-        record.runner_id = None
-        record.lease_expires_at = None
-
-    def _take_registration_key(self, record: InvocationRecord) -> None:
-        key = record.plan.registration_key
-        if key and key not in self._registration_keys:
-            self._registration_keys[key] = record.invocation_id
-
-    def _release_registration_key(self, record: InvocationRecord) -> None:
-        key = record.plan.registration_key
-        if key and self._registration_keys.get(key) == record.invocation_id:
-            del self._registration_keys[key]
-
-    def _transition(
-        self, record: InvocationRecord, status: InvocationStatus, now: float, runner: str | None
-    ) -> None:
-        assert can_transition(record.status, status), f"{record.status} -> {status}"
-        record.status = status
-        record.history.append(Transition(status, now, runner))
-
-    def _finalize(
-        self, record: InvocationRecord, status: InvocationStatus, now: float, runner: str | None
-    ) -> None:
-        self._transition(record, status, now, runner)
-        self._expiry.append((now + self.options.result_ttl_seconds, record.invocation_id))
-        event = self._final_events.pop(record.invocation_id, None)
-        if event is not None:
-            event.set()
+            self._cancel_asked.notify_all()
 
 
 def _snapshot(record: InvocationRecord) -> InvocationRecord:

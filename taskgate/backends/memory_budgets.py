@@ -61,11 +61,22 @@ class _WaitQueue:
         self.size -= 1
         return invocation_id
 
+    def remove(self, fair: str | None, invocation_id: str) -> None:
+        """Take a waiter out of its value's heap (a cancel)."""
+        heap = self._heaps[fair]
+        heap[:] = [entry for entry in heap if entry[2] != invocation_id]
+        heapq.heapify(heap)
+        if not heap:
+            del self._heaps[fair]
+            self._ring.remove(fair)
+        self.size -= 1
+
 
 @dataclass(slots=True)
 class _Parked:
     key: str
     by_rate: bool
+    fair: str | None = None
 
 
 class MemoryBudgets:
@@ -149,7 +160,7 @@ class MemoryBudgets:
         if order is None:  # registered before a restart of this state (purge): order it now
             order = self._order[invocation_id] = (-record.priority, next(self._sequence))
         self._queues.setdefault(budget.key, _WaitQueue()).push(order, budget.fair, invocation_id)
-        self._parked[invocation_id] = _Parked(budget.key, by_rate)
+        self._parked[invocation_id] = _Parked(budget.key, by_rate, budget.fair)
         self._waiting_since.setdefault(invocation_id, now)
         if by_rate:
             self._arm(("b", budget.key), self._rate_ready_at(budget, now))
@@ -172,6 +183,24 @@ class MemoryBudgets:
         for budget in record.plan.budgets:
             woken += self._wake(budget.key, now)
         return woken
+
+    def cancel(self, invocation_id: str, now: float) -> list[str]:
+        """Take a cancelled waiting invocation out of its budget's wait queue, or give back
+        the capacity it was woken with, and drop its timed entry; returns the waiters woken
+        with that capacity (as a release would pass it on)."""
+        self._due.pop(("i", invocation_id), None)  # the heap entry is skipped from now on
+        self._waiting_since.pop(invocation_id, None)
+        parked = self._parked.pop(invocation_id, None)
+        if parked is not None:
+            queue = self._queues[parked.key]
+            queue.remove(parked.fair, invocation_id)
+            if not queue.size:
+                del self._queues[parked.key]
+        woken_from = self._woken.pop(invocation_id, None)
+        if woken_from is None:
+            return []
+        self._woken_count[woken_from] -= 1
+        return self._wake(woken_from, now)
 
     # --- timed wake-ups and overrides ------------------------------------------------------------
 

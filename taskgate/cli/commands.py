@@ -7,13 +7,14 @@ Every command takes ``--app module:attr`` (or ``TASKGATE_APP``), the import path
 
 Exit codes: 0 on success, 1 when the operation failed (unknown or ambiguous invocation,
 unreachable backend, declined confirmation, a forced runner stop that left invocations
-running), 2 for a usage or configuration error (bad ``--app``, an app that cannot be loaded,
-invalid settings, a store that does not exist for a command that never creates one, a runner
-that cannot work with the backend).
+running, a cancel of an invocation that had ended otherwise already), 2 for a usage or
+configuration error (bad ``--app``, an app that cannot be loaded, invalid settings, a store
+that does not exist for a command that never creates one, a runner that cannot work with the
+backend).
 
 The commands live by concern in ``runner_cmd`` (``runner start``), ``status_cmd`` (``status``,
-``purge``), ``inspect_cmd`` (``inspect``, ``invocations``) and ``limits_cmd`` (``limits list``,
-``set``, ``reset``); this module is the root group.
+``purge``), ``inspect_cmd`` (``inspect``, ``invocations``), ``cancel_cmd`` (``cancel``) and
+``limits_cmd`` (``limits list``, ``set``, ``reset``); this module is the root group.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import click
 
 from taskgate import __version__
 from taskgate.cli.app_loading import load_app
+from taskgate.cli.cancel_cmd import cancel
 from taskgate.cli.common import AppLoadError, CliConfigError, CliError
 from taskgate.cli.inspect_cmd import inspect, invocations
 from taskgate.cli.limits_cmd import limits
@@ -54,7 +56,7 @@ def cli() -> None:
     """
 
 
-for command in (runner, status, inspect, invocations, limits, purge):
+for command in (runner, status, inspect, invocations, cancel, limits, purge):
     cli.add_command(command)
 
 

@@ -37,12 +37,14 @@ def inspect(invocation_id: str, app_spec: str, backend_url: str | None, as_json:
 
     INVOCATION_ID may be any unique prefix of the id. For a parked (CONCURRENCY_CONTROLLED)
     invocation, also what it waits for: the running scope or limit key, the invocations holding
-    its slots and their runners, or, blocked by a rate, when the rate admits it. Exits 1 when
-    no invocation (or more than one) matches.
+    its slots and their runners, or, blocked by a rate, when the rate admits it; for a
+    CANCELLED one whether it had run. Exits 1 when no invocation (or more than one) matches.
 
     \b
     --json keys: app, backend, invocation_id, task, status, attempt, created_at, runner_id,
-    last_runner_id, num_retries, max_retries, lease_expires_at, arguments {name: repr},
+    last_runner_id, num_retries, max_retries, queue, priority, scheduled_for (a delayed call's
+    or a periodic tick's time, else null), cancel_requested (true while a cancelled running
+    invocation's body is being interrupted), lease_expires_at, arguments {name: repr},
     result, error, traceback, blocked_by {scope_key, limit, key_values, holders, ready_at}
     (null unless parked; limit null for a task's own scope; ready_at null unless a rate
     blocks it), history [{status, time, runner_id}].

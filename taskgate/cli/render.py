@@ -33,6 +33,7 @@ STATUS_STYLES = {
     InvocationStatus.RETRY: "yellow",
     InvocationStatus.SUCCESS: "green",
     InvocationStatus.FAILED: "red",
+    InvocationStatus.CANCELLED: "bright_black",
 }
 
 
@@ -189,6 +190,8 @@ def record_table(app: App, record: InvocationRecord, now: float) -> Table:
         ("status", status_text(record.status)),
         ("attempt", Text(str(record.attempt))),
         ("retries", Text(f"{record.num_retries} of max {record.max_retries}")),
+        ("queue", Text(f"{record.queue}, priority {record.priority}")),
+        *schedule_rows(record, now),
         ("runner", Text(describe_owner(record))),
         ("lease expires", Text(format_expiry(record.lease_expires_at, now))),
         ("created", Text(format_time(record.created_at))),
@@ -198,6 +201,18 @@ def record_table(app: App, record: InvocationRecord, now: float) -> Table:
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def schedule_rows(record: InvocationRecord, now: float) -> list[tuple[str, Text]]:
+    """``scheduled for`` (a delayed call or a periodic tick) and a pending ``cancel requested``."""
+    rows: list[tuple[str, Text]] = []
+    if record.scheduled_for is not None:
+        rows.append(("scheduled for", Text(format_expiry(record.scheduled_for, now))))
+    if record.cancel_requested and not record.status.is_final:
+        rows.append(
+            ("cancel requested", Text("yes: it ends CANCELLED once its body stopped", "magenta"))
+        )
+    return rows
 
 
 def describe_owner(record: InvocationRecord) -> str:
@@ -228,6 +243,10 @@ def outcome_rows(app: App, record: InvocationRecord) -> list[tuple[str, Text]]:
         return [
             ("outcome", Text("dropped: its running scope or a limit was full", style="magenta"))
         ]
+    if record.status is InvocationStatus.CANCELLED:
+        ran = any(t.status is InvocationStatus.RUNNING for t in record.history)
+        how = "its run was interrupted" if ran else "it never ran"
+        return [("outcome", Text(f"cancelled: {how}", style="bright_black"))]
     if record.error is not None:
         last = "" if record.status.is_final else "last "
         exc, problem = safe_decode(app.serializer.loads_error, record.error)

@@ -11,6 +11,7 @@ from taskgate.app import App
 from taskgate.cli.app_loading import open_app
 from taskgate.cli.common import EXIT_FAILURE, app_options
 from taskgate.cli.logging_setup import LOG_LEVELS, configure_logging
+from taskgate.errors import ConfigError
 from taskgate.runner import Runner
 from taskgate.settings import RUNNER_CLASSES
 from taskgate.status import InvocationStatus
@@ -49,6 +50,13 @@ def runner() -> None:
     help="Worker threads (per process for a ProcessRunner); default the app's setting.",
 )
 @click.option(
+    "--queues",
+    default=None,
+    metavar="A,B",
+    help="Serve only these queues (comma-separated); default the app's queues setting "
+    "(TASKGATE_QUEUES), else every queue.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(LOG_LEVELS, case_sensitive=False),
     default="INFO",
@@ -61,6 +69,7 @@ def runner_start(
     runner_cls: str | None,
     processes: int | None,
     threads: int | None,
+    queues: str | None,
     log_level: str,
 ) -> None:
     """Run a runner in the foreground until SIGINT or SIGTERM.
@@ -73,6 +82,7 @@ def runner_start(
     """
     app = open_app(app_spec, backend_url, existing_store=False)
     apply_runner_options(app, runner_cls, processes, threads)
+    apply_queues(app, queues)
     the_runner = build_runner(app)
     configure_logging(log_level)
     log_start(app, the_runner)
@@ -105,6 +115,20 @@ def apply_runner_options(
         app.conf.processes = processes
     if threads is not None:
         app.conf.threads = threads
+
+
+def apply_queues(app: App, queues: str | None) -> None:
+    """Write ``--queues a,b`` onto ``app.conf.queues``.
+
+    Raises:
+        click.BadParameter: a name that is not a valid queue name.
+    """
+    if queues is None:
+        return
+    try:
+        app.conf.queues = tuple(queues.split(","))
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--queues") from None
 
 
 def build_runner(app: App) -> Runner:
@@ -148,9 +172,12 @@ def describe_runner(app: App) -> str:
     """The runner class and its size, for the start line."""
     built = app.runner
     threads = getattr(built, "threads", app.conf.threads)
+    queues = "every queue" if app.conf.queues is None else f"queues {','.join(app.conf.queues)}"
     if app.conf.runner_cls == "ProcessRunner":
-        return f"{type(built).__name__}, processes {app.conf.processes}, threads {threads}"
-    return f"{type(built).__name__}, threads {threads}"
+        return (
+            f"{type(built).__name__}, processes {app.conf.processes}, threads {threads}, {queues}"
+        )
+    return f"{type(built).__name__}, threads {threads}, {queues}"
 
 
 def left_running(app: App, the_runner: Runner) -> int:

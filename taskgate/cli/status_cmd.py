@@ -13,37 +13,61 @@ from taskgate.cli.app_loading import open_app
 from taskgate.cli.common import app_options, json_option, make_console, print_json
 from taskgate.cli.json_output import orphaned_count, status_json
 from taskgate.cli.render import print_counts, print_parked, print_runners
+from taskgate.cli.schedule_view import (
+    periodic_entries,
+    periodic_json,
+    print_periodic,
+    print_queues,
+    queues_json,
+)
 from taskgate.record import BackendStats
 
 
-@click.command(short_help="Counts by task and status, live runners, parked invocations.")
+@click.command(short_help="Counts by task and status, queues, runners, parked and periodic.")
 @app_options
 @json_option
 def status(app_spec: str, backend_url: str | None, as_json: bool) -> None:
-    """Show invocation counts by task and status, live runners and parked invocations.
+    """Show invocation counts by task and status, ready invocations per queue, live runners,
+    parked invocations and periodic tasks.
 
     Parked (CONCURRENCY_CONTROLLED) invocations are counted per limit or task and key values
     (the busiest keys of each; the rest summed). RUNNING invocations while no runner is live
     are flagged as orphaned: a runner of the app takes them back once their lease expires.
-    Never creates a store (exit 2 when the SQLite file does not exist).
+    Periodic tasks (cron or every) are listed with their next tick (when a runner serving their
+    queue calls them) and the last tick registered in the store. Never creates a store (exit 2
+    when the SQLite file does not exist).
 
     \b
     --json keys: app, backend, counts [{task, status, count}], total, running,
     orphaned_running, runners [{runner_id, heartbeat_expires_at}], parked [{scope_key,
     limit, task, key_values, count}] (limit: the limit's name, or null for a task's own
-    running scope; task: that task's id, else null; key_values: "tenant_id='42'" or null).
+    running scope; task: that task's id, else null; key_values: "tenant_id='42'" or null),
+    queues [{queue, ready}] (ready invocations, waiting for a runner, per queue that has
+    some), periodic [{task, schedule, queue, next_tick, last_tick}] (schedule "cron EXPR" or
+    "every N s"; schedule, queue and next_tick null for a task with ticks in the store that
+    the app does not declare; last_tick null before the first).
     """
     app = open_app(app_spec, backend_url, existing_store=True)
     stats = app.backend.stats()
+    now = time.time()
+    periodic = periodic_entries(app, stats, now)
     if as_json:
-        print_json(status_json(app, stats))
+        print_json(
+            {
+                **status_json(app, stats),
+                "queues": queues_json(stats),
+                "periodic": periodic_json(periodic),
+            }
+        )
         return
     console = make_console()
     console.print(Text(f"app {app.app_id} on {app.conf.backend_display}", style="bold"))
     print_counts(console, stats)
-    print_runners(console, stats, time.time())
+    print_queues(console, stats)
+    print_runners(console, stats, now)
     print_orphans(console, app, stats)
     print_parked(console, stats)
+    print_periodic(console, periodic, now)
 
 
 def print_orphans(console: Console, app: App, stats: BackendStats) -> None:

@@ -26,16 +26,19 @@ class ClaimGate:
         self._waiting = 0
         self._handed_out: deque[Claim] = deque()
 
-    def wait_turn(self) -> Claim | int | None:
+    def wait_turn(self, leave: threading.Event | None = None) -> Claim | int | None:
         """Block until this worker has something to do.
 
         Returns a claim handed out by another worker; or, when this worker now holds the gate,
-        how many invocations to claim; or None once the runner is stopping.
+        how many invocations to claim; or None once the runner is stopping, or once ``leave``
+        is set (a stand-in whose wait ended; :meth:`wake_all` makes it look).
         """
         with self._condition:
             while not self._stopping.is_set():
-                if self._handed_out:
+                if self._handed_out:  # first: a claim handed out is never left behind
                     return self._handed_out.popleft()
+                if leave is not None and leave.is_set():
+                    return None
                 if not self._taken:
                     self._taken = True
                     return self._waiting + 1
@@ -70,6 +73,11 @@ class ClaimGate:
             # Wake one waiting worker per extra claim, and one more to take the gate.
             self._condition.notify(len(claims))
             return claims[0] if claims else None
+
+    def wake_all(self) -> None:
+        """Make every waiting worker look again (a stand-in told to leave)."""
+        with self._condition:
+            self._condition.notify_all()
 
     def close(self) -> None:
         """Stop handing out turns and wake every waiting worker (they return None)."""

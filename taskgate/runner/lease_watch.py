@@ -14,6 +14,14 @@ The protocol, one line per report (shorter than ``PIPE_BUF``, so each write is a
   moment has a later lease of its own). Sent after each successful renewal, and at once when
   the snapshot is empty, whatever the renewal does: a worker that holds nothing risks nothing.
 - ``"stop"``: the heartbeat stopped with nothing held; the worker is exiting.
+- ``"int <kind> <attempt> <invocation_id>"``: the worker is interrupting the body of that run
+  (``kind`` is ``timeout`` or ``cancel``); written before the exception is delivered.
+- ``"done <attempt> <invocation_id>"``: that interrupted body has stopped.
+
+An interrupted body still running ``interrupt_grace`` seconds (``shutdown_grace_seconds``) after
+its ``int`` line (a body blocked in one long C call, such as ``time.sleep(600)``, never sees the
+exception) gets its worker killed; the supervisor then reports those runs itself
+(:attr:`LeaseWatch.interrupted`).
 
 Only differences of each process's own monotonic clock cross the pipe, never a time.
 """
@@ -21,6 +29,7 @@ Only differences of each process's own monotonic clock cross the pipe, never a t
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import select
 import subprocess
@@ -28,9 +37,13 @@ import threading
 import time
 from collections.abc import Callable
 
+from taskgate.errors import InvocationCancelledError
+
 # Kill a silent worker after this fraction of the lease: the rest covers the kill itself.
 STALL_FRACTION = 0.8
 STOP = "stop"
+TIMEOUT = "timeout"
+CANCEL = "cancel"
 
 
 class LeaseReporter:
@@ -52,6 +65,17 @@ class LeaseReporter:
         if held == 0:
             self._write(f"{STOP}\n")
 
+    def body_interrupted(
+        self, invocation_id: str, attempt: int, error: type[BaseException]
+    ) -> None:
+        """The body of ``attempt`` of ``invocation_id`` is being interrupted with ``error``."""
+        kind = CANCEL if issubclass(error, InvocationCancelledError) else TIMEOUT
+        self._write(f"int {kind} {attempt} {invocation_id}\n")
+
+    def body_stopped(self, invocation_id: str, attempt: int) -> None:
+        """That interrupted body has stopped (its outcome is being reported)."""
+        self._write(f"done {attempt} {invocation_id}\n")
+
     def _write(self, line: str) -> None:
         with contextlib.suppress(OSError):  # the supervisor is gone, or the pipe is full
             os.write(self._fd, line.encode())
@@ -65,11 +89,16 @@ class LeaseWatch:
     Nothing polls: the thread blocks in ``select`` until a report, the exit, or the deadline.
     """
 
-    def __init__(self, lease_seconds: float) -> None:
+    def __init__(self, lease_seconds: float, interrupt_grace: float = float("inf")) -> None:
         self._read_fd, self.worker_fd = os.pipe()
         self._budget = STALL_FRACTION * lease_seconds
         self._deadline: float | None = None  # unarmed until the first report
         self._last_report = time.monotonic()
+        self._grace = interrupt_grace
+        self.interrupted: dict[tuple[str, int], tuple[str, float]] = {}
+        """Interrupted bodies not known to have stopped: ``(id, attempt) -> (kind, kill at)``."""
+        self.stuck = False
+        """Whether :meth:`wait` returned True for an interrupted body past its grace."""
 
     def close_worker_end(self) -> None:
         """Close this process's copy of the worker's end (the worker has its own)."""
@@ -89,14 +118,23 @@ class LeaseWatch:
             if process.poll() is not None:  # reaped before its pidfd was opened
                 return False
             while True:
-                timeout = None
+                deadlines = [k for _, k in self.interrupted.values() if math.isfinite(k)]
                 if self._deadline is not None:
-                    timeout = max(0.0, self._deadline - time.monotonic())
+                    deadlines.append(self._deadline)
+                timeout = None
+                if deadlines:
+                    timeout = max(0.0, min(deadlines) - time.monotonic())
                 ready, _, _ = select.select([exit_fd, *reports], [], [], timeout)
                 if exit_fd in ready:
                     return False
                 if not ready:
-                    return True
+                    now = time.monotonic()
+                    if self._deadline is not None and now >= self._deadline:
+                        return True
+                    if any(now >= kill_at for _, kill_at in self.interrupted.values()):
+                        self.stuck = True
+                        return True
+                    continue
                 data = os.read(self._read_fd, 4096)
                 if not data:  # the worker closed its end (exiting): only its exit is left
                     reports.clear()
@@ -113,6 +151,10 @@ class LeaseWatch:
             if line == STOP.encode():
                 self._deadline = None
                 continue
+            if line.startswith((b"int ", b"done ")):
+                with contextlib.suppress(ValueError):  # not a report: see below
+                    self._take_interrupt(line.decode(errors="replace"), now)
+                continue
             try:
                 _held, age = int(line.split()[0]), float(line.split()[1])
             except (ValueError, IndexError):
@@ -120,6 +162,14 @@ class LeaseWatch:
             self._last_report = now
             self._deadline = now - age + self._budget
         return rest
+
+    def _take_interrupt(self, line: str, now: float) -> None:
+        if line.startswith("int "):
+            _, kind, attempt, invocation_id = line.split(" ", 3)
+            self.interrupted[(invocation_id, int(attempt))] = (kind, now + self._grace)
+        else:
+            _, attempt, invocation_id = line.split(" ", 2)
+            self.interrupted.pop((invocation_id, int(attempt)), None)
 
 
 def _exit_fd(process: subprocess.Popen[bytes]) -> tuple[int, Callable[[], None]]:

@@ -28,6 +28,7 @@ from taskgate.errors import BackendError, ConfigError, TaskgateError
 from taskgate.locate import SPAWNED_MAIN, locate_app
 from taskgate.runner.base import EXIT_BACKEND_FATAL, EXIT_CONFIG, Runner
 from taskgate.runner.handshake import LOG_LEVEL_ENV, WorkerConfig
+from taskgate.runner.killed_bodies import report_killed
 from taskgate.runner.lease_watch import LeaseWatch
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ class ProcessRunner(Runner):
         self.app_spec = app_spec or locate_app(app)
         self._workers: dict[int, subprocess.Popen[bytes]] = {}
         self._worker_ids: dict[int, str] = {}  # slot -> runner id of the worker running there
+        # slot -> what its watcher saw when the worker exited: interrupted runs not stopped
+        self._exited: dict[int, dict[tuple[str, int], tuple[str, float]]] = {}
         self._started = 0
 
     @property
@@ -82,6 +85,11 @@ class ProcessRunner(Runner):
             self._supervise()
         finally:
             self._stop_workers()
+            # A worker killed for a stuck interrupted body while the runner was stopping: its
+            # runs are reported as a timeout or cancel, not left to lease recovery (a re-run).
+            for slot, interrupted in list(self._exited.items()):
+                if interrupted and slot in self._worker_ids:
+                    self._take_back(slot)
 
     def _command(self) -> list[str]:
         """The worker's command line: nothing secret (any local user can read it)."""
@@ -105,7 +113,7 @@ class ProcessRunner(Runner):
         env.setdefault(LOG_LEVEL_ENV, logging.getLevelName(_effective_level()))
         self._started += 1
         self._worker_ids[slot] = f"{self.runner_id}-w{self._started}"
-        watch = LeaseWatch(self.app.conf.lease_seconds)
+        watch = LeaseWatch(self.app.conf.lease_seconds, self.app.conf.shutdown_grace_seconds)
         try:
             process = subprocess.Popen(
                 self._command(), stdin=subprocess.PIPE, env=env, pass_fds=(watch.worker_fd,)
@@ -132,8 +140,23 @@ class ProcessRunner(Runner):
         )
 
     def _watch(self, slot: int, process: subprocess.Popen[bytes], watch: LeaseWatch) -> None:
-        """Wait for the worker to exit; kill it first if it stops renewing its leases."""
-        if watch.wait(process):
+        """Wait for the worker to exit; kill it first if it stops renewing its leases, or if an
+        interrupted body of it does not stop within the grace period."""
+        kill = watch.wait(process)
+        if kill and watch.stuck:
+            logger.error(
+                "runner %s killing worker process %s (pid %s) with SIGKILL: a body interrupted "
+                "by a timeout or a cancel request (%s) did not stop within %s s "
+                "(shutdown_grace_seconds); its run is reported once the process is gone",
+                self.runner_id,
+                slot,
+                process.pid,
+                ", ".join(f"{i} ({kind})" for (i, _), (kind, _) in watch.interrupted.items()),
+                self.app.conf.shutdown_grace_seconds,
+            )
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+        elif kill:  # a stall: it renewed no lease for too long
             logger.error(
                 "runner %s killing worker process %s (pid %s) with SIGKILL: it renewed no lease "
                 "for %.1f s (lease %s s) and may be running work, a task holding the GIL or a "
@@ -148,6 +171,7 @@ class ProcessRunner(Runner):
             with contextlib.suppress(ProcessLookupError):
                 process.kill()  # SIGKILL: a body that stopped the heartbeat cannot be asked
         process.wait()
+        self._exited[slot] = dict(watch.interrupted)
         self._poke()
 
     def _supervise(self) -> None:
@@ -157,6 +181,8 @@ class ProcessRunner(Runner):
             self._sleep_until_poked()
             for slot, process in list(self._workers.items()):
                 if process.poll() is None or self._stop_requested.is_set():
+                    continue
+                if slot not in self._exited:  # its watcher pokes once it has looked
                     continue
                 if process.returncode == EXIT_CONFIG:
                     raise ConfigError(
@@ -195,7 +221,10 @@ class ProcessRunner(Runner):
         Returns the ids taken back, or None when the backend failed (leases will recover them).
         """
         worker_id = self._worker_ids.pop(slot)
+        interrupted = self._exited.pop(slot, {})
         try:
+            # First the runs it was killed for (or died during): reported as it would have.
+            finished = report_killed(self.app, worker_id, interrupted) if interrupted else []
             recovered = self.app.backend.recover_runner(worker_id)
         except TaskgateError as exc:
             logger.warning(
@@ -214,7 +243,7 @@ class ProcessRunner(Runner):
                 worker_id,
                 extra={"invocation_id": invocation_id},
             )
-        return recovered
+        return finished + recovered
 
     def _stop_workers(self) -> None:
         """SIGTERM every worker, then wait; a forced stop sends SIGUSR1 (stop at once: a second

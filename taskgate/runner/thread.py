@@ -8,14 +8,19 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from taskgate import context
 from taskgate.backoff import Backoff
 from taskgate.errors import BackendError, BackendUnavailableError, ConfigError, TaskgateError
 from taskgate.record import Claim, Outcome
+from taskgate.runner.async_loop import AsyncInvocations
 from taskgate.runner.base import Runner
-from taskgate.runner.executor import execute
+from taskgate.runner.body_control import BodyControl
 from taskgate.runner.gate import ClaimGate
 from taskgate.runner.heartbeat import Heartbeat, LeaseListener
+from taskgate.runner.interrupts import InterruptListener
 from taskgate.runner.outage import Outage
+from taskgate.runner.periodic import PeriodicScheduler, periodic_tasks
+from taskgate.runner.standins import StandIns
 
 if TYPE_CHECKING:
     from taskgate.app import App
@@ -27,6 +32,8 @@ logger = logging.getLogger(__name__)
 # that races with the start of a claim is seen within this bound.
 CLAIM_TIMEOUT_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 5.0
+# After the grace period, how long a stopping runner waits for cancelled async bodies to end.
+ABANDONED_WAIT_SECONDS = 1.0
 DEFAULT_THREADS = 8
 
 
@@ -56,6 +63,14 @@ class ThreadRunner(Runner):
         self._outage = Outage(self.runner_id)
         self._fatal: BackendError | ConfigError | None = None
         self._fatal_lock = threading.Lock()
+        # Interrupts (timeouts, cancels) and stand-ins for waiting bodies: see _start_extras.
+        self.interrupt_listener: InterruptListener | None = None
+        """Told of interrupted bodies (a ProcessRunner worker's report to its supervisor)."""
+        self._control: BodyControl | None = None
+        self._standins: StandIns | None = None
+        # Async invocations share one event loop (async_loop.py); the queues served.
+        self._async = AsyncInvocations(app, self.runner_id, self._report_async, 1)
+        self._queues: frozenset[str] | None = None
 
     @property
     def threads(self) -> int:
@@ -70,6 +85,7 @@ class ThreadRunner(Runner):
             self._reporting.clear()
         self._outage = Outage(self.runner_id)
         self._fatal = None
+        self._queues = self.app.conf.served_queues
         heartbeat = Heartbeat(
             backend,
             self.runner_id,
@@ -87,13 +103,27 @@ class ThreadRunner(Runner):
             for i in range(self.threads)
         ]
         heartbeat.start()
+        control, standins = self._start_extras(backend, gate)
+        self._async = AsyncInvocations(
+            self.app,
+            self.runner_id,
+            self._report_async,
+            self.app.conf.async_in_flight,
+            control.bodies,
+        )
         for worker in workers:
             worker.start()
+        scheduler = self._start_periodic()
         while not self._stop_requested.is_set():
             self._sleep_until_poked()
+        standins.close()
         gate.close()  # also when the stop came before this run's gate existed
         logger.info("runner %s stopping: no new claims", self.runner_id)
-        self._drain(backend, workers)
+        if scheduler is not None:
+            scheduler.stop()
+        self._drain(backend, [*workers, *standins.threads()])
+        self._async.close()
+        control.stop()
         heartbeat.stop()
         with contextlib.suppress(TaskgateError):  # only cosmetic: the entry expires anyway
             backend.forget_runner(self.runner_id)
@@ -117,24 +147,66 @@ class ThreadRunner(Runner):
         super()._wake()
         self._gate.close()
         self.app.backend.wake_claimers()
+        self._async.wake()  # a worker waiting for room on the event loop sees the stop
 
-    def _work(self, backend: Backend, gate: ClaimGate) -> None:
+    # --- interrupts and stand-ins (API.md section 9) -----------------------------------------
+
+    def _start_extras(self, backend: Backend, gate: ClaimGate) -> tuple[BodyControl, StandIns]:
+        """This run's interrupt control (started) and stand-ins for bodies that wait."""
+        self._control = control = BodyControl(self.app, self.runner_id, self.interrupt_listener)
+        self._standins = standins = StandIns(
+            self.threads, lambda leave: self._work(backend, gate, leave), gate.wake_all
+        )
+        control.start()
+        return control, standins
+
+    def _execute(self, claim: Claim) -> Outcome:
+        assert self._control is not None
+        return self._control.execute(claim)
+
+    # --- the worker loop -----------------------------------------------------------------------
+
+    def _work(
+        self, backend: Backend, gate: ClaimGate, leave: threading.Event | None = None
+    ) -> None:
+        """A worker's loop; a stand-in's (``leave`` set: stop after the current invocation)."""
+        control = self._control  # this run's: set before its workers and stand-ins start
+        if self._standins is not None and control is not None:
+            context.set_wait_hook(self._standins.waiting)
+            context.set_shield_hook(control.bodies.shield)
         backoff = Backoff(0.05, BACKOFF_MAX_SECONDS)
+        tasks = self.app._tasks  # what resolve_task returns first
         try:
-            claim = self._next_claim(backend, gate, backoff)
+            claim = self._next_claim(backend, gate, backoff, leave)
             while claim is not None:
-                outcome = execute(self.app, claim)
-                claim = self._finish_and_next(backend, gate, claim, outcome, backoff)
+                # An async invocation is awaited on the event loop and this thread goes on;
+                # _async.takes says, but a task already registered is looked up here directly.
+                task = tasks.get(claim.task_id)
+                if task.is_async if task is not None else self._async.takes(claim):
+                    self._async.submit(claim)
+                    self._async.wait_for_room(self._stop_requested)
+                    if leave is not None and leave.is_set():  # a stand-in whose wait ended
+                        return
+                    claim = self._next_claim(backend, gate, backoff, leave)
+                    continue
+                outcome = control.execute(claim) if control is not None else self._execute(claim)
+                if leave is not None and leave.is_set():  # a stand-in whose wait ended
+                    self._report(backend, claim, outcome)
+                    self._forget([(claim.invocation_id, claim.attempt)])
+                    return
+                claim = self._finish_and_next(backend, gate, claim, outcome, backoff, leave)
         # Not BackendUnavailableError: that is retried where raised. A ConfigError here is a
         # store that cannot be opened where the settings say (a path that cannot hold a file).
         except (BackendError, ConfigError) as exc:
             # A claim whose outcome was not reported stays in flight: the stop hands it back.
             self._fail(exc)
 
-    def _next_claim(self, backend: Backend, gate: ClaimGate, backoff: Backoff) -> Claim | None:
-        """The next invocation for this worker, or None once its run is stopping."""
+    def _next_claim(
+        self, backend: Backend, gate: ClaimGate, backoff: Backoff, leave: threading.Event | None
+    ) -> Claim | None:
+        """The next invocation for this worker, or None once its run (or stand-in) is stopping."""
         while True:
-            turn = gate.wait_turn()
+            turn = gate.wait_turn(leave)
             if not isinstance(turn, int):
                 return turn
             claims: list[Claim] = []
@@ -146,7 +218,13 @@ class ThreadRunner(Runner):
                 return mine
 
     def _finish_and_next(
-        self, backend: Backend, gate: ClaimGate, claim: Claim, outcome: Outcome, backoff: Backoff
+        self,
+        backend: Backend,
+        gate: ClaimGate,
+        claim: Claim,
+        outcome: Outcome,
+        backoff: Backoff,
+        leave: threading.Event | None,
     ) -> Claim | None:
         """Report a run's outcome and return this worker's next invocation.
 
@@ -166,6 +244,7 @@ class ThreadRunner(Runner):
                     outcome,
                     max_count=wanted,
                     lease_seconds=self.app.conf.lease_seconds,
+                    queues=self._queues,
                 )
                 self._track(claims)
                 self._outage.succeeded()
@@ -179,10 +258,10 @@ class ThreadRunner(Runner):
                 mine = gate.open(claims)
             if reported:
                 self._forget([(claim.invocation_id, claim.attempt)])
-                return mine if mine is not None else self._next_claim(backend, gate, backoff)
+                return mine if mine is not None else self._next_claim(backend, gate, backoff, leave)
         self._report(backend, claim, outcome)
         self._forget([(claim.invocation_id, claim.attempt)])
-        return self._next_claim(backend, gate, backoff)
+        return self._next_claim(backend, gate, backoff, leave)
 
     def _claim(
         self, backend: Backend, wanted: int, backoff: Backoff, *, wait_first: bool = False
@@ -195,6 +274,7 @@ class ThreadRunner(Runner):
                 self.app.conf.lease_seconds,
                 CLAIM_TIMEOUT_SECONDS,
                 wait_first=wait_first,
+                queues=self._queues,
             )
         except BackendUnavailableError as exc:
             self._outage.failed(exc, "claim")
@@ -244,11 +324,34 @@ class ThreadRunner(Runner):
             for worker in workers:
                 worker.join(timeout=0.05)
             self._handle_signals()  # a second signal forces the stop
+        while not self._force_stop.is_set() and not self._async.wait_idle(
+            min(deadline, time.monotonic() + 0.1)
+        ):
+            if time.monotonic() >= deadline:
+                break
+            self._handle_signals()
+        self._async.abandon()  # what is still awaited is cancelled and never reports
+        if not self._force_stop.is_set():  # the cancellation reaches the bodies a moment later
+            self._async.wait_idle(time.monotonic() + ABANDONED_WAIT_SECONDS)
         if self._force_stop.is_set():
             self.left_running = len(self._claims_in_flight())
             return
         self.left_running = 0
+        still_running = self._async.running()
         for invocation_id, attempt in self._claims_in_flight():
+            if (invocation_id, attempt) in still_running:
+                # Its body ignored the cancellation: handing it back would let another runner
+                # start it while this one still runs (U1). Lease recovery takes it once the
+                # process exits.
+                self.left_running += 1
+                logger.warning(
+                    "runner %s left async invocation %s running: its body did not stop when "
+                    "cancelled; lease recovery will take it back",
+                    self.runner_id,
+                    invocation_id,
+                    extra={"invocation_id": invocation_id},
+                )
+                continue
             try:
                 released = backend.release(invocation_id, self.runner_id, attempt)
             except TaskgateError as exc:
@@ -272,6 +375,22 @@ class ThreadRunner(Runner):
                     self.app.conf.shutdown_grace_seconds,
                     extra={"invocation_id": invocation_id},
                 )
+
+    def _report_async(self, claim: Claim, outcome: Outcome) -> None:
+        """Report an async invocation's outcome (on the async reporter thread)."""
+        with self._in_flight_lock:
+            self._reporting.add((claim.invocation_id, claim.attempt))
+        self._report(self.app.backend, claim, outcome)
+        self._forget([(claim.invocation_id, claim.attempt)])
+
+    def _start_periodic(self) -> PeriodicScheduler | None:
+        """Start the periodic scheduler when the app has periodic tasks in the queues served."""
+        tasks = periodic_tasks(self.app, self._queues)
+        if not tasks:
+            return None
+        scheduler = PeriodicScheduler(self.app, self.runner_id, tasks, on_fatal=self._fail)
+        scheduler.start()
+        return scheduler
 
     def _claims_in_flight(self) -> list[tuple[str, int]]:
         with self._in_flight_lock:

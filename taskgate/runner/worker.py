@@ -67,7 +67,7 @@ def _build_runner(app_spec: str, app_id: str, config: WorkerConfig) -> ThreadRun
     runner.force_signals = (signal.SIGUSR1,)
     runner.runner_id = config.runner_id
     runner.role = f"worker process {config.slot} of ProcessRunner {config.supervisor_id}"
-    runner.lease_listener = LeaseReporter(config.report_fd)
+    runner.lease_listener = runner.interrupt_listener = LeaseReporter(config.report_fd)
     return runner
 
 

@@ -75,10 +75,11 @@ def test_a_budget_record_keeps_its_budgets_and_sequence_and_is_never_handed_over
     second = record(Budget("limit a", "a", concurrency=1))
     backend.register_many([first, second])
     assert client.llen(backend._prefix + "inbox:idle") == 0
-    assert client.lrange(backend._prefix + "queue", 0, -1) == [
-        first.invocation_id.encode(),
-        second.invocation_id.encode(),
+    # Each in the ready lane of its priority (see 'lanes' in lib_core.lua).
+    assert client.lrange(backend._prefix + "lane:2\x1fdefault", 0, -1) == [
+        first.invocation_id.encode()
     ]
+    assert client.lrange(backend._prefix + "queue", 0, -1) == [second.invocation_id.encode()]
     stored = client.hgetall(backend._prefix + "inv:" + first.invocation_id)
     assert stored[b"seq"] == b"1" and stored[b"priority"] == b"2"
     assert stored[b"budgets"] == b"limit a\x1fa\x1f1\x1f\x1f\x1f"

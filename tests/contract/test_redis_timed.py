@@ -293,9 +293,10 @@ def test_a_batch_mixing_budgets_and_delays_and_rate_and_invocation_entries_on_ti
     assert stored[b"status"] == b"scheduled" and stored[b"priority"] == b"2"
     assert stored[b"budgets"] and stored[b"seq"] == b"3"
     assert b"scheduled_for" not in client.hgetall(key(backend, "inv:" + plain.invocation_id))
-    # The rate admits one; the other waits on 'b:limit api', next to the delayed 'i:' entry.
+    # The rate admits one (the higher priority is claimed first); the other waits on
+    # 'b:limit api', next to the delayed 'i:' entry.
     claimed = [c.invocation_id for c in backend.claim(RUNNER, 10, LEASE, 0)]
-    assert claimed == [plain.invocation_id, limited[0].invocation_id]
+    assert claimed == [limited[1].invocation_id, plain.invocation_id]
     assert [member for member, _ in timed(backend, client)] == [
         f"i:{delayed.invocation_id}",
         "b:limit api",
@@ -306,7 +307,7 @@ def test_a_batch_mixing_budgets_and_delays_and_rate_and_invocation_entries_on_ti
     assert backend.claim(RUNNER, 10, LEASE, 0) == []
     assert client.zrange(key(backend, "bw:limit api"), 0, -1) == [
         delayed.invocation_id.encode(),
-        limited[1].invocation_id.encode(),
+        limited[0].invocation_id.encode(),
     ]
     history = get(backend, delayed.invocation_id).history
     assert [t.status for t in history] == [S.SCHEDULED, S.CONCURRENCY_CONTROLLED]

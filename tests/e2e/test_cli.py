@@ -51,6 +51,7 @@ def table_row(*cells: str) -> str:
     "command",
     [
         *([], ["runner"], ["runner", "start"], ["status"], ["inspect"], ["invocations"]),
+        ["cancel"],
         *(["limits"], ["limits", "list"], ["limits", "set"], ["limits", "reset"], ["purge"]),
     ],
     ids=lambda c: " ".join(c) or "taskgate",
@@ -69,6 +70,7 @@ def test_the_command_list_shows_every_summary_whole() -> None:
     assert result.exit_code == 0, result.output
     commands = result.stdout.split("Commands:")[1].strip().splitlines()
     assert [line.split()[0] for line in commands] == [
+        "cancel",
         "inspect",
         "invocations",
         "limits",

@@ -61,6 +61,8 @@ def test_status_json_has_the_documented_keys(app_module: ModuleType) -> None:
         "orphaned_running": 0,
         "runners": [],
         "parked": [],
+        "queues": [{"queue": "default", "ready": 3}],
+        "periodic": [],
     }
 
 

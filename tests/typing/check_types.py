@@ -93,7 +93,19 @@ def check_delays() -> None:
     assert_type(add.with_options(eta=1.7e9)(1, 2).scheduled_for, float | None)
     add.with_options(delay=1)("1", 2)  # type: ignore[arg-type]
     add.with_options(delay=1)(1)  # type: ignore[call-arg]
-    add.with_options(priority=1)  # type: ignore[call-arg]
+    add.with_options(colour="red")  # type: ignore[call-arg]
+
+
+def check_call_options() -> None:
+    urgent: Callable[[int, int], Invocation[int]] = add.with_options(priority=5, queue="fast")
+    assert_type(urgent(1, 2), Invocation[int])
+    assert_type(greet.with_options(queue="emails")("ann", punctuation="?"), Invocation[str])
+    assert_type(nothing.with_options(priority=-3, delay=2.5)(), Invocation[None])
+    assert_type(add(1, 2).cancel(), bool)
+    add.with_options(priority=1)("1", 2)  # type: ignore[arg-type]
+    greet.with_options(queue="q")("ann", "?")  # type: ignore[call-arg]
+    add.with_options(priority="high")  # type: ignore[arg-type]
+    add.with_options(queue=3)  # type: ignore[arg-type]
 
 
 def check_limits() -> None:
@@ -106,3 +118,20 @@ def check_limits() -> None:
         assert_type(info, LimitInfo)
         assert_type(info.concurrency, int | None)
         assert_type(info.slots_held, int)
+
+
+@app.task
+async def fetch(url: str) -> bytes:
+    return url.encode()
+
+
+@app.task(timeout=5.0)
+async def fetch_with_options(url: str, retries: int = 1) -> str:
+    return url * retries
+
+
+def check_async_tasks() -> None:
+    assert_type(fetch("x"), Invocation[bytes])
+    assert_type(fetch("x").result, bytes)
+    assert_type(fetch_with_options("x", retries=2).result, str)
+    assert_type(fetch.with_options(delay=1.0)("x"), Invocation[bytes])

@@ -13,7 +13,7 @@ from typing import cast
 import pytest
 
 from taskgate.backends.base import Backend
-from taskgate.errors import BackendUnavailableError
+from taskgate.errors import BackendUnavailableError, InvocationCancelledError, TaskTimeoutError
 from taskgate.runner.heartbeat import Heartbeat
 from taskgate.runner.lease_watch import STALL_FRACTION, LeaseReporter, LeaseWatch
 
@@ -155,3 +155,35 @@ def test_the_heartbeat_reports_fresh_leases_only(down: bool, held: int) -> None:
     # Holding nothing is safe whatever the backend says; held claims count once renewed.
     expected = [] if held and down else [("renewed", held)]
     assert listener.events == [*expected, ("stopped", held)]
+
+
+def test_an_interrupted_body_that_does_not_stop_gets_its_worker_killed() -> None:
+    watch = LeaseWatch(60.0, interrupt_grace=0.1)
+    child = _child(watch)
+    reporter = LeaseReporter(watch.worker_fd)
+    reporter.renewed(1, time.monotonic())
+    reporter.body_interrupted("inv-1", 3, TaskTimeoutError)
+    reporter.body_interrupted("inv-2", 1, InvocationCancelledError)
+    reporter.body_stopped("inv-2", 1)
+    try:
+        assert watch.wait(child) is True
+        assert watch.stuck
+        assert set(watch.interrupted) == {("inv-1", 3)}
+        assert watch.interrupted[("inv-1", 3)][0] == "timeout"
+    finally:
+        _end(child)
+        with contextlib.suppress(OSError):
+            os.close(watch.worker_fd)
+
+
+def test_an_interrupted_body_that_stops_is_only_waited_for() -> None:
+    watch = LeaseWatch(60.0, interrupt_grace=0.2)
+    child = _child(watch)
+    reporter = LeaseReporter(watch.worker_fd)
+    reporter.body_interrupted("inv-1", 1, InvocationCancelledError)
+    reporter.body_stopped("inv-1", 1)
+    reporter.stopped(0)
+    os.close(watch.worker_fd)
+    _end(child)
+    assert watch.wait(child) is False
+    assert watch.interrupted == {} and not watch.stuck

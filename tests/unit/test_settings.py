@@ -54,6 +54,8 @@ def test_environment_threads_is_applied_and_coerced_to_int() -> None:
         ("TASKGATE_SHUTDOWN_GRACE_SECONDS", "0", "shutdown_grace_seconds", 0.0),
         ("TASKGATE_MAX_RECOVERIES", "5", "max_recoveries", 5),
         ("TASKGATE_EAGER", "1", "eager", True),
+        ("TASKGATE_QUEUES", "a, b", "queues", ("a", "b")),
+        ("TASKGATE_ASYNC_IN_FLIGHT", "7", "async_in_flight", 7),
     ],
 )
 def test_every_setting_can_come_from_the_environment(
@@ -449,3 +451,36 @@ def test_a_relative_sqlite_url_is_made_absolute(
 )
 def test_other_urls_are_kept_as_given(url: str) -> None:
     assert Settings.load({"backend": url}, NO_ENV).backend == url
+
+
+# --- queues and async_in_flight ------------------------------------------------------------------
+
+
+def test_queues_default_to_every_queue_and_async_in_flight_to_100() -> None:
+    conf = Settings.load({}, NO_ENV)
+    assert conf.queues is None
+    assert conf.served_queues is None
+    assert conf.async_in_flight == 100
+
+
+@pytest.mark.parametrize("value", ["a,b", ["a", "b"], ("b", "a")])
+def test_queues_take_a_comma_separated_text_or_names(value: Any) -> None:
+    conf = Settings.load({"queues": value}, NO_ENV)
+    assert conf.served_queues == frozenset({"a", "b"})
+    conf.queues = "c"
+    assert conf.queues == ("c",)
+    conf.queues = None
+    assert conf.served_queues is None
+
+
+@pytest.mark.parametrize("value", ["", "a,,b", "a b", ["a", 3], "x" * 101, 5, []])
+def test_invalid_queues_raise_config_error(value: Any) -> None:
+    conf = Settings.load({}, NO_ENV)
+    with pytest.raises(ConfigError, match="queue"):
+        conf.queues = value
+
+
+@pytest.mark.parametrize("value", [0, -1, 100_001, "many", 1.5])
+def test_async_in_flight_is_bounded(value: Any) -> None:
+    with pytest.raises(ConfigError, match="async_in_flight"):
+        Settings.load({"async_in_flight": value}, NO_ENV)

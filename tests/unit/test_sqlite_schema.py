@@ -19,6 +19,8 @@ from taskgate.status import InvocationStatus as S
 
 # schema.sql as taskgate 0.x shipped it with user_version 1 (before limits).
 V1_SCHEMA = (Path(__file__).parent / "data" / "sqlite_schema_v1.sql").read_text()
+# schema.sql with user_version 2 (limits, delays; before queues and cancellation).
+V2_SCHEMA = (Path(__file__).parent / "data" / "sqlite_schema_v2.sql").read_text()
 OPTIONS = BackendOptions("app", 60.0, 3, b"lost")
 
 
@@ -33,6 +35,41 @@ def make_v1_file(path: Path) -> None:
     )
     conn.execute("INSERT INTO queue (app_id, position, invocation_id) VALUES ('app', 1, 'old-1')")
     conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+
+
+def make_v2_file(path: Path) -> None:
+    """A version-2 file: a running holder of key k, a waiter parked on it, two ready calls (the
+    later one of priority 3), as taskgate before queues left them."""
+    conn = sqlite3.connect(path)
+    conn.executescript(V2_SCHEMA)
+    for invocation_id, status, priority in (
+        ("run-1", "running", 0),
+        ("park-1", "concurrency_controlled", 0),
+        ("ready-1", "registered", 0),
+        ("ready-2", "registered", 3),
+    ):
+        running_key = "k" if invocation_id in ("run-1", "park-1") else None
+        conn.execute(
+            "INSERT INTO invocations (app_id, invocation_id, task_id, arguments, running_key, "
+            "running_limit, drop_when_blocked, max_retries, status, attempt, runner_id, "
+            "created_at, priority) VALUES ('app', ?, 'tests.old', x'00', ?, 1, 0, 0, ?, ?, ?, "
+            "1.0, ?)",
+            (
+                invocation_id,
+                running_key,
+                status,
+                1 if status == "running" else 0,
+                "old-runner" if status == "running" else None,
+                priority,
+            ),
+        )
+    conn.execute("INSERT INTO slots VALUES ('app', 'k', 'run-1')")
+    conn.execute("INSERT INTO parked VALUES ('app', 'k', 1, 'park-1')")
+    conn.execute("INSERT INTO queue VALUES ('app', 1, 'ready-1')")
+    conn.execute("INSERT INTO queue VALUES ('app', 2, 'ready-2')")
+    conn.execute("PRAGMA user_version = 2")
     conn.commit()
     conn.close()
 
@@ -72,7 +109,8 @@ def test_a_version_1_file_is_upgraded_and_keeps_its_work(tmp_path: Path) -> None
         )
         backend.register(limited)
         claims = backend.claim("runner", 10, 30.0, 0)
-        assert [c.invocation_id for c in claims] == ["old-1", "new-1"]
+        # Priorities order the ready queue (schema v3): the later call of priority 2 goes first.
+        assert [c.invocation_id for c in claims] == ["new-1", "old-1"]
         stored = backend.get("new-1")
         assert stored is not None and stored.status is S.RUNNING and stored.priority == 2
         assert [u.key for u in backend.budget_usage()] == ["limit a"]
@@ -82,6 +120,30 @@ def test_a_version_1_file_is_upgraded_and_keeps_its_work(tmp_path: Path) -> None
     SqliteConnector(fresh).connection()
     assert layout(path) == layout(fresh)
     assert layout(path)["user_version"] == SCHEMA_VERSION
+
+
+def test_a_version_2_file_is_upgraded_and_keeps_its_queue_and_parked_waiters(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "v2.db"
+    make_v2_file(path)
+    backend = SqliteBackend(path, OPTIONS)
+    try:
+        old = backend.get("ready-1")
+        assert old is not None and old.queue == "default" and not old.cancel_requested
+        assert backend.stats().queue_depth == {"default": 2}
+        claims = backend.claim("runner", 10, 30.0, 0, queues=frozenset({"default"}))
+        assert [c.invocation_id for c in claims] == ["ready-2", "ready-1"]
+        assert backend.cancel("run-1").value == "requested"
+        assert backend.release("run-1", "old-runner", 1)
+        assert backend.get("run-1").status is S.CANCELLED  # type: ignore[union-attr]
+        assert [c.invocation_id for c in backend.claim("runner", 10, 30.0, 0)] == ["park-1"]
+    finally:
+        backend.close()
+    fresh = tmp_path / "fresh.db"
+    SqliteConnector(fresh).connection()
+    assert layout(path) == layout(fresh)
+    assert layout(path)["user_version"] == SCHEMA_VERSION == 3
 
 
 def test_racing_openers_upgrade_a_version_1_file_once(tmp_path: Path) -> None:

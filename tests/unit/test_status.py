@@ -8,7 +8,7 @@ from taskgate import InvocationStatus
 from taskgate.status import ALLOWED_TRANSITIONS, can_transition
 
 S = InvocationStatus
-FINAL = {S.SUCCESS, S.FAILED, S.CONCURRENCY_CONTROLLED_FINAL}
+FINAL = {S.SUCCESS, S.FAILED, S.CONCURRENCY_CONTROLLED_FINAL, S.CANCELLED}
 WAITING = {S.SCHEDULED, S.REGISTERED, S.CONCURRENCY_CONTROLLED, S.RETRY}
 
 
@@ -23,6 +23,7 @@ WAITING = {S.SCHEDULED, S.REGISTERED, S.CONCURRENCY_CONTROLLED, S.RETRY}
         (S.RETRY, "retry"),
         (S.SUCCESS, "success"),
         (S.FAILED, "failed"),
+        (S.CANCELLED, "cancelled"),
     ],
 )
 def test_status_is_a_string_with_its_value(status: InvocationStatus, value: str) -> None:
@@ -41,11 +42,12 @@ def test_there_are_exactly_the_documented_statuses() -> None:
         "RETRY",
         "SUCCESS",
         "FAILED",
+        "CANCELLED",
     }
 
 
 @pytest.mark.parametrize("status", list(InvocationStatus))
-def test_is_final_only_for_success_failed_and_dropped(status: InvocationStatus) -> None:
+def test_is_final_only_for_success_failed_dropped_and_cancelled(status: InvocationStatus) -> None:
     assert status.is_final is (status in FINAL)
 
 
@@ -141,3 +143,8 @@ def test_running_is_the_only_way_to_success_or_failure() -> None:
     for status in InvocationStatus:
         if can_transition(status, S.SUCCESS) or can_transition(status, S.FAILED):
             assert status is S.RUNNING
+
+
+@pytest.mark.parametrize("status", sorted(set(InvocationStatus) - FINAL))
+def test_every_waiting_or_running_status_can_be_cancelled(status: InvocationStatus) -> None:
+    assert can_transition(status, S.CANCELLED)

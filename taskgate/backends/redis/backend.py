@@ -12,6 +12,13 @@ hands it new invocations there, already claimed), the app's wake-up list and a l
 ``BLMOVE`` on the invocation's ``done`` list, which the script that makes it final pushes to.
 A caller reading results in turn mostly needs neither: see :mod:`taskgate.readahead`.
 
+Queues and priorities: the plain pair (queue "default", priority 0) keeps the one ``queue``
+list; any other pair has a list of its own, listed in a zset of non-empty lanes that a claim
+looks at once. A runner serving only some queues is handed over only work of those, and blocks
+on one wake-up list per queue it serves instead of the app's, so it never eats a wake-up meant
+for work it cannot take. A cancel request is pushed to a list per runner, which
+:meth:`wait_cancel_requests` blocks on (``BLPOP``, on the calling thread's own connection).
+
 Connections, scripts and error translation live in :mod:`.connection`; turning replies into
 records and records into script arguments in :mod:`.replies` and :mod:`.records`.
 """
@@ -25,7 +32,6 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from typing import cast
 
 from taskgate.backends.base import Backend, BackendOptions, log_stale_report
 from taskgate.backends.redis.connection import RedisConnector
@@ -44,11 +50,13 @@ from taskgate.backends.redis.replies import (
     register_args,
     register_stride,
 )
+from taskgate.backends.redis.stats import queues_arg, read_stats, wake_keys
 from taskgate.errors import BackendError
 from taskgate.record import (
     BackendStats,
     BlockedBy,
     BudgetUsage,
+    CancelResult,
     Claim,
     InvocationRecord,
     LimitOverride,
@@ -74,6 +82,12 @@ _GLOB_SPECIAL = re.compile(r"[\\*?\[\]]")
 # How long past the end of its blocking wait a waiting runner stays in line for hand-overs
 # (its claim call leaves the line at once when it returns; this bounds a dead runner's stay).
 IDLE_MARGIN_SECONDS = 1.0
+# Redis ends a blocked command's timeout at its next timer tick: up to 1/hz late (100 ms at the
+# default hz 10). A claim waiting for a timed entry therefore blocks in Redis until this long
+# before the entry is due, and waits out the rest on its own clock (a timer, not a poll).
+SERVER_TIMER_SLACK_SECONDS = 0.1
+# Cancel requests read per call after the first (one runner rarely has more at once).
+CANCELS_BATCH = 100
 
 
 class RedisBackend(Backend):
@@ -83,7 +97,6 @@ class RedisBackend(Backend):
         super().__init__(options)
         self.url = url
         self._prefix = f"taskgate:{{{options.app_id}}}:"
-        self._wake_key = self._prefix + "wake"
         # This object's own wake-up list: wake_claimers() interrupts only this process's claims.
         self._local_wake_key = self._new_local_wake_key()
         self._wake_generation = 0
@@ -130,6 +143,7 @@ class RedisBackend(Backend):
         timeout: float,
         *,
         wait_first: bool = False,
+        queues: frozenset[str] | None = None,
     ) -> list[Claim]:
         # While blocked, the runner is in line for hand-overs: register claims a new invocation
         # for it and pushes it to the runner's inbox, which this BLPOP watches first.
@@ -138,6 +152,9 @@ class RedisBackend(Backend):
         generation = self._wake_generation
         lease = float(lease_seconds)  # the same text in every script: part of the idle entry
         inbox = self._prefix + "inbox:" + runner_id
+        served = queues_arg(queues)
+        # A runner serving only some queues waits on their own wake-up lists (lib_core.lua).
+        wakes = wake_keys(self._prefix, queues)
         look = not wait_first
         while generation == self._wake_generation:
             if look:
@@ -148,6 +165,7 @@ class RedisBackend(Backend):
                     lease,
                     self.options.result_ttl_seconds,
                     timeout + IDLE_MARGIN_SECONDS,
+                    served,
                 )
                 if claims:
                     return parse_claims(claims)
@@ -160,23 +178,25 @@ class RedisBackend(Backend):
             # before: look again then.
             due_at: float | None = getattr(self._local, "due_at", None)
             if due_at is not None and due_at - time.monotonic() < remaining:
-                remaining = due_at - time.monotonic()
-                self._local.due_at = None
-            popped = self._command(
-                "BLPOP", inbox, self._local_wake_key, self._wake_key, _block(remaining)
-            )
+                remaining = due_at - time.monotonic() - SERVER_TIMER_SLACK_SECONDS
+                if remaining <= 0:  # due within Redis's timer slack: sharper on this clock
+                    self._local.due_at = None
+                    time.sleep(max(0.0, due_at - time.monotonic()))
+                    continue
+            popped = self._command("BLPOP", inbox, self._local_wake_key, *wakes, _block(remaining))
             if popped is not None and as_text(popped[0]) == inbox:
                 return [parse_handed_claim(popped[1])]
-        return self._leave_line(runner_id, lease)
+        return self._leave_line(runner_id, lease, served)
 
     def _note_due(self, due_ms: int) -> None:
         """Remember (per thread) when the earliest timed wake-up a script replied is due."""
         self._local.due_at = None if due_ms < 0 else time.monotonic() + due_ms / 1000
 
-    def _leave_line(self, runner_id: str, lease: float) -> list[Claim]:
+    def _leave_line(self, runner_id: str, lease: float, served: str = "") -> list[Claim]:
         """Take ``runner_id`` out of the line for hand-overs; returns what it was handed meanwhile
         (claimed for it already: the runner runs those like any claim)."""
-        return parse_claims(self._run("unidle", runner_id, lease))
+        reply = self._run("unidle", runner_id, lease, served, self.options.result_ttl_seconds)
+        return parse_claims(reply)
 
     def finish(self, invocation_id: str, runner_id: str, attempt: int, outcome: Outcome) -> bool:
         done, _ = self.finish_and_claim(
@@ -193,6 +213,7 @@ class RedisBackend(Backend):
         *,
         max_count: int,
         lease_seconds: float,
+        queues: frozenset[str] | None = None,
     ) -> tuple[bool, list[Claim]]:
         done, claims, due_ms = self._run(
             "finish_and_claim",
@@ -208,6 +229,7 @@ class RedisBackend(Backend):
             MAX_BLOCK_SECONDS + IDLE_MARGIN_SECONDS if max_count > 0 else 0,
             # A retry that waits goes on the timed structure instead of the queue.
             repr(outcome.retry_delay) if outcome.retry_delay > 0 else "",
+            queues_arg(queues),
         )
         if not done:
             log_stale_report(invocation_id, runner_id, attempt)
@@ -216,10 +238,37 @@ class RedisBackend(Backend):
         return bool(done), parse_claims(claims)
 
     def release(self, invocation_id: str, runner_id: str, attempt: int) -> bool:
-        done = self._run("release", invocation_id, runner_id, attempt)
+        done = self._run(
+            "release", invocation_id, runner_id, attempt, self.options.result_ttl_seconds
+        )
         if not done:
             log_stale_report(invocation_id, runner_id, attempt)
         return bool(done)
+
+    def cancel(self, invocation_id: str) -> CancelResult:
+        reply = self._run("cancel", invocation_id, self.options.result_ttl_seconds)
+        result = CancelResult(as_text(reply))
+        logger.info("cancel of invocation %s: %s", invocation_id, result.value)
+        return result
+
+    def wait_cancel_requests(self, runner_id: str, timeout: float) -> list[str]:
+        # On this thread's own connection, as claims block on theirs.
+        key = self._prefix + "cancels:" + runner_id
+        self._db.check_fork()  # the wake-up key below is per process
+        stop_key = self._local_wake_key + ":cancels"  # wake_claimers ends the wait (a stop)
+        popped = self._command("BLPOP", key, stop_key, _block(timeout))
+        if popped is None or as_text(popped[0]) == stop_key:
+            return []
+        more = self._command("LPOP", key, CANCELS_BATCH) or []
+        return [as_text(popped[1]), *(as_text(item) for item in more)]
+
+    def register_tick(self, record: InvocationRecord, tick: float) -> RegisterResult | None:
+        stride = register_stride((record,))
+        args = register_args(record, stride)
+        reply = self._run("register_tick", record.task_id, repr(float(tick)), stride, *args)
+        if not reply:
+            return None
+        return parse_register_result(record, reply[0])
 
     def renew(
         self, runner_id: str, claims: Sequence[tuple[str, int]], lease_seconds: float
@@ -310,33 +359,7 @@ class RedisBackend(Backend):
                 return sorted(found)[:limit]
 
     def stats(self) -> BackendStats:
-        counts = field_pairs(self._command("HGETALL", self._prefix + "counts"))
-        parked_keys = [as_text(k) for k in self._command("SMEMBERS", self._prefix + "parked_keys")]
-        with self._translated():
-            pipe = self._client.pipeline(transaction=False)
-            for key in parked_keys:
-                pipe.llen(self._prefix + "parked:" + key)
-            parked_lengths = pipe.execute()
-        seconds, micros = self._command("TIME")
-        now = int(seconds) + int(micros) / 1_000_000
-        with self._translated():
-            runners = cast(
-                "list[tuple[bytes, float]]",
-                self._client.zrangebyscore(
-                    self._prefix + "runners", f"({now}", "+inf", withscores=True
-                ),
-            )
-        by_task_and_status: dict[tuple[str, InvocationStatus], int] = {}
-        for field, value in counts.items():
-            task, _, status = as_text(field).partition("\x1f")
-            if int(value) > 0:
-                by_task_and_status[(task, InvocationStatus(status))] = int(value)
-        parked = {key: n for key, n in zip(parked_keys, parked_lengths, strict=True) if n}
-        waiting = self._run("budget_waiting")
-        for key, n in zip(waiting[::2], waiting[1::2], strict=True):
-            if n:
-                parked[as_text(key)] = parked.get(as_text(key), 0) + int(n)
-        return BackendStats(by_task_and_status, parked, {as_text(r): t for r, t in runners})
+        return read_stats(self._db, self._prefix)
 
     def set_limit_override(self, name: str, override: LimitOverride) -> None:
         self._run("set_limit_override", name, encode_override(override))
@@ -362,6 +385,8 @@ class RedisBackend(Backend):
             pipe = self._client.pipeline(transaction=True)
             pipe.rpush(self._local_wake_key, "1")
             pipe.expire(self._local_wake_key, 10)
+            pipe.rpush(self._local_wake_key + ":cancels", "1")
+            pipe.expire(self._local_wake_key + ":cancels", 10)
             pipe.execute()
 
     def close(self) -> None:

@@ -58,12 +58,25 @@ SCRIPTS = (
     "reset_limit_override",
     "budget_usage",
     "budget_waiting",
+    "cancel",
+    "register_tick",
 )
 
 # Scripts that only store or read records need the core steps alone: less Lua to run per call.
 CORE_ONLY = frozenset(
-    {"register", "blocked_by", "purge", "final_records", "watch", "expire", "budget_waiting"}
+    {
+        "register",
+        "register_tick",
+        "blocked_by",
+        "purge",
+        "final_records",
+        "watch",
+        "expire",
+        "budget_waiting",
+    }
 )
+# Scripts that run another's text after their own (register_tick checks, then registers).
+FOLLOWED_BY = {"register_tick": "register"}
 # Scripts that never admit, release or wake budget waiters go without lib_budgets.lua.
 NO_BUDGETS = frozenset({"renew", "unidle"})
 
@@ -78,7 +91,10 @@ def script_source(name: str) -> str:
         parts = ["lib_core", "lib"]
     else:
         parts = ["lib_core", "lib", "lib_budgets"]
-    return "\n".join(folder.joinpath(f"{part}.lua").read_text() for part in [*parts, name])
+    parts.append(name)
+    if name in FOLLOWED_BY:
+        parts.append(FOLLOWED_BY[name])
+    return "\n".join(folder.joinpath(f"{part}.lua").read_text() for part in parts)
 
 
 class RedisConnector:

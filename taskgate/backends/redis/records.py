@@ -48,6 +48,8 @@ def decode_record(
         ),
         max_retries=int(fields.get(b"max_retries", 0)),
         priority=int(fields.get(b"priority", 0)),
+        queue=fields.get(b"queue", b"default").decode(),
+        cancel_requested=fields.get(b"cancel_requested") == b"1",
         scheduled_for=_number(fields, "scheduled_for"),
         status=InvocationStatus(fields[b"status"].decode()),
         attempt=int(fields.get(b"attempt", 0)),

@@ -36,16 +36,21 @@ def field_pairs(reply: list[bytes] | dict[bytes, bytes]) -> dict[bytes, bytes]:
 
 
 def register_stride(records: Sequence[InvocationRecord]) -> int:
-    """Values per record in a register batch: 12 if one of them is delayed (``scheduled_for``),
-    else 11 if one of them uses budgets, else 9 (plain batches send no value they don't use)."""
+    """Values per record in a register batch: 13 if one of them names a queue other than
+    "default", else 12 if one is delayed (``scheduled_for``), else 11 if one uses budgets or a
+    priority other than 0, else 9 (plain batches send no value they don't use)."""
+    if any(record.queue != "default" for record in records):
+        return 13
     if any(record.scheduled_for is not None for record in records):
         return 12
-    return 11 if any(record.plan.budgets for record in records) else 9
+    return 11 if any(record.plan.budgets or record.priority for record in records) else 9
 
 
 def register_args(record: InvocationRecord, stride: int) -> tuple[Any, ...]:
     """The ``stride`` script arguments of one record (see scripts/register.lua)."""
     plan = record.plan
+    if stride > 12:
+        return (*register_args(record, 12), record.queue)
     if stride > 11:
         at = record.scheduled_for
         return (*register_args(record, 11), "" if at is None else repr(float(at)))

@@ -5,7 +5,8 @@ block on an in-process notification first, so a register, finish or wake in this
 at once; work from other processes is noticed by a cheap indexed read that backs off from 1 ms
 to ``MAX_IDLE_WAIT`` while nothing happens, and never sleeps past the next due entry of the
 ``timed`` table (the instant a rate limit admits a waiter, or a delayed call or retry is due).
-Tasks that use limits take the budget steps of ``budgets.py`` inside the same transactions.
+Tasks that use limits take the budget steps of ``budgets.py`` inside the same transactions;
+cancels, cancel requests and periodic ticks are in ``cancels.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from taskgate.backends.base import Backend, BackendOptions, log_stale_report
 from taskgate.backends.sqlite import budget_queries as bq
+from taskgate.backends.sqlite import cancels, reads
 from taskgate.backends.sqlite import queries as q
 from taskgate.backends.sqlite.connection import SqliteConnector
 from taskgate.backends.sqlite.transitions import Transitions
@@ -28,6 +30,7 @@ from taskgate.record import (
     BackendStats,
     BlockedBy,
     BudgetUsage,
+    CancelResult,
     Claim,
     InvocationRecord,
     LimitOverride,
@@ -43,6 +46,8 @@ _S = InvocationStatus
 
 # The longest an idle claim or result wait sleeps between checks for another process's commit.
 MAX_IDLE_WAIT = 0.02
+# A runner's cancel watcher looks for requests of other processes at most this far apart.
+CANCEL_LOOK_MAX_WAIT = 0.25
 # How often a busy process's claims look at the timed table (rate waiters, delayed calls and
 # retries due): often enough that they are claimable within milliseconds of their instant,
 # rarely enough that other tasks do not pay a statement per claim. Idle claims look whenever
@@ -63,6 +68,7 @@ class SqliteBackend(Backend):
         self._next_timed_look = 0.0
         self._final_events: dict[str, threading.Event] = {}
         self._events_lock = threading.Lock()
+        self._cancel_requests = cancels.CancelRequests(self._db, self._app, CANCEL_LOOK_MAX_WAIT)
 
     # --- the atomic contract -------------------------------------------------------------------
 
@@ -98,8 +104,10 @@ class SqliteBackend(Backend):
         timeout: float,
         *,
         wait_first: bool = False,  # looking is cheap here: always look first
+        queues: frozenset[str] | None = None,
     ) -> list[Claim]:
         deadline = time.monotonic() + timeout
+        look, look_params = _idle_look(self._app, queues)
         backoff = Backoff(0.001, MAX_IDLE_WAIT)
         with self._work:
             generation = self._wake_generation
@@ -107,14 +115,12 @@ class SqliteBackend(Backend):
             with self._work:
                 if generation != self._wake_generation:
                     return []
-            ready, due = self._db.read(
-                lambda conn: conn.execute(bq.IDLE_LOOK, (self._app,)).fetchone()
-            )
+            ready, due = self._db.read(lambda conn: conn.execute(look, look_params).fetchone())
             if ready or (due is not None and due <= time.time()):
                 # No timed entry at all (due is None): nothing there to look for.
                 claims = self._db.write(
                     functools.partial(
-                        self._claim_in, runner_id, max_count, lease_seconds, due is not None
+                        self._claim_in, runner_id, max_count, lease_seconds, due is not None, queues
                     )
                 )
                 if claims:
@@ -135,10 +141,13 @@ class SqliteBackend(Backend):
         max_count: int,
         lease_seconds: float,
         look_timed: bool,
+        queues: frozenset[str] | None,
         conn: sqlite3.Connection,
     ) -> list[Claim]:
         steps = self._steps(conn, time.time())
-        return steps.claim(runner_id, max_count, lease_seconds, look_timed=look_timed)
+        return steps.claim(
+            runner_id, max_count, lease_seconds, look_timed=look_timed, queues=queues
+        )
 
     def finish(self, invocation_id: str, runner_id: str, attempt: int, outcome: Outcome) -> bool:
         done, _ = self.finish_and_claim(
@@ -155,14 +164,16 @@ class SqliteBackend(Backend):
         *,
         max_count: int,
         lease_seconds: float,
+        queues: frozenset[str] | None = None,
     ) -> tuple[bool, list[Claim]]:
         def operation(conn: sqlite3.Connection) -> tuple[bool, list[Claim]]:
             steps = self._steps(conn, time.time())
             done = self._finish_in(steps, invocation_id, runner_id, attempt, outcome)
             if not max_count:
                 return done, []
+            look_timed = self._timed_look_due(steps.now)
             return done, steps.claim(
-                runner_id, max_count, lease_seconds, look_timed=self._timed_look_due(steps.now)
+                runner_id, max_count, lease_seconds, look_timed=look_timed, queues=queues
             )
 
         done, claims = self._db.write(operation)
@@ -180,6 +191,10 @@ class SqliteBackend(Backend):
         row = steps.owned(invocation_id, runner_id, attempt)
         if row is None:
             return False
+        if row["cancel_requested"] or outcome.kind is OutcomeKind.CANCELLED:
+            payload = outcome.payload if outcome.kind is OutcomeKind.CANCELLED else b""
+            cancels.end_cancelled(steps, row, runner_id, payload)
+            return True
         if outcome.kind is OutcomeKind.RETRY:
             steps.retry(row, outcome.payload, runner_id, outcome.retry_delay)
         else:
@@ -194,15 +209,50 @@ class SqliteBackend(Backend):
             row = steps.owned(invocation_id, runner_id, attempt)
             if row is None:
                 return False
-            steps.requeue_first(row, runner_id)
+            if row["cancel_requested"]:  # a cancel-requested run ends CANCELLED, however
+                cancels.end_cancelled(steps, row, runner_id)
+            else:
+                steps.requeue_first(row, runner_id)
             return True
 
         done = self._db.write(operation)
         if done:
             self._notify_claimers()
+            self._notify_final(invocation_id)
         else:
             log_stale_report(invocation_id, runner_id, attempt)
         return done
+
+    def cancel(self, invocation_id: str) -> CancelResult:
+        result = self._db.write(
+            lambda conn: cancels.cancel(self._steps(conn, time.time()), invocation_id)
+        )
+        logger.info(
+            "cancel of invocation %s: %s",
+            invocation_id,
+            result.value,
+            extra={"invocation_id": invocation_id},
+        )
+        if result is CancelResult.CANCELLED:
+            self._notify_claimers()  # a slot or a woken count it held may have gone on
+            self._notify_final(invocation_id)
+        elif result is CancelResult.REQUESTED:
+            self._cancel_requests.notify()
+        return result
+
+    def wait_cancel_requests(self, runner_id: str, timeout: float) -> list[str]:
+        return self._cancel_requests.wait(runner_id, timeout)
+
+    def register_tick(self, record: InvocationRecord, tick: float) -> RegisterResult | None:
+        def operation(conn: sqlite3.Connection) -> RegisterResult | None:
+            if not cancels.take_tick(conn, self._app, record.task_id, tick):
+                return None
+            return self._register_in(conn, self._steps(conn, time.time()), record)
+
+        result = self._db.write(operation)
+        if result is not None and result.created:
+            self._notify_claimers()
+        return result
 
     def renew(
         self, runner_id: str, claims: Sequence[tuple[str, int]], lease_seconds: float
@@ -261,7 +311,9 @@ class SqliteBackend(Backend):
     ) -> list[str]:
         """Requeue each running row first in line, or fail it past ``max_recoveries``."""
         for row in rows:
-            if row["num_recoveries"] >= self.options.max_recoveries:
+            if row["cancel_requested"]:  # its runner is gone: the cancel is done
+                cancels.end_cancelled(steps, row, None)
+            elif row["num_recoveries"] >= self.options.max_recoveries:
                 steps.finalize(row, _S.FAILED, None, self.options.lost_error)
                 steps.release_slot(row)
             else:
@@ -283,16 +335,7 @@ class SqliteBackend(Backend):
         return self._db.read(lambda conn: q.load_record(conn, self._app, invocation_id))
 
     def get_many(self, invocation_ids: Sequence[str]) -> list[InvocationRecord | None]:
-        def operation(conn: sqlite3.Connection) -> dict[str, InvocationRecord]:
-            found: dict[str, InvocationRecord] = {}
-            for start in range(0, len(invocation_ids), q.IN_BATCH):
-                page = list(invocation_ids[start : start + q.IN_BATCH])
-                sql = q.SELECT_INVOCATIONS_IN.format(marks=",".join("?" * len(page)))
-                for row in conn.execute(sql, (self._app, *page)):
-                    found[row["invocation_id"]] = q.row_to_record(row, [])
-            return found
-
-        found = self._db.read(operation)
+        found = self._db.read(lambda conn: reads.records_by_id(conn, self._app, invocation_ids))
         return [found.get(invocation_id) for invocation_id in invocation_ids]
 
     def wait_final(self, invocation_id: str, timeout: float | None) -> InvocationRecord | None:
@@ -320,20 +363,7 @@ class SqliteBackend(Backend):
                     del self._final_events[invocation_id]
 
     def blocked_by(self, invocation_id: str) -> BlockedBy | None:
-        def operation(conn: sqlite3.Connection) -> BlockedBy | None:
-            row = conn.execute(bq.BLOCKED_ROW, (self._app, invocation_id)).fetchone()
-            if row is None or row["status"] != _S.CONCURRENCY_CONTROLLED:
-                return None
-            if row["parked_on"] is not None:
-                key, ready_at, sql = row["parked_on"], row["ready_at"], bq.HOLDERS
-            elif row["running_key"] is not None:
-                key, ready_at, sql = row["running_key"], None, q.SLOT_HOLDERS
-            else:
-                return None
-            holders = () if ready_at is not None else conn.execute(sql, (self._app, key))
-            return BlockedBy(key, tuple(h[0] for h in holders if h[0] != invocation_id), ready_at)
-
-        return self._db.read(operation)
+        return self._db.read(lambda conn: reads.blocked_by(conn, self._app, invocation_id))
 
     def list_invocations(
         self, task_id: str | None, status: InvocationStatus | None, limit: int
@@ -344,18 +374,7 @@ class SqliteBackend(Backend):
         return self._db.read(lambda conn: q.find_ids(conn, self._app, prefix, limit))
 
     def stats(self) -> BackendStats:
-        def operation(conn: sqlite3.Connection) -> BackendStats:
-            counts = {
-                (row[0], _S(row[1])): row[2]
-                for row in conn.execute(q.COUNT_BY_TASK_AND_STATUS, (self._app,))
-            }
-            parked = dict(conn.execute(q.COUNT_PARKED_BY_KEY, (self._app,)).fetchall())
-            for key, count in conn.execute(bq.COUNT_WAITERS_BY_BUDGET, (self._app,)):
-                parked[key] = parked.get(key, 0) + count
-            runners = dict(conn.execute(q.LIVE_RUNNERS, (self._app, time.time())).fetchall())
-            return BackendStats(counts, parked, runners)
-
-        return self._db.read(operation)
+        return self._db.read(lambda conn: reads.stats(conn, self._app, time.time()))
 
     # --- limits --------------------------------------------------------------------------------
 
@@ -402,6 +421,7 @@ class SqliteBackend(Backend):
         with self._work:
             self._wake_generation += 1
             self._work.notify_all()
+        self._cancel_requests.stop()
 
     def close(self) -> None:
         self._db.close()
@@ -430,3 +450,11 @@ class SqliteBackend(Backend):
             event = self._final_events.get(invocation_id)
         if event is not None:
             event.set()
+
+
+def _idle_look(app: str, queues: frozenset[str] | None) -> tuple[str, tuple[object, ...]]:
+    """What an idle claim of ``queues`` reads: is there work there, and the next timed entry."""
+    if queues is None:
+        return bq.IDLE_LOOK, (app,)
+    names = sorted(queues)
+    return bq.idle_look_sql(len(names)), (app, *names)

@@ -6,6 +6,7 @@ are in ``budgets.py``.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections import defaultdict
 
@@ -69,6 +70,12 @@ DELETE FROM budget_waiters WHERE app_id = ?1 AND budget = ?2
         ) ORDER BY arm LIMIT 1)
 RETURNING fair, invocation_id
 """
+# A cancelled waiter leaves its place (params: app, budget, fair, neg_priority, seq).
+UNPARK_WAITER = """
+DELETE FROM budget_waiters
+WHERE app_id = ? AND budget = ? AND fair = ? AND neg_priority = ? AND seq = ?
+"""
+DROP_CURSOR = "DELETE FROM budget_cursors WHERE app_id = ? AND budget = ?"
 WOKEN_COUNT = "SELECT count FROM budget_woken WHERE app_id = ? AND budget = ?"
 ADD_WOKEN = """
 INSERT INTO budget_woken (app_id, budget, count) VALUES (?, ?, ?)
@@ -102,6 +109,7 @@ DELETE FROM timed WHERE app_id = ?1 AND member IN (
     SELECT member FROM timed WHERE app_id = ?1 AND due <= ?2 ORDER BY due LIMIT ?3)
 RETURNING member, due
 """
+TIMED_REMOVE = "DELETE FROM timed WHERE app_id = ? AND member = ?"
 TIMED_ADD = """
 INSERT INTO timed (app_id, member, due) VALUES (?, ?, ?)
 ON CONFLICT (app_id, member) DO UPDATE SET due = MIN(due, excluded.due)
@@ -111,6 +119,17 @@ IDLE_LOOK = """
 SELECT EXISTS (SELECT 1 FROM queue WHERE app_id = ?1),
     (SELECT MIN(due) FROM timed WHERE app_id = ?1)
 """
+_IDLE_LOOK_OF = """
+SELECT EXISTS (SELECT 1 FROM queue WHERE app_id = ?1 AND queue IN ({marks})),
+    (SELECT MIN(due) FROM timed WHERE app_id = ?1)
+"""
+
+
+@functools.lru_cache(maxsize=64)
+def idle_look_sql(count: int) -> str:
+    """:data:`IDLE_LOOK` for a claim of ``count`` named queues (params: app, the names)."""
+    return _IDLE_LOOK_OF.format(marks=", ".join(f"?{n + 2}" for n in range(count)))
+
 
 # Overrides.
 OVERRIDES = (

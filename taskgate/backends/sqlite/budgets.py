@@ -178,10 +178,32 @@ class BudgetSteps:
             self.conn.execute(bq.ADD_WOKEN, (self.app, budget.key, len(woken)))
         return woken
 
+    def withdraw(self, row: sqlite3.Row) -> bool:
+        """Take a cancelled waiter out of the budget it waits for; True if it was parked there.
+
+        A waiter woken already (on its way through the ready queue: False) was promised a slot
+        or a start: that promise goes on to the budget's next waiters, as much as fits.
+        """
+        key = row["parked_on"]
+        if key is None:
+            return False
+        budget = next((b for b in _decode(row["budgets"]) if b.key == key), None)
+        fair = (budget.fair if budget is not None else None) or ""
+        place = (self.app, key, fair, -row["priority"], row["seq"])
+        if self.conn.execute(bq.UNPARK_WAITER, place).rowcount:
+            if not self._has_waiters(key):  # its round-robin cursor goes with the last waiter
+                self.conn.execute(bq.DROP_CURSOR, (self.app, key))
+            return True
+        self.conn.execute(bq.TAKE_WOKEN, (self.app, key))
+        self.conn.execute(bq.DROP_SPENT_WOKEN, (self.app, key))
+        if budget is not None:
+            self.push_front(self._wake_fitting(budget, at_least=0))
+        return False
+
     def push_front(self, woken: list[str]) -> None:
         """Put woken waiters at the front of the ready queue, the first woken first."""
         for invocation_id in reversed(woken):
-            self.conn.execute(q.QUEUE_PUSH_FRONT, (self.app, self.app, invocation_id))
+            self.conn.execute(q.QUEUE_PUSH_FRONT_ID, (self.app, invocation_id))
 
     # --- values --------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 
 from taskgate.record import ConcurrencyPlan, InvocationRecord, Transition, decode_budgets
@@ -22,13 +23,15 @@ APP_TABLES = (
     "rate_starts",
     "timed",
     "limit_overrides",
+    "cancel_requests",
+    "periodic_ticks",
 )
 
 INSERT_INVOCATION = """
 INSERT INTO invocations (
     app_id, invocation_id, task_id, arguments, registration_key, running_key, running_limit,
-    drop_when_blocked, max_retries, status, created_at, budgets, priority, scheduled_for
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    drop_when_blocked, max_retries, status, created_at, budgets, priority, scheduled_for, queue
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 INSERT_HISTORY = """
 INSERT INTO history (app_id, invocation_id, status, timestamp, runner_id) VALUES (?, ?, ?, ?, ?)
@@ -55,28 +58,57 @@ RELEASE_REGISTRATION_KEY = (
     "DELETE FROM registration_keys WHERE app_id = ? AND key = ? AND invocation_id = ?"
 )
 
-# The ready queue.
+# The ready queues, in (neg_priority, position) order; positions are unique per priority.
 QUEUE_NOT_EMPTY = "SELECT 1 FROM queue WHERE app_id = ? LIMIT 1"
+# The head of every queue: the first row of the primary key.
 QUEUE_POP_HEAD = """
-DELETE FROM queue WHERE app_id = ?
-    AND position = (SELECT MIN(position) FROM queue WHERE app_id = ?)
+DELETE FROM queue WHERE app_id = ?1 AND (neg_priority, position) = (
+    SELECT neg_priority, position FROM queue WHERE app_id = ?1
+    ORDER BY neg_priority, position LIMIT 1)
 RETURNING invocation_id
 """
+# The head of some queues (?2, ?3...): the best of each queue's head (see pop_head_sql).
+_QUEUE_HEAD_OF = """SELECT * FROM (SELECT neg_priority, position FROM queue
+    WHERE app_id = ?1 AND queue = ?{n} ORDER BY neg_priority, position LIMIT 1)"""
+_QUEUE_POP_HEAD_OF = """
+DELETE FROM queue WHERE app_id = ?1 AND (neg_priority, position) = (
+    SELECT neg_priority, position FROM ({heads}) ORDER BY neg_priority, position LIMIT 1)
+RETURNING invocation_id
+"""
+# Params: app, queue, neg_priority, invocation id.
 QUEUE_PUSH_BACK = """
-INSERT INTO queue (app_id, position, invocation_id)
-VALUES (?, (SELECT COALESCE(MAX(position), 0) + 1 FROM queue WHERE app_id = ?), ?)
+INSERT INTO queue (app_id, neg_priority, position, queue, invocation_id)
+VALUES (?1, ?3, (SELECT COALESCE(MAX(position), 0) + 1 FROM queue
+                 WHERE app_id = ?1 AND neg_priority = ?3), ?2, ?4)
+"""
+QUEUE_PUSH_FRONT = """
+INSERT INTO queue (app_id, neg_priority, position, queue, invocation_id)
+VALUES (?1, ?3, (SELECT COALESCE(MIN(position), 0) - 1 FROM queue
+                 WHERE app_id = ?1 AND neg_priority = ?3), ?2, ?4)
+"""
+# The same by id alone (queue and priority read from the row). Params: app, invocation id.
+QUEUE_PUSH_FRONT_ID = """
+INSERT INTO queue (app_id, neg_priority, position, queue, invocation_id)
+SELECT ?1, -i.priority, (SELECT COALESCE(MIN(position), 0) - 1 FROM queue
+                         WHERE app_id = ?1 AND neg_priority = -i.priority), i.queue, ?2
+FROM invocations i WHERE i.app_id = ?1 AND i.invocation_id = ?2
 """
 # A due timed invocation goes to the tail, if it still waits (SCHEDULED or a delayed RETRY).
 QUEUE_PUSH_BACK_WAITING = """
-INSERT INTO queue (app_id, position, invocation_id)
-SELECT ?1, (SELECT COALESCE(MAX(position), 0) + 1 FROM queue WHERE app_id = ?1), ?2
-WHERE EXISTS (SELECT 1 FROM invocations WHERE app_id = ?1 AND invocation_id = ?2
-              AND status IN ('scheduled', 'retry'))
+INSERT INTO queue (app_id, neg_priority, position, queue, invocation_id)
+SELECT ?1, -i.priority, (SELECT COALESCE(MAX(position), 0) + 1 FROM queue
+                         WHERE app_id = ?1 AND neg_priority = -i.priority), i.queue, ?2
+FROM invocations i WHERE i.app_id = ?1 AND i.invocation_id = ?2
+    AND i.status IN ('scheduled', 'retry')
 """
-QUEUE_PUSH_FRONT = """
-INSERT INTO queue (app_id, position, invocation_id)
-VALUES (?, (SELECT COALESCE(MIN(position), 0) - 1 FROM queue WHERE app_id = ?), ?)
-"""
+
+
+@functools.lru_cache(maxsize=64)
+def pop_head_sql(count: int) -> str:
+    """The statement taking the head of ``count`` named queues (params: app, the names)."""
+    heads = " UNION ALL ".join(_QUEUE_HEAD_OF.format(n=n + 2) for n in range(count))
+    return _QUEUE_POP_HEAD_OF.format(heads=heads)
+
 
 # Running slots and parked invocations.
 SLOTS_TAKEN_AND_HELD = """
@@ -87,21 +119,27 @@ SLOT_COUNT = "SELECT COUNT(*) FROM slots WHERE app_id = ? AND running_key = ?"
 SLOT_HOLDERS = "SELECT invocation_id FROM slots WHERE app_id = ? AND running_key = ?"
 TAKE_SLOT = "INSERT INTO slots (app_id, running_key, invocation_id) VALUES (?, ?, ?)"
 RELEASE_SLOT = "DELETE FROM slots WHERE app_id = ? AND running_key = ? AND invocation_id = ?"
+# Params: app, running key, neg_priority, invocation id, queue.
 PARK_BACK = """
-INSERT INTO parked (app_id, running_key, position, invocation_id)
-VALUES (?, ?, (SELECT COALESCE(MAX(position), 0) + 1 FROM parked
-               WHERE app_id = ? AND running_key = ?), ?)
+INSERT INTO parked (app_id, running_key, neg_priority, position, invocation_id, queue)
+VALUES (?1, ?2, ?3, (SELECT COALESCE(MAX(position), 0) + 1 FROM parked
+                     WHERE app_id = ?1 AND running_key = ?2 AND neg_priority = ?3), ?4, ?5)
 """
 PARK_FRONT = """
-INSERT INTO parked (app_id, running_key, position, invocation_id)
-VALUES (?, ?, (SELECT COALESCE(MIN(position), 0) - 1 FROM parked
-               WHERE app_id = ? AND running_key = ?), ?)
+INSERT INTO parked (app_id, running_key, neg_priority, position, invocation_id, queue)
+VALUES (?1, ?2, ?3, (SELECT COALESCE(MIN(position), 0) - 1 FROM parked
+                     WHERE app_id = ?1 AND running_key = ?2 AND neg_priority = ?3), ?4, ?5)
 """
 PARKED_HEAD = """
-SELECT position, invocation_id FROM parked WHERE app_id = ? AND running_key = ?
-ORDER BY position LIMIT 1
+SELECT neg_priority, position, invocation_id, queue FROM parked
+WHERE app_id = ? AND running_key = ? ORDER BY neg_priority, position LIMIT 1
 """
-UNPARK = "DELETE FROM parked WHERE app_id = ? AND running_key = ? AND position = ?"
+UNPARK = """
+DELETE FROM parked WHERE app_id = ? AND running_key = ? AND neg_priority = ? AND position = ?
+"""
+UNPARK_ID = """
+DELETE FROM parked WHERE app_id = ? AND running_key = ? AND neg_priority = ? AND invocation_id = ?
+"""
 
 # Claims, leases and outcomes.
 START_RUNNING = """
@@ -164,6 +202,7 @@ LIVE_RUNNERS = "SELECT runner_id, expires_at FROM runners WHERE app_id = ? AND e
 COUNT_BY_TASK_AND_STATUS = (
     "SELECT task_id, status, COUNT(*) FROM invocations WHERE app_id = ? GROUP BY task_id, status"
 )
+QUEUE_DEPTH = "SELECT queue, COUNT(*) FROM queue WHERE app_id = ? GROUP BY queue"
 COUNT_PARKED_BY_KEY = (
     "SELECT running_key, COUNT(*) FROM parked WHERE app_id = ? GROUP BY running_key"
 )
@@ -188,6 +227,7 @@ def row_to_record(row: sqlite3.Row, history: list[Transition]) -> InvocationReco
         ),
         max_retries=row["max_retries"],
         priority=row["priority"],
+        queue=row["queue"],
         scheduled_for=row["scheduled_for"],
         status=InvocationStatus(row["status"]),
         attempt=row["attempt"],
@@ -199,6 +239,7 @@ def row_to_record(row: sqlite3.Row, history: list[Transition]) -> InvocationReco
         result=row["result"],
         error=row["error"],
         history=history,
+        cancel_requested=bool(row["cancel_requested"]),
     )
 
 

@@ -18,11 +18,12 @@ from taskgate.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # From version N to N + 1: columns of existing tables first (ALTER TABLE appends them, which is
 # why schema.sql lists them last); the tables and indexes of schema.sql that the file lacks are
-# then created from schema.sql itself, so their definitions are never written twice.
+# then created from schema.sql itself, so their definitions are never written twice. A table
+# whose key changes is renamed aside first, created anew, and filled by COPIES (then dropped).
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
         "ALTER TABLE invocations ADD COLUMN budgets TEXT",
@@ -31,6 +32,31 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE invocations ADD COLUMN parked_since REAL",
         "ALTER TABLE invocations ADD COLUMN ready_at REAL",
         "ALTER TABLE invocations ADD COLUMN scheduled_for REAL",
+    ),
+    2: (
+        "ALTER TABLE invocations ADD COLUMN queue TEXT NOT NULL DEFAULT 'default'",
+        "ALTER TABLE invocations ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0",
+        # Both are ordered by priority now: their keys gain neg_priority.
+        "ALTER TABLE queue RENAME TO queue_v2",
+        "ALTER TABLE parked RENAME TO parked_v2",
+    ),
+}
+
+# Run after the tables of schema.sql were created: rows of the tables renamed aside move in.
+COPIES: dict[int, tuple[str, ...]] = {
+    2: (
+        """INSERT INTO queue (app_id, neg_priority, position, queue, invocation_id)
+        SELECT q.app_id, -COALESCE(i.priority, 0), q.position, COALESCE(i.queue, 'default'),
+            q.invocation_id
+        FROM queue_v2 q
+        LEFT JOIN invocations i ON i.app_id = q.app_id AND i.invocation_id = q.invocation_id""",
+        "DROP TABLE queue_v2",
+        """INSERT INTO parked (app_id, running_key, neg_priority, position, invocation_id, queue)
+        SELECT p.app_id, p.running_key, -COALESCE(i.priority, 0), p.position, p.invocation_id,
+            COALESCE(i.queue, 'default')
+        FROM parked_v2 p
+        LEFT JOIN invocations i ON i.app_id = p.app_id AND i.invocation_id = p.invocation_id""",
+        "DROP TABLE parked_v2",
     ),
 }
 
@@ -88,6 +114,9 @@ def _upgrade(conn: sqlite3.Connection, version: int) -> None:
     for statement in schema_statements():
         match = _CREATED_NAME.match(statement)
         if match is not None and match.group(1) not in existing:
+            conn.execute(statement)
+    for step in range(version, SCHEMA_VERSION):
+        for statement in COPIES.get(step, ()):
             conn.execute(statement)
 
 

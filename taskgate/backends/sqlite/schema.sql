@@ -1,4 +1,4 @@
--- taskgate SQLite schema, version 2 (PRAGMA user_version); schema.py upgrades older files.
+-- taskgate SQLite schema, version 3 (PRAGMA user_version); schema.py upgrades older files.
 -- Every table is keyed by app_id first: apps sharing one file never see each other's rows.
 
 CREATE TABLE invocations (
@@ -29,6 +29,9 @@ CREATE TABLE invocations (
     parked_since      REAL,                               -- first park of this wait
     ready_at          REAL,                               -- parked on a rate: when it admits
     scheduled_for     REAL,                               -- a delayed call: not before then
+    -- v3 (queues, cancellation).
+    queue             TEXT    NOT NULL DEFAULT 'default',
+    cancel_requested  INTEGER NOT NULL DEFAULT 0,         -- cancel() while it ran
     UNIQUE (app_id, invocation_id)
 );
 CREATE INDEX invocations_by_task ON invocations (app_id, task_id, seq);
@@ -48,13 +51,19 @@ CREATE TABLE history (
 );
 CREATE INDEX history_by_invocation ON history (app_id, invocation_id, step);
 
--- The ready queue. position orders it; a woken or handed-back invocation goes before the head.
+-- The ready queues: taken highest priority first (neg_priority = -priority), then by position.
+-- Positions are unique per priority across queues (MAX + 1 at the tail); a woken, handed-back
+-- or recovered invocation takes MIN - 1, the head of its priority. A claim of every queue walks
+-- the primary key; a claim naming queues reads the head of each through queue_by_lane.
 CREATE TABLE queue (
     app_id        TEXT    NOT NULL,
+    neg_priority  INTEGER NOT NULL,
     position      INTEGER NOT NULL,
+    queue         TEXT    NOT NULL,
     invocation_id TEXT    NOT NULL,
-    PRIMARY KEY (app_id, position)
+    PRIMARY KEY (app_id, neg_priority, position)
 ) WITHOUT ROWID;
+CREATE INDEX queue_by_lane ON queue (app_id, queue, neg_priority, position);
 
 -- Registration keys held by invocations that have not started running.
 CREATE TABLE registration_keys (
@@ -72,13 +81,16 @@ CREATE TABLE slots (
     PRIMARY KEY (app_id, running_key, invocation_id)
 ) WITHOUT ROWID;
 
--- Invocations parked on a full running key, first come first served.
+-- Invocations parked on a full running key: higher priority first, then first come first
+-- served (position; MIN - 1 for a handed-back one, first in line).
 CREATE TABLE parked (
     app_id        TEXT    NOT NULL,
     running_key   TEXT    NOT NULL,
+    neg_priority  INTEGER NOT NULL,
     position      INTEGER NOT NULL,
     invocation_id TEXT    NOT NULL,
-    PRIMARY KEY (app_id, running_key, position)
+    queue         TEXT    NOT NULL,                       -- its ready queue, once woken
+    PRIMARY KEY (app_id, running_key, neg_priority, position)
 ) WITHOUT ROWID;
 
 CREATE TABLE runners (
@@ -160,4 +172,21 @@ CREATE TABLE limit_overrides (
     rate_count  INTEGER,
     rate_period REAL,
     PRIMARY KEY (app_id, name)
+) WITHOUT ROWID;
+
+-- Cancellation (v3): cancels requested for running invocations, until their runner reads them
+-- (wait_cancel_requests) or the run ends.
+CREATE TABLE cancel_requests (
+    app_id        TEXT NOT NULL,
+    runner_id     TEXT NOT NULL,
+    invocation_id TEXT NOT NULL,
+    PRIMARY KEY (app_id, runner_id, invocation_id)
+) WITHOUT ROWID;
+
+-- Periodic tasks (v3): the last tick registered per task (register_tick).
+CREATE TABLE periodic_ticks (
+    app_id    TEXT NOT NULL,
+    task_id   TEXT NOT NULL,
+    last_tick REAL NOT NULL,
+    PRIMARY KEY (app_id, task_id)
 ) WITHOUT ROWID;

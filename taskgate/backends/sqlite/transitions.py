@@ -65,6 +65,7 @@ class Transitions:
                 encode_budgets(plan.budgets) if plan.budgets else None,
                 record.priority,
                 record.scheduled_for,
+                record.queue,
             ),
         )
         self._history(record.invocation_id, status, None)
@@ -76,15 +77,33 @@ class Transitions:
             member = invocation_member(record.invocation_id)
             self.conn.execute(bq.TIMED_ADD, (self.app, member, record.scheduled_for))
         else:
-            self.conn.execute(q.QUEUE_PUSH_BACK, (self.app, self.app, record.invocation_id))
+            self.conn.execute(
+                q.QUEUE_PUSH_BACK,
+                (self.app, record.queue, -record.priority, record.invocation_id),
+            )
 
     def claim(
-        self, runner_id: str, max_count: int, lease_seconds: float, *, look_timed: bool = True
+        self,
+        runner_id: str,
+        max_count: int,
+        lease_seconds: float,
+        *,
+        look_timed: bool = True,
+        queues: frozenset[str] | None = None,
     ) -> list[Claim]:
-        """Take ready invocations off the queue until ``max_count`` run (see Backend.claim).
+        """Take ready invocations off the queues until ``max_count`` run (see Backend.claim).
 
-        First, with ``look_timed``, what is due in the ``timed`` table goes to the front.
+        First, with ``look_timed``, what is due in the ``timed`` table goes to the ready queue.
+        ``queues``: take only from those (None: from every queue; empty: from none).
         """
+        if queues is not None and not queues:
+            return []
+        params: tuple[str, ...] = (self.app,)
+        if queues is None:
+            pop = q.QUEUE_POP_HEAD
+        else:
+            names = sorted(queues)
+            pop, params = q.pop_head_sql(len(names)), (self.app, *names)
         claims: list[Claim] = []
         if (
             look_timed
@@ -93,7 +112,7 @@ class Transitions:
         ):
             self.budgets.move_due()
         while len(claims) < max_count:
-            head = self.conn.execute(q.QUEUE_POP_HEAD, (self.app, self.app)).fetchone()
+            head = self.conn.execute(pop, params).fetchone()
             if head is None:
                 break
             row = self.conn.execute(q.SELECT_INVOCATION, (self.app, head[0])).fetchone()
@@ -101,7 +120,7 @@ class Transitions:
                 continue
             if not (self._take_budgets(row) if row["budgets"] else self._take_slot(row)):
                 continue
-            self._release_registration_key(row)
+            self.release_registration_key(row)
             self.conn.execute(
                 q.START_RUNNING,
                 (runner_id, self.now + lease_seconds, self.app, row["invocation_id"]),
@@ -139,7 +158,9 @@ class Transitions:
             member = invocation_member(invocation_id)
             self.conn.execute(bq.TIMED_ADD, (self.app, member, self.now + delay))
         else:
-            self.conn.execute(q.QUEUE_PUSH_BACK, (self.app, self.app, invocation_id))
+            self.conn.execute(
+                q.QUEUE_PUSH_BACK, (self.app, row["queue"], -row["priority"], invocation_id)
+            )
 
     def finalize(
         self,
@@ -163,15 +184,17 @@ class Transitions:
         self.conn.execute(q.REQUEUE, (self.app, invocation_id))
         self._history(invocation_id, _S.REGISTERED, runner_id, row["status"])
         self._take_registration_key(row)
+        front = (self.app, row["queue"], -row["priority"], invocation_id)
         if row["budgets"]:
             self.budgets.release(row)
-            self.conn.execute(q.QUEUE_PUSH_FRONT, (self.app, self.app, invocation_id))
+            self.conn.execute(q.QUEUE_PUSH_FRONT, front)
             return
         key = row["running_key"]
         if key is None:
-            self.conn.execute(q.QUEUE_PUSH_FRONT, (self.app, self.app, invocation_id))
+            self.conn.execute(q.QUEUE_PUSH_FRONT, front)
             return
-        self.conn.execute(q.PARK_FRONT, (self.app, key, self.app, key, invocation_id))
+        park = (self.app, key, -row["priority"], invocation_id, row["queue"])
+        self.conn.execute(q.PARK_FRONT, park)
         self.release_slot(row)
 
     def release_slot(self, row: sqlite3.Row) -> None:
@@ -184,18 +207,20 @@ class Transitions:
             return
         self.conn.execute(q.RELEASE_SLOT, (self.app, key, row["invocation_id"]))
         free = row["running_limit"] - self.conn.execute(q.SLOT_COUNT, (self.app, key)).fetchone()[0]
-        promoted = []
+        promoted: list[tuple[str, int, str]] = []
         while free > 0:
             head = self.conn.execute(q.PARKED_HEAD, (self.app, key)).fetchone()
             if head is None:
                 break
-            self.conn.execute(q.UNPARK, (self.app, key, head[0]))
-            self.conn.execute(q.TAKE_SLOT, (self.app, key, head[1]))
-            promoted.append(head[1])
+            neg_priority, position, invocation_id, queue = head
+            self.conn.execute(q.UNPARK, (self.app, key, neg_priority, position))
+            self.conn.execute(q.TAKE_SLOT, (self.app, key, invocation_id))
+            promoted.append((queue, neg_priority, invocation_id))
             free -= 1
-        # Woken waiters go to the front of the ready queue, longest-waiting first.
-        for invocation_id in reversed(promoted):
-            self.conn.execute(q.QUEUE_PUSH_FRONT, (self.app, self.app, invocation_id))
+        # Woken waiters go to the front of the ready queue (of their priority), first woken
+        # first.
+        for queue, neg_priority, invocation_id in reversed(promoted):
+            self.conn.execute(q.QUEUE_PUSH_FRONT, (self.app, queue, neg_priority, invocation_id))
 
     def expire_finals(self, batch: int) -> int:
         """Delete up to ``batch`` final invocations whose result TTL has passed; how many."""
@@ -222,11 +247,12 @@ class Transitions:
             self.conn.execute(q.TAKE_SLOT, (self.app, key, invocation_id))
             return True
         if row["drop_when_blocked"]:
-            self._release_registration_key(row)
+            self.release_registration_key(row)
             self.finalize(row, _S.CONCURRENCY_CONTROLLED_FINAL, None, b"")
         else:
             self._set_status(row, _S.CONCURRENCY_CONTROLLED, None)
-            self.conn.execute(q.PARK_BACK, (self.app, key, self.app, key, invocation_id))
+            park = (self.app, key, -row["priority"], invocation_id, row["queue"])
+            self.conn.execute(q.PARK_BACK, park)
         return False
 
     def _take_budgets(self, row: sqlite3.Row) -> bool:
@@ -235,7 +261,7 @@ class Transitions:
         if refusal is None:
             return True
         if row["drop_when_blocked"]:
-            self._release_registration_key(row)
+            self.release_registration_key(row)
             self.finalize(row, _S.CONCURRENCY_CONTROLLED_FINAL, None, b"")
             return False
         # A woken waiter that parks again keeps its status and adds no history entry.
@@ -249,7 +275,8 @@ class Transitions:
         if key is not None:
             self.conn.execute(q.TAKE_REGISTRATION_KEY, (self.app, key, row["invocation_id"]))
 
-    def _release_registration_key(self, row: sqlite3.Row) -> None:
+    def release_registration_key(self, row: sqlite3.Row) -> None:
+        """Free the registration key ``row`` holds (if it holds it)."""
         key = row["registration_key"]
         if key is not None:
             self.conn.execute(q.RELEASE_REGISTRATION_KEY, (self.app, key, row["invocation_id"]))

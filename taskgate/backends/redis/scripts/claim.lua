@@ -1,11 +1,12 @@
 -- claim: hand up to max_count invocations to a runner (see Backend.claim): those register
 -- handed to it while it waited, then ready ones; with none, record it as waiting for work.
 -- KEYS[1] prefix
--- ARGV runner_id, max_count, lease_seconds, result_ttl_seconds, idle_seconds (0 = not waiting)
+-- ARGV runner_id, max_count, lease_seconds, result_ttl_seconds, idle_seconds (0 = not waiting),
+--      queues ("<q1>,<q2>..."; '' = every queue)
 -- Returns {claims, due}: claims a list of {id, task_id, arguments, attempt, num_retries,
 -- max_retries}; due the milliseconds until the earliest timed wake-up (-1: none), on the
 -- server's clock, so that a claimer finding nothing waits no longer than that.
 local now = server_now()
 local claims = claim_next(ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), now,
-  tonumber(ARGV[5]))
+  tonumber(ARGV[5]), ARGV[6])
 return {claims, due_ms(now)}

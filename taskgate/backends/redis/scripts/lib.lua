@@ -35,40 +35,57 @@ local function finalize(id, f, new, now, runner, result, err, ttl)
     redis.call('RPUSH', k('done:' .. id), '1')
     redis.call('EXPIRE', k('done:' .. id), string.format('%d', math.ceil(ttl)))
   end
+  if f.cancel_requested and f.runner ~= '' then
+    -- Ended: a request its runner has not read yet is dropped (it would name a finished run).
+    redis.call('LREM', k('cancels:' .. f.runner), '0', id)
+  end
 end
 
 -- Free <id>'s slot of <key> and hand freed slots to the first parked waiters, in order.
 local function release_slot(id, key, limit)
   if key == '' then return end
-  local skey, pkey = k('slots:' .. key), k('parked:' .. key)
+  local skey, pkey, pz = k('slots:' .. key), k('parked:' .. key), k('pz:' .. key)
   redis.call('SREM', skey, id)
-  local promoted = {}
-  while redis.call('SCARD', skey) < limit do
-    local waiter = redis.call('LPOP', pkey)
-    if not waiter then break end
-    redis.call('SADD', skey, waiter)
-    promoted[#promoted + 1] = waiter
+  -- Nobody parked (the usual case): one look. 'parked_keys' names <key> only while someone is.
+  if redis.call('EXISTS', pkey, pz) > 0 then
+    local promoted = {}
+    while redis.call('SCARD', skey) < limit do
+      -- The next waiter: the head of pz:<key> when its priority is above 0 (a score below 0),
+      -- else the head of parked:<key>, else the head of pz:<key> (priorities below 0).
+      local head = redis.call('ZRANGE', pz, '0', '0', 'WITHSCORES')
+      local waiter
+      if not head[1] or tonumber(head[2]) >= 0 then waiter = redis.call('LPOP', pkey) end
+      if not waiter and head[1] then
+        waiter = head[1]
+        redis.call('ZREM', pz, waiter)
+      end
+      if not waiter then break end
+      redis.call('SADD', skey, waiter)
+      promoted[#promoted + 1] = waiter
+    end
+    -- Woken waiters go to the head of their ready lanes, longest-waiting first.
+    for i = #promoted, 1, -1 do push_ready(promoted[i], true, 'read') end
+    if redis.call('EXISTS', pkey, pz) == 0 then
+      redis.call('SREM', k('parked_keys'), key)
+    end
   end
-  -- Woken waiters go to the head of the ready queue, longest-waiting first.
-  for i = #promoted, 1, -1 do push_ready(promoted[i], true) end
-  if redis.call('LLEN', pkey) == 0 then redis.call('SREM', k('parked_keys'), key) end
   if redis.call('SCARD', skey) == 0 then redis.call('SREM', k('slot_keys'), key) end
 end
 
 -- Put <id>, registered again after running, first in line for its key and in the ready queue.
 local function first_in_line(id, f, now)
   take_regkey(id, f.regkey)
+  Q.lane(id, f)
   if f.budgets then  -- the woken waiters go ahead of it, then it goes first
     budget_steps().release(id, f, now)
-    push_ready(id, true)
+    push_ready(id, true, f.queue, f.priority)
     return
   end
   if f.key == '' then
-    push_ready(id, true)
+    push_ready(id, true, f.queue, f.priority)
     return
   end
-  redis.call('LPUSH', k('parked:' .. f.key), id)
-  redis.call('SADD', k('parked_keys'), f.key)
+  Q.lanes().park(id, f, true)
   release_slot(id, f.key, f.limit)
 end
 
@@ -84,7 +101,8 @@ end
 local function fields(id)
   local v = redis.call('HMGET', k('inv:' .. id), 'task_id', 'status', 'registration_key',
     'running_key', 'running_limit', 'drop_when_blocked', 'runner_id', 'attempt', 'num_retries',
-    'max_retries', 'num_recoveries', 'arguments', 'history', 'waited', 'budgets')
+    'max_retries', 'num_recoveries', 'arguments', 'history', 'waited', 'budgets',
+    'cancel_requested')
   if not v[1] then return nil end
   -- Absent fields are at their defaults (see register.lua).
   return {task = v[1], status = v[2], regkey = v[3] or '', key = v[4] or '',
@@ -92,7 +110,8 @@ local function fields(id)
     attempt = tonumber(v[8]) or 0, num_retries = tonumber(v[9]) or 0,
     max_retries = tonumber(v[10]) or 0,
     num_recoveries = tonumber(v[11]) or 0, arguments = v[12], history = v[13] or '',
-    waited = v[14] == '1', budgets = v[15]}
+    waited = v[14] == '1', budgets = v[15],
+    cancel_requested = v[16] == '1'}  -- queue and priority: see Q.lane
 end
 
 -- <id> if <runner> still runs <attempt> of it (the fencing check).
@@ -119,18 +138,31 @@ local function take_slot(id, f, now, ttl)
     finalize(id, f, 'concurrency_controlled_final', now, nil, nil, nil, ttl)
   else
     transition(id, f, 'concurrency_controlled', now, nil)
-    redis.call('RPUSH', k('parked:' .. f.key), id)
-    redis.call('SADD', k('parked_keys'), f.key)
+    if Q.lane(id, f).priority == 0 then
+      redis.call('RPUSH', k('parked:' .. f.key), id)
+      redis.call('SADD', k('parked_keys'), f.key)
+    else
+      Q.lanes().park(id, f, false)
+    end
   end
   return false
 end
 
--- Hand up to <max_count> ready invocations to <runner> (see Backend.claim).
--- Returns a list of {id, task_id, arguments, attempt, num_retries, max_retries}.
-local function claim_ready(runner, max_count, lease, ttl, now)
+-- Hand up to <max_count> ready invocations of the queues in <serves> (nil: all) to <runner>
+-- (see Backend.claim). Returns a list of {id, task_id, arguments, attempt, num_retries,
+-- max_retries}.
+local function claim_ready(runner, max_count, lease, ttl, now, serves)
   local claims, lease_expires = {}, nil
+  -- move_due looked at 'timed' first: its marker tells whether lanes exist.
+  if Q.marked == nil then Q.marked = redis.call('EXISTS', k('lanes')) == 1 end
   while #claims < max_count do
-    local id = redis.call('LPOP', k('queue'))
+    -- The next ready id of the queues served. Without lanes (the plain path), one LPOP.
+    local id
+    if Q.marked then
+      id = Q.lanes().pop(serves)
+    elseif not serves or serves['default'] then
+      id = redis.call('LPOP', k('queue'))
+    end
     if not id then break end
     local f = fields(id)
     local admitted = false
@@ -151,8 +183,14 @@ local function claim_ready(runner, max_count, lease, ttl, now)
       claims[#claims + 1] = {id, f.task, f.arguments, attempt, f.num_retries, f.max_retries}
     end
   end
-  -- Work left behind: pass the baton to another idle runner.
-  if #claims > 0 and runners_waiting() and redis.call('LLEN', k('queue')) > 0 then wake() end
+  -- Work left behind: pass the baton to another idle runner (and to one serving each queue
+  -- with work among the runners that serve only some queues).
+  if #claims > 0 and runners_waiting() then
+    if redis.call('LLEN', k('queue')) > 0 or redis.call('EXISTS', k('lanes')) == 1 then wake() end
+    if redis.call('ZCARD', k('idleq')) > 0 then
+      for queue in pairs(Q.lanes().queues_with_work()) do Q.lanes().wake_queue(queue) end
+    end
+  end
   return claims
 end
 
@@ -162,16 +200,20 @@ end
 local function finish_one(id, runner, attempt, kind, payload, ttl, now, delay)
   local f = owned(id, runner, attempt)
   if not f then return 0 end
-  if kind == 'retry' then
+  if f.cancel_requested or kind == 'cancelled' then  -- whatever the body did: cancelled
+    release_regkey(id, f.regkey)
+    finalize(id, f, 'cancelled', now, runner, nil, kind ~= 'success' and payload or nil, ttl)
+  elseif kind == 'retry' then
     redis.call('ZREM', k('leases'), id)
     transition(id, f, 'retry', now, runner, 'runner_id', '', 'lease_expires_at', '',
       'num_retries', string.format('%d', f.num_retries + 1), 'error', payload)
     take_regkey(id, f.regkey)
     local wait = delay and tonumber(delay)
+    Q.lane(id, f)
     if wait and wait > 0 then
-      add_timed('i:' .. id, time_text(now + wait))
+      add_timed('i:' .. id, time_text(now + wait), f.queue)
     else
-      push_ready(id, false)
+      push_ready(id, false, f.queue, f.priority)
     end
   elseif kind == 'success' then
     finalize(id, f, 'success', now, runner, payload, nil, ttl)
@@ -184,13 +226,18 @@ local function finish_one(id, runner, attempt, kind, payload, ttl, now, delay)
 end
 
 -- The invocations register handed to <runner> while it waited, that it still owns.
-local function take_handed(runner, claims)
+local function take_handed(runner, claims, ttl)
   local inbox = k('inbox:' .. runner)
   local item = redis.call('LPOP', inbox)
   while item do
     local id = string.sub(item, 1, string.find(item, '\31', 1, true) - 1)
     local f = owned(id, runner, 1)
-    if f then claims[#claims + 1] = {id, f.task, f.arguments, 1, f.num_retries, f.max_retries} end
+    if f and f.cancel_requested then  -- cancelled before its runner read it: it never starts
+      finalize(id, f, 'cancelled', now_number or server_now(), runner, nil, nil, ttl)
+      release_slot(id, f.key, f.limit)
+    elseif f then
+      claims[#claims + 1] = {id, f.task, f.arguments, 1, f.num_retries, f.max_retries}
+    end
     item = redis.call('LPOP', inbox)
   end
   return claims
@@ -215,11 +262,14 @@ local function undo_hand_over(id, f)
   first_in_line(id, f)
 end
 
--- Take <runner> out of the line for hand-overs, whatever lease its entries name.
+-- Take <runner> out of the line for hand-overs, whatever lease (and queues) its entries name.
 local function leave_line(runner)
   local prefix = runner .. '\31'
   for _, member in ipairs(redis.call('ZRANGE', k('idle'), 0, -1)) do
-    if string.sub(member, 1, #prefix) == prefix then redis.call('ZREM', k('idle'), member) end
+    if string.sub(member, 1, #prefix) == prefix then
+      redis.call('ZREM', k('idle'), member)
+      redis.call('ZREM', k('idleq'), member)
+    end
   end
 end
 
@@ -262,25 +312,32 @@ end
 -- With nothing to claim and <idle_for> > 0, the runner is recorded as waiting for work (until
 -- <idle_for> seconds from now), so that register hands it the next invocation directly;
 -- otherwise it is not waiting any more. <lease> is the raw argument (part of the idle entry).
-local function claim_next(runner, max_count, lease, ttl, now, idle_for)
+local function claim_next(runner, max_count, lease, ttl, now, idle_for, queues_text)
   if max_count <= 0 then return {} end
   move_due(now)
   -- Out of line first: a baton passed by claim_ready is for the other waiting runners.
-  local member = runner .. '\31' .. lease
+  -- Its entry in 'idle' (and 'idleq' when it serves only the queues <queues_text>).
+  local member, restricted = runner .. '\31' .. lease, queues_text and queues_text ~= ''
+  if restricted then member = member .. '\31' .. queues_text end
   redis.call('ZREM', k('idle'), member)
-  local claims = take_handed(runner, {})
+  if restricted then redis.call('ZREM', k('idleq'), member) end
+  local serves = restricted and Q.lanes().queue_set(queues_text) or nil
+  local claims = take_handed(runner, {}, ttl)
   if #claims < max_count then
-    for _, claim in ipairs(claim_ready(runner, max_count - #claims, tonumber(lease), ttl, now)) do
-      claims[#claims + 1] = claim
-    end
+    local more = claim_ready(runner, max_count - #claims, tonumber(lease), ttl, now, serves)
+    for _, claim in ipairs(more) do claims[#claims + 1] = claim end
   end
   if #claims == 0 and idle_for > 0 then
     -- About to wait: first take back what dead runners were handed, and claim that instead
     -- (busy runners never get here, so this costs them nothing).
     if take_back_unread(now) > 0 then
-      claims = claim_ready(runner, max_count, tonumber(lease), ttl, now)
+      claims = claim_ready(runner, max_count, tonumber(lease), ttl, now, serves)
     end
-    if #claims == 0 then redis.call('ZADD', k('idle'), time_text(now + idle_for), member) end
+    if #claims == 0 then
+      local until_text = time_text(now + idle_for)
+      redis.call('ZADD', k('idle'), until_text, member)
+      if restricted then redis.call('ZADD', k('idleq'), until_text, member) end
+    end
   end
   return claims
 end
@@ -288,8 +345,13 @@ end
 -- Take running <id> (fields <f>) back from its runner: first in line again, or failed once it
 -- was recovered <max_recoveries> times already (see Backend.recover).
 local function recover_one(id, f, now, max_recoveries, lost_error, ttl)
-  if f.num_recoveries >= max_recoveries then
-    finalize(id, f, 'failed', now, nil, nil, lost_error, ttl)
+  if f.cancel_requested or f.num_recoveries >= max_recoveries then
+    if f.cancel_requested then
+      release_regkey(id, f.regkey)
+      finalize(id, f, 'cancelled', now, nil, nil, nil, ttl)
+    else
+      finalize(id, f, 'failed', now, nil, nil, lost_error, ttl)
+    end
     release_slot(id, f.key, f.limit)
     if f.budgets then budget_steps().release(id, f, now) end
   else

@@ -115,8 +115,9 @@ local function build_budget_steps()
     redis.call('ZADD', k('timed'), 'LT', time_text(ready), 'b:' .. key)
     if not earliest_due or ready < earliest_due then
       earliest_due = ready
-      -- An idle runner may be blocked past this instant: make one look again.
-      if runners_waiting() then wake() end
+      -- An idle runner may be blocked past this instant: make one look again (and one of
+      -- each line of runners serving only some queues: the waiters' queues are not known here).
+      Q.notify(nil)
     end
   end
 
@@ -190,7 +191,7 @@ local function build_budget_steps()
       end
     end
     local ids, left = pop_waiters(key, string.sub(def, -1) == '1', n)
-    for i = #ids, 1, -1 do push_ready(ids[i], true) end
+    for i = #ids, 1, -1 do push_ready(ids[i], true, 'read') end
     if #ids > 0 then redis.call('HINCRBY', k('bwoken'), key, string.format('%d', #ids)) end
     if not left then
       redis.call('HDEL', k('bwait'), key)
@@ -313,8 +314,41 @@ local function build_budget_steps()
     end
   end
 
+  -- Take waiting <id> (fields <f>, status concurrency_controlled) off the budget it waits on
+  -- (Backend.cancel): out of its wait queues and fairness ring, or, when it was woken and sat in
+  -- a ready lane (<woken>: the caller took it out of there), out of the budget's woken count,
+  -- that capacity passed on to the next waiter as a release would.
+  local function cancel_waiter(id, f, now, woken)
+    local key = redis.call('HGET', k('inv:' .. id), 'parked_on')
+    if not key then return end
+    local b
+    for _, each in ipairs(parse_budgets(f.budgets)) do
+      if each.key == key then b = each end
+    end
+    if woken then
+      if redis.call('HINCRBY', k('bwoken'), key, '-1') <= 0 then
+        redis.call('HDEL', k('bwoken'), key)
+      end
+      if b then
+        local conc, count, period = effective(b)
+        wake_budget(key, conc, count, period, now)
+      end
+      return
+    end
+    redis.call('ZREM', k('bw:' .. key), id)
+    if b and b.fair ~= '' then
+      local sub = k('bw:' .. key .. ':' .. b.fair)
+      if redis.call('ZREM', sub, id) == 1 and redis.call('EXISTS', sub) == 0 then
+        redis.call('LREM', k('br:' .. key), '0', b.fair)
+      end
+    end
+    if redis.call('EXISTS', k('bw:' .. key), k('br:' .. key)) == 0 then
+      redis.call('HDEL', k('bwait'), key)
+    end
+  end
+
   return {admit = admit, release = release, wake_stored = wake_stored, wake_limit = wake_limit,
-    budget_of_def = budget_of_def, effective = effective}
+    budget_of_def = budget_of_def, effective = effective, cancel_waiter = cancel_waiter}
 end
 
 local built_steps
@@ -328,8 +362,15 @@ end
 -- the queue, its status unchanged (the claim that takes it decides). Notes the earliest entry
 -- left. One ZRANGE when nothing is due.
 move_due = function(now)
+  Q.marked = false
   while true do
     local entries = redis.call('ZRANGE', k('timed'), '0', DUE_LAST, 'WITHSCORES')
+    if entries[1] == 'l:' then  -- not an entry: the marker of 'lanes' (see lib_core.lua)
+      Q.marked = true
+      table.remove(entries, 1)
+      table.remove(entries, 1)
+      if #entries == 0 then return end
+    end
     for i = 1, #entries, 2 do
       local at = tonumber(entries[i + 1])
       if at > now then
@@ -340,13 +381,13 @@ move_due = function(now)
       redis.call('ZREM', k('timed'), member)
       local key = string.sub(member, 3)
       if string.byte(member) == 105 then  -- 'i'
-        push_ready(key, false)
+        push_ready(key, false, 'read')
       else
         local def = redis.call('HGET', k('bwait'), key)
         if def then budget_steps().wake_stored(key, def, now) end
       end
     end
-    if #entries < 2 * DUE_BATCH then return end
+    if #entries < 2 * DUE_BATCH - (Q.marked and 2 or 0) then return end
   end
 end
 

@@ -12,14 +12,29 @@
 --                     Redis's compact encoding, where every field lookup is a scan, to a table)
 --   done:<id>         list: a token pushed when the invocation becomes final, if a result
 --                     waiter marked the record ('waited' field) while it was not final yet
---   queue             list: ready invocation ids; woken and handed-back ones go to the head
+--   queue             list: ready invocation ids of queue "default" at priority 0 (the plain
+--                     path); woken and handed-back ones go to the head
+--   lane:<p>\31<q>    list: the same for queue <q> at priority <p> (any other pair); exists
+--                     only while not empty
+--   lanes             zset: "<p>\31<q>" -> -<p>, the non-empty lanes (absent when none); a claim
+--                     takes the head of the highest-priority lane it serves, 'queue' counting
+--                     as priority 0. While it exists, 'timed' holds the marker "l:" at score 0
+--                     (first of all): the look every claim takes at 'timed' tells it whether to
+--                     look at lanes, so the plain path pays no command for them
 --   wake              list: tokens for idle runners blocked in BLPOP (capped length); a token
 --                     is pushed when work lands in an empty queue, and by a claim that leaves
 --                     work behind (passing the baton), so busy runners cause no wake-ups
+--   wake:<q>          list: the same for runners serving only some queues (they BLPOP the
+--                     lists of their queues, never 'wake'): a token there is for work of <q>,
+--                     so no runner eats a wake-up for work it cannot take
+--   wake_queues       set:  queues with a wake:<q> list (what purge deletes)
 --   regkeys           hash: registration key -> id of the waiting invocation holding it
 --   slots:<key>       set:  ids holding a running slot of <key>
---   parked:<key>      list: ids parked on <key>, first come first served
---   parked_keys       set:  running keys with a non-empty parked list
+--   parked:<key>      list: ids of priority 0 parked on <key>, first come first served
+--   pz:<key>          zset: ids of other priorities parked on <key>, by -p * 2^41 + 2^40 + seq
+--                     (first in line: - seq); a freed slot goes to its head when that has a
+--                     priority above 0, else to the head of parked:<key>, else to its head
+--   parked_keys       set:  running keys with a non-empty parked list or pz zset
 --   slot_keys         set:  running keys with a non-empty slot set
 --   leases            zset: running id -> lease expiry (what recover looks at)
 --   expiry            zset: final id -> time its record may be deleted
@@ -27,17 +42,31 @@
 --   task:<task_id>    zset: the same, per task
 --   counts            hash: "<task_id>\31<status>" -> number of invocations (also lists tasks)
 --   runners           zset: runner id -> liveness expiry
---   idle              zset: "<runner_id>\31<lease_seconds>" -> until when that runner waits for
---                     work in BLPOP; register hands a new invocation straight to the longest
---                     waiting one (claimed in the same step) instead of queueing it
+--   idle              zset: "<runner_id>\31<lease_seconds>" (a runner serving only some queues:
+--                     "<runner_id>\31<lease_seconds>\31<q1>,<q2>...") -> until when that runner
+--                     waits for work in BLPOP; register hands a new invocation straight to the
+--                     longest waiting one serving its queue (claimed in the same step) instead
+--                     of queueing it
+--   idleq             zset: the members of 'idle' that serve only some queues (same scores):
+--                     whom wake:<q> tokens are for
+--   cancels:<runner>  list: ids whose cancel was requested while <runner> ran them (cancel
+--                     pushes, the runner's wait_cancel_requests BLPOPs); a dead runner's goes
+--                     with recover_runner, or a day after the last push (the records carry
+--                     'cancel_requested': recovery ends them cancelled all the same)
+--   cancel_runners    set:  runners with a cancels: list (what purge deletes)
+--   ticks             hash: periodic task id -> last tick registered (register_tick.lua)
 --   inbox:<runner>    list: invocations handed to <runner> by register, as
 --                     "<id>\31<task_id>\31<max_retries>\31<arguments>" (already claimed for it)
 --   inboxes           zset: runner -> when register last pushed to its empty inbox; a live
 --                     runner pops its inbox within milliseconds, so an inbox still unread a
 --                     grace later belongs to a dead runner and is taken back (see lib.lua)
 --
+-- Records hold 'priority' (absent when 0), 'queue' (absent when "default") and, once its cancel
+-- was requested while it ran, 'cancel_requested' ('1'); 'seq' is taken from the counter below by
+-- records with budgets or a priority other than 0 that park.
+--
 -- Budgets (limits; only records with a 'budgets' field use them, see lib_budgets.lua). Such a
--- record also holds 'seq' (its registration sequence), 'priority' (absent when 0) and, once
+-- record also holds 'seq' (its registration sequence) and, once
 -- it waited, 'parked_on' (the budget), 'parked_rate' ('1': refused by the rate) and
 -- 'parked_since'. A <budget> is its key text (e.g. "limit llm-api"), a <limit> a limit name
 -- ('' for a task's own running scope used as a budget):
@@ -58,7 +87,8 @@
 --   bsweep            hash: limit -> HSCAN cursor of that sweep
 --   bwoken            hash: budget -> waiters it woke (moved to the ready queue) that no claim
 --                     has taken yet; they count as taken when it wakes more
---   timed             zset: "b:<budget>" -> when a rate admits its waiters again, and
+--   timed             zset: "l:" -> 0 while 'lanes' exists (see there), "b:<budget>" -> when a
+--                     rate admits its waiters again, and
 --                     "i:<id>" -> when a delayed invocation (SCHEDULED, see register.lua) or a
 --                     retry with a delay (RETRY, see finish_one in lib.lua) becomes ready; every
 --                     claim first wakes the waiters of the due budgets and moves the due
@@ -67,6 +97,8 @@
 --                     declared value)
 
 local P = KEYS[1]
+-- Arguments a script reads before register.lua's (register_tick.lua sets it: see there).
+local ARG_BASE = 0
 local WAKE_TOKENS = 64
 
 local function k(name) return P .. name end
@@ -100,22 +132,177 @@ local function wake()
   end
 end
 
--- Put <member> on 'timed' at <at> (text). When it is the earliest entry, an idle runner may be
--- blocked past that instant: make one look again (its claim then waits no longer than <at>).
-local function add_timed(member, at)
-  redis.call('ZADD', k('timed'), at, member)
-  if redis.call('ZRANK', k('timed'), member) == 0 and runners_waiting() then wake() end
+-- Queues and priorities, in one table: Q.marked, whether 'lanes' may exist, as the marker "l:"
+-- on 'timed' told move_due (nil: not looked); Q.lanes(), the steps that queues other than the
+-- plain lane, priorities and runners serving only some queues need, built on first use; and
+-- Q.notify. One local for all: every top-level local a later function refers to makes each
+-- closure a script creates per call (see lib_budgets.lua) a little dearer, on every call.
+local Q = {}
+function Q.lanes()
+  if Q.built then return Q.built end
+  local L = {}
+
+  -- Runners serving only some queues wait on wake:<queue> (see 'idleq'): one token there.
+  function L.wake_queue(queue)
+    local list = k('wake:' .. queue)
+    local n = redis.call('RPUSH', list, '1')
+    if n > WAKE_TOKENS then
+      redis.call('LTRIM', list, -WAKE_TOKENS, -1)
+    elseif n == 1 then
+      redis.call('SADD', k('wake_queues'), queue)  -- for purge
+    end
+  end
+
+  -- A token for the runners serving only some queues: on wake:<queue>, or, <queue> nil, on the
+  -- list of the first queue of each (a timed entry whose queue is not known here).
+  function L.wake_some(queue)
+    if queue then return L.wake_queue(queue) end
+    for _, member in ipairs(redis.call('ZRANGE', k('idleq'), '0', '-1')) do
+      L.wake_queue(string.match(member, '\31[^\31]*\31([^,]*)'))
+    end
+  end
+
+  -- The lane of (<queue>, <priority>) ('queue' for the plain pair), and its member of 'lanes'.
+  function L.lane_of(queue, priority)
+    if queue == 'default' and priority == 0 then return k('queue'), nil end
+    local member = string.format('%d', priority) .. '\31' .. queue
+    return k('lane:' .. member), member
+  end
+
+  -- Push <id> to the lane of (<queue>, <priority>), not the plain one; true when it was empty.
+  function L.push(id, front, queue, priority)
+    local lane, member = L.lane_of(queue, priority)
+    if redis.call(front and 'LPUSH' or 'RPUSH', lane, id) ~= 1 then return false end
+    if member then
+      if redis.call('ZADD', k('lanes'), string.format('%d', -priority), member) == 1 then
+        redis.call('ZADD', k('timed'), '0', 'l:')
+      end
+      Q.marked = true
+    end
+    return true
+  end
+
+  -- Drop <member> from 'lanes' (its lane is empty); the last one takes the marker with it.
+  function L.drop(member)
+    redis.call('ZREM', k('lanes'), member)
+    if redis.call('EXISTS', k('lanes')) == 0 then redis.call('ZREM', k('timed'), 'l:') end
+  end
+
+  -- The queue of a member of 'lanes'.
+  function L.queue_of(member)
+    return string.sub(member, string.find(member, '\31', 1, true) + 1)
+  end
+
+  -- The next ready id for a claim serving <serves> (a set of queue names; nil: every queue)
+  -- while 'lanes' exists: the head of the highest-priority lane it serves, 'queue' standing for
+  -- ("default", 0) and going before the other queues of priority 0.
+  function L.pop(serves)
+    local plain = not serves or serves['default']
+    local tried_plain = not plain
+    local all = redis.call('ZRANGE', k('lanes'), '0', '-1', 'WITHSCORES')
+    for i = 1, #all, 2 do
+      if not tried_plain and tonumber(all[i + 1]) >= 0 then
+        tried_plain = true
+        local id = redis.call('LPOP', k('queue'))
+        if id then return id end
+      end
+      local member = all[i]
+      if not serves or serves[L.queue_of(member)] then
+        local lane = k('lane:' .. member)
+        local id = redis.call('LPOP', lane)
+        if redis.call('EXISTS', lane) == 0 then L.drop(member) end
+        if id then return id end
+      end
+    end
+    if not tried_plain then return redis.call('LPOP', k('queue')) end
+    return nil
+  end
+
+  -- The queues with ready work (a set), for the batons of runners serving only some queues.
+  function L.queues_with_work()
+    local queues = {}
+    if redis.call('LLEN', k('queue')) > 0 then queues['default'] = true end
+    for _, member in ipairs(redis.call('ZRANGE', k('lanes'), '0', '-1')) do
+      queues[L.queue_of(member)] = true
+    end
+    return queues
+  end
+
+  -- Parked waiters of priority p other than 0 are ordered in pz:<key> by
+  -- -p * 2^41 + 2^40 + seq (first in line: - seq): p within +-1000 and seq below 2^40 keep the
+  -- score an exact double.
+  function L.parked_score(p, first)
+    local seq = redis.call('INCR', k('seq'))
+    return string.format('%d', -p * 2199023255552 + 1099511627776 + (first and -seq or seq))
+  end
+
+  -- Park <id> (fields <f>, a priority other than 0 unless <first>) on its running key: at
+  -- the tail of its priority, or first in line.
+  function L.park(id, f, first)
+    if f.priority == 0 then
+      redis.call('LPUSH', k('parked:' .. f.key), id)
+    else
+      redis.call('ZADD', k('pz:' .. f.key), L.parked_score(f.priority, first), id)
+    end
+    redis.call('SADD', k('parked_keys'), f.key)
+  end
+
+  -- The set of queues in <text> ("<q1>,<q2>...").
+  function L.queue_set(text)
+    local set = {}
+    for queue in string.gmatch(text, '[^,]+') do set[queue] = true end
+    return set
+  end
+
+  Q.built = L
+  return L
 end
 
--- Put <id> in the ready queue (at the head when <front>); wake a runner if it was empty.
-local function push_ready(id, front)
-  if redis.call(front and 'LPUSH' or 'RPUSH', k('queue'), id) == 1 and runners_waiting() then
-    wake()
+-- Work landed in empty <queue>: wake a runner that may take it (<queue> nil: any runner
+-- serving some queue, as for a timed entry whose queue is not known here).
+-- Fill in f.queue and f.priority of <id> (fields() leaves them out: the plain path never needs
+-- them, and a missing field costs a scan of a small hash).
+function Q.lane(id, f)
+  if f.queue == nil then
+    local v = redis.call('HMGET', k('inv:' .. id), 'queue', 'priority')
+    f.queue, f.priority = v[1] or 'default', tonumber(v[2]) or 0
+  end
+  return f
+end
+
+function Q.notify(queue)
+  if not runners_waiting() then return end
+  wake()
+  if redis.call('ZCARD', k('idleq')) > 0 then Q.lanes().wake_some(queue) end
+end
+
+-- Put <member> on 'timed' at <at> (text). When it is the earliest entry, an idle runner may be
+-- blocked past that instant: make one (serving <queue>) look again; its claim then waits no
+-- longer than <at>.
+local function add_timed(member, at, queue)
+  redis.call('ZADD', k('timed'), at, member)
+  -- Nothing in (0, at): the earliest (the marker "l:" sits at 0).
+  if redis.call('ZCOUNT', k('timed'), '(0', '(' .. at) == 0 then Q.notify(queue) end
+end
+
+-- Put <id> in the ready lane of <queue> (nil: "default") at <priority> (nil: 0), at the head
+-- when <front>; wake a runner if the lane was empty. Callers without the record's fields pass
+-- queue 'read': they are read here (woken waiters, due timed invocations).
+local function push_ready(id, front, queue, priority)
+  if queue == 'read' then
+    local v = redis.call('HMGET', k('inv:' .. id), 'queue', 'priority')
+    queue, priority = v[1], tonumber(v[2])
+  end
+  if (queue == nil or queue == 'default') and (priority == nil or priority == 0) then
+    if redis.call(front and 'LPUSH' or 'RPUSH', k('queue'), id) == 1 then Q.notify('default') end
+  elseif Q.lanes().push(id, front, queue or 'default', priority or 0) then
+    Q.notify(queue or 'default')
   end
 end
 
 local function is_final(status)
   return status == 'success' or status == 'failed' or status == 'concurrency_controlled_final'
+    or status == 'cancelled'
 end
 
 -- Numbers reach Redis as text: a number passed to redis.call is formatted ('%.17g') on every

@@ -1,5 +1,6 @@
--- purge: delete every key of the app but the line of runners waiting for work ('idle'): they
--- are still blocked on their inboxes, and register must keep handing new invocations to them.
+-- purge: delete every key of the app but the line of runners waiting for work ('idle' and
+-- 'idleq'): they are still blocked on their inboxes, and register must keep handing new
+-- invocations to them.
 -- Limit overrides go too: purge leaves the app as if nothing had ever been stored.
 -- KEYS[1] prefix
 -- ARGV (none)
@@ -17,7 +18,16 @@ for i, field in ipairs(redis.call('HKEYS', k('counts'))) do
   redis.call('DEL', k('task:' .. string.match(field, '^(.*)\31')))
 end
 for _, key in ipairs(redis.call('SMEMBERS', k('parked_keys'))) do
-  redis.call('DEL', k('parked:' .. key))
+  redis.call('DEL', k('parked:' .. key), k('pz:' .. key))
+end
+for _, member in ipairs(redis.call('ZRANGE', k('lanes'), 0, -1)) do
+  redis.call('DEL', k('lane:' .. member))
+end
+for _, queue in ipairs(redis.call('SMEMBERS', k('wake_queues'))) do
+  redis.call('DEL', k('wake:' .. queue))
+end
+for _, runner in ipairs(redis.call('SMEMBERS', k('cancel_runners'))) do
+  redis.call('DEL', k('cancels:' .. runner))
 end
 for _, key in ipairs(redis.call('SMEMBERS', k('slot_keys'))) do redis.call('DEL', k('slots:' .. key)) end
 -- Budgets: every one that may hold anything is listed under its limit (see lib_core.lua).
@@ -32,5 +42,6 @@ for _, limit in ipairs(redis.call('SMEMBERS', k('lnames'))) do
 end
 redis.call('DEL', k('inboxes'), k('index'), k('parked_keys'), k('slot_keys'), k('queue'), k('wake'),
   k('regkeys'), k('leases'), k('expiry'), k('counts'), k('runners'), k('lnames'), k('bwait'),
-  k('timed'), k('overrides'), k('seq'), k('bsweep'), k('bwoken'))
+  k('timed'), k('overrides'), k('seq'), k('bsweep'), k('bwoken'), k('lanes'), k('wake_queues'),
+  k('cancel_runners'), k('ticks'))
 return #ids

@@ -42,4 +42,5 @@ for _, limit in ipairs(redis.call('SMEMBERS', k('lnames'))) do
 end
 redis.call('ZREMRANGEBYSCORE', k('runners'), '-inf', now)
 redis.call('ZREMRANGEBYSCORE', k('idle'), '-inf', now)
+redis.call('ZREMRANGEBYSCORE', k('idleq'), '-inf', now)
 return recovered

@@ -17,7 +17,9 @@ for _, id in ipairs(redis.call('ZRANGE', k('leases'), 0, -1)) do
     recover_one(id, f, now, max_recoveries, lost_error, ttl)
   end
 end
--- Out of line and no longer live.
+-- Out of line and no longer live; its unread cancel requests go (recovery ended those).
 leave_line(runner)
+redis.call('DEL', k('cancels:' .. runner))
+redis.call('SREM', k('cancel_runners'), runner)
 redis.call('ZREM', k('runners'), runner)
 return recovered

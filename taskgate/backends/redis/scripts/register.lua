@@ -1,17 +1,19 @@
 -- register: store and enqueue invocations, each unless its registration key is held.
 -- KEYS[1] prefix
--- ARGV the number of values per record (9; 11 when a record of the batch uses budgets; 12 when
---      one is delayed), then a batch of records: id, task_id, arguments, registration_key
+-- ARGV the number of values per record (9; 11 when a record of the batch uses budgets or a
+--      priority other than 0; 12 when one is delayed; 13 when one names a queue other than
+--      "default"), then a batch of records: id, task_id, arguments, registration_key
 --      ('' = none), running_key ('' = none), running_limit, drop_when_blocked ('1'/'0'),
---      max_retries, created_at; with 11 or 12, also budgets (record.encode_budgets, '' = none)
---      and priority; with 12, also scheduled_for (epoch seconds, '' = none)
+--      max_retries, created_at; from 11 on, also budgets (record.encode_budgets, '' = none)
+--      and priority; from 12 on, also scheduled_for (epoch seconds, '' = none); with 13, also
+--      queue. (register_tick.lua runs this script after two arguments of its own: ARG_BASE.)
 -- Returns, per record, {1, id} when stored or {0, holder_id, holder_arguments} when folded
 -- (a record may fold into one stored earlier in the same batch).
 --
--- A record registered while a runner waits for work (see 'idle' in lib_core.lua) is claimed for
--- that runner at once and pushed to its inbox: the runner's BLPOP returns it, and neither a
--- wake-up token nor a claim step is needed. With a running key, only when it may start right
--- now and nothing of its key can be ahead of it: a free slot (taken here) and an empty queue
+-- A record registered while a runner serving its queue waits for work (see 'idle' in
+-- lib_core.lua) is claimed for that runner at once and pushed to its inbox: the runner's BLPOP
+-- returns it, and neither a wake-up token nor a claim step is needed. With a running key, only when it may start right
+-- now and nothing of its key can be ahead of it: a free slot (taken here) and empty ready lanes
 -- (parked invocations of the key would mean no free slot). Never a record with budgets: those
 -- are admitted by a claim (lib_budgets.lua), so they are queued, with a registration sequence
 -- ('seq') that orders them among the waiters of a budget.
@@ -22,16 +24,28 @@
 -- It is never handed over. scheduled_for is stored whenever it is given.
 
 local server_time
--- The runner that has waited longest for work (its entry not expired), and its lease; nil when
--- none is waiting. Callers check runners_waiting() first.
-local function take_idle_runner()
+-- The runner serving <queue> that has waited longest for work (its entry not expired), and its
+-- lease; nil when none is waiting. Callers check runners_waiting() first. The longest waiting
+-- one serves every queue in the usual case: one look; else the 64 longest waiting ones.
+local function take_idle_runner(queue)
   server_time = server_time or server_now()
-  local member = redis.call('ZRANGEBYSCORE', k('idle'), '(' .. time_text(server_time), '+inf',
-    'LIMIT', '0', '1')[1]
-  if not member then return nil end
-  redis.call('ZREM', k('idle'), member)
-  local sep = string.find(member, '\31', 1, true)
-  return string.sub(member, 1, sep - 1), tonumber(string.sub(member, sep + 1))
+  local since = '(' .. time_text(server_time)
+  local members = redis.call('ZRANGEBYSCORE', k('idle'), since, '+inf', 'LIMIT', '0', '1')
+  for look = 1, 2 do
+    for _, member in ipairs(members) do
+      local sep = string.find(member, '\31', 1, true)
+      local sep2 = string.find(member, '\31', sep + 1, true)
+      local served = sep2 and (',' .. string.sub(member, sep2 + 1) .. ',')
+      if not served or string.find(served, ',' .. queue .. ',', 1, true) then
+        redis.call('ZREM', k('idle'), member)
+        if served then redis.call('ZREM', k('idleq'), member) end
+        return string.sub(member, 1, sep - 1),
+          tonumber(string.sub(member, sep + 1, (sep2 or 0) - 1))
+      end
+    end
+    if #members == 0 or look == 2 then return nil end
+    members = redis.call('ZRANGEBYSCORE', k('idle'), since, '+inf', 'LIMIT', '1', '64')
+  end
 end
 
 -- Append one field and its value to a record being built (fixed arity: no table per call).
@@ -41,10 +55,12 @@ local function put(record, field, value)
 end
 
 local results = {}
-local stride = tonumber(ARGV[1])
-for i = 2, #ARGV, stride do
+local stride = tonumber(ARGV[ARG_BASE + 1])
+for i = ARG_BASE + 2, #ARGV, stride do
   local budgets = stride > 9 and ARGV[i + 9] or ''
+  local priority = stride > 9 and ARGV[i + 10] or '0'
   local at = stride > 11 and ARGV[i + 11] or ''
+  local queue = stride > 12 and ARGV[i + 12] or 'default'
   local id, task, arguments, regkey = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local holder = regkey ~= '' and redis.call('HGET', k('regkeys'), regkey)
   if holder then
@@ -60,10 +76,10 @@ for i = 2, #ARGV, stride do
     -- Nobody in line is the usual case under load: one call to find out.
     if budgets == '' and not scheduled and runners_waiting() then
       if key == '' then
-        runner, lease = take_idle_runner()
-      elseif redis.call('LLEN', k('queue')) == 0
+        runner, lease = take_idle_runner(queue)
+      elseif redis.call('LLEN', k('queue')) == 0 and redis.call('EXISTS', k('lanes')) == 0
           and redis.call('SCARD', k('slots:' .. key)) < tonumber(ARGV[i + 5]) then
-        runner, lease = take_idle_runner()
+        runner, lease = take_idle_runner(queue)
         if runner then
           redis.call('SADD', k('slots:' .. key), id)
           redis.call('SADD', k('slot_keys'), key)
@@ -88,8 +104,9 @@ for i = 2, #ARGV, stride do
     if budgets ~= '' then
       put(record, 'budgets', budgets)
       put(record, 'seq', string.format('%d', redis.call('INCR', k('seq'))))
-      if ARGV[i + 10] ~= '0' then put(record, 'priority', ARGV[i + 10]) end
     end
+    if priority ~= '0' then put(record, 'priority', priority) end
+    if queue ~= 'default' then put(record, 'queue', queue) end
     if at ~= '' then put(record, 'scheduled_for', at) end
     local expires
     if runner then
@@ -123,11 +140,11 @@ for i = 2, #ARGV, stride do
     elseif scheduled then
       count(task, 'scheduled', 1)
       if regkey ~= '' then redis.call('HSET', k('regkeys'), regkey, id) end
-      add_timed('i:' .. id, at)
+      add_timed('i:' .. id, at, queue)
     else
       count(task, 'registered', 1)
       if regkey ~= '' then redis.call('HSET', k('regkeys'), regkey, id) end
-      push_ready(id, false)
+      push_ready(id, false, queue, tonumber(priority))
     end
     results[#results + 1] = {1, id}
   end

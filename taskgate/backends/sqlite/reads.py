@@ -1,0 +1,57 @@
+"""Reads of the SQLite backend that assemble a report from several tables (each runs in the
+caller's one read transaction, so it is a consistent snapshot)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from taskgate.backends.sqlite import budget_queries as bq
+from taskgate.backends.sqlite import cancels
+from taskgate.backends.sqlite import queries as q
+from taskgate.record import BackendStats, BlockedBy, InvocationRecord
+from taskgate.status import InvocationStatus
+
+_S = InvocationStatus
+
+
+def records_by_id(
+    conn: sqlite3.Connection, app: str, invocation_ids: Sequence[str]
+) -> dict[str, InvocationRecord]:
+    """The records of those of ``invocation_ids`` that exist, by id, history left out."""
+    found: dict[str, InvocationRecord] = {}
+    for start in range(0, len(invocation_ids), q.IN_BATCH):
+        page = list(invocation_ids[start : start + q.IN_BATCH])
+        sql = q.SELECT_INVOCATIONS_IN.format(marks=",".join("?" * len(page)))
+        for row in conn.execute(sql, (app, *page)):
+            found[row["invocation_id"]] = q.row_to_record(row, [])
+    return found
+
+
+def blocked_by(conn: sqlite3.Connection, app: str, invocation_id: str) -> BlockedBy | None:
+    """What a CONCURRENCY_CONTROLLED invocation waits for (see ``Backend.blocked_by``)."""
+    row = conn.execute(bq.BLOCKED_ROW, (app, invocation_id)).fetchone()
+    if row is None or row["status"] != _S.CONCURRENCY_CONTROLLED:
+        return None
+    if row["parked_on"] is not None:
+        key, ready_at, sql = row["parked_on"], row["ready_at"], bq.HOLDERS
+    elif row["running_key"] is not None:
+        key, ready_at, sql = row["running_key"], None, q.SLOT_HOLDERS
+    else:
+        return None
+    holders = () if ready_at is not None else conn.execute(sql, (app, key))
+    return BlockedBy(key, tuple(h[0] for h in holders if h[0] != invocation_id), ready_at)
+
+
+def stats(conn: sqlite3.Connection, app: str, now: float) -> BackendStats:
+    """Counts by task and status, waiters per key, live runners, ready invocations per queue
+    and the last periodic tick per task."""
+    counts = {
+        (row[0], _S(row[1])): row[2] for row in conn.execute(q.COUNT_BY_TASK_AND_STATUS, (app,))
+    }
+    parked = dict(conn.execute(q.COUNT_PARKED_BY_KEY, (app,)).fetchall())
+    for key, count in conn.execute(bq.COUNT_WAITERS_BY_BUDGET, (app,)):
+        parked[key] = parked.get(key, 0) + count
+    runners = dict(conn.execute(q.LIVE_RUNNERS, (app, now)).fetchall())
+    depth = dict(conn.execute(q.QUEUE_DEPTH, (app,)).fetchall())
+    return BackendStats(counts, parked, runners, depth, cancels.ticks(conn, app))
