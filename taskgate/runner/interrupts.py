@@ -10,7 +10,7 @@ set just as the body returns is raised later, in whatever the thread runs next (
 own loop), and would kill the worker or leave its state half-updated. A :class:`Body` closes
 that window:
 
-- an exception is delivered at most once per body, under the registry's lock, and only while
+- an exception is delivered at most once per body, under the body's own lock, and only while
   the body is *active* (between :meth:`RunningBodies.enter` and :meth:`RunningBodies.leave`);
 - :meth:`RunningBodies.leave` clears the flag under the same lock and, if an exception was
   delivered, cancels it should it still be pending (``PyThreadState_SetAsyncExc(own, NULL)``);
@@ -129,7 +129,12 @@ def _clear_pending(thread_id: int) -> None:
 
 
 class Body:
-    """One run of one body, as the registry sees it (state changes under the registry's lock)."""
+    """One run of one body, as the registry sees it (state changes under its own ``lock``).
+
+    The lock is the body's, not the registry's: runner threads entering and leaving bodies
+    never contend for one lock (under the GIL, eight workers sharing a hot lock fall into a
+    convoy that cuts their throughput several times over for whole seconds).
+    """
 
     __slots__ = (
         "_interrupt",
@@ -139,6 +144,7 @@ class Body:
         "delivered",
         "has_fired",
         "invocation_id",
+        "lock",
         "shield_depth",
         "thread_id",
         "told_stopped",
@@ -160,6 +166,7 @@ class Body:
         self.shield_depth = 0  # inside taskgate's own calls: interrupts wait (see the module doc)
         self.deferred = False  # delivered while shielded: to raise when the shield ends
         self.has_fired = False  # the exception was raised in the thread (set by its __init__)
+        self.lock = threading.Lock()
 
     def fired(self, exc: BaseException) -> bool:
         """Whether ``exc`` is the exception delivered to this body."""
@@ -185,19 +192,22 @@ class RunningBodies:
         return Body(invocation_id, attempt, None, threading.get_ident())
 
     def enter(self, body: Body) -> None:
-        """Make ``body`` interruptible; a request kept for its invocation is delivered now."""
+        """Make ``body`` interruptible; a request kept for its invocation is delivered now.
+
+        Active first, findable second: a request that finds the body can deliver to it. A
+        request kept before the body was findable is taken here; one kept after it looks again
+        (see :meth:`interrupt`), so none is missed (and none delivered twice: at most once).
+        """
         if body.thread_id is not None:
             _local.body = body
-        pending = None
-        with self._lock:
-            self._bodies[body.invocation_id] = body
+        with body.lock:
             body.active = True
-            if self._pending:
+        self._bodies[body.invocation_id] = body  # one dict step: atomic
+        if self._pending:
+            with self._lock:
                 kept = self._pending.pop(body.invocation_id, None)
-                if kept is not None and self._deliver(body, kept[0]):
-                    pending = kept[0]
-        if pending is not None:  # logged outside the lock (see _deliver)
-            _log_delivered(body, pending)
+            if kept is not None:
+                self.interrupt_body(body, kept[0])
 
     def leave(self, body: Body) -> None:
         """Make ``body`` uninterruptible for good; idempotent.
@@ -206,14 +216,10 @@ class RunningBodies:
         delivered exception may fire inside this call: retry it until it returns (as
         :mod:`taskgate.runner.executor` does), treating that exception as the body's.
         """
-        with self._lock:
+        with body.lock:
             delivered = body.delivered
             if body.active:
                 body.active = False
-                bodies = self._bodies
-                other = bodies.pop(body.invocation_id, None)
-                if other is not None and other is not body:  # another run's entry: put back
-                    bodies[body.invocation_id] = other
                 if delivered is not None and body.thread_id == threading.get_ident():
                     _clear_pending(body.thread_id)
             # Decided under the lock: this section may be cut short by the delivered exception
@@ -221,6 +227,10 @@ class RunningBodies:
             tell = False
             if delivered is not None and not body.told_stopped:
                 tell = body.told_stopped = True
+        bodies = self._bodies
+        other = bodies.pop(body.invocation_id, None)
+        if other is not None and other is not body:  # another run's entry: put it back
+            bodies.setdefault(body.invocation_id, other)
         if _local.body is body:
             _local.body = None
         if tell and self.listener is not None:
@@ -234,7 +244,7 @@ class RunningBodies:
         body = _local.body
         if body is None:
             return None
-        with self._lock:
+        with body.lock:
             if not body.active:
                 return None
             sent = body.delivered is not None and not body.deferred
@@ -249,7 +259,7 @@ class RunningBodies:
         raise deliverable(error)()
 
     def _shield_exit(self, body: Body) -> None:
-        with self._lock:
+        with body.lock:
             body.shield_depth -= 1
             due = body.deferred and body.shield_depth == 0 and body.active
             if due:
@@ -278,29 +288,31 @@ class RunningBodies:
         When it is not running (yet), the request is kept for :meth:`enter` (see :meth:`forget`
         for claims that end without running). A body is interrupted at most once.
         """
-        now = time.monotonic()
-        with self._lock:
-            body = self._bodies.get(invocation_id)
+        body = self._bodies.get(invocation_id)
+        if body is None:
+            with self._lock:
+                self._keep(invocation_id, error, time.monotonic())
+            body = self._bodies.get(invocation_id)  # it entered meanwhile: deliver it here
             if body is None:
-                self._keep(invocation_id, error, now)
                 return False
-            delivered = self._deliver(body, error)
-        if delivered:
-            _log_delivered(body, error)
+            with self._lock:
+                self._pending.pop(invocation_id, None)
+        self.interrupt_body(body, error)
         return True
 
     def interrupt_body(self, body: Body, error: type[BaseException]) -> bool:
         """Interrupt this very run (a timeout's), if it is still active; True if delivered."""
-        with self._lock:
+        with body.lock:
             delivered = self._deliver(body, error)
         if delivered:
             _log_delivered(body, error)
         return delivered
 
     def _keep(self, invocation_id: str, error: type[BaseException], now: float) -> None:
-        """Keep a request for a body not started yet (the lock is held). A request whose body
-        never comes (it ended just before the request was read) is dropped after
-        :data:`PENDING_SECONDS`, so late requests cannot pile up."""
+        """Keep a request for a body not started yet (the registry's lock is held).
+
+        A request whose body never comes (it ended just before the request was read) is
+        dropped after :data:`PENDING_SECONDS`, so late requests cannot pile up."""
         if len(self._pending) >= PENDING_SWEEP_AT:
             cutoff = now - PENDING_SECONDS
             for stale in [i for i, (_, since) in self._pending.items() if since < cutoff]:
@@ -315,11 +327,11 @@ class RunningBodies:
                 self._pending.pop(invocation_id, None)
 
     def _deliver(self, body: Body, error: type[BaseException]) -> bool:
-        """Deliver ``error`` to an active body not interrupted yet (the lock is held).
+        """Deliver ``error`` to an active body not interrupted yet (``body.lock`` is held).
 
         Nothing here logs: a body interrupted inside a logging handler may leave that
-        handler's lock held, and a logging call made under this lock would then block every
-        body's enter and leave. Callers log with :func:`_log_delivered` once the lock is free.
+        handler's lock held, and a logging call made under this lock would then block the
+        body's leave. Callers log with :func:`_log_delivered` once the lock is free.
 
         The listener hears of it first: once delivered, the body may stop (and tell
         :meth:`leave`'s ``body_stopped``) before this thread runs again.

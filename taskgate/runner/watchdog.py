@@ -83,7 +83,7 @@ class Watchdog:
                 if self._stopping:
                     return
                 _, _, body = heapq.heappop(self._heap)
-            # Outside the condition: delivery takes the registry's lock.
+            # Outside the condition: delivery takes the body's lock.
             if self._bodies.interrupt_body(body, TaskTimeoutError):
                 logger.debug(  # the registry logs the interrupt, the executor the outcome
                     "invocation %s (attempt %s) ran past its timeout: TaskTimeoutError raised "
