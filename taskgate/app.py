@@ -9,7 +9,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
-from contextlib import nullcontext
 from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 
 from taskgate import context
@@ -298,19 +297,13 @@ class App:
         ``queue`` replace the task's own when not None (``with_options``, validated there).
         Eager mode runs the call at once anyway. Raises as :meth:`register_calls` does.
         Shielded (:func:`context.shielded`) on a runner's thread, like the other entry points;
-        the check is inlined here, the path of every task call.
+        the check is inlined here (no wrapper frame on the path of every task call).
         """
         shield = context.hooks.shield
-        if shield is not None or self.conf.eager:
-            with nullcontext() if shield is None else shield():
-                return self._register_call(task, arguments, scheduled_for, priority, queue)
-        # _register_call without eager mode, inlined: the path of every call.
-        record = self.build_record(task, arguments, scheduled_for, priority=priority, queue=queue)
-        backend = self.backend
-        invocation = self._invocation(task, arguments, record, backend.register(record))
-        if backend.reads_cost_round_trips:
-            self._read_ahead.track(invocation)
-        return invocation
+        if shield is None:
+            return self._register_call(task, arguments, scheduled_for, priority, queue)
+        with shield():
+            return self._register_call(task, arguments, scheduled_for, priority, queue)
 
     def _register_call(
         self,

@@ -99,25 +99,28 @@ class ReadyQueues:
     def push(self, invocation_id: str, queue: str, priority: int) -> None:
         """Append a newly ready invocation to its queue (tail of its priority)."""
         if not self._queues and not priority and queue == PLAIN_QUEUE:
-            where = self._where
-            if invocation_id in where:  # never twice: the newer place wins
-                self.remove(invocation_id)
-            where[invocation_id] = queue
-            self._plain.append(invocation_id)
-            return
-        self._add(invocation_id, queue, priority, first=False)
+            self._add_plain(invocation_id, first=False)
+        else:
+            self._add(invocation_id, queue, priority, first=False)
 
     def push_first(self, entries: Iterable[tuple[str, str, int]]) -> None:
         """Put ``(id, queue, priority)`` entries first in line, the first entry ahead of the
         next (woken waiters longest waiting first; handed-back and recovered work)."""
         for invocation_id, queue, priority in reversed(list(entries)):
             if not self._queues and not priority and queue == PLAIN_QUEUE:
-                if invocation_id in self._where:
-                    self.remove(invocation_id)
-                self._where[invocation_id] = queue
-                self._plain.appendleft(invocation_id)
+                self._add_plain(invocation_id, first=True)
             else:
                 self._add(invocation_id, queue, priority, first=True)
+
+    def _add_plain(self, invocation_id: str, *, first: bool) -> None:
+        """Add to the plain deque (the lanes are empty; see the class docstring)."""
+        if invocation_id in self._where:  # never twice: the newer place wins
+            self.remove(invocation_id)
+        self._where[invocation_id] = PLAIN_QUEUE
+        if first:
+            self._plain.appendleft(invocation_id)
+        else:
+            self._plain.append(invocation_id)
 
     def _add(self, invocation_id: str, queue: str, priority: int, *, first: bool) -> None:
         if invocation_id in self._where:  # never twice: the newer place wins

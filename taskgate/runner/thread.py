@@ -160,10 +160,6 @@ class ThreadRunner(Runner):
         control.start()
         return control, standins
 
-    def _execute(self, claim: Claim) -> Outcome:
-        assert self._control is not None
-        return self._control.execute(claim)
-
     # --- the worker loop -----------------------------------------------------------------------
 
     def _work(
@@ -171,25 +167,22 @@ class ThreadRunner(Runner):
     ) -> None:
         """A worker's loop; a stand-in's (``leave`` set: stop after the current invocation)."""
         control = self._control  # this run's: set before its workers and stand-ins start
-        if self._standins is not None and control is not None:
-            context.set_wait_hook(self._standins.waiting)
-            context.set_shield_hook(control.bodies.shield)
+        assert control is not None and self._standins is not None
+        context.set_wait_hook(self._standins.waiting)
+        context.set_shield_hook(control.bodies.shield)
         backoff = Backoff(0.05, BACKOFF_MAX_SECONDS)
-        tasks = self.app._tasks  # what resolve_task returns first
         try:
             claim = self._next_claim(backend, gate, backoff, leave)
             while claim is not None:
-                # An async invocation is awaited on the event loop and this thread goes on;
-                # _async.takes says, but a task already registered is looked up here directly.
-                task = tasks.get(claim.task_id)
-                if task.is_async if task is not None else self._async.takes(claim):
+                # An async invocation is awaited on the event loop and this thread goes on.
+                if self._async.takes(claim):
                     self._async.submit(claim)
                     self._async.wait_for_room(self._stop_requested)
                     if leave is not None and leave.is_set():  # a stand-in whose wait ended
                         return
                     claim = self._next_claim(backend, gate, backoff, leave)
                     continue
-                outcome = control.execute(claim) if control is not None else self._execute(claim)
+                outcome = control.execute(claim)
                 if leave is not None and leave.is_set():  # a stand-in whose wait ended
                     self._report(backend, claim, outcome)
                     self._forget([(claim.invocation_id, claim.attempt)])
