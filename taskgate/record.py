@@ -164,6 +164,11 @@ class InvocationRecord:
     cancel_requested: bool = False
     """``cancel()`` was called while it ran: its runner interrupts the body, and whatever
     outcome the run then reports, it ends ``CANCELLED``."""
+    trace_context: str | None = None
+    """The caller's trace context (a W3C ``traceparent`` value, optionally followed by
+    ``;`` and a ``tracestate`` value), set only when tracing is on (``taskgate[otel]``): the
+    runner makes the run a child span of the call. Backends store it as given and return it
+    from :meth:`~taskgate.backends.base.Backend.get`; None costs nothing."""
 
 
 class OutcomeKind(StrEnum):
@@ -304,3 +309,149 @@ class BackendStats:
     with none may be left out."""
     periodic_ticks: dict[str, float] = field(default_factory=dict)
     """Per periodic task id: the last tick registered (epoch seconds)."""
+
+
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+)  # fmt: skip
+"""Upper bounds (seconds) of the run-duration histogram buckets runners keep (Prometheus style);
+a last, unbounded bucket follows them."""
+
+MINUTES_KEPT = 15
+"""How many one-minute throughput buckets a runner keeps and announces (the monitor's charts)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRunCounters:
+    """What one runner counted for one task since it started (for metrics and the monitor).
+
+    Attributes:
+        outcomes: Runs that ended, by :class:`OutcomeKind` value (``"success"``...).
+        duration_counts: Runs per bucket of :data:`DURATION_BUCKETS` (not cumulative), with one
+            more entry for runs longer than the last bound: ``len(DURATION_BUCKETS) + 1``.
+        duration_sum: Total seconds of those runs.
+    """
+
+    outcomes: dict[str, int]
+    duration_counts: tuple[int, ...]
+    duration_sum: float
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteCounters:
+    """What one runner finished within one wall-clock minute (epoch seconds ``// 60``)."""
+
+    minute: int
+    finished: int
+    failed: int
+    duration_sum: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunningEntry:
+    """An invocation a runner is executing, as the runner announces it."""
+
+    invocation_id: str
+    task_id: str
+    attempt: int
+    started_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerInfo:
+    """A live runner as it describes itself (``Backend.announce_runner``): who and where it
+    is, what it serves, what it runs right now and what it has counted since it started.
+
+    ``heartbeat_at`` is when this description was written; the backend keeps it until
+    ``heartbeat_at + ttl`` and forgets it after (or on ``forget_runner``).
+    """
+
+    runner_id: str
+    host: str
+    pid: int
+    kind: str
+    """``"thread"``, ``"process-worker"`` or ``"async"``: the runner class that executes."""
+    threads: int
+    """How many invocations it runs at once (threads, or in-flight async bodies)."""
+    queues: tuple[str, ...] | None
+    """The queues it claims from; None: every queue."""
+    started_at: float
+    heartbeat_at: float
+    running: tuple[RunningEntry, ...] = ()
+    tasks: dict[str, TaskRunCounters] = field(default_factory=dict)
+    """Per task id: its counters since the runner started."""
+    minutes: tuple[MinuteCounters, ...] = ()
+    """The last :data:`MINUTES_KEPT` minutes with at least one finished run, oldest first."""
+
+    def to_json(self) -> str:
+        """This description as compact JSON (what backends store)."""
+        import json
+
+        return json.dumps(
+            {
+                "runner_id": self.runner_id,
+                "host": self.host,
+                "pid": self.pid,
+                "kind": self.kind,
+                "threads": self.threads,
+                "queues": list(self.queues) if self.queues is not None else None,
+                "started_at": self.started_at,
+                "heartbeat_at": self.heartbeat_at,
+                "running": [list(entry_fields(e)) for e in self.running],
+                "tasks": {
+                    task: [c.outcomes, list(c.duration_counts), c.duration_sum]
+                    for task, c in self.tasks.items()
+                },
+                "minutes": [[m.minute, m.finished, m.failed, m.duration_sum] for m in self.minutes],
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> RunnerInfo:
+        """The description :meth:`to_json` wrote."""
+        import json
+
+        data = json.loads(text)
+        queues = data["queues"]
+        return cls(
+            runner_id=data["runner_id"],
+            host=data["host"],
+            pid=int(data["pid"]),
+            kind=data["kind"],
+            threads=int(data["threads"]),
+            queues=tuple(queues) if queues is not None else None,
+            started_at=float(data["started_at"]),
+            heartbeat_at=float(data["heartbeat_at"]),
+            running=tuple(
+                RunningEntry(str(i), str(t), int(a), float(s)) for i, t, a, s in data["running"]
+            ),
+            tasks={
+                task: TaskRunCounters(dict(o), tuple(int(n) for n in d), float(total))
+                for task, (o, d, total) in data["tasks"].items()
+            },
+            minutes=tuple(
+                MinuteCounters(int(m), int(f), int(x), float(d)) for m, f, x, d in data["minutes"]
+            ),
+        )
+
+
+def entry_fields(entry: RunningEntry) -> tuple[str, str, int, float]:
+    """A running entry as a plain tuple (its JSON form)."""
+    return (entry.invocation_id, entry.task_id, entry.attempt, entry.started_at)
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationPage:
+    """One page of :meth:`~taskgate.backends.base.Backend.page_invocations`.
+
+    Attributes:
+        records: The invocations of this page, newest first (without history).
+        next_cursor: Pass it back for the next page; None when there is none.
+        scanned_all: False when the backend stopped scanning at its bound before filling the
+            page (a rare status on a store without a status index): ``next_cursor`` goes on.
+    """
+
+    records: list[InvocationRecord]
+    next_cursor: str | None
+    scanned_all: bool = True

@@ -114,14 +114,20 @@ from taskgate.record import (
     BudgetUsage,
     CancelResult,
     Claim,
+    InvocationPage,
     InvocationRecord,
     LimitOverride,
     Outcome,
     RegisterResult,
+    RunnerInfo,
 )
 from taskgate.status import InvocationStatus
 
 logger = logging.getLogger(__name__)
+
+# Index entries :meth:`Backend.page_invocations` examines at most per page when it filters
+# without an index: a monitor page stays fast on a store of any size.
+PAGE_SCAN_MAX = 2000
 
 # Final invocations deleted per expiry step: each holds the store for about a millisecond.
 EXPIRY_BATCH = 500
@@ -415,6 +421,37 @@ class Backend(ABC):
         the app's ids on stores without an ordered index (Redis): for tools, not the hot path.
         """
 
+    def page_invocations(
+        self,
+        *,
+        task_id: str | None = None,
+        status: InvocationStatus | None = None,
+        id_prefix: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> InvocationPage:
+        """One page of this app's invocations, newest first, for the monitor and scripts.
+
+        Filters combine (``id_prefix`` is literal, as in :meth:`find_ids`). ``cursor`` is the
+        ``next_cursor`` of the previous page (opaque, store-specific); None starts at the
+        newest. A read that stays fast however many invocations the store holds: it never
+        loads more than ``limit`` records, and on a store that cannot filter by an index (Redis
+        by status) it examines at most :data:`PAGE_SCAN_MAX` index entries, returning a short
+        page with ``scanned_all=False`` and a cursor to go on. Records come without history.
+        """
+        raise NotImplementedError
+
+    def announce_runner(self, info: RunnerInfo, ttl_seconds: float) -> None:
+        """Store ``info`` as runner ``info.runner_id``'s description, replacing the last one,
+        kept until ``ttl_seconds`` from now (runners announce with every heartbeat, so a dead
+        runner's description disappears on its own). One write; never on a hot path."""
+        raise NotImplementedError
+
+    def runner_infos(self) -> list[RunnerInfo]:
+        """The descriptions of every runner whose last announcement has not expired, sorted by
+        runner id. A read of at most one small record per live runner."""
+        raise NotImplementedError
+
     @abstractmethod
     def stats(self) -> BackendStats:
         """Counts by task and status, parked invocations per key (running keys and budget keys
@@ -451,7 +488,8 @@ class Backend(ABC):
         tick of this app."""
 
     def forget_runner(self, runner_id: str) -> None:
-        """Drop a stopped runner from the live runners (its renewals announced it)."""
+        """Drop a stopped runner from the live runners (its renewals announced it) and its
+        description (:meth:`announce_runner`)."""
         self.renew(runner_id, (), 0.0)
 
     def wake_claimers(self) -> None:
