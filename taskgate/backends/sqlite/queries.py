@@ -276,7 +276,10 @@ def list_records(
     limit: int,
 ) -> list[InvocationRecord]:
     """Up to ``limit`` records, newest first, optionally filtered by task and status."""
-    sql = "SELECT * FROM invocations WHERE app_id = ?"
+    # Unfiltered, walk the rowid (seq): the planner would otherwise sort every row of the app
+    # through the (app_id, invocation_id) index to find the newest few.
+    unfiltered = task_id is None and status is None
+    sql = f"SELECT * FROM invocations {'NOT INDEXED ' if unfiltered else ''}WHERE app_id = ?"
     params: list[object] = [app_id]
     if task_id is not None:
         sql += " AND task_id = ?"
