@@ -4,6 +4,7 @@ repeat, and a bounded scan (``scanned_all=False``) on every backend."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 
 import pytest
@@ -150,3 +151,18 @@ def test_invocations_registered_at_the_same_instant_are_paged_once_each(
     filtered = all_pages(backend, 2, task_id="tests.a", id_prefix="inv-")
     assert sorted(page_ids(filtered)) == sorted(ids[0::3])
     assert len(page_ids(filtered)) == len(ids[0::3])
+
+
+def test_a_cursor_goes_on_after_its_invocation_expired(
+    backend: Backend, new_record: NewRecord
+) -> None:
+    ids = store(backend, new_record, 10)
+    first = backend.page_invocations(limit=4)
+    assert [r.invocation_id for r in first.records] == ids[9:5:-1]
+    claims = {c.invocation_id: c for c in backend.claim("runner", 10, 30.0, 0)}
+    done = Outcome(OutcomeKind.SUCCESS, b"ok")
+    assert backend.finish(ids[6], "runner", claims[ids[6]].attempt, done)
+    assert backend.expire_finals(100, now=time.time() + 10**9) == 1
+    assert backend.get(ids[6]) is None
+    second = backend.page_invocations(limit=4, cursor=first.next_cursor)
+    assert [r.invocation_id for r in second.records] == ids[5:1:-1]
