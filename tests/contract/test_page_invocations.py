@@ -12,6 +12,7 @@ import pytest
 from taskgate import App
 from taskgate.backends import base
 from taskgate.backends.base import Backend
+from taskgate.backends.sqlite.backend import SqliteBackend
 from taskgate.record import InvocationPage, InvocationRecord, Outcome, OutcomeKind
 from taskgate.status import InvocationStatus as S
 
@@ -118,6 +119,15 @@ def test_a_bounded_scan_returns_short_pages_that_go_on_without_gaps(
     assert page_ids(pages) == [ids[77], ids[5]]
     for page in pages:
         assert page.scanned_all or page.next_cursor is not None
+    if isinstance(backend, SqliteBackend):  # a status index: one exact page
+        assert len(pages) == 1 and pages[0].scanned_all
+    else:  # 90 entries, 10 examined a page: short pages that say so (the ninth stops at the
+        # bound on the last entry, so an empty tenth page is needed to know it is the end)
+        assert [p.scanned_all for p in pages] == [False] * 9 + [True]
+        assert [len(p.records) for p in pages] == [0, 1, 0, 0, 0, 0, 0, 0, 1, 0]
+    # Two filters scan on every backend (SQLite walks the status index, checks the task).
+    assert page_ids(all_pages(backend, 5, status=S.RUNNING, task_id="tests.c")) == rare[::-1]
+    assert page_ids(all_pages(backend, 5, status=S.RUNNING, task_id="tests.a")) == []
     prefixed = all_pages(backend, 5, id_prefix=ids[40][:6], task_id="tests.b")
     assert page_ids(prefixed) == [ids[40]]
 
