@@ -80,8 +80,8 @@ def _entries(
     top, seen_id = "+inf", b""
     score: float | None = None
     if cursor is not None:
-        score_text, _, after_id = cursor.partition(" ")
-        score, seen_id = float(score_text), after_id.encode()
+        score, after_id = paging.read_cursor(cursor, paging.time_and_id)
+        seen_id = after_id.encode()
         top = repr(score)
     offset = 0
     while True:
