@@ -24,7 +24,9 @@ from taskgate.runner.base import Runner
 
 APPS = Path(__file__).resolve().parents[1] / "apps"
 WAIT = 30.0
-LEASE = 0.6  # a heartbeat every 0.2 s: announcements come quickly
+# A heartbeat (and an announcement) every second; long enough that a loaded machine never lets
+# a lease expire, which would run an invocation twice and break the exact counts below.
+LEASE = 3.0
 RunRunner = Callable[[Runner], Any]
 
 
@@ -180,9 +182,7 @@ def test_process_runner_workers_announce_counters_that_add_up(
 ) -> None:
     app = announce_app.app
     app.conf.processes = 2
-    # Longer than the threads' LEASE: a worker's supervisor kills it when renewals stall, and
-    # this machine may be loaded. Announcements come every second.
-    app.conf.lease_seconds = 3.0
+    app.conf.lease_seconds = LEASE
     runner = ProcessRunner(app, app_spec="announce_app:app")
     fifo = tmp_path / "gate"
     os.mkfifo(fifo)
