@@ -87,6 +87,7 @@ def template_environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["when"] = time_text
+    env.filters["when_ms"] = lambda iso_time: time_text(iso_time, milliseconds=True)
     env.filters["age"] = age_text
     env.filters["clock"] = lambda iso_time: time_text(iso_time)[11:]
     return env
