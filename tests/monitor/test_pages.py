@@ -8,8 +8,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from taskgate import App, ConcurrencyControlType, InvocationStatus
+from taskgate.monitor import create_monitor_app
 from tests.conftest import WAIT, running, wait_for_status
-from tests.monitor.support import announce, minute, page_text, running_entry
+from tests.monitor.support import announce, free_port, minute, page_text, running_entry
 
 S = InvocationStatus
 
@@ -32,6 +33,9 @@ def test_overview_shows_counts_by_task_and_status(app: App, monitor: TestClient)
     assert document["tasks"] == [{"task": add.task_id, "counts": {"registered": 3}, "total": 3}]
     assert document["queue_depth"] == {"default": 3}
     assert len(document["throughput"]) == 15
+    fragment = page_text(monitor, "/fragments/overview")
+    assert "<html" not in fragment and 'id="counts-table"' in fragment
+    assert 'id="live-updated-at"' in fragment
 
 
 def test_overview_charts_sum_the_runners_minutes(app: App, monitor: TestClient) -> None:
@@ -276,3 +280,14 @@ def test_static_files_and_security_headers(monitor: TestClient) -> None:
     page = monitor.get("/")
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert page.headers["x-frame-options"] == "DENY"
+
+
+def test_an_unreachable_store_gives_503_not_a_crash() -> None:
+    app = App(backend=f"redis://127.0.0.1:{free_port()}/0")
+    with TestClient(create_monitor_app(app)) as client:
+        response = client.get("/api/overview")
+        assert response.status_code == 503
+        assert response.json()["error"] == "BackendUnavailableError"
+        page = client.get("/limits")
+        assert page.status_code == 503 and 'id="store-error"' in page.text
+        assert 'id="nav"' in page.text  # the layout, so the user can go elsewhere
