@@ -39,8 +39,9 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
-    (b"cache-control", b"no-store"),
 ]
+# Pages and data are live: never cached. Static files (htmx, the stylesheet) may be.
+NO_STORE = (b"cache-control", b"no-store")
 
 
 def create_monitor_app(app: App, *, token: str | None = None) -> Starlette:
@@ -116,9 +117,13 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
 
+        extra = SECURITY_HEADERS
+        if not scope["path"].startswith("/static/"):
+            extra = [*SECURITY_HEADERS, NO_STORE]
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+                message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

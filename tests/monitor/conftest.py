@@ -14,9 +14,12 @@ from starlette.testclient import TestClient
 from taskgate import App
 from taskgate.monitor import create_monitor_app
 
+# An open monitor answers only requests addressed to a loopback name.
+BASE_URL = "http://127.0.0.1:8787"
+
 
 @pytest.fixture
 def monitor(app: App) -> Iterator[TestClient]:
     """A client of the monitor of ``app``, without a token (as on loopback)."""
-    with TestClient(create_monitor_app(app)) as client:
+    with TestClient(create_monitor_app(app), base_url=BASE_URL) as client:
         yield client

@@ -284,7 +284,7 @@ def test_static_files_and_security_headers(monitor: TestClient) -> None:
 
 def test_an_unreachable_store_gives_503_not_a_crash() -> None:
     app = App(backend=f"redis://127.0.0.1:{free_port()}/0")
-    with TestClient(create_monitor_app(app)) as client:
+    with TestClient(create_monitor_app(app), base_url="http://localhost:8787") as client:
         response = client.get("/api/overview")
         assert response.status_code == 503
         assert response.json()["error"] == "BackendUnavailableError"
