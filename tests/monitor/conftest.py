@@ -13,9 +13,7 @@ from starlette.testclient import TestClient
 
 from taskgate import App
 from taskgate.monitor import create_monitor_app
-
-# An open monitor answers only requests addressed to a loopback name.
-BASE_URL = "http://127.0.0.1:8787"
+from tests.monitor.support import BASE_URL
 
 
 @pytest.fixture
