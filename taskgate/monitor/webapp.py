@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskgate.app import App
 from taskgate.errors import BackendUnavailableError, TaskgateError
-from taskgate.monitor import api, pages
+from taskgate.monitor import api, pages, rendering
 from taskgate.monitor.auth import Guard, TokenMiddleware, wants_json
 from taskgate.monitor.format import age_text, time_text
 from taskgate.monitor.metrics import metrics_registry
@@ -103,7 +103,7 @@ async def taskgate_error(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status)
     if request.url.path.startswith("/fragments/"):
         return HTMLResponse(f"<p class='error' id='store-error'>{escape(message)}</p>", status)
-    return pages.message(request, message, status, request.url.path, message_id="store-error")
+    return rendering.message(request, message, status, request.url.path, message_id="store-error")
 
 
 class SecurityHeadersMiddleware:
