@@ -155,14 +155,18 @@ def wants_json(path: str) -> bool:
     return path.startswith("/api/") or path in {"/api", "/metrics"}
 
 
-def loopback_host(header: str) -> bool:
-    """Whether a ``Host`` header names this machine: ``localhost`` or a loopback address, with
-    or without a port."""
-    if header.startswith("["):  # [::1]:8787
-        name = header[1:].partition("]")[0]
-    else:
-        name = header.rpartition(":")[0] if header.count(":") == 1 else header
-    if name.lower() == "localhost":
+def host_name(header: str) -> str:
+    """The name of a ``Host`` header without its port, lower case (``[::1]:8787`` -> ``::1``)."""
+    if header.startswith("["):
+        return header[1:].partition("]")[0].lower()
+    return (header.rpartition(":")[0] if header.count(":") == 1 else header).lower()
+
+
+def loopback_host(header: str, also: frozenset[str] = frozenset()) -> bool:
+    """Whether a ``Host`` header names this machine (``localhost`` or a loopback address, with
+    or without a port), or one of the names in ``also``."""
+    name = host_name(header)
+    if name == "localhost" or name in also:
         return True
     try:
         return ipaddress.ip_address(name).is_loopback
@@ -174,9 +178,10 @@ class TokenMiddleware:
     """Refuses (401) every request without the token, when one is set; without a token,
     refuses (400) requests not addressed to a loopback name (see the module doc)."""
 
-    def __init__(self, app: ASGIApp, guard: Guard) -> None:
+    def __init__(self, app: ASGIApp, guard: Guard, allowed_hosts: frozenset[str]) -> None:
         self.app = app
         self.guard = guard
+        self.allowed_hosts = allowed_hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -185,7 +190,7 @@ class TokenMiddleware:
         request = Request(scope)
         if self.guard.token_required:
             response = self._check(request)
-        elif loopback_host(request.headers.get("host", "")):
+        elif loopback_host(request.headers.get("host", ""), self.allowed_hosts):
             response = None
         else:
             response = PlainTextResponse(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 import jinja2
@@ -44,7 +45,9 @@ SECURITY_HEADERS = [
 NO_STORE = (b"cache-control", b"no-store")
 
 
-def create_monitor_app(app: App, *, token: str | None = None) -> Starlette:
+def create_monitor_app(
+    app: App, *, token: str | None = None, allowed_hosts: Iterable[str] = ()
+) -> Starlette:
     """The web monitor of ``app`` as an ASGI application (serve it with any ASGI server).
 
     Args:
@@ -52,6 +55,10 @@ def create_monitor_app(app: App, *, token: str | None = None) -> Starlette:
             limit overrides).
         token: When given, every request must carry it (see :mod:`taskgate.monitor.auth`);
             required for any address other than loopback (``taskgate monitor`` enforces it).
+        allowed_hosts: Without a token, the monitor answers only requests whose ``Host`` is a
+            loopback name (DNS rebinding, see :mod:`taskgate.monitor.auth`); these names
+            (without port) are accepted too, e.g. ``"testserver"`` for Starlette's TestClient
+            or the name a local reverse proxy forwards. Ignored with a token.
 
     Returns:
         A Starlette application: the pages, ``/fragments/...`` (their live parts),
@@ -70,7 +77,11 @@ def create_monitor_app(app: App, *, token: str | None = None) -> Starlette:
         routes=routes,
         middleware=[
             Middleware(SecurityHeadersMiddleware),
-            Middleware(TokenMiddleware, guard=guard),
+            Middleware(
+                TokenMiddleware,
+                guard=guard,
+                allowed_hosts=frozenset(name.lower() for name in allowed_hosts),
+            ),
         ],
         exception_handlers={TaskgateError: taskgate_error},
     )

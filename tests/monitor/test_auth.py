@@ -166,3 +166,11 @@ def test_an_open_monitor_refuses_other_host_names(monitor: TestClient, host: str
 def test_a_monitor_with_a_token_answers_any_host_name(guarded: TestClient) -> None:
     headers = {"Host": "monitor.internal:8787", "Authorization": f"Bearer {TOKEN}"}
     assert guarded.get("/api/runners", headers=headers).status_code == 200
+
+
+def test_allowed_hosts_adds_names_an_open_monitor_answers(app: App) -> None:
+    monitor = create_monitor_app(app, allowed_hosts=["testserver", "Monitor.Local"])
+    with TestClient(monitor) as client:  # Host: testserver
+        assert client.get("/api/runners").status_code == 200
+        assert client.get("/", headers={"Host": "monitor.local:80"}).status_code == 200
+        assert client.get("/", headers={"Host": "evil.example"}).status_code == 400
