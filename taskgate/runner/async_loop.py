@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from taskgate.errors import TaskgateError
+from taskgate.logfields import claim_fields
 from taskgate.record import Claim, Outcome, OutcomeKind
 from taskgate.runner.async_exec import execute_async
 
@@ -195,7 +196,7 @@ class AsyncInvocations:
 
     async def _run(self, claim: Claim) -> None:
         try:
-            outcome = await execute_async(self._app, claim, self._bodies)
+            outcome = await execute_async(self._app, claim, self._bodies, runner_id=self._runner_id)
         except asyncio.CancelledError:  # abandoned: the runner hands the invocation back
             self._done(claim)
             return
@@ -204,7 +205,7 @@ class AsyncInvocations:
                 "invocation %s of %s: async run failed unexpectedly; failing it",
                 claim.invocation_id,
                 claim.task_id,
-                extra={"invocation_id": claim.invocation_id, "task": claim.task_id},
+                extra=claim_fields(claim, self._runner_id),
             )
             # Reported, not dropped: a claim nobody reports would stay RUNNING, its lease
             # renewed, until the runner stops.
