@@ -228,6 +228,7 @@ class AsyncInvocations:
                     "runner %s could not report invocation %s; lease recovery will run it again",
                     self._runner_id,
                     claim.invocation_id,
+                    extra=claim_fields(claim, self._runner_id),
                 )
             finally:
                 self._done(claim)

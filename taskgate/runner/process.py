@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from taskgate.backoff import Backoff
 from taskgate.errors import BackendError, ConfigError, TaskgateError
 from taskgate.locate import SPAWNED_MAIN, locate_app
+from taskgate.logfields import log_fields
 from taskgate.runner.base import EXIT_BACKEND_FATAL, EXIT_CONFIG, Runner
 from taskgate.runner.handshake import LOG_LEVEL_ENV, WorkerConfig
 from taskgate.runner.killed_bodies import report_killed
@@ -241,7 +242,7 @@ class ProcessRunner(Runner):
                 self.runner_id,
                 invocation_id,
                 worker_id,
-                extra={"invocation_id": invocation_id},
+                extra=log_fields(invocation_id, None, None, worker_id),
             )
         return finished + recovered
 
