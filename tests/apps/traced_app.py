@@ -49,7 +49,9 @@ class FileSpanExporter(SpanExporter):
                     "kind": span.kind.name,
                     "trace_id": format(context.trace_id, "032x"),
                     "span_id": format(context.span_id, "016x"),
-                    "parent_id": None if span.parent is None else format(span.parent.span_id, "016x"),
+                    "parent_id": None
+                    if span.parent is None
+                    else format(span.parent.span_id, "016x"),
                     "attributes": dict(span.attributes or {}),
                     "pid": os.getpid(),
                 }

@@ -95,7 +95,10 @@ def test_a_call_is_a_span_and_its_run_a_child_of_it(
     with run_runner(app.runner):
         assert invocation.get_result(WAIT) == 3
 
-    call, run = traced.one(f"taskgate.call {add.task_id}"), traced.one(f"taskgate.run {add.task_id}")
+    call, run = (
+        traced.one(f"taskgate.call {add.task_id}"),
+        traced.one(f"taskgate.run {add.task_id}"),
+    )
     assert call.kind is SpanKind.PRODUCER and run.kind is SpanKind.CONSUMER
     assert _parent_id(call) == parent.get_span_context().span_id
     assert _parent_id(run) == _span_id(call)
@@ -241,7 +244,10 @@ def test_an_eager_call_is_traced_too(traced: Traced, make_app: Callable[..., App
 
     with traced.tracer.start_as_current_span("parent") as parent:
         assert add(2, 3).get_result() == 5
-    call, run = traced.one(f"taskgate.call {add.task_id}"), traced.one(f"taskgate.run {add.task_id}")
+    call, run = (
+        traced.one(f"taskgate.call {add.task_id}"),
+        traced.one(f"taskgate.run {add.task_id}"),
+    )
     assert _parent_id(call) == parent.get_span_context().span_id
     assert _parent_id(run) == _span_id(call)
 
