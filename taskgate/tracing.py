@@ -17,7 +17,9 @@ process in :data:`active`: taken on the first call, again whenever a runner star
 :func:`refresh` once afterwards. When tracing is off, calls and runs pay one check of that
 cached boolean and nothing else: no span, no context, no extra read of the record.
 
-Tracing never fails a call or a run: an error of OpenTelemetry itself is logged and skipped.
+A run whose record cannot be read (to find its call's context) is still run and traced, as a
+root span, with a warning. Exceptions a call raises (registration errors) end its span with
+status ``ERROR``.
 """
 
 from __future__ import annotations
