@@ -4,6 +4,7 @@ repeat, and a bounded scan (``scanned_all=False``) on every backend."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from taskgate import App
 from taskgate.backends import base
 from taskgate.backends.base import Backend
+from taskgate.backends.sqlite.backend import SqliteBackend
 from taskgate.record import InvocationPage, InvocationRecord, Outcome, OutcomeKind
 from taskgate.status import InvocationStatus as S
 
@@ -117,6 +119,15 @@ def test_a_bounded_scan_returns_short_pages_that_go_on_without_gaps(
     assert page_ids(pages) == [ids[77], ids[5]]
     for page in pages:
         assert page.scanned_all or page.next_cursor is not None
+    if isinstance(backend, SqliteBackend):  # a status index: one exact page
+        assert len(pages) == 1 and pages[0].scanned_all
+    else:  # 90 entries, 10 examined a page: short pages that say so (the ninth stops at the
+        # bound on the last entry, so an empty tenth page is needed to know it is the end)
+        assert [p.scanned_all for p in pages] == [False] * 9 + [True]
+        assert [len(p.records) for p in pages] == [0, 1, 0, 0, 0, 0, 0, 0, 1, 0]
+    # Two filters scan on every backend (SQLite walks the status index, checks the task).
+    assert page_ids(all_pages(backend, 5, status=S.RUNNING, task_id="tests.c")) == rare[::-1]
+    assert page_ids(all_pages(backend, 5, status=S.RUNNING, task_id="tests.a")) == []
     prefixed = all_pages(backend, 5, id_prefix=ids[40][:6], task_id="tests.b")
     assert page_ids(prefixed) == [ids[40]]
 
@@ -134,3 +145,34 @@ def test_pages_never_show_another_apps_invocations(
 def test_an_empty_store_has_one_empty_page(backend: Backend) -> None:
     page = backend.page_invocations()
     assert page.records == [] and page.next_cursor is None and page.scanned_all
+
+
+def test_invocations_registered_at_the_same_instant_are_paged_once_each(
+    backend: Backend, new_record: NewRecord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = []
+    for i in range(40):  # one timestamp for all: stores that order by time break the tie
+        record = new_record(task_id=TASKS[i % 3], created_at=2_000_000.0)
+        backend.register(record)
+        ids.append(record.invocation_id)
+    pages = all_pages(backend, 3)
+    assert sorted(page_ids(pages)) == sorted(ids) and len(page_ids(pages)) == 40
+    monkeypatch.setattr(base, "PAGE_SCAN_MAX", 4)
+    filtered = all_pages(backend, 2, task_id="tests.a", id_prefix="inv-")
+    assert sorted(page_ids(filtered)) == sorted(ids[0::3])
+    assert len(page_ids(filtered)) == len(ids[0::3])
+
+
+def test_a_cursor_goes_on_after_its_invocation_expired(
+    backend: Backend, new_record: NewRecord
+) -> None:
+    ids = store(backend, new_record, 10)
+    first = backend.page_invocations(limit=4)
+    assert [r.invocation_id for r in first.records] == ids[9:5:-1]
+    claims = {c.invocation_id: c for c in backend.claim("runner", 10, 30.0, 0)}
+    done = Outcome(OutcomeKind.SUCCESS, b"ok")
+    assert backend.finish(ids[6], "runner", claims[ids[6]].attempt, done)
+    assert backend.expire_finals(100, now=time.time() + 10**9) == 1
+    assert backend.get(ids[6]) is None
+    second = backend.page_invocations(limit=4, cursor=first.next_cursor)
+    assert [r.invocation_id for r in second.records] == ids[5:1:-1]
