@@ -4,12 +4,15 @@ carries ``invocation_id``, ``task``, ``attempt`` and ``runner_id`` as record att
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from taskgate import App
+from taskgate.errors import InvocationCancelledError
 from taskgate.logfields import LIFECYCLE_KEYS
 from taskgate.runner.base import Runner
 
@@ -57,7 +60,6 @@ def test_run_lines_carry_the_four_keys(
     assert failed[0].levelno == logging.WARNING
 
 
-@pytest.mark.parametrize("backend_url", ["memory"], indirect=True)
 def test_a_cancel_line_carries_the_four_keys(app: App, caplog: pytest.LogCaptureFixture) -> None:
     @app.task
     def idle() -> None:
@@ -72,3 +74,34 @@ def test_a_cancel_line_carries_the_four_keys(app: App, caplog: pytest.LogCapture
     assert records
     for record in records:
         assert all(hasattr(record, key) for key in LIFECYCLE_KEYS), record.getMessage()
+
+
+def test_the_lines_of_a_cancelled_run_carry_the_four_keys(
+    app: App, run_runner: RunRunner, caplog: pytest.LogCaptureFixture
+) -> None:
+    started = threading.Event()
+
+    @app.task
+    def loops() -> None:
+        started.set()
+        while True:
+            time.sleep(0.01)
+
+    caplog.set_level(logging.INFO, logger="taskgate")
+    invocation = loops()
+    with run_runner(app.runner):
+        assert started.wait(WAIT)
+        assert invocation.cancel()
+        with pytest.raises(InvocationCancelledError):
+            invocation.get_result(WAIT)
+    records = [
+        r for r in _lifecycle(caplog, invocation.invocation_id) if "cancel" in r.getMessage()
+    ]
+    messages = [r.getMessage() for r in records]
+    assert any("cancelled while running" in m for m in messages), messages
+    for record in records:
+        assert all(hasattr(record, key) for key in LIFECYCLE_KEYS), record.getMessage()
+        assert record.__dict__["invocation_id"] == invocation.invocation_id
+    ended = [r for r in records if "cancelled while running" in r.getMessage()]
+    assert ended[0].__dict__["attempt"] == 1
+    assert ended[0].__dict__["runner_id"] == app.runner.runner_id
