@@ -120,6 +120,25 @@ def test_a_call_is_a_span_and_its_run_a_child_of_it(
     assert stored.trace_context.startswith(f"00-{_trace_id(call):032x}-{_span_id(call):016x}-")
 
 
+def test_a_call_with_options_is_traced_like_any_call(
+    traced: Traced, app: App, run_runner: RunRunner
+) -> None:
+    @app.task
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    with traced.tracer.start_as_current_span("parent") as parent:
+        invocation = add.with_options(priority=5, delay=0.01)(2, 2)
+    with run_runner(app.runner):
+        assert invocation.get_result(WAIT) == 4
+    call, run = (
+        traced.one(f"taskgate.call {add.task_id}"),
+        traced.one(f"taskgate.run {add.task_id}"),
+    )
+    assert _parent_id(call) == parent.get_span_context().span_id
+    assert _parent_id(run) == _span_id(call)
+
+
 def test_a_failed_run_is_an_error_span_with_its_exception(
     traced: Traced, app: App, run_runner: RunRunner
 ) -> None:
