@@ -17,17 +17,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from taskgate import context, tracing
 from taskgate.errors import SerializationError, TaskNotFoundError, TaskTimeoutError
 from taskgate.invocation import DistributedInvocation, Invocation
 from taskgate.logfields import claim_fields
-from taskgate.record import Claim, InvocationRecord, Outcome, OutcomeKind
+from taskgate.record import Claim, Outcome, OutcomeKind
 from taskgate.runner.executor import (
     _base_exception_outcome,
     _exception_outcome,
+    _reader,
     _success_outcome,
     interrupted_outcome,
 )
@@ -65,11 +65,6 @@ async def execute_async(
     return await tracing.run_traced_async(
         claim, runner_id, read, lambda: _execute_async(app, claim, bodies, invocation, runner_id)
     )
-
-
-def _reader(app: App, claim: Claim) -> Callable[[], InvocationRecord | None]:
-    """What reads ``claim``'s record for its trace context (only when tracing is on)."""
-    return lambda: app.backend.get(claim.invocation_id)
 
 
 async def _execute_async(
