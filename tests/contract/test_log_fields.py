@@ -15,6 +15,7 @@ from taskgate import App
 from taskgate.errors import InvocationCancelledError
 from taskgate.logfields import LIFECYCLE_KEYS
 from taskgate.runner.base import Runner
+from taskgate.runner.heartbeat import Heartbeat
 
 WAIT = 15.0
 RunRunner = Callable[[Runner], Any]
@@ -105,3 +106,34 @@ def test_the_lines_of_a_cancelled_run_carry_the_four_keys(
     ended = [r for r in records if "cancelled while running" in r.getMessage()]
     assert ended[0].__dict__["attempt"] == 1
     assert ended[0].__dict__["runner_id"] == app.runner.runner_id
+
+
+def test_recovered_and_lost_claims_are_one_line_each_with_the_four_keys(
+    app: App, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    @app.task
+    def idle() -> None:
+        """Claimed by a runner that dies: never run here."""
+
+    backend = app.backend
+    invocations = [idle(), idle()]
+    claims = backend.claim("dead-runner", 2, 30.0, 0.0)
+    assert {c.invocation_id for c in claims} == {i.invocation_id for i in invocations}
+    real_recover = backend.recover_leases
+    # As if the dead runner's leases had expired (an hour from now), without waiting for it.
+    monkeypatch.setattr(backend, "recover_leases", lambda: real_recover(time.time() + 3600))
+    caplog.set_level(logging.INFO, logger="taskgate")
+    lost = [(claim.invocation_id, claim.attempt) for claim in claims]
+    beat = Heartbeat(backend, "dead-runner", 30.0, lambda: lost, lambda gone: gone)
+    beat._recover()  # the dead runner's claims go back to the queue
+    beat._beat()  # and the runner that held them finds them lost
+    for invocation, claim in zip(invocations, claims, strict=True):
+        records = _lifecycle(caplog, invocation.invocation_id)
+        messages = [r.getMessage() for r in records]
+        assert any("recovered invocation" in m for m in messages), messages
+        assert any("lost the claim" in m for m in messages), messages
+        for record in records:
+            assert all(hasattr(record, key) for key in LIFECYCLE_KEYS), record.getMessage()
+            assert record.__dict__["runner_id"] == "dead-runner"
+        (lost_line,) = [r for r in records if "lost the claim" in r.getMessage()]
+        assert lost_line.__dict__["attempt"] == claim.attempt
