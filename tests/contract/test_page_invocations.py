@@ -13,6 +13,7 @@ from taskgate import App
 from taskgate.backends import base
 from taskgate.backends.base import Backend
 from taskgate.backends.sqlite.backend import SqliteBackend
+from taskgate.errors import InvalidCursorError
 from taskgate.record import InvocationPage, InvocationRecord, Outcome, OutcomeKind
 from taskgate.status import InvocationStatus as S
 
@@ -176,3 +177,12 @@ def test_a_cursor_goes_on_after_its_invocation_expired(
     assert backend.get(ids[6]) is None
     second = backend.page_invocations(limit=4, cursor=first.next_cursor)
     assert [r.invocation_id for r in second.records] == ids[5:1:-1]
+
+
+@pytest.mark.parametrize("cursor", ["", "nonsense", "12x", "1.5"])
+def test_a_cursor_this_backend_never_returned_is_refused(
+    backend: Backend, new_record: NewRecord, cursor: str
+) -> None:
+    store(backend, new_record, 3)
+    with pytest.raises(InvalidCursorError, match="not one this backend returned"):
+        backend.page_invocations(cursor=cursor)
