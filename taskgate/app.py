@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 
-from taskgate import context
+from taskgate import context, tracing
 from taskgate.backends import Backend, BackendOptions, create_backend
 from taskgate.concurrency import describe_argument_diff, plan_for_call
 from taskgate.eager import run_calls
@@ -25,6 +25,7 @@ from taskgate.invocation import DistributedInvocation, Invocation, ReusedInvocat
 from taskgate.limit_admin import LimitInfo, describe_limits, reset_limit, set_limit
 from taskgate.limits import Limit, LimitRegistry
 from taskgate.locate import SPAWNED_MAIN
+from taskgate.logfields import log_fields
 from taskgate.readahead import ResultReadAhead
 from taskgate.record import CancelResult, InvocationRecord, Rate, RegisterResult
 from taskgate.runner import Runner, build_runner
@@ -317,7 +318,11 @@ class App:
             return run_calls(self, task, [arguments])[0]
         record = self.build_record(task, arguments, scheduled_for, priority=priority, queue=queue)
         backend = self.backend
-        invocation = self._invocation(task, arguments, record, backend.register(record))
+        if tracing.active is False:  # the hot path: one check of a cached bool
+            registered = backend.register(record)
+        else:
+            registered = tracing.register_traced(backend, record)
+        invocation = self._invocation(task, arguments, record, registered)
         if backend.reads_cost_round_trips:
             self._read_ahead.track(invocation)
         return invocation
@@ -341,7 +346,10 @@ class App:
             return list(run_calls(self, task, calls))
         records = [self.build_record(task, arguments) for arguments in calls]
         backend = self.backend
-        registered = backend.register_many(records)
+        if tracing.active is False:
+            registered = backend.register_many(records)
+        else:
+            registered = tracing.register_many_traced(backend, records)
         invocations = [
             self._invocation(task, arguments, record, result)
             for arguments, record, result in zip(calls, records, registered, strict=True)
@@ -410,7 +418,7 @@ class App:
                     "registered invocation %s of %s",
                     record.invocation_id,
                     task.task_id,
-                    extra={"invocation_id": record.invocation_id, "task": task.task_id},
+                    extra=log_fields(record.invocation_id, task.task_id),
                 )
             return DistributedInvocation(self, task.task_id, record.invocation_id, arguments)
         assert registered.existing_arguments is not None
@@ -420,12 +428,13 @@ class App:
             raise InvocationConcurrencyWithDifferentArgumentsError(
                 task.task_id, registered.invocation_id, diff
             )
-        logger.debug(
-            "call of %s folded into waiting invocation %s",
-            task.task_id,
-            registered.invocation_id,
-            extra={"invocation_id": registered.invocation_id, "task": task.task_id},
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "call of %s folded into waiting invocation %s",
+                task.task_id,
+                registered.invocation_id,
+                extra=log_fields(registered.invocation_id, task.task_id),
+            )
         return ReusedInvocation(
             self, task.task_id, registered.invocation_id, existing, arguments if diff else None
         )
@@ -457,7 +466,7 @@ class App:
             "cancel of invocation %s: %s",
             invocation_id,
             result.value,
-            extra={"invocation_id": invocation_id},
+            extra=log_fields(invocation_id),
         )
         return result is not CancelResult.FINAL
 

@@ -29,6 +29,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from taskgate import tracing
 from taskgate.errors import ResultTimeoutError
 from taskgate.invocation import DistributedInvocation
 from taskgate.record import BlockedBy, Claim, InvocationRecord, OutcomeKind, Transition
@@ -108,7 +109,11 @@ def run_calls(
     """
     invocations = [_prepare(app, task, arguments) for arguments in calls]
     for invocation in invocations:
-        _run(app, invocation)
+        if tracing.active is False:
+            _run(app, invocation)
+        else:
+            with tracing.eager_call(invocation._live):  # the call span, parent of the run's
+                _run(app, invocation)
     return invocations
 
 

@@ -108,6 +108,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from taskgate.logfields import log_fields
 from taskgate.record import (
     BackendStats,
     BlockedBy,
@@ -510,5 +511,5 @@ def log_stale_report(invocation_id: str, runner_id: str, attempt: int) -> None:
         invocation_id,
         runner_id,
         attempt,
-        extra={"invocation_id": invocation_id, "runner_id": runner_id},
+        extra=log_fields(invocation_id, None, attempt, runner_id),
     )

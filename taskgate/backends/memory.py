@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from taskgate.backends import paging
 from taskgate.backends.base import Backend, BackendOptions
 from taskgate.backends.memory_state import _K, _S, MemoryState
+from taskgate.logfields import log_fields
 from taskgate.record import (
     BackendStats,
     BlockedBy,
@@ -182,7 +183,7 @@ class MemoryBackend(MemoryState, Backend):
                 "invocation %s of task %s cancelled while waiting",
                 invocation_id,
                 record.task_id,
-                extra={"invocation_id": invocation_id, "task_id": record.task_id},
+                extra=log_fields(invocation_id, record.task_id, record.attempt),
             )
             return CancelResult.CANCELLED
 

@@ -17,6 +17,7 @@ from collections import deque
 from taskgate.backends.base import BackendOptions, log_stale_report
 from taskgate.backends.memory_budgets import MemoryBudgets
 from taskgate.backends.memory_queues import ReadyQueues, RunningKeys
+from taskgate.logfields import log_fields
 from taskgate.record import Claim, InvocationRecord, OutcomeKind, RunnerInfo, Transition
 from taskgate.status import InvocationStatus, can_transition
 
@@ -206,7 +207,7 @@ class MemoryState:
             "invocation %s of task %s cancelled",
             record.invocation_id,
             record.task_id,
-            extra={"invocation_id": record.invocation_id, "task_id": record.task_id},
+            extra=log_fields(record.invocation_id, record.task_id, record.attempt, runner),
         )
 
     def _owned(

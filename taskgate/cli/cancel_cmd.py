@@ -17,6 +17,7 @@ from taskgate.cli.app_loading import open_app
 from taskgate.cli.common import CliError, app_options, json_option, print_json
 from taskgate.cli.inspect_cmd import find_record
 from taskgate.cli.json_output import header
+from taskgate.logfields import log_fields
 from taskgate.record import CancelResult, InvocationRecord
 from taskgate.status import InvocationStatus
 
@@ -62,7 +63,13 @@ def cancel(invocation_id: str, app_spec: str, backend_url: str | None, as_json: 
         )
     after = app.backend.get(record.invocation_id) or record
     outcome = describe_outcome(result, after)
-    logger.info("cancel of %s (%s): %s", after.invocation_id, after.task_id, outcome)
+    logger.info(
+        "cancel of %s (%s): %s",
+        after.invocation_id,
+        after.task_id,
+        outcome,
+        extra=log_fields(after.invocation_id, after.task_id, after.attempt, after.runner_id),
+    )
     if as_json:
         print_json(
             {

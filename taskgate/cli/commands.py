@@ -30,10 +30,12 @@ from taskgate.cli.cancel_cmd import cancel
 from taskgate.cli.common import AppLoadError, CliConfigError, CliError
 from taskgate.cli.inspect_cmd import inspect, invocations
 from taskgate.cli.limits_cmd import limits
+from taskgate.cli.logging_setup import LOG_FORMAT_META
 from taskgate.cli.monitor_cmd import monitor
 from taskgate.cli.runner_cmd import runner
 from taskgate.cli.status_cmd import purge, status
 from taskgate.errors import ConfigError, TaskgateError
+from taskgate.logformat import LOG_FORMAT_ENV, LOG_FORMATS
 
 
 class TaskgateGroup(click.Group):
@@ -51,11 +53,24 @@ class TaskgateGroup(click.Group):
 
 @click.group(cls=TaskgateGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="taskgate")
-def cli() -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS, case_sensitive=False),
+    default="plain",
+    envvar=LOG_FORMAT_ENV,
+    show_envvar=True,
+    show_default=True,
+    help="How log lines are written to stderr: plain text, or one JSON object per line (ts, "
+    "level, logger, message, and invocation_id, task, attempt, runner_id on lifecycle lines). "
+    "A ProcessRunner's worker processes write the same format.",
+)
+@click.pass_context
+def cli(ctx: click.Context, log_format: str) -> None:
     """taskgate: distributed tasks with concurrency control.
 
     Exit codes: 0 success, 1 failure, 2 usage or configuration error.
     """
+    ctx.meta[LOG_FORMAT_META] = log_format.lower()
 
 
 for command in (runner, status, inspect, invocations, cancel, limits, monitor, purge):

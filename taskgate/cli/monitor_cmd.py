@@ -10,7 +10,7 @@ import click
 
 from taskgate.cli.app_loading import open_app
 from taskgate.cli.common import app_options
-from taskgate.cli.logging_setup import LOG_LEVELS, configure_logging
+from taskgate.cli.logging_setup import LOG_LEVELS, chosen_log_format, configure_logging
 from taskgate.errors import ConfigError
 
 TOKEN_ENV = "TASKGATE_MONITOR_TOKEN"
@@ -67,7 +67,7 @@ def monitor(
         ) from exc
     check_address(host, token)  # before the app is even loaded: nothing binds
     app = open_app(app_spec, backend_url, existing_store=True)
-    configure_logging(log_level)
+    configure_logging(log_level, chosen_log_format())
     protected = "token required" if token else "no token: loopback only"
     click.echo(
         f"taskgate monitor of app {app.app_id} on {app.conf.backend_display}: "

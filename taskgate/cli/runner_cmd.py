@@ -10,7 +10,7 @@ from taskgate import __version__
 from taskgate.app import App
 from taskgate.cli.app_loading import open_app
 from taskgate.cli.common import EXIT_FAILURE, app_options
-from taskgate.cli.logging_setup import LOG_LEVELS, configure_logging
+from taskgate.cli.logging_setup import LOG_LEVELS, chosen_log_format, configure_logging
 from taskgate.errors import ConfigError
 from taskgate.runner import Runner
 from taskgate.settings import RUNNER_CLASSES
@@ -84,7 +84,7 @@ def runner_start(
     apply_runner_options(app, runner_cls, processes, threads)
     apply_queues(app, queues)
     the_runner = build_runner(app)
-    configure_logging(log_level)
+    configure_logging(log_level, chosen_log_format())
     log_start(app, the_runner)
     try:
         the_runner.run()

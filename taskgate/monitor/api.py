@@ -64,9 +64,9 @@ async def overview(request: Request) -> Response:
 async def invocations(request: Request) -> Response:
     try:
         filters = parse_filters(dict(request.query_params))
+        return JSONResponse(await read(request, invocations_data, filters))
     except BadRequest as exc:
         return error(400, "bad_request", str(exc))
-    return JSONResponse(await read(request, invocations_data, filters))
 
 
 async def invocation(request: Request) -> Response:

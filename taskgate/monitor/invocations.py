@@ -13,7 +13,7 @@ from typing import Any
 
 from taskgate.app import App
 from taskgate.cli.render import describe_exception, describe_owner, split_scope_key
-from taskgate.errors import RemoteTraceback
+from taskgate.errors import InvalidCursorError, RemoteTraceback
 from taskgate.monitor.format import decode, iso, seconds_until, short_repr
 from taskgate.record import InvocationRecord
 from taskgate.status import InvocationStatus
@@ -68,13 +68,16 @@ def invocations_data(app: App, filters: JsonObject) -> JsonObject:
     filter form).
     """
     status = InvocationStatus(filters["status"]) if filters["status"] else None
-    page = app.backend.page_invocations(
-        task_id=filters["task"],
-        status=status,
-        id_prefix=filters["prefix"],
-        limit=filters["limit"],
-        cursor=filters["cursor"],
-    )
+    try:
+        page = app.backend.page_invocations(
+            task_id=filters["task"],
+            status=status,
+            id_prefix=filters["prefix"],
+            limit=filters["limit"],
+            cursor=filters["cursor"],
+        )
+    except InvalidCursorError as exc:  # an edited or stale ?cursor=
+        raise BadRequest(str(exc)) from exc
     return {
         "filters": filters,
         "invocations": [summary(record) for record in page.records],

@@ -19,13 +19,15 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from taskgate import context
+from taskgate import context, tracing
 from taskgate.errors import SerializationError, TaskNotFoundError, TaskTimeoutError
 from taskgate.invocation import DistributedInvocation, Invocation
+from taskgate.logfields import claim_fields
 from taskgate.record import Claim, Outcome, OutcomeKind
 from taskgate.runner.executor import (
     _base_exception_outcome,
     _exception_outcome,
+    _reader,
     _success_outcome,
     interrupted_outcome,
 )
@@ -43,37 +45,62 @@ async def execute_async(
     claim: Claim,
     bodies: RunningBodies | None = None,
     invocation: Invocation[Any] | None = None,
+    runner_id: str | None = None,
 ) -> Outcome:
     """Await the claimed ``async def`` invocation in the running loop and report how it ended.
 
     ``bodies``: where the body registers while it runs, so that a timeout watcher or a cancel
     request can interrupt it (None: nothing can, as in eager mode). The task's ``timeout`` is
     enforced here, on the loop. ``invocation`` is what the body sees as ``task.invocation``
-    (a handle reading the backend by default).
+    (a handle reading the backend by default). ``runner_id`` (None in eager mode) goes into the
+    log lines' ``extra``. With tracing on, the run is a span, child of its call's span.
 
     Raises:
         asyncio.CancelledError: only when the loop cancelled the run for no interrupt (the
             runner abandons it on a forced or timed-out stop); its outcome is not reported.
     """
+    if not tracing.active:  # one check of a cached bool when tracing is off
+        return await _execute_async(app, claim, bodies, invocation, runner_id)
+    read = invocation._record if invocation is not None else _reader(app, claim)
+    return await tracing.run_traced_async(
+        claim, runner_id, read, lambda: _execute_async(app, claim, bodies, invocation, runner_id)
+    )
+
+
+async def _execute_async(
+    app: App,
+    claim: Claim,
+    bodies: RunningBodies | None,
+    invocation: Invocation[Any] | None,
+    runner_id: str | None,
+) -> Outcome:
     serializer = app.serializer
-    extra = {"invocation_id": claim.invocation_id, "task": claim.task_id}
+    # Built only when INFO lines are written (the hot path), as the executor's.
+    extra = claim_fields(claim, runner_id) if logger.isEnabledFor(logging.INFO) else None
     try:
         task = app.resolve_task(claim.task_id)
         arguments = serializer.loads(claim.arguments)
     except (TaskNotFoundError, SerializationError) as exc:
-        logger.error("invocation %s of %s cannot run: %s", claim.invocation_id, claim.task_id, exc)
+        logger.error(
+            "invocation %s of %s cannot run: %s",
+            claim.invocation_id,
+            claim.task_id,
+            exc,
+            extra=claim_fields(claim, runner_id),
+        )
         return Outcome(OutcomeKind.FAILED, serializer.dumps_error(exc))
     if invocation is None:
         invocation = DistributedInvocation(
             app, claim.task_id, claim.invocation_id, arguments, attempt=claim.attempt
         )
-    logger.info(
-        "invocation %s of %s started on the event loop (attempt %s)",
-        claim.invocation_id,
-        claim.task_id,
-        claim.attempt,
-        extra=extra,
-    )
+    if extra is not None:
+        logger.info(
+            "invocation %s of %s started on the event loop (attempt %s)",
+            claim.invocation_id,
+            claim.task_id,
+            claim.attempt,
+            extra=extra,
+        )
     # This coroutine runs as its own asyncio task, in a copy of the loop's context: the
     # invocation set here is what ``task.invocation`` reads in the body, and in the tasks it
     # spawns (they copy this context), never in another invocation's.
@@ -82,20 +109,20 @@ async def execute_async(
     try:
         value = await _interruptible(task, claim, arguments, bodies, interrupted)
     except _Interrupted:
-        return interrupted_outcome(app, claim, task.options, interrupted[0])
+        return interrupted_outcome(app, claim, task.options, interrupted[0], runner_id)
     except Exception as exc:
         if interrupted:  # the body turned the cancellation into an error: the interrupt decides
-            return interrupted_outcome(app, claim, task.options, interrupted[0])
-        return _exception_outcome(app, claim, task.options, exc)
+            return interrupted_outcome(app, claim, task.options, interrupted[0], runner_id)
+        return _exception_outcome(app, claim, task.options, exc, runner_id)
     except asyncio.CancelledError:
         raise  # abandoned by the runner (not an interrupt): nothing is reported
     except BaseException as exc:
         if interrupted:
-            return interrupted_outcome(app, claim, task.options, interrupted[0])
-        return _base_exception_outcome(app, claim, task.options, exc)
+            return interrupted_outcome(app, claim, task.options, interrupted[0], runner_id)
+        return _base_exception_outcome(app, claim, task.options, exc, runner_id)
     if interrupted:  # the body swallowed the cancellation: the interrupt still decides
-        return interrupted_outcome(app, claim, task.options, interrupted[0])
-    return _success_outcome(app, claim, value, extra)
+        return interrupted_outcome(app, claim, task.options, interrupted[0], runner_id)
+    return _success_outcome(app, claim, value, extra, runner_id)
 
 
 async def _interruptible(

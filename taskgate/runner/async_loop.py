@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from taskgate.errors import TaskgateError
+from taskgate.logfields import claim_fields
 from taskgate.record import Claim, Outcome, OutcomeKind
 from taskgate.runner.async_exec import execute_async
 
@@ -206,7 +207,7 @@ class AsyncInvocations:
         if counts is not None:
             counts.running[claim.invocation_id] = (claim, started)
         try:
-            outcome = await execute_async(self._app, claim, self._bodies)
+            outcome = await execute_async(self._app, claim, self._bodies, runner_id=self._runner_id)
         except asyncio.CancelledError:  # abandoned: the runner hands the invocation back
             self._done(claim)
             return
@@ -215,7 +216,7 @@ class AsyncInvocations:
                 "invocation %s of %s: async run failed unexpectedly; failing it",
                 claim.invocation_id,
                 claim.task_id,
-                extra={"invocation_id": claim.invocation_id, "task": claim.task_id},
+                extra=claim_fields(claim, self._runner_id),
             )
             # Reported, not dropped: a claim nobody reports would stay RUNNING, its lease
             # renewed, until the runner stops.
@@ -242,6 +243,7 @@ class AsyncInvocations:
                     "runner %s could not report invocation %s; lease recovery will run it again",
                     self._runner_id,
                     claim.invocation_id,
+                    extra=claim_fields(claim, self._runner_id),
                 )
             finally:
                 self._done(claim)

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from taskgate import tracing
+
 if TYPE_CHECKING:
     from taskgate.app import App
 
@@ -95,6 +97,9 @@ class Runner(ABC):
         self._signals_received.clear()
         self._signals_handled = 0
         self.left_running = None
+        # Decided per start: an app module (or a worker process) may set up OpenTelemetry
+        # after taskgate was imported.
+        tracing.refresh()
         self._running.set()
         logger.info(
             "runner %s starting (%s, backend %s)",

@@ -25,6 +25,7 @@ class BodyControl:
 
     def __init__(self, app: App, runner_id: str, listener: InterruptListener | None) -> None:
         self._app = app
+        self._runner_id = runner_id
         self.bodies = RunningBodies(listener)
         self._watchdog = Watchdog(self.bodies, name=f"taskgate-watchdog-{runner_id}")
         self._cancels = CancelWatch(app.backend, runner_id, self.bodies)
@@ -42,7 +43,13 @@ class BodyControl:
     def execute(self, claim: Claim) -> Outcome:
         """Run ``claim`` here (see :func:`execute`), interruptible while its body runs."""
         try:
-            return execute(self._app, claim, bodies=self.bodies, watchdog=self._watchdog)
+            return execute(
+                self._app,
+                claim,
+                bodies=self.bodies,
+                watchdog=self._watchdog,
+                runner_id=self._runner_id,
+            )
         finally:
             # A cancel request that came for this claim after its body ended (or before a body
             # that never started) must not wait for a body forever.

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from taskgate.backoff import Backoff
 from taskgate.errors import InvocationCancelledError, TaskgateError
+from taskgate.logfields import log_fields
 from taskgate.runner.interrupts import RunningBodies
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ class CancelWatch:
                         "runner %s: could not interrupt invocation %s",
                         self._runner_id,
                         invocation_id,
-                        extra={"invocation_id": invocation_id},
+                        extra=log_fields(invocation_id, runner_id=self._runner_id),
                     )
                     continue
                 logger.info(
@@ -86,5 +87,5 @@ class CancelWatch:
                     self._runner_id,
                     invocation_id,
                     "interrupting its body" if running else "its body has not started",
-                    extra={"invocation_id": invocation_id},
+                    extra=log_fields(invocation_id, runner_id=self._runner_id),
                 )

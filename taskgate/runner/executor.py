@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from taskgate import context
+from taskgate import context, tracing
 from taskgate.canonical import type_name
 from taskgate.errors import (
     InvocationCancelledError,
@@ -21,7 +22,8 @@ from taskgate.errors import (
     TaskTimeoutError,
 )
 from taskgate.invocation import DistributedInvocation, Invocation
-from taskgate.record import Claim, Outcome, OutcomeKind
+from taskgate.logfields import claim_fields
+from taskgate.record import Claim, InvocationRecord, Outcome, OutcomeKind
 from taskgate.retry_delays import retry_delay
 
 if TYPE_CHECKING:
@@ -42,6 +44,7 @@ def execute(
     *,
     bodies: RunningBodies | None = None,
     watchdog: Watchdog | None = None,
+    runner_id: str | None = None,
 ) -> Outcome:
     """Run the claimed invocation in this thread and report how it ended.
 
@@ -52,9 +55,36 @@ def execute(
     ``watchdog`` its task's ``timeout``); an interrupted run ends as :func:`interrupted_outcome`
     says, whatever the body did with the exception. A body blocked in one long C call
     (``time.sleep(600)``) sees the exception only when that call returns.
+
+    ``runner_id`` (None in eager mode) goes into the log lines' ``extra``. With tracing on
+    (:mod:`taskgate.tracing`), the run is a span, child of its call's span.
     """
+    if not tracing.active:  # the hot path: one check of a cached bool
+        return _execute(app, claim, invocation, bodies, watchdog, runner_id)
+    read = invocation._record if invocation is not None else _reader(app, claim)
+    return tracing.run_traced(
+        claim,
+        runner_id,
+        read,
+        lambda: _execute(app, claim, invocation, bodies, watchdog, runner_id),
+    )
+
+
+def _reader(app: App, claim: Claim) -> Callable[[], InvocationRecord | None]:
+    """What reads ``claim``'s record for its trace context (only when tracing is on)."""
+    return lambda: app.backend.get(claim.invocation_id)
+
+
+def _execute(
+    app: App,
+    claim: Claim,
+    invocation: Invocation[Any] | None,
+    bodies: RunningBodies | None,
+    watchdog: Watchdog | None,
+    runner_id: str | None,
+) -> Outcome:
     serializer = app.serializer
-    extra = _log_extra(claim)
+    extra = _log_extra(claim, runner_id)
     try:
         task = app.resolve_task(claim.task_id)
         arguments = serializer.loads(claim.arguments)
@@ -64,7 +94,7 @@ def execute(
             claim.invocation_id,
             claim.task_id,
             exc,
-            extra=extra,
+            extra=claim_fields(claim, runner_id),
         )
         return Outcome(OutcomeKind.FAILED, serializer.dumps_error(exc))
 
@@ -117,12 +147,14 @@ def execute(
         context.leave(token)
     delivered = None if body is None else body.delivered
     if raised is not None or delivered is not None:
-        return _unsuccessful_outcome(app, claim, task.options, delivered, raised)
+        return _unsuccessful_outcome(app, claim, task.options, delivered, raised, runner_id)
 
-    return _success_outcome(app, claim, value, extra)
+    return _success_outcome(app, claim, value, extra, runner_id)
 
 
-def _success_outcome(app: App, claim: Claim, value: Any, extra: dict[str, str] | None) -> Outcome:
+def _success_outcome(
+    app: App, claim: Claim, value: Any, extra: dict[str, Any] | None, runner_id: str | None
+) -> Outcome:
     """SUCCESS with the stored ``value``, or FAILED when it cannot be serialized."""
     serializer = app.serializer
     try:
@@ -133,7 +165,7 @@ def _success_outcome(app: App, claim: Claim, value: Any, extra: dict[str, str] |
             claim.invocation_id,
             claim.task_id,
             exc,
-            extra=extra,
+            extra=claim_fields(claim, runner_id),
         )
         return Outcome(OutcomeKind.FAILED, serializer.dumps_error(exc))
     if extra is not None:
@@ -149,22 +181,27 @@ def _unsuccessful_outcome(
     options: TaskOptions,
     delivered: type[BaseException] | None,
     raised: BaseException | None,
+    runner_id: str | None,
 ) -> Outcome:
     """The outcome of a run that was interrupted (``delivered``) or raised ``raised``."""
     if delivered is not None:
-        return interrupted_outcome(app, claim, options, delivered)
+        return interrupted_outcome(app, claim, options, delivered, runner_id)
     if isinstance(raised, Exception):
-        return _exception_outcome(app, claim, options, raised)
+        return _exception_outcome(app, claim, options, raised, runner_id)
     assert raised is not None
     # Bodies run on runner threads, never on the main thread where SIGINT lands, so this is
     # the task's own doing (sys.exit(), raise KeyboardInterrupt...): it must not end the
     # worker thread, or the invocation would stay RUNNING, its lease renewed, forever.
-    return _base_exception_outcome(app, claim, options, raised)
+    return _base_exception_outcome(app, claim, options, raised, runner_id)
 
 
-def _exception_outcome(app: App, claim: Claim, options: TaskOptions, exc: Exception) -> Outcome:
+def _exception_outcome(
+    app: App, claim: Claim, options: TaskOptions, exc: Exception, runner_id: str | None
+) -> Outcome:
     """Retry (if ``retry_for`` says so) or fail a run that raised an ``Exception``."""
     serializer = app.serializer
+    if tracing.active:
+        tracing.note_exception(exc)
     if options.should_retry(exc, claim.num_retries):
         logger.info(
             "invocation %s of %s raised %r; retry %s of %s",
@@ -173,7 +210,7 @@ def _exception_outcome(app: App, claim: Claim, options: TaskOptions, exc: Except
             exc,
             claim.num_retries + 1,
             claim.max_retries,
-            extra=_log_extra(claim),
+            extra=claim_fields(claim, runner_id),
         )
         return _retry_outcome(options, claim, serializer.dumps_error(exc))
     logger.warning(  # a final failure: someone should see it, with the task's frames
@@ -182,13 +219,17 @@ def _exception_outcome(app: App, claim: Claim, options: TaskOptions, exc: Except
         claim.task_id,
         exc,
         exc_info=exc,
-        extra={"invocation_id": claim.invocation_id, "task": claim.task_id},
+        extra=claim_fields(claim, runner_id),
     )
     return Outcome(OutcomeKind.FAILED, serializer.dumps_error(exc))
 
 
 def interrupted_outcome(
-    app: App, claim: Claim, options: TaskOptions | None, error: type[BaseException]
+    app: App,
+    claim: Claim,
+    options: TaskOptions | None,
+    error: type[BaseException],
+    runner_id: str | None = None,
 ) -> Outcome:
     """The outcome of a run interrupted with ``error`` (whatever the body did with it).
 
@@ -202,7 +243,7 @@ def interrupted_outcome(
             "invocation %s of %s cancelled while running",
             claim.invocation_id,
             claim.task_id,
-            extra={"invocation_id": claim.invocation_id, "task": claim.task_id},
+            extra=claim_fields(claim, runner_id),
         )
         cancelled = InvocationCancelledError(claim.invocation_id, claim.task_id)
         return Outcome(OutcomeKind.CANCELLED, serializer.dumps_error(cancelled))
@@ -218,7 +259,7 @@ def interrupted_outcome(
         claim.task_id,
         timeout,
         "retrying" if retry else "failing",
-        extra={"invocation_id": claim.invocation_id, "task": claim.task_id},
+        extra=claim_fields(claim, runner_id),
     )
     if retry:
         assert options is not None
@@ -231,6 +272,7 @@ def _base_exception_outcome(
     claim: Claim,
     options: TaskOptions,
     exc: BaseException,
+    runner_id: str | None,
 ) -> Outcome:
     """Fail (or retry, if ``retry_for`` names its type) a run that raised a ``BaseException``.
 
@@ -242,6 +284,8 @@ def _base_exception_outcome(
         type_name(type(exc)), str(exc), "".join(traceback.format_exception(exc))
     )
     stand_in.__cause__ = exc
+    if tracing.active:
+        tracing.note_exception(exc)
     kind = OutcomeKind.RETRY if options.should_retry(exc, claim.num_retries) else OutcomeKind.FAILED
     logger.error(
         "invocation %s of %s raised %s, which is not an Exception; %s it, the worker carries on",
@@ -250,7 +294,7 @@ def _base_exception_outcome(
         stand_in,
         "retrying" if kind is OutcomeKind.RETRY else "failing",
         exc_info=exc,
-        extra={"invocation_id": claim.invocation_id, "task": claim.task_id},
+        extra=claim_fields(claim, runner_id),
     )
     payload = app.serializer.dumps_error(stand_in)
     if kind is OutcomeKind.RETRY:
@@ -263,8 +307,8 @@ def _retry_outcome(options: TaskOptions, claim: Claim, payload: bytes) -> Outcom
     return Outcome(OutcomeKind.RETRY, payload, retry_delay(options, claim.num_retries))
 
 
-def _log_extra(claim: Claim) -> dict[str, str] | None:
+def _log_extra(claim: Claim, runner_id: str | None) -> dict[str, Any] | None:
     """Structured context for log records; not built when INFO lines are off (the hot path)."""
     if not logger.isEnabledFor(logging.INFO):
         return None
-    return {"invocation_id": claim.invocation_id, "task": claim.task_id}
+    return claim_fields(claim, runner_id)

@@ -11,6 +11,7 @@ from typing import Protocol, TypeVar
 
 from taskgate.backends.base import Backend
 from taskgate.errors import BackendError, BackendUnavailableError, ConfigError, TaskgateError
+from taskgate.logfields import log_fields
 from taskgate.record import RunnerInfo
 from taskgate.runner.outage import Outage
 
@@ -148,13 +149,13 @@ class Heartbeat:
         logger.error("runner %s heartbeat failed: %s", self._runner_id, exc)
 
     def _recover(self) -> None:
-        recovered = self._backend.recover_leases()
-        if recovered:
+        # One line per invocation (rare: a runner died), each with its structured context.
+        for invocation_id in self._backend.recover_leases():
             logger.warning(
-                "runner %s recovered %s invocation(s) from dead runners: %s",
+                "runner %s recovered invocation %s from a dead runner (its lease expired)",
                 self._runner_id,
-                len(recovered),
-                ", ".join(recovered),
+                invocation_id,
+                extra=log_fields(invocation_id, runner_id=self._runner_id),
             )
 
     def _announce(self) -> None:
@@ -184,12 +185,13 @@ class Heartbeat:
         # A claim the runner finished between the snapshot and the renewal is not lost: only
         # those still tracked under the attempt renewed are (on_lost says which it dropped).
         lost = self._on_lost([claim for claim in claims if claim[0] in lost_ids])
-        if lost:
+        for invocation_id, attempt in lost:
             logger.warning(
-                "runner %s lost the claim on %s invocation(s): %s; their late results will be "
+                "runner %s lost the claim on invocation %s (attempt %s); its late result will be "
                 "rejected",
                 self._runner_id,
-                len(lost),
-                ", ".join(invocation_id for invocation_id, _ in lost),
+                invocation_id,
+                attempt,
+                extra=log_fields(invocation_id, None, attempt, self._runner_id),
             )
         return True

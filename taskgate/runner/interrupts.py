@@ -45,6 +45,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
+from taskgate.logfields import log_fields
+
 logger = logging.getLogger(__name__)
 
 # A cancel request for a body that has not started is kept this long at most (seconds), and
@@ -357,7 +359,7 @@ def _log_delivered(body: Body, error: type[BaseException]) -> None:
         body.invocation_id,
         error.__name__,
         body.attempt,
-        extra={"invocation_id": body.invocation_id},
+        extra=log_fields(body.invocation_id, None, body.attempt),
     )
 
 

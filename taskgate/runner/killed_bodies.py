@@ -16,6 +16,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from taskgate.errors import InvocationCancelledError, TaskgateError, TaskTimeoutError
+from taskgate.logfields import log_fields
 from taskgate.record import Claim
 from taskgate.runner.executor import interrupted_outcome
 from taskgate.runner.lease_watch import CANCEL
@@ -54,7 +55,7 @@ def report_killed(
             record.max_retries,
         )
         error = InvocationCancelledError if kind == CANCEL else TaskTimeoutError
-        outcome = interrupted_outcome(app, claim, options, error)
+        outcome = interrupted_outcome(app, claim, options, error, worker_id)
         if app.backend.finish(invocation_id, worker_id, attempt, outcome):
             finished.append(invocation_id)
             logger.warning(
@@ -64,6 +65,6 @@ def report_killed(
                 record.task_id,
                 "its timeout" if kind != CANCEL else "a cancel request",
                 outcome.kind.value,
-                extra={"invocation_id": invocation_id, "task": record.task_id},
+                extra=log_fields(invocation_id, record.task_id, attempt, worker_id),
             )
     return finished

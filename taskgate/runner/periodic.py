@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from taskgate.errors import BackendError, BackendUnavailableError, ConfigError
+from taskgate.logfields import log_fields
 from taskgate.schedule import is_periodic, next_tick
 
 if TYPE_CHECKING:
@@ -145,7 +146,7 @@ class PeriodicScheduler:
             tick,
             task.task_id,
             registered.invocation_id,
-            extra={"invocation_id": registered.invocation_id, "task": task.task_id},
+            extra=log_fields(registered.invocation_id, task.task_id, None, self._runner_id),
         )
 
 

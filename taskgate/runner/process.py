@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING
 from taskgate.backoff import Backoff
 from taskgate.errors import BackendError, ConfigError, TaskgateError
 from taskgate.locate import SPAWNED_MAIN, locate_app
+from taskgate.logfields import log_fields
+from taskgate.logformat import LOG_FORMAT_ENV, format_in_use
 from taskgate.runner.base import EXIT_BACKEND_FATAL, EXIT_CONFIG, Runner
 from taskgate.runner.handshake import LOG_LEVEL_ENV, WorkerConfig
 from taskgate.runner.killed_bodies import report_killed
@@ -111,6 +113,9 @@ class ProcessRunner(Runner):
     def _start_worker(self, slot: int) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), *sys.path]))}
         env.setdefault(LOG_LEVEL_ENV, logging.getLevelName(_effective_level()))
+        log_format = format_in_use()  # the supervisor's, when a program chose it (the CLI)
+        if log_format is not None:
+            env[LOG_FORMAT_ENV] = log_format
         self._started += 1
         self._worker_ids[slot] = f"{self.runner_id}-w{self._started}"
         watch = LeaseWatch(self.app.conf.lease_seconds, self.app.conf.shutdown_grace_seconds)
@@ -241,7 +246,7 @@ class ProcessRunner(Runner):
                 self.runner_id,
                 invocation_id,
                 worker_id,
-                extra={"invocation_id": invocation_id},
+                extra=log_fields(invocation_id, None, None, worker_id),
             )
         return finished + recovered
 

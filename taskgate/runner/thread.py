@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from taskgate import context
 from taskgate.backoff import Backoff
 from taskgate.errors import BackendError, BackendUnavailableError, ConfigError, TaskgateError
+from taskgate.logfields import claim_fields, log_fields
 from taskgate.record import Claim, Outcome
 from taskgate.runner.async_loop import AsyncInvocations
 from taskgate.runner.base import Runner
@@ -319,6 +320,7 @@ class ThreadRunner(Runner):
                         claim.invocation_id,
                         claim.task_id,
                         exc,
+                        extra=claim_fields(claim, self.runner_id),
                     )
                     return
                 self._outage.failed(exc, f"report of invocation {claim.invocation_id}")
@@ -360,7 +362,7 @@ class ThreadRunner(Runner):
                     "cancelled; lease recovery will take it back",
                     self.runner_id,
                     invocation_id,
-                    extra={"invocation_id": invocation_id},
+                    extra=log_fields(invocation_id, None, attempt, self.runner_id),
                 )
                 continue
             try:
@@ -371,7 +373,7 @@ class ThreadRunner(Runner):
                     self.runner_id,
                     invocation_id,
                     exc,
-                    extra={"invocation_id": invocation_id},
+                    extra=log_fields(invocation_id, None, attempt, self.runner_id),
                 )
                 continue
             # Not this runner's any more (handed back, or fenced off): no lease of it to renew,
@@ -384,7 +386,7 @@ class ThreadRunner(Runner):
                     self.runner_id,
                     invocation_id,
                     self.app.conf.shutdown_grace_seconds,
-                    extra={"invocation_id": invocation_id},
+                    extra=log_fields(invocation_id, None, attempt, self.runner_id),
                 )
 
     def _report_async(self, claim: Claim, outcome: Outcome) -> None:

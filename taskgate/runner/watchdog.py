@@ -16,6 +16,7 @@ import threading
 import time
 
 from taskgate.errors import TaskTimeoutError
+from taskgate.logfields import log_fields
 from taskgate.runner.interrupts import Body, RunningBodies
 
 logger = logging.getLogger(__name__)
@@ -90,5 +91,5 @@ class Watchdog:
                     "in its body",
                     body.invocation_id,
                     body.attempt,
-                    extra={"invocation_id": body.invocation_id},
+                    extra=log_fields(body.invocation_id, None, body.attempt),
                 )

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from taskgate.errors import BackendError, ConfigError, TaskgateError
 from taskgate.locate import SPAWNED_MAIN, load_app
-from taskgate.logformat import make_log_handler
+from taskgate.logformat import LOG_FORMAT_ENV, LOG_FORMATS, make_log_handler
 from taskgate.runner.base import EXIT_BACKEND_FATAL, EXIT_CONFIG
 from taskgate.runner.handshake import LOG_LEVEL_ENV, WorkerConfig
 from taskgate.runner.lease_watch import LeaseReporter
@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
     # Ctrl-C in a terminal reaches the whole process group; the parent decides and forwards a
     # SIGTERM, so a worker ignores SIGINT and stops on SIGTERM only.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _configure_logging(os.environ.get(LOG_LEVEL_ENV))
+    _configure_logging(os.environ.get(LOG_LEVEL_ENV), os.environ.get(LOG_FORMAT_ENV))
     try:
         config = WorkerConfig.read()
         if main_path:
@@ -104,11 +104,12 @@ def _stop_when_parent_dies(runner: ThreadRunner) -> None:
     threading.Thread(target=watch, name="taskgate-parent-watch", daemon=True).start()
 
 
-def _configure_logging(level: str | None) -> None:
+def _configure_logging(level: str | None, log_format: str | None) -> None:
     # Worker processes are programs of their own: like the CLI, they configure a handler, and
-    # in the CLI's format, so that the runner's stderr reads as one log.
+    # in the CLI's format (plain or JSON, as their supervisor's), so that the runner's stderr
+    # reads as one log.
     root = logging.getLogger()
-    root.addHandler(make_log_handler())
+    root.addHandler(make_log_handler(log_format if log_format in LOG_FORMATS else "plain"))
     root.setLevel(level or "WARNING")
 
 

@@ -53,6 +53,7 @@ from taskgate.backends.redis.replies import (
 )
 from taskgate.backends.redis.stats import queues_arg, read_stats, wake_keys
 from taskgate.errors import BackendError
+from taskgate.logfields import log_fields
 from taskgate.record import (
     BackendStats,
     BlockedBy,
@@ -251,7 +252,12 @@ class RedisBackend(Backend):
     def cancel(self, invocation_id: str) -> CancelResult:
         reply = self._run("cancel", invocation_id, self.options.result_ttl_seconds)
         result = CancelResult(as_text(reply))
-        logger.info("cancel of invocation %s: %s", invocation_id, result.value)
+        logger.info(
+            "cancel of invocation %s: %s",
+            invocation_id,
+            result.value,
+            extra=log_fields(invocation_id),
+        )
         return result
 
     def wait_cancel_requests(self, runner_id: str, timeout: float) -> list[str]:

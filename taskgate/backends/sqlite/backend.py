@@ -26,6 +26,7 @@ from taskgate.backends.sqlite import queries as q
 from taskgate.backends.sqlite.connection import SqliteConnector
 from taskgate.backends.sqlite.transitions import Transitions
 from taskgate.backoff import Backoff
+from taskgate.logfields import log_fields
 from taskgate.record import (
     BackendStats,
     BlockedBy,
@@ -233,7 +234,7 @@ class SqliteBackend(Backend):
             "cancel of invocation %s: %s",
             invocation_id,
             result.value,
-            extra={"invocation_id": invocation_id},
+            extra=log_fields(invocation_id),
         )
         if result is CancelResult.CANCELLED:
             self._notify_claimers()  # a slot or a woken count it held may have gone on

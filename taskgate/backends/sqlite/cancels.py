@@ -21,6 +21,7 @@ from taskgate.backends.sqlite.budgets import invocation_member
 from taskgate.backends.sqlite.connection import SqliteConnector
 from taskgate.backends.sqlite.transitions import Transitions
 from taskgate.backoff import Backoff
+from taskgate.logfields import log_fields
 from taskgate.record import CancelResult
 from taskgate.status import InvocationStatus
 
@@ -96,7 +97,7 @@ def end_cancelled(
         "invocation %s of %s cancelled",
         row["invocation_id"],
         row["task_id"],
-        extra={"invocation_id": row["invocation_id"], "task_id": row["task_id"]},
+        extra=log_fields(row["invocation_id"], row["task_id"], row["attempt"], runner_id),
     )
 
 
