@@ -32,7 +32,7 @@ FILE_COMMENT = re.compile(r"^# (?P<module>[A-Za-z_]\w*)\.py\s*$")
 # Fences whose content is not Python run by this test. Anything else is a typo to catch.
 OTHER_LANGUAGES = {
     "console", "bash", "sh", "shell", "text", "toml", "ini", "yaml", "json", "dockerfile",
-    "systemd", "mermaid", "lua", "sql", "pycon",
+    "systemd", "mermaid", "lua", "sql", "pycon", "diff",
 }  # fmt: skip
 MAX_NO_RUN = 4
 
