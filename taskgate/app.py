@@ -110,8 +110,54 @@ class App:
     ) -> Task[Any, Any] | TaskDecorator:
         """Register a function as a task: ``@app.task`` or ``@app.task(**options)``.
 
+        The function must be a module-level ``def`` or ``async def`` (its task id is
+        ``"module.function_name"``, which runners import). Every option is a keyword argument.
+
+        Args:
+            func: The function, when used as ``@app.task`` without parentheses.
+
+        Keyword Args:
+            registration_concurrency (ConcurrencyControlType): Default ``DISABLED``. A call
+                whose scope key matches a waiting invocation is folded into it.
+            running_concurrency (ConcurrencyControlType): Default ``DISABLED``. At most
+                ``running_limit`` invocations of one scope key run at once.
+            key_arguments (tuple[str, ...]): Argument names forming the key of the ``KEYS``
+                scope (default ()).
+            on_diff_non_key_args_raise (bool): A folded call whose arguments differ raises
+                ``InvocationConcurrencyWithDifferentArgumentsError`` instead of returning a
+                ``ReusedInvocation`` with ``diff_arg`` (default False).
+            reroute_on_concurrency_control (bool): Blocked at run time: True (default) waits
+                in ``CONCURRENCY_CONTROLLED``; False drops (``CONCURRENCY_CONTROLLED_FINAL``).
+            running_limit (int): Slots per running scope key (default 1; above 1 only with a
+                running scope).
+            limits (Sequence[Limit | str]): Named limits (objects, or names declared with
+                :meth:`limit`) the invocation must all hold to run (default ()).
+            max_retries (int): Retries after a failure in ``retry_for`` or a ``RetryError``
+                (default 0).
+            retry_for (tuple[type[BaseException], ...]): Exception types that are retried
+                (default ()).
+            retry_delay (float): Seconds a retry waits in ``RETRY`` (default 0).
+            retry_backoff (bool): Double the delay with each retry, with full jitter (default
+                False; needs a ``retry_delay``).
+            retry_backoff_max (float): Cap of a backed-off delay in seconds (default 600).
+            queue (str): The queue calls go to (default ``"default"``).
+            priority (int): Among ready invocations of a queue, higher runs first (default 0;
+                -1000 to 1000).
+            timeout (float | None): Seconds a run may take before it is interrupted and fails
+                with ``TaskTimeoutError`` (default None: no limit).
+            cron (str | None): A 5-field cron expression (UTC): the task is called once per
+                tick while a runner serves its queue; every parameter needs a default.
+            every (float | None): Seconds: the task is called once per interval, like
+                ``cron``.
+
+        Returns:
+            The ``Task`` (without parentheses), or a decorator that makes one.
+
         Raises:
-            InvalidTaskOptionsError: invalid options (checked here, at decoration time).
+            InvalidTaskOptionsError: invalid options (checked here, at decoration time): an
+                unknown name, ``KEYS`` without ``key_arguments``, a key or limit argument that
+                is not a parameter, ``running_limit`` out of range, an invalid number, queue,
+                cron expression, or a periodic task with a parameter without a default.
         """
 
         def decorate(function: Callable[..., Any]) -> Task[Any, Any]:

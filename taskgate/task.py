@@ -36,7 +36,8 @@ R = TypeVar("R")
 
 @dataclass(frozen=True)
 class TaskOptions:
-    """The options of ``@app.task(...)``; see API.md section 3 for their meaning."""
+    """The options of ``@app.task(...)``, validated; :meth:`App.task <taskgate.App.task>` says
+    what each one means."""
 
     registration_concurrency: ConcurrencyControlType = ConcurrencyControlType.DISABLED
     running_concurrency: ConcurrencyControlType = ConcurrencyControlType.DISABLED
