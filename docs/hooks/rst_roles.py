@@ -20,6 +20,8 @@ ROLE = re.compile(r":(?:class|meth|func|mod|attr|exc|data|obj):`(?P<tilde>~?)(?P
 
 def _plain(match: re.Match[str]) -> str:
     target = match["target"]
+    if target.endswith(">") and " <" in target:  # :meth:`title <path>`: the title is shown
+        return f"`{target.split(' <', 1)[0]}`"
     if match["tilde"]:
         target = target.rsplit(".", 1)[-1]
     return f"`{target}`"
