@@ -211,6 +211,12 @@ class App:
         work. ``name`` need not be declared in this process (the runners using it may declare
         it elsewhere).
 
+        Args:
+            name: The limit's name.
+            concurrency: The slot limit to apply instead of the declared one, or None to keep it.
+            rate: The rate to apply instead of the declared one (``"M/P"`` or a ``Rate``), or
+                None to keep it.
+
         Raises:
             InvalidTaskOptionsError: neither value given, or an invalid name or value.
             BackendUnavailableError: the store cannot be reached.
@@ -219,6 +225,9 @@ class App:
 
     def reset_limit(self, name: str) -> None:
         """Delete the override of limit ``name`` (nothing if none): declared values apply again.
+
+        Args:
+            name: The limit's name.
 
         Raises:
             InvalidTaskOptionsError: an invalid name.
@@ -479,7 +488,15 @@ class App:
     # --- admin ---------------------------------------------------------------------------------
 
     def purge(self) -> None:
-        """Delete every invocation, result, queue entry and slot of this app."""
+        """Delete every invocation, result, queue entry and slot of this app.
+
+        Other apps on the same store are untouched; idle runners keep waiting and start the
+        next call at once. Handles to deleted invocations then raise
+        ``InvocationNotFoundError``.
+
+        Raises:
+            BackendUnavailableError: the store cannot be reached.
+        """
         self.backend.purge()
 
     @context.shielding
@@ -488,6 +505,9 @@ class App:
         cancel`` do): a waiting one is ``CANCELLED`` at once, a running one is interrupted by
         its runner and then ``CANCELLED``. (Eager invocations are not stored: their own
         ``cancel()`` returns False.)
+
+        Args:
+            invocation_id: The invocation's full id.
 
         Returns:
             True when cancelled or requested now; False when final already (or requested
@@ -511,6 +531,12 @@ class App:
     def get_invocation(self, invocation_id: str) -> Invocation[Any]:
         """A handle to an existing invocation.
 
+        Args:
+            invocation_id: The invocation's full id.
+
+        Returns:
+            A ``DistributedInvocation`` that reads the invocation's state from the store.
+
         Raises:
             InvocationNotFoundError: no such invocation in this app.
         """
@@ -525,7 +551,20 @@ class App:
         status: InvocationStatus | str | None = None,
         limit: int = 100,
     ) -> list[Invocation[Any]]:
-        """Up to ``limit`` invocations, newest first, optionally of one task and one status."""
+        """Up to ``limit`` invocations, newest first, optionally of one task and one status.
+
+        Args:
+            task: Only invocations of this task (a ``Task`` or a task id).
+            status: Only invocations in this status (an ``InvocationStatus`` or its value).
+            limit: At most this many.
+
+        Returns:
+            Handles to the invocations, newest first.
+
+        Raises:
+            ValueError: ``status`` is not a status.
+            BackendUnavailableError: the store cannot be reached.
+        """
         task_id = task.task_id if isinstance(task, Task) else task
         wanted = InvocationStatus(status) if status is not None else None
         return [

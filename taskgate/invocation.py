@@ -144,6 +144,12 @@ class Invocation(Generic[R]):
         this waits (API.md section 9), so the awaited invocation runs even with ``threads=1``;
         the waiting invocation keeps its own slots (running key, limits) meanwhile.
 
+        Args:
+            timeout: Seconds to wait at most; None (default) waits as long as it takes.
+
+        Returns:
+            The task's return value.
+
         Raises:
             ResultTimeoutError: ``timeout`` seconds passed first (the invocation is untouched).
             ConcurrencyControlledError: the invocation was dropped by running control.
@@ -184,6 +190,16 @@ class Invocation(Generic[R]):
         The blocking wait runs on a dedicated pool of result-waiting threads, not the loop's
         small default executor, in steps (a cancelled awaiter frees its thread promptly); see
         :mod:`taskgate.async_results`.
+
+        Args:
+            timeout: Seconds to wait at most; None (default) waits as long as it takes.
+
+        Returns:
+            The task's return value.
+
+        Raises:
+            ResultTimeoutError: ``timeout`` seconds passed first (the invocation is untouched).
+            Exception: as :meth:`get_result`: the task's own exception, or a taskgate error.
         """
         return await wait_result(self, timeout)
 
@@ -271,5 +287,12 @@ class InvocationGroup(Generic[R]):
             return [invocation.result for invocation in self.invocations]
 
     async def async_results(self) -> list[R]:
-        """:attr:`results` for asyncio callers."""
+        """:attr:`results` for asyncio callers: awaits every result, without blocking the loop.
+
+        Returns:
+            Every result, in input order.
+
+        Raises:
+            Exception: the first error of the group, as :attr:`results` raises it.
+        """
         return list(await asyncio.gather(*(i.async_result() for i in self.invocations)))

@@ -303,6 +303,14 @@ class Task(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Invocation[R]:
         """Register an invocation of the task (or reuse a waiting one); never runs it here.
 
+        Args:
+            *args: Positional arguments of the function.
+            **kwargs: Keyword arguments of the function.
+
+        Returns:
+            A ``DistributedInvocation``, or a ``ReusedInvocation`` when registration
+            concurrency folded the call into a waiting invocation.
+
         Raises:
             TypeError: the arguments do not fit the function's signature.
             SerializationError: the arguments cannot be serialized; nothing is registered.
