@@ -117,7 +117,7 @@ class Invocation(Generic[R]):
         return self.app.backend.blocked_by(self.invocation_id)
 
     def cancel(self) -> bool:
-        """Cancel the invocation (API.md sections 5 and 9).
+        """Cancel the invocation.
 
         A waiting one becomes ``CANCELLED`` at once and never runs; a ``RUNNING`` one is
         interrupted by its runner and then ends ``CANCELLED``. Either way, ``.result`` then
@@ -141,7 +141,7 @@ class Invocation(Generic[R]):
         """Block until the invocation is final and return its value.
 
         Inside a task run by a runner, the runner runs other work on a stand-in thread while
-        this waits (API.md section 9), so the awaited invocation runs even with ``threads=1``;
+        this waits, so the awaited invocation runs even with ``threads=1``;
         the waiting invocation keeps its own slots (running key, limits) meanwhile.
 
         Args:
