@@ -131,7 +131,14 @@ def test_the_python_blocks_of_a_page_run_in_order(
             exec(compile(source, str(page), "exec"), module.__dict__)
         assert _live_runners(module.__dict__) == [], "a page that starts a runner stops it"
     finally:
-        for name in written:
+        # Modules the page's files became (and any a block imported from the temporary
+        # directory, such as the conftest of a pytest run) leave with the page.
+        local = [
+            name
+            for name, loaded in list(sys.modules.items())
+            if str(getattr(loaded, "__file__", None) or "").startswith(str(tmp_path))
+        ]
+        for name in {*written, *local}:
             loaded = sys.modules.pop(name, None)
             if loaded is not None:
                 for value in vars(loaded).values():
