@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit docs docs-serve bench clean
+.PHONY: demo test lint typecheck unit bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -41,6 +41,7 @@ test: lint typecheck unit docs
 # The documentation site (docs/, mkdocs.yml) built into site/; strict: a broken link, a missing
 # API reference or a docstring the reference cannot read fails it. Its python blocks run in
 # `make unit` (tests/docs/). `make docs-serve` serves it at http://127.0.0.1:8000 with reload.
+.PHONY: docs docs-serve
 docs: $(VENV)/.installed-dev
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
