@@ -251,7 +251,13 @@ class ReusedInvocation(Invocation[R]):
 
 
 class InvocationGroup(Generic[R]):
-    """The invocations of one ``task.parallelize(...)`` call, in input order."""
+    """The invocations of one ``task.parallelize(...)`` call, in input order.
+
+    The group iterates over, indexes and counts its invocations (``group[0]``, ``len(group)``).
+
+    Attributes:
+        invocations: The invocation of each input, in input order.
+    """
 
     def __init__(self, invocations: Sequence[Invocation[R]]) -> None:
         self.invocations = list(invocations)
