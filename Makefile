@@ -36,7 +36,17 @@ typecheck: $(VENV)/.installed-dev
 unit: $(VENV)/.installed-dev
 	$(BIN)/pytest tests
 
-test: lint typecheck unit
+test: lint typecheck unit docs
+
+# The documentation site (docs/, mkdocs.yml) built into site/; strict: a broken link, a missing
+# API reference or a docstring the reference cannot read fails it. Its python blocks run in
+# `make unit` (tests/docs/). `make docs-serve` serves it at http://127.0.0.1:8000 with reload.
+.PHONY: docs docs-serve
+docs: $(VENV)/.installed-dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+docs-serve: $(VENV)/.installed-dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
 BENCH_DB := .taskgate/bench.db
 

@@ -111,8 +111,54 @@ class App:
     ) -> Task[Any, Any] | TaskDecorator:
         """Register a function as a task: ``@app.task`` or ``@app.task(**options)``.
 
+        The function must be a module-level ``def`` or ``async def`` (its task id is
+        ``"module.function_name"``, which runners import). Every option is a keyword argument.
+
+        Args:
+            func: The function, when used as ``@app.task`` without parentheses.
+
+        Keyword Args:
+            registration_concurrency (ConcurrencyControlType): Default ``DISABLED``. A call
+                whose scope key matches a waiting invocation is folded into it.
+            running_concurrency (ConcurrencyControlType): Default ``DISABLED``. At most
+                ``running_limit`` invocations of one scope key run at once.
+            key_arguments (tuple[str, ...]): Argument names forming the key of the ``KEYS``
+                scope (default ()).
+            on_diff_non_key_args_raise (bool): A folded call whose arguments differ raises
+                ``InvocationConcurrencyWithDifferentArgumentsError`` instead of returning a
+                ``ReusedInvocation`` with ``diff_arg`` (default False).
+            reroute_on_concurrency_control (bool): Blocked at run time: True (default) waits
+                in ``CONCURRENCY_CONTROLLED``; False drops (``CONCURRENCY_CONTROLLED_FINAL``).
+            running_limit (int): Slots per running scope key (default 1; above 1 only with a
+                running scope).
+            limits (Sequence[Limit | str]): Named limits (objects, or names declared with
+                :meth:`limit`) the invocation must all hold to run (default ()).
+            max_retries (int): Retries after a failure in ``retry_for`` or a ``RetryError``
+                (default 0).
+            retry_for (tuple[type[BaseException], ...]): Exception types that are retried
+                (default ()).
+            retry_delay (float): Seconds a retry waits in ``RETRY`` (default 0).
+            retry_backoff (bool): Double the delay with each retry, with full jitter (default
+                False; needs a ``retry_delay``).
+            retry_backoff_max (float): Cap of a backed-off delay in seconds (default 600).
+            queue (str): The queue calls go to (default ``"default"``).
+            priority (int): Among ready invocations of a queue, higher runs first (default 0;
+                -1000 to 1000).
+            timeout (float | None): Seconds a run may take before it is interrupted and fails
+                with ``TaskTimeoutError`` (default None: no limit).
+            cron (str | None): A 5-field cron expression (UTC): the task is called once per
+                tick while a runner serves its queue; every parameter needs a default.
+            every (float | None): Seconds: the task is called once per interval, like
+                ``cron``.
+
+        Returns:
+            The ``Task`` (without parentheses), or a decorator that makes one.
+
         Raises:
-            InvalidTaskOptionsError: invalid options (checked here, at decoration time).
+            InvalidTaskOptionsError: invalid options (checked here, at decoration time): an
+                unknown name, ``KEYS`` without ``key_arguments``, a key or limit argument that
+                is not a parameter, ``running_limit`` out of range, an invalid number, queue,
+                cron expression, or a periodic task with a parameter without a default.
         """
 
         def decorate(function: Callable[..., Any]) -> Task[Any, Any]:
@@ -166,6 +212,12 @@ class App:
         work. ``name`` need not be declared in this process (the runners using it may declare
         it elsewhere).
 
+        Args:
+            name: The limit's name.
+            concurrency: The slot limit to apply instead of the declared one, or None to keep it.
+            rate: The rate to apply instead of the declared one (``"M/P"`` or a ``Rate``), or
+                None to keep it.
+
         Raises:
             InvalidTaskOptionsError: neither value given, or an invalid name or value.
             BackendUnavailableError: the store cannot be reached.
@@ -174,6 +226,9 @@ class App:
 
     def reset_limit(self, name: str) -> None:
         """Delete the override of limit ``name`` (nothing if none): declared values apply again.
+
+        Args:
+            name: The limit's name.
 
         Raises:
             InvalidTaskOptionsError: an invalid name.
@@ -442,7 +497,15 @@ class App:
     # --- admin ---------------------------------------------------------------------------------
 
     def purge(self) -> None:
-        """Delete every invocation, result, queue entry and slot of this app."""
+        """Delete every invocation, result, queue entry and slot of this app.
+
+        Other apps on the same store are untouched; idle runners keep waiting and start the
+        next call at once. Handles to deleted invocations then raise
+        ``InvocationNotFoundError``.
+
+        Raises:
+            BackendUnavailableError: the store cannot be reached.
+        """
         self.backend.purge()
 
     @context.shielding
@@ -451,6 +514,9 @@ class App:
         cancel`` do): a waiting one is ``CANCELLED`` at once, a running one is interrupted by
         its runner and then ``CANCELLED``. (Eager invocations are not stored: their own
         ``cancel()`` returns False.)
+
+        Args:
+            invocation_id: The invocation's full id.
 
         Returns:
             True when cancelled or requested now; False when final already (or requested
@@ -474,6 +540,12 @@ class App:
     def get_invocation(self, invocation_id: str) -> Invocation[Any]:
         """A handle to an existing invocation.
 
+        Args:
+            invocation_id: The invocation's full id.
+
+        Returns:
+            A ``DistributedInvocation`` that reads the invocation's state from the store.
+
         Raises:
             InvocationNotFoundError: no such invocation in this app.
         """
@@ -488,7 +560,20 @@ class App:
         status: InvocationStatus | str | None = None,
         limit: int = 100,
     ) -> list[Invocation[Any]]:
-        """Up to ``limit`` invocations, newest first, optionally of one task and one status."""
+        """Up to ``limit`` invocations, newest first, optionally of one task and one status.
+
+        Args:
+            task: Only invocations of this task (a ``Task`` or a task id).
+            status: Only invocations in this status (an ``InvocationStatus`` or its value).
+            limit: At most this many.
+
+        Returns:
+            Handles to the invocations, newest first.
+
+        Raises:
+            ValueError: ``status`` is not a status.
+            BackendUnavailableError: the store cannot be reached.
+        """
         task_id = task.task_id if isinstance(task, Task) else task
         wanted = InvocationStatus(status) if status is not None else None
         return [

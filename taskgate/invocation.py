@@ -117,7 +117,7 @@ class Invocation(Generic[R]):
         return self.app.backend.blocked_by(self.invocation_id)
 
     def cancel(self) -> bool:
-        """Cancel the invocation (API.md sections 5 and 9).
+        """Cancel the invocation.
 
         A waiting one becomes ``CANCELLED`` at once and never runs; a ``RUNNING`` one is
         interrupted by its runner and then ends ``CANCELLED``. Either way, ``.result`` then
@@ -141,8 +141,14 @@ class Invocation(Generic[R]):
         """Block until the invocation is final and return its value.
 
         Inside a task run by a runner, the runner runs other work on a stand-in thread while
-        this waits (API.md section 9), so the awaited invocation runs even with ``threads=1``;
+        this waits, so the awaited invocation runs even with ``threads=1``;
         the waiting invocation keeps its own slots (running key, limits) meanwhile.
+
+        Args:
+            timeout: Seconds to wait at most; None (default) waits as long as it takes.
+
+        Returns:
+            The task's return value.
 
         Raises:
             ResultTimeoutError: ``timeout`` seconds passed first (the invocation is untouched).
@@ -184,6 +190,16 @@ class Invocation(Generic[R]):
         The blocking wait runs on a dedicated pool of result-waiting threads, not the loop's
         small default executor, in steps (a cancelled awaiter frees its thread promptly); see
         :mod:`taskgate.async_results`.
+
+        Args:
+            timeout: Seconds to wait at most; None (default) waits as long as it takes.
+
+        Returns:
+            The task's return value.
+
+        Raises:
+            ResultTimeoutError: ``timeout`` seconds passed first (the invocation is untouched).
+            Exception: as :meth:`get_result`: the task's own exception, or a taskgate error.
         """
         return await wait_result(self, timeout)
 
@@ -235,7 +251,13 @@ class ReusedInvocation(Invocation[R]):
 
 
 class InvocationGroup(Generic[R]):
-    """The invocations of one ``task.parallelize(...)`` call, in input order."""
+    """The invocations of one ``task.parallelize(...)`` call, in input order.
+
+    The group iterates over, indexes and counts its invocations (``group[0]``, ``len(group)``).
+
+    Attributes:
+        invocations: The invocation of each input, in input order.
+    """
 
     def __init__(self, invocations: Sequence[Invocation[R]]) -> None:
         self.invocations = list(invocations)
@@ -271,5 +293,12 @@ class InvocationGroup(Generic[R]):
             return [invocation.result for invocation in self.invocations]
 
     async def async_results(self) -> list[R]:
-        """:attr:`results` for asyncio callers."""
+        """:attr:`results` for asyncio callers: awaits every result, without blocking the loop.
+
+        Returns:
+            Every result, in input order.
+
+        Raises:
+            Exception: the first error of the group, as :attr:`results` raises it.
+        """
         return list(await asyncio.gather(*(i.async_result() for i in self.invocations)))

@@ -76,7 +76,7 @@ def parse_rate(text: str | Rate) -> Rate:
 
 @dataclass(frozen=True)
 class Limit:
-    """A named limit declared with :meth:`App.limit <taskgate.app.App.limit>` (API.md section 8).
+    """A named limit declared with :meth:`App.limit <taskgate.app.App.limit>`.
 
     Declaring stores nothing; tasks list it in ``limits=[...]`` and every invocation of them must
     hold it (a slot and/or a rate token of its budget) to run.

@@ -238,7 +238,7 @@ class RegisterResult:
 
 
 class BlockedBy(NamedTuple):
-    """Why a ``CONCURRENCY_CONTROLLED`` invocation waits (API.md section 5).
+    """Why a ``CONCURRENCY_CONTROLLED`` invocation waits (``invocation.blocked_by()``).
 
     Attributes:
         scope_key: The running scope key or budget key it waits for (``tasks.sync#customer=42``,

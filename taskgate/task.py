@@ -36,7 +36,8 @@ R = TypeVar("R")
 
 @dataclass(frozen=True)
 class TaskOptions:
-    """The options of ``@app.task(...)``; see API.md section 3 for their meaning."""
+    """The options of ``@app.task(...)``, validated; :meth:`App.task <taskgate.App.task>` says
+    what each one means."""
 
     registration_concurrency: ConcurrencyControlType = ConcurrencyControlType.DISABLED
     running_concurrency: ConcurrencyControlType = ConcurrencyControlType.DISABLED
@@ -301,6 +302,14 @@ class Task(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Invocation[R]:
         """Register an invocation of the task (or reuse a waiting one); never runs it here.
+
+        Args:
+            *args: Positional arguments of the function.
+            **kwargs: Keyword arguments of the function.
+
+        Returns:
+            A ``DistributedInvocation``, or a ``ReusedInvocation`` when registration
+            concurrency folded the call into a waiting invocation.
 
         Raises:
             TypeError: the arguments do not fit the function's signature.

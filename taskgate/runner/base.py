@@ -115,7 +115,12 @@ class Runner(ABC):
             logger.info("runner %s stopped", self.runner_id)
 
     def stop_runner_loop(self, *, force: bool = False) -> None:
-        """Ask :meth:`run` to wind down; returns at once. ``force`` skips the grace period."""
+        """Ask :meth:`run` to wind down; returns at once, from any thread.
+
+        Args:
+            force: Stop at once, without the grace period: invocations still running are left
+                to lease recovery (what a second SIGINT/SIGTERM does).
+        """
         self._request_stop(force)
         self._wake()
 
