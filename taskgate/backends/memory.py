@@ -14,8 +14,9 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
+from taskgate.backends import paging
 from taskgate.backends.base import Backend, BackendOptions
 from taskgate.backends.memory_state import _K, _S, MemoryState
 from taskgate.record import (
@@ -24,10 +25,12 @@ from taskgate.record import (
     BudgetUsage,
     CancelResult,
     Claim,
+    InvocationPage,
     InvocationRecord,
     LimitOverride,
     Outcome,
     RegisterResult,
+    RunnerInfo,
     Transition,
 )
 from taskgate.status import InvocationStatus
@@ -317,6 +320,65 @@ class MemoryBackend(MemoryState, Backend):
             found = [i for i in self._records if i.startswith(prefix)]
         return sorted(found)[:limit]
 
+    def page_invocations(
+        self,
+        *,
+        task_id: str | None = None,
+        status: InvocationStatus | None = None,
+        id_prefix: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> InvocationPage:
+        # No index here: the records in registration order, walked newest first (paging.py).
+        # The cursor is "<created_at> <id>" of the last record examined.
+        has_prefix = paging.prefix_filter(id_prefix)
+
+        def matches(record: InvocationRecord) -> bool:
+            return (
+                (task_id is None or record.task_id == task_id)
+                and (status is None or record.status is status)
+                and has_prefix(record.invocation_id)
+            )
+
+        with self._lock:
+            found, last, scanned_all = paging.walk(
+                self._records_after(cursor), matches, max(1, limit), paging.scan_max()
+            )
+            records = [_snapshot(record, history=False) for record in found]
+        next_cursor = None if last is None else f"{last.created_at!r} {last.invocation_id}"
+        return InvocationPage(records, next_cursor, scanned_all)
+
+    def _records_after(self, cursor: str | None) -> Iterator[InvocationRecord]:
+        """The records older than the cursor's, newest first (lock held). Records are only
+        ever appended to the dict or deleted, so its order is registration order."""
+        newest_first = reversed(self._records.values())
+        if cursor is None:
+            return newest_first
+        at_text, _, after_id = cursor.partition(" ")
+        if after_id in self._records:
+            for record in newest_first:
+                if record.invocation_id == after_id:
+                    return newest_first
+        # Its record expired since: go on with those registered before it.
+        at = float(at_text)
+        return (r for r in reversed(self._records.values()) if r.created_at < at)
+
+    def announce_runner(self, info: RunnerInfo, ttl_seconds: float) -> None:
+        with self._lock:
+            self._runner_infos[info.runner_id] = (time.time() + ttl_seconds, info)
+
+    def runner_infos(self) -> list[RunnerInfo]:
+        with self._lock:
+            now = time.time()
+            for runner_id in [r for r, (t, _) in self._runner_infos.items() if t <= now]:
+                del self._runner_infos[runner_id]
+            return [info for _, (_, info) in sorted(self._runner_infos.items())]
+
+    def forget_runner(self, runner_id: str) -> None:
+        with self._lock:
+            self._runners.pop(runner_id, None)
+            self._runner_infos.pop(runner_id, None)
+
     def stats(self) -> BackendStats:
         with self._lock:
             now = time.time()
@@ -338,6 +400,7 @@ class MemoryBackend(MemoryState, Backend):
                 self._runners,
                 self._cancel_requests,
                 self._ticks,
+                self._runner_infos,
             ):
                 container.clear()
             self._keys.clear()
@@ -372,5 +435,5 @@ class MemoryBackend(MemoryState, Backend):
             self._cancel_asked.notify_all()
 
 
-def _snapshot(record: InvocationRecord) -> InvocationRecord:
-    return dataclasses.replace(record, history=list(record.history))
+def _snapshot(record: InvocationRecord, *, history: bool = True) -> InvocationRecord:
+    return dataclasses.replace(record, history=list(record.history) if history else [])

@@ -25,13 +25,15 @@ APP_TABLES = (
     "limit_overrides",
     "cancel_requests",
     "periodic_ticks",
+    "runner_info",
 )
 
 INSERT_INVOCATION = """
 INSERT INTO invocations (
     app_id, invocation_id, task_id, arguments, registration_key, running_key, running_limit,
-    drop_when_blocked, max_retries, status, created_at, budgets, priority, scheduled_for, queue
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    drop_when_blocked, max_retries, status, created_at, budgets, priority, scheduled_for, queue,
+    trace_context
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 INSERT_HISTORY = """
 INSERT INTO history (app_id, invocation_id, status, timestamp, runner_id) VALUES (?, ?, ?, ?, ?)
@@ -240,6 +242,7 @@ def row_to_record(row: sqlite3.Row, history: list[Transition]) -> InvocationReco
         error=row["error"],
         history=history,
         cancel_requested=bool(row["cancel_requested"]),
+        trace_context=row["trace_context"],
     )
 
 

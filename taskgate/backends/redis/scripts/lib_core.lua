@@ -61,7 +61,8 @@
 --                     runner pops its inbox within milliseconds, so an inbox still unread a
 --                     grace later belongs to a dead runner and is taken back (see lib.lua)
 --
--- Records hold 'priority' (absent when 0), 'queue' (absent when "default") and, once its cancel
+-- Records hold 'priority' (absent when 0), 'queue' (absent when "default"), 'trace_context'
+-- (the caller's, only when tracing is on) and, once its cancel
 -- was requested while it ran, 'cancel_requested' ('1'); 'seq' is taken from the counter below by
 -- records with budgets or a priority other than 0 that park.
 --
