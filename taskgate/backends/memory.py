@@ -257,6 +257,7 @@ class MemoryBackend(MemoryState, Backend):
                     recovered.append(invocation_id)
                     self._recover_one(record, now)
             self._runners.pop(runner_id, None)
+            self._runner_infos.pop(runner_id, None)
         return recovered
 
     def _recover_one(self, record: InvocationRecord, now: float) -> None:

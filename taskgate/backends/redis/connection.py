@@ -60,6 +60,8 @@ SCRIPTS = (
     "budget_waiting",
     "cancel",
     "register_tick",
+    "announce",
+    "runner_infos",
 )
 
 # Scripts that only store or read records need the core steps alone: less Lua to run per call.
@@ -73,6 +75,8 @@ CORE_ONLY = frozenset(
         "watch",
         "expire",
         "budget_waiting",
+        "announce",
+        "runner_infos",
     }
 )
 # Scripts that run another's text after their own (register_tick checks, then registers).

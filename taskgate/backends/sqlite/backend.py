@@ -21,7 +21,7 @@ from pathlib import Path
 
 from taskgate.backends.base import Backend, BackendOptions, log_stale_report
 from taskgate.backends.sqlite import budget_queries as bq
-from taskgate.backends.sqlite import cancels, reads
+from taskgate.backends.sqlite import cancels, pages, reads
 from taskgate.backends.sqlite import queries as q
 from taskgate.backends.sqlite.connection import SqliteConnector
 from taskgate.backends.sqlite.transitions import Transitions
@@ -32,11 +32,13 @@ from taskgate.record import (
     BudgetUsage,
     CancelResult,
     Claim,
+    InvocationPage,
     InvocationRecord,
     LimitOverride,
     Outcome,
     OutcomeKind,
     RegisterResult,
+    RunnerInfo,
 )
 from taskgate.status import InvocationStatus
 
@@ -302,6 +304,7 @@ class SqliteBackend(Backend):
             rows = conn.execute(q.RUNNING_OF_RUNNER, (self._app, runner_id)).fetchall()
             recovered = self._recover_rows(conn, steps, rows)
             conn.execute(q.DELETE_RUNNER, (self._app, runner_id))
+            conn.execute(q.DELETE_RUNNER_INFO, (self._app, runner_id))  # dead: not described
             return recovered
 
         return self._recovered(self._db.write(operation))
@@ -372,6 +375,48 @@ class SqliteBackend(Backend):
 
     def find_ids(self, prefix: str, limit: int) -> list[str]:
         return self._db.read(lambda conn: q.find_ids(conn, self._app, prefix, limit))
+
+    def page_invocations(
+        self,
+        *,
+        task_id: str | None = None,
+        status: InvocationStatus | None = None,
+        id_prefix: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> InvocationPage:
+        read = functools.partial(
+            pages.page,
+            app_id=self._app,
+            task_id=task_id,
+            status=status,
+            id_prefix=id_prefix,
+            limit=limit,
+            cursor=cursor,
+        )
+        return self._db.read(read)
+
+    def announce_runner(self, info: RunnerInfo, ttl_seconds: float) -> None:
+        def operation(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            conn.execute(q.DELETE_DEAD_RUNNER_INFO, (self._app, now))
+            params = (self._app, info.runner_id, info.to_json(), now + ttl_seconds)
+            conn.execute(q.UPSERT_RUNNER_INFO, params)
+
+        self._db.write(operation)
+
+    def runner_infos(self) -> list[RunnerInfo]:
+        rows = self._db.read(
+            lambda conn: conn.execute(q.LIVE_RUNNER_INFO, (self._app, time.time())).fetchall()
+        )
+        return [RunnerInfo.from_json(row[0]) for row in rows]
+
+    def forget_runner(self, runner_id: str) -> None:
+        def operation(conn: sqlite3.Connection) -> None:
+            conn.execute(q.DELETE_RUNNER, (self._app, runner_id))
+            conn.execute(q.DELETE_RUNNER_INFO, (self._app, runner_id))
+
+        self._db.write(operation)
 
     def stats(self) -> BackendStats:
         return self._db.read(lambda conn: reads.stats(conn, self._app, time.time()))

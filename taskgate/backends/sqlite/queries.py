@@ -194,6 +194,16 @@ ON CONFLICT (app_id, runner_id) DO UPDATE SET expires_at = excluded.expires_at
 """
 DELETE_DEAD_RUNNERS = "DELETE FROM runners WHERE app_id = ? AND expires_at <= ?"
 DELETE_RUNNER = "DELETE FROM runners WHERE app_id = ? AND runner_id = ?"
+# Runner descriptions (announce_runner): a handful of rows per app, pruned by every announce.
+UPSERT_RUNNER_INFO = """
+INSERT INTO runner_info (app_id, runner_id, info, expires_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (app_id, runner_id) DO UPDATE SET info = excluded.info, expires_at = excluded.expires_at
+"""
+DELETE_DEAD_RUNNER_INFO = "DELETE FROM runner_info WHERE app_id = ? AND expires_at <= ?"
+DELETE_RUNNER_INFO = "DELETE FROM runner_info WHERE app_id = ? AND runner_id = ?"
+LIVE_RUNNER_INFO = """
+SELECT info FROM runner_info WHERE app_id = ? AND expires_at > ? ORDER BY runner_id
+"""
 RUNNING_OF_RUNNER = """
 SELECT * FROM invocations WHERE app_id = ? AND status = 'running' AND runner_id = ?
 ORDER BY lease_expires_at
