@@ -14,7 +14,8 @@ backend).
 
 The commands live by concern in ``runner_cmd`` (``runner start``), ``status_cmd`` (``status``,
 ``purge``), ``inspect_cmd`` (``inspect``, ``invocations``), ``cancel_cmd`` (``cancel``) and
-``limits_cmd`` (``limits list``, ``set``, ``reset``); this module is the root group.
+``limits_cmd`` (``limits list``, ``set``, ``reset``) and ``monitor_cmd`` (``monitor``); this
+module is the root group.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from taskgate.cli.cancel_cmd import cancel
 from taskgate.cli.common import AppLoadError, CliConfigError, CliError
 from taskgate.cli.inspect_cmd import inspect, invocations
 from taskgate.cli.limits_cmd import limits
+from taskgate.cli.monitor_cmd import monitor
 from taskgate.cli.runner_cmd import runner
 from taskgate.cli.status_cmd import purge, status
 from taskgate.errors import ConfigError, TaskgateError
@@ -56,7 +58,7 @@ def cli() -> None:
     """
 
 
-for command in (runner, status, inspect, invocations, cancel, limits, purge):
+for command in (runner, status, inspect, invocations, cancel, limits, monitor, purge):
     cli.add_command(command)
 
 
