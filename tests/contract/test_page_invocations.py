@@ -134,3 +134,19 @@ def test_pages_never_show_another_apps_invocations(
 def test_an_empty_store_has_one_empty_page(backend: Backend) -> None:
     page = backend.page_invocations()
     assert page.records == [] and page.next_cursor is None and page.scanned_all
+
+
+def test_invocations_registered_at_the_same_instant_are_paged_once_each(
+    backend: Backend, new_record: NewRecord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = []
+    for i in range(40):  # one timestamp for all: stores that order by time break the tie
+        record = new_record(task_id=TASKS[i % 3], created_at=2_000_000.0)
+        backend.register(record)
+        ids.append(record.invocation_id)
+    pages = all_pages(backend, 3)
+    assert sorted(page_ids(pages)) == sorted(ids) and len(page_ids(pages)) == 40
+    monkeypatch.setattr(base, "PAGE_SCAN_MAX", 4)
+    filtered = all_pages(backend, 2, task_id="tests.a", id_prefix="inv-")
+    assert sorted(page_ids(filtered)) == sorted(ids[0::3])
+    assert len(page_ids(filtered)) == len(ids[0::3])
