@@ -24,7 +24,7 @@ TOKEN_ENV = "TASKGATE_MONITOR_TOKEN"
     show_default=True,
     help="Address to listen on. Anything but a loopback address needs a token.",
 )
-@click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8787, show_default=True)
 @click.option(
     "--token",
     envvar=TOKEN_ENV,

@@ -83,11 +83,12 @@ def age_text(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def time_text(iso_time: str | None) -> str:
-    """An ISO time of this module as ``2026-01-02 03:04:05 UTC`` (the page's form), or ``-``."""
+def time_text(iso_time: str | None, *, milliseconds: bool = False) -> str:
+    """An ISO time of :func:`iso` as ``2026-01-02 03:04:05 UTC`` (the pages' form; with
+    ``.123`` milliseconds when asked), or ``-``."""
     if not iso_time:
         return "-"
-    return iso_time.replace("T", " ")[:19] + " UTC"
+    return iso_time.replace("T", " ")[: 23 if milliseconds else 19] + " UTC"
 
 
 def seconds_until(timestamp: float | None, at: float) -> float | None:

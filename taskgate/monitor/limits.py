@@ -4,7 +4,7 @@ each slot (invocation, runner, host, lease expiry), who waits and since when, ra
 Limits come from ``app.limits()`` (declared, overridden or in use; one read of the overrides
 and one of ``budget_usage()``). A task's own running scope (``running_concurrency``) has no
 budget record to read, so its holders are the RUNNING invocations grouped by their running key
-(one bounded page of them: running work is bounded by the runners' threads) and its waiters
+(one bounded page of them, and those the runners announce running) and its waiters
 come from ``stats().parked_by_key``. Hosts come from the runners' descriptions.
 """
 
@@ -17,7 +17,7 @@ from taskgate.app import App
 from taskgate.cli.render import LIMIT_PREFIX, split_scope_key
 from taskgate.limit_admin import LimitInfo
 from taskgate.monitor.format import iso, rate_json, seconds_since, seconds_until
-from taskgate.record import BudgetHolder, BudgetUsage, InvocationRecord
+from taskgate.record import BudgetHolder, BudgetUsage, InvocationRecord, RunnerInfo
 from taskgate.status import InvocationStatus
 
 JsonObject = dict[str, Any]
@@ -26,9 +26,8 @@ JsonObject = dict[str, Any]
 BUDGETS_SHOWN = 50
 # Running keys of tasks listed, busiest first; the rest are summed.
 RUNNING_KEYS_SHOWN = 100
-# RUNNING invocations read to find the holders of tasks' running keys (one page each).
+# RUNNING invocations read (one page) to find the holders of tasks' running keys.
 RUNNING_PAGE = 500
-RUNNING_PAGES = 4
 
 
 def limits_data(app: App, at: float) -> JsonObject:
@@ -45,9 +44,10 @@ def limits_data(app: App, at: float) -> JsonObject:
     """
     backend = app.backend
     infos = app.limits()
-    hosts = {info.runner_id: info.host for info in backend.runner_infos()}
+    runners = backend.runner_infos()
+    hosts = {info.runner_id: info.host for info in runners}
     stats = backend.stats()
-    running, scanned_all = _running_records(app)
+    running, scanned_all = _running_records(app, runners)
     keys = running_keys(running, stats.parked_by_key, hosts, at)
     return {
         "generated_at": iso(at),
@@ -118,19 +118,23 @@ def _rest(rows: list[JsonObject]) -> JsonObject | None:
     }
 
 
-def _running_records(app: App) -> tuple[list[InvocationRecord], bool]:
-    """The RUNNING invocations, a few bounded pages at most; and whether that was all."""
-    records: list[InvocationRecord] = []
-    cursor: str | None = None
-    for _ in range(RUNNING_PAGES):
-        page = app.backend.page_invocations(
-            status=InvocationStatus.RUNNING, limit=RUNNING_PAGE, cursor=cursor
-        )
-        records.extend(page.records)
-        cursor = page.next_cursor
-        if cursor is None:
-            return records, True
-    return records, False
+def _running_records(app: App, infos: list[RunnerInfo]) -> tuple[list[InvocationRecord], bool]:
+    """The RUNNING invocations, from two bounded sources; and whether none can be missing.
+
+    One page of ``page_invocations(status=RUNNING)`` is fresh, but on a store without a status
+    index (Redis) it examines at most ``PAGE_SCAN_MAX`` entries, newest first, so on a large
+    store it can stop before older running work. The runners' descriptions name everything
+    they run (as of their last heartbeat); those ids are read in one ``get_many``. Both are
+    bounded by the work running, never by the size of the store.
+    """
+    page = app.backend.page_invocations(status=InvocationStatus.RUNNING, limit=RUNNING_PAGE)
+    found = {record.invocation_id: record for record in page.records}
+    announced = [e.invocation_id for info in infos for e in info.running]
+    missing = [i for i in dict.fromkeys(announced) if i not in found]
+    for record in app.backend.get_many(missing) if missing else []:
+        if record is not None and record.status is InvocationStatus.RUNNING:
+            found[record.invocation_id] = record
+    return list(found.values()), page.next_cursor is None
 
 
 def running_keys(

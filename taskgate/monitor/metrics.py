@@ -63,7 +63,7 @@ class TaskgateCollector(Collector):
 
         infos = backend.runner_infos()
         runners = GaugeMetricFamily("taskgate_runners", "Live runners.")
-        runners.add_metric([], len(infos) if infos else len(stats.runners))
+        runners.add_metric([], len({*stats.runners, *(info.runner_id for info in infos)}))
         yield runners
         yield from run_metrics(infos)
 

@@ -28,7 +28,8 @@ def overview_data(app: App, at: float) -> JsonObject:
     count}], tasks [{task, counts {status: n}, total}], totals {status: n}, total,
     queue_depth {queue: n}, waiting_for_slots, throughput [{minute_start, finished, failed,
     mean_duration_seconds}] (the last 15 minutes, oldest first, summed over live runners),
-    runners [{runner_id, host, pid, kind, threads, running, heartbeat_age_seconds}].
+    runners [{runner_id, host, pid, kind, threads, running, heartbeat_age_seconds}] (all but
+    the id null for a live runner that has not described itself).
     """
     backend = app.backend
     stats = backend.stats()
@@ -42,19 +43,39 @@ def overview_data(app: App, at: float) -> JsonObject:
         "queue_depth": dict(sorted(stats.queue_depth.items())),
         "waiting_for_slots": sum(stats.parked_by_key.values()),
         "throughput": throughput(infos, at),
-        "runners": [
-            {
-                "runner_id": info.runner_id,
-                "host": info.host,
-                "pid": info.pid,
-                "kind": info.kind,
-                "threads": info.threads,
-                "running": len(info.running),
-                "heartbeat_age_seconds": seconds_since(info.heartbeat_at, at),
-            }
-            for info in infos
-        ],
+        "runners": runners_summary(stats, infos, at),
     }
+
+
+def runners_summary(stats: BackendStats, infos: list[RunnerInfo], at: float) -> list[JsonObject]:
+    """One entry per live runner: its description, or (a runner that renews its leases but
+    has not described itself, such as one of an older version) its id alone."""
+    described = {info.runner_id for info in infos}
+    rows: list[JsonObject] = [
+        {
+            "runner_id": info.runner_id,
+            "host": info.host,
+            "pid": info.pid,
+            "kind": info.kind,
+            "threads": info.threads,
+            "running": len(info.running),
+            "heartbeat_age_seconds": seconds_since(info.heartbeat_at, at),
+        }
+        for info in infos
+    ]
+    rows += [
+        {
+            "runner_id": runner_id,
+            "host": None,
+            "pid": None,
+            "kind": None,
+            "threads": None,
+            "running": None,
+            "heartbeat_age_seconds": None,
+        }
+        for runner_id in sorted(set(stats.runners) - described)
+    ]
+    return rows
 
 
 def counts_data(stats: BackendStats) -> JsonObject:

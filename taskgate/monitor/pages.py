@@ -118,8 +118,10 @@ async def read(request: Request, function: Callable[..., JsonObject | None], *ar
     return await run_in_threadpool(function, state_of(request).app, *args)
 
 
-def message(request: Request, text: str, status_code: int, back: str) -> HTMLResponse:
-    """A short page saying what went wrong, with a link back."""
+def message(
+    request: Request, text: str, status_code: int, back: str, *, message_id: str | None = None
+) -> HTMLResponse:
+    """A short page saying what went wrong (or what was done), with a link back."""
     return render(
         request,
         "message.html",
@@ -127,7 +129,7 @@ def message(request: Request, text: str, status_code: int, back: str) -> HTMLRes
         title="Error" if status_code >= 400 else "Done",
         status_code=status_code,
         message=text,
-        message_id="action-error" if status_code >= 400 else "action-done",
+        message_id=message_id or ("action-error" if status_code >= 400 else "action-done"),
         message_class="error" if status_code >= 400 else "notice",
         back=back,
     )

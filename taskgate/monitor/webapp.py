@@ -87,6 +87,7 @@ def template_environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["when"] = time_text
+    env.filters["when_ms"] = lambda iso_time: time_text(iso_time, milliseconds=True)
     env.filters["age"] = age_text
     env.filters["clock"] = lambda iso_time: time_text(iso_time)[11:]
     return env
@@ -99,11 +100,9 @@ async def taskgate_error(request: Request, exc: Exception) -> Response:
     message = f"{type(exc).__name__}: {exc}"
     if wants_json(request.url.path):
         return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status)
-    return HTMLResponse(
-        f"<!doctype html><title>{status}</title><h1>Error</h1><p id='store-error'>"
-        f"{escape(message)}</p>",
-        status,
-    )
+    if request.url.path.startswith("/fragments/"):
+        return HTMLResponse(f"<p class='error' id='store-error'>{escape(message)}</p>", status)
+    return pages.message(request, message, status, request.url.path, message_id="store-error")
 
 
 class SecurityHeadersMiddleware:

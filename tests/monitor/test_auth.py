@@ -1,0 +1,149 @@
+"""The token (401 without it; bearer, one-time query parameter and cookie) and CSRF (403)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from starlette.testclient import TestClient
+
+from taskgate import App
+from taskgate.monitor import create_monitor_app
+from taskgate.monitor.auth import CSRF_COOKIE, SESSION_COOKIE, Guard
+from tests.monitor.support import csrf_token
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture
+def guarded(app: App) -> Iterator[TestClient]:
+    """A client of the monitor of ``app`` with a token set."""
+    with TestClient(create_monitor_app(app, token=TOKEN)) as client:
+        yield client
+
+
+@pytest.mark.parametrize("path", ["/", "/limits", "/static/htmx.min.js", "/fragments/runners"])
+def test_pages_without_the_token_are_refused(guarded: TestClient, path: str) -> None:
+    response = guarded.get(path)
+    assert response.status_code == 401
+    assert 'id="unauthorized"' in response.text
+    assert TOKEN not in response.text
+
+
+@pytest.mark.parametrize("path", ["/api/overview", "/api/limits", "/metrics"])
+def test_api_and_metrics_without_the_token_get_json_401(guarded: TestClient, path: str) -> None:
+    response = guarded.get(path)
+    assert response.status_code == 401
+    assert response.json()["error"] == "unauthorized"
+    assert guarded.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+
+
+def test_a_bearer_token_opens_everything(guarded: TestClient) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    for path in ("/", "/invocations", "/limits", "/runners", "/api/overview", "/metrics"):
+        assert guarded.get(path, headers=headers).status_code == 200, path
+
+
+def test_the_query_token_sets_a_cookie_and_leaves_the_url(guarded: TestClient) -> None:
+    response = guarded.get(f"/invocations?status=failed&token={TOKEN}", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/invocations?status=failed"
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith(f"{SESSION_COOKIE}=")
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    assert TOKEN not in cookie  # the cookie holds an HMAC of the token, not the token
+    # The client kept the cookie: later requests need nothing else.
+    assert guarded.get("/limits").status_code == 200
+    assert guarded.get("/api/runners").status_code == 200
+
+
+def test_a_wrong_query_token_is_refused(guarded: TestClient) -> None:
+    response = guarded.get("/?token=nope", follow_redirects=False)
+    assert response.status_code == 401
+    assert SESSION_COOKIE not in response.headers.get("set-cookie", "")
+
+
+def test_the_guard_never_shows_its_token() -> None:
+    assert TOKEN not in repr(Guard(TOKEN))
+
+
+def _form_token(client: TestClient, path: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text)
+    assert match is not None
+    return match.group(1)
+
+
+def test_a_post_without_a_csrf_token_is_forbidden(app: App, monitor: TestClient) -> None:
+    @app.task
+    def noop() -> None: ...
+
+    invocation = noop()
+    path = f"/api/invocations/{invocation.invocation_id}/cancel"
+    assert monitor.post(path).status_code == 403
+    # A cookie alone (what a cross-site form makes the browser send) is not enough.
+    csrf_token(monitor)
+    assert monitor.post(path).status_code == 403
+    assert monitor.post(path, headers={"X-CSRF-Token": "forged.token"}).status_code == 403
+    page = f"/invocations/{invocation.invocation_id}/cancel"
+    assert monitor.post(page, data={"csrf_token": "forged"}).status_code == 403
+    assert invocation.status.value == "registered"
+
+
+def test_a_post_with_the_csrf_token_works(app: App, monitor: TestClient) -> None:
+    @app.task
+    def noop() -> None: ...
+
+    one, two = noop(), noop()
+    token = csrf_token(monitor)
+    response = monitor.post(
+        f"/api/invocations/{one.invocation_id}/cancel", headers={"X-CSRF-Token": token}
+    )
+    assert response.status_code == 200 and response.json()["cancelled"] is True
+    form_token = _form_token(monitor, f"/invocations/{two.invocation_id}")
+    response = monitor.post(
+        f"/invocations/{two.invocation_id}/cancel",
+        data={"csrf_token": form_token},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/invocations/{two.invocation_id}?done=cancel"
+    assert one.status.value == two.status.value == "cancelled"
+
+
+def test_a_token_from_another_monitor_process_is_refused(app: App, monitor: TestClient) -> None:
+    @app.task
+    def noop() -> None: ...
+
+    invocation = noop()
+    foreign = Guard(None).new_csrf_token()  # signed with another secret
+    monitor.cookies.set(CSRF_COOKIE, foreign)
+    response = monitor.post(
+        f"/api/invocations/{invocation.invocation_id}/cancel", headers={"X-CSRF-Token": foreign}
+    )
+    assert response.status_code == 403
+
+
+def test_a_bearer_post_needs_no_csrf_token(app: App, guarded: TestClient) -> None:
+    @app.task
+    def noop() -> None: ...
+
+    invocation = noop()
+    response = guarded.post(
+        f"/api/invocations/{invocation.invocation_id}/cancel",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    assert response.status_code == 200
+    assert invocation.status.value == "cancelled"
+
+
+def test_with_a_token_a_cookie_session_still_needs_csrf(app: App, guarded: TestClient) -> None:
+    @app.task
+    def noop() -> None: ...
+
+    invocation = noop()
+    guarded.get(f"/?token={TOKEN}")
+    path = f"/api/invocations/{invocation.invocation_id}/cancel"
+    assert guarded.post(path).status_code == 403
+    token = csrf_token(guarded)
+    assert guarded.post(path, headers={"X-CSRF-Token": token}).status_code == 200

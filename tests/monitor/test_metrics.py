@@ -1,0 +1,89 @@
+"""``GET /metrics``: ``taskgate_`` metrics with the right values, from counters; every
+backend."""
+
+from __future__ import annotations
+
+import threading
+
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.testclient import TestClient
+
+from taskgate import App, InvocationStatus
+from tests.conftest import WAIT, running, wait_for_status
+from tests.monitor.support import announce, counters
+
+S = InvocationStatus
+
+
+def samples(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of ``/metrics`` by (name, sorted labels)."""
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def test_counts_queues_and_runners(app: App, monitor: TestClient) -> None:
+    @app.task
+    def add(a: int) -> int:
+        return a
+
+    add(1)
+    add(2)
+    announce(app, "runner-a")
+    announce(app, "runner-b")
+    values = samples(monitor)
+    assert values[("taskgate_invocations", (("status", "registered"), ("task", add.task_id)))] == 2
+    assert values[("taskgate_queue_depth", (("queue", "default"),))] == 2
+    assert values[("taskgate_runners", ())] == 2
+    assert all(name.startswith("taskgate_") for name, _ in values)
+
+
+def test_run_counters_and_duration_histogram_sum_the_runners(app: App, monitor: TestClient) -> None:
+    announce(app, "runner-a", tasks={"tasks.a": counters(2, 1, [0.003, 0.2, 7.0])})
+    announce(app, "runner-b", tasks={"tasks.a": counters(1, 0, [0.2])})
+    values = samples(monitor)
+    task = ("task", "tasks.a")
+    assert values[("taskgate_runs_total", (("outcome", "success"), task))] == 3
+    assert values[("taskgate_runs_total", (("outcome", "failed"), task))] == 1
+    bucket = "taskgate_run_duration_seconds_bucket"
+    assert values[(bucket, (("le", "0.005"), task))] == 1
+    assert values[(bucket, (("le", "0.1"), task))] == 1
+    assert values[(bucket, (("le", "0.25"), task))] == 3  # cumulative
+    assert values[(bucket, (("le", "10.0"), task))] == 4
+    assert values[(bucket, (("le", "+Inf"), task))] == 4
+    assert values[("taskgate_run_duration_seconds_count", (task,))] == 4
+    assert abs(values[("taskgate_run_duration_seconds_sum", (task,))] - 7.403) < 1e-9
+
+
+def test_limit_slots_held_waiting_and_capacity(app: App, monitor: TestClient) -> None:
+    gate = threading.Event()
+    limit = app.limit("api", concurrency=1, key="tenant")
+
+    @app.task(limits=[limit])
+    def call(tenant: str) -> None:
+        gate.wait(WAIT)
+
+    with running(app.runner):
+        first = call("acme")
+        wait_for_status(first, S.RUNNING)
+        second = call("acme")
+        wait_for_status(second, S.CONCURRENCY_CONTROLLED)
+        values = samples(monitor)
+        labels = (("key", "tenant='acme'"), ("limit", "api"))
+        assert values[("taskgate_limit_slots_held", labels)] == 1
+        assert values[("taskgate_limit_waiting", labels)] == 1
+        assert values[("taskgate_limit_capacity", (("limit", "api"),))] == 1
+        gate.set()
+        second.get_result(WAIT)
+
+
+def test_the_monitor_registry_is_its_own(app: App, monitor: TestClient) -> None:
+    from prometheus_client import REGISTRY
+
+    monitor.get("/metrics")
+    assert REGISTRY.get_sample_value("taskgate_runners") is None
