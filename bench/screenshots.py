@@ -65,22 +65,29 @@ def browser() -> Any:
     return webdriver.Chrome(service=service, options=options)
 
 
+def viewport(driver: Any, height: int) -> None:
+    """Make the page's viewport exactly WIDTH x ``height`` CSS pixels (a window size includes
+    the browser's own frame, which headless Chromium sizes in its own way)."""
+    metrics = {"width": WIDTH, "height": height, "deviceScaleFactor": 1, "mobile": False}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+
+
 def shoot(driver: Any, url: str, name: str, expected: str) -> None:
     """Open ``url``, wait until the page shows ``expected``, save the page as ``name``.png."""
     from selenium.webdriver.common.by import By
 
-    driver.set_window_size(WIDTH, 900)
+    viewport(driver, 600)
     driver.get(url)
     wait_until(lambda: expected in driver.find_element(By.TAG_NAME, "body").text, expected)
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(WIDTH, min(MAX_HEIGHT, max(600, int(height) + 20)))
-    time.sleep(0.3)  # a resize reflows the page before the capture (a picture, not a test)
+    height = driver.execute_script("return document.body.scrollHeight")
+    viewport(driver, min(MAX_HEIGHT, int(height) + 16))
+    time.sleep(0.3)  # the resized page reflows before the capture (a picture, not a test)
     driver.save_screenshot(str(OUT / f"{name}.png"))
     print(f"saved docs/screenshots/{name}.png")
 
 
 def main() -> None:
-    directory = Path(tempfile.mkdtemp(prefix="taskgate-shots-"))
+    directory = Path(tempfile.mkdtemp(prefix="taskgate-demo-"))
     backend = f"sqlite:///{directory / 'shots.db'}"
     env = {name: value for name, value in os.environ.items() if not name.startswith("TASKGATE_")}
     env.update(
@@ -107,7 +114,8 @@ def main() -> None:
     try:
         for _ in range(2):
             start("runner", "start", "--threads", "4")
-        wait_until(lambda: len(app.backend.stats().runners) >= 2, "the runners")
+        # Both runners described (their first heartbeat): the pages show them and their counts.
+        wait_until(lambda: len(app.backend.runner_infos()) >= 2, "the runners' descriptions")
         group = monitor_app.quick.parallelize([(n,) for n in range(40)])
         group.results  # noqa: B018 - waits for them
         failed = [monitor_app.explode(f"q{n}.csv") for n in range(1, 4)]
@@ -118,6 +126,15 @@ def main() -> None:
                 monitor_app.export(customer, batch, str(release))
         for invocation in failed:
             wait_until(lambda i=invocation: i.status.value == "failed", "a failure")
+        # The runners announce what they counted and run with each heartbeat (every third of
+        # a lease): wait for the one after this work, so that charts and tables show it.
+        finished = len(group.results) + len(failed)
+        wait_until(
+            lambda: sum(m.finished for i in app.backend.runner_infos() for m in i.minutes)
+            >= finished
+            and sum(len(i.running) for i in app.backend.runner_infos()) >= 2,
+            "the runners' next announcements",
+        )
         port = free_port()
         start("monitor", "--port", str(port))
         wait_until(lambda: accepts(port), "the monitor")
@@ -129,7 +146,7 @@ def main() -> None:
         shoot(driver, f"{url}/invocations", "invocations", "explode")
         shoot(driver, f"{url}/invocations/{failed[0].invocation_id}", "detail", "Traceback")
         shoot(driver, f"{url}/limits", "limits", "export-slot")
-        shoot(driver, f"{url}/runners", "runners", "runner")
+        shoot(driver, f"{url}/runners", "runners", app.backend.runner_infos()[0].runner_id)
     finally:
         if driver is not None:
             driver.quit()
