@@ -34,26 +34,35 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 HERE = Path(__file__).resolve().parent
 DB = HERE.parent / ".taskgate" / "bench-monitor.db"
 
 # The endpoints a person (pages) or a script (/api/, /metrics) requests; {failed} and {waiting}
-# are an invocation id of each kind, {task} a task id, {prefix} the first characters of an id.
+# are an invocation id of each kind, {task} a task id, {prefix} the first characters of an id,
+# {cursor} the cursor of the list's second page. Fragments are what open pages poll.
 ENDPOINTS = (
     "/",
+    "/fragments/overview",
     "/invocations",
+    "/invocations?cursor={cursor}",
     "/invocations?status=failed",
     "/invocations?task={task}&status=concurrency_controlled",
-    "/invocations?q={prefix}",
+    "/invocations?prefix={prefix}",
+    "/fragments/invocations",
     "/invocations/{failed}",
     "/invocations/{waiting}",
+    "/fragments/invocations/{waiting}",
     "/limits",
+    "/fragments/limits",
     "/runners",
+    "/fragments/runners",
     "/metrics",
     "/api/overview",
     "/api/invocations",
@@ -62,6 +71,8 @@ ENDPOINTS = (
     "/api/limits",
     "/api/runners",
 )
+# What an open browser tab requests: its page's live fragment every 2 seconds.
+TAB = ("/fragments/overview", 2.0)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -138,42 +149,69 @@ def time_endpoints(port: int, paths: list[str], requests: int) -> list[dict[str,
     return rows
 
 
-def count_backend_calls(app: Any, paths: list[str]) -> dict[str, Counter[str]]:
-    """The backend operations each path makes, by method name (one request each)."""
-    from starlette.testclient import TestClient
+def count_backend_calls(app: Any, paths: list[str], requests: int) -> dict[str, Any]:
+    """Per path: the backend operations one request makes ({name: count}), and the median over
+    ``requests`` requests of the time spent in them and in the whole request (ms), with the
+    monitor app in this process (Starlette's TestClient)."""
+    with warnings.catch_warnings():  # Starlette's note about httpx versions
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
     from taskgate.monitor import create_monitor_app
 
     backend = app.backend
     calls: Counter[str] = Counter()
-    originals: dict[str, Callable[..., Any]] = {}
+    spent: Counter[str] = Counter()
+    originals: list[str] = []
     for name in dir(type(backend)):
         if name.startswith("_") or not callable(getattr(backend, name)) or name == "close":
             continue
         original = getattr(backend, name)
-        originals[name] = original
+        originals.append(name)
 
         def counting(*args: Any, _name: str = name, _original: Any = original, **kw: Any) -> Any:
-            calls[_name] += 1
-            return _original(*args, **kw)
+            start = time.perf_counter()
+            try:
+                return _original(*args, **kw)
+            finally:
+                spent[_name] += time.perf_counter() - start
+                calls[_name] += 1
 
         setattr(backend, name, counting)
-    per_path: dict[str, Counter[str]] = {}
+    per_path: dict[str, Any] = {}
     try:
         with TestClient(create_monitor_app(app)) as client:
             for path in paths:
                 client.get(path)  # warm-up: a cache filled once is not a per-view cost
                 calls.clear()
                 client.get(path)
-                per_path[path] = Counter(calls)
+                counts = dict(calls)
+                backend_ms: list[float] = []
+                total_ms: list[float] = []
+                by_name: dict[str, list[float]] = {name: [] for name in counts}
+                for _ in range(requests):
+                    spent.clear()
+                    start = time.perf_counter()
+                    client.get(path)
+                    total_ms.append((time.perf_counter() - start) * 1000)
+                    backend_ms.append(sum(spent.values()) * 1000)
+                    for name, times in by_name.items():
+                        times.append(spent[name] * 1000)
+                per_path[path] = {
+                    "calls": counts,
+                    "backend_ms": statistics.median(backend_ms),
+                    "total_ms": statistics.median(total_ms),
+                    "by_name_ms": {n: statistics.median(v) for n, v in by_name.items()},
+                }
     finally:
         for name in originals:
             delattr(backend, name)
     return per_path
 
 
-def throughput(app: Any, tasks: int, port: int | None, paths: list[str]) -> float:
+def throughput(app: Any, tasks: int, port: int | None, paths: list[str], every: float) -> float:
     """tasks/s of ``tasks`` no-op calls through a ThreadRunner; with ``port``, a poller
-    requests every path once a second meanwhile."""
+    requests ``paths`` every ``every`` seconds meanwhile (over one kept-alive connection)."""
     import monitor_store
 
     stop = threading.Event()
@@ -184,7 +222,7 @@ def throughput(app: Any, tasks: int, port: int | None, paths: list[str]) -> floa
         while not stop.is_set():
             for path in paths:
                 fetch(connection, path)
-            stop.wait(1.0)
+            stop.wait(every)
         connection.close()
 
     runner = app.runner
@@ -230,6 +268,7 @@ def bench_backend(kind: str, url: str, args: argparse.Namespace) -> None:
         "waiting": waiting.records[0].invocation_id,
         "task": monitor_store.ingest.task_id,
         "prefix": failed.invocation_id[:6],
+        "cursor": quote(app.backend.page_invocations(limit=50).next_cursor or "", safe=""),
     }
     paths = [path.format(**values) for path in ENDPOINTS]
     with monitor_process(url) as port:
@@ -243,29 +282,47 @@ def bench_backend(kind: str, url: str, args: argparse.Namespace) -> None:
                 f"| `{name}` | {row['status']} | {row['bytes'] / 1024:.0f} | {row['p50']:.1f} "
                 f"| {row['p95']:.1f} | {row['max']:.1f} |"
             )
-        print("\nBackend operations per request:\n")
-        print("| endpoint | operations |")
-        print("|---|---|")
-        for path, counter in count_backend_calls(app, paths).items():
-            text = ", ".join(f"{name} x{n}" for name, n in sorted(counter.items()))
-            print(f"| `{_short(path, values)}` | {text or 'none'} |")
+        print(
+            "\nBackend operations per request, and where the time goes (the monitor app in "
+            f"this process, median of {args.requests} requests, ms):\n"
+        )
+        print("| endpoint | operations (ms each) | in the backend | whole request |")
+        print("|---|---|---|---|")
+        for path, row in count_backend_calls(app, paths, args.requests).items():
+            text = ", ".join(
+                f"{name}{f' x{n}' if n > 1 else ''} ({row['by_name_ms'][name]:.1f})"
+                for name, n in sorted(row["calls"].items())
+            )
+            print(
+                f"| `{_short(path, values)}` | {text or 'none'} | {row['backend_ms']:.1f} "
+                f"| {row['total_ms']:.1f} |"
+            )
         if args.tasks:
             # A pause in the fake runners' announcements would let their descriptions lapse
             # during a long run; re-announce before the runs.
             monitor_store.announce(holders)
-            results: dict[str, list[float]] = {"without": [], "with": []}
+            modes = {
+                "no monitor": (None, [], 0.0),
+                "an open overview tab (its fragment every 2 s)": (port, [TAB[0]], TAB[1]),
+                f"every endpoint above once a second ({len(paths)} requests/s)": (
+                    port,
+                    paths,
+                    1.0,
+                ),
+            }
+            results: dict[str, list[float]] = {mode: [] for mode in modes}
             for _ in range(args.repeat):
-                results["without"].append(throughput(app, args.tasks, None, paths))
-                results["with"].append(throughput(app, args.tasks, port, paths))
+                for mode, (target, polled, every) in modes.items():
+                    results[mode].append(throughput(app, args.tasks, target, polled, every))
             print(
-                f"\nRunner throughput ({args.tasks} no-op tasks, ThreadRunner, "
-                f"{args.repeat} alternated runs, median tasks/s): without a monitor "
-                f"{statistics.median(results['without']):.0f} "
-                f"({', '.join(f'{r:.0f}' for r in results['without'])}), with a monitor "
-                f"polling every page each second {statistics.median(results['with']):.0f} "
-                f"({', '.join(f'{r:.0f}' for r in results['with'])})",
-                flush=True,
+                f"\nRunner throughput: {args.tasks} no-op tasks through a ThreadRunner in this "
+                f"process, {args.repeat} alternated runs per mode (tasks/s, median and runs):\n"
             )
+            print("| while | tasks/s | runs |")
+            print("|---|---|---|")
+            for mode, rates in results.items():
+                runs = ", ".join(f"{rate:.0f}" for rate in rates)
+                print(f"| {mode} | {statistics.median(rates):.0f} | {runs} |", flush=True)
     app.purge()
     app.backend.close()
     sys.modules.pop("monitor_store", None)

@@ -130,9 +130,10 @@ def main() -> None:
         # a lease): wait for the one after this work, so that charts and tables show it.
         finished = len(group.results) + len(failed)
         wait_until(
-            lambda: sum(m.finished for i in app.backend.runner_infos() for m in i.minutes)
-            >= finished
-            and sum(len(i.running) for i in app.backend.runner_infos()) >= 2,
+            lambda: (
+                sum(m.finished for i in app.backend.runner_infos() for m in i.minutes) >= finished
+                and sum(len(i.running) for i in app.backend.runner_infos()) >= 2
+            ),
             "the runners' next announcements",
         )
         port = free_port()
