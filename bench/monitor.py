@@ -261,13 +261,12 @@ def bench_backend(kind: str, url: str, args: argparse.Namespace) -> None:
     total = sum(stats.by_task_and_status.values())
     print(f"\n## {kind}: {total:,} invocations stored in {filled:.0f} s", flush=True)
 
-    failed = app.backend.page_invocations(status=_status("failed"), limit=1).records[0]
-    waiting = app.backend.page_invocations(status=_status("concurrency_controlled"), limit=1)
+    failed = first(app, "failed")
     values = {
-        "failed": failed.invocation_id,
-        "waiting": waiting.records[0].invocation_id,
+        "failed": failed,
+        "waiting": first(app, "concurrency_controlled"),
         "task": monitor_store.ingest.task_id,
-        "prefix": failed.invocation_id[:6],
+        "prefix": failed[:6],
         "cursor": quote(app.backend.page_invocations(limit=50).next_cursor or "", safe=""),
     }
     paths = [path.format(**values) for path in ENDPOINTS]
@@ -328,10 +327,19 @@ def bench_backend(kind: str, url: str, args: argparse.Namespace) -> None:
     sys.modules.pop("monitor_store", None)
 
 
-def _status(value: str) -> Any:
+def first(app: Any, status: str) -> str:
+    """The id of the newest invocation in ``status`` (following the cursor: on Redis a page
+    by status may come back short, after its scan bound)."""
     from taskgate import InvocationStatus
 
-    return InvocationStatus(value)
+    cursor = None
+    while True:
+        page = app.backend.page_invocations(status=InvocationStatus(status), limit=1, cursor=cursor)
+        if page.records:
+            return str(page.records[0].invocation_id)
+        if page.next_cursor is None:
+            raise SystemExit(f"no {status} invocation in the store")
+        cursor = page.next_cursor
 
 
 def _short(path: str, values: dict[str, str]) -> str:
