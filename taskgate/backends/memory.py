@@ -355,13 +355,12 @@ class MemoryBackend(MemoryState, Backend):
         newest_first = reversed(self._records.values())
         if cursor is None:
             return newest_first
-        at_text, _, after_id = cursor.partition(" ")
+        at, after_id = paging.read_cursor(cursor, paging.time_and_id)
         if after_id in self._records:
             for record in newest_first:
                 if record.invocation_id == after_id:
                     return newest_first
         # Its record expired since: go on with those registered before it.
-        at = float(at_text)
         return (r for r in reversed(self._records.values()) if r.created_at < at)
 
     def announce_runner(self, info: RunnerInfo, ttl_seconds: float) -> None:

@@ -13,8 +13,10 @@ from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from taskgate.backends import base
+from taskgate.errors import InvalidCursorError
 
 T = TypeVar("T")
+C = TypeVar("C")
 
 
 def scan_max() -> int:
@@ -47,3 +49,22 @@ def prefix_filter(prefix: str | None) -> Callable[[str], bool]:
     if not prefix:
         return lambda _: True
     return lambda invocation_id: invocation_id.startswith(prefix)
+
+
+def read_cursor(cursor: str, parse: Callable[[str], C]) -> C:
+    """``parse(cursor)``, or :class:`InvalidCursorError` if it is not a cursor of this store."""
+    try:
+        return parse(cursor)
+    except (ValueError, TypeError) as exc:
+        raise InvalidCursorError(
+            f"page cursor {cursor[:80]!r} is not one this backend returned; pass the "
+            "next_cursor of the previous page, or none to start at the newest"
+        ) from exc
+
+
+def time_and_id(cursor: str) -> tuple[float, str]:
+    """A ``"<time> <id>"`` cursor (memory, Redis) as its two parts."""
+    at, space, invocation_id = cursor.partition(" ")
+    if not space:
+        raise ValueError("no separator")
+    return float(at), invocation_id

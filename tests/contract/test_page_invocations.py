@@ -4,6 +4,7 @@ repeat, and a bounded scan (``scanned_all=False``) on every backend."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 
 import pytest
@@ -11,6 +12,8 @@ import pytest
 from taskgate import App
 from taskgate.backends import base
 from taskgate.backends.base import Backend
+from taskgate.backends.sqlite.backend import SqliteBackend
+from taskgate.errors import InvalidCursorError
 from taskgate.record import InvocationPage, InvocationRecord, Outcome, OutcomeKind
 from taskgate.status import InvocationStatus as S
 
@@ -117,6 +120,15 @@ def test_a_bounded_scan_returns_short_pages_that_go_on_without_gaps(
     assert page_ids(pages) == [ids[77], ids[5]]
     for page in pages:
         assert page.scanned_all or page.next_cursor is not None
+    if isinstance(backend, SqliteBackend):  # a status index: one exact page
+        assert len(pages) == 1 and pages[0].scanned_all
+    else:  # 90 entries, 10 examined a page: short pages that say so (the ninth stops at the
+        # bound on the last entry, so an empty tenth page is needed to know it is the end)
+        assert [p.scanned_all for p in pages] == [False] * 9 + [True]
+        assert [len(p.records) for p in pages] == [0, 1, 0, 0, 0, 0, 0, 0, 1, 0]
+    # Two filters scan on every backend (SQLite walks the status index, checks the task).
+    assert page_ids(all_pages(backend, 5, status=S.RUNNING, task_id="tests.c")) == rare[::-1]
+    assert page_ids(all_pages(backend, 5, status=S.RUNNING, task_id="tests.a")) == []
     prefixed = all_pages(backend, 5, id_prefix=ids[40][:6], task_id="tests.b")
     assert page_ids(prefixed) == [ids[40]]
 
@@ -150,3 +162,27 @@ def test_invocations_registered_at_the_same_instant_are_paged_once_each(
     filtered = all_pages(backend, 2, task_id="tests.a", id_prefix="inv-")
     assert sorted(page_ids(filtered)) == sorted(ids[0::3])
     assert len(page_ids(filtered)) == len(ids[0::3])
+
+
+def test_a_cursor_goes_on_after_its_invocation_expired(
+    backend: Backend, new_record: NewRecord
+) -> None:
+    ids = store(backend, new_record, 10)
+    first = backend.page_invocations(limit=4)
+    assert [r.invocation_id for r in first.records] == ids[9:5:-1]
+    claims = {c.invocation_id: c for c in backend.claim("runner", 10, 30.0, 0)}
+    done = Outcome(OutcomeKind.SUCCESS, b"ok")
+    assert backend.finish(ids[6], "runner", claims[ids[6]].attempt, done)
+    assert backend.expire_finals(100, now=time.time() + 10**9) == 1
+    assert backend.get(ids[6]) is None
+    second = backend.page_invocations(limit=4, cursor=first.next_cursor)
+    assert [r.invocation_id for r in second.records] == ids[5:1:-1]
+
+
+@pytest.mark.parametrize("cursor", ["", "nonsense", "12x", "1.5"])
+def test_a_cursor_this_backend_never_returned_is_refused(
+    backend: Backend, new_record: NewRecord, cursor: str
+) -> None:
+    store(backend, new_record, 3)
+    with pytest.raises(InvalidCursorError, match="not one this backend returned"):
+        backend.page_invocations(cursor=cursor)

@@ -5,6 +5,7 @@ on every backend, a ProcessRunner's workers on the backends processes share."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import threading
@@ -18,13 +19,16 @@ import pytest
 
 from taskgate import App
 from taskgate.backends.base import Backend
+from taskgate.errors import BackendError
 from taskgate.record import DURATION_BUCKETS, RunnerInfo
 from taskgate.runner import ProcessRunner, ThreadRunner
 from taskgate.runner.base import Runner
 
 APPS = Path(__file__).resolve().parents[1] / "apps"
 WAIT = 30.0
-LEASE = 0.6  # a heartbeat every 0.2 s: announcements come quickly
+# A heartbeat (and an announcement) every second; long enough that a loaded machine never lets
+# a lease expire, which would run an invocation twice and break the exact counts below.
+LEASE = 3.0
 RunRunner = Callable[[Runner], Any]
 
 
@@ -180,9 +184,7 @@ def test_process_runner_workers_announce_counters_that_add_up(
 ) -> None:
     app = announce_app.app
     app.conf.processes = 2
-    # Longer than the threads' LEASE: a worker's supervisor kills it when renewals stall, and
-    # this machine may be loaded. Announcements come every second.
-    app.conf.lease_seconds = 3.0
+    app.conf.lease_seconds = LEASE
     runner = ProcessRunner(app, app_spec="announce_app:app")
     fifo = tmp_path / "gate"
     os.mkfifo(fifo)
@@ -217,3 +219,34 @@ def test_process_runner_workers_announce_counters_that_add_up(
         thread.join(WAIT)
     assert not thread.is_alive()
     assert app.backend.runner_infos() == []
+
+
+def test_a_failing_announcement_is_logged_and_never_stops_the_runner(
+    make_app: Callable[..., App],
+    run_runner: RunRunner,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = make_app(lease_seconds=0.3)  # a beat every 0.1 s: several failures in the test
+    tries = threading.Semaphore(0)
+
+    def refuse(info: RunnerInfo, ttl_seconds: float) -> None:
+        tries.release()
+        # A BackendError would stop the runner if a renewal raised it: not an announcement.
+        raise BackendError("announcements refused")
+
+    monkeypatch.setattr(app.backend, "announce_runner", refuse)
+
+    @app.task
+    def add(x: int) -> int:
+        return x + 1
+
+    runner = ThreadRunner(app, threads=2)
+    with caplog.at_level(logging.DEBUG, logger="taskgate.runner.heartbeat"), run_runner(runner):
+        for _ in range(3):  # the start's announcement and two beats after it
+            assert tries.acquire(timeout=WAIT)
+        assert add(1).get_result(WAIT) == 2
+        assert runner.is_running
+    failures = [r for r in caplog.records if "could not announce" in r.getMessage()]
+    assert [r.levelno for r in failures[:2]] == [logging.WARNING, logging.DEBUG]
+    assert sum(r.levelno == logging.WARNING for r in failures) == 1

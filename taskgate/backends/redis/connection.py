@@ -62,6 +62,7 @@ SCRIPTS = (
     "register_tick",
     "announce",
     "runner_infos",
+    "page_chunk",
 )
 
 # Scripts that only store or read records need the core steps alone: less Lua to run per call.
@@ -77,6 +78,7 @@ CORE_ONLY = frozenset(
         "budget_waiting",
         "announce",
         "runner_infos",
+        "page_chunk",
     }
 )
 # Scripts that run another's text after their own (register_tick checks, then registers).

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from taskgate.backends.base import Backend, BackendOptions, log_stale_report
 from taskgate.backends.sqlite import budget_queries as bq
-from taskgate.backends.sqlite import cancels, pages, reads
+from taskgate.backends.sqlite import cancels, descriptions, pages, reads
 from taskgate.backends.sqlite import queries as q
 from taskgate.backends.sqlite.connection import SqliteConnector
 from taskgate.backends.sqlite.transitions import Transitions
@@ -397,26 +397,15 @@ class SqliteBackend(Backend):
         return self._db.read(read)
 
     def announce_runner(self, info: RunnerInfo, ttl_seconds: float) -> None:
-        def operation(conn: sqlite3.Connection) -> None:
-            now = time.time()
-            conn.execute(q.DELETE_DEAD_RUNNER_INFO, (self._app, now))
-            params = (self._app, info.runner_id, info.to_json(), now + ttl_seconds)
-            conn.execute(q.UPSERT_RUNNER_INFO, params)
-
-        self._db.write(operation)
+        self._db.write(
+            lambda conn: descriptions.announce(conn, self._app, info, time.time(), ttl_seconds)
+        )
 
     def runner_infos(self) -> list[RunnerInfo]:
-        rows = self._db.read(
-            lambda conn: conn.execute(q.LIVE_RUNNER_INFO, (self._app, time.time())).fetchall()
-        )
-        return [RunnerInfo.from_json(row[0]) for row in rows]
+        return self._db.read(lambda conn: descriptions.live(conn, self._app, time.time()))
 
     def forget_runner(self, runner_id: str) -> None:
-        def operation(conn: sqlite3.Connection) -> None:
-            conn.execute(q.DELETE_RUNNER, (self._app, runner_id))
-            conn.execute(q.DELETE_RUNNER_INFO, (self._app, runner_id))
-
-        self._db.write(operation)
+        self._db.write(lambda conn: descriptions.forget(conn, self._app, runner_id))
 
     def stats(self) -> BackendStats:
         return self._db.read(lambda conn: reads.stats(conn, self._app, time.time()))

@@ -61,7 +61,7 @@ def page(
     cursor: str | None,
 ) -> InvocationPage:
     """One page of ``app_id``'s invocations, newest first (see the module docstring)."""
-    before = _NEWEST if cursor is None else int(cursor)
+    before = _NEWEST if cursor is None else paging.read_cursor(cursor, int)
     limit = max(1, limit)
     filters = (task_id is not None) + (status is not None) + bool(id_prefix)
     if filters <= 1:

@@ -194,16 +194,8 @@ ON CONFLICT (app_id, runner_id) DO UPDATE SET expires_at = excluded.expires_at
 """
 DELETE_DEAD_RUNNERS = "DELETE FROM runners WHERE app_id = ? AND expires_at <= ?"
 DELETE_RUNNER = "DELETE FROM runners WHERE app_id = ? AND runner_id = ?"
-# Runner descriptions (announce_runner): a handful of rows per app, pruned by every announce.
-UPSERT_RUNNER_INFO = """
-INSERT INTO runner_info (app_id, runner_id, info, expires_at) VALUES (?, ?, ?, ?)
-ON CONFLICT (app_id, runner_id) DO UPDATE SET info = excluded.info, expires_at = excluded.expires_at
-"""
-DELETE_DEAD_RUNNER_INFO = "DELETE FROM runner_info WHERE app_id = ? AND expires_at <= ?"
+# A runner's description (see descriptions.py).
 DELETE_RUNNER_INFO = "DELETE FROM runner_info WHERE app_id = ? AND runner_id = ?"
-LIVE_RUNNER_INFO = """
-SELECT info FROM runner_info WHERE app_id = ? AND expires_at > ? ORDER BY runner_id
-"""
 RUNNING_OF_RUNNER = """
 SELECT * FROM invocations WHERE app_id = ? AND status = 'running' AND runner_id = ?
 ORDER BY lease_expires_at
@@ -284,7 +276,10 @@ def list_records(
     limit: int,
 ) -> list[InvocationRecord]:
     """Up to ``limit`` records, newest first, optionally filtered by task and status."""
-    sql = "SELECT * FROM invocations WHERE app_id = ?"
+    # Unfiltered, walk the rowid (seq): the planner would otherwise sort every row of the app
+    # through the (app_id, invocation_id) index to find the newest few.
+    unfiltered = task_id is None and status is None
+    sql = f"SELECT * FROM invocations {'NOT INDEXED ' if unfiltered else ''}WHERE app_id = ?"
     params: list[object] = [app_id]
     if task_id is not None:
         sql += " AND task_id = ?"
