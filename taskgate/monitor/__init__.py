@@ -7,8 +7,10 @@ importing it without the extra raises :class:`~taskgate.errors.ConfigError` nami
 Layout: :mod:`~taskgate.monitor.webapp` builds the Starlette app; :mod:`.auth` checks the token
 and CSRF; :mod:`.overview`, :mod:`.invocations`, :mod:`.limits` and :mod:`.runners` compute
 what each page (and its ``/api/`` twin) shows; :mod:`.actions` cancels, retries and overrides;
-:mod:`.pages` and :mod:`.api` are the HTML and JSON routes; :mod:`.metrics` serves
-``/metrics``; :mod:`.serve` runs it with uvicorn.
+:mod:`.pages` and :mod:`.invocation_pages` (sharing :mod:`.rendering`) and :mod:`.api` are
+the HTML and JSON routes; :mod:`.metrics` serves ``/metrics``; :mod:`.serve` runs it with
+uvicorn. Templates (Jinja2, autoescaped) and static files (htmx, the stylesheet) sit next to
+them.
 """
 
 from __future__ import annotations

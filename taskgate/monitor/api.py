@@ -28,7 +28,7 @@ from taskgate.monitor.invocations import (
 from taskgate.monitor.limits import limits_data
 from taskgate.monitor.metrics import CONTENT_TYPE, render
 from taskgate.monitor.overview import overview_data
-from taskgate.monitor.pages import read
+from taskgate.monitor.rendering import read
 from taskgate.monitor.runners import runners_data
 from taskgate.monitor.state import state_of
 

@@ -12,6 +12,11 @@ compared in constant time (:func:`hmac.compare_digest`), in one of three ways:
 
 Anything else gets 401 (JSON under ``/api/`` and for ``/metrics``, a short page elsewhere).
 
+Host (without a token). An open monitor answers only requests addressed to a loopback name
+(``Host: 127.0.0.1:8787``, ``localhost``, ``[::1]``): a page on another site whose domain an
+attacker points at 127.0.0.1 (DNS rebinding) would otherwise be same-origin with the monitor,
+read it and post to it. Anything else gets 400.
+
 CSRF (always, token or not: a loopback monitor can be reached by any page the user opens).
 Actions are POSTs, and a POST must carry a CSRF token twice (double submit): in the
 ``taskgate_monitor_csrf`` cookie and in the ``X-CSRF-Token`` header (htmx, scripts) or the
@@ -25,11 +30,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 SESSION_COOKIE = "taskgate_monitor_session"
@@ -43,7 +55,9 @@ UNAUTHORIZED_PAGE = """<!doctype html>
 </head><body id="unauthorized"><h1>Token required</h1>
 <p>This taskgate monitor needs its access token. Open it once as
 <code>/?token=SECRET</code> (the token is then kept in a cookie and removed from the address),
-or send <code>Authorization: Bearer SECRET</code>.</p></body></html>"""
+or send <code>Authorization: Bearer SECRET</code>. Just opened a link that had the token?
+Reload this page: browsers hold the cookie back on a redirect that began on another site.</p>
+</body></html>"""
 
 
 def _sign(secret: bytes, message: bytes) -> str:
@@ -141,19 +155,49 @@ def wants_json(path: str) -> bool:
     return path.startswith("/api/") or path in {"/api", "/metrics"}
 
 
-class TokenMiddleware:
-    """Refuses (401) every request without the token, when one is set (see the module doc)."""
+def host_name(header: str) -> str:
+    """The name of a ``Host`` header without its port, lower case (``[::1]:8787`` -> ``::1``)."""
+    if header.startswith("["):
+        return header[1:].partition("]")[0].lower()
+    return (header.rpartition(":")[0] if header.count(":") == 1 else header).lower()
 
-    def __init__(self, app: ASGIApp, guard: Guard) -> None:
+
+def loopback_host(header: str, also: frozenset[str] = frozenset()) -> bool:
+    """Whether a ``Host`` header names this machine (``localhost`` or a loopback address, with
+    or without a port), or one of the names in ``also``."""
+    name = host_name(header)
+    if name == "localhost" or name in also:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class TokenMiddleware:
+    """Refuses (401) every request without the token, when one is set; without a token,
+    refuses (400) requests not addressed to a loopback name (see the module doc)."""
+
+    def __init__(self, app: ASGIApp, guard: Guard, allowed_hosts: frozenset[str]) -> None:
         self.app = app
         self.guard = guard
+        self.allowed_hosts = allowed_hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.guard.token_required:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        response = self._check(request)
+        if self.guard.token_required:
+            response = self._check(request)
+        elif loopback_host(request.headers.get("host", ""), self.allowed_hosts):
+            response = None
+        else:
+            response = PlainTextResponse(
+                "this monitor has no token: it answers only requests to 127.0.0.1, localhost "
+                "or [::1]",
+                status_code=400,
+            )
         if response is None:
             await self.app(scope, receive, send)
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 import jinja2
@@ -17,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskgate.app import App
 from taskgate.errors import BackendUnavailableError, TaskgateError
-from taskgate.monitor import api, pages
+from taskgate.monitor import api, pages, rendering
 from taskgate.monitor.auth import Guard, TokenMiddleware, wants_json
 from taskgate.monitor.format import age_text, time_text
 from taskgate.monitor.metrics import metrics_registry
@@ -39,11 +40,14 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
-    (b"cache-control", b"no-store"),
 ]
+# Pages and data are live: never cached. Static files (htmx, the stylesheet) may be.
+NO_STORE = (b"cache-control", b"no-store")
 
 
-def create_monitor_app(app: App, *, token: str | None = None) -> Starlette:
+def create_monitor_app(
+    app: App, *, token: str | None = None, allowed_hosts: Iterable[str] = ()
+) -> Starlette:
     """The web monitor of ``app`` as an ASGI application (serve it with any ASGI server).
 
     Args:
@@ -51,6 +55,10 @@ def create_monitor_app(app: App, *, token: str | None = None) -> Starlette:
             limit overrides).
         token: When given, every request must carry it (see :mod:`taskgate.monitor.auth`);
             required for any address other than loopback (``taskgate monitor`` enforces it).
+        allowed_hosts: Without a token, the monitor answers only requests whose ``Host`` is a
+            loopback name (DNS rebinding, see :mod:`taskgate.monitor.auth`); these names
+            (without port) are accepted too, e.g. ``"testserver"`` for Starlette's TestClient
+            or the name a local reverse proxy forwards. Ignored with a token.
 
     Returns:
         A Starlette application: the pages, ``/fragments/...`` (their live parts),
@@ -69,7 +77,11 @@ def create_monitor_app(app: App, *, token: str | None = None) -> Starlette:
         routes=routes,
         middleware=[
             Middleware(SecurityHeadersMiddleware),
-            Middleware(TokenMiddleware, guard=guard),
+            Middleware(
+                TokenMiddleware,
+                guard=guard,
+                allowed_hosts=frozenset(name.lower() for name in allowed_hosts),
+            ),
         ],
         exception_handlers={TaskgateError: taskgate_error},
     )
@@ -102,7 +114,7 @@ async def taskgate_error(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status)
     if request.url.path.startswith("/fragments/"):
         return HTMLResponse(f"<p class='error' id='store-error'>{escape(message)}</p>", status)
-    return pages.message(request, message, status, request.url.path, message_id="store-error")
+    return rendering.message(request, message, status, request.url.path, message_id="store-error")
 
 
 class SecurityHeadersMiddleware:
@@ -116,9 +128,13 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
 
+        extra = SECURITY_HEADERS
+        if not scope["path"].startswith("/static/"):
+            extra = [*SECURITY_HEADERS, NO_STORE]
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+                message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

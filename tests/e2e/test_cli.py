@@ -53,6 +53,7 @@ def table_row(*cells: str) -> str:
         *([], ["runner"], ["runner", "start"], ["status"], ["inspect"], ["invocations"]),
         ["cancel"],
         *(["limits"], ["limits", "list"], ["limits", "set"], ["limits", "reset"], ["purge"]),
+        ["monitor"],
     ],
     ids=lambda c: " ".join(c) or "taskgate",
 )
@@ -74,6 +75,7 @@ def test_the_command_list_shows_every_summary_whole() -> None:
         "inspect",
         "invocations",
         "limits",
+        "monitor",
         "purge",
         "runner",
         "status",

@@ -17,6 +17,9 @@ from taskgate.record import (
     TaskRunCounters,
 )
 
+# An open monitor answers only requests addressed to a loopback name.
+BASE_URL = "http://127.0.0.1:8787"
+
 
 def csrf_token(client: TestClient) -> str:
     """A CSRF token for ``client`` (its cookie is now set in the client)."""

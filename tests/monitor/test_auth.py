@@ -147,3 +147,30 @@ def test_with_a_token_a_cookie_session_still_needs_csrf(app: App, guarded: TestC
     assert guarded.post(path).status_code == 403
     token = csrf_token(guarded)
     assert guarded.post(path, headers={"X-CSRF-Token": token}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "127.0.0.1:8787", "localhost:8787", "[::1]:8787", "127.1.2.3"]
+)
+def test_an_open_monitor_answers_loopback_names(monitor: TestClient, host: str) -> None:
+    assert monitor.get("/api/runners", headers={"Host": host}).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8787", "10.0.0.1:8787", ""])
+def test_an_open_monitor_refuses_other_host_names(monitor: TestClient, host: str) -> None:
+    """A rebound domain pointing at 127.0.0.1 must not be same-origin with the monitor."""
+    response = monitor.get("/api/runners", headers={"Host": host})
+    assert response.status_code == 400
+
+
+def test_a_monitor_with_a_token_answers_any_host_name(guarded: TestClient) -> None:
+    headers = {"Host": "monitor.internal:8787", "Authorization": f"Bearer {TOKEN}"}
+    assert guarded.get("/api/runners", headers=headers).status_code == 200
+
+
+def test_allowed_hosts_adds_names_an_open_monitor_answers(app: App) -> None:
+    monitor = create_monitor_app(app, allowed_hosts=["testserver", "Monitor.Local"])
+    with TestClient(monitor) as client:  # Host: testserver
+        assert client.get("/api/runners").status_code == 200
+        assert client.get("/", headers={"Host": "monitor.local:80"}).status_code == 200
+        assert client.get("/", headers={"Host": "evil.example"}).status_code == 400

@@ -3,14 +3,18 @@ backend."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
+from collections.abc import Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from taskgate import App, InvocationStatus
+from taskgate import App, Invocation, InvocationStatus
+from taskgate.monitor import create_monitor_app
 from tests.conftest import WAIT, running, wait_for_status
-from tests.monitor.support import announce, counters
+from tests.monitor.support import BASE_URL, announce, counters
 
 S = InvocationStatus
 
@@ -87,3 +91,37 @@ def test_the_monitor_registry_is_its_own(app: App, monitor: TestClient) -> None:
 
     monitor.get("/metrics")
     assert REGISTRY.get_sample_value("taskgate_runners") is None
+
+
+def test_a_real_runners_counts_reach_metrics_and_the_overview(
+    make_app: Callable[..., App],
+) -> None:
+    # A short lease: the runner announces its counters at every renewal (a third of it).
+    app = make_app(lease_seconds=0.6)
+
+    @app.task
+    def maybe(fail: bool) -> None:
+        if fail:
+            raise ValueError("no")
+
+    calls = [maybe(False), maybe(False), maybe(True)]
+    with running(app.runner), TestClient(create_monitor_app(app), base_url=BASE_URL) as client:
+        for call in calls:
+            _settle(call)
+        task = ("task", maybe.task_id)
+        deadline = time.monotonic() + WAIT
+        while samples(client).get(("taskgate_runs_total", (("outcome", "failed"), task))) != 1:
+            assert time.monotonic() < deadline, "the runner's counters never reached /metrics"
+            time.sleep(0.05)
+        values = samples(client)
+        assert values[("taskgate_runs_total", (("outcome", "success"), task))] == 2
+        assert values[("taskgate_run_duration_seconds_count", (task,))] == 3
+        throughput = client.get("/api/overview").json()["throughput"]
+        assert sum(m["finished"] for m in throughput) == 3
+        assert sum(m["failed"] for m in throughput) == 1
+
+
+def _settle(call: Invocation[None]) -> None:
+    """Wait until ``call`` is final, whatever its outcome."""
+    with contextlib.suppress(ValueError):
+        call.get_result(WAIT)

@@ -86,6 +86,10 @@ def test_limits_page_shows_the_holder_of_a_slot_and_who_waits(
         assert budget["waiting"] == 1 and budget["oldest_wait_seconds"] is not None
         assert [h["invocation_id"] for h in budget["holders"]] == [holder.invocation_id]
         assert budget["holders"][0]["runner_id"] == runner_id
+        # The runner announced itself when it started: its host is on the holder's line.
+        (info,) = app.backend.runner_infos()
+        assert budget["holders"][0]["host"] == info.host
+        assert f'class="holder-host">({info.host})' in text
         fragment = page_text(monitor, "/fragments/limits")
         assert "<html" not in fragment and holder.invocation_id in fragment
         gate.set()
@@ -284,7 +288,7 @@ def test_static_files_and_security_headers(monitor: TestClient) -> None:
 
 def test_an_unreachable_store_gives_503_not_a_crash() -> None:
     app = App(backend=f"redis://127.0.0.1:{free_port()}/0")
-    with TestClient(create_monitor_app(app)) as client:
+    with TestClient(create_monitor_app(app), base_url="http://localhost:8787") as client:
         response = client.get("/api/overview")
         assert response.status_code == 503
         assert response.json()["error"] == "BackendUnavailableError"
