@@ -180,9 +180,12 @@ def count_backend_calls(app: Any, paths: list[str], requests: int) -> dict[str, 
         setattr(backend, name, counting)
     per_path: dict[str, Any] = {}
     try:
-        with TestClient(create_monitor_app(app)) as client:
+        with TestClient(create_monitor_app(app, allowed_hosts=["testserver"])) as client:
             for path in paths:
-                client.get(path)  # warm-up: a cache filled once is not a per-view cost
+                # The warm-up (a cache filled once is not a per-view cost) must be answered.
+                status = client.get(path).status_code
+                if status != 200:
+                    raise SystemExit(f"{path}: HTTP {status} from the in-process monitor")
                 calls.clear()
                 client.get(path)
                 counts = dict(calls)
