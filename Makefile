@@ -78,3 +78,16 @@ bench-compare: $(VENV)/.installed-dev
 .PHONY: soak
 soak: $(VENV)/.installed-dev
 	$(BIN)/python soak/soak.py
+
+# The web monitor on a store of 100,000 finished and 10,000 waiting invocations, on SQLite then
+# Redis: per-page latency, backend operations per page, runner throughput with a monitor open
+# (about 5 minutes). Figures go in BENCHMARKS.md by hand.
+.PHONY: bench-monitor
+bench-monitor: $(VENV)/.installed-dev
+	$(BIN)/python bench/monitor.py
+
+# The README's screenshots of the monitor (docs/screenshots/*.png): a runner and a monitor on a
+# scratch SQLite store, opened in headless Chromium (/usr/bin/chromium, /usr/bin/chromedriver).
+.PHONY: screenshots
+screenshots: $(VENV)/.installed-dev
+	$(BIN)/python bench/screenshots.py
