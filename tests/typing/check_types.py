@@ -1,11 +1,13 @@
-"""What a user's type checker sees: checked by ``mypy --strict`` in ``make typecheck``, never run.
+"""What a user's type checker sees: checked by ``mypy --strict`` and by pyright in strict mode
+(``pyrightconfig.json`` beside it) in ``make typecheck``, never run.
 
-Make runs mypy from this directory, where ``taskgate`` is importable only through the installed
+Make runs both from this directory, where ``taskgate`` is importable only through the installed
 package: this also proves that the editable install is visible to type checkers. pytest does not
 collect this file (its name does not start with ``test_``).
 
 A ``# type: ignore[code]`` below marks a call that must be a type error: mypy --strict reports
-an unused ignore, so each line fails the check if taskgate stops rejecting that call.
+an unused ignore, and so does pyright as configured, so each line fails the check if taskgate
+stops rejecting that call. (pyright ignores the bracketed mypy code.)
 """
 
 from __future__ import annotations
