@@ -27,11 +27,15 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check taskgate tests examples bench soak
 
 # The typing test runs from its own directory, where taskgate is importable only through the
-# installed package (as in a user's project): it also proves that the install is visible to mypy.
+# installed package (as in a user's project): it also proves that the install is visible to mypy
+# and pyright. pyright runs in strict mode there (tests/typing/pyrightconfig.json); it is told
+# the venv's interpreter, and not to look for a newer version of itself on PyPI.
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy taskgate
 	cd tests/typing && $(abspath $(BIN))/mypy --strict --cache-dir $(abspath .mypy_cache) \
 		check_types.py
+	cd tests/typing && PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(abspath $(BIN))/pyright \
+		--pythonpath $(abspath $(BIN))/python
 
 unit: $(VENV)/.installed-dev
 	$(BIN)/pytest tests

@@ -77,7 +77,7 @@ class App:
         self.app_id = app_id
         self.import_path: str | None = None
         """``module:attr`` this app was loaded from by the CLI or a worker, if it was."""
-        self.conf = Settings.load(
+        self.conf: Settings = Settings.load(
             {"backend": backend, "serializer": serializer, "runner_cls": runner_cls, **settings}
         )
         self._tasks: dict[str, Task[Any, Any]] = {}

@@ -260,7 +260,7 @@ class InvocationGroup(Generic[R]):
     """
 
     def __init__(self, invocations: Sequence[Invocation[R]]) -> None:
-        self.invocations = list(invocations)
+        self.invocations: list[Invocation[R]] = list(invocations)
 
     def __iter__(self) -> Iterator[Invocation[R]]:
         return iter(self.invocations)

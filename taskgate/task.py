@@ -284,18 +284,18 @@ class Task(Generic[P, R]):
         # A task defined in the main script is registered under the name spawned runner
         # processes give that script, so both sides agree on the task id.
         module = "__main__" if func.__module__ == SPAWNED_MAIN else func.__module__
-        self.task_id = f"{module}.{func.__name__}"
+        self.task_id: str = f"{module}.{func.__name__}"
         if func.__module__ == "__main__":
             _warn_main_module(app, self.task_id)
-        self.signature = inspect.signature(func)
+        self.signature: inspect.Signature = inspect.signature(func)
         # Most functions take plain named parameters: run() then calls func(**arguments)
         # without rebuilding BoundArguments for every invocation.
         self._named_only = all(
             p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
             for p in self.signature.parameters.values()
         )
-        self.logger = logging.getLogger(f"taskgate.task.{self.task_id}")
-        self.is_async = inspect.iscoroutinefunction(func)
+        self.logger: logging.Logger = logging.getLogger(f"taskgate.task.{self.task_id}")
+        self.is_async: bool = inspect.iscoroutinefunction(func)
         """Whether the function is an ``async def``: :meth:`run` then returns a coroutine,
         which runners await on their event loop (:mod:`taskgate.runner.async_loop`)."""
         functools.update_wrapper(self, func)

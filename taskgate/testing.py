@@ -45,10 +45,10 @@ class RedisServer:
     """
 
     def __init__(self, binary: str | None = None, extra_args: list[str] | None = None) -> None:
-        self.binary = binary or redis_server_binary()
-        self.extra_args = list(extra_args or [])
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.binary: str = binary or redis_server_binary()
+        self.extra_args: list[str] = list(extra_args or [])
+        self.port: int = _free_port()
+        self.url: str = f"redis://127.0.0.1:{self.port}/0"
         self._dir = tempfile.mkdtemp(prefix="taskgate-redis-")
         self.process: subprocess.Popen[bytes] | None = None
 

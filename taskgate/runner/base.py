@@ -55,7 +55,7 @@ class Runner(ABC):
 
     def __init__(self, app: App) -> None:
         self.app = app
-        self.runner_id = new_runner_id()
+        self.runner_id: str = new_runner_id()
         self._stop_requested = threading.Event()
         self._force_stop = threading.Event()
         self._running = threading.Event()

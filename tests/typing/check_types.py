@@ -1,21 +1,50 @@
-"""What a user's type checker sees: checked by ``mypy --strict`` in ``make typecheck``, never run.
+"""What a user's type checker sees: checked by ``mypy --strict`` and by pyright in strict mode
+(``pyrightconfig.json`` beside it) in ``make typecheck``, never run.
 
-Make runs mypy from this directory, where ``taskgate`` is importable only through the installed
+Make runs both from this directory, where ``taskgate`` is importable only through the installed
 package: this also proves that the editable install is visible to type checkers. pytest does not
 collect this file (its name does not start with ``test_``).
 
 A ``# type: ignore[code]`` below marks a call that must be a type error: mypy --strict reports
-an unused ignore, so each line fails the check if taskgate stops rejecting that call.
+an unused ignore, and so does pyright as configured, so each line fails the check if taskgate
+stops rejecting that call. (pyright ignores the bracketed mypy code.)
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, assert_type
 
-from taskgate import App, Invocation, InvocationGroup, Limit, LimitInfo, Rate, Task
-from taskgate.errors import TaskgateError
+from opentelemetry.sdk.trace import TracerProvider
+from starlette.applications import Starlette
+
+from taskgate import (
+    App,
+    ConcurrencyControlType,
+    DistributedInvocation,
+    Invocation,
+    InvocationGroup,
+    InvocationStatus,
+    Limit,
+    LimitInfo,
+    Rate,
+    ReusedInvocation,
+    Task,
+    tracing,
+)
+from taskgate.errors import (
+    ConfigError,
+    InvocationCancelledError,
+    RemoteTraceback,
+    ResultTimeoutError,
+    TaskFailedError,
+    TaskgateError,
+)
+from taskgate.monitor import create_monitor_app
+from taskgate.record import BudgetUsage, Transition
+from taskgate.testing import RedisServer
 
 app = App("typing", backend="memory://")
 
@@ -135,3 +164,117 @@ def check_async_tasks() -> None:
     assert_type(fetch("x").result, bytes)
     assert_type(fetch_with_options("x", retries=2).result, str)
     assert_type(fetch.with_options(delay=1.0)("x"), Invocation[bytes])
+
+
+# --- task options, the runner, what an invocation tells ------------------------------------------
+
+per_customer = app.limit("per-customer", concurrency=1, key=("customer",))
+
+
+@app.task(
+    running_concurrency=ConcurrencyControlType.KEYS,
+    key_arguments=("customer",),
+    limits=[per_customer],
+    max_retries=3,
+)
+def sync_customer(customer: int, *, full: bool = False) -> dict[str, int]:
+    current = sync_customer.invocation  # the running invocation, inside the body
+    assert_type(current, Invocation[dict[str, int]])
+    assert_type(current.attempt, int)
+    return {"customer": customer, "full": int(full)}
+
+
+@app.task(every=60.0)
+def tick() -> None:
+    return None
+
+
+def check_task_options() -> None:
+    # A narrower view of a task is a Callable, which is contravariant in its parameters; Task's
+    # ParamSpec is invariant (type checkers give a ParamSpec no variance).
+    syncer: Callable[[int], Invocation[dict[str, int]]] = sync_customer
+    # ``full`` is keyword-only: it is not a second positional parameter of the task's type.
+    exact: Task[[int, bool], dict[str, int]] = sync_customer  # type: ignore[assignment]
+    del syncer, exact
+    assert_type(sync_customer(1, full=True), Invocation[dict[str, int]])
+    assert_type(tick(), Invocation[None])
+    assert_type(sync_customer.task_id, str)
+    assert_type(app.tasks, dict[str, Task[Any, Any]])
+    sync_customer(1, True)  # type: ignore[call-arg]
+    app.limit("bad", concurrency="1")  # type: ignore[arg-type]
+
+
+def check_runner() -> None:
+    runner = app.runner
+    thread = threading.Thread(target=runner.run)
+    thread.start()
+    runner.stop_runner_loop()
+    runner.stop_runner_loop(force=True)
+    thread.join()
+    assert_type(runner.is_running, bool)
+    assert_type(app.cancel("some-id"), bool)
+
+
+def check_invocation_details() -> None:
+    invocation = sync_customer(7)
+    assert_type(invocation.status, InvocationStatus)
+    assert_type(invocation.status.is_final, bool)
+    assert_type(invocation.history, list[Transition])
+    first = invocation.history[0]
+    assert_type(first.status, InvocationStatus)
+    assert_type(first.timestamp, float)
+    assert_type(first.runner_id, str | None)
+    assert_type(invocation.arguments, dict[str, Any])
+    assert_type(invocation.num_retries, int)
+    blocked = invocation.blocked_by()
+    if blocked is not None:
+        assert_type(blocked.scope_key, str)
+        assert_type(blocked.holders, tuple[str, ...])
+        assert_type(blocked.ready_at, float | None)
+    assert_type(invocation.task, Task[Any, dict[str, int]])
+    # A folded call's invocation is a ReusedInvocation, a new one a DistributedInvocation.
+    assert_type(isinstance(invocation, ReusedInvocation | DistributedInvocation), bool)
+    assert_type(invocation.status == InvocationStatus.SUCCESS, bool)
+
+
+def check_errors() -> None:
+    try:
+        assert_type(sync_customer(7).result, dict[str, int])
+    except TaskFailedError as exc:
+        assert_type(RemoteTraceback.find(exc), RemoteTraceback | None)
+    except (ResultTimeoutError, InvocationCancelledError) as exc:
+        assert_type(exc, ResultTimeoutError | InvocationCancelledError)
+    error: TaskgateError = ConfigError("taskgate errors share one root")
+    del error
+
+
+def check_limit_values() -> None:
+    assert_type(per_customer.name, str)
+    assert_type(per_customer.concurrency, int | None)
+    rate = Rate(120, 60.0)
+    assert_type(rate.count, int)
+    assert_type(rate.period, float)
+    assert_type(app.limit("r", rate=rate).rate, Rate | None)
+    for info in app.limits():
+        assert_type(info.budgets, list[BudgetUsage])
+        assert_type(info.oldest_wait, float | None)
+
+
+# --- the optional parts: testing helpers, the monitor, tracing ----------------------------------
+
+
+def check_testing() -> None:
+    with RedisServer() as server:
+        assert_type(server.url, str)
+        assert_type(server.port, int)
+        redis_app = App("typing-redis", backend=server.url)
+        del redis_app
+
+
+def check_monitor_and_tracing() -> None:
+    monitor = create_monitor_app(app, token="s3cret", allowed_hosts=["monitor.internal"])
+    assert_type(monitor, Starlette)
+    create_monitor_app(app, "s3cret")  # type: ignore[call-arg]
+    tracing.use_tracer_provider(TracerProvider())
+    tracing.use_tracer_provider(None)
+    assert_type(tracing.refresh(), bool)
