@@ -252,26 +252,33 @@ def test_fair_by_lets_a_lone_tenant_through_a_backlog(
 
 
 def test_fair_by_takes_turns_when_several_slots_free_at_once(
-    make_app: Callable[..., App], run_runner: RunRunner
+    make_app: Callable[..., App], run_runner: RunRunner, wait_status: WaitStatus
 ) -> None:
     # Four slots freeing together must go round robin too: a slot is handed to one waiter at a
     # time, so wake-ups never pile up in the queue ahead of earlier ones, out of turn.
     app = make_app(threads=8)
     llm = app.limit("llm", concurrency=4, fair_by="tenant")
+    release = threading.Event()
 
     @app.task(limits=[llm])
     def ask(tenant: str, n: int) -> None:
-        time.sleep(0.02)  # work that holds the slot: not a synchronisation
+        if tenant == "big" and n < 4:
+            release.wait(WAIT)  # the four holders free their slots together
 
     with run_runner(app.runner):
-        ask("warm", 0).get_result(WAIT)
         big = [ask("big", n) for n in range(16)]
+        for invocation in big[:4]:
+            wait_status(invocation, S.RUNNING)
         small = [ask("small", n) for n in range(2)]
+        # Everything else waits for a slot before any is freed: the order is the limit's alone.
+        for invocation in [*big[4:], *small]:
+            wait_status(invocation, S.CONCURRENCY_CONTROLLED)
+        release.set()
         for invocation in [*big, *small]:
             invocation.get_result(WAIT)
     last_small = max(start_time(i) for i in small)
     ahead = sum(start_time(i) < last_small for i in big)
-    # The first four, then at most one turn of each tenant per freed slot before both smalls.
+    # The four holders, then one turn of each tenant per freed slot: big, small, big, small.
     assert ahead <= 4 + 2, f"{ahead} big invocations started before the small tenant's last"
 
 
