@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from taskgate.backends import paging
 from taskgate.backends.base import Backend, BackendOptions
@@ -70,6 +70,8 @@ class MemoryBackend(MemoryState, Backend):
         record.status = status
         record.history.append(Transition(status, now, None))
         self._records[record.invocation_id] = record
+        self._order[record.invocation_id] = self._registered
+        self._registered += 1
         if record.plan.budgets:
             self._budgets.register(record)
         if key:
@@ -243,6 +245,7 @@ class MemoryBackend(MemoryState, Backend):
                 record = self._records.get(invocation_id)
                 if record is not None and record.status.is_final:
                     del self._records[invocation_id]
+                    del self._order[invocation_id]
                     if record.plan.budgets:
                         self._budgets.forget(invocation_id)
                     deleted += 1
@@ -332,7 +335,7 @@ class MemoryBackend(MemoryState, Backend):
         cursor: str | None = None,
     ) -> InvocationPage:
         # No index here: the records in registration order, walked newest first (paging.py).
-        # The cursor is "<created_at> <id>" of the last record examined.
+        # The cursor is the registration number of the last record examined.
         has_prefix = paging.prefix_filter(id_prefix)
 
         def matches(record: InvocationRecord) -> bool:
@@ -342,27 +345,18 @@ class MemoryBackend(MemoryState, Backend):
                 and has_prefix(record.invocation_id)
             )
 
+        before = paging.SEQUENCE_END
+        if cursor is not None:
+            before = paging.read_cursor(cursor, paging.sequence)
         with self._lock:
-            found, last, scanned_all = paging.walk(
-                self._records_after(cursor), matches, max(1, limit), paging.scan_max()
-            )
+            order = self._order
+            # Records are only ever appended to the dict or deleted, so its order is
+            # registration order; a number, unlike the cursor's record, survives its expiry.
+            older = (r for r in reversed(self._records.values()) if order[r.invocation_id] < before)
+            found, last, scanned_all = paging.walk(older, matches, max(1, limit), paging.scan_max())
             records = [_snapshot(record, history=False) for record in found]
-        next_cursor = None if last is None else f"{last.created_at!r} {last.invocation_id}"
+            next_cursor = None if last is None else str(order[last.invocation_id])
         return InvocationPage(records, next_cursor, scanned_all)
-
-    def _records_after(self, cursor: str | None) -> Iterator[InvocationRecord]:
-        """The records older than the cursor's, newest first (lock held). Records are only
-        ever appended to the dict or deleted, so its order is registration order."""
-        newest_first = reversed(self._records.values())
-        if cursor is None:
-            return newest_first
-        at, after_id = paging.read_cursor(cursor, paging.time_and_id)
-        if after_id in self._records:
-            for record in newest_first:
-                if record.invocation_id == after_id:
-                    return newest_first
-        # Its record expired since: go on with those registered before it.
-        return (r for r in reversed(self._records.values()) if r.created_at < at)
 
     def announce_runner(self, info: RunnerInfo, ttl_seconds: float) -> None:
         with self._lock:
@@ -395,6 +389,7 @@ class MemoryBackend(MemoryState, Backend):
             events = list(self._final_events.values())
             for container in (
                 self._records,
+                self._order,
                 self._registration_keys,
                 self._running,
                 self._final_events,

@@ -60,6 +60,9 @@ class MemoryState:
         self._wake_generation = 0
         self._filtered_claimers = 0  # blocked claims naming queues: a wake-up goes to all
         self._records: dict[str, InvocationRecord] = {}
+        # Registration number of each record: the page cursor (see MemoryBackend.page_invocations).
+        self._order: dict[str, int] = {}
+        self._registered = 0
         self._registration_keys: dict[str, str] = {}
         self._keys = RunningKeys()
         self._ready = ReadyQueues()

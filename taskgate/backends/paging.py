@@ -9,6 +9,7 @@ entry examined, so the next page goes on from there: no entry is skipped or seen
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
@@ -55,7 +56,7 @@ def read_cursor(cursor: str, parse: Callable[[str], C]) -> C:
     """``parse(cursor)``, or :class:`InvalidCursorError` if it is not a cursor of this store."""
     try:
         return parse(cursor)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidCursorError(
             f"page cursor {cursor[:80]!r} is not one this backend returned; pass the "
             "next_cursor of the previous page, or none to start at the newest"
@@ -67,4 +68,19 @@ def time_and_id(cursor: str) -> tuple[float, str]:
     at, space, invocation_id = cursor.partition(" ")
     if not space:
         raise ValueError("no separator")
-    return float(at), invocation_id
+    value = float(at)
+    if not math.isfinite(value):  # never a time: Redis would refuse it as a score
+        raise ValueError("not a finite time")
+    return value, invocation_id
+
+
+def sequence(cursor: str) -> int:
+    """A registration-order cursor (memory, SQLite): an integer SQLite can bind (63 bits)."""
+    value = int(cursor)
+    if not 0 <= value < SEQUENCE_END:
+        raise ValueError("out of range")
+    return value
+
+
+SEQUENCE_END = 2**63 - 1
+"""Larger than any registration sequence number: the first page's cursor."""

@@ -36,8 +36,11 @@ def store(backend: Backend, new_record: NewRecord, count: int, prefix: str = "")
     return ids
 
 
-def all_pages(backend: Backend, limit: int, **filters: object) -> list[InvocationPage]:
-    pages = [backend.page_invocations(limit=limit, **filters)]  # type: ignore[arg-type]
+def all_pages(
+    backend: Backend, limit: int, cursor: str | None = None, **filters: object
+) -> list[InvocationPage]:
+    """Every page from ``cursor`` (None: the newest) on."""
+    pages = [backend.page_invocations(limit=limit, cursor=cursor, **filters)]  # type: ignore[arg-type]
     while pages[-1].next_cursor is not None:
         assert len(pages) < 1000, "paging does not end"
         cursor = pages[-1].next_cursor
@@ -179,10 +182,33 @@ def test_a_cursor_goes_on_after_its_invocation_expired(
     assert [r.invocation_id for r in second.records] == ids[5:1:-1]
 
 
-@pytest.mark.parametrize("cursor", ["", "nonsense", "12x", "1.5"])
+@pytest.mark.parametrize(
+    "cursor",
+    # Forged ones too: out of range for a SQLite integer, not finite for a score or a time.
+    ["", "nonsense", "12x", "1.5", "99999999999999999999999", "-1", "nan x", "1e999 x", "-inf x"],
+)
 def test_a_cursor_this_backend_never_returned_is_refused(
     backend: Backend, new_record: NewRecord, cursor: str
 ) -> None:
     store(backend, new_record, 3)
     with pytest.raises(InvalidCursorError, match="not one this backend returned"):
         backend.page_invocations(cursor=cursor)
+
+
+def test_a_cursor_goes_on_after_its_invocation_expired_among_same_instant_ones(
+    backend: Backend, new_record: NewRecord
+) -> None:
+    ids = []
+    for _ in range(6):  # one timestamp: only the store's own order tells them apart
+        record = new_record(created_at=3_000_000.0)
+        backend.register(record)
+        ids.append(record.invocation_id)
+    first = backend.page_invocations(limit=2)
+    shown = [r.invocation_id for r in first.records]
+    claims = {c.invocation_id: c for c in backend.claim("runner", 6, 30.0, 0)}
+    done = Outcome(OutcomeKind.SUCCESS, b"ok")
+    assert backend.finish(shown[-1], "runner", claims[shown[-1]].attempt, done)
+    assert backend.expire_finals(100, now=time.time() + 10**9) == 1
+    rest = all_pages(backend, 2, cursor=first.next_cursor)
+    assert sorted(shown + page_ids(rest)) == sorted(ids)
+    assert len(page_ids(rest)) == 4

@@ -46,8 +46,6 @@ _BY_ID_PREFIX = (
     "AND invocation_id < ? AND seq < ? ORDER BY seq DESC LIMIT ?"
 )
 _BY_SEQ = "SELECT * FROM invocations WHERE seq IN ({marks}) ORDER BY seq DESC"
-# Larger than any seq: the first page.
-_NEWEST = 2**63 - 1
 
 
 def page(
@@ -61,7 +59,7 @@ def page(
     cursor: str | None,
 ) -> InvocationPage:
     """One page of ``app_id``'s invocations, newest first (see the module docstring)."""
-    before = _NEWEST if cursor is None else paging.read_cursor(cursor, int)
+    before = paging.SEQUENCE_END if cursor is None else paging.read_cursor(cursor, paging.sequence)
     limit = max(1, limit)
     filters = (task_id is not None) + (status is not None) + bool(id_prefix)
     if filters <= 1:
