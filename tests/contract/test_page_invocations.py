@@ -12,6 +12,8 @@ import pytest
 from taskgate import App
 from taskgate.backends import base
 from taskgate.backends.base import Backend
+from taskgate.backends.redis import pages as redis_pages
+from taskgate.backends.redis.backend import RedisBackend
 from taskgate.backends.sqlite.backend import SqliteBackend
 from taskgate.errors import InvalidCursorError
 from taskgate.record import InvocationPage, InvocationRecord, Outcome, OutcomeKind
@@ -212,3 +214,38 @@ def test_a_cursor_goes_on_after_its_invocation_expired_among_same_instant_ones(
     rest = all_pages(backend, 2, cursor=first.next_cursor)
     assert sorted(shown + page_ids(rest)) == sorted(ids)
     assert len(page_ids(rest)) == 4
+
+
+@pytest.mark.parametrize("change", ["register", "expire"])
+def test_a_redis_page_read_in_chunks_neither_repeats_nor_skips_while_the_store_changes(
+    backend: Backend, new_record: NewRecord, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    if not isinstance(backend, RedisBackend):
+        pytest.skip("only Redis reads a page in several round trips")
+    ids = store(backend, new_record, 20)
+    claims = {c.invocation_id: c for c in backend.claim("runner", 20, 30.0, 0)}
+    done = Outcome(OutcomeKind.SUCCESS, b"ok")
+    for invocation_id in ids[-4:]:  # the newest four: the first chunk's
+        assert backend.finish(invocation_id, "runner", claims[invocation_id].attempt, done)
+    monkeypatch.setattr(redis_pages, "CHUNK", 5)
+    db = backend._db
+    real_run = db.run
+    chunks = 0
+
+    def run(script: str, *args: object) -> object:
+        nonlocal chunks
+        reply = real_run(script, *args)
+        chunks += script == "page_chunk"
+        if script == "page_chunk" and chunks == 1:  # between the first chunk and the second
+            if change == "register":  # newer entries above the chunk read
+                for _ in range(3):
+                    backend.register(new_record(created_at=time.time()))
+            else:  # entries the first chunk read disappear
+                assert backend.expire_finals(100, now=time.time() + 10**9) == 4
+        return reply
+
+    monkeypatch.setattr(db, "run", run)
+    page = backend.page_invocations(id_prefix="0", limit=50)  # a filter: read in chunks
+    assert chunks > 1
+    expected = ids[::-1] if change == "register" else ids[-5::-1]  # expired: no records
+    assert [r.invocation_id for r in page.records] == expected

@@ -76,27 +76,40 @@ def _entries(
     db: RedisConnector, key: str, cursor: str | None, chunk: int, with_status: bool
 ) -> Iterator[_Entry]:
     """The entries of the zset ``key`` (under the prefix) after ``cursor``, newest first, read
-    ``chunk`` at a time."""
-    top, seen_id = "+inf", b""
+    ``chunk`` at a time.
+
+    Each chunk goes on from the last entry read, as the next page goes on from its cursor:
+    from that score (inclusive), skipping the entries of that score at or above its id. An
+    offset would count from a top that moves: a registration between two chunks would repeat
+    an entry in the page, a deletion skip one.
+    """
     score: float | None = None
+    last_id = b""
     if cursor is not None:
         score, after_id = paging.read_cursor(cursor, paging.time_and_id)
-        seen_id = after_id.encode()
-        top = repr(score)
-    offset = 0
+        last_id = after_id.encode()
+    stride = 3 if with_status else 2
+    seen = 0  # entries of the top score the next read returns again (skipped here)
     while True:
-        reply = db.run("page_chunk", key, top, offset, chunk, "1" if with_status else "")
-        stride = 3 if with_status else 2
-        count = len(reply) // stride
-        offset += count
+        wanted = chunk + seen
+        top = "+inf" if score is None else repr(score)
+        reply = db.run("page_chunk", key, top, 0, wanted, "1" if with_status else "")
+        fresh = False
         for i in range(0, len(reply), stride):
             member, value = reply[i], float(reply[i + 1])
-            # Entries of the cursor's score at or above its id came on an earlier page.
-            if score is not None and value == score and member >= seen_id:
+            # Entries of the top score at or above the last id came before.
+            if score is not None and value == score and member >= last_id:
                 continue
+            fresh = True
             yield as_text(member), value, reply[i + 2] if with_status else None
-        if count < chunk:
+        if len(reply) < wanted * stride:
             return
+        if fresh:
+            last_member, last_value = reply[-stride], float(reply[-stride + 1])
+            seen = sum(1 for i in range(1, len(reply), stride) if float(reply[i]) == last_value)
+            score, last_id = last_value, last_member
+        else:  # a whole chunk of entries already seen (many of one score): read further
+            seen = wanted
 
 
 def _records(db: RedisConnector, prefix: str, ids: list[str]) -> list[InvocationRecord]:
