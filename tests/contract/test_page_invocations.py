@@ -136,6 +136,8 @@ def test_a_bounded_scan_returns_short_pages_that_go_on_without_gaps(
     assert page_ids(all_pages(backend, 5, status=S.RUNNING, task_id="tests.a")) == []
     prefixed = all_pages(backend, 5, id_prefix=ids[40][:6], task_id="tests.b")
     assert page_ids(prefixed) == [ids[40]]
+    # A prefix that more ids match than a page examines (SQLite then walks the rowid).
+    assert page_ids(all_pages(backend, 5, id_prefix="00")) == ids[::-1]
 
 
 def test_pages_never_show_another_apps_invocations(
@@ -249,3 +251,45 @@ def test_a_redis_page_read_in_chunks_neither_repeats_nor_skips_while_the_store_c
     assert chunks > 1
     expected = ids[::-1] if change == "register" else ids[-5::-1]  # expired: no records
     assert [r.invocation_id for r in page.records] == expected
+
+
+def test_a_page_examines_a_bounded_number_of_other_apps_rows(
+    backend: Backend,
+    make_app: Callable[..., App],
+    new_record: NewRecord,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ids = store(backend, new_record, 3)
+    other = make_app().backend
+    store(other, new_record, 40)  # newer than ours; SQLite keeps them in the same table
+    monkeypatch.setattr(base, "PAGE_SCAN_MAX", 10)
+    pages = all_pages(backend, 5)
+    assert page_ids(pages) == ids[::-1]
+    if isinstance(backend, SqliteBackend):  # one rowid walks every app's rows: bounded
+        assert not pages[0].scanned_all and pages[0].records == []
+    prefixed = all_pages(backend, 5, id_prefix="000")
+    assert page_ids(prefixed) == ids[::-1]
+
+
+@pytest.mark.parametrize("filters", [{}, {"id_prefix": "0"}, {"id_prefix": "00"}])
+def test_sqlite_page_reads_sort_no_rows(
+    backend: Backend, new_record: NewRecord, filters: dict[str, str]
+) -> None:
+    """Reading a page never sorts the rows it matched (a temp B-tree grows with the store):
+    each statement a page runs reads an index, or the rowid, in the page's order."""
+    if not isinstance(backend, SqliteBackend):
+        pytest.skip("SQLite query plans")
+    store(backend, new_record, 30)
+    conn = backend._db.connection()
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    try:
+        backend.page_invocations(limit=5, **filters)  # type: ignore[arg-type]
+    finally:
+        conn.set_trace_callback(None)
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert selects
+    for sql in selects:
+        plan = " | ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql))
+        assert "TEMP B-TREE" not in plan, (sql, plan)
+        assert "SCAN invocations" not in plan, (sql, plan)
