@@ -293,3 +293,40 @@ def test_sqlite_page_reads_sort_no_rows(
         plan = " | ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql))
         assert "TEMP B-TREE" not in plan, (sql, plan)
         assert "SCAN invocations" not in plan, (sql, plan)
+
+
+def _sqlite_steps(backend: SqliteBackend, read: Callable[[], object]) -> int:
+    """SQLite VM instructions (in thousands) that ``read`` runs: grows with the rows it reads."""
+    conn = backend._db.connection()
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    conn.set_progress_handler(count, 1000)
+    try:
+        read()
+    finally:
+        conn.set_progress_handler(None, 0)
+    return steps
+
+
+def test_sqlite_reads_of_a_small_app_do_not_grow_with_another_apps_rows(
+    backend: Backend, make_app: Callable[..., App], new_record: NewRecord
+) -> None:
+    if not isinstance(backend, SqliteBackend):
+        pytest.skip("only SQLite keeps several apps in one table")
+    ids = store(backend, new_record, 3)
+    other = make_app().backend
+    steps: dict[str, list[int]] = {"page": [], "list": []}
+    for _ in range(2):
+        other.register_many([new_record(task_id="tests.big") for _ in range(3000)])
+        steps["page"].append(_sqlite_steps(backend, lambda: backend.page_invocations(limit=5)))
+        listed = _sqlite_steps(backend, lambda: backend.list_invocations(None, None, 5))
+        steps["list"].append(listed)
+    assert [r.invocation_id for r in backend.list_invocations(None, None, 5)] == ids[::-1]
+    # 3000 more rows of the other app cost the reads nothing more (bounded, not a scan).
+    assert steps["page"][1] == steps["page"][0], steps
+    assert steps["list"][1] == steps["list"][0], steps

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 
+from taskgate.backends import paging
 from taskgate.record import ConcurrencyPlan, InvocationRecord, Transition, decode_budgets
 from taskgate.status import InvocationStatus
 
@@ -276,21 +277,62 @@ def list_records(
     limit: int,
 ) -> list[InvocationRecord]:
     """Up to ``limit`` records, newest first, optionally filtered by task and status."""
-    # Unfiltered, walk the rowid (seq): the planner would otherwise sort every row of the app
-    # through the (app_id, invocation_id) index to find the newest few.
-    unfiltered = task_id is None and status is None
-    sql = f"SELECT * FROM invocations {'NOT INDEXED ' if unfiltered else ''}WHERE app_id = ?"
-    params: list[object] = [app_id]
-    if task_id is not None:
-        sql += " AND task_id = ?"
-        params.append(task_id)
-    if status is not None:
-        sql += " AND status = ?"
-        params.append(status.value)
-    sql += " ORDER BY seq DESC LIMIT ?"
-    params.append(limit)
-    rows = conn.execute(sql, params).fetchall()
+    if task_id is None and status is None:
+        seqs = _newest_seqs(conn, app_id, limit)
+        marks = ",".join("?" * len(seqs))
+        # Sorted here: ORDER BY on an IN list makes SQLite build a temp B-tree.
+        rows = sorted(conn.execute(SELECT_BY_SEQS.format(marks=marks), seqs), key=_newest)
+    else:
+        sql = "SELECT * FROM invocations WHERE app_id = ?"
+        params: list[object] = [app_id]
+        if task_id is not None:
+            sql += " AND task_id = ?"
+            params.append(task_id)
+        if status is not None:
+            sql += " AND status = ?"
+            params.append(status.value)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        params.append(limit)
+        rows = conn.execute(sql, params).fetchall()
     return [row_to_record(row, load_history(conn, app_id, row["invocation_id"])) for row in rows]
+
+
+def _newest(row: sqlite3.Row) -> int:
+    return -int(row["seq"])
+
+
+# The newest rows of the file, every app's (see _newest_seqs).
+NEWEST_ROWS = "SELECT seq, app_id FROM invocations NOT INDEXED ORDER BY seq DESC LIMIT ?"
+NEXT_TASK = (
+    "SELECT task_id FROM invocations INDEXED BY invocations_by_task "
+    "WHERE app_id = ? AND task_id > ? ORDER BY task_id LIMIT 1"
+)
+NEWEST_OF_TASK = (
+    "SELECT seq FROM invocations INDEXED BY invocations_by_task "
+    "WHERE app_id = ? AND task_id = ? ORDER BY seq DESC LIMIT ?"
+)
+SELECT_BY_SEQS = "SELECT * FROM invocations WHERE seq IN ({marks})"
+
+
+def _newest_seqs(conn: sqlite3.Connection, app_id: str, limit: int) -> list[int]:
+    """The seqs of ``app_id``'s ``limit`` newest invocations, read in bounded steps.
+
+    No index orders one app's rows by seq. The rowid does, across apps: its newest
+    ``PAGE_SCAN_MAX`` rows answer when the app is alone in the file (the usual case) or busy.
+    Otherwise the ``limit`` newest of each task (from ``invocations_by_task``, index only, its
+    tasks found one seek each) are merged: a small app beside a big one never reads the big
+    one's rows.
+    """
+    scanned = conn.execute(NEWEST_ROWS, (max(limit, paging.scan_max()),)).fetchall()
+    mine = [seq for seq, app in scanned if app == app_id]
+    if len(mine) >= limit or len(scanned) < max(limit, paging.scan_max()):
+        return mine[:limit]
+    seqs: list[int] = []
+    task = ""  # task ids are never empty
+    while (row := conn.execute(NEXT_TASK, (app_id, task)).fetchone()) is not None:
+        task = row[0]
+        seqs += [seq for (seq,) in conn.execute(NEWEST_OF_TASK, (app_id, task, limit))]
+    return sorted(seqs, reverse=True)[:limit]
 
 
 def find_ids(conn: sqlite3.Connection, app_id: str, prefix: str, limit: int) -> list[str]:
