@@ -8,12 +8,13 @@ its start (no OFFSET), and invocations registered meanwhile never shift it. Whic
   exists): ``invocations_by_task`` / ``invocations_by_status`` (both end in ``seq``);
 - an id prefix alone: the seqs of its matches from the ``(app_id, invocation_id)`` unique index
   (index only, no row read), sorted here, when there are at most ``PAGE_SCAN_MAX`` of them
-  (a prefix of k hex digits matches one id in 16^k); more, it is checked while walking the
-  rowid as below. Never an ORDER BY seq over the matches: SQLite would read and sort them all;
-- none: the rowid (``seq DESC``) walks; app_id is checked on each row, so the rows of other
-  apps sharing the file count towards ``PAGE_SCAN_MAX`` (one app per file, the usual case,
-  reads ``limit + 1`` rows; a small app beside a big one gets short pages, ``scanned_all``
-  False, rather than a read of every row of the file);
+  (a prefix of k hex digits matches one id in 16^k); more, it is checked on each row of a
+  bounded rowid walk (short pages, ``scanned_all`` False, as with two filters). Never an
+  ORDER BY seq over the matches: SQLite would read and sort them all;
+- none: ``queries.newest_seqs``: the rowid (``seq DESC``) walks ``4 * (limit + 1)`` rows of
+  every app; when they hold fewer of this app's (a small app beside a big one in one file), the
+  newest of each of its tasks from ``invocations_by_task`` are merged. Exact either way, and
+  bounded by the page and the app's tasks, never by the other apps' rows;
 - two or more: the most selective index of the first filter (status, then task) walks, the
   other filters are checked on each row, and at most ``PAGE_SCAN_MAX`` rows are examined (a
   short page with ``scanned_all=False`` goes on from the last row examined). An index on
@@ -42,9 +43,9 @@ _BY_STATUS = (
     "SELECT {columns} FROM invocations INDEXED BY invocations_by_status "
     "WHERE app_id = ? AND status = ? AND seq < ? ORDER BY seq DESC LIMIT ?"
 )
-# The rowid, every app's rows: app_id is checked on each row, so the rows of other apps in the
-# file count towards the bound. (Filtered by app in SQL, LIMIT would bound the matches, not
-# the rows read.) Not indexed: the planner would otherwise sort rows by an index.
+# The rowid, every app's rows (a short id prefix): app_id is checked on each row, so the rows
+# of other apps in the file count towards the bound. (Filtered by app in SQL, LIMIT would
+# bound the matches, not the rows read.) Not indexed: the planner would sort by an index.
 _ALL = (
     "SELECT seq, task_id, invocation_id, app_id FROM invocations NOT INDEXED "
     "WHERE seq < ? ORDER BY seq DESC LIMIT ?"
@@ -55,9 +56,6 @@ _SEQS_BY_ID_PREFIX = (
     "AND invocation_id < ? LIMIT ?"
 )
 _BY_SEQ = "SELECT * FROM invocations WHERE seq IN ({marks})"
-
-_Row = tuple[int, str, str]
-"""What a walk reads of a row: seq, task_id, invocation_id (and app_id, walking the rowid)."""
 
 
 def page(
@@ -82,20 +80,17 @@ def page(
     if filters == 1 and status is not None:
         return _exact_page(conn, _BY_STATUS, (app_id, status.value, before, limit + 1), limit)
     has_prefix = paging.prefix_filter(id_prefix)
+    if filters == 0:
+        return _page_of(conn, q.newest_seqs(conn, app_id, before, limit + 1), limit)
     if filters == 1:  # an id prefix
         assert id_prefix
         end = id_prefix + "\U0010ffff"  # see queries.find_ids: no LIKE wildcards to escape
-        seqs = [
-            row[0] for row in conn.execute(_SEQS_BY_ID_PREFIX, (app_id, id_prefix, end, bound + 1))
-        ]
+        matched = conn.execute(_SEQS_BY_ID_PREFIX, (app_id, id_prefix, end, bound + 1))
+        seqs = [row[0] for row in matched]
         if len(seqs) <= bound:  # every match: the page is exact
-            newest = sorted((seq for seq in seqs if seq < before), reverse=True)[: limit + 1]
-            rows = _rows_by_seq(conn, newest)
-            more = len(rows) > limit
-            next_cursor = str(rows[limit - 1]["seq"]) if more else None
-            return InvocationPage([q.row_to_record(r, []) for r in rows[:limit]], next_cursor)
+            newest = sorted((seq for seq in seqs if seq < before), reverse=True)
+            return _page_of(conn, newest[: limit + 1], limit)
         # A short prefix (one in 16 ids per hex digit): walk the rowid instead, bounded.
-    if filters <= 1:
         return _walked_page(
             conn,
             _ALL,
@@ -130,6 +125,13 @@ def _exact_page(
     rows = rows[:limit]
     next_cursor = str(rows[-1]["seq"]) if more else None
     return InvocationPage([q.row_to_record(row, []) for row in rows], next_cursor)
+
+
+def _page_of(conn: sqlite3.Connection, seqs: list[int], limit: int) -> InvocationPage:
+    """The page of the rows of ``seqs`` (newest first; one more than ``limit``: a next page)."""
+    rows = _rows_by_seq(conn, seqs)
+    next_cursor = str(rows[limit - 1]["seq"]) if len(rows) > limit else None
+    return InvocationPage([q.row_to_record(row, []) for row in rows[:limit]], next_cursor)
 
 
 def _walked_page(

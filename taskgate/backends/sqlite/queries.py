@@ -278,7 +278,7 @@ def list_records(
 ) -> list[InvocationRecord]:
     """Up to ``limit`` records, newest first, optionally filtered by task and status."""
     if task_id is None and status is None:
-        seqs = _newest_seqs(conn, app_id, limit)
+        seqs = newest_seqs(conn, app_id, paging.SEQUENCE_END, limit)
         marks = ",".join("?" * len(seqs))
         # Sorted here: ORDER BY on an IN list makes SQLite build a temp B-tree.
         rows = sorted(conn.execute(SELECT_BY_SEQS.format(marks=marks), seqs), key=_newest)
@@ -301,38 +301,41 @@ def _newest(row: sqlite3.Row) -> int:
     return -int(row["seq"])
 
 
-# The newest rows of the file, every app's (see _newest_seqs).
-NEWEST_ROWS = "SELECT seq, app_id FROM invocations NOT INDEXED ORDER BY seq DESC LIMIT ?"
+# The newest rows of the file, every app's (see newest_seqs).
+NEWEST_ROWS = (
+    "SELECT seq, app_id FROM invocations NOT INDEXED WHERE seq < ? ORDER BY seq DESC LIMIT ?"
+)
 NEXT_TASK = (
     "SELECT task_id FROM invocations INDEXED BY invocations_by_task "
     "WHERE app_id = ? AND task_id > ? ORDER BY task_id LIMIT 1"
 )
 NEWEST_OF_TASK = (
     "SELECT seq FROM invocations INDEXED BY invocations_by_task "
-    "WHERE app_id = ? AND task_id = ? ORDER BY seq DESC LIMIT ?"
+    "WHERE app_id = ? AND task_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?"
 )
 SELECT_BY_SEQS = "SELECT * FROM invocations WHERE seq IN ({marks})"
 
 
-def _newest_seqs(conn: sqlite3.Connection, app_id: str, limit: int) -> list[int]:
-    """The seqs of ``app_id``'s ``limit`` newest invocations, read in bounded steps.
+def newest_seqs(conn: sqlite3.Connection, app_id: str, before: int, count: int) -> list[int]:
+    """The seqs of ``app_id``'s ``count`` newest invocations below ``before``, newest first.
 
-    No index orders one app's rows by seq. The rowid does, across apps: its newest
-    ``PAGE_SCAN_MAX`` rows answer when the app is alone in the file (the usual case) or busy.
-    Otherwise the ``limit`` newest of each task (from ``invocations_by_task``, index only, its
-    tasks found one seek each) are merged: a small app beside a big one never reads the big
-    one's rows.
+    No index orders one app's rows by seq. The rowid orders every app's: its next
+    ``4 * count`` rows answer when the app is alone in the file (the usual case: ``count``
+    rows are read) or busy. Otherwise the ``count`` newest of each of the app's tasks (from
+    ``invocations_by_task``, index only; the tasks found one seek each) are merged: a small
+    app beside a big one reads a few index entries per task, never the big one's rows.
     """
-    scanned = conn.execute(NEWEST_ROWS, (max(limit, paging.scan_max()),)).fetchall()
-    mine = [seq for seq, app in scanned if app == app_id]
-    if len(mine) >= limit or len(scanned) < max(limit, paging.scan_max()):
-        return mine[:limit]
+    walked = 4 * count
+    rows = conn.execute(NEWEST_ROWS, (before, walked)).fetchall()
+    mine = [seq for seq, app in rows if app == app_id]
+    if len(mine) >= count or len(rows) < walked:
+        return mine[:count]
     seqs: list[int] = []
     task = ""  # task ids are never empty
     while (row := conn.execute(NEXT_TASK, (app_id, task)).fetchone()) is not None:
         task = row[0]
-        seqs += [seq for (seq,) in conn.execute(NEWEST_OF_TASK, (app_id, task, limit))]
-    return sorted(seqs, reverse=True)[:limit]
+        seqs += [seq for (seq,) in conn.execute(NEWEST_OF_TASK, (app_id, task, before, count))]
+    return sorted(seqs, reverse=True)[:count]
 
 
 def find_ids(conn: sqlite3.Connection, app_id: str, prefix: str, limit: int) -> list[str]:
