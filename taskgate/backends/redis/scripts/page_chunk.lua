@@ -3,7 +3,9 @@
 -- a chunk of 500 holds the server for well under a millisecond.
 -- KEYS[1] prefix
 -- ARGV zset name under the prefix ('index' or 'task:<task_id>'), top score (inclusive: '+inf'
---      or a score), offset, count, '1' to add each record's status
+--      or a score), offset (pages.py passes 0: each chunk starts at the last score read, as
+--      an offset from a moving top would repeat or skip entries), count, '1' to add each
+--      record's status
 -- Returns per entry: id, score (as ZREVRANGEBYSCORE formats it) and, with '1', the status
 -- ('' when the record expired since), flat.
 local entries = redis.call('ZREVRANGEBYSCORE', k(ARGV[1]), ARGV[2], '-inf', 'WITHSCORES',
