@@ -204,8 +204,19 @@ ORDER BY lease_expires_at
 LIVE_RUNNERS = "SELECT runner_id, expires_at FROM runners WHERE app_id = ? AND expires_at > ?"
 
 # Admin.
-COUNT_BY_TASK_AND_STATUS = (
-    "SELECT task_id, status, COUNT(*) FROM invocations WHERE app_id = ? GROUP BY task_id, status"
+# The counts of stats() (reads.counts_by_task_and_status): the first and last read an index
+# only; the second reads the rows of one status.
+COUNT_BY_STATUS = (
+    "SELECT status, COUNT(*) FROM invocations INDEXED BY invocations_by_status "
+    "WHERE app_id = ? GROUP BY status"
+)
+COUNT_TASKS_OF_STATUS = (
+    "SELECT task_id, COUNT(*) FROM invocations INDEXED BY invocations_by_status "
+    "WHERE app_id = ? AND status = ? GROUP BY task_id"
+)
+COUNT_BY_TASK = (
+    "SELECT task_id, COUNT(*) FROM invocations INDEXED BY invocations_by_task "
+    "WHERE app_id = ? GROUP BY task_id"
 )
 QUEUE_DEPTH = "SELECT queue, COUNT(*) FROM queue WHERE app_id = ? GROUP BY queue"
 COUNT_PARKED_BY_KEY = (
