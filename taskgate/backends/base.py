@@ -461,6 +461,12 @@ class Backend(ABC):
         """Counts by task and status, parked invocations per key (running keys and budget keys
         alike), live runners, ready invocations per queue, last periodic tick per task."""
 
+    def parked_counts(self) -> dict[str, int]:
+        """``stats().parked_by_key`` alone: parked invocations per key (running keys and budget
+        keys alike). A read for the monitor's limits page; backends whose counts by task and
+        status cost a scan (SQLite) answer it without them."""
+        return self.stats().parked_by_key
+
     # --- limits --------------------------------------------------------------------------------
 
     @abstractmethod

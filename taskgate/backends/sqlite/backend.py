@@ -411,6 +411,9 @@ class SqliteBackend(Backend):
     def stats(self) -> BackendStats:
         return self._db.read(lambda conn: reads.stats(conn, self._app, time.time()))
 
+    def parked_counts(self) -> dict[str, int]:
+        return self._db.read(lambda conn: reads.parked_counts(conn, self._app))
+
     # --- limits --------------------------------------------------------------------------------
 
     def set_limit_override(self, name: str, override: LimitOverride) -> None:

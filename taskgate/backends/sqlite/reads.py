@@ -49,9 +49,16 @@ def stats(conn: sqlite3.Connection, app: str, now: float) -> BackendStats:
     counts = {
         (row[0], _S(row[1])): row[2] for row in conn.execute(q.COUNT_BY_TASK_AND_STATUS, (app,))
     }
-    parked = dict(conn.execute(q.COUNT_PARKED_BY_KEY, (app,)).fetchall())
-    for key, count in conn.execute(bq.COUNT_WAITERS_BY_BUDGET, (app,)):
-        parked[key] = parked.get(key, 0) + count
+    parked = parked_counts(conn, app)
     runners = dict(conn.execute(q.LIVE_RUNNERS, (app, now)).fetchall())
     depth = dict(conn.execute(q.QUEUE_DEPTH, (app,)).fetchall())
     return BackendStats(counts, parked, runners, depth, cancels.ticks(conn, app))
+
+
+def parked_counts(conn: sqlite3.Connection, app: str) -> dict[str, int]:
+    """Parked invocations per running key and per budget (two grouped reads of the wait lists,
+    which hold only waiting invocations: cheap at any store size)."""
+    parked: dict[str, int] = dict(conn.execute(q.COUNT_PARKED_BY_KEY, (app,)).fetchall())
+    for key, count in conn.execute(bq.COUNT_WAITERS_BY_BUDGET, (app,)):
+        parked[key] = parked.get(key, 0) + count
+    return parked
