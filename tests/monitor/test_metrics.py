@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from taskgate import App, Invocation, InvocationStatus
 from taskgate.monitor import create_monitor_app
 from tests.conftest import WAIT, running, wait_for_status
-from tests.monitor.support import BASE_URL, announce, counters
+from tests.monitor.support import BASE_URL, LOOPBACK_CLIENT, announce, counters
 
 S = InvocationStatus
 
@@ -105,7 +105,10 @@ def test_a_real_runners_counts_reach_metrics_and_the_overview(
             raise ValueError("no")
 
     calls = [maybe(False), maybe(False), maybe(True)]
-    with running(app.runner), TestClient(create_monitor_app(app), base_url=BASE_URL) as client:
+    with (
+        running(app.runner),
+        TestClient(create_monitor_app(app), base_url=BASE_URL, client=LOOPBACK_CLIENT) as client,
+    ):
         for call in calls:
             _settle(call)
         task = ("task", maybe.task_id)
