@@ -58,7 +58,7 @@ def error(status_code: int, kind: str, detail: str) -> JSONResponse:
 
 
 async def overview(request: Request) -> Response:
-    return JSONResponse(await read(request, overview_data, now()))
+    return JSONResponse(await read(request, overview_data, now(), state_of(request).stats.get))
 
 
 async def invocations(request: Request) -> Response:
@@ -78,7 +78,7 @@ async def invocation(request: Request) -> Response:
 
 
 async def limits(request: Request) -> Response:
-    return JSONResponse(await read(request, limits_data, now()))
+    return JSONResponse(await read(request, limits_data, now(), state_of(request).stats.get))
 
 
 async def runners(request: Request) -> Response:

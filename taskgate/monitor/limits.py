@@ -11,13 +11,14 @@ come from ``stats().parked_by_key``. Hosts come from the runners' descriptions.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from taskgate.app import App
 from taskgate.cli.render import LIMIT_PREFIX, split_scope_key
 from taskgate.limit_admin import LimitInfo
 from taskgate.monitor.format import iso, rate_json, seconds_since, seconds_until
-from taskgate.record import BudgetHolder, BudgetUsage, InvocationRecord, RunnerInfo
+from taskgate.record import BackendStats, BudgetHolder, BudgetUsage, InvocationRecord, RunnerInfo
 from taskgate.status import InvocationStatus
 
 JsonObject = dict[str, Any]
@@ -30,7 +31,9 @@ RUNNING_KEYS_SHOWN = 100
 RUNNING_PAGE = 500
 
 
-def limits_data(app: App, at: float) -> JsonObject:
+def limits_data(
+    app: App, at: float, read_stats: Callable[[], BackendStats] | None = None
+) -> JsonObject:
     """Every limit and running key (what ``/api/limits`` returns).
 
     Keys: generated_at, limits [{name, key, declared, overridden, concurrency, rate {count,
@@ -40,13 +43,14 @@ def limits_data(app: App, at: float) -> JsonObject:
     waiting}], more_running_keys {count, slots_held, waiting} or null, running_scanned_all.
     A budget: {key, key_values, slots_held, concurrency, holders [holder...], waiting,
     oldest_wait_since, oldest_wait_seconds, window_starts, rate_count}. A holder:
-    {invocation_id, runner_id, host, lease_expires_at, lease_seconds_left}.
+    {invocation_id, runner_id, host, lease_expires_at, lease_seconds_left}. ``read_stats``
+    reads the store's stats (the monitor's shared read), ``app.backend.stats`` by default.
     """
     backend = app.backend
     infos = app.limits()
     runners = backend.runner_infos()
     hosts = {info.runner_id: info.host for info in runners}
-    stats = backend.stats()
+    stats = (read_stats or backend.stats)()
     running, scanned_all = _running_records(app, runners)
     keys = running_keys(running, stats.parked_by_key, hosts, at)
     return {

@@ -2,7 +2,8 @@
 
 A custom collector in its own registry (never prometheus_client's global one, so two monitors
 in one process, or an app that exports its own metrics, never collide). Each scrape makes
-three reads: ``stats()`` (counts by task and status, queue depth), ``budget_usage()`` with the
+three reads: ``stats()`` (counts by task and status, queue depth; the monitor's shared read,
+see :mod:`taskgate.monitor.stats_cache`), ``budget_usage()`` with the
 overrides (via ``app.limits()``) and ``runner_infos()`` (run counters and duration histograms
 each runner keeps since it started); it never scans invocations.
 
@@ -18,7 +19,7 @@ say) would make one series per value ever seen, without bound.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -30,21 +31,27 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from taskgate.app import App
-from taskgate.record import DURATION_BUCKETS, RunnerInfo
+from taskgate.record import DURATION_BUCKETS, BackendStats, RunnerInfo
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class TaskgateCollector(Collector):
-    """The ``taskgate_*`` metrics of one app, read from its backend at each scrape."""
+    """The ``taskgate_*`` metrics of one app, read from its backend at each scrape.
 
-    def __init__(self, app: App) -> None:
+    Args:
+        app: The app whose store is read.
+        read_stats: Reads the store's stats; ``app.backend.stats`` by default.
+    """
+
+    def __init__(self, app: App, read_stats: Callable[[], BackendStats] | None = None) -> None:
         self.app = app
+        self.read_stats = read_stats or app.backend.stats
 
     def collect(self) -> Iterator[Metric]:
         """Every metric family, computed now (see the module doc for what is read)."""
         backend = self.app.backend
-        stats = backend.stats()
+        stats = self.read_stats()
         invocations = GaugeMetricFamily(
             "taskgate_invocations",
             "Invocations stored, by task and status.",
@@ -130,10 +137,12 @@ def run_metrics(infos: list[RunnerInfo]) -> Iterator[Metric]:
     yield durations
 
 
-def metrics_registry(app: App) -> CollectorRegistry:
+def metrics_registry(
+    app: App, read_stats: Callable[[], BackendStats] | None = None
+) -> CollectorRegistry:
     """A registry of its own holding only :class:`TaskgateCollector` for ``app``."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(TaskgateCollector(app))
+    registry.register(TaskgateCollector(app, read_stats))
     return registry
 
 
