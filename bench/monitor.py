@@ -182,7 +182,9 @@ def count_backend_calls(app: Any, paths: list[str], requests: int) -> dict[str, 
         setattr(backend, name, counting)
     per_path: dict[str, Any] = {}
     try:
-        with TestClient(create_monitor_app(app, allowed_hosts=["testserver"])) as client:
+        with TestClient(
+            create_monitor_app(app, allowed_hosts=["testserver"]), client=("127.0.0.1", 50000)
+        ) as client:
             for path in paths:
                 # The warm-up (a cache filled once is not a per-view cost) must be answered.
                 status = client.get(path).status_code
