@@ -20,6 +20,12 @@ cached boolean and nothing else: no span, no context, no extra read of the recor
 A run whose record cannot be read (to find its call's context) is still run and traced, as a
 root span, with a warning. Exceptions a call raises (registration errors) end its span with
 status ``ERROR``.
+
+Tracing never breaks a call or a run: when the SDK raises (an exporter or span processor with a
+bug, an exception that cannot be recorded), a span that cannot start means the call or run goes
+on untraced, and one that cannot end is dropped; the run's outcome, or the call's result or
+error, stays what it would be untraced. Each kind of failure is logged once at WARNING, then at
+DEBUG.
 """
 
 from __future__ import annotations
