@@ -78,8 +78,16 @@ class SqliteConnector:
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
-    def write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``operation`` in one ``BEGIN IMMEDIATE`` transaction, retrying while locked."""
+    def write(
+        self, operation: Callable[[sqlite3.Connection], T], *, lock_timeout: float | None = None
+    ) -> T:
+        """Run ``operation`` in one ``BEGIN IMMEDIATE`` transaction, retrying while locked.
+
+        ``lock_timeout``: wait for the database's write lock at most this long (SQLite's busy
+        wait included), instead of the connector's, then raise
+        :class:`BackendUnavailableError`. For writes better skipped than late (a runner's
+        announcement must not hold up its next lease renewal).
+        """
         conn = self.connection()
         lock = self._write_lock
         if lock is None or self._write_lock_pid != os.getpid():
@@ -97,7 +105,20 @@ class SqliteConnector:
                 conn.execute("COMMIT")
                 return result
 
-        return self._retry(attempt)
+        if lock_timeout is None:
+            return self._retry(attempt)
+        return self._bounded(conn, attempt, lock_timeout)
+
+    def _bounded(
+        self, conn: sqlite3.Connection, attempt: Callable[[], T], lock_timeout: float
+    ) -> T:
+        """``attempt`` retried for ``lock_timeout`` at most, each SQLite busy wait shortened too."""
+        conn.execute(f"PRAGMA busy_timeout = {int(min(self.busy_timeout, lock_timeout) * 1000)}")
+        try:
+            return self._retry(attempt, lock_timeout)
+        finally:
+            with contextlib.suppress(sqlite3.Error):  # a broken connection: the error is raised
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
 
     def read(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``operation`` in one read transaction (a consistent snapshot, no write lock)."""
@@ -140,8 +161,9 @@ class SqliteConnector:
                 conn.close()
         self._local = threading.local()
 
-    def _retry(self, attempt: Callable[[], T]) -> T:
-        deadline = time.monotonic() + self.lock_timeout
+    def _retry(self, attempt: Callable[[], T], lock_timeout: float | None = None) -> T:
+        waited = self.lock_timeout if lock_timeout is None else lock_timeout
+        deadline = time.monotonic() + waited
         backoff = Backoff(0.001, 0.1)
         while True:
             try:
@@ -151,7 +173,7 @@ class SqliteConnector:
                     raise self._translate(exc) from exc
                 if time.monotonic() >= deadline:
                     raise BackendUnavailableError(
-                        f"SQLite database {self.path} stayed locked for {self.lock_timeout} s; "
+                        f"SQLite database {self.path} stayed locked for {waited} s; "
                         "is a process holding a long transaction on it?"
                     ) from exc
                 time.sleep(backoff.next())
