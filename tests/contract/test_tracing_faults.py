@@ -188,6 +188,23 @@ def test_a_run_whose_exception_cannot_be_recorded_keeps_its_outcome(
     assert "taskgate.run" in _names(exporter)  # still ended and exported, without the event
 
 
+def test_a_broken_exporter_is_logged_once_then_at_debug(
+    app: App,
+    run_runner: RunRunner,
+    exported: Callable[..., InMemorySpanExporter],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(tracing, "_warned", set())  # as in a fresh process
+    exported(Faulty("taskgate.run", end=True))
+    add, *_ = _tasks(app)
+    with caplog.at_level(logging.DEBUG, logger="taskgate.tracing"), run_runner(app.runner):
+        assert [add(n, n).get_result(WAIT) for n in range(3)] == [0, 2, 4]
+    lines = [r for r in caplog.records if r.name == "taskgate.tracing"]
+    assert [r.levelno for r in lines] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+    assert "cannot end a span" in lines[0].getMessage()
+
+
 @pytest.mark.parametrize("traced", [False, True], ids=["untraced", "traced"])
 @pytest.mark.parametrize("kind", ["thread", "async", "base"])
 def test_an_exception_that_cannot_be_printed_still_fails_its_run(
