@@ -9,6 +9,7 @@ it ends before the next renewal is due, a third of a lease after the last one st
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import types
@@ -20,6 +21,7 @@ import pytest
 
 from taskgate import App
 from taskgate.backends.base import Backend
+from taskgate.backends.sqlite.connection import _process_write_lock
 from taskgate.errors import BackendUnavailableError
 from taskgate.record import RunnerInfo
 from taskgate.runner import heartbeat as heartbeat_module
@@ -69,35 +71,38 @@ def test_an_announcement_follows_only_a_renewal_that_was_quick(
     assert announced == ([] if renewal_takes > LEASE / 6 else ["runner-x"])
 
 
+@pytest.mark.parametrize("holder", ["another process", "another thread"])
 def test_a_sqlite_announcement_waits_for_the_lock_a_sixth_of_its_ttl_at_most(
-    tmp_path: Path,
+    holder: str, tmp_path: Path
 ) -> None:
     path = tmp_path / "taskgate.db"
     app = App("announce-lock", backend=f"sqlite:///{path}")  # lock_timeout: 30 s by default
     backend = app.backend
     backend.announce_runner(_info("runner-a"), LEASE)  # the store and its schema exist
-    holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")  # another process holding the write lock
-    outcome: list[Any] = []
-    ended = threading.Event()
+    with contextlib.ExitStack() as held:
+        if holder == "another process":  # SQLite's own write lock, as another process takes it
+            other = sqlite3.connect(path, isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")
+            held.callback(other.close)
+            held.callback(other.execute, "ROLLBACK")
+        else:  # a writer of this process, queued on the Python lock before SQLite's
+            held.enter_context(_process_write_lock(path))
+        outcome: list[Any] = []
+        ended = threading.Event()
 
-    def announce() -> None:
-        try:
-            backend.announce_runner(_info("runner-b"), 0.6)  # waits 0.1 s at most
-            outcome.append("announced")
-        except BackendUnavailableError as exc:
-            outcome.append(exc)
-        ended.set()
+        def announce() -> None:
+            try:
+                backend.announce_runner(_info("runner-b"), 0.6)  # waits 0.1 s at most
+                outcome.append("announced")
+            except BackendUnavailableError as exc:
+                outcome.append(exc)
+            ended.set()
 
-    thread = threading.Thread(target=announce)
-    thread.start()
-    try:
+        thread = threading.Thread(target=announce)
+        thread.start()
+        held.callback(thread.join, WAIT)  # first on the way out (LIFO), the lock still held
         # Unbounded, it would wait for the lock until the holder gives it up (after WAIT here).
         ended.wait(WAIT)
         assert outcome and isinstance(outcome[0], BackendUnavailableError), outcome
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
-        thread.join(WAIT)
-        backend.close()
     assert [info.runner_id for info in backend.runner_infos()] == ["runner-a"]
+    backend.close()

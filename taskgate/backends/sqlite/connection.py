@@ -94,25 +94,34 @@ class SqliteConnector:
             lock = self._write_lock = _process_write_lock(self.path)
             self._write_lock_pid = os.getpid()
 
+        if lock_timeout is not None:
+            return self._bounded(conn, lock, operation, lock_timeout)
+
         def attempt() -> T:
             with lock:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    result = operation(conn)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-                return result
+                return _transaction(conn, operation)
 
-        if lock_timeout is None:
-            return self._retry(attempt)
-        return self._bounded(conn, attempt, lock_timeout)
+        return self._retry(attempt)
 
     def _bounded(
-        self, conn: sqlite3.Connection, attempt: Callable[[], T], lock_timeout: float
+        self,
+        conn: sqlite3.Connection,
+        lock: threading.Lock,
+        operation: Callable[[sqlite3.Connection], T],
+        lock_timeout: float,
     ) -> T:
-        """``attempt`` retried for ``lock_timeout`` at most, each SQLite busy wait shortened too."""
+        """:meth:`write` waiting ``lock_timeout`` at most in all: for this process's other
+        writers (the Python lock), in SQLite's busy handler and between retries."""
+        deadline = time.monotonic() + lock_timeout
+
+        def attempt() -> T:
+            if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                raise sqlite3.OperationalError("database is locked (by this process's writers)")
+            try:
+                return _transaction(conn, operation)
+            finally:
+                lock.release()
+
         conn.execute(f"PRAGMA busy_timeout = {int(min(self.busy_timeout, lock_timeout) * 1000)}")
         try:
             return self._retry(attempt, lock_timeout)
@@ -283,6 +292,18 @@ def _identity(path: Path) -> tuple[int, int] | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     return st.st_dev, st.st_ino
+
+
+def _transaction(conn: sqlite3.Connection, operation: Callable[[sqlite3.Connection], T]) -> T:
+    """``operation`` in one ``BEGIN IMMEDIATE`` transaction (the caller holds the Python lock)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = operation(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
