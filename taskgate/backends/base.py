@@ -453,7 +453,9 @@ class Backend(ABC):
 
     def runner_infos(self) -> list[RunnerInfo]:
         """The descriptions of every runner whose last announcement has not expired, sorted by
-        runner id. A read of at most one small record per live runner."""
+        runner id. A read of at most one small record per live runner. A description that
+        cannot be read is skipped and logged (:mod:`taskgate.backends.described`), never raised:
+        one bad runner must not hide the others."""
         raise NotImplementedError
 
     @abstractmethod
