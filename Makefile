@@ -85,7 +85,7 @@ soak: $(VENV)/.installed-dev
 
 # The web monitor on a store of 100,000 finished and 10,000 waiting invocations, on SQLite then
 # Redis: per-page latency, backend operations per page, runner throughput with a monitor open
-# (about 5 minutes). Figures go in BENCHMARKS.md by hand.
+# (5 to 10 minutes on 2 cores). Figures go in BENCHMARKS.md by hand.
 .PHONY: bench-monitor
 bench-monitor: $(VENV)/.installed-dev
 	$(BIN)/python bench/monitor.py

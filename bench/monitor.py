@@ -6,15 +6,17 @@ For each backend (``--backends sqlite,redis``):
    twenty FAILED with a traceback) and ``--waiting`` invocations parked behind 100 held
    tenant slots, with four live runner descriptions.
 2. Start ``taskgate monitor`` (a real uvicorn process) on a free loopback port, request every
-   page, every ``/api/`` endpoint and ``/metrics`` once to warm up, then ``--requests`` times
-   each, one at a time, over one kept-alive ``http.client`` connection: p50, p95 and max of
-   the time to the last byte of the body, in ms.
-3. Count the backend operations each endpoint makes (the monitor app built in this process
-   on a backend whose methods count their calls): what one open monitor adds to the store,
-   since runners share nothing else with it.
-4. Runner throughput with and without a monitor polling: ``--tasks`` no-op calls run by a
-   ThreadRunner in this process, while a thread requests every page once a second (as an
-   open browser tab does), alternated ``--repeat`` times; tasks/s, medians.
+   page, every live fragment, every ``/api/`` read and ``/metrics`` once to warm up, then
+   ``--requests`` times each, one at a time, over one kept-alive ``http.client`` connection:
+   p50, p95 and max of the time to the last byte of the body, in ms.
+3. Count the backend operations each endpoint makes, and time them (the monitor app built in
+   this process on a backend whose methods count and time their calls): what one open
+   monitor adds to the store, since runners share nothing else with it, and which read makes
+   a slow page slow.
+4. Runner throughput: ``--tasks`` no-op calls run by a ThreadRunner in this process with no
+   monitor, with a poller requesting the overview's fragment every 2 s (an open tab), and
+   with one requesting every endpoint once a second; modes alternated ``--repeat`` times;
+   tasks/s, medians (``--tasks 0`` skips it).
 
 Prints a Markdown table per backend; never asserts on timing (BENCHMARKS.md keeps figures).
 
@@ -180,7 +182,9 @@ def count_backend_calls(app: Any, paths: list[str], requests: int) -> dict[str, 
         setattr(backend, name, counting)
     per_path: dict[str, Any] = {}
     try:
-        with TestClient(create_monitor_app(app, allowed_hosts=["testserver"])) as client:
+        with TestClient(
+            create_monitor_app(app, allowed_hosts=["testserver"]), client=("127.0.0.1", 50000)
+        ) as client:
             for path in paths:
                 # The warm-up (a cache filled once is not a per-view cost) must be answered.
                 status = client.get(path).status_code

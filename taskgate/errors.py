@@ -258,6 +258,7 @@ __all__ = [
     "BackendUnavailableError",
     "ConcurrencyControlledError",
     "ConfigError",
+    "InvalidCursorError",
     "InvalidTaskOptionsError",
     "InvocationCancelledError",
     "InvocationConcurrencyWithDifferentArgumentsError",

@@ -59,9 +59,9 @@ class Serializer(ABC):
         info: dict[str, Any] = {
             "module": type(exc).__module__,
             "qualname": type(exc).__qualname__,
-            "message": str(exc),
+            "message": safe_str(exc),
             "args": _jsonable_args(exc),
-            "traceback": "".join(traceback.format_exception(exc)),
+            "traceback": _format_traceback(exc),
         }
         if self.name == "pickle":
             try:
@@ -150,10 +150,37 @@ def _short_repr(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def safe_str(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in naming its type when its ``__str__`` raises.
+
+    A task's exception is any object: one that cannot be printed must still fail its run,
+    not the worker that reports it.
+    """
+    try:
+        return str(exc)
+    except Exception:
+        return f"<{type(exc).__name__} whose str() raised>"
+
+
+def safe_repr(exc: BaseException) -> str:
+    """``repr(exc)``, or a stand-in naming its type when its ``__repr__`` raises."""
+    try:
+        return repr(exc)
+    except Exception:
+        return f"<{type(exc).__name__} whose repr() raised>"
+
+
+def _format_traceback(exc: BaseException) -> str:
+    try:  # the traceback module copes with a raising __str__; this is for what it cannot
+        return "".join(traceback.format_exception(exc))
+    except Exception:
+        return f"<the traceback of {type(exc).__name__} cannot be formatted>"
+
+
 def _jsonable_args(exc: BaseException) -> list[Any] | None:
     try:
         json.dumps(exc.args)
-    except (TypeError, ValueError):
+    except Exception:  # TypeError, ValueError; anything an odd argument's hooks raise
         return None
     return list(exc.args)
 

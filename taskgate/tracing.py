@@ -20,6 +20,12 @@ cached boolean and nothing else: no span, no context, no extra read of the recor
 A run whose record cannot be read (to find its call's context) is still run and traced, as a
 root span, with a warning. Exceptions a call raises (registration errors) end its span with
 status ``ERROR``.
+
+Tracing never breaks a call or a run: when the SDK raises (an exporter or span processor with a
+bug, an exception that cannot be recorded), a span that cannot start means the call or run goes
+on untraced, and one that cannot end is dropped; the run's outcome, or the call's result or
+error, stays what it would be untraced. Each kind of failure is logged once at WARNING, then at
+DEBUG.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from taskgate.status import InvocationStatus
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
-    from opentelemetry.trace import Span, Tracer, TracerProvider
+    from opentelemetry.trace import Span, SpanKind, Tracer, TracerProvider
 
     from taskgate.backends.base import Backend
 
@@ -99,66 +105,153 @@ def is_on() -> bool:
     return active
 
 
+# --- guarding the SDK ---------------------------------------------------------------------
+# An exporter or span processor that raises (in on_start, on_end), or an SDK that cannot record
+# an exception (one whose __str__ raises), must not break a call or a run: a span that cannot
+# start means untraced, one that cannot end is dropped, and the body's outcome (or the
+# registration's) always stands. Each kind of failure is logged at WARNING once per process,
+# at DEBUG afterwards: a broken exporter would otherwise write a line per call.
+
+_warned: set[str] = set()
+
+
+def _trouble(what: str, exc: BaseException) -> None:
+    """Log that the tracing SDK failed to ``what`` (once a WARNING, then DEBUG lines)."""
+    if what in _warned:
+        logger.debug("tracing: cannot %s: %r", what, exc, exc_info=exc)
+        return
+    _warned.add(what)  # no lock: two threads logging the first WARNING is harmless
+    logger.warning(
+        "tracing: cannot %s (the call or run goes on; later failures are DEBUG): %s",
+        what,
+        _describe(exc),
+        exc_info=exc,
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of ``exc``, even when its ``__str__`` raises."""
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception:
+        return type(exc).__name__
+
+
+def _start(
+    name: str, kind: SpanKind, attributes: dict[str, Any], parent: Context | None = None
+) -> Span | None:
+    """A started span, or None (logged) when the SDK raised starting it."""
+    assert _tracer is not None
+    try:
+        return _tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
+    except Exception as exc:
+        _trouble("start a span", exc)
+        return None
+
+
+def _end(span: Span) -> None:
+    try:
+        span.end()
+    except Exception as exc:
+        _trouble("end a span", exc)
+
+
+def _note_failure(span: Span, exc: BaseException) -> None:
+    """Record ``exc`` on ``span`` and set its status to ERROR, if the SDK can."""
+    from opentelemetry.trace import Status, StatusCode
+
+    try:
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, _describe(exc)))
+    except Exception as error:
+        _trouble("record an exception", error)
+
+
+@contextmanager
+def _current(span: Span | None) -> Iterator[None]:
+    """``span`` as the current span for the block (nothing changes when it is None)."""
+    if span is None:
+        yield
+        return
+    from opentelemetry import context as otel_context
+    from opentelemetry.trace import set_span_in_context
+
+    token = otel_context.attach(set_span_in_context(span))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
 # --- calls ------------------------------------------------------------------------------------
 
 
 def register_traced(backend: Backend, record: InvocationRecord) -> RegisterResult:
     """``backend.register(record)`` inside a call span whose context ``record`` then carries."""
-    tracer = _tracer if is_on() else None
-    if tracer is None:
+    if not is_on() or _tracer is None:
         return backend.register(record)
     from opentelemetry.trace import SpanKind
 
-    with tracer.start_as_current_span(
-        f"taskgate.call {record.task_id}",
-        kind=SpanKind.PRODUCER,
-        attributes={"taskgate.task": record.task_id},
-    ) as span:
-        record.trace_context = _carrier(span)
-        registered = backend.register(record)
-        _note_registered(span, registered)
-        return registered
+    span = _start(
+        f"taskgate.call {record.task_id}", SpanKind.PRODUCER, {"taskgate.task": record.task_id}
+    )
+    if span is None:
+        return backend.register(record)
+    try:
+        with _current(span):
+            record.trace_context = _carrier(span)
+            registered = backend.register(record)
+    except BaseException as exc:
+        _note_failure(span, exc)
+        _end(span)
+        raise
+    _note_registered(span, registered)
+    _end(span)
+    return registered
 
 
 def register_many_traced(
     backend: Backend, records: Sequence[InvocationRecord]
 ) -> list[RegisterResult]:
-    """``backend.register_many(records)``, each call in a span of its own (all ended after)."""
-    tracer = _tracer if is_on() else None
-    if tracer is None:
-        return backend.register_many(records)
-    from opentelemetry.trace import SpanKind, Status, StatusCode
+    """``backend.register_many(records)``, each call in a span of its own (all ended after).
 
-    spans = [
-        tracer.start_span(
-            f"taskgate.call {record.task_id}",
-            kind=SpanKind.PRODUCER,
-            attributes={"taskgate.task": record.task_id},
-        )
-        for record in records
-    ]
+    A call whose span cannot start is registered untraced (its record carries no context).
+    """
+    if not is_on() or _tracer is None:
+        return backend.register_many(records)
+    from opentelemetry.trace import SpanKind
+
+    spans: list[Span | None] = []
     try:
-        for record, span in zip(records, spans, strict=True):
-            record.trace_context = _carrier(span)
+        for record in records:
+            span = _start(
+                f"taskgate.call {record.task_id}",
+                SpanKind.PRODUCER,
+                {"taskgate.task": record.task_id},
+            )
+            spans.append(span)
+            if span is not None:
+                record.trace_context = _carrier(span)
         registered = backend.register_many(records)
         for span, result in zip(spans, registered, strict=True):
-            _note_registered(span, result)
+            if span is not None:
+                _note_registered(span, result)
         return registered
     except BaseException as exc:
         for span in spans:
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            if span is not None:
+                _note_failure(span, exc)
         raise
     finally:
         for span in spans:
-            span.end()
+            if span is not None:
+                _end(span)
 
 
 @contextmanager
 def eager_call(record: InvocationRecord) -> Iterator[None]:
     """The call span of an eager call, current while it runs inline (its run is a child)."""
-    tracer = _tracer if is_on() else None
-    if tracer is None:
+    if not is_on() or _tracer is None:
         yield
         return
     from opentelemetry.trace import SpanKind
@@ -170,20 +263,32 @@ def eager_call(record: InvocationRecord) -> Iterator[None]:
         "taskgate.folded": False,
         "taskgate.eager": True,
     }
-    with tracer.start_as_current_span(
-        f"taskgate.call {record.task_id}", kind=SpanKind.PRODUCER, attributes=attributes
-    ) as span:
-        record.trace_context = _carrier(span)
+    span = _start(f"taskgate.call {record.task_id}", SpanKind.PRODUCER, attributes)
+    if span is None:
         yield
+        return
+    try:
+        with _current(span):
+            record.trace_context = _carrier(span)
+            yield
+    except BaseException as exc:
+        _note_failure(span, exc)
+        raise
+    finally:
+        _end(span)
 
 
 def _carrier(span: Span) -> str | None:
-    """``span``'s context as stored on a record: ``traceparent[;tracestate]``."""
+    """``span``'s context as stored on a record: ``traceparent[;tracestate]`` (None: none)."""
     from opentelemetry.trace import set_span_in_context
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     headers: dict[str, str] = {}
-    TraceContextTextMapPropagator().inject(headers, context=set_span_in_context(span))
+    try:
+        TraceContextTextMapPropagator().inject(headers, context=set_span_in_context(span))
+    except Exception as exc:  # the call is registered all the same, its run a root span
+        _trouble("carry a span's context", exc)
+        return None
     parent = headers.get(TRACEPARENT)
     if parent is None:  # an invalid span context (a non-recording provider): nothing to carry
         return None
@@ -192,11 +297,14 @@ def _carrier(span: Span) -> str | None:
 
 
 def _note_registered(span: Span, registered: RegisterResult) -> None:
-    span.set_attribute("taskgate.invocation_id", registered.invocation_id)
-    span.set_attribute("taskgate.created", registered.created)
-    # Folded: the waiting invocation keeps the context of the call that created it, so its run
-    # is a child of that first call's span, not of this one.
-    span.set_attribute("taskgate.folded", not registered.created)
+    try:
+        span.set_attribute("taskgate.invocation_id", registered.invocation_id)
+        span.set_attribute("taskgate.created", registered.created)
+        # Folded: the waiting invocation keeps the context of the call that created it, so its
+        # run is a child of that first call's span, not of this one.
+        span.set_attribute("taskgate.folded", not registered.created)
+    except Exception as exc:
+        _trouble("set a span's attributes", exc)
 
 
 # --- runs -------------------------------------------------------------------------------------
@@ -208,11 +316,23 @@ def run_traced(
     read_record: Callable[[], InvocationRecord | None],
     run: Callable[[], Outcome],
 ) -> Outcome:
-    """``run()`` inside a run span, child of the call span that ``read_record()`` carries."""
-    record = _read(read_record)
-    with _run_span(claim, runner_id, record) as span:
-        outcome = run()
-        _note_outcome(span, outcome)
+    """``run()`` inside a run span, child of the call span that ``read_record()`` carries.
+
+    ``run()``'s outcome (or exception) is returned (raised) whatever the SDK does: a span that
+    cannot start means ``run()`` runs untraced, one that cannot end is dropped.
+    """
+    span = _start_run(claim, runner_id, _read(read_record))
+    if span is None:
+        return run()
+    try:
+        with _current(span):
+            outcome = run()
+    except BaseException as exc:
+        _note_failure(span, exc)
+        _end(span)
+        raise
+    _note_outcome(span, outcome)
+    _end(span)
     return outcome
 
 
@@ -226,17 +346,33 @@ async def run_traced_async(
     import asyncio
 
     record = await asyncio.to_thread(_read, read_record)
-    with _run_span(claim, runner_id, record) as span:
-        outcome = await run()
-        _note_outcome(span, outcome)
+    span = _start_run(claim, runner_id, record)
+    if span is None:
+        return await run()
+    try:
+        with _current(span):
+            outcome = await run()
+    except BaseException as exc:
+        _note_failure(span, exc)
+        _end(span)
+        raise
+    _note_outcome(span, outcome)
+    _end(span)
     return outcome
 
 
 def note_exception(exc: BaseException) -> None:
-    """Record ``exc`` (a body's exception, with its frames) on the current run span."""
+    """Record ``exc`` (a body's exception, with its frames) on the current run span.
+
+    Never raises: an SDK that cannot record it (an exception whose ``__str__`` raises) is
+    logged, and the run's outcome stands.
+    """
     from opentelemetry.trace import get_current_span
 
-    get_current_span().record_exception(exc)
+    try:
+        get_current_span().record_exception(exc)
+    except Exception as error:
+        _trouble("record an exception", error)
 
 
 def _read(read_record: Callable[[], InvocationRecord | None]) -> InvocationRecord | None:
@@ -247,13 +383,10 @@ def _read(read_record: Callable[[], InvocationRecord | None]) -> InvocationRecor
         return None
 
 
-@contextmanager
-def _run_span(
-    claim: Claim, runner_id: str | None, record: InvocationRecord | None
-) -> Iterator[Span]:
+def _start_run(claim: Claim, runner_id: str | None, record: InvocationRecord | None) -> Span | None:
+    """The started run span of ``claim``, or None when it cannot start (run untraced)."""
     from opentelemetry.trace import SpanKind
 
-    assert _tracer is not None
     now = time.time()
     attributes: dict[str, Any] = {
         "taskgate.invocation_id": claim.invocation_id,
@@ -264,16 +397,13 @@ def _run_span(
         attributes["taskgate.runner_id"] = runner_id
     parent: Context | None = None
     if record is not None:
-        parent = _extract(record.trace_context)
+        try:
+            parent = _extract(record.trace_context)
+        except Exception as exc:  # a context that cannot be read: the run is a root span
+            _trouble("read a call's context", exc)
         attributes["taskgate.queue_wait_seconds"] = max(0.0, now - record.created_at)
         attributes["taskgate.limit_wait_seconds"] = limit_wait_seconds(record.history, now)
-    with _tracer.start_as_current_span(
-        f"taskgate.run {claim.task_id}",
-        context=parent,
-        kind=SpanKind.CONSUMER,
-        attributes=attributes,
-    ) as span:
-        yield span
+    return _start(f"taskgate.run {claim.task_id}", SpanKind.CONSUMER, attributes, parent)
 
 
 def _extract(carried: str | None) -> Context | None:
@@ -305,6 +435,9 @@ def limit_wait_seconds(history: Sequence[Transition], now: float) -> float:
 def _note_outcome(span: Span, outcome: Outcome) -> None:
     from opentelemetry.trace import Status, StatusCode
 
-    span.set_attribute("taskgate.outcome", outcome.kind.value)
-    if outcome.kind in (OutcomeKind.FAILED, OutcomeKind.RETRY):
-        span.set_status(Status(StatusCode.ERROR, f"run {outcome.kind.value}"))
+    try:
+        span.set_attribute("taskgate.outcome", outcome.kind.value)
+        if outcome.kind in (OutcomeKind.FAILED, OutcomeKind.RETRY):
+            span.set_status(Status(StatusCode.ERROR, f"run {outcome.kind.value}"))
+    except Exception as exc:
+        _trouble("set a span's attributes", exc)

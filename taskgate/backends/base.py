@@ -453,13 +453,21 @@ class Backend(ABC):
 
     def runner_infos(self) -> list[RunnerInfo]:
         """The descriptions of every runner whose last announcement has not expired, sorted by
-        runner id. A read of at most one small record per live runner."""
+        runner id. A read of at most one small record per live runner. A description that
+        cannot be read is skipped and logged (:mod:`taskgate.backends.described`), never raised:
+        one bad runner must not hide the others."""
         raise NotImplementedError
 
     @abstractmethod
     def stats(self) -> BackendStats:
         """Counts by task and status, parked invocations per key (running keys and budget keys
         alike), live runners, ready invocations per queue, last periodic tick per task."""
+
+    def parked_counts(self) -> dict[str, int]:
+        """``stats().parked_by_key`` alone: parked invocations per key (running keys and budget
+        keys alike). A read for the monitor's limits page; backends whose counts by task and
+        status cost a scan (SQLite) answer it without them."""
+        return self.stats().parked_by_key
 
     # --- limits --------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from taskgate.backends import paging
 from taskgate.backends.base import Backend, BackendOptions
+from taskgate.backends.described import read_descriptions
 from taskgate.backends.memory_state import _K, _S, MemoryState
 from taskgate.logfields import log_fields
 from taskgate.record import (
@@ -360,14 +361,17 @@ class MemoryBackend(MemoryState, Backend):
 
     def announce_runner(self, info: RunnerInfo, ttl_seconds: float) -> None:
         with self._lock:
-            self._runner_infos[info.runner_id] = (time.time() + ttl_seconds, info)
+            # Stored as JSON, as the other backends store it: a copy (the runner's dicts are
+            # not shared with readers), read back as they read it.
+            self._runner_infos[info.runner_id] = (time.time() + ttl_seconds, info.to_json())
 
     def runner_infos(self) -> list[RunnerInfo]:
         with self._lock:
             now = time.time()
             for runner_id in [r for r, (t, _) in self._runner_infos.items() if t <= now]:
                 del self._runner_infos[runner_id]
-            return [info for _, (_, info) in sorted(self._runner_infos.items())]
+            stored = [text for _, (_, text) in sorted(self._runner_infos.items())]
+        return read_descriptions(stored)  # malformed ones skipped and logged
 
     def forget_runner(self, runner_id: str) -> None:
         with self._lock:

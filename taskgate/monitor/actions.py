@@ -14,6 +14,7 @@ from typing import Any
 from taskgate.app import App
 from taskgate.errors import (
     InvalidTaskOptionsError,
+    InvocationConcurrencyWithDifferentArgumentsError,
     InvocationNotFoundError,
     SerializationError,
     TaskNotFoundError,
@@ -59,7 +60,9 @@ def retry(app: App, invocation_id: str) -> JsonObject:
 
     Returns ``{invocation_id, new_invocation_id, created}`` (``created`` False when the call
     folded into a waiting invocation by registration concurrency). Raises ActionError 404
-    (unknown id), 409 (not FAILED) or 400 (its task or arguments cannot be loaded here).
+    (unknown id), 409 (not FAILED, or an invocation of the task waits with other arguments and
+    the task refuses to fold into it: ``on_diff_non_key_args_raise``) or 400 (its task or
+    arguments cannot be loaded here).
     """
     record = app.backend.get(invocation_id)
     if record is None:
@@ -72,6 +75,13 @@ def retry(app: App, invocation_id: str) -> JsonObject:
         new = resubmit(app, invocation_id)
     except (TaskNotFoundError, SerializationError) as exc:
         raise ActionError(400, f"{type(exc).__name__}: {exc}") from exc
+    except InvocationConcurrencyWithDifferentArgumentsError as exc:
+        raise ActionError(
+            409,
+            f"cannot retry now: invocation {exc.existing_invocation_id} of {exc.task_id} waits "
+            f"with other arguments ({exc.diff}) and this task does not fold a call into it; "
+            "retry once it has run, or cancel it first",
+        ) from exc
     logger.info("monitor: retry of invocation %s as %s", invocation_id, new.invocation_id)
     return {
         "invocation_id": invocation_id,

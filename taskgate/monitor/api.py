@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from taskgate.monitor import actions
-from taskgate.monitor.auth import CSRF_COOKIE, CSRF_HEADER, forbidden
+from taskgate.monitor.auth import CSRF_HEADER, csrf_cookie, forbidden
 from taskgate.monitor.format import now
 from taskgate.monitor.invocations import (
     BadRequest,
@@ -58,7 +58,7 @@ def error(status_code: int, kind: str, detail: str) -> JSONResponse:
 
 
 async def overview(request: Request) -> Response:
-    return JSONResponse(await read(request, overview_data, now()))
+    return JSONResponse(await read(request, overview_data, now(), state_of(request).stats.get))
 
 
 async def invocations(request: Request) -> Response:
@@ -90,8 +90,10 @@ async def csrf(request: Request) -> Response:
     sends back (cookie and header) with its POSTs."""
     guard = state_of(request).guard
     token = guard.csrf_for(request)
-    response = JSONResponse({"csrf_token": token, "header": "X-CSRF-Token", "cookie": CSRF_COOKIE})
-    guard.set_csrf(response, token)
+    response = JSONResponse(
+        {"csrf_token": token, "header": "X-CSRF-Token", "cookie": csrf_cookie(request)}
+    )
+    guard.set_csrf(request, response, token)
     return response
 
 

@@ -28,6 +28,10 @@ from taskgate.monitor.state import state_of
 JsonObject = dict[str, Any]
 
 FILTER_KEYS = ("task", "status", "prefix", "limit")
+# The length of an invocation id (a UUID's text). A shorter one may be a prefix: it is looked up
+# in one bounded page read (``page_invocations``), never with ``find_ids``, which scans every
+# id on Redis; an unknown full-length id is not looked up at all.
+FULL_ID_LENGTH = 36
 
 
 def routes() -> list[BaseRoute]:
@@ -94,9 +98,19 @@ async def invocation_page(request: Request) -> Response:
     given = request.path_params["invocation_id"]
     data = await _invocation(request)
     if data is None:
-        matches = await run_in_threadpool(state_of(request).app.backend.find_ids, given, 2)
-        if len(matches) == 1:  # a unique prefix, as ``taskgate inspect`` accepts
-            return RedirectResponse(f"/invocations/{quote(matches[0])}", 303)
+        if len(given) < FULL_ID_LENGTH:  # perhaps a prefix, as ``taskgate inspect`` accepts
+            page = await run_in_threadpool(
+                lambda: state_of(request).app.backend.page_invocations(id_prefix=given, limit=2)
+            )
+            matches = [record.invocation_id for record in page.records]
+            if len(matches) == 1 and page.next_cursor is None:
+                return RedirectResponse(f"/invocations/{quote(matches[0])}", 303)
+            if matches:
+                text = (
+                    f"{given!r} is the beginning of more than one invocation id (or of one "
+                    "among the newest, perhaps of older ones too): give more of the id."
+                )
+                return message(request, text, 404, f"/invocations?prefix={quote(given)}")
         return message(request, f"No invocation {given!r} in this app.", 404, "/invocations")
     return render(
         request,

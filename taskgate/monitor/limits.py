@@ -5,7 +5,7 @@ Limits come from ``app.limits()`` (declared, overridden or in use; one read of t
 and one of ``budget_usage()``). A task's own running scope (``running_concurrency``) has no
 budget record to read, so its holders are the RUNNING invocations grouped by their running key
 (one bounded page of them, and those the runners announce running) and its waiters
-come from ``stats().parked_by_key``. Hosts come from the runners' descriptions.
+come from ``parked_counts()``. Hosts come from the runners' descriptions.
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ def limits_data(app: App, at: float) -> JsonObject:
     infos = app.limits()
     runners = backend.runner_infos()
     hosts = {info.runner_id: info.host for info in runners}
-    stats = backend.stats()
     running, scanned_all = _running_records(app, runners)
-    keys = running_keys(running, stats.parked_by_key, hosts, at)
+    # Only the waiting counts: on SQLite, stats()' counts by task and status are a scan.
+    keys = running_keys(running, backend.parked_counts(), hosts, at)
     return {
         "generated_at": iso(at),
         "limits": [_limit(info, hosts, at) for info in infos],

@@ -2,19 +2,24 @@
 
 A custom collector in its own registry (never prometheus_client's global one, so two monitors
 in one process, or an app that exports its own metrics, never collide). Each scrape makes
-three reads: ``stats()`` (counts by task and status, queue depth), ``budget_usage()`` with the
+three reads: ``stats()`` (counts by task and status, queue depth; the monitor's shared read,
+see :mod:`taskgate.monitor.stats_cache`), ``budget_usage()`` with the
 overrides (via ``app.limits()``) and ``runner_infos()`` (run counters and duration histograms
 each runner keeps since it started); it never scans invocations.
 
-Run counters (``taskgate_runs_total``, ``taskgate_run_duration_seconds``) are sums over the live
-runners: a runner that stops takes its counts with it, which Prometheus' ``rate()`` and
-``increase()`` treat as a counter reset.
+Run counters (``taskgate_runs_total``, ``taskgate_run_duration_seconds``) are each live runner's
+own, labelled ``runner_id``: every series only grows while its runner lives and ends when it
+stops (a sum over runners would drop then, and look like a reset of every task's counter). Sum
+them in queries: ``sum by (task) (rate(taskgate_runs_total[5m]))``. A restarted runner has a new
+id, so a new series.
+
+Limit gauges are per limit, summed over its key values: a label per key value (a customer id,
+say) would make one series per value ever seen, without bound.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -26,22 +31,27 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from taskgate.app import App
-from taskgate.cli.render import split_scope_key
-from taskgate.record import DURATION_BUCKETS, RunnerInfo
+from taskgate.record import DURATION_BUCKETS, BackendStats, RunnerInfo
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class TaskgateCollector(Collector):
-    """The ``taskgate_*`` metrics of one app, read from its backend at each scrape."""
+    """The ``taskgate_*`` metrics of one app, read from its backend at each scrape.
 
-    def __init__(self, app: App) -> None:
+    Args:
+        app: The app whose store is read.
+        read_stats: Reads the store's stats; ``app.backend.stats`` by default.
+    """
+
+    def __init__(self, app: App, read_stats: Callable[[], BackendStats] | None = None) -> None:
         self.app = app
+        self.read_stats = read_stats or app.backend.stats
 
     def collect(self) -> Iterator[Metric]:
         """Every metric family, computed now (see the module doc for what is read)."""
         backend = self.app.backend
-        stats = backend.stats()
+        stats = self.read_stats()
         invocations = GaugeMetricFamily(
             "taskgate_invocations",
             "Invocations stored, by task and status.",
@@ -70,13 +80,13 @@ class TaskgateCollector(Collector):
     def _limits(self) -> Iterator[Metric]:
         waiting = GaugeMetricFamily(
             "taskgate_limit_waiting",
-            "Invocations waiting for a budget of a limit, by limit and key values.",
-            labels=["limit", "key"],
+            "Invocations waiting for a budget of a limit, by limit (all its key values).",
+            labels=["limit"],
         )
         held = GaugeMetricFamily(
             "taskgate_limit_slots_held",
-            "Slots of a limit held by running invocations, by limit and key values.",
-            labels=["limit", "key"],
+            "Slots of a limit held by running invocations, by limit (all its key values).",
+            labels=["limit"],
         )
         capacity = GaugeMetricFamily(
             "taskgate_limit_capacity",
@@ -87,52 +97,52 @@ class TaskgateCollector(Collector):
         for info in self.app.limits():
             if info.concurrency is not None:
                 capacity.add_metric([info.name], info.concurrency)
-            for budget in info.budgets:
-                key = split_scope_key(budget.key).values or ""
-                waiting.add_metric([info.name, key], budget.waiting)
-                held.add_metric([info.name, key], len(budget.holders))
+            waiting.add_metric([info.name], info.waiting)
+            held.add_metric([info.name], info.slots_held)
         yield waiting
         yield held
         yield capacity
 
 
 def run_metrics(infos: list[RunnerInfo]) -> Iterator[Metric]:
-    """``taskgate_runs_total{task,outcome}`` and the ``taskgate_run_duration_seconds{task}``
-    histogram, summed over the runners' counters (buckets made cumulative here)."""
-    outcomes: dict[tuple[str, str], int] = defaultdict(int)
-    buckets: dict[str, list[int]] = {}
-    sums: dict[str, float] = defaultdict(float)
-    for info in infos:
-        for task, counters in info.tasks.items():
-            for outcome, count in counters.outcomes.items():
-                outcomes[(task, outcome)] += count
-            totals = buckets.setdefault(task, [0] * (len(DURATION_BUCKETS) + 1))
-            for index, count in enumerate(counters.duration_counts[: len(totals)]):
-                totals[index] += count
-            sums[task] += counters.duration_sum
+    """``taskgate_runs_total{runner_id,task,outcome}`` and the
+    ``taskgate_run_duration_seconds{runner_id,task}`` histogram: each runner's own counters
+    (buckets made cumulative here)."""
     runs = CounterMetricFamily(
-        "taskgate_runs", "Runs ended, by task and outcome.", labels=["task", "outcome"]
+        "taskgate_runs",
+        "Runs ended, by runner, task and outcome (each runner counts since it started).",
+        labels=["runner_id", "task", "outcome"],
     )
-    for (task, outcome), count in sorted(outcomes.items()):
-        runs.add_metric([task, outcome], count)
-    yield runs
     durations = HistogramMetricFamily(
-        "taskgate_run_duration_seconds", "How long runs took, by task.", labels=["task"]
+        "taskgate_run_duration_seconds",
+        "How long runs took, by runner and task.",
+        labels=["runner_id", "task"],
     )
-    for task, counts in sorted(buckets.items()):
-        cumulative: list[tuple[str, float]] = []
-        total = 0
-        for bound, count in zip((*DURATION_BUCKETS, float("inf")), counts, strict=True):
-            total += count
-            cumulative.append(("+Inf" if bound == float("inf") else repr(bound), total))
-        durations.add_metric([task], cumulative, sum_value=sums[task])
+    bounds = [*(repr(bound) for bound in DURATION_BUCKETS), "+Inf"]
+    for info in sorted(infos, key=lambda info: info.runner_id):
+        for task, counters in sorted(info.tasks.items()):
+            for outcome, count in sorted(counters.outcomes.items()):
+                runs.add_metric([info.runner_id, task, outcome], count)
+            counts = [*counters.duration_counts[: len(bounds)]]
+            counts += [0] * (len(bounds) - len(counts))
+            cumulative: list[tuple[str, float]] = []
+            running_total = 0
+            for bound, count in zip(bounds, counts, strict=True):
+                running_total += count
+                cumulative.append((bound, running_total))
+            durations.add_metric(
+                [info.runner_id, task], cumulative, sum_value=counters.duration_sum
+            )
+    yield runs
     yield durations
 
 
-def metrics_registry(app: App) -> CollectorRegistry:
+def metrics_registry(
+    app: App, read_stats: Callable[[], BackendStats] | None = None
+) -> CollectorRegistry:
     """A registry of its own holding only :class:`TaskgateCollector` for ``app``."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(TaskgateCollector(app))
+    registry.register(TaskgateCollector(app, read_stats))
     return registry
 
 

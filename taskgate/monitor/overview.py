@@ -1,14 +1,20 @@
 """What the overview page and ``/api/overview`` show: counts, queues, throughput, runners.
 
-Everything comes from counters: ``stats()`` (counts by task and status, queue depth, parked
-invocations) and the runners' own descriptions (``runner_infos()``), whose per-minute counters
-are summed for the throughput and latency charts. No invocation is read, so the page costs the
-same at ten invocations or ten million.
+Two reads: ``stats()`` (counts by task and status, queue depth, parked invocations) and the
+runners' own descriptions (``runner_infos()``, one small record per live runner), whose
+per-minute counters are summed for the throughput and latency charts. No invocation record is
+loaded. What ``stats()`` costs depends on the store: Redis keeps the counts as counters (a
+read of a few small keys, whatever the number of invocations); SQLite counts the app's rows
+(``COUNT(*) GROUP BY task_id, status``: linear in the invocations stored, about 200 ms at
+200,000); the memory store counts its records in the process. So the monitor shares one
+``stats()`` read between the overview, the limits page and ``/metrics`` for a second
+(:mod:`taskgate.monitor.stats_cache`), however many tabs and scrapes ask.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from taskgate.app import App
@@ -21,7 +27,9 @@ JsonObject = dict[str, Any]
 STATUSES = [status.value for status in InvocationStatus]
 
 
-def overview_data(app: App, at: float) -> JsonObject:
+def overview_data(
+    app: App, at: float, read_stats: Callable[[], BackendStats] | None = None
+) -> JsonObject:
     """The overview as a JSON-ready document (what ``/api/overview`` returns).
 
     Keys: app, backend, generated_at, statuses (column order), counts [{task, status,
@@ -29,10 +37,11 @@ def overview_data(app: App, at: float) -> JsonObject:
     queue_depth {queue: n}, waiting_for_slots, throughput [{minute_start, finished, failed,
     mean_duration_seconds}] (the last 15 minutes, oldest first, summed over live runners),
     runners [{runner_id, host, pid, kind, threads, running, heartbeat_age_seconds}] (all but
-    the id null for a live runner that has not described itself).
+    the id null for a live runner that has not described itself). ``read_stats`` reads the
+    store's stats (the monitor's shared read), ``app.backend.stats`` by default.
     """
     backend = app.backend
-    stats = backend.stats()
+    stats = (read_stats or backend.stats)()
     infos = backend.runner_infos()
     return {
         "app": app.app_id,

@@ -24,6 +24,7 @@ from taskgate.monitor.limits import limits_data
 from taskgate.monitor.overview import overview_data
 from taskgate.monitor.rendering import fragment, message, post_allowed, read, render
 from taskgate.monitor.runners import runners_data
+from taskgate.monitor.state import state_of
 
 JsonObject = dict[str, Any]
 
@@ -66,14 +67,14 @@ def charts(data: JsonObject) -> JsonObject:
 
 
 async def overview_page(request: Request) -> Response:
-    data = await read(request, overview_data, now())
+    data = await read(request, overview_data, now(), state_of(request).stats.get)
     return render(
         request, "overview.html", page="overview", title="Overview", data=data, charts=charts(data)
     )
 
 
 async def overview_fragment(request: Request) -> Response:
-    data = await read(request, overview_data, now())
+    data = await read(request, overview_data, now(), state_of(request).stats.get)
     return fragment(request, "_overview.html", data=data, charts=charts(data), **_at(data))
 
 

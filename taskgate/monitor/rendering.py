@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from taskgate.monitor.auth import CSRF_COOKIE
+from taskgate.monitor.auth import csrf_cookie
 from taskgate.monitor.format import iso, now
 from taskgate.monitor.overview import STATUSES
 from taskgate.monitor.state import state_of
@@ -56,8 +56,8 @@ def render(
         **ctx,
     )
     response = HTMLResponse(html, status_code)
-    if request.cookies.get(CSRF_COOKIE) != csrf:
-        state.guard.set_csrf(response, csrf)
+    if request.cookies.get(csrf_cookie(request)) != csrf:
+        state.guard.set_csrf(request, response, csrf)
     return response
 
 

@@ -11,16 +11,19 @@ from starlette.requests import Request
 
 from taskgate.app import App
 from taskgate.monitor.auth import Guard
+from taskgate.monitor.stats_cache import StatsCache
 
 
 @dataclass(frozen=True)
 class MonitorState:
-    """The app it reads, its guard (token, CSRF), its templates and its metrics registry."""
+    """The app it reads, its guard (token, CSRF), its templates, its metrics registry and the
+    ``stats()`` read its pages and metrics share."""
 
     app: App
     guard: Guard
     env: jinja2.Environment
     registry: CollectorRegistry
+    stats: StatsCache
 
 
 def state_of(request: Request) -> MonitorState:

@@ -23,6 +23,7 @@ from taskgate.monitor.auth import Guard, TokenMiddleware, wants_json
 from taskgate.monitor.format import age_text, time_text
 from taskgate.monitor.metrics import metrics_registry
 from taskgate.monitor.state import MonitorState
+from taskgate.monitor.stats_cache import StatsCache
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +66,13 @@ def create_monitor_app(
         ``/api/...`` (JSON), ``/metrics`` (Prometheus) and ``/static/...``.
     """
     guard = Guard(token)
+    stats = StatsCache(app.backend)
     state = MonitorState(
-        app=app, guard=guard, env=template_environment(), registry=metrics_registry(app)
+        app=app,
+        guard=guard,
+        env=template_environment(),
+        registry=metrics_registry(app, stats.get),
+        stats=stats,
     )
     routes = [
         *pages.routes(),

@@ -25,6 +25,7 @@ from taskgate.invocation import DistributedInvocation, Invocation
 from taskgate.logfields import claim_fields
 from taskgate.record import Claim, InvocationRecord, Outcome, OutcomeKind
 from taskgate.retry_delays import retry_delay
+from taskgate.serializer import safe_repr, safe_str
 
 if TYPE_CHECKING:
     from taskgate.app import App
@@ -204,20 +205,20 @@ def _exception_outcome(
         tracing.note_exception(exc)
     if options.should_retry(exc, claim.num_retries):
         logger.info(
-            "invocation %s of %s raised %r; retry %s of %s",
+            "invocation %s of %s raised %s; retry %s of %s",
             claim.invocation_id,
             claim.task_id,
-            exc,
+            safe_repr(exc),  # not %r: a handler that raises on a bad repr would end the worker
             claim.num_retries + 1,
             claim.max_retries,
             extra=claim_fields(claim, runner_id),
         )
         return _retry_outcome(options, claim, serializer.dumps_error(exc))
     logger.warning(  # a final failure: someone should see it, with the task's frames
-        "invocation %s of %s failed: %r",
+        "invocation %s of %s failed: %s",
         claim.invocation_id,
         claim.task_id,
-        exc,
+        safe_repr(exc),
         exc_info=exc,
         extra=claim_fields(claim, runner_id),
     )
@@ -281,7 +282,7 @@ def _base_exception_outcome(
     caller's program, and ``except Exception`` would not catch it.
     """
     stand_in = TaskFailedError(
-        type_name(type(exc)), str(exc), "".join(traceback.format_exception(exc))
+        type_name(type(exc)), safe_str(exc), "".join(traceback.format_exception(exc))
     )
     stand_in.__cause__ = exc
     if tracing.active:

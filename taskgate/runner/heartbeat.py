@@ -45,9 +45,13 @@ class Heartbeat:
     size never holds up a renewal by more than one chunk.
 
     With ``describe``, each renewal that succeeded is followed by an announcement of the
-    runner's description (:meth:`Backend.announce_runner`, kept for one lease): after the
-    renewal, so it never delays one, and a failure of it is only logged (a description is for
-    operators; the work goes on).
+    runner's description (:meth:`Backend.announce_runner`, kept for one lease, so it outlives
+    two skipped announcements), on this thread. It must not delay the next renewal, due a third
+    of a lease after this one started: it is skipped after a renewal that took longer than a
+    sixth of the lease (a contended store, which another write would only slow further), and a
+    backend whose write can wait for a lock waits at most a sixth of the lease for it (SQLite;
+    a Redis announcement is one script call, the memory backend's a dict write). A failure is
+    only logged (a description is for operators; the work goes on).
 
     A :class:`BackendUnavailableError` is counted on ``outage`` (the next beat tries again); any
     other :class:`BackendError`, or a :class:`ConfigError` (refused credentials, a replaced store, a
@@ -84,8 +88,7 @@ class Heartbeat:
 
     def start(self) -> None:
         """Announce the runner with a first renewal, here and now, then beat in the background."""
-        if self._guarded(self._beat):
-            self._announce()
+        self._renew_and_announce()
         self._thread.start()
 
     def stop(self) -> None:
@@ -111,8 +114,7 @@ class Heartbeat:
         while True:
             now = time.monotonic()
             if now >= next_beat:  # first: renewals matter most
-                if self._guarded(self._beat):
-                    self._announce()
+                self._renew_and_announce()
                 next_beat = now + beat_every
             if now >= next_recover:
                 self._guarded(self._recover)
@@ -157,6 +159,20 @@ class Heartbeat:
                 invocation_id,
                 extra=log_fields(invocation_id, runner_id=self._runner_id),
             )
+
+    def _renew_and_announce(self) -> None:
+        """Renew the leases; then announce the runner, unless the renewal was slow (see the
+        class docstring: the announcement must not delay the next renewal)."""
+        started = time.monotonic()
+        if not self._guarded(self._beat):
+            return
+        took = time.monotonic() - started
+        if took > self._lease_seconds / 6:
+            logger.debug(
+                "runner %s skips an announcement: renewing took %.3f s", self._runner_id, took
+            )
+            return
+        self._announce()
 
     def _announce(self) -> None:
         """Store the runner's description; a failure is logged (once as a warning, then at

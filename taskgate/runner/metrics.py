@@ -163,7 +163,12 @@ class RunMetrics:
             if accumulator not in self._accumulators:
                 return
             self._accumulators.remove(accumulator)
-            _fold(self._retired, accumulator)
+            retired = self._retired
+            _fold(retired, accumulator)
+            # Stand-ins come and go while the runner lives: keep only the minutes announced.
+            oldest = int(time.time() // 60) - MINUTES_KEPT
+            for old in [minute for minute in retired.minutes if minute <= oldest]:
+                del retired.minutes[old]
 
     def running(self) -> tuple[RunningEntry, ...]:
         """What runs right now, oldest first, with wall-clock start times."""

@@ -10,9 +10,16 @@ from typing import TYPE_CHECKING
 
 from taskgate import context
 from taskgate.backoff import Backoff
-from taskgate.errors import BackendError, BackendUnavailableError, ConfigError, TaskgateError
+from taskgate.canonical import type_name
+from taskgate.errors import (
+    BackendError,
+    BackendUnavailableError,
+    ConfigError,
+    TaskFailedError,
+    TaskgateError,
+)
 from taskgate.logfields import claim_fields, log_fields
-from taskgate.record import Claim, Outcome
+from taskgate.record import Claim, Outcome, OutcomeKind
 from taskgate.runner.async_loop import AsyncInvocations
 from taskgate.runner.base import Runner
 from taskgate.runner.body_control import BodyControl
@@ -23,6 +30,7 @@ from taskgate.runner.metrics import RunMetrics
 from taskgate.runner.outage import Outage
 from taskgate.runner.periodic import PeriodicScheduler, periodic_tasks
 from taskgate.runner.standins import StandIns
+from taskgate.serializer import safe_str
 
 if TYPE_CHECKING:
     from taskgate.app import App
@@ -197,7 +205,10 @@ class ThreadRunner(Runner):
                     claim = self._next_claim(backend, gate, backoff, leave)
                     continue
                 started = counts.begin(claim)
-                outcome = control.execute(claim)
+                try:  # free when nothing raises (3.11): the hot path pays nothing for it
+                    outcome = control.execute(claim)
+                except Exception as exc:
+                    outcome = self._crashed(claim, exc)
                 counts.finish(claim.task_id, outcome.kind, started)
                 if leave is not None and leave.is_set():  # a stand-in whose wait ended
                     self._report(backend, claim, outcome)
@@ -212,6 +223,27 @@ class ThreadRunner(Runner):
         finally:
             if leave is not None:  # a stand-in ends: its counts join the runner's totals
                 self.metrics.retire(counts)
+
+    def _crashed(self, claim: Claim, exc: Exception) -> Outcome:
+        """FAILED for a claim whose execution raised (a bug of ours: execute never raises).
+
+        The last line of defence, as the async runs have: the worker thread goes on, and the
+        invocation is reported, not left RUNNING with its lease renewed until the runner stops.
+        """
+        logger.error(
+            "invocation %s of %s: running it failed unexpectedly; failing it, the worker "
+            "carries on",
+            claim.invocation_id,
+            claim.task_id,
+            exc_info=exc,
+            extra=claim_fields(claim, self.runner_id),
+        )
+        serializer = self.app.serializer
+        try:
+            return Outcome(OutcomeKind.FAILED, serializer.dumps_error(exc))
+        except Exception:  # dumps_error never fails; should a serializer's dumps fail anyway
+            stand_in = TaskFailedError(type_name(type(exc)), safe_str(exc))
+            return Outcome(OutcomeKind.FAILED, serializer.dumps_error(stand_in))
 
     def _next_claim(
         self, backend: Backend, gate: ClaimGate, backoff: Backoff, leave: threading.Event | None

@@ -186,7 +186,10 @@ class MonitorStack:
     def start_runner(self, threads: int = 4) -> subprocess.Popen[str]:
         """A ``taskgate runner start`` process, returned once the store lists it as live."""
         before = len(self.app.backend.stats().runners)
-        process = self.start(self.command("runner", "start", "--threads", str(threads)))
+        # A 9 s lease: the runner renews and describes itself every 3 s (a third of a lease),
+        # so the runners page shows what it runs soon after it starts.
+        command = self.command("runner", "start", "--threads", str(threads))
+        process = self.start(command, TASKGATE_LEASE_SECONDS="9")
         deadline = time.monotonic() + WAIT
         while len(self.app.backend.stats().runners) <= before:
             if process.poll() is not None:

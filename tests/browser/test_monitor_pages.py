@@ -134,6 +134,21 @@ def test_cancel_from_the_detail_page(stack: MonitorStack, browser: Any) -> None:
     assert record.status is InvocationStatus.CANCELLED
 
 
+def test_the_runners_page_shows_what_a_runner_runs(stack: MonitorStack, browser: Any) -> None:
+    _, holder, _ = hold_a_slot(stack, waiting=0)
+    record = stack.app.backend.get(holder.invocation_id)
+    assert record is not None
+    assert record.runner_id is not None
+    browser.get(f"{stack.url}/runners")
+    # The runner's row lists the holder once the runner's next description says it runs it.
+    row = wait(browser).until(
+        lambda driver: next(iter(rows_with(driver, holder.invocation_id)), None),
+        "the runners page does not show the holder running",
+    )
+    assert record.runner_id in row
+    assert "monitor_app.export" in row
+
+
 def count_cell(driver: Any, task: str, status: str) -> str | None:
     """The text of the overview's count of ``task`` in ``status`` (None: no such cell yet)."""
     text: str | None = driver.execute_script(

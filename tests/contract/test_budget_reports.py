@@ -1,5 +1,6 @@
 """What backends report about budgets, on every backend: the stored record, ``blocked_by``,
-``stats().parked_by_key`` and ``budget_usage``, and that ``purge`` forgets all of it."""
+``stats().parked_by_key`` (and ``parked_counts()``, the same alone) and ``budget_usage``, and
+that ``purge`` forgets all of it."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def test_usage_stats_and_blocked_by_name_holders_and_waiters(backend: Backend) -
     assert claim_ids(backend) == [holder]
     assert all(status(backend, i) is S.CONCURRENCY_CONTROLLED for i in waiters)
     assert backend.stats().parked_by_key == {"limit a": 2, "tests.task#customer=1": 1}
+    assert backend.parked_counts() == backend.stats().parked_by_key
     assert backend.blocked_by(waiters[0]) == ("limit a", (holder,), None)
     assert backend.blocked_by(scope_waiter) == ("tests.task#customer=1", (holder,), None)
     # A task's own running scope is a budget but no limit: not reported.
@@ -68,6 +70,7 @@ def test_purge_forgets_budgets_waiters_rate_windows_and_overrides(backend: Backe
     assert backend.stats().parked_by_key == {"limit r#t='x'": 2}
     backend.set_limit_override("r", LimitOverride(1, None))
     backend.purge()
+    assert backend.parked_counts() == {}
     assert backend.budget_usage() == []
     assert backend.limit_overrides() == {}
     assert backend.stats().parked_by_key == {}

@@ -4,7 +4,10 @@ replace each other, expire on their own and go with a graceful stop."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
+
+import pytest
 
 from taskgate.backends.base import Backend
 from taskgate.record import (
@@ -70,3 +73,27 @@ def test_purge_drops_runner_descriptions(backend: Backend) -> None:
     backend.announce_runner(info("runner-a"), 30.0)
     backend.purge()
     assert backend.runner_infos() == []
+
+
+@pytest.mark.parametrize(
+    "stored",
+    ["{not json", '{"runner_id": "runner-bad"}', '{"runner_id": 1, "pid": "x"}', "[]", "null"],
+    ids=["not-json", "missing-fields", "wrong-types", "a-list", "null"],
+)
+def test_a_malformed_description_is_skipped_not_fatal(
+    stored: str,
+    backend: Backend,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One bad description (another version's, a hand edit) must not break every reader."""
+    good = info("runner-a")
+    backend.announce_runner(good, 30.0)
+    monkeypatch.setattr(RunnerInfo, "to_json", lambda self: stored)  # what the store then holds
+    backend.announce_runner(info("runner-bad"), 30.0)
+    monkeypatch.undo()
+    with caplog.at_level(logging.DEBUG, logger="taskgate"):
+        assert backend.runner_infos() == [good]
+        assert backend.runner_infos() == [good]
+    skipped = [r for r in caplog.records if "runner description" in r.getMessage()]
+    assert skipped and skipped[0].levelno >= logging.DEBUG

@@ -13,11 +13,11 @@ from starlette.testclient import TestClient
 
 from taskgate import App
 from taskgate.monitor import create_monitor_app
-from tests.monitor.support import BASE_URL
+from tests.monitor.support import BASE_URL, LOOPBACK_CLIENT
 
 
 @pytest.fixture
 def monitor(app: App) -> Iterator[TestClient]:
     """A client of the monitor of ``app``, without a token (as on loopback)."""
-    with TestClient(create_monitor_app(app), base_url=BASE_URL) as client:
+    with TestClient(create_monitor_app(app), base_url=BASE_URL, client=LOOPBACK_CLIENT) as client:
         yield client

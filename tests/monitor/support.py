@@ -17,8 +17,10 @@ from taskgate.record import (
     TaskRunCounters,
 )
 
-# An open monitor answers only requests addressed to a loopback name.
+# An open monitor answers only requests addressed to a loopback name...
 BASE_URL = "http://127.0.0.1:8787"
+# ... from a client on this machine (TestClient's default client is "testclient").
+LOOPBACK_CLIENT = ("127.0.0.1", 50000)
 
 
 def csrf_token(client: TestClient) -> str:

@@ -10,7 +10,7 @@ import time
 import pytest
 from starlette.testclient import TestClient
 
-from taskgate import App, InvocationStatus
+from taskgate import App, ConcurrencyControlType, InvocationStatus
 from taskgate.errors import InvocationCancelledError
 from tests.conftest import WAIT, running, wait_for_status
 from tests.monitor.support import csrf_token
@@ -189,3 +189,34 @@ def test_raising_a_limit_from_the_monitor_admits_a_waiter(app: App, monitor: Tes
         wait_for_status(second, S.RUNNING)
         gate.set()
         second.get_result(WAIT)
+
+
+def test_retry_refused_by_a_waiting_invocation_with_other_arguments_is_a_conflict(
+    app: App, monitor: TestClient
+) -> None:
+    """With ``on_diff_non_key_args_raise``, a retry that would fold into a waiting invocation
+    of other arguments is refused: 409 saying so, not a server error."""
+
+    @app.task(registration_concurrency=ConcurrencyControlType.TASK, on_diff_non_key_args_raise=True)
+    def job(x: int) -> None:
+        if x == 1:
+            raise ValueError("one")
+
+    failed = job(1)
+    with running(app.runner), pytest.raises(ValueError):
+        failed.get_result(WAIT)
+    waiting = job(2)  # no runner: it waits, and calls of job fold into it
+    token = csrf_token(monitor)
+    response = monitor.post(
+        f"/api/invocations/{failed.invocation_id}/retry", headers={"X-CSRF-Token": token}
+    )
+    assert response.status_code == 409
+    assert response.json()["error"] == "conflict"
+    assert waiting.invocation_id in response.json()["detail"]
+    page = monitor.post(
+        f"/invocations/{failed.invocation_id}/retry",
+        data={"csrf_token": token},
+        follow_redirects=False,
+    )
+    assert page.status_code == 409
+    assert waiting.invocation_id in page.text

@@ -6,10 +6,12 @@ from starlette.testclient import TestClient
 
 from taskgate import App
 from taskgate.monitor import create_monitor_app
+from tests.monitor.support import LOOPBACK_CLIENT
 
 
 def test_unknown_cursor_is_a_bad_request(app: App) -> None:
-    client = TestClient(create_monitor_app(app), base_url="http://127.0.0.1")
+    monitor = create_monitor_app(app)
+    client = TestClient(monitor, base_url="http://127.0.0.1", client=LOOPBACK_CLIENT)
     reply = client.get("/api/invocations", params={"cursor": "not-a-cursor"})
     assert reply.status_code == 400
     assert reply.json()["error"] == "bad_request"

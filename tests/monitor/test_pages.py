@@ -10,7 +10,14 @@ from starlette.testclient import TestClient
 from taskgate import App, ConcurrencyControlType, InvocationStatus
 from taskgate.monitor import create_monitor_app
 from tests.conftest import WAIT, running, wait_for_status
-from tests.monitor.support import announce, free_port, minute, page_text, running_entry
+from tests.monitor.support import (
+    LOOPBACK_CLIENT,
+    announce,
+    free_port,
+    minute,
+    page_text,
+    running_entry,
+)
 
 S = InvocationStatus
 
@@ -288,7 +295,9 @@ def test_static_files_and_security_headers(monitor: TestClient) -> None:
 
 def test_an_unreachable_store_gives_503_not_a_crash() -> None:
     app = App(backend=f"redis://127.0.0.1:{free_port()}/0")
-    with TestClient(create_monitor_app(app), base_url="http://localhost:8787") as client:
+    with TestClient(
+        create_monitor_app(app), base_url="http://localhost:8787", client=LOOPBACK_CLIENT
+    ) as client:
         response = client.get("/api/overview")
         assert response.status_code == 503
         assert response.json()["error"] == "BackendUnavailableError"

@@ -94,6 +94,25 @@ def test_only_the_last_minutes_are_kept(monkeypatch: pytest.MonkeyPatch) -> None
     assert all((m.finished, m.failed) == (1, 1) for m in minutes)
 
 
+def test_retired_counts_keep_only_the_last_minutes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stand-ins come and go for as long as the runner runs: what they leave must not grow."""
+    metrics = RunMetrics()
+    clock = [1_000_000.0]
+    monkeypatch.setattr(metrics_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(metrics_module.time, "time", lambda: clock[0])
+    metrics._wall_offset = 0.0
+    for _ in range(MINUTES_KEPT * 3):  # a stand-in a minute, each running once
+        counts = metrics.accumulator()
+        counts._wall_offset = 0.0
+        counts.finish("tests.task", K.SUCCESS, clock[0])
+        metrics.retire(counts)
+        clock[0] += 60
+    assert len(metrics._retired.minutes) <= MINUTES_KEPT
+    tasks, minutes = metrics.counters()
+    assert tasks["tests.task"].outcomes == {"success": MINUTES_KEPT * 3}  # totals stay whole
+    assert len(minutes) == MINUTES_KEPT - 1  # the current minute had no run
+
+
 def test_a_description_carries_the_runner_and_its_counters() -> None:
     metrics = RunMetrics()
     counts = metrics.accumulator()

@@ -408,3 +408,26 @@ def test_json_error_with_a_pickled_field_is_not_unpickled() -> None:
 def test_an_error_that_was_never_raised_gets_no_remote_traceback(serializer: Serializer) -> None:
     loaded = serializer.loads_error(serializer.dumps_error(TaskBrokeError("recorded, not raised")))
     assert loaded.__cause__ is None
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise ValueError("no str for me")
+
+    def __repr__(self) -> str:
+        raise ValueError("no repr for me")
+
+
+@pytest.mark.parametrize("name", ["json", "pickle"])
+def test_an_exception_that_cannot_be_printed_is_stored_all_the_same(name: str) -> None:
+    """A task's exception whose __str__ raises must fail its run, not the worker storing it."""
+    serializer = get_serializer(name)
+    try:
+        raise _Unprintable("why")
+    except _Unprintable as exc:
+        stored = serializer.dumps_error(exc)
+    rebuilt = serializer.loads_error(stored)
+    assert type(rebuilt).__name__ in ("_Unprintable", "TaskFailedError")
+    if isinstance(rebuilt, TaskFailedError):
+        assert "_Unprintable whose str() raised" in rebuilt.message
+    assert "_Unprintable" in "".join(traceback.format_exception(rebuilt))

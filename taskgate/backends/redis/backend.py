@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Sequence
 
 from taskgate.backends.base import Backend, BackendOptions, log_stale_report
+from taskgate.backends.described import read_descriptions
 from taskgate.backends.redis import pages
 from taskgate.backends.redis.connection import RedisConnector
 from taskgate.backends.redis.records import (
@@ -390,7 +391,7 @@ class RedisBackend(Backend):
         self._run("announce", info.runner_id, info.to_json(), repr(float(ttl_seconds)))
 
     def runner_infos(self) -> list[RunnerInfo]:
-        described = [RunnerInfo.from_json(text) for text in self._run("runner_infos") if text]
+        described = read_descriptions(text for text in self._run("runner_infos") if text)
         return sorted(described, key=lambda info: info.runner_id)
 
     def forget_runner(self, runner_id: str) -> None:

@@ -398,8 +398,12 @@ class SqliteBackend(Backend):
         return self._db.read(read)
 
     def announce_runner(self, info: RunnerInfo, ttl_seconds: float) -> None:
+        # A runner announces right after renewing its leases, and renews again a third of a
+        # lease (its ttl) later: waiting for the lock at most a sixth, the announcement is
+        # skipped (BackendUnavailableError, which the heartbeat logs) rather than delay that.
         self._db.write(
-            lambda conn: descriptions.announce(conn, self._app, info, time.time(), ttl_seconds)
+            lambda conn: descriptions.announce(conn, self._app, info, time.time(), ttl_seconds),
+            lock_timeout=min(self._db.lock_timeout, ttl_seconds / 6),
         )
 
     def runner_infos(self) -> list[RunnerInfo]:
@@ -410,6 +414,9 @@ class SqliteBackend(Backend):
 
     def stats(self) -> BackendStats:
         return self._db.read(lambda conn: reads.stats(conn, self._app, time.time()))
+
+    def parked_counts(self) -> dict[str, int]:
+        return self._db.read(lambda conn: reads.parked_counts(conn, self._app))
 
     # --- limits --------------------------------------------------------------------------------
 

@@ -78,26 +78,56 @@ class SqliteConnector:
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
-    def write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``operation`` in one ``BEGIN IMMEDIATE`` transaction, retrying while locked."""
+    def write(
+        self, operation: Callable[[sqlite3.Connection], T], *, lock_timeout: float | None = None
+    ) -> T:
+        """Run ``operation`` in one ``BEGIN IMMEDIATE`` transaction, retrying while locked.
+
+        ``lock_timeout``: wait for the database's write lock at most this long (SQLite's busy
+        wait included), instead of the connector's, then raise
+        :class:`BackendUnavailableError`. For writes better skipped than late (a runner's
+        announcement must not hold up its next lease renewal).
+        """
         conn = self.connection()
         lock = self._write_lock
         if lock is None or self._write_lock_pid != os.getpid():
             lock = self._write_lock = _process_write_lock(self.path)
             self._write_lock_pid = os.getpid()
 
+        if lock_timeout is not None:
+            return self._bounded(conn, lock, operation, lock_timeout)
+
         def attempt() -> T:
             with lock:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    result = operation(conn)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-                return result
+                return _transaction(conn, operation)
 
         return self._retry(attempt)
+
+    def _bounded(
+        self,
+        conn: sqlite3.Connection,
+        lock: threading.Lock,
+        operation: Callable[[sqlite3.Connection], T],
+        lock_timeout: float,
+    ) -> T:
+        """:meth:`write` waiting ``lock_timeout`` at most in all: for this process's other
+        writers (the Python lock), in SQLite's busy handler and between retries."""
+        deadline = time.monotonic() + lock_timeout
+
+        def attempt() -> T:
+            if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                raise sqlite3.OperationalError("database is locked (by this process's writers)")
+            try:
+                return _transaction(conn, operation)
+            finally:
+                lock.release()
+
+        conn.execute(f"PRAGMA busy_timeout = {int(min(self.busy_timeout, lock_timeout) * 1000)}")
+        try:
+            return self._retry(attempt, lock_timeout)
+        finally:
+            with contextlib.suppress(sqlite3.Error):  # a broken connection: the error is raised
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
 
     def read(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``operation`` in one read transaction (a consistent snapshot, no write lock)."""
@@ -140,8 +170,9 @@ class SqliteConnector:
                 conn.close()
         self._local = threading.local()
 
-    def _retry(self, attempt: Callable[[], T]) -> T:
-        deadline = time.monotonic() + self.lock_timeout
+    def _retry(self, attempt: Callable[[], T], lock_timeout: float | None = None) -> T:
+        waited = self.lock_timeout if lock_timeout is None else lock_timeout
+        deadline = time.monotonic() + waited
         backoff = Backoff(0.001, 0.1)
         while True:
             try:
@@ -151,7 +182,7 @@ class SqliteConnector:
                     raise self._translate(exc) from exc
                 if time.monotonic() >= deadline:
                     raise BackendUnavailableError(
-                        f"SQLite database {self.path} stayed locked for {self.lock_timeout} s; "
+                        f"SQLite database {self.path} stayed locked for {waited} s; "
                         "is a process holding a long transaction on it?"
                     ) from exc
                 time.sleep(backoff.next())
@@ -261,6 +292,18 @@ def _identity(path: Path) -> tuple[int, int] | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     return st.st_dev, st.st_ino
+
+
+def _transaction(conn: sqlite3.Connection, operation: Callable[[sqlite3.Connection], T]) -> T:
+    """``operation`` in one ``BEGIN IMMEDIATE`` transaction (the caller holds the Python lock)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = operation(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from taskgate.backends.described import read_descriptions
 from taskgate.backends.sqlite import queries as q
 from taskgate.record import RunnerInfo
 
@@ -26,8 +27,8 @@ def announce(
 
 
 def live(conn: sqlite3.Connection, app_id: str, now: float) -> list[RunnerInfo]:
-    """The unexpired descriptions, by runner id."""
-    return [RunnerInfo.from_json(row[0]) for row in conn.execute(_LIVE, (app_id, now))]
+    """The unexpired descriptions, by runner id (malformed ones skipped and logged)."""
+    return read_descriptions(row[0] for row in conn.execute(_LIVE, (app_id, now)))
 
 
 def forget(conn: sqlite3.Connection, app_id: str, runner_id: str) -> None:

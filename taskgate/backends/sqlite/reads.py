@@ -47,9 +47,7 @@ def stats(conn: sqlite3.Connection, app: str, now: float) -> BackendStats:
     """Counts by task and status, waiters per key, live runners, ready invocations per queue
     and the last periodic tick per task."""
     counts = counts_by_task_and_status(conn, app)
-    parked = dict(conn.execute(q.COUNT_PARKED_BY_KEY, (app,)).fetchall())
-    for key, count in conn.execute(bq.COUNT_WAITERS_BY_BUDGET, (app,)):
-        parked[key] = parked.get(key, 0) + count
+    parked = parked_counts(conn, app)
     runners = dict(conn.execute(q.LIVE_RUNNERS, (app, now)).fetchall())
     depth = dict(conn.execute(q.QUEUE_DEPTH, (app,)).fetchall())
     return BackendStats(counts, parked, runners, depth, cancels.ticks(conn, app))
@@ -83,3 +81,12 @@ def counts_by_task_and_status(conn: sqlite3.Connection, app: str) -> dict[tuple[
         if rest := total - others.get(task_id, 0):
             counts[task_id, _S(largest)] = rest
     return counts
+
+
+def parked_counts(conn: sqlite3.Connection, app: str) -> dict[str, int]:
+    """Parked invocations per running key and per budget (two grouped reads of the wait lists,
+    which hold only waiting invocations: cheap at any store size)."""
+    parked: dict[str, int] = dict(conn.execute(q.COUNT_PARKED_BY_KEY, (app,)).fetchall())
+    for key, count in conn.execute(bq.COUNT_WAITERS_BY_BUDGET, (app,)):
+        parked[key] = parked.get(key, 0) + count
+    return parked
