@@ -218,12 +218,12 @@ def test_a_cursor_goes_on_after_its_invocation_expired_among_same_instant_ones(
     assert len(page_ids(rest)) == 4
 
 
+@pytest.mark.parametrize("backend_url", ["redis"], indirect=True)  # pages read in chunks
 @pytest.mark.parametrize("change", ["register", "expire"])
 def test_a_redis_page_read_in_chunks_neither_repeats_nor_skips_while_the_store_changes(
     backend: Backend, new_record: NewRecord, monkeypatch: pytest.MonkeyPatch, change: str
 ) -> None:
-    if not isinstance(backend, RedisBackend):
-        pytest.skip("only Redis reads a page in several round trips")
+    assert isinstance(backend, RedisBackend)
     ids = store(backend, new_record, 20)
     claims = {c.invocation_id: c for c in backend.claim("runner", 20, 30.0, 0)}
     done = Outcome(OutcomeKind.SUCCESS, b"ok")
@@ -270,14 +270,14 @@ def test_a_page_of_a_small_app_beside_a_bigger_one_is_exact(
     assert page_ids(prefixed) == ids[::-1]
 
 
+@pytest.mark.parametrize("backend_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("filters", [{}, {"id_prefix": "0"}, {"id_prefix": "00"}])
 def test_sqlite_page_reads_sort_no_rows(
     backend: Backend, new_record: NewRecord, filters: dict[str, str]
 ) -> None:
     """Reading a page never sorts the rows it matched (a temp B-tree grows with the store):
     each statement a page runs reads an index, or the rowid, in the page's order."""
-    if not isinstance(backend, SqliteBackend):
-        pytest.skip("SQLite query plans")
+    assert isinstance(backend, SqliteBackend)
     store(backend, new_record, 30)
     conn = backend._db.connection()
     statements: list[str] = []
@@ -312,11 +312,11 @@ def _sqlite_steps(backend: SqliteBackend, read: Callable[[], object]) -> int:
     return steps
 
 
+@pytest.mark.parametrize("backend_url", ["sqlite"], indirect=True)  # apps share its tables
 def test_sqlite_reads_of_a_small_app_do_not_grow_with_another_apps_rows(
     backend: Backend, make_app: Callable[..., App], new_record: NewRecord
 ) -> None:
-    if not isinstance(backend, SqliteBackend):
-        pytest.skip("only SQLite keeps several apps in one table")
+    assert isinstance(backend, SqliteBackend)
     ids = store(backend, new_record, 3)
     other = make_app().backend
     steps: dict[str, list[int]] = {"page": [], "list": []}
