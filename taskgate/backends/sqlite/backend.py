@@ -386,16 +386,9 @@ class SqliteBackend(Backend):
         limit: int = 50,
         cursor: str | None = None,
     ) -> InvocationPage:
-        read = functools.partial(
-            pages.page,
-            app_id=self._app,
-            task_id=task_id,
-            status=status,
-            id_prefix=id_prefix,
-            limit=limit,
-            cursor=cursor,
+        return self._db.read(
+            lambda conn: pages.page(conn, self._app, task_id, status, id_prefix, limit, cursor)
         )
-        return self._db.read(read)
 
     def announce_runner(self, info: RunnerInfo, ttl_seconds: float) -> None:
         # A runner announces right after renewing its leases, and renews again a third of a

@@ -61,7 +61,6 @@ _BY_SEQ = "SELECT * FROM invocations WHERE seq IN ({marks})"
 def page(
     conn: sqlite3.Connection,
     app_id: str,
-    *,
     task_id: str | None,
     status: InvocationStatus | None,
     id_prefix: str | None,
