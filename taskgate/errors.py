@@ -39,6 +39,11 @@ class InvalidTaskOptionsError(TaskgateError):
     work."""
 
 
+class InvalidCursorError(TaskgateError, ValueError):
+    """``Backend.page_invocations`` got a cursor that is not a ``next_cursor`` this backend
+    returned (edited, truncated, or from another kind of store)."""
+
+
 class SerializationError(TaskgateError):
     """A value could not be serialized or deserialized by the configured serializer."""
 

@@ -438,6 +438,9 @@ class Backend(ABC):
         loads more than ``limit`` records, and on a store that cannot filter by an index (Redis
         by status) it examines at most :data:`PAGE_SCAN_MAX` index entries, returning a short
         page with ``scanned_all=False`` and a cursor to go on. Records come without history.
+
+        Raises:
+            InvalidCursorError: ``cursor`` is not a ``next_cursor`` this backend returned.
         """
         raise NotImplementedError
 

@@ -15,8 +15,9 @@ import operator
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
+from taskgate.backends import paging
 from taskgate.backends.base import Backend, BackendOptions
 from taskgate.backends.memory_state import _K, _S, MemoryState
 from taskgate.record import (
@@ -25,10 +26,12 @@ from taskgate.record import (
     BudgetUsage,
     CancelResult,
     Claim,
+    InvocationPage,
     InvocationRecord,
     LimitOverride,
     Outcome,
     RegisterResult,
+    RunnerInfo,
     Transition,
 )
 from taskgate.status import InvocationStatus
@@ -255,6 +258,7 @@ class MemoryBackend(MemoryState, Backend):
                     recovered.append(invocation_id)
                     self._recover_one(record, now)
             self._runners.pop(runner_id, None)
+            self._runner_infos.pop(runner_id, None)
         return recovered
 
     def _recover_one(self, record: InvocationRecord, now: float) -> None:
@@ -318,6 +322,64 @@ class MemoryBackend(MemoryState, Backend):
             found = [i for i in self._records if i.startswith(prefix)]
         return sorted(found)[:limit]
 
+    def page_invocations(
+        self,
+        *,
+        task_id: str | None = None,
+        status: InvocationStatus | None = None,
+        id_prefix: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> InvocationPage:
+        # No index here: the records in registration order, walked newest first (paging.py).
+        # The cursor is "<created_at> <id>" of the last record examined.
+        has_prefix = paging.prefix_filter(id_prefix)
+
+        def matches(record: InvocationRecord) -> bool:
+            return (
+                (task_id is None or record.task_id == task_id)
+                and (status is None or record.status is status)
+                and has_prefix(record.invocation_id)
+            )
+
+        with self._lock:
+            found, last, scanned_all = paging.walk(
+                self._records_after(cursor), matches, max(1, limit), paging.scan_max()
+            )
+            records = [_snapshot(record, history=False) for record in found]
+        next_cursor = None if last is None else f"{last.created_at!r} {last.invocation_id}"
+        return InvocationPage(records, next_cursor, scanned_all)
+
+    def _records_after(self, cursor: str | None) -> Iterator[InvocationRecord]:
+        """The records older than the cursor's, newest first (lock held). Records are only
+        ever appended to the dict or deleted, so its order is registration order."""
+        newest_first = reversed(self._records.values())
+        if cursor is None:
+            return newest_first
+        at, after_id = paging.read_cursor(cursor, paging.time_and_id)
+        if after_id in self._records:
+            for record in newest_first:
+                if record.invocation_id == after_id:
+                    return newest_first
+        # Its record expired since: go on with those registered before it.
+        return (r for r in reversed(self._records.values()) if r.created_at < at)
+
+    def announce_runner(self, info: RunnerInfo, ttl_seconds: float) -> None:
+        with self._lock:
+            self._runner_infos[info.runner_id] = (time.time() + ttl_seconds, info)
+
+    def runner_infos(self) -> list[RunnerInfo]:
+        with self._lock:
+            now = time.time()
+            for runner_id in [r for r, (t, _) in self._runner_infos.items() if t <= now]:
+                del self._runner_infos[runner_id]
+            return [info for _, (_, info) in sorted(self._runner_infos.items())]
+
+    def forget_runner(self, runner_id: str) -> None:
+        with self._lock:
+            self._runners.pop(runner_id, None)
+            self._runner_infos.pop(runner_id, None)
+
     def stats(self) -> BackendStats:
         with self._lock:
             now = time.time()
@@ -339,6 +401,7 @@ class MemoryBackend(MemoryState, Backend):
                 self._runners,
                 self._cancel_requests,
                 self._ticks,
+                self._runner_infos,
             ):
                 container.clear()
             self._keys.clear()
@@ -379,8 +442,9 @@ _FIELD_VALUES = operator.attrgetter(*(f.name for f in dataclasses.fields(Invocat
 assert all(f.init for f in dataclasses.fields(InvocationRecord)), "positional copy needs them"
 
 
-def _snapshot(record: InvocationRecord) -> InvocationRecord:
-    """A copy the caller may keep: later changes to ``record`` do not show in it."""
+def _snapshot(record: InvocationRecord, *, history: bool = True) -> InvocationRecord:
+    """A copy the caller may keep: later changes to ``record`` do not show in it (without
+    its history when ``history`` is False: pages of invocations)."""
     copy = InvocationRecord(*_FIELD_VALUES(record))
-    copy.history = list(record.history)
+    copy.history = list(record.history) if history else []
     return copy

@@ -17,7 +17,7 @@ from collections import deque
 from taskgate.backends.base import BackendOptions, log_stale_report
 from taskgate.backends.memory_budgets import MemoryBudgets
 from taskgate.backends.memory_queues import ReadyQueues, RunningKeys
-from taskgate.record import Claim, InvocationRecord, OutcomeKind, Transition
+from taskgate.record import Claim, InvocationRecord, OutcomeKind, RunnerInfo, Transition
 from taskgate.status import InvocationStatus, can_transition
 
 logger = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ class MemoryState:
         self._expiry: deque[tuple[float, str]] = deque()
         self._final_events: dict[str, threading.Event] = {}
         self._runners: dict[str, float] = {}
+        self._runner_infos: dict[str, tuple[float, RunnerInfo]] = {}  # id -> (expiry, info)
         self._budgets = MemoryBudgets()
 
     # --- steps shared by the operations (lock held) --------------------------------------------

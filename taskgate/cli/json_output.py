@@ -15,12 +15,13 @@ from taskgate.app import App
 from taskgate.cli.render import (
     STATUS_ORDER,
     describe_exception,
+    finished_runs,
     format_time,
     safe_decode,
     split_scope_key,
 )
 from taskgate.errors import RemoteTraceback
-from taskgate.record import BackendStats, BlockedBy, InvocationRecord
+from taskgate.record import BackendStats, BlockedBy, InvocationRecord, RunnerInfo
 from taskgate.status import InvocationStatus
 
 JsonObject = dict[str, Any]
@@ -50,8 +51,12 @@ def orphaned_count(stats: BackendStats) -> int:
     return 0 if stats.runners else running_count(stats)
 
 
-def status_json(app: App, stats: BackendStats) -> JsonObject:
-    """``status --json``: counts, live runners, parked invocations, orphaned running work."""
+def status_json(
+    app: App, stats: BackendStats, described: dict[str, RunnerInfo] | None = None
+) -> JsonObject:
+    """``status --json``: counts, live runners (with their descriptions, by runner id, when
+    given), parked invocations, orphaned running work."""
+    described = described or {}
     counts = sorted(
         ((task, status, n) for (task, status), n in stats.by_task_and_status.items() if n),
         key=lambda item: (item[0], STATUS_ORDER[item[1]]),
@@ -63,10 +68,36 @@ def status_json(app: App, stats: BackendStats) -> JsonObject:
         "running": running_count(stats),
         "orphaned_running": orphaned_count(stats),
         "runners": [
-            {"runner_id": runner_id, "heartbeat_expires_at": iso_time(expires_at)}
+            {
+                "runner_id": runner_id,
+                "heartbeat_expires_at": iso_time(expires_at),
+                **({} if runner_id not in described else runner_json(described[runner_id])),
+            }
             for runner_id, expires_at in sorted(stats.runners.items())
         ],
         "parked": [parked_json(key, n) for key, n in sorted(stats.parked_by_key.items()) if n],
+    }
+
+
+def runner_json(info: RunnerInfo) -> JsonObject:
+    """What a described runner adds to its ``status --json`` entry."""
+    return {
+        "kind": info.kind,
+        "host": info.host,
+        "pid": info.pid,
+        "threads": info.threads,
+        "queues": None if info.queues is None else list(info.queues),
+        "started_at": iso_time(info.started_at),
+        "running": [
+            {
+                "invocation_id": entry.invocation_id,
+                "task": entry.task_id,
+                "attempt": entry.attempt,
+                "started_at": iso_time(entry.started_at),
+            }
+            for entry in info.running
+        ],
+        "finished": finished_runs(info),
     }
 
 

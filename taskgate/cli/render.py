@@ -14,7 +14,7 @@ from rich.text import Text
 
 from taskgate.app import App
 from taskgate.errors import RemoteTraceback, TaskFailedError
-from taskgate.record import BackendStats, InvocationRecord, Transition
+from taskgate.record import BackendStats, InvocationRecord, RunnerInfo, Transition
 from taskgate.status import InvocationStatus
 
 # Key values shown per limit or task in a table; the rest are summed in one row.
@@ -134,18 +134,52 @@ def print_counts(console: Console, stats: BackendStats) -> None:
     console.print(table)
 
 
-def print_runners(console: Console, stats: BackendStats, now: float) -> None:
-    """The table of live runners and when their heartbeat expires."""
+def print_runners(
+    console: Console,
+    stats: BackendStats,
+    now: float,
+    described: dict[str, RunnerInfo] | None = None,
+) -> None:
+    """The table of live runners, when their heartbeat expires and, for those that describe
+    themselves (``described``, by runner id), what they are, run now and have finished."""
     if not stats.runners:
         console.print("no live runners")
         return
+    described = described or {}
     table = Table(title="Live runners")
     table.add_column("Runner")
     table.add_column("Heartbeat expires (UTC)")
     table.add_column("Seconds left", justify="right")
+    if described:
+        table.add_column("Kind")
+        table.add_column("Host (pid)", overflow="fold")
+        table.add_column("Threads", justify="right")
+        table.add_column("Running", justify="right")
+        table.add_column("Finished", justify="right")
     for runner_id, expires_at in sorted(stats.runners.items()):
-        table.add_row(Text(runner_id), format_time(expires_at), f"{expires_at - now:.1f}")
+        row: list[Text | str] = [
+            Text(runner_id),
+            format_time(expires_at),
+            f"{expires_at - now:.1f}",
+        ]
+        info = described.get(runner_id)
+        if info is not None:
+            row += [
+                info.kind,
+                Text(f"{info.host} ({info.pid})"),
+                str(info.threads),
+                str(len(info.running)),
+                str(finished_runs(info)),
+            ]
+        elif described:
+            row += ["-"] * 5
+        table.add_row(*row)
     console.print(table)
+
+
+def finished_runs(info: RunnerInfo) -> int:
+    """Runs a runner finished since it started, whatever their outcome."""
+    return sum(sum(counters.outcomes.values()) for counters in info.tasks.values())
 
 
 def print_parked(console: Console, stats: BackendStats) -> None:

@@ -27,8 +27,9 @@ from taskgate.record import BackendStats
 @app_options
 @json_option
 def status(app_spec: str, backend_url: str | None, as_json: bool) -> None:
-    """Show invocation counts by task and status, ready invocations per queue, live runners,
-    parked invocations and periodic tasks.
+    """Show invocation counts by task and status, ready invocations per queue, live runners
+    (what they are, run now and have finished, as their heartbeats describe them), parked
+    invocations and periodic tasks.
 
     Parked (CONCURRENCY_CONTROLLED) invocations are counted per limit or task and key values
     (the busiest keys of each; the rest summed). RUNNING invocations while no runner is live
@@ -39,7 +40,9 @@ def status(app_spec: str, backend_url: str | None, as_json: bool) -> None:
 
     \b
     --json keys: app, backend, counts [{task, status, count}], total, running,
-    orphaned_running, runners [{runner_id, heartbeat_expires_at}], parked [{scope_key,
+    orphaned_running, runners [{runner_id, heartbeat_expires_at}, and for a runner that
+    describes itself: kind, host, pid, threads, queues, started_at, running [{invocation_id,
+    task, attempt, started_at}], finished (runs since it started)], parked [{scope_key,
     limit, task, key_values, count}] (limit: the limit's name, or null for a task's own
     running scope; task: that task's id, else null; key_values: "tenant_id='42'" or null),
     queues [{queue, ready}] (ready invocations, waiting for a runner, per queue that has
@@ -49,12 +52,13 @@ def status(app_spec: str, backend_url: str | None, as_json: bool) -> None:
     """
     app = open_app(app_spec, backend_url, existing_store=True)
     stats = app.backend.stats()
+    described = {info.runner_id: info for info in app.backend.runner_infos()}
     now = time.time()
     periodic = periodic_entries(app, stats, now)
     if as_json:
         print_json(
             {
-                **status_json(app, stats),
+                **status_json(app, stats, described),
                 "queues": queues_json(stats),
                 "periodic": periodic_json(periodic),
             }
@@ -64,7 +68,7 @@ def status(app_spec: str, backend_url: str | None, as_json: bool) -> None:
     console.print(Text(f"app {app.app_id} on {app.conf.backend_display}", style="bold"))
     print_counts(console, stats)
     print_queues(console, stats)
-    print_runners(console, stats, now)
+    print_runners(console, stats, now, described)
     print_orphans(console, app, stats)
     print_parked(console, stats)
     print_periodic(console, periodic, now)

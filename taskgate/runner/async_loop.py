@@ -36,6 +36,7 @@ from taskgate.runner.async_exec import execute_async
 if TYPE_CHECKING:
     from taskgate.app import App
     from taskgate.runner.interrupts import RunningBodies
+    from taskgate.runner.metrics import Accumulator, RunMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class AsyncInvocations:
         report: Called on the reporter thread with each run's outcome.
         cap: How many may be in flight at once (setting ``async_in_flight``).
         bodies: Where each body registers while it runs, to be interruptible.
+        metrics: Where runs are counted (the loop thread's accumulator) and shown running.
     """
 
     def __init__(
@@ -61,8 +63,10 @@ class AsyncInvocations:
         report: Report,
         cap: int,
         bodies: RunningBodies | None = None,
+        metrics: RunMetrics | None = None,
     ) -> None:
         self._app = app
+        self._metrics = metrics
         self._runner_id = runner_id
         self._report = report
         self._cap = cap
@@ -73,6 +77,7 @@ class AsyncInvocations:
         self._loop_thread: threading.Thread | None = None
         self._reports: queue.SimpleQueue[tuple[Claim, Outcome] | None] = queue.SimpleQueue()
         self._reporter: threading.Thread | None = None
+        self._counts: Accumulator | None = None  # the loop thread's (see _serve)
 
     def takes(self, claim: Claim) -> bool:
         """Whether ``claim`` is an async invocation (then run it here; the caller runs the rest).
@@ -182,6 +187,8 @@ class AsyncInvocations:
 
     def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
         asyncio.set_event_loop(loop)
+        # Written by this thread only (every run's coroutine runs here): no lock per run.
+        self._counts = None if self._metrics is None else self._metrics.accumulator()
         try:
             loop.run_forever()
             _cancel_all(loop)  # whatever a close left (nothing after a graceful stop)
@@ -194,6 +201,10 @@ class AsyncInvocations:
             loop.close()
 
     async def _run(self, claim: Claim) -> None:
+        counts = self._counts
+        started = time.monotonic()
+        if counts is not None:
+            counts.running[claim.invocation_id] = (claim, started)
         try:
             outcome = await execute_async(self._app, claim, self._bodies)
         except asyncio.CancelledError:  # abandoned: the runner hands the invocation back
@@ -210,9 +221,13 @@ class AsyncInvocations:
             # renewed, until the runner stops.
             outcome = Outcome(OutcomeKind.FAILED, self._app.serializer.dumps_error(exc))
         finally:
+            if counts is not None:
+                counts.running.pop(claim.invocation_id, None)
             if self._bodies is not None:
                 # A cancel request that came after the body ended must not wait for a body.
                 self._bodies.forget(claim.invocation_id)
+        if counts is not None:  # counted before it is reported: a result seen is counted
+            counts.finish(claim.task_id, outcome.kind, started)
         self._reports.put((claim, outcome))
 
     def _report_outcomes(self) -> None:

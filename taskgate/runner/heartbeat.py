@@ -11,6 +11,7 @@ from typing import Protocol, TypeVar
 
 from taskgate.backends.base import Backend
 from taskgate.errors import BackendError, BackendUnavailableError, ConfigError, TaskgateError
+from taskgate.record import RunnerInfo
 from taskgate.runner.outage import Outage
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,11 @@ class Heartbeat:
     while a backlog remains: they never pile up, whatever the finish rate, and a backlog of any
     size never holds up a renewal by more than one chunk.
 
+    With ``describe``, each renewal that succeeded is followed by an announcement of the
+    runner's description (:meth:`Backend.announce_runner`, kept for one lease): after the
+    renewal, so it never delays one, and a failure of it is only logged (a description is for
+    operators; the work goes on).
+
     A :class:`BackendUnavailableError` is counted on ``outage`` (the next beat tries again); any
     other :class:`BackendError`, or a :class:`ConfigError` (refused credentials, a replaced store, a
     path that cannot hold the store) goes to ``on_fatal``.
@@ -58,8 +64,11 @@ class Heartbeat:
         *,
         outage: Outage | None = None,
         on_fatal: Callable[[BackendError | ConfigError], None] | None = None,
+        describe: Callable[[], RunnerInfo] | None = None,
     ) -> None:
         self._backend = backend
+        self._describe = describe
+        self._announce_failing = False
         self._listener = listener
         self._runner_id = runner_id
         self._lease_seconds = lease_seconds
@@ -74,7 +83,8 @@ class Heartbeat:
 
     def start(self) -> None:
         """Announce the runner with a first renewal, here and now, then beat in the background."""
-        self._guarded(self._beat)
+        if self._guarded(self._beat):
+            self._announce()
         self._thread.start()
 
     def stop(self) -> None:
@@ -100,7 +110,8 @@ class Heartbeat:
         while True:
             now = time.monotonic()
             if now >= next_beat:  # first: renewals matter most
-                self._guarded(self._beat)
+                if self._guarded(self._beat):
+                    self._announce()
                 next_beat = now + beat_every
             if now >= next_recover:
                 self._guarded(self._recover)
@@ -146,7 +157,21 @@ class Heartbeat:
                 ", ".join(recovered),
             )
 
-    def _beat(self) -> None:
+    def _announce(self) -> None:
+        """Store the runner's description; a failure is logged (once as a warning, then at
+        debug level until one succeeds) and never stops the runner."""
+        if self._describe is None:
+            return
+        try:
+            self._backend.announce_runner(self._describe(), self._lease_seconds)
+        except Exception as exc:
+            log = logger.debug if self._announce_failing else logger.warning
+            log("runner %s could not announce its description: %s", self._runner_id, exc)
+            self._announce_failing = True
+        else:
+            self._announce_failing = False
+
+    def _beat(self) -> bool:
         as_of = time.monotonic()
         claims = list(self._claims())
         if self._listener is not None and not claims:
@@ -155,7 +180,7 @@ class Heartbeat:
         if self._listener is not None and claims:
             self._listener.renewed(len(claims) - len(lost_ids), as_of)
         if not lost_ids:
-            return
+            return True
         # A claim the runner finished between the snapshot and the renewal is not lost: only
         # those still tracked under the attempt renewed are (on_lost says which it dropped).
         lost = self._on_lost([claim for claim in claims if claim[0] in lost_ids])
@@ -167,3 +192,4 @@ class Heartbeat:
                 len(lost),
                 ", ".join(invocation_id for invocation_id, _ in lost),
             )
+        return True

@@ -18,6 +18,7 @@ from taskgate.runner.body_control import BodyControl
 from taskgate.runner.gate import ClaimGate
 from taskgate.runner.heartbeat import Heartbeat, LeaseListener
 from taskgate.runner.interrupts import InterruptListener
+from taskgate.runner.metrics import RunMetrics
 from taskgate.runner.outage import Outage
 from taskgate.runner.periodic import PeriodicScheduler, periodic_tasks
 from taskgate.runner.standins import StandIns
@@ -71,6 +72,11 @@ class ThreadRunner(Runner):
         # Async invocations share one event loop (async_loop.py); the queues served.
         self._async = AsyncInvocations(app, self.runner_id, self._report_async, 1)
         self._queues: frozenset[str] | None = None
+        self.kind = "thread"
+        """What its description calls it (:class:`~taskgate.record.RunnerInfo`): ``"thread"``,
+        or ``"process-worker"`` in a ProcessRunner's worker process."""
+        self.metrics = RunMetrics()
+        """What this run counts: outcomes, durations and throughput (replaced at each start)."""
 
     @property
     def threads(self) -> int:
@@ -86,6 +92,8 @@ class ThreadRunner(Runner):
         self._outage = Outage(self.runner_id)
         self._fatal = None
         self._queues = self.app.conf.served_queues
+        self.metrics = metrics = RunMetrics()
+        started_at = time.time()
         heartbeat = Heartbeat(
             backend,
             self.runner_id,
@@ -95,6 +103,9 @@ class ThreadRunner(Runner):
             self.lease_listener,
             outage=self._outage,
             on_fatal=self._fail,
+            describe=lambda: metrics.describe(
+                self.runner_id, self.kind, self.threads, self._queues, started_at
+            ),
         )
         workers = [
             threading.Thread(
@@ -110,6 +121,7 @@ class ThreadRunner(Runner):
             self._report_async,
             self.app.conf.async_in_flight,
             control.bodies,
+            metrics,
         )
         for worker in workers:
             worker.start()
@@ -171,6 +183,7 @@ class ThreadRunner(Runner):
         context.set_wait_hook(self._standins.waiting)
         context.set_shield_hook(control.bodies.shield)
         backoff = Backoff(0.05, BACKOFF_MAX_SECONDS)
+        counts = self.metrics.accumulator()  # this thread's own: no lock per run
         try:
             claim = self._next_claim(backend, gate, backoff, leave)
             while claim is not None:
@@ -182,7 +195,9 @@ class ThreadRunner(Runner):
                         return
                     claim = self._next_claim(backend, gate, backoff, leave)
                     continue
+                started = counts.begin(claim)
                 outcome = control.execute(claim)
+                counts.finish(claim.task_id, outcome.kind, started)
                 if leave is not None and leave.is_set():  # a stand-in whose wait ended
                     self._report(backend, claim, outcome)
                     self._forget([(claim.invocation_id, claim.attempt)])
@@ -193,6 +208,9 @@ class ThreadRunner(Runner):
         except (BackendError, ConfigError) as exc:
             # A claim whose outcome was not reported stays in flight: the stop hands it back.
             self._fail(exc)
+        finally:
+            if leave is not None:  # a stand-in ends: its counts join the runner's totals
+                self.metrics.retire(counts)
 
     def _next_claim(
         self, backend: Backend, gate: ClaimGate, backoff: Backoff, leave: threading.Event | None

@@ -66,6 +66,7 @@ def _build_runner(app_spec: str, app_id: str, config: WorkerConfig) -> ThreadRun
     runner.stop_signals = (signal.SIGTERM, signal.SIGUSR1)
     runner.force_signals = (signal.SIGUSR1,)
     runner.runner_id = config.runner_id
+    runner.kind = "process-worker"
     runner.role = f"worker process {config.slot} of ProcessRunner {config.supervisor_id}"
     runner.lease_listener = runner.interrupt_listener = LeaseReporter(config.report_fd)
     return runner

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -13,7 +14,13 @@ from click.testing import CliRunner, Result
 
 from taskgate import App, Invocation, InvocationStatus
 from taskgate.cli import cli
-from taskgate.record import ConcurrencyPlan, InvocationRecord
+from taskgate.record import (
+    ConcurrencyPlan,
+    InvocationRecord,
+    RunnerInfo,
+    RunningEntry,
+    TaskRunCounters,
+)
 
 WAIT = 15.0
 ISO_UTC = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00"
@@ -234,3 +241,42 @@ def test_inspect_json_of_a_success_and_of_a_parked_invocation(
         "holders": [holder.invocation_id],
         "ready_at": None,
     }
+
+
+def test_status_shows_what_live_runners_describe(app_module: ModuleType) -> None:
+    app: App = app_module.app
+    now = time.time()
+    app.backend.renew("described-runner", [], 30.0)
+    app.backend.renew("silent-runner", [], 30.0)  # live, but announces nothing
+    app.backend.announce_runner(
+        RunnerInfo(
+            "described-runner",
+            "host-a",
+            4242,
+            "process-worker",
+            2,
+            ("default",),
+            now - 60,
+            now,
+            running=(RunningEntry("inv-9", "tasks.slow", 1, now - 5),),
+            tasks={"tasks.add": TaskRunCounters({"success": 7, "failed": 2}, (9,), 0.1)},
+        ),
+        30.0,
+    )
+    text = run_cli("status", "--app", spec(app_module))
+    assert text.exit_code == 0, text.output
+    [row] = [line for line in text.stdout.splitlines() if "described-runner" in line]
+    for shown in ("process-worker", "host-a (4242)", "2", "1", "9"):
+        assert shown in row
+    document = run_json("status", "--app", spec(app_module))
+    described, silent = document["runners"]
+    assert silent == {
+        "runner_id": "silent-runner",
+        "heartbeat_expires_at": silent["heartbeat_expires_at"],
+    }
+    assert described["kind"] == "process-worker" and described["host"] == "host-a"
+    assert (described["pid"], described["threads"], described["queues"]) == (4242, 2, ["default"])
+    assert described["finished"] == 9
+    [entry] = described["running"]
+    assert (entry["invocation_id"], entry["task"], entry["attempt"]) == ("inv-9", "tasks.slow", 1)
+    assert re.fullmatch(ISO_UTC, entry["started_at"])

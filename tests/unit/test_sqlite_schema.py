@@ -21,6 +21,8 @@ from taskgate.status import InvocationStatus as S
 V1_SCHEMA = (Path(__file__).parent / "data" / "sqlite_schema_v1.sql").read_text()
 # schema.sql with user_version 2 (limits, delays; before queues and cancellation).
 V2_SCHEMA = (Path(__file__).parent / "data" / "sqlite_schema_v2.sql").read_text()
+# schema.sql with user_version 3 (queues, cancellation; before trace contexts and runner_info).
+V3_SCHEMA = (Path(__file__).parent / "data" / "sqlite_schema_v3.sql").read_text()
 OPTIONS = BackendOptions("app", 60.0, 3, b"lost")
 
 
@@ -70,6 +72,24 @@ def make_v2_file(path: Path) -> None:
     conn.execute("INSERT INTO queue VALUES ('app', 1, 'ready-1')")
     conn.execute("INSERT INTO queue VALUES ('app', 2, 'ready-2')")
     conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+
+
+def make_v3_file(path: Path) -> None:
+    """A version-3 file: a finished invocation and a ready one, as taskgate before the monitor
+    left them."""
+    conn = sqlite3.connect(path)
+    conn.executescript(V3_SCHEMA)
+    for invocation_id, status in (("done-1", "success"), ("ready-1", "registered")):
+        conn.execute(
+            "INSERT INTO invocations (app_id, invocation_id, task_id, arguments, running_limit, "
+            "drop_when_blocked, max_retries, status, created_at) "
+            "VALUES ('app', ?, 'tests.old', x'00', 1, 0, 0, ?, 1.0)",
+            (invocation_id, status),
+        )
+    conn.execute("INSERT INTO queue VALUES ('app', 0, 1, 'default', 'ready-1')")
+    conn.execute("PRAGMA user_version = 3")
     conn.commit()
     conn.close()
 
@@ -143,7 +163,37 @@ def test_a_version_2_file_is_upgraded_and_keeps_its_queue_and_parked_waiters(
     fresh = tmp_path / "fresh.db"
     SqliteConnector(fresh).connection()
     assert layout(path) == layout(fresh)
-    assert layout(path)["user_version"] == SCHEMA_VERSION == 3
+    assert layout(path)["user_version"] == SCHEMA_VERSION
+
+
+def test_a_version_3_file_is_upgraded_with_trace_contexts_and_runner_descriptions(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "v3.db"
+    make_v3_file(path)
+    backend = SqliteBackend(path, OPTIONS)
+    try:
+        old = backend.get("ready-1")
+        assert old is not None and old.trace_context is None
+        traced = InvocationRecord(
+            "new-1", "tests.new", b"", ConcurrencyPlan(), trace_context="00-ab-cd-01"
+        )
+        backend.register(traced)
+        assert backend.get("new-1").trace_context == "00-ab-cd-01"  # type: ignore[union-attr]
+        page = backend.page_invocations(limit=2)
+        assert [r.invocation_id for r in page.records] == ["new-1", "ready-1"]
+        assert backend.page_invocations(cursor=page.next_cursor).records[0].status is S.SUCCESS
+        assert backend.runner_infos() == []
+        assert [c.invocation_id for c in backend.claim("runner", 10, 30.0, 0)] == [
+            "ready-1",
+            "new-1",
+        ]
+    finally:
+        backend.close()
+    fresh = tmp_path / "fresh.db"
+    SqliteConnector(fresh).connection()
+    assert layout(path) == layout(fresh)
+    assert layout(path)["user_version"] == SCHEMA_VERSION == 4
 
 
 def test_racing_openers_upgrade_a_version_1_file_once(tmp_path: Path) -> None:

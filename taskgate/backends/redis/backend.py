@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Sequence
 
 from taskgate.backends.base import Backend, BackendOptions, log_stale_report
+from taskgate.backends.redis import pages
 from taskgate.backends.redis.connection import RedisConnector
 from taskgate.backends.redis.records import (
     decode_override,
@@ -58,10 +59,12 @@ from taskgate.record import (
     BudgetUsage,
     CancelResult,
     Claim,
+    InvocationPage,
     InvocationRecord,
     LimitOverride,
     Outcome,
     RegisterResult,
+    RunnerInfo,
 )
 from taskgate.status import InvocationStatus
 
@@ -357,6 +360,36 @@ class RedisBackend(Backend):
             cursor = int(cursor)
             if cursor == 0:
                 return sorted(found)[:limit]
+
+    def page_invocations(
+        self,
+        *,
+        task_id: str | None = None,
+        status: InvocationStatus | None = None,
+        id_prefix: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> InvocationPage:
+        return pages.page(
+            self._db,
+            self._prefix,
+            task_id=task_id,
+            status=status,
+            id_prefix=id_prefix,
+            limit=limit,
+            cursor=cursor,
+        )
+
+    def announce_runner(self, info: RunnerInfo, ttl_seconds: float) -> None:
+        self._run("announce", info.runner_id, info.to_json(), repr(float(ttl_seconds)))
+
+    def runner_infos(self) -> list[RunnerInfo]:
+        described = [RunnerInfo.from_json(text) for text in self._run("runner_infos") if text]
+        return sorted(described, key=lambda info: info.runner_id)
+
+    def forget_runner(self, runner_id: str) -> None:
+        super().forget_runner(runner_id)  # out of the live runners
+        self._run("announce", runner_id, "", "0")
 
     def stats(self) -> BackendStats:
         return read_stats(self._db, self._prefix)

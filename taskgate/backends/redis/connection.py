@@ -60,6 +60,9 @@ SCRIPTS = (
     "budget_waiting",
     "cancel",
     "register_tick",
+    "announce",
+    "runner_infos",
+    "page_chunk",
 )
 
 # Scripts that only store or read records need the core steps alone: less Lua to run per call.
@@ -73,6 +76,9 @@ CORE_ONLY = frozenset(
         "watch",
         "expire",
         "budget_waiting",
+        "announce",
+        "runner_infos",
+        "page_chunk",
     }
 )
 # Scripts that run another's text after their own (register_tick checks, then registers).

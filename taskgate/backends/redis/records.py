@@ -60,6 +60,7 @@ def decode_record(
         created_at=float(fields[b"created_at"]),
         result=fields.get(b"result") or None,  # stored as b"" when absent; never a payload
         error=fields.get(b"error") or None,
+        trace_context=_text(fields, "trace_context"),
         history=[_transition(entry) for entry in fields[b"history"].split(b"\n")]
         if history
         else [],

@@ -36,19 +36,30 @@ def field_pairs(reply: list[bytes] | dict[bytes, bytes]) -> dict[bytes, bytes]:
 
 
 def register_stride(records: Sequence[InvocationRecord]) -> int:
-    """Values per record in a register batch: 13 if one of them names a queue other than
-    "default", else 12 if one is delayed (``scheduled_for``), else 11 if one uses budgets or a
-    priority other than 0, else 9 (plain batches send no value they don't use)."""
-    if any(record.queue != "default" for record in records):
-        return 13
-    if any(record.scheduled_for is not None for record in records):
-        return 12
-    return 11 if any(record.plan.budgets or record.priority for record in records) else 9
+    """Values per record in a register batch: 14 if one of them carries a trace context, else
+    13 if one names a queue other than "default", else 12 if one is delayed
+    (``scheduled_for``), else 11 if one uses budgets or a priority other than 0, else 9 (plain
+    batches send no value they don't use)."""
+    # One pass, no generator per test: this runs for every call.
+    stride = 9
+    for record in records:
+        if record.trace_context is not None:
+            return 14
+        if stride < 13:
+            if record.queue != "default":
+                stride = 13
+            elif stride < 12 and record.scheduled_for is not None:
+                stride = 12
+            elif stride < 11 and (record.plan.budgets or record.priority):
+                stride = 11
+    return stride
 
 
 def register_args(record: InvocationRecord, stride: int) -> tuple[Any, ...]:
     """The ``stride`` script arguments of one record (see scripts/register.lua)."""
     plan = record.plan
+    if stride > 13:
+        return (*register_args(record, 13), record.trace_context or "")
     if stride > 12:
         return (*register_args(record, 12), record.queue)
     if stride > 11:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from taskgate.backends.base import Backend, BackendOptions, log_stale_report
 from taskgate.backends.sqlite import budget_queries as bq
-from taskgate.backends.sqlite import cancels, reads
+from taskgate.backends.sqlite import cancels, descriptions, pages, reads
 from taskgate.backends.sqlite import queries as q
 from taskgate.backends.sqlite.connection import SqliteConnector
 from taskgate.backends.sqlite.transitions import Transitions
@@ -32,11 +32,13 @@ from taskgate.record import (
     BudgetUsage,
     CancelResult,
     Claim,
+    InvocationPage,
     InvocationRecord,
     LimitOverride,
     Outcome,
     OutcomeKind,
     RegisterResult,
+    RunnerInfo,
 )
 from taskgate.status import InvocationStatus
 
@@ -302,6 +304,7 @@ class SqliteBackend(Backend):
             rows = conn.execute(q.RUNNING_OF_RUNNER, (self._app, runner_id)).fetchall()
             recovered = self._recover_rows(conn, steps, rows)
             conn.execute(q.DELETE_RUNNER, (self._app, runner_id))
+            conn.execute(q.DELETE_RUNNER_INFO, (self._app, runner_id))  # dead: not described
             return recovered
 
         return self._recovered(self._db.write(operation))
@@ -372,6 +375,37 @@ class SqliteBackend(Backend):
 
     def find_ids(self, prefix: str, limit: int) -> list[str]:
         return self._db.read(lambda conn: q.find_ids(conn, self._app, prefix, limit))
+
+    def page_invocations(
+        self,
+        *,
+        task_id: str | None = None,
+        status: InvocationStatus | None = None,
+        id_prefix: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> InvocationPage:
+        read = functools.partial(
+            pages.page,
+            app_id=self._app,
+            task_id=task_id,
+            status=status,
+            id_prefix=id_prefix,
+            limit=limit,
+            cursor=cursor,
+        )
+        return self._db.read(read)
+
+    def announce_runner(self, info: RunnerInfo, ttl_seconds: float) -> None:
+        self._db.write(
+            lambda conn: descriptions.announce(conn, self._app, info, time.time(), ttl_seconds)
+        )
+
+    def runner_infos(self) -> list[RunnerInfo]:
+        return self._db.read(lambda conn: descriptions.live(conn, self._app, time.time()))
+
+    def forget_runner(self, runner_id: str) -> None:
+        self._db.write(lambda conn: descriptions.forget(conn, self._app, runner_id))
 
     def stats(self) -> BackendStats:
         return self._db.read(lambda conn: reads.stats(conn, self._app, time.time()))

@@ -25,13 +25,15 @@ APP_TABLES = (
     "limit_overrides",
     "cancel_requests",
     "periodic_ticks",
+    "runner_info",
 )
 
 INSERT_INVOCATION = """
 INSERT INTO invocations (
     app_id, invocation_id, task_id, arguments, registration_key, running_key, running_limit,
-    drop_when_blocked, max_retries, status, created_at, budgets, priority, scheduled_for, queue
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    drop_when_blocked, max_retries, status, created_at, budgets, priority, scheduled_for, queue,
+    trace_context
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 INSERT_HISTORY = """
 INSERT INTO history (app_id, invocation_id, status, timestamp, runner_id) VALUES (?, ?, ?, ?, ?)
@@ -192,6 +194,8 @@ ON CONFLICT (app_id, runner_id) DO UPDATE SET expires_at = excluded.expires_at
 """
 DELETE_DEAD_RUNNERS = "DELETE FROM runners WHERE app_id = ? AND expires_at <= ?"
 DELETE_RUNNER = "DELETE FROM runners WHERE app_id = ? AND runner_id = ?"
+# A runner's description (see descriptions.py).
+DELETE_RUNNER_INFO = "DELETE FROM runner_info WHERE app_id = ? AND runner_id = ?"
 RUNNING_OF_RUNNER = """
 SELECT * FROM invocations WHERE app_id = ? AND status = 'running' AND runner_id = ?
 ORDER BY lease_expires_at
@@ -240,6 +244,7 @@ def row_to_record(row: sqlite3.Row, history: list[Transition]) -> InvocationReco
         error=row["error"],
         history=history,
         cancel_requested=bool(row["cancel_requested"]),
+        trace_context=row["trace_context"],
     )
 
 
@@ -271,7 +276,10 @@ def list_records(
     limit: int,
 ) -> list[InvocationRecord]:
     """Up to ``limit`` records, newest first, optionally filtered by task and status."""
-    sql = "SELECT * FROM invocations WHERE app_id = ?"
+    # Unfiltered, walk the rowid (seq): the planner would otherwise sort every row of the app
+    # through the (app_id, invocation_id) index to find the newest few.
+    unfiltered = task_id is None and status is None
+    sql = f"SELECT * FROM invocations {'NOT INDEXED ' if unfiltered else ''}WHERE app_id = ?"
     params: list[object] = [app_id]
     if task_id is not None:
         sql += " AND task_id = ?"

@@ -18,7 +18,7 @@ from taskgate.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # From version N to N + 1: columns of existing tables first (ALTER TABLE appends them, which is
 # why schema.sql lists them last); the tables and indexes of schema.sql that the file lacks are
@@ -40,6 +40,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE queue RENAME TO queue_v2",
         "ALTER TABLE parked RENAME TO parked_v2",
     ),
+    # The runner_info table comes from schema.sql.
+    3: ("ALTER TABLE invocations ADD COLUMN trace_context TEXT",),
 }
 
 # Run after the tables of schema.sql were created: rows of the tables renamed aside move in.

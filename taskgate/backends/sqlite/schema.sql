@@ -1,4 +1,4 @@
--- taskgate SQLite schema, version 3 (PRAGMA user_version); schema.py upgrades older files.
+-- taskgate SQLite schema, version 4 (PRAGMA user_version); schema.py upgrades older files.
 -- Every table is keyed by app_id first: apps sharing one file never see each other's rows.
 
 CREATE TABLE invocations (
@@ -32,6 +32,8 @@ CREATE TABLE invocations (
     -- v3 (queues, cancellation).
     queue             TEXT    NOT NULL DEFAULT 'default',
     cancel_requested  INTEGER NOT NULL DEFAULT 0,         -- cancel() while it ran
+    -- v4 (monitor, tracing).
+    trace_context     TEXT,                               -- the caller's; NULL unless tracing
     UNIQUE (app_id, invocation_id)
 );
 CREATE INDEX invocations_by_task ON invocations (app_id, task_id, seq);
@@ -189,4 +191,14 @@ CREATE TABLE periodic_ticks (
     task_id   TEXT NOT NULL,
     last_tick REAL NOT NULL,
     PRIMARY KEY (app_id, task_id)
+) WITHOUT ROWID;
+
+-- Runner descriptions (v4): what each live runner announced with its last heartbeat
+-- (record.RunnerInfo as JSON), kept until expires_at; a few rows per runner host.
+CREATE TABLE runner_info (
+    app_id     TEXT NOT NULL,
+    runner_id  TEXT NOT NULL,
+    info       TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (app_id, runner_id)
 ) WITHOUT ROWID;

@@ -66,6 +66,7 @@ class Transitions:
                 record.priority,
                 record.scheduled_for,
                 record.queue,
+                record.trace_context,  # NULL unless tracing is on: a NULL costs a header byte
             ),
         )
         self._history(record.invocation_id, status, None)

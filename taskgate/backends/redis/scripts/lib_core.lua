@@ -42,6 +42,12 @@
 --   task:<task_id>    zset: the same, per task
 --   counts            hash: "<task_id>\31<status>" -> number of invocations (also lists tasks)
 --   runners           zset: runner id -> liveness expiry
+--   rinfo             hash: runner id -> its last description (record.RunnerInfo JSON, a few
+--                     KB), written by announce.lua with every heartbeat of the runner
+--   rinfo_expiry      zset: runner id -> until when that description holds; runner_infos.lua
+--                     reads the unexpired ones (one ZRANGEBYSCORE, one HMGET), announce.lua
+--                     prunes the others. One hash and one zset, not a string key with EX per
+--                     runner: purge and the reads then never scan the keyspace
 --   idle              zset: "<runner_id>\31<lease_seconds>" (a runner serving only some queues:
 --                     "<runner_id>\31<lease_seconds>\31<q1>,<q2>...") -> until when that runner
 --                     waits for work in BLPOP; register hands a new invocation straight to the
@@ -61,7 +67,8 @@
 --                     runner pops its inbox within milliseconds, so an inbox still unread a
 --                     grace later belongs to a dead runner and is taken back (see lib.lua)
 --
--- Records hold 'priority' (absent when 0), 'queue' (absent when "default") and, once its cancel
+-- Records hold 'priority' (absent when 0), 'queue' (absent when "default"), 'trace_context'
+-- (the caller's, only when tracing is on) and, once its cancel
 -- was requested while it ran, 'cancel_requested' ('1'); 'seq' is taken from the counter below by
 -- records with budgets or a priority other than 0 that park.
 --

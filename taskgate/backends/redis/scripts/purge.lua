@@ -43,5 +43,5 @@ end
 redis.call('DEL', k('inboxes'), k('index'), k('parked_keys'), k('slot_keys'), k('queue'), k('wake'),
   k('regkeys'), k('leases'), k('expiry'), k('counts'), k('runners'), k('lnames'), k('bwait'),
   k('timed'), k('overrides'), k('seq'), k('bsweep'), k('bwoken'), k('lanes'), k('wake_queues'),
-  k('cancel_runners'), k('ticks'))
+  k('cancel_runners'), k('ticks'), k('rinfo'), k('rinfo_expiry'))
 return #ids

@@ -22,4 +22,7 @@ leave_line(runner)
 redis.call('DEL', k('cancels:' .. runner))
 redis.call('SREM', k('cancel_runners'), runner)
 redis.call('ZREM', k('runners'), runner)
+-- Dead: no longer described either (its description would expire within a lease anyway).
+redis.call('HDEL', k('rinfo'), runner)
+redis.call('ZREM', k('rinfo_expiry'), runner)
 return recovered

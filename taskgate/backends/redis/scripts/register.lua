@@ -2,11 +2,13 @@
 -- KEYS[1] prefix
 -- ARGV the number of values per record (9; 11 when a record of the batch uses budgets or a
 --      priority other than 0; 12 when one is delayed; 13 when one names a queue other than
---      "default"), then a batch of records: id, task_id, arguments, registration_key
---      ('' = none), running_key ('' = none), running_limit, drop_when_blocked ('1'/'0'),
---      max_retries, created_at; from 11 on, also budgets (record.encode_budgets, '' = none)
---      and priority; from 12 on, also scheduled_for (epoch seconds, '' = none); with 13, also
---      queue. (register_tick.lua runs this script after two arguments of its own: ARG_BASE.)
+--      "default"; 14 when one carries a trace context), then a batch of records: id,
+--      task_id, arguments, registration_key ('' = none), running_key ('' = none),
+--      running_limit, drop_when_blocked ('1'/'0'), max_retries, created_at; from 11 on, also
+--      budgets (record.encode_budgets, '' = none) and priority; from 12 on, also
+--      scheduled_for (epoch seconds, '' = none); from 13 on, also queue; with 14, also
+--      trace_context ('' = none: the field is not stored). (register_tick.lua runs this
+--      script after two arguments of its own: ARG_BASE.)
 -- Returns, per record, {1, id} when stored or {0, holder_id, holder_arguments} when folded
 -- (a record may fold into one stored earlier in the same batch).
 --
@@ -61,6 +63,7 @@ for i = ARG_BASE + 2, #ARGV, stride do
   local priority = stride > 9 and ARGV[i + 10] or '0'
   local at = stride > 11 and ARGV[i + 11] or ''
   local queue = stride > 12 and ARGV[i + 12] or 'default'
+  local trace = stride > 13 and ARGV[i + 13] or ''
   local id, task, arguments, regkey = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local holder = regkey ~= '' and redis.call('HGET', k('regkeys'), regkey)
   if holder then
@@ -108,6 +111,7 @@ for i = ARG_BASE + 2, #ARGV, stride do
     if priority ~= '0' then put(record, 'priority', priority) end
     if queue ~= 'default' then put(record, 'queue', queue) end
     if at ~= '' then put(record, 'scheduled_for', at) end
+    if trace ~= '' then put(record, 'trace_context', trace) end
     local expires
     if runner then
       -- Claimed at once: running, so its registration key is free again (R3).

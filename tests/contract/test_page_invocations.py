@@ -1,0 +1,188 @@
+"""``Backend.page_invocations``: filtered pages, newest first, with cursors that neither skip nor
+repeat, and a bounded scan (``scanned_all=False``) on every backend."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+import pytest
+
+from taskgate import App
+from taskgate.backends import base
+from taskgate.backends.base import Backend
+from taskgate.backends.sqlite.backend import SqliteBackend
+from taskgate.errors import InvalidCursorError
+from taskgate.record import InvocationPage, InvocationRecord, Outcome, OutcomeKind
+from taskgate.status import InvocationStatus as S
+
+NewRecord = Callable[..., InvocationRecord]
+
+TASKS = ("tests.a", "tests.b", "tests.c")
+
+
+def store(backend: Backend, new_record: NewRecord, count: int, prefix: str = "") -> list[str]:
+    """Register ``count`` invocations, task a/b/c in turn, one second apart; returns their ids
+    oldest first."""
+    ids = []
+    for i in range(count):
+        record = new_record(task_id=TASKS[i % 3], created_at=1_000_000.0 + i)
+        record = dataclasses.replace(
+            record, invocation_id=f"{prefix}{i:04d}-{record.invocation_id}"
+        )
+        backend.register(record)
+        ids.append(record.invocation_id)
+    return ids
+
+
+def all_pages(backend: Backend, limit: int, **filters: object) -> list[InvocationPage]:
+    pages = [backend.page_invocations(limit=limit, **filters)]  # type: ignore[arg-type]
+    while pages[-1].next_cursor is not None:
+        assert len(pages) < 1000, "paging does not end"
+        cursor = pages[-1].next_cursor
+        pages.append(backend.page_invocations(limit=limit, cursor=cursor, **filters))  # type: ignore[arg-type]
+    return pages
+
+
+def page_ids(pages: list[InvocationPage]) -> list[str]:
+    return [record.invocation_id for page in pages for record in page.records]
+
+
+def test_pages_walk_every_invocation_newest_first_without_gaps_or_repeats(
+    backend: Backend, new_record: NewRecord
+) -> None:
+    ids = store(backend, new_record, 230)
+    pages = all_pages(backend, 50)
+    assert page_ids(pages) == ids[::-1]
+    assert [len(p.records) for p in pages] == [50, 50, 50, 50, 30]
+    assert all(p.scanned_all for p in pages)
+    assert all(p.records[0].history == [] for p in pages)  # records come without history
+
+
+def test_a_task_filter_pages_through_that_tasks_invocations(
+    backend: Backend, new_record: NewRecord
+) -> None:
+    ids = store(backend, new_record, 120)
+    pages = all_pages(backend, 7, task_id="tests.b")
+    assert page_ids(pages) == ids[1::3][::-1]
+    assert {r.task_id for p in pages for r in p.records} == {"tests.b"}
+
+
+def test_status_and_task_filters_combine(backend: Backend, new_record: NewRecord) -> None:
+    ids = store(backend, new_record, 60)
+    claims = backend.claim("runner", 9, 30.0, 0)  # the 9 oldest: 3 of each task
+    claimed = [c.invocation_id for c in claims]
+    assert claimed == ids[:9]
+    for claim in claims[:4]:
+        kind = OutcomeKind.SUCCESS if claim.invocation_id != ids[1] else OutcomeKind.FAILED
+        backend.finish(claim.invocation_id, "runner", claim.attempt, Outcome(kind, b"x"))
+    running = all_pages(backend, 2, status=S.RUNNING)
+    assert page_ids(running) == ids[4:9][::-1]
+    assert page_ids(all_pages(backend, 2, status=S.SUCCESS)) == [ids[3], ids[2], ids[0]]
+    assert page_ids(all_pages(backend, 2, status=S.RUNNING, task_id="tests.b")) == [ids[7], ids[4]]
+    assert page_ids(all_pages(backend, 5, status=S.FAILED, task_id="tests.b")) == [ids[1]]
+    assert page_ids(all_pages(backend, 5, status=S.FAILED, task_id="tests.a")) == []
+    [failed] = backend.page_invocations(status=S.FAILED).records
+    assert failed.status is S.FAILED and failed.error == b"x"
+
+
+def test_an_id_prefix_filters_literally_and_combines(
+    backend: Backend, new_record: NewRecord
+) -> None:
+    ids = store(backend, new_record, 30, prefix="x*")
+    more = store(backend, new_record, 30, prefix="y_")
+    assert page_ids(all_pages(backend, 4, id_prefix="x*")) == ids[::-1]
+    assert page_ids(all_pages(backend, 4, id_prefix="y_001")) == more[10:20][::-1]
+    assert page_ids(all_pages(backend, 4, id_prefix="y_001", task_id="tests.a")) == [
+        more[18],
+        more[15],
+        more[12],
+    ]
+    assert page_ids(all_pages(backend, 4, id_prefix="x")) == ids[::-1]
+    assert page_ids(all_pages(backend, 4, id_prefix="y%")) == []
+    assert page_ids(all_pages(backend, 4, id_prefix="Y_")) == []  # exact, case included
+
+
+def test_a_bounded_scan_returns_short_pages_that_go_on_without_gaps(
+    backend: Backend, new_record: NewRecord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = store(backend, new_record, 90)
+    rare = [ids[5], ids[77]]
+    claims = backend.claim("runner", 78, 30.0, 0)
+    for claim in claims:
+        if claim.invocation_id not in rare:
+            backend.release(claim.invocation_id, "runner", claim.attempt)
+    monkeypatch.setattr(base, "PAGE_SCAN_MAX", 10)
+    pages = all_pages(backend, 5, status=S.RUNNING)
+    # Whether a backend filters status by an index (full pages) or by scanning (short pages
+    # with scanned_all=False), paging finds each rare invocation once, newest first.
+    assert page_ids(pages) == [ids[77], ids[5]]
+    for page in pages:
+        assert page.scanned_all or page.next_cursor is not None
+    if isinstance(backend, SqliteBackend):  # a status index: one exact page
+        assert len(pages) == 1 and pages[0].scanned_all
+    else:  # 90 entries, 10 examined a page: short pages that say so (the ninth stops at the
+        # bound on the last entry, so an empty tenth page is needed to know it is the end)
+        assert [p.scanned_all for p in pages] == [False] * 9 + [True]
+        assert [len(p.records) for p in pages] == [0, 1, 0, 0, 0, 0, 0, 0, 1, 0]
+    # Two filters scan on every backend (SQLite walks the status index, checks the task).
+    assert page_ids(all_pages(backend, 5, status=S.RUNNING, task_id="tests.c")) == rare[::-1]
+    assert page_ids(all_pages(backend, 5, status=S.RUNNING, task_id="tests.a")) == []
+    prefixed = all_pages(backend, 5, id_prefix=ids[40][:6], task_id="tests.b")
+    assert page_ids(prefixed) == [ids[40]]
+
+
+def test_pages_never_show_another_apps_invocations(
+    backend: Backend, make_app: Callable[..., App], new_record: NewRecord
+) -> None:
+    ids = store(backend, new_record, 5)
+    other = make_app().backend
+    store(other, new_record, 5)
+    assert page_ids(all_pages(backend, 2)) == ids[::-1]
+    assert page_ids(all_pages(backend, 2, task_id="tests.a")) == [ids[3], ids[0]]
+
+
+def test_an_empty_store_has_one_empty_page(backend: Backend) -> None:
+    page = backend.page_invocations()
+    assert page.records == [] and page.next_cursor is None and page.scanned_all
+
+
+def test_invocations_registered_at_the_same_instant_are_paged_once_each(
+    backend: Backend, new_record: NewRecord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = []
+    for i in range(40):  # one timestamp for all: stores that order by time break the tie
+        record = new_record(task_id=TASKS[i % 3], created_at=2_000_000.0)
+        backend.register(record)
+        ids.append(record.invocation_id)
+    pages = all_pages(backend, 3)
+    assert sorted(page_ids(pages)) == sorted(ids) and len(page_ids(pages)) == 40
+    monkeypatch.setattr(base, "PAGE_SCAN_MAX", 4)
+    filtered = all_pages(backend, 2, task_id="tests.a", id_prefix="inv-")
+    assert sorted(page_ids(filtered)) == sorted(ids[0::3])
+    assert len(page_ids(filtered)) == len(ids[0::3])
+
+
+def test_a_cursor_goes_on_after_its_invocation_expired(
+    backend: Backend, new_record: NewRecord
+) -> None:
+    ids = store(backend, new_record, 10)
+    first = backend.page_invocations(limit=4)
+    assert [r.invocation_id for r in first.records] == ids[9:5:-1]
+    claims = {c.invocation_id: c for c in backend.claim("runner", 10, 30.0, 0)}
+    done = Outcome(OutcomeKind.SUCCESS, b"ok")
+    assert backend.finish(ids[6], "runner", claims[ids[6]].attempt, done)
+    assert backend.expire_finals(100, now=time.time() + 10**9) == 1
+    assert backend.get(ids[6]) is None
+    second = backend.page_invocations(limit=4, cursor=first.next_cursor)
+    assert [r.invocation_id for r in second.records] == ids[5:1:-1]
+
+
+@pytest.mark.parametrize("cursor", ["", "nonsense", "12x", "1.5"])
+def test_a_cursor_this_backend_never_returned_is_refused(
+    backend: Backend, new_record: NewRecord, cursor: str
+) -> None:
+    store(backend, new_record, 3)
+    with pytest.raises(InvalidCursorError, match="not one this backend returned"):
+        backend.page_invocations(cursor=cursor)
