@@ -104,7 +104,7 @@ class Transitions:
             pop = q.QUEUE_POP_HEAD
         else:
             names = sorted(queues)
-            pop, params = q.pop_head_sql(len(names)), (self.app, *names)
+            pop, params = q.pop_head_sql(tuple(names)), (self.app, *names)
         claims: list[Claim] = []
         if (
             look_timed
