@@ -27,6 +27,7 @@ def test_every_queue_read_seeks_an_index(tmp_path: Path) -> None:
     conn = SqliteConnector(tmp_path / "plans.db").connection()
     heads = {
         "every queue": (q.QUEUE_POP_HEAD, ("app",)),
+        "every queue, lane 1 empty": (q.QUEUE_POP_PLAIN_HEAD, ("app",)),
         "default named": (q.pop_head_sql(("default",)), ("app", "default")),
         "other named": (q.pop_head_sql(("other",)), ("app", "other")),
         "both named": (q.pop_head_sql(("default", "other")), ("app", "default", "other")),

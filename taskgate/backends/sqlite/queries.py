@@ -64,7 +64,17 @@ RELEASE_REGISTRATION_KEY = (
 # of queue 'default' are lane 0, of any other queue lane 1 (schema.sql): each lane is in that
 # order in the primary key, and the head or the end of a priority is the better of two lanes'.
 QUEUE_NOT_EMPTY = "SELECT 1 FROM queue WHERE app_id = ? LIMIT 1"
-# The head of every queue: the better of the two lanes' first rows.
+# The head of every queue while lane 1 is empty (every call without a queue option): the
+# first row of lane 0, one seek; nothing when lane 1 has rows (then QUEUE_POP_HEAD decides).
+QUEUE_POP_PLAIN_HEAD = """
+DELETE FROM queue WHERE app_id = ?1 AND (lane, neg_priority, position) = (
+    SELECT lane, neg_priority, position FROM queue WHERE app_id = ?1 AND lane = 0
+        AND NOT EXISTS (SELECT 1 FROM queue WHERE app_id = ?1 AND lane = 1)
+    ORDER BY neg_priority, position LIMIT 1)
+RETURNING invocation_id
+"""
+# The head of every queue: the better of the two lanes' first rows (a compound query with a
+# sort of two rows: several times the cost of one seek, paid only once lane 1 has rows).
 QUEUE_POP_HEAD = """
 DELETE FROM queue WHERE app_id = ?1 AND (lane, neg_priority, position) = (
     SELECT lane, neg_priority, position FROM (

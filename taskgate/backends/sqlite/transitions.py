@@ -101,7 +101,7 @@ class Transitions:
             return []
         params: tuple[str, ...] = (self.app,)
         if queues is None:
-            pop = q.QUEUE_POP_HEAD
+            pop = q.QUEUE_POP_PLAIN_HEAD
         else:
             names = sorted(queues)
             pop, params = q.pop_head_sql(tuple(names)), (self.app, *names)
@@ -114,6 +114,8 @@ class Transitions:
             self.budgets.move_due()
         while len(claims) < max_count:
             head = self.conn.execute(pop, params).fetchone()
+            if head is None and queues is None:  # lane 1 has rows (or both lanes are empty)
+                head = self.conn.execute(q.QUEUE_POP_HEAD, params).fetchone()
             if head is None:
                 break
             row = self.conn.execute(q.SELECT_INVOCATION, (self.app, head[0])).fetchone()
