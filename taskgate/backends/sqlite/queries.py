@@ -64,8 +64,10 @@ RELEASE_REGISTRATION_KEY = (
 # of queue 'default' are lane 0, of any other queue lane 1 (schema.sql): each lane is in that
 # order in the primary key, and the head or the end of a priority is the better of two lanes'.
 QUEUE_NOT_EMPTY = "SELECT 1 FROM queue WHERE app_id = ? LIMIT 1"
+OTHER_LANE_NOT_EMPTY = "SELECT 1 FROM queue WHERE app_id = ? AND lane = 1 LIMIT 1"
 # The head of every queue while lane 1 is empty (every call without a queue option): the
-# first row of lane 0, one seek; nothing when lane 1 has rows (then QUEUE_POP_HEAD decides).
+# first row of lane 0, one seek; nothing when lane 1 has rows. Then OTHER_LANE_NOT_EMPTY (one
+# seek) says whether QUEUE_POP_HEAD must decide: a claim that empties the queue skips it.
 QUEUE_POP_PLAIN_HEAD = """
 DELETE FROM queue WHERE app_id = ?1 AND (lane, neg_priority, position) = (
     SELECT lane, neg_priority, position FROM queue WHERE app_id = ?1 AND lane = 0

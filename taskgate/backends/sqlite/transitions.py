@@ -114,7 +114,11 @@ class Transitions:
             self.budgets.move_due()
         while len(claims) < max_count:
             head = self.conn.execute(pop, params).fetchone()
-            if head is None and queues is None:  # lane 1 has rows (or both lanes are empty)
+            if (
+                head is None
+                and queues is None
+                and self.conn.execute(q.OTHER_LANE_NOT_EMPTY, params).fetchone()
+            ):  # lane 1 has rows: compare the two lanes' heads
                 head = self.conn.execute(q.QUEUE_POP_HEAD, params).fetchone()
             if head is None:
                 break
