@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 
@@ -38,6 +38,21 @@ logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+# The variant nibble of a version 4 UUID: 10xx in binary, the low two bits random.
+_VARIANT_DIGIT = dict(zip("0123456789abcdef", "89ab" * 4, strict=True))
+
+
+def new_invocation_id() -> str:
+    """A new random invocation id: a version 4 UUID string, as ``str(uuid.uuid4())`` gives.
+
+    The same 122 random bits from ``os.urandom``, in the same format, for less than half the
+    cost: ``uuid.uuid4()`` builds a ``UUID`` object in Python only for ``str()`` to format it
+    again, on the path of every call.
+    """
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT_DIGIT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 class TaskDecorator(Protocol):
@@ -368,7 +383,7 @@ class App(AppOperations):
         """
         options = task.options
         return InvocationRecord(
-            invocation_id=str(uuid.uuid4()),
+            invocation_id=new_invocation_id(),
             task_id=task.task_id,
             arguments=self.serializer.dumps(arguments),
             plan=plan_for_call(options, task.task_id, arguments),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from taskgate import context
@@ -158,31 +158,53 @@ class Invocation(Generic[R]):
             Exception: the task's own exception when it FAILED.
         """
         if self._final is None:
-            with context.shielded():
-                self._final = self.app.read_result_ahead(self)
+            self._final = self.app.read_result_ahead(self)  # shielded: an entry point
         if self._final is not None:
             return self._outcome(self._final)
         deadline = None if timeout is None else time.monotonic() + timeout
-        # Inside a runner's task: a stand-in runs meanwhile, and each backend wait is bounded
-        # by ``wait_slice`` so the body sees a timeout or cancel promptly.
-        with context.blocking_wait() as wait_slice:
-            while True:
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if wait_slice is not None:
-                    remaining = wait_slice if remaining is None else min(remaining, wait_slice)
-                with context.shielded():
-                    record = self.app.backend.wait_final(self.invocation_id, remaining)
-                if record is None:
-                    raise InvocationNotFoundError(self.invocation_id)
-                if record.status.is_final:
-                    break
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise ResultTimeoutError(
-                        self.invocation_id, cast(float, timeout), record.status
-                    )
+        wait = self.app.backend.wait_final
+        hooks = context.hooks
+        if hooks.hook is None and hooks.shield is None:
+            # Not a runner's thread (every caller outside task code): no stand-in to start,
+            # nothing to shield, so none of their context managers on this path.
+            record = self._wait_final(wait, deadline, timeout, None)
+        else:
+            # Inside a runner's task: a stand-in runs meanwhile, and each backend wait is
+            # shielded and bounded by ``wait_slice`` so the body sees a timeout or cancel
+            # promptly.
+            with context.blocking_wait() as wait_slice:
+                record = self._wait_final(context.shielding(wait), deadline, timeout, wait_slice)
         self._known_final(record)
         self.app.outcome_known(self.invocation_id)
         return self._outcome(record)
+
+    def _wait_final(
+        self,
+        wait: Callable[[str, float | None], InvocationRecord | None],
+        deadline: float | None,
+        timeout: float | None,
+        wait_slice: float | None,
+    ) -> InvocationRecord:
+        """The final record, by calling ``wait`` (the backend's ``wait_final``) until it is.
+
+        Each call blocks until ``deadline`` (monotonic; None: no bound), and at most
+        ``wait_slice`` seconds when that is not None.
+
+        Raises:
+            ResultTimeoutError: ``deadline`` passed first (``timeout`` is for the message).
+            InvocationNotFoundError: the invocation does not exist (purged or expired).
+        """
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if wait_slice is not None:
+                remaining = wait_slice if remaining is None else min(remaining, wait_slice)
+            record = wait(self.invocation_id, remaining)
+            if record is None:
+                raise InvocationNotFoundError(self.invocation_id)
+            if record.status.is_final:
+                return record
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ResultTimeoutError(self.invocation_id, cast(float, timeout), record.status)
 
     async def async_result(self, timeout: float | None = None) -> R:
         """:meth:`get_result` for asyncio callers, without blocking the event loop.

@@ -99,7 +99,11 @@ class ReadyQueues:
     def push(self, invocation_id: str, queue: str, priority: int) -> None:
         """Append a newly ready invocation to its queue (tail of its priority)."""
         if not self._queues and not priority and queue == PLAIN_QUEUE:
-            self._add_plain(invocation_id, first=False)
+            # _add_plain in line: the path of every call without options.
+            if invocation_id in self._where:
+                self.remove(invocation_id)
+            self._where[invocation_id] = PLAIN_QUEUE
+            self._plain.append(invocation_id)
         else:
             self._add(invocation_id, queue, priority, first=False)
 

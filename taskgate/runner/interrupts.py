@@ -131,7 +131,8 @@ def _clear_pending(thread_id: int) -> None:
 
 
 class Body:
-    """One run of one body, as the registry sees it (state changes under its own ``lock``).
+    """One run of one body, as the registry sees it (state changes under its own ``lock`` once
+    other threads can see it: :meth:`RunningBodies.enter` publishes it).
 
     The lock is the body's, not the registry's: runner threads entering and leaving bodies
     never contend for one lock (under the GIL, eight workers sharing a hot lock fall into a
@@ -199,12 +200,13 @@ class RunningBodies:
         Active first, findable second: a request that finds the body can deliver to it. A
         request kept before the body was findable is taken here; one kept after it looks again
         (see :meth:`interrupt`), so none is missed (and none delivered twice: at most once).
+        ``body`` must be new (from :meth:`thread_body`, or :meth:`running`'s): until this
+        publishes it, no other thread can see it, so marking it active needs no lock.
         """
         if body.thread_id is not None:
             _local.body = body
-        with body.lock:
-            body.active = True
-        self._bodies[body.invocation_id] = body  # one dict step: atomic
+        body.active = True  # not findable, not armed yet: this thread's alone (see above)
+        self._bodies[body.invocation_id] = body  # one dict step: atomic, and publishes it
         if self._pending:
             with self._lock:
                 kept = self._pending.pop(body.invocation_id, None)

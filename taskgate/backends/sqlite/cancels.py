@@ -42,9 +42,12 @@ DELETE FROM cancel_requests WHERE app_id = ? AND runner_id = ? RETURNING invocat
 DROP_REQUEST = (
     "DELETE FROM cancel_requests WHERE app_id = ? AND runner_id = ? AND invocation_id = ?"
 )
-# The queue row of a waiting invocation: a scan of its priority's range of the primary key
-# (cancels are rare; an index by id would cost every push and pop).
-QUEUE_REMOVE = "DELETE FROM queue WHERE app_id = ? AND neg_priority = ? AND invocation_id = ?"
+# The queue row of a waiting invocation: a scan of its priority's range of its lane in the
+# primary key (cancels are rare; an index by id would cost every push and pop).
+QUEUE_REMOVE = """
+DELETE FROM queue WHERE app_id = ?1 AND lane = (?2 <> 'default') AND neg_priority = ?3
+    AND invocation_id = ?4
+"""
 LAST_TICK = "SELECT last_tick FROM periodic_ticks WHERE app_id = ? AND task_id = ?"
 SET_TICK = """
 INSERT INTO periodic_ticks (app_id, task_id, last_tick) VALUES (?, ?, ?)
@@ -75,7 +78,7 @@ def cancel(steps: Transitions, invocation_id: str) -> CancelResult:
         place = (app, row["running_key"], -row["priority"], invocation_id)
         placed = conn.execute(q.UNPARK_ID, place).rowcount > 0
     if not placed:
-        conn.execute(QUEUE_REMOVE, (app, -row["priority"], invocation_id))
+        conn.execute(QUEUE_REMOVE, (app, row["queue"], -row["priority"], invocation_id))
     steps.release_registration_key(row)
     steps.finalize(row, _S.CANCELLED, None, b"")
     # A slot handed to it (a woken or handed-back invocation of a running key) goes on to the

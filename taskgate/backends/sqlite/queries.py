@@ -61,55 +61,84 @@ RELEASE_REGISTRATION_KEY = (
     "DELETE FROM registration_keys WHERE app_id = ? AND key = ? AND invocation_id = ?"
 )
 
-# The ready queues, in (neg_priority, position) order; positions are unique per priority.
+# The ready queues, in (neg_priority, position) order; positions are unique per priority. Rows
+# of queue 'default' are lane 0, of any other queue lane 1 (schema.sql): each lane is in that
+# order in the primary key, and the head or the end of a priority is the better of two lanes'.
 QUEUE_NOT_EMPTY = "SELECT 1 FROM queue WHERE app_id = ? LIMIT 1"
-# The head of every queue: the first row of the primary key.
-QUEUE_POP_HEAD = """
-DELETE FROM queue WHERE app_id = ?1 AND (neg_priority, position) = (
-    SELECT neg_priority, position FROM queue WHERE app_id = ?1
+OTHER_LANE_NOT_EMPTY = "SELECT 1 FROM queue WHERE app_id = ? AND lane = 1 LIMIT 1"
+# The head of every queue while lane 1 is empty (every call without a queue option): the
+# first row of lane 0, one seek; nothing when lane 1 has rows. Then OTHER_LANE_NOT_EMPTY (one
+# seek) says whether QUEUE_POP_HEAD must decide: a claim that empties the queue skips it.
+QUEUE_POP_PLAIN_HEAD = """
+DELETE FROM queue WHERE app_id = ?1 AND (lane, neg_priority, position) = (
+    SELECT lane, neg_priority, position FROM queue WHERE app_id = ?1 AND lane = 0
+        AND NOT EXISTS (SELECT 1 FROM queue WHERE app_id = ?1 AND lane = 1)
     ORDER BY neg_priority, position LIMIT 1)
 RETURNING invocation_id
 """
-# The head of some queues (?2, ?3...): the best of each queue's head (see pop_head_sql).
-_QUEUE_HEAD_OF = """SELECT * FROM (SELECT neg_priority, position FROM queue
-    WHERE app_id = ?1 AND queue = ?{n} ORDER BY neg_priority, position LIMIT 1)"""
-_QUEUE_POP_HEAD_OF = """
-DELETE FROM queue WHERE app_id = ?1 AND (neg_priority, position) = (
-    SELECT neg_priority, position FROM ({heads}) ORDER BY neg_priority, position LIMIT 1)
+# The head of every queue: the better of the two lanes' first rows (a compound query with a
+# sort of two rows: several times the cost of one seek, paid only once lane 1 has rows).
+QUEUE_POP_HEAD = """
+DELETE FROM queue WHERE app_id = ?1 AND (lane, neg_priority, position) = (
+    SELECT lane, neg_priority, position FROM (
+        SELECT * FROM (SELECT lane, neg_priority, position FROM queue
+            WHERE app_id = ?1 AND lane = 0 ORDER BY neg_priority, position LIMIT 1)
+        UNION ALL
+        SELECT * FROM (SELECT lane, neg_priority, position FROM queue
+            WHERE app_id = ?1 AND lane = 1 ORDER BY neg_priority, position LIMIT 1))
+    ORDER BY neg_priority, position LIMIT 1)
 RETURNING invocation_id
 """
-# Params: app, queue, neg_priority, invocation id.
-QUEUE_PUSH_BACK = """
-INSERT INTO queue (app_id, neg_priority, position, queue, invocation_id)
-VALUES (?1, ?3, (SELECT COALESCE(MAX(position), 0) + 1 FROM queue
-                 WHERE app_id = ?1 AND neg_priority = ?3), ?2, ?4)
+# The head of some queues (?2, ?3...): the best of each queue's head (see pop_head_sql). The
+# lane is written out (0 for 'default', 1 for the rest): queue_other_lanes, an index of lane-1
+# rows only, serves a query only when its WHERE names lane = 1 literally.
+_QUEUE_HEAD_OF = """SELECT * FROM (SELECT lane, neg_priority, position FROM queue
+    WHERE app_id = ?1 AND lane = {lane} AND queue = ?{n} ORDER BY neg_priority, position LIMIT 1)"""
+_QUEUE_POP_HEAD_OF = """
+DELETE FROM queue WHERE app_id = ?1 AND (lane, neg_priority, position) = (
+    SELECT lane, neg_priority, position FROM ({heads}) ORDER BY neg_priority, position LIMIT 1)
+RETURNING invocation_id
 """
-QUEUE_PUSH_FRONT = """
-INSERT INTO queue (app_id, neg_priority, position, queue, invocation_id)
-VALUES (?1, ?3, (SELECT COALESCE(MIN(position), 0) - 1 FROM queue
-                 WHERE app_id = ?1 AND neg_priority = ?3), ?2, ?4)
+# The last (first) position of a priority over both lanes, NULL when it has none: two seeks of
+# the primary key (an IN over the lanes would defeat SQLite's min/max optimization).
+_END_OF_PRIORITY = """(SELECT {fn}(p) FROM (
+    SELECT {fn}(position) AS p FROM queue WHERE app_id = ?1 AND lane = 0 AND neg_priority = {neg}
+    UNION ALL
+    SELECT {fn}(position) FROM queue WHERE app_id = ?1 AND lane = 1 AND neg_priority = {neg}))"""
+_LAST = _END_OF_PRIORITY.format(fn="MAX", neg="?3")
+_FIRST = _END_OF_PRIORITY.format(fn="MIN", neg="?3")
+# Params: app, queue, neg_priority, invocation id.
+QUEUE_PUSH_BACK = f"""
+INSERT INTO queue (app_id, lane, neg_priority, position, queue, invocation_id)
+VALUES (?1, ?2 <> 'default', ?3, COALESCE({_LAST}, 0) + 1, ?2, ?4)
+"""
+QUEUE_PUSH_FRONT = f"""
+INSERT INTO queue (app_id, lane, neg_priority, position, queue, invocation_id)
+VALUES (?1, ?2 <> 'default', ?3, COALESCE({_FIRST}, 0) - 1, ?2, ?4)
 """
 # The same by id alone (queue and priority read from the row). Params: app, invocation id.
-QUEUE_PUSH_FRONT_ID = """
-INSERT INTO queue (app_id, neg_priority, position, queue, invocation_id)
-SELECT ?1, -i.priority, (SELECT COALESCE(MIN(position), 0) - 1 FROM queue
-                         WHERE app_id = ?1 AND neg_priority = -i.priority), i.queue, ?2
+QUEUE_PUSH_FRONT_ID = f"""
+INSERT INTO queue (app_id, lane, neg_priority, position, queue, invocation_id)
+SELECT ?1, i.queue <> 'default', -i.priority,
+    COALESCE({_END_OF_PRIORITY.format(fn="MIN", neg="-i.priority")}, 0) - 1, i.queue, ?2
 FROM invocations i WHERE i.app_id = ?1 AND i.invocation_id = ?2
 """
 # A due timed invocation goes to the tail, if it still waits (SCHEDULED or a delayed RETRY).
-QUEUE_PUSH_BACK_WAITING = """
-INSERT INTO queue (app_id, neg_priority, position, queue, invocation_id)
-SELECT ?1, -i.priority, (SELECT COALESCE(MAX(position), 0) + 1 FROM queue
-                         WHERE app_id = ?1 AND neg_priority = -i.priority), i.queue, ?2
+QUEUE_PUSH_BACK_WAITING = f"""
+INSERT INTO queue (app_id, lane, neg_priority, position, queue, invocation_id)
+SELECT ?1, i.queue <> 'default', -i.priority,
+    COALESCE({_END_OF_PRIORITY.format(fn="MAX", neg="-i.priority")}, 0) + 1, i.queue, ?2
 FROM invocations i WHERE i.app_id = ?1 AND i.invocation_id = ?2
     AND i.status IN ('scheduled', 'retry')
 """
 
 
 @functools.lru_cache(maxsize=64)
-def pop_head_sql(count: int) -> str:
-    """The statement taking the head of ``count`` named queues (params: app, the names)."""
-    heads = " UNION ALL ".join(_QUEUE_HEAD_OF.format(n=n + 2) for n in range(count))
+def pop_head_sql(names: tuple[str, ...]) -> str:
+    """The statement taking the head of the named queues (params: app, then ``names``)."""
+    heads = " UNION ALL ".join(
+        _QUEUE_HEAD_OF.format(lane=int(name != "default"), n=n + 2) for n, name in enumerate(names)
+    )
     return _QUEUE_POP_HEAD_OF.format(heads=heads)
 
 

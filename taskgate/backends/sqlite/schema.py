@@ -47,9 +47,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 # Run after the tables of schema.sql were created: rows of the tables renamed aside move in.
 COPIES: dict[int, tuple[str, ...]] = {
     2: (
-        """INSERT INTO queue (app_id, neg_priority, position, queue, invocation_id)
-        SELECT q.app_id, -COALESCE(i.priority, 0), q.position, COALESCE(i.queue, 'default'),
-            q.invocation_id
+        """INSERT INTO queue (app_id, lane, neg_priority, position, queue, invocation_id)
+        SELECT q.app_id, COALESCE(i.queue, 'default') <> 'default', -COALESCE(i.priority, 0),
+            q.position, COALESCE(i.queue, 'default'), q.invocation_id
         FROM queue_v2 q
         LEFT JOIN invocations i ON i.app_id = q.app_id AND i.invocation_id = q.invocation_id""",
         "DROP TABLE queue_v2",
@@ -59,6 +59,20 @@ COPIES: dict[int, tuple[str, ...]] = {
         FROM parked_v2 p
         LEFT JOIN invocations i ON i.app_id = p.app_id AND i.invocation_id = p.invocation_id""",
         "DROP TABLE parked_v2",
+    ),
+}
+
+# Steps for a file of exactly that version, around the steps above: a table set aside and
+# refilled in a layout only that version had. The ready queue of a v3 file gains the lane
+# ('default' or not) in its key (v4); older files refill theirs by COPIES[2], queue_by_lane
+# goes with the v3 table.
+SET_ASIDE: dict[int, tuple[str, ...]] = {3: ("ALTER TABLE queue RENAME TO queue_v3",)}
+REFILL: dict[int, tuple[str, ...]] = {
+    3: (
+        """INSERT INTO queue (app_id, lane, neg_priority, position, queue, invocation_id)
+        SELECT app_id, queue <> 'default', neg_priority, position, queue, invocation_id
+        FROM queue_v3""",
+        "DROP TABLE queue_v3",
     ),
 }
 
@@ -112,6 +126,8 @@ def _upgrade(conn: sqlite3.Connection, version: int) -> None:
     for step in range(version, SCHEMA_VERSION):
         for statement in MIGRATIONS[step]:
             conn.execute(statement)
+    for statement in SET_ASIDE.get(version, ()):
+        conn.execute(statement)
     existing = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     for statement in schema_statements():
         match = _CREATED_NAME.match(statement)
@@ -120,6 +136,8 @@ def _upgrade(conn: sqlite3.Connection, version: int) -> None:
     for step in range(version, SCHEMA_VERSION):
         for statement in COPIES.get(step, ()):
             conn.execute(statement)
+    for statement in REFILL.get(version, ()):
+        conn.execute(statement)
 
 
 def _version(conn: sqlite3.Connection) -> int:

@@ -55,17 +55,21 @@ CREATE INDEX history_by_invocation ON history (app_id, invocation_id, step);
 
 -- The ready queues: taken highest priority first (neg_priority = -priority), then by position.
 -- Positions are unique per priority across queues (MAX + 1 at the tail); a woken, handed-back
--- or recovered invocation takes MIN - 1, the head of its priority. A claim of every queue walks
--- the primary key; a claim naming queues reads the head of each through queue_by_lane.
+-- or recovered invocation takes MIN - 1, the head of its priority. Lane 0 holds queue
+-- 'default', lane 1 every other queue (v4): a claim of every queue takes the better of the two
+-- lanes' heads in the primary key, a claim naming queues reads the head of 'default' there and
+-- of each other queue through queue_other_lanes, which indexes lane-1 rows only, so a call
+-- without a queue option writes one b-tree entry here, not two.
 CREATE TABLE queue (
     app_id        TEXT    NOT NULL,
+    lane          INTEGER NOT NULL,                       -- 0: queue 'default'; 1: others
     neg_priority  INTEGER NOT NULL,
     position      INTEGER NOT NULL,
     queue         TEXT    NOT NULL,
     invocation_id TEXT    NOT NULL,
-    PRIMARY KEY (app_id, neg_priority, position)
+    PRIMARY KEY (app_id, lane, neg_priority, position)
 ) WITHOUT ROWID;
-CREATE INDEX queue_by_lane ON queue (app_id, queue, neg_priority, position);
+CREATE INDEX queue_other_lanes ON queue (app_id, queue, neg_priority, position) WHERE lane = 1;
 
 -- Registration keys held by invocations that have not started running.
 CREATE TABLE registration_keys (

@@ -101,10 +101,10 @@ class Transitions:
             return []
         params: tuple[str, ...] = (self.app,)
         if queues is None:
-            pop = q.QUEUE_POP_HEAD
+            pop = q.QUEUE_POP_PLAIN_HEAD
         else:
             names = sorted(queues)
-            pop, params = q.pop_head_sql(len(names)), (self.app, *names)
+            pop, params = q.pop_head_sql(tuple(names)), (self.app, *names)
         claims: list[Claim] = []
         if (
             look_timed
@@ -114,6 +114,12 @@ class Transitions:
             self.budgets.move_due()
         while len(claims) < max_count:
             head = self.conn.execute(pop, params).fetchone()
+            if (
+                head is None
+                and queues is None
+                and self.conn.execute(q.OTHER_LANE_NOT_EMPTY, params).fetchone()
+            ):  # lane 1 has rows: compare the two lanes' heads
+                head = self.conn.execute(q.QUEUE_POP_HEAD, params).fetchone()
             if head is None:
                 break
             row = self.conn.execute(q.SELECT_INVOCATION, (self.app, head[0])).fetchone()
