@@ -267,6 +267,19 @@ def bench_backend(kind: str, url: str, args: argparse.Namespace) -> None:
     stats = app.backend.stats()
     total = sum(stats.by_task_and_status.values())
     print(f"\n## {kind}: {total:,} invocations stored in {filled:.0f} s", flush=True)
+    # The monitor shares one stats() read for a second (taskgate/monitor/stats_cache.py), so
+    # the requests below, 20 in a row, mostly reuse it: this is what the read itself costs,
+    # paid at most once a second (an open tab refreshes every 2 s, so it always pays it).
+    reads = []
+    for _ in range(args.requests):
+        began = time.perf_counter()
+        app.backend.stats()
+        reads.append((time.perf_counter() - began) * 1000)
+    print(
+        f"stats() read, uncached: p50 {statistics.median(reads):.1f} ms, "
+        f"p95 {percentile(reads, 0.95):.1f} ms, max {max(reads):.1f} ms",
+        flush=True,
+    )
 
     failed = first(app, "failed")
     values = {
