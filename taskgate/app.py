@@ -189,8 +189,10 @@ class App(AppOperations):
         """The tasks registered with this app so far, by task id (a copy)."""
         return dict(self._tasks)
 
-    def resolve_task(self, task_id: str) -> Task[Any, Any]:
+    def _resolve_task(self, task_id: str) -> Task[Any, Any]:
         """The task registered under ``task_id``, importing its module if needed.
+
+        Internal: used by the runners, eager mode, invocation handles and resubmission.
 
         Raises:
             TaskNotFoundError: the module cannot be imported or defines no such task here.
@@ -273,7 +275,7 @@ class App(AppOperations):
 
     # --- calls ---------------------------------------------------------------------------------
 
-    def register_call(
+    def _register_call(
         self,
         task: Task[Any, R],
         arguments: dict[str, Any],
@@ -284,19 +286,21 @@ class App(AppOperations):
     ) -> Invocation[R]:
         """Register one call of ``task`` with bound ``arguments`` (what ``task(...)`` does).
 
+        Internal: users call the task; used by :class:`Task`, delays, resubmission and context.
+
         ``scheduled_for``: epoch seconds before which it may not start; ``priority`` and
         ``queue`` replace the task's own when not None (``with_options``, validated there).
-        Eager mode runs the call at once anyway. Raises as :meth:`register_calls` does.
+        Eager mode runs the call at once anyway. Raises as :meth:`_register_calls` does.
         Shielded (:func:`context.shielded`) on a runner's thread, like the other entry points;
         the check is inlined here (no wrapper frame on the path of every task call).
         """
         shield = context.hooks.shield
         if shield is None:
-            return self._register_call(task, arguments, scheduled_for, priority, queue)
+            return self._register_call_now(task, arguments, scheduled_for, priority, queue)
         with shield():
-            return self._register_call(task, arguments, scheduled_for, priority, queue)
+            return self._register_call_now(task, arguments, scheduled_for, priority, queue)
 
-    def _register_call(
+    def _register_call_now(
         self,
         task: Task[Any, R],
         arguments: dict[str, Any],
@@ -306,7 +310,7 @@ class App(AppOperations):
     ) -> Invocation[R]:
         if self.conf.eager:
             return run_calls(self, task, [arguments])[0]
-        record = self.build_record(task, arguments, scheduled_for, priority=priority, queue=queue)
+        record = self._build_record(task, arguments, scheduled_for, priority=priority, queue=queue)
         backend = self.backend
         if tracing.active is False:  # the hot path: one check of a cached bool
             registered = backend.register(record)
@@ -318,10 +322,12 @@ class App(AppOperations):
         return invocation
 
     @context.shielding
-    def register_calls(
+    def _register_calls(
         self, task: Task[Any, R], calls: Sequence[dict[str, Any]]
     ) -> list[Invocation[R]]:
         """Register calls of ``task`` in one backend step per batch (``task.parallelize``).
+
+        Internal: users call ``task.parallelize``.
 
         Every call is serialized before anything is registered. Each registration is atomic on
         its own, with concurrency control exactly as for single calls. In eager mode the calls
@@ -334,7 +340,7 @@ class App(AppOperations):
         """
         if self.conf.eager:
             return list(run_calls(self, task, calls))
-        records = [self.build_record(task, arguments) for arguments in calls]
+        records = [self._build_record(task, arguments) for arguments in calls]
         backend = self.backend
         if tracing.active is False:
             registered = backend.register_many(records)
@@ -350,8 +356,10 @@ class App(AppOperations):
         return invocations
 
     @context.shielding
-    def read_result_ahead(self, invocation: Invocation[Any]) -> InvocationRecord | None:
+    def _read_result_ahead(self, invocation: Invocation[Any]) -> InvocationRecord | None:
         """``invocation``'s final record, read with the next outstanding results of this process.
+
+        Internal: used by the invocation handles (:mod:`taskgate.invocation`).
 
         None when it is not final yet or there is nothing to read ahead (see
         :mod:`taskgate.readahead`); :meth:`Invocation.get_result` then waits as usual.
@@ -362,11 +370,14 @@ class App(AppOperations):
         return self._read_ahead.read(invocation, backend)
 
     @context.shielding
-    def outcome_known(self, invocation_id: str) -> None:
-        """The caller has read the outcome of ``invocation_id``: stop reading ahead for it."""
+    def _outcome_known(self, invocation_id: str) -> None:
+        """The caller has read the outcome of ``invocation_id``: stop reading ahead for it.
+
+        Internal: used by the invocation handles (:mod:`taskgate.invocation`).
+        """
         self._read_ahead.forget(invocation_id)
 
-    def build_record(
+    def _build_record(
         self,
         task: Task[Any, Any],
         arguments: dict[str, Any],
@@ -377,6 +388,8 @@ class App(AppOperations):
     ) -> InvocationRecord:
         """The record one call of ``task`` registers (arguments serialized, keys computed);
         ``priority`` and ``queue`` replace the task's options when not None.
+
+        Internal: used by calls, eager mode and the periodic scheduler.
 
         Raises:
             SerializationError: the arguments, or a value forming a key, cannot be serialized.

@@ -47,7 +47,7 @@ class _Hooks(threading.local):
 
 hooks = _Hooks()
 """This thread's hooks: ``hooks.shield`` is what :func:`shielded` enters (None: nothing to
-defer), for entry points too hot for the :func:`shielding` wrapper (``App.register_call``)."""
+defer), for entry points too hot for the :func:`shielding` wrapper (``App._register_call``)."""
 _hooks = hooks
 
 WAIT_SLICE_SECONDS = 1.0

@@ -48,9 +48,9 @@ class DelayedCall(Generic[P, R]):
         when = self._eta
         if self._delay is not None:
             when = time.time() + self._delay  # counted from the call, not from with_options()
-        return task.app.register_call(
+        return task.app._register_call(
             task,
-            task.bind(args, kwargs),
+            task._bind(args, kwargs),
             scheduled_for=when,
             priority=self._priority,
             queue=self._queue,

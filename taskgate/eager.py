@@ -118,7 +118,7 @@ def run_calls(
 
 
 def _prepare(app: App, task: Task[Any, R], arguments: dict[str, Any]) -> EagerInvocation[R]:
-    record = app.build_record(task, arguments)  # the record a real call would register
+    record = app._build_record(task, arguments)  # the record a real call would register
     record.history.append(Transition(_S.REGISTERED, time.time(), None))
     return EagerInvocation(app, record, arguments)
 
@@ -137,7 +137,7 @@ def _run(app: App, invocation: EagerInvocation[Any]) -> None:
             num_retries=record.num_retries,
             max_retries=record.max_retries,
         )
-        if app.resolve_task(record.task_id).is_async:
+        if app._resolve_task(record.task_id).is_async:
             outcome = execute_async_inline(app, claim, invocation)
         else:
             outcome = execute(app, claim, invocation)

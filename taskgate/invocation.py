@@ -65,7 +65,7 @@ class Invocation(Generic[R]):
     @property
     def task(self) -> Task[Any, R]:
         """The task object (imported by its module path if this process has not seen it)."""
-        return cast("Task[Any, R]", self.app.resolve_task(self.task_id))
+        return cast("Task[Any, R]", self.app._resolve_task(self.task_id))
 
     @property
     def arguments(self) -> dict[str, Any]:
@@ -158,7 +158,7 @@ class Invocation(Generic[R]):
             Exception: the task's own exception when it FAILED.
         """
         if self._final is None:
-            self._final = self.app.read_result_ahead(self)  # shielded: an entry point
+            self._final = self.app._read_result_ahead(self)  # shielded: an entry point
         if self._final is not None:
             return self._outcome(self._final)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -175,7 +175,7 @@ class Invocation(Generic[R]):
             with context.blocking_wait() as wait_slice:
                 record = self._wait_final(context.shielding(wait), deadline, timeout, wait_slice)
         self._known_final(record)
-        self.app.outcome_known(self.invocation_id)
+        self.app._outcome_known(self.invocation_id)
         return self._outcome(record)
 
     def _wait_final(
@@ -308,7 +308,7 @@ class InvocationGroup(Generic[R]):
                     record = final.get(invocation.invocation_id)
                     if record is not None:
                         invocation._known_final(record)
-                        app.outcome_known(invocation.invocation_id)
+                        app._outcome_known(invocation.invocation_id)
         if all(i._final is not None for i in self.invocations):
             return [invocation.result for invocation in self.invocations]
         with context.blocking_wait():  # one stand-in for the whole wait, not one per result

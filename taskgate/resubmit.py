@@ -31,11 +31,11 @@ def resubmit(app: App, invocation_id: str) -> Invocation[Any]:
     record = app.backend.get(invocation_id)
     if record is None:
         raise InvocationNotFoundError(invocation_id)
-    task = app.resolve_task(record.task_id)
+    task = app._resolve_task(record.task_id)
     arguments = app.serializer.loads(record.arguments)
     if not isinstance(arguments, dict):
         raise SerializationError(
             f"the stored arguments of invocation {invocation_id} are not a mapping of "
             f"parameter names ({type(arguments).__name__}); it cannot be called again"
         )
-    return app.register_call(task, arguments, priority=record.priority, queue=record.queue)
+    return app._register_call(task, arguments, priority=record.priority, queue=record.queue)

@@ -316,7 +316,7 @@ class Task(Generic[P, R]):
             SerializationError: the arguments cannot be serialized; nothing is registered.
             InvocationConcurrencyWithDifferentArgumentsError: see ``on_diff_non_key_args_raise``.
         """
-        return self.app.register_call(self, self.bind(args, kwargs))
+        return self.app._register_call(self, self._bind(args, kwargs))
 
     def __repr__(self) -> str:
         return f"<Task {self.task_id}>"
@@ -400,27 +400,36 @@ class Task(Generic[P, R]):
                         f"{self.task_id}() got multiple values for keyword argument "
                         f"{twice[0]!r}: it is in a parallelize() item and in common_args"
                     )
-                calls.append(self.bind((), {**item, **common}))
+                calls.append(self._bind((), {**item, **common}))
             elif isinstance(item, tuple):
-                calls.append(self.bind(item, common))
+                calls.append(self._bind(item, common))
             else:
                 raise TypeError(
                     f"parallelize() of {self.task_id} takes tuples (positional arguments) or "
                     f"dicts (keyword arguments), got {type(item).__name__}"
                 )
-        return InvocationGroup(self.app.register_calls(self, calls))
+        return InvocationGroup(self.app._register_calls(self, calls))
 
-    def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        """The call's arguments by parameter name, defaults applied (raises TypeError)."""
+    def _bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """The call's arguments by parameter name, defaults applied.
+
+        Internal: used by calls, delays and the periodic scheduler.
+
+        Raises:
+            TypeError: ``args`` and ``kwargs`` do not match the function's signature.
+        """
         if not args and not kwargs and not self.signature.parameters:
             return {}  # a function without parameters: nothing to bind
         bound = self.signature.bind(*args, **kwargs)
         bound.apply_defaults()
         return dict(bound.arguments)
 
-    def run(self, arguments: Mapping[str, Any]) -> R:
+    def _run(self, arguments: Mapping[str, Any]) -> R:
         """Execute the function with bound ``arguments`` in the current thread (for an
-        ``async def``: create its coroutine, see :attr:`is_async`)."""
+        ``async def``: create its coroutine, see :attr:`is_async`).
+
+        Internal: the runners' executors call it; users call the task to register a call.
+        """
         if self._named_only:
             return self.func(**arguments)  # type: ignore[call-arg]
         bound = inspect.BoundArguments(self.signature, dict(arguments))

@@ -78,7 +78,7 @@ async def _execute_async(
     # Built only when INFO lines are written (the hot path), as the executor's.
     extra = claim_fields(claim, runner_id) if logger.isEnabledFor(logging.INFO) else None
     try:
-        task = app.resolve_task(claim.task_id)
+        task = app._resolve_task(claim.task_id)
         arguments = serializer.loads(claim.arguments)
     except (TaskNotFoundError, SerializationError) as exc:
         logger.error(
@@ -152,11 +152,11 @@ async def _interruptible(
     try:
         if bodies is None:
             async with deadline:
-                value = await task.run(arguments)
+                value = await task._run(arguments)
         else:
             with bodies.running(claim.invocation_id, interrupt, claim.attempt):
                 async with deadline:
-                    value = await task.run(arguments)
+                    value = await task._run(arguments)
     except asyncio.CancelledError:
         if not interrupted:
             raise

@@ -86,7 +86,7 @@ class AsyncInvocations:
         A task that cannot be resolved is not taken: the sync executor fails it as usual.
         """
         try:
-            return self._app.resolve_task(claim.task_id).is_async
+            return self._app._resolve_task(claim.task_id).is_async
         except TaskgateError:
             return False
 

@@ -87,7 +87,7 @@ def _execute(
     serializer = app.serializer
     extra = _log_extra(claim, runner_id)
     try:
-        task = app.resolve_task(claim.task_id)
+        task = app._resolve_task(claim.task_id)
         arguments = serializer.loads(claim.arguments)
     except (TaskNotFoundError, SerializationError) as exc:
         logger.error(
@@ -131,7 +131,7 @@ def _execute(
                     # held; deferred, it is raised when the shield ends, as the body's.
                     with bodies.shield():
                         watchdog.arm(body, task.options.timeout)
-            value = task.run(arguments)
+            value = task._run(arguments)
         finally:
             left = body is None
             while not left:

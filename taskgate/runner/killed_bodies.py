@@ -43,7 +43,7 @@ def report_killed(
             continue
         options: TaskOptions | None
         try:
-            options = app.resolve_task(record.task_id).options
+            options = app._resolve_task(record.task_id).options
         except TaskgateError:  # not importable here: reported, never retried
             options = None
         claim = Claim(

@@ -108,7 +108,7 @@ class PeriodicScheduler:
     def _register(self, task: Task[Any, Any], tick: float) -> None:
         """Register ``tick`` of ``task`` unless another runner did; never raises."""
         try:
-            record = self._app.build_record(task, task.bind((), {}), scheduled_for=tick)
+            record = self._app._build_record(task, task._bind((), {}), scheduled_for=tick)
             registered = self._app.backend.register_tick(record, tick)
         except BackendUnavailableError as exc:
             logger.warning(

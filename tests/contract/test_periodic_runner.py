@@ -87,14 +87,14 @@ def test_a_runner_given_other_queues_never_runs_default_work(
         return tag
 
     default_work = [where("default") for _ in range(3)]
-    record = dataclasses.replace(app.build_record(where, {"tag": "other"}), queue="other")
+    record = dataclasses.replace(app._build_record(where, {"tag": "other"}), queue="other")
     app.backend.register(record)
     other_work = app.get_invocation(record.invocation_id)
     with run_runner(app.runner):
         assert other_work.get_result(WAIT) == "other"
         # A later call in the served queue runs too: the runner kept claiming past the rest.
         later = app.backend.register(
-            dataclasses.replace(app.build_record(where, {"tag": "other"}), queue="other")
+            dataclasses.replace(app._build_record(where, {"tag": "other"}), queue="other")
         )
         assert app.get_invocation(later.invocation_id).get_result(WAIT) == "other"
     assert ran == ["other", "other"]

@@ -131,7 +131,7 @@ def test_a_cli_runner_given_other_queues_never_runs_default_work(
     default_work = [periodic_app.where("default") for _ in range(3)]
     with cli_runners(periodic_app, periodic_env, 1, *runner_options, "--queues", "other,more"):
         record = dataclasses.replace(
-            app.build_record(periodic_app.where, {"tag": "other"}), queue="other"
+            app._build_record(periodic_app.where, {"tag": "other"}), queue="other"
         )
         app.backend.register(record)
         assert app.get_invocation(record.invocation_id).get_result(WAIT)[1] == "other"

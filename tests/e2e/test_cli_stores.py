@@ -85,7 +85,7 @@ def test_backend_option_wins_over_the_environment_and_the_apps_setting(
 ) -> None:
     module = app_module_factory("memory://")  # TASKGATE_BACKEND and the app: memory://
     other = App(module.app.app_id, backend=f"sqlite:///{tmp_path / 'other.db'}")
-    other.register_call(module.add, {"a": 1, "b": 2})
+    other._register_call(module.add, {"a": 1, "b": 2})
     result = run_cli("invocations", "--app", spec(module), "--backend", other.conf.backend)
     other.backend.close()
     assert result.exit_code == 0, result.output

@@ -67,7 +67,7 @@ def key(
     key_arguments: tuple[str, ...] = (),
     **kwargs: Any,
 ) -> str | None:
-    return scope_key(control, task.task_id, task.bind(args, kwargs), key_arguments)
+    return scope_key(control, task.task_id, task._bind(args, kwargs), key_arguments)
 
 
 # --- DISABLED and TASK ---------------------------------------------------------------------------
@@ -290,7 +290,7 @@ def test_different_tasks_never_share_a_key(
 
 
 def test_plan_of_default_options_has_no_keys(task_f: Task[Any, None]) -> None:
-    plan = plan_for_call(task_f.options, task_f.task_id, task_f.bind((1,), {}))
+    plan = plan_for_call(task_f.options, task_f.task_id, task_f._bind((1,), {}))
     assert plan == ConcurrencyPlan(
         registration_key=None, running_key=None, running_limit=1, drop_when_blocked=False
     )
@@ -303,7 +303,7 @@ def test_plan_keys_follow_each_phase_control(
     app: App, registration: ConcurrencyControlType, running: ConcurrencyControlType
 ) -> None:
     task = app.task(registration_concurrency=registration, running_concurrency=running)(f)
-    arguments = task.bind((1,), {})
+    arguments = task._bind((1,), {})
     plan = plan_for_call(task.options, task.task_id, arguments)
     assert plan.registration_key == scope_key(registration, task.task_id, arguments, ())
     assert plan.running_key == scope_key(running, task.task_id, arguments, ())
@@ -311,8 +311,8 @@ def test_plan_keys_follow_each_phase_control(
 
 def test_plan_keys_use_the_task_key_arguments(app: App) -> None:
     task = app.task(registration_concurrency=KEYS, running_concurrency=KEYS, key_arguments="x")(f)
-    plan_a = plan_for_call(task.options, task.task_id, task.bind((1, 2), {}))
-    plan_b = plan_for_call(task.options, task.task_id, task.bind((1, 3), {}))
+    plan_a = plan_for_call(task.options, task.task_id, task._bind((1, 2), {}))
+    plan_b = plan_for_call(task.options, task.task_id, task._bind((1, 3), {}))
     assert plan_a.registration_key is not None
     assert plan_a.registration_key == plan_b.registration_key
     assert plan_a.running_key == plan_b.running_key
@@ -321,14 +321,14 @@ def test_plan_keys_use_the_task_key_arguments(app: App) -> None:
 @pytest.mark.parametrize("running_limit", [1, 2, 7])
 def test_plan_carries_the_running_limit(app: App, running_limit: int) -> None:
     task = app.task(running_concurrency=TASK, running_limit=running_limit)(f)
-    plan = plan_for_call(task.options, task.task_id, task.bind((1,), {}))
+    plan = plan_for_call(task.options, task.task_id, task._bind((1,), {}))
     assert plan.running_limit == running_limit
 
 
 @pytest.mark.parametrize(("reroute", "drop"), [(True, False), (False, True)])
 def test_plan_drops_when_blocked_only_without_reroute(app: App, reroute: bool, drop: bool) -> None:
     task = app.task(running_concurrency=TASK, reroute_on_concurrency_control=reroute)(f)
-    plan = plan_for_call(task.options, task.task_id, task.bind((1,), {}))
+    plan = plan_for_call(task.options, task.task_id, task._bind((1,), {}))
     assert plan.drop_when_blocked is drop
 
 

@@ -1,4 +1,4 @@
-"""Invocation ids: random version 4 UUID strings (``App.build_record``)."""
+"""Invocation ids: random version 4 UUID strings (``App._build_record``)."""
 
 from __future__ import annotations
 

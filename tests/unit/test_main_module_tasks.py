@@ -72,7 +72,7 @@ def test_a_runner_without_the_script_says_what_to_do(monkeypatch: pytest.MonkeyP
     monkeypatch.delitem(sys.modules, SPAWNED_MAIN, raising=False)  # not a spawned worker
     app = App("main-warning", backend="memory://")
     with pytest.raises(TaskNotFoundError) as raised:
-        app.resolve_task("__main__.not_here")
+        app._resolve_task("__main__.not_here")
     assert str(raised.value) == main_script_task_message("__main__.not_here")
     assert "Move the task into a module" in str(raised.value)
 

@@ -105,7 +105,7 @@ def test_invalid_options_register_no_task(app: App) -> None:
     with pytest.raises(InvalidTaskOptionsError):
         app.task(running_limit=0)(documented)
     with pytest.raises(TaskNotFoundError):
-        app.resolve_task(f"{__name__}.documented")
+        app._resolve_task(f"{__name__}.documented")
 
 
 # --- valid options -------------------------------------------------------------------------------
@@ -264,7 +264,7 @@ def test_task_keeps_name_doc_and_wrapped_function(app: App) -> None:
 
 def test_task_is_registered_with_its_app(app: App) -> None:
     task = app.task(documented)
-    assert app.resolve_task(task.task_id) is task
+    assert app._resolve_task(task.task_id) is task
 
 
 def test_task_logger_is_a_logger_named_after_the_task(app: App) -> None:
@@ -315,7 +315,7 @@ def test_bind_names_arguments_and_applies_defaults(
     app: App, args: tuple[Any, ...], kwargs: dict[str, Any], expected: dict[str, Any]
 ) -> None:
     task = app.task(documented)
-    assert task.bind(args, kwargs) == expected
+    assert task._bind(args, kwargs) == expected
 
 
 @pytest.mark.parametrize(
@@ -326,7 +326,7 @@ def test_bind_rejects_arguments_that_do_not_fit_the_signature(
 ) -> None:
     task = app.task(documented)
     with pytest.raises(TypeError):
-        task.bind(args, kwargs)
+        task._bind(args, kwargs)
 
 
 # --- async functions ------------------------------------------------------------------------------
