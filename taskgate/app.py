@@ -224,14 +224,36 @@ class App(AppOperations):
 
     @property
     def serializer(self) -> Serializer:
-        """The serializer named by ``conf.serializer``."""
+        """The serializer named by ``conf.serializer`` (rebuilt if that setting changes).
+
+        Public for tools and tests that read or write stored payloads directly (the CLI, the
+        monitor, ``app.serializer.loads(record.arguments)``); tasks never need it.
+
+        Returns:
+            The :class:`~taskgate.serializer.Serializer` that encodes arguments, results and
+            errors of this app.
+
+        Raises:
+            ConfigError: ``conf.serializer`` names no serializer.
+        """
         if self._serializer is None or self._serializer.name != self.conf.serializer:
             self._serializer = get_serializer(self.conf.serializer)
         return self._serializer
 
     @property
     def backend(self) -> Backend:
-        """The backend named by ``conf.backend`` (built on first use, rebuilt if it changes)."""
+        """The backend named by ``conf.backend`` (built on first use, rebuilt if it changes).
+
+        A documented escape hatch: the CLI, the monitor, the examples and users' tests read the
+        store through it (``app.backend.get(invocation_id)``, ``app.backend.stats()``). Building
+        it is thread-safe; the previous backend is closed when the settings change.
+
+        Returns:
+            The :class:`~taskgate.backends.base.Backend` holding this app's invocations.
+
+        Raises:
+            ConfigError: the backend URL is invalid or its driver is not installed.
+        """
         key = (
             self.conf.backend_url,
             self.conf.serializer,

@@ -358,6 +358,10 @@ class Task(Generic[P, R]):
                 [-1000, 1000]; higher runs first); None keeps the task's.
             queue: Replaces the task's ``queue`` for this call; None keeps the task's.
 
+        Returns:
+            A callable taking the task's arguments; each call registers one invocation with
+            these options and returns its handle.
+
         Raises:
             InvalidTaskOptionsError: both ``delay`` and ``eta``; negative, NaN or infinite
                 values; a naive datetime; a priority or queue the task option would refuse;
