@@ -23,13 +23,14 @@ from taskgate import context, tracing
 from taskgate.errors import SerializationError, TaskNotFoundError, TaskTimeoutError
 from taskgate.invocation import DistributedInvocation, Invocation
 from taskgate.logfields import claim_fields
-from taskgate.record import Claim, Outcome, OutcomeKind
+from taskgate.record import Claim, Outcome
 from taskgate.runner.executor import (
     _base_exception_outcome,
     _exception_outcome,
     _reader,
     _success_outcome,
     interrupted_outcome,
+    unloadable_outcome,
 )
 
 if TYPE_CHECKING:
@@ -81,14 +82,7 @@ async def _execute_async(
         task = app._resolve_task(claim.task_id)
         arguments = serializer.loads(claim.arguments)
     except (TaskNotFoundError, SerializationError) as exc:
-        logger.error(
-            "invocation %s of %s cannot run: %s",
-            claim.invocation_id,
-            claim.task_id,
-            exc,
-            extra=claim_fields(claim, runner_id),
-        )
-        return Outcome(OutcomeKind.FAILED, serializer.dumps_error(exc))
+        return unloadable_outcome(app, claim, exc, runner_id)
     if invocation is None:
         invocation = DistributedInvocation(
             app, claim.task_id, claim.invocation_id, arguments, attempt=claim.attempt

@@ -90,14 +90,7 @@ def _execute(
         task = app._resolve_task(claim.task_id)
         arguments = serializer.loads(claim.arguments)
     except (TaskNotFoundError, SerializationError) as exc:
-        logger.error(
-            "invocation %s of %s cannot run: %s",
-            claim.invocation_id,
-            claim.task_id,
-            exc,
-            extra=claim_fields(claim, runner_id),
-        )
-        return Outcome(OutcomeKind.FAILED, serializer.dumps_error(exc))
+        return unloadable_outcome(app, claim, exc, runner_id)
 
     invocation = (
         DistributedInvocation(
@@ -151,6 +144,20 @@ def _execute(
         return _unsuccessful_outcome(app, claim, task.options, delivered, raised, runner_id)
 
     return _success_outcome(app, claim, value, extra, runner_id)
+
+
+def unloadable_outcome(
+    app: App, claim: Claim, exc: TaskNotFoundError | SerializationError, runner_id: str | None
+) -> Outcome:
+    """FAILED, logged: ``claim``'s task or arguments cannot be loaded in this process."""
+    logger.error(
+        "invocation %s of %s cannot run: %s",
+        claim.invocation_id,
+        claim.task_id,
+        exc,
+        extra=claim_fields(claim, runner_id),
+    )
+    return Outcome(OutcomeKind.FAILED, app.serializer.dumps_error(exc))
 
 
 def _success_outcome(
