@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from taskgate import context, tracing
 from taskgate.app_operations import AppOperations
@@ -22,6 +21,7 @@ from taskgate.errors import (
     RunnerLostError,
     TaskNotFoundError,
 )
+from taskgate.ids import new_invocation_id
 from taskgate.invocation import DistributedInvocation, Invocation, ReusedInvocation
 from taskgate.limits import LimitRegistry
 from taskgate.locate import SPAWNED_MAIN
@@ -32,37 +32,12 @@ from taskgate.runner import Runner, build_runner
 from taskgate.serializer import Serializer, get_serializer
 from taskgate.settings import Settings
 from taskgate.status import InvocationStatus
-from taskgate.task import Task, TaskOptions, main_script_task_message
+from taskgate.task import Task, TaskDecorator, TaskOptions, main_script_task_message
 
 logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-# The variant nibble of a version 4 UUID: 10xx in binary, the low two bits random.
-_VARIANT_DIGIT = dict(zip("0123456789abcdef", "89ab" * 4, strict=True))
-
-
-def new_invocation_id() -> str:
-    """A new random invocation id: a version 4 UUID string, as ``str(uuid.uuid4())`` gives.
-
-    The same 122 random bits from ``os.urandom``, in the same format, for less than half the
-    cost: ``uuid.uuid4()`` builds a ``UUID`` object in Python only for ``str()`` to format it
-    again, on the path of every call.
-    """
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT_DIGIT[h[16]]}{h[17:20]}-{h[20:]}"
-
-
-class TaskDecorator(Protocol):
-    """What ``app.task(**options)`` returns: it turns a function into a :class:`Task`."""
-
-    @overload
-    def __call__(self, func: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
-
-    @overload
-    def __call__(self, func: Callable[P, R], /) -> Task[P, R]: ...
 
 
 class App(AppOperations):

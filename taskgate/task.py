@@ -10,11 +10,11 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 from urllib.parse import urlsplit
 
 from taskgate import context
@@ -263,6 +263,16 @@ def _exception_types(name: str, value: Any) -> tuple[type[BaseException], ...]:
             f"retry_for of task {name} must be exception types, got {value!r}"
         )
     return types
+
+
+class TaskDecorator(Protocol):
+    """What ``app.task(**options)`` returns: it turns a function into a :class:`Task`."""
+
+    @overload
+    def __call__(self, func: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+
+    @overload
+    def __call__(self, func: Callable[P, R], /) -> Task[P, R]: ...
 
 
 class Task(Generic[P, R]):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from taskgate.app import new_invocation_id
+from taskgate.ids import new_invocation_id
 
 
 def test_ids_are_canonical_version_4_uuids() -> None:
