@@ -73,14 +73,20 @@ def split_scope_key(key: str) -> ScopeKeyParts:
 
 def format_age(since: float | None, now: float) -> str:
     """How long ago ``since`` was, in the largest fitting unit (``4.2 s``, ``3 min``), or ``-``."""
-    if since is None:
+    return "-" if since is None else format_duration(now - since)
+
+
+def format_duration(seconds: float | None) -> str:
+    """A duration in the largest fitting unit (``4.2 s``, ``3 min``, ``1.5 h``; a negative one
+    counts as 0), or ``-``."""
+    if seconds is None:
         return "-"
-    age = max(0.0, now - since)
-    if age < 120:
-        return f"{age:.1f} s"
-    if age < 7200:
-        return f"{age / 60:.0f} min"
-    return f"{age / 3600:.1f} h"
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def format_expiry(expires_at: float | None, now: float) -> str:

@@ -9,22 +9,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
+from taskgate.cli.limits_view import rate_json as cli_rate_json
 from taskgate.cli.render import split_scope_key
 from taskgate.record import Rate
 
 # A repr longer than this is cut (arguments and results can be large).
 REPR_MAX = 2000
 ID_SHORT = 8
-
-
-def iso(timestamp: float | None) -> str | None:
-    """Epoch seconds as ISO-8601 UTC with milliseconds, or None."""
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, tz=UTC).isoformat(timespec="milliseconds")
 
 
 def now() -> float:
@@ -57,10 +50,9 @@ def key_values(scope_key: str) -> str | None:
 
 
 def rate_json(rate: Rate | None) -> dict[str, Any] | None:
-    """A rate as ``{count, period_seconds, text}``, or None."""
-    if rate is None:
-        return None
-    return {"count": rate.count, "period_seconds": rate.period, "text": rate_text(rate)}
+    """A rate as the CLI's ``{count, period_seconds}`` plus its ``text``, or None."""
+    fields = cli_rate_json(rate)
+    return None if fields is None or rate is None else {**fields, "text": rate_text(rate)}
 
 
 def rate_text(rate: Rate) -> str:
@@ -71,21 +63,9 @@ def rate_text(rate: Rate) -> str:
     return str(rate)
 
 
-def age_text(seconds: float | None) -> str:
-    """A duration in the largest fitting unit (``4.2 s``, ``3 min``, ``1.5 h``), or ``-``."""
-    if seconds is None:
-        return "-"
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 def time_text(iso_time: str | None, *, milliseconds: bool = False) -> str:
-    """An ISO time of :func:`iso` as ``2026-01-02 03:04:05 UTC`` (the pages' form; with
-    ``.123`` milliseconds when asked), or ``-``."""
+    """An ISO time (of :func:`~taskgate.cli.json_output.iso_time`) as ``2026-01-02 03:04:05
+    UTC`` (the pages' form; with ``.123`` milliseconds when asked), or ``-``."""
     if not iso_time:
         return "-"
     return iso_time.replace("T", " ")[: 23 if milliseconds else 19] + " UTC"

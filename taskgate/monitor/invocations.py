@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from taskgate.app import App
+from taskgate.cli.json_output import iso_time
 from taskgate.cli.render import describe_exception, describe_owner, split_scope_key
 from taskgate.errors import InvalidCursorError, RemoteTraceback
-from taskgate.monitor.format import decode, iso, seconds_until, short_repr
+from taskgate.monitor.format import decode, seconds_until, short_repr
 from taskgate.record import InvocationRecord
 from taskgate.status import InvocationStatus
 
@@ -94,7 +95,7 @@ def summary(record: InvocationRecord) -> JsonObject:
         "task": record.task_id,
         "status": record.status.value,
         "attempt": record.attempt,
-        "created_at": iso(record.created_at),
+        "created_at": iso_time(record.created_at),
         "runner_id": record.runner_id,
         "queue": record.queue,
         "priority": record.priority,
@@ -120,14 +121,14 @@ def invocation_data(app: App, invocation_id: str, at: float) -> JsonObject | Non
     data.update(
         num_retries=record.num_retries,
         max_retries=record.max_retries,
-        scheduled_for=iso(record.scheduled_for),
-        lease_expires_at=iso(record.lease_expires_at),
+        scheduled_for=iso_time(record.scheduled_for),
+        lease_expires_at=iso_time(record.lease_expires_at),
         lease_seconds_left=seconds_until(record.lease_expires_at, at),
         cancel_requested=record.cancel_requested and not record.status.is_final,
         last_runner=describe_owner(record),
         runner_host=hosts.get(record.runner_id) if record.runner_id else None,
         history=[
-            {"status": t.status.value, "at": iso(t.timestamp), "runner_id": t.runner_id}
+            {"status": t.status.value, "at": iso_time(t.timestamp), "runner_id": t.runner_id}
             for t in record.history
         ],
         can_cancel=not record.status.is_final,
@@ -191,5 +192,5 @@ def _blocked_by(app: App, record: InvocationRecord) -> JsonObject | None:
         "key_values": split_scope_key(blocked.scope_key).values,
         "holders": holders,
         "holders_total": len(blocked.holders),
-        "ready_at": iso(blocked.ready_at),
+        "ready_at": iso_time(blocked.ready_at),
     }

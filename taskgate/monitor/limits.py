@@ -14,9 +14,10 @@ from collections import defaultdict
 from typing import Any
 
 from taskgate.app import App
+from taskgate.cli.json_output import iso_time
 from taskgate.cli.render import LIMIT_PREFIX, split_scope_key
 from taskgate.limit_admin import LimitInfo
-from taskgate.monitor.format import iso, rate_json, seconds_since, seconds_until
+from taskgate.monitor.format import rate_json, seconds_since, seconds_until
 from taskgate.record import BudgetHolder, BudgetUsage, InvocationRecord, RunnerInfo
 from taskgate.status import InvocationStatus
 
@@ -50,7 +51,7 @@ def limits_data(app: App, at: float) -> JsonObject:
     # Only the waiting counts: on SQLite, stats()' counts by task and status are a scan.
     keys = running_keys(running, backend.parked_counts(), hosts, at)
     return {
-        "generated_at": iso(at),
+        "generated_at": iso_time(at),
         "limits": [_limit(info, hosts, at) for info in infos],
         "running_keys": keys[:RUNNING_KEYS_SHOWN],
         "more_running_keys": _rest(keys[RUNNING_KEYS_SHOWN:]),
@@ -64,7 +65,7 @@ def holder_json(holder: BudgetHolder, hosts: dict[str, str], at: float) -> JsonO
         "invocation_id": holder.invocation_id,
         "runner_id": holder.runner_id,
         "host": hosts.get(holder.runner_id) if holder.runner_id else None,
-        "lease_expires_at": iso(holder.lease_expires_at),
+        "lease_expires_at": iso_time(holder.lease_expires_at),
         "lease_seconds_left": seconds_until(holder.lease_expires_at, at),
     }
 
@@ -81,7 +82,7 @@ def _limit(info: LimitInfo, hosts: dict[str, str], at: float) -> JsonObject:
         "rate": rate_json(info.rate),
         "slots_held": info.slots_held,
         "waiting": info.waiting,
-        "oldest_wait_since": iso(info.oldest_wait),
+        "oldest_wait_since": iso_time(info.oldest_wait),
         "oldest_wait_seconds": seconds_since(info.oldest_wait, at),
         "window_starts": info.window_starts,
         "budgets": shown,
@@ -100,7 +101,7 @@ def _budget(budget: BudgetUsage, info: LimitInfo, hosts: dict[str, str], at: flo
         "concurrency": info.concurrency,
         "holders": [holder_json(h, hosts, at) for h in holders],
         "waiting": budget.waiting,
-        "oldest_wait_since": iso(budget.oldest_wait),
+        "oldest_wait_since": iso_time(budget.oldest_wait),
         "oldest_wait_seconds": seconds_since(budget.oldest_wait, at),
         "window_starts": budget.window_starts,
         "rate_count": info.rate.count if info.rate is not None else None,

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from taskgate.app import App
-from taskgate.monitor.format import iso, seconds_since
+from taskgate.cli.json_output import iso_time
+from taskgate.monitor.format import seconds_since
 from taskgate.record import MINUTES_KEPT, BackendStats, RunnerInfo
 from taskgate.status import InvocationStatus
 
@@ -46,7 +47,7 @@ def overview_data(
     return {
         "app": app.app_id,
         "backend": app.conf.backend_display,
-        "generated_at": iso(at),
+        "generated_at": iso_time(at),
         "statuses": STATUSES,
         **counts_data(stats),
         "queue_depth": dict(sorted(stats.queue_depth.items())),
@@ -124,7 +125,7 @@ def throughput(infos: list[RunnerInfo], at: float) -> list[JsonObject]:
                 seconds[minute.minute] += minute.duration_sum
     return [
         {
-            "minute_start": iso(minute * 60.0),
+            "minute_start": iso_time(minute * 60.0),
             "finished": finished[minute],
             "failed": failed[minute],
             "mean_duration_seconds": (

@@ -13,8 +13,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from taskgate.cli.json_output import iso_time
 from taskgate.monitor.auth import csrf_cookie
-from taskgate.monitor.format import iso, now
+from taskgate.monitor.format import now
 from taskgate.monitor.overview import STATUSES
 from taskgate.monitor.state import state_of
 
@@ -71,7 +72,7 @@ def _stamp(ctx: JsonObject) -> None:
     """``generated_at`` (the live region's time) from the page's data, else now."""
     data = ctx.get("data")
     stamp = data.get("generated_at") if isinstance(data, dict) else None
-    ctx.setdefault("generated_at", stamp or iso(now()))
+    ctx.setdefault("generated_at", stamp or iso_time(now()))
 
 
 async def read(request: Request, function: Callable[..., JsonObject | None], *args: Any) -> Any:
@@ -103,4 +104,4 @@ async def post_allowed(request: Request) -> bool:
 
 def iso_now() -> str:
     """Now as an ISO-8601 UTC text (a live region's time)."""
-    return iso(now()) or ""
+    return iso_time(now()) or ""

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from taskgate.app import App
-from taskgate.monitor.format import iso, seconds_since
+from taskgate.cli.json_output import iso_time
+from taskgate.monitor.format import seconds_since
 from taskgate.record import RunnerInfo
 
 JsonObject = dict[str, Any]
@@ -24,7 +25,7 @@ def runners_data(app: App, at: float) -> JsonObject:
     counted since the runner started).
     """
     return {
-        "generated_at": iso(at),
+        "generated_at": iso_time(at),
         "runners": [runner_json(info, at) for info in app.backend.runner_infos()],
     }
 
@@ -39,15 +40,15 @@ def runner_json(info: RunnerInfo, at: float) -> JsonObject:
         "kind": info.kind,
         "threads": info.threads,
         "queues": list(info.queues) if info.queues is not None else None,
-        "started_at": iso(info.started_at),
-        "heartbeat_at": iso(info.heartbeat_at),
+        "started_at": iso_time(info.started_at),
+        "heartbeat_at": iso_time(info.heartbeat_at),
         "heartbeat_age_seconds": seconds_since(info.heartbeat_at, at),
         "running": [
             {
                 "invocation_id": entry.invocation_id,
                 "task": entry.task_id,
                 "attempt": entry.attempt,
-                "started_at": iso(entry.started_at),
+                "started_at": iso_time(entry.started_at),
                 "running_seconds": seconds_since(entry.started_at, at),
             }
             for entry in sorted(info.running, key=lambda e: e.started_at)

@@ -17,10 +17,11 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskgate.app import App
+from taskgate.cli.render import format_duration
 from taskgate.errors import BackendUnavailableError, TaskgateError
 from taskgate.monitor import api, pages, rendering
 from taskgate.monitor.auth import Guard, TokenMiddleware, wants_json
-from taskgate.monitor.format import age_text, time_text
+from taskgate.monitor.format import time_text
 from taskgate.monitor.metrics import metrics_registry
 from taskgate.monitor.state import MonitorState
 from taskgate.monitor.stats_cache import StatsCache
@@ -106,7 +107,7 @@ def template_environment() -> jinja2.Environment:
     )
     env.filters["when"] = time_text
     env.filters["when_ms"] = lambda iso_time: time_text(iso_time, milliseconds=True)
-    env.filters["age"] = age_text
+    env.filters["age"] = format_duration
     env.filters["clock"] = lambda iso_time: time_text(iso_time)[11:]
     return env
 
