@@ -87,23 +87,32 @@ def test_three_cli_runners_register_each_tick_once(
     sys.modules.pop("periodic_app", None)
     import periodic_app
 
+    backend, task_id = periodic_app.app.backend, periodic_app.tick.task_id
     try:
         with cli_runners(periodic_app, env, 3, "--threads", "1"):
-            time.sleep(8.0)  # the scenario: 8 s of ticks, every 1.0 s
-        records = periodic_app.app.backend.list_invocations(periodic_app.tick.task_id, None, 100)
+            # The scenario: ticks every 1.0 s for a while (8 of them), three runners
+            # racing for each. Synchronised on the registered ticks, not on a sleep window.
+            deadline = time.monotonic() + WAIT
+            while len(backend.list_invocations(task_id, None, 100)) < 8:
+                assert time.monotonic() < deadline, "eight ticks were not registered"
+                time.sleep(0.05)
+        records = backend.list_invocations(task_id, None, 100)
     finally:
         periodic_app.app.purge()
-        periodic_app.app.backend.close()
+        backend.close()
         sys.modules.pop("periodic_app", None)
     ticks = sorted(record.scheduled_for for record in records if record.scheduled_for)
-    assert len(ticks) == len(records)
+    assert len(ticks) == len(records) >= 8
     assert len(set(ticks)) == len(ticks), "a tick was registered twice"
-    assert 6 <= len(ticks) <= 9
     assert all(tick == int(tick) for tick in ticks)  # the epoch-aligned grid of 1.0 s
-    assert all(b - a == 1.0 for a, b in itertools.pairwise(ticks)), ticks  # none skipped
+    # A scheduler that falls behind (a loaded machine) goes on from the next tick after now
+    # (section 9: missed ticks are not made up), so a gap is allowed, a tick twice is not;
+    # yet most ticks follow one another (a scheduler that kept skipping ticks would not).
+    steps = [b - a for a, b in itertools.pairwise(ticks)]
+    assert steps.count(1.0) >= len(steps) // 2, ticks
     finished = [r for r in records if r.status.is_final]
     assert all(r.status is S.SUCCESS for r in finished)
-    assert len(finished) >= len(records) - 1  # the last tick may still have been running
+    assert len(finished) >= len(records) - 3  # ticks registered just before the stop may run
 
 
 def test_process_runner_workers_await_async_tasks(
