@@ -370,7 +370,8 @@ class RunnerInfo:
     host: str
     pid: int
     kind: str
-    """``"thread"``, ``"process-worker"`` or ``"async"``: the runner class that executes."""
+    """``"thread"`` (a ThreadRunner) or ``"process-worker"`` (a worker process of a
+    ProcessRunner): what executes the bodies; async tasks run in either."""
     threads: int
     """How many invocations it runs at once (threads, or in-flight async bodies)."""
     queues: tuple[str, ...] | None
