@@ -65,11 +65,15 @@ class App(AppOperations):
         **settings: Any,
     ) -> None:
         self.app_id = app_id
+        """Namespace of everything this app stores; apps with other ids never see its records."""
         self.import_path: str | None = None
         """``module:attr`` this app was loaded from by the CLI or a worker, if it was."""
         self.conf: Settings = Settings.load(
             {"backend": backend, "serializer": serializer, "runner_cls": runner_cls, **settings}
         )
+        """The app's settings (:class:`~taskgate.settings.Settings`): ``App(...)`` arguments over
+        ``TASKGATE_<NAME>`` variables over defaults. Assign to them (``app.conf.threads = 4``)
+        before the runner is built; each assignment is checked at once (``ConfigError``)."""
         self._tasks: dict[str, Task[Any, Any]] = {}
         self._limits = LimitRegistry()
         self._backend_lock = threading.Lock()
