@@ -90,8 +90,8 @@ soak: $(VENV)/.installed-dev
 bench-monitor: $(VENV)/.installed-dev
 	$(BIN)/python bench/monitor.py
 
-# The README's screenshots of the monitor (docs/screenshots/*.png): a runner and a monitor on a
-# scratch SQLite store, opened in headless Chromium (/usr/bin/chromium, /usr/bin/chromedriver).
+# The monitor's screenshots in the docs and the README (docs/screenshots/*.png): a runner and a
+# monitor on a scratch SQLite store, opened in headless Chromium (/usr/bin/chromium, /usr/bin/chromedriver).
 .PHONY: screenshots
 screenshots: $(VENV)/.installed-dev
 	$(BIN)/python bench/screenshots.py

@@ -1,7 +1,7 @@
 """taskgate: distributed tasks with concurrency control you can trust.
 
 Decorate a function with ``@app.task``, call it to get an invocation, run a runner, read
-``invocation.result``. See the README for the concurrency model.
+``invocation.result``. See docs/concepts/concurrency-model.md for the concurrency model.
 """
 
 from taskgate import errors

@@ -6,9 +6,10 @@ final, and asks the provider what it saw. It prints one table row per policy and
 the three controlled policies caused no collision, 1 when one did (or an invocation failed),
 and 2 when the demo could not run (no provider URL, provider unreachable, no runner).
 
-Runners: either already running (``taskgate runner start --app tasks:app``, see README.md), or
-``--with-runner`` starts a ThreadRunner in this process. The provider: ``DEMO_PROVIDER_URL`` when
-set, else (with ``--with-runner`` only) one started in a thread here.
+Runners: either already running (``taskgate runner start --app tasks:app``, see
+docs/operations/deployment.md), or ``--with-runner`` starts a ThreadRunner in this process. The
+provider: ``DEMO_PROVIDER_URL`` when set, else (with ``--with-runner`` only) one started in a
+thread here.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The three recipes of README.md "Limits", as tasks that call a fake external API.
+"""The recipes of the limits cookbook (docs/guide/limits-cookbook.md), as tasks that call a
+fake external API.
 
 Every task body makes exactly one call to the provider (``provider.py``), which records when the
 call started and ended; ``run_demo.py`` then checks that no limit was exceeded. The provider's

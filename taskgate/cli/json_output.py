@@ -1,6 +1,6 @@
 """The ``--json`` documents of ``status``, ``inspect`` and ``invocations``.
 
-The keys are part of the command line's interface (listed in README's command line section);
+The keys are part of the command line's interface (listed in each command's --help);
 new keys may be added, existing ones keep their name and meaning. Times are ISO-8601 UTC texts
 with milliseconds (``null`` when unset); statuses are the lower-case status values; stored
 Python values (arguments, results) are given as their ``repr`` text, since they need not be

@@ -54,7 +54,7 @@ def monitor(
     """Serve the web monitor of the app: overview, invocations, limits, runners, live.
 
     Pages at /, /invocations, /limits, /runners; JSON at /api/...; Prometheus text at
-    /metrics (see the README's Monitor section). Listens on 127.0.0.1 by default; any other
+    /metrics (see docs/operations/monitor.md). Listens on 127.0.0.1 by default; any other
     address requires a token. Actions (cancel, retry, limit overrides) are POSTs protected
     against CSRF. Needs the extra: pip install 'taskgate[monitor]'. Never creates a store;
     like the other commands, upgrades an SQLite file of an older schema when it opens it.

@@ -1,4 +1,4 @@
-"""The JSON routes under ``/api/`` (documented in the README's "Monitor" section) and
+"""The JSON routes under ``/api/`` (documented in docs/operations/monitor.md) and
 ``/metrics``.
 
 Each GET returns the document its page is rendered from. POSTs (actions) need a bearer token
