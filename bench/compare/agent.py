@@ -7,9 +7,13 @@ environment. The figures go to ``--out`` as JSON; a workload that fails or times
 under ``errors`` and the ones after it are skipped (their workers may be wedged). Every wait is
 bounded, and the workers are stopped in a ``finally`` block.
 
-Order: (c) enqueue with no worker running, FLUSHALL, start the 2 workers, one call to see them
-up plus a few warm-up round trips, (a) end to end for each size, (b) round trips, (d) per key,
-stop the workers.
+Order: (c) enqueue with no worker running, FLUSHALL, (m) enqueue ``--memory-calls`` awaited
+no-ops with no worker (Redis memory per queued invocation), start the 2 workers and await them
+(memory per finished one), one call to see the workers up plus a few warm-up round trips, (a)
+end to end for each size (CPU per task from /proc too), (b) round trips, (d) per key, then where
+the adapter has them (taskgate) its feature rows and the hot-key drains, and last, if
+``--backlog`` is given and this run's rates say it fits ``--backlog-budget`` seconds, (e) the
+backlog drain (which restarts the workers); stop the workers.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import cpu
 import redis
+import workloads
 from systems import common
 
 READY_TIMEOUT_SECONDS = 120.0  # the first call after starting the workers
@@ -64,10 +70,23 @@ def overlapping_pairs(records: Sequence[dict[str, Any]]) -> int:
 class Agent:
     """The workloads of one system, on one run."""
 
-    def __init__(self, system: ModuleType) -> None:
+    def __init__(self, system: ModuleType, workers: common.Workers) -> None:
         self.system = system
+        self.workers = workers
         self.redis = redis.Redis.from_url(common.redis_url())
+        self.redis_pid = int(self.redis.info("server")["process_id"])
         self.drop_reasons: list[str] = []
+        self.memory_baseline = 0
+
+    def cpu_sample(self, workers: common.Workers) -> dict[str, float]:
+        """CPU seconds so far of this process, the workers' process groups and redis-server."""
+        return cpu.sample(workers.pgids, self.redis_pid)
+
+    def cpu_per_task(
+        self, before: dict[str, float], workers: common.Workers, tasks: int, prefix: str
+    ) -> dict[str, float]:
+        """CPU per task (microseconds, by group) since ``before``."""
+        return cpu.per_task_us(before, self.cpu_sample(workers), tasks, prefix)
 
     def wait_all(self, handles: list[Any], timeout: float) -> None:
         """Wait for each handle in order, all within ``timeout`` seconds."""
@@ -95,7 +114,10 @@ class Agent:
 
     def end_to_end(self, calls: int) -> dict[str, float]:
         """(a) Enqueue ``calls`` no-ops, then await every result: tasks/s over the whole span,
-        and the seconds the enqueueing and the waiting took (workers run during both)."""
+        and the seconds the enqueueing and the waiting took (workers run during both); and the
+        CPU each process group spent per task over the same span (``cpu_e2e_<calls>_<group>``).
+        """
+        before = self.cpu_sample(self.workers)
         started = time.perf_counter()
         handles = [self.system.submit() for _ in range(calls)]
         enqueued = time.perf_counter()
@@ -105,6 +127,7 @@ class Agent:
             f"e2e_{calls}": calls / (finished - started),
             f"e2e_{calls}_enqueue_s": enqueued - started,
             f"e2e_{calls}_wait_s": finished - enqueued,
+            **self.cpu_per_task(before, self.workers, calls, f"cpu_e2e_{calls}"),
         }
 
     def round_trips(self, count: int) -> dict[str, float]:
@@ -161,17 +184,24 @@ def versions(distributions: Sequence[str]) -> dict[str, str]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every workload on ``args.system``; returns the figures and any error."""
     system = importlib.import_module(f"systems.{args.system}")
-    agent = Agent(system)
+    workers = common.Workers(args.system, system.worker_commands(sys.executable))
+    agent = Agent(system, workers)
     figures: dict[str, float] = {}
     errors: dict[str, str] = {}
     step = "enqueue"
-    workers = common.Workers(args.system, system.worker_commands(sys.executable))
     try:
         agent.redis.flushall()
         figures |= agent.enqueue(args.enqueue)
         agent.redis.flushall()  # nothing consumes these; no worker is running yet
+        step = "memory"
+        handles, queued = workloads.memory_queued(agent, args.memory_calls)
+        figures |= queued
         step = "start"
         workers.start()
+        figures |= workloads.memory_finished(
+            agent, handles, READY_TIMEOUT_SECONDS + E2E_TIMEOUT_SECONDS
+        )
+        del handles
         agent.warm_up()
         for calls in args.e2e:
             step = f"e2e_{calls}"
@@ -180,6 +210,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         figures |= agent.round_trips(args.round_trips)
         step = "keyed"
         figures |= agent.keyed(args.keyed_calls, args.keyed_keys)
+        if hasattr(system, "feature_calls") and args.feature_calls:
+            step = "features"
+            figures |= workloads.feature_rows(agent, args.feature_calls)
+        if hasattr(system, "hot_key_calls") and args.hot_calls:
+            step = "hot_key"
+            figures |= workloads.hot_key(agent, args.hot_calls)
+        if args.backlog:
+            step = "backlog"
+            estimate = workloads.backlog_estimate(figures, args.backlog, args.e2e)
+            if estimate is not None and estimate <= args.backlog_budget:
+                figures |= workloads.backlog(agent, workers, args.backlog)
+            else:
+                figures["backlog_skipped_est_s"] = estimate or 0.0
     except Exception as exc:
         traceback.print_exc()
         message = f"{type(exc).__name__}: {exc}"
@@ -213,6 +256,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--enqueue", type=int, default=10000)
     parser.add_argument("--keyed-calls", type=int, default=600)
     parser.add_argument("--keyed-keys", type=int, default=30)
+    parser.add_argument("--memory-calls", type=int, default=1000)
+    parser.add_argument("--feature-calls", type=int, default=10000, help="0: skip")
+    parser.add_argument("--hot-calls", type=int, default=10000, help="0: skip")
+    parser.add_argument("--backlog", type=int, default=0, help="0: skip")
+    parser.add_argument("--backlog-budget", type=float, default=150.0)
     return parser.parse_args(argv)
 
 

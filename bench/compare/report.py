@@ -12,19 +12,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-Results = dict[str, Any]
+import costs
+from plots import plot_cpu, plot_throughput
+from tables import (
+    Results,
+    advantage,
+    concurrency,
+    is_variant,
+    median,
+    metrics,
+    peer_beats,
+    ratio,
+    runs_of,
+    table,
+)
 
 WORKERS = {
     "taskgate": "`taskgate runner start --runner ProcessRunner --processes 2 --threads 1`",
@@ -37,90 +42,6 @@ WORKERS = {
     "dramatiq_8t": "variant: `dramatiq --processes 2 --threads 8`, Dramatiq's default threads "
     "(16 tasks at a time)",
 }
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One row of the results table."""
-
-    key: str
-    label: str
-    unit: str
-    higher_is_better: bool
-    fmt: str
-
-    def render(self, value: float | None) -> str:
-        return "n/a" if value is None else format(value, self.fmt)
-
-
-def metrics(settings: dict[str, Any]) -> list[Metric]:
-    """The rows, in order, for the sizes the run used."""
-    rows = [
-        Metric(f"e2e_{n}", f"(a) end to end, {n:,} no-ops", "tasks/s", True, ",.0f")
-        for n in settings["e2e"]
-    ]
-    trips = settings["round_trips"]
-    rows += [
-        Metric("rt_p50", f"(b) {trips} round trips, p50", "ms", False, ".2f"),
-        Metric("rt_p99", f"(b) {trips} round trips, p99", "ms", False, ".2f"),
-        Metric(
-            "enqueue_rate",
-            f"(c) enqueue {settings['enqueue']:,}, no worker",
-            "calls/s",
-            True,
-            ",.0f",
-        ),
-        Metric(
-            "keyed_wall", f"(d) per key, {settings['keyed_calls']} x 10 ms, wall", "s", False, ".2f"
-        ),
-    ]
-    return rows
-
-
-def runs_of(results: Results, system: str, key: str) -> list[float]:
-    """The value of ``key`` in each run of ``system`` that produced it, in repetition order."""
-    runs = sorted(results["runs"], key=lambda run: run["repetition"])
-    return [
-        run["figures"][key] for run in runs if run["system"] == system and key in run["figures"]
-    ]
-
-
-def is_variant(results: Results, system: str) -> bool:
-    """Whether ``system`` is another worker shape of a system rather than a system of its own."""
-    return bool(results["systems"].get(system, {}).get("variant_of"))
-
-
-def concurrency(results: Results, system: str) -> int:
-    """How many tasks the system's workers run at a time."""
-    return int(results["systems"].get(system, {}).get("concurrency", 2))
-
-
-def median(results: Results, system: str, key: str) -> float | None:
-    values = runs_of(results, system, key)
-    return statistics.median(values) if values else None
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> str:
-    """A markdown table; ``align`` has one of ``l``/``r`` per column."""
-    marks = {"l": ":---", "r": "---:"}
-    lines = [
-        "| " + " | ".join(header) + " |",
-        "| " + " | ".join(marks[a] for a in align) + " |",
-    ]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def ratio(peer: float | None, base: float | None) -> str:
-    if peer is None or base is None or base == 0:
-        return "n/a"
-    return f"{peer / base:.2f}x"
-
-
-def peer_beats(metric: Metric, peer: float | None, base: float | None) -> bool:
-    if peer is None or base is None:
-        return False
-    return peer > base if metric.higher_is_better else peer < base
 
 
 # --- sections ----------------------------------------------------------------------------------
@@ -252,7 +173,7 @@ def standing(results: Results) -> str:
         rank = ranked.index("taskgate") + 1
         if rank == 1:
             second = ranked[1]
-            factor = _advantage(metric, base, values[second])
+            factor = advantage(metric, base, values[second])
             lines.append(
                 f"- {metric.label}: taskgate **leads** ({metric.render(base)} {metric.unit}); "
                 f"next is {second} ({metric.render(values[second])} {metric.unit}), taskgate "
@@ -260,13 +181,16 @@ def standing(results: Results) -> str:
             )
         else:
             best = ranked[0]
-            factor = _advantage(metric, values[best], base)
+            factor = advantage(metric, values[best], base)
             lines.append(
                 f"- {metric.label}: taskgate is **#{rank} of {len(ranked)}** "
                 f"({metric.render(base)} {metric.unit}); best is {best} "
                 f"({metric.render(values[best])} {metric.unit}), {factor:.2f}x better than "
                 "taskgate."
             )
+    checks = costs.issue_checks(results)
+    if checks:
+        lines += ["", "Against issue 16's targets (non-variant peers only):", "", *checks]
     variants = [s for s in results["settings"]["systems"] if is_variant(results, s)]
     if variants:
         lines += ["", "With 16 tasks at a time (the `_8t` variants, 8 threads per process):", ""]
@@ -281,13 +205,6 @@ def standing(results: Results) -> str:
                 )
             lines.append(f"- {metric.label}: " + "; ".join(values) + ".")
     return "## Where taskgate stands\n\n" + "\n".join(lines)
-
-
-def _advantage(metric: Metric, winner: float, other: float) -> float:
-    """How many times better ``winner`` is than ``other`` (always >= 1)."""
-    if metric.higher_is_better:
-        return winner / other if other else float("inf")
-    return other / winner if winner else float("inf")
 
 
 def e2e_phases(results: Results) -> str:
@@ -493,8 +410,9 @@ def limits_section() -> str:
     return LIMITS_FIGURES.read_text().strip()
 
 
-def markdown(results: Results, plot: Path, markdown_path: Path) -> str:
+def markdown(results: Results, plot: Path, markdown_path: Path, cpu_plot: Path) -> str:
     image = os.path.relpath(plot, markdown_path.parent)
+    cpu_image = os.path.relpath(cpu_plot, markdown_path.parent)
     intro = (
         "# Benchmarks: taskgate and its peers on Redis\n\n"
         "Generated by `make bench-compare` (`bench/compare/report.py` from "
@@ -517,7 +435,13 @@ def markdown(results: Results, plot: Path, markdown_path: Path) -> str:
         standing(results),
         plot_section,
         e2e_phases(results),
+        costs.cpu_section(results, cpu_image),
+        costs.memory_section(results),
+        costs.backlog_section(results),
         keyed_table(results),
+        costs.taskgate_rows_section(results),
+        costs.embedded_section(results),
+        costs.capacity_section(results),
         limits_section(),
         notes(results),
         scope(results),
@@ -525,40 +449,6 @@ def markdown(results: Results, plot: Path, markdown_path: Path) -> str:
         every_run(results),
     ]
     return "\n\n".join(section for section in sections if section) + "\n"
-
-
-def plot_throughput(results: Results, path: Path) -> None:
-    """Grouped bars: end-to-end tasks/s per system, one bar per batch size, run range as lines."""
-    systems = results["settings"]["systems"]
-    sizes = results["settings"]["e2e"]
-    width = 0.8 / max(1, len(sizes))
-    fig, ax = plt.subplots(figsize=(9, 4.8), dpi=120)
-    for index, size in enumerate(sizes):
-        key = f"e2e_{size}"
-        xs, heights, lows, highs = [], [], [], []
-        for position, name in enumerate(systems):
-            values = runs_of(results, name, key)
-            if not values:
-                continue
-            mid = statistics.median(values)
-            xs.append(position + (index - (len(sizes) - 1) / 2) * width)
-            heights.append(mid)
-            lows.append(mid - min(values))
-            highs.append(max(values) - mid)
-        bars = ax.bar(xs, heights, width, label=f"{size:,} tasks", yerr=[lows, highs], capsize=3)
-        ax.bar_label(bars, labels=[f"{h:,.0f}" for h in heights], fontsize=7, padding=2)
-    ax.set_xticks(range(len(systems)), systems)
-    ax.set_ylabel("tasks/s (enqueue all, then await every result)")
-    title = (
-        f"End-to-end throughput, 2 worker processes, one Redis "
-        f"(median of {results['settings']['repetitions']})"
-    )
-    ax.set_title(title, fontsize=10)
-    ax.legend()
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
 
 
 # What follows this line in BENCHMARKS.md is written by other benchmarks (the monitor's): kept.
@@ -579,12 +469,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, required=True)
     parser.add_argument("--markdown", type=Path, required=True)
     parser.add_argument("--plot", type=Path, required=True)
+    parser.add_argument("--cpu-plot", type=Path, help="default: cpu_per_task.png beside --plot")
     args = parser.parse_args(argv)
+    cpu_plot = args.cpu_plot or args.plot.with_name("cpu_per_task.png")
     results = json.loads(args.results.read_text())
     plot_throughput(results, args.plot)
-    report = markdown(results, args.plot.resolve(), args.markdown.resolve())
+    plots = [args.plot]
+    if costs.cpu_plot_data(results)[0]:
+        plot_cpu(results, cpu_plot)
+        plots.append(cpu_plot)
+    report = markdown(results, args.plot.resolve(), args.markdown.resolve(), cpu_plot.resolve())
     args.markdown.write_text(report + kept_sections(args.markdown))
-    print(f"[report] wrote {args.markdown} and {args.plot}")
+    print(f"[report] wrote {args.markdown} and {', '.join(map(str, plots))}")
     return 0
 
 

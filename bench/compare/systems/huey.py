@@ -68,3 +68,13 @@ def wait(handle: Result, timeout: float) -> Any:
     return common.wait_in_slices(
         lambda seconds: handle.get(blocking=True, timeout=seconds), timeout, (ResultTimeout,)
     )
+
+
+def wait_kept(handle: Result, timeout: float) -> Any:
+    """As :func:`wait`, but the result stays stored (``preserve=True``; Huey's default read
+    deletes it): for the memory figures."""
+    return common.wait_in_slices(
+        lambda seconds: handle.get(blocking=True, timeout=seconds, preserve=True),
+        timeout,
+        (ResultTimeout,),
+    )
