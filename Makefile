@@ -70,8 +70,9 @@ clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
 
 # Side-by-side with Celery, Dramatiq, Huey, RQ and Pynenc on one private Redis: one venv per
-# system under bench/compare/.venvs, 3 interleaved repetitions; writes BENCHMARKS.md and
-# bench/compare/throughput.png (25 to 50 minutes on 2 cores, by the machine's speed).
+# system under bench/compare/.venvs, 3 interleaved repetitions, then bench/embedded.py; writes
+# BENCHMARKS.md, bench/compare/throughput.png and cpu_per_task.png (35 to 65 minutes on 2 cores,
+# by the machine's speed). `run.py --quick` checks that it all works in a few minutes.
 .PHONY: bench-compare
 bench-compare: $(VENV)/.installed-dev
 	$(BIN)/python bench/compare/run.py --python $(PYTHON)

@@ -76,7 +76,9 @@ def cpu_section(results: Results, image: str) -> str:
         "medians by a little). Unlike the rates, these hardly depend on the machine's load: "
         "the same work costs the same CPU.\n\n"
         + table(header, rows, "lrrrrr")
-        + f"\n\n![CPU per task by process group]({image})"
+        + f"\n\n![CPU per task by process group]({image})\n\n"
+        "The plot's axis fits the systems within 3x the median total; taller bars are cut and "
+        "carry their total."
     )
 
 

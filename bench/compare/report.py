@@ -86,6 +86,10 @@ def method(results: Results) -> str:
     one. Each call records (key, start, end) from inside the task with one `RPUSH` to a Redis
     list, and each start of the task body (or of its lock attempt) increments a counter. The
     ideal wall time with 2 workers is {s["keyed_calls"] * 0.01 / 2:.1f} s.
+  - Also on every system, load-independent: CPU per task of each process group over (a), Redis
+    memory per queued and finished invocation ({s.get("memory_calls", 0):,} calls), and in the
+    first repetition a backlog drain; on taskgate its own controls and options against the
+    plain call. Their sections below say how each is measured.
 - **Bounded**: every wait has a timeout (300 s for a batch, 30 s for a round trip, 20 min for a
   whole system turn); worker process groups are killed in `finally` blocks.
 - Configuration per system is each one's fair best (see "Configuration notes"): no debug
@@ -421,6 +425,11 @@ def markdown(results: Results, plot: Path, markdown_path: Path, cpu_plot: Path) 
         "the report code. The sections after the comparison's (the web monitor) come from "
         "other benchmarks; `make bench-compare` keeps them."
     )
+    if results["settings"].get("quick"):
+        intro += (
+            "\n\n**A `--quick` run**: every workload once at sizes far too small for real "
+            "figures; it only shows that everything runs."
+        )
     plot_section = (
         "## End-to-end throughput\n\n"
         f"![End-to-end throughput by system]({image})\n\n"
