@@ -249,27 +249,41 @@ def taskgate_rows_section(results: Results) -> str:
 # --- the embedded table --------------------------------------------------------------------------
 
 
+def number(value: object) -> str:
+    """A figure of the embedded rows, with as many decimals as its size warrants."""
+    if not isinstance(value, int | float):
+        return str(value)
+    size = abs(value)
+    return format(value, ",.0f" if size >= 100 else ".1f" if size >= 10 else ".2f")
+
+
 def embedded_section(results: Results) -> str:
-    """The rows of ``bench/embedded.py`` (kept under ``embedded``), rendered as they come."""
+    """The rows of ``bench/embedded.py`` (kept under ``embedded``) as one table: a line per
+    workload and unit, a column per system and configuration, in the order they came."""
     if "embedded_error" in results:
         return f"## Embedded\n\n`bench/embedded.py` failed in this run: {results['embedded_error']}"
     data: dict[str, Any] | None = results.get("embedded")
-    if not data:
+    if not data or not data.get("rows"):
         return ""
-    header = ["workload", "system", "config", "value", "unit"]
-    rows = []
-    for row in data.get("rows", []):
-        value = row.get("value")
-        shown = fmt(value, ",.2f" if isinstance(value, float) and value < 100 else ",.0f")
-        rows.append([str(row.get(key, "")) for key in ("workload", "system", "config")])
-        rows[-1] += [shown if isinstance(value, int | float) else str(value), row.get("unit", "")]
+    columns: dict[tuple[str, str], None] = {}
+    lines: dict[tuple[str, str], dict[tuple[str, str], str]] = {}
+    for row in data["rows"]:
+        column = (str(row.get("system", "")), str(row.get("config", "")))
+        line = (str(row.get("workload", "")), str(row.get("unit", "")))
+        columns.setdefault(column)
+        lines.setdefault(line, {})[column] = number(row.get("value"))
+    header = ["workload", "unit", *(f"{system} {config}".strip() for system, config in columns)]
+    rows = [
+        [workload, unit, *(cells.get(column, "") for column in columns)]
+        for (workload, unit), cells in lines.items()
+    ]
     method = str(data.get("method", "")).strip()
     return (
         "## Embedded: taskgate SQLite and memory against Huey's\n\n"
         "From `bench/embedded.py` (run by `make bench-compare` after the Redis workloads)."
         + (f"\n\n{method}" if method else "")
         + "\n\n"
-        + table(header, rows, "lllrl")
+        + table(header, rows, "ll" + "r" * len(columns))
     )
 
 

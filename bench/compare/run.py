@@ -418,9 +418,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--report-only", action="store_true", help="only regenerate the report from results.json"
     )
     args = parser.parse_args(argv)
-    if args.quick:
-        for name, value in QUICK_SIZES.items():
-            setattr(args, name, value)
+    if args.quick:  # the quick sizes become the defaults: options given still win
+        parser.set_defaults(**QUICK_SIZES)
+        args = parser.parse_args(argv)
     args.systems = [s for s in args.systems.split(",") if s]
     unknown = set(args.systems) - set(SYSTEMS)
     if unknown:

@@ -142,24 +142,27 @@ def test_a_missed_target_is_marked() -> None:
     ]
 
 
-def test_embedded_section_renders_rows_as_they_come() -> None:
+def test_embedded_section_pivots_rows_by_workload_and_configuration() -> None:
     data = results({"taskgate": [{}]})
     data["embedded"] = {
         "method": "Two processes, one SQLite file.",
         "rows": [
-            {"system": "taskgate", "config": "sqlite defaults", "workload": "end to end",
+            {"system": "taskgate", "config": "sqlite", "workload": "end to end",
              "unit": "tasks/s", "value": 2500.4},
-            {"system": "huey", "config": "SqliteHuey matched", "workload": "end to end",
+            {"system": "huey", "config": "sqlite-matched", "workload": "end to end",
              "unit": "tasks/s", "value": 1800},
-            {"system": "taskgate", "config": "memory", "workload": "ratio", "unit": "x",
-             "value": 1.234},
+            {"system": "taskgate", "config": "sqlite", "workload": "WAL pages per task",
+             "unit": "pages", "value": 9.437},
+            {"system": "huey", "config": "memory", "workload": "CPU per task",
+             "unit": "µs", "value": 20.0},
         ],
     }  # fmt: skip
     text = costs.embedded_section(data)
     assert "Two processes, one SQLite file." in text
-    assert "| end to end | taskgate | sqlite defaults | 2,500 | tasks/s |" in text
-    assert "| end to end | huey | SqliteHuey matched | 1,800 | tasks/s |" in text
-    assert "| ratio | taskgate | memory | 1.23 | x |" in text
+    assert "| workload | unit | taskgate sqlite | huey sqlite-matched | huey memory |" in text
+    assert row_of(text, "end to end") == ["end to end", "tasks/s", "2,500", "1,800", ""]
+    assert row_of(text, "WAL pages per task") == ["WAL pages per task", "pages", "9.44", "", ""]
+    assert row_of(text, "CPU per task") == ["CPU per task", "µs", "", "", "20.0"]
 
 
 def test_embedded_section_reports_a_failed_script() -> None:
