@@ -128,12 +128,16 @@ def feature_rows(agent: Agent, calls: int) -> dict[str, float]:
     }
 
 
-def gated_drain(agent: Agent, call: Callable[[int], Any], calls: int) -> float:
+def gated_drain(
+    agent: Agent, call: Callable[[int], Any], calls: int, name: str
+) -> dict[str, float]:
     """Drain a backlog of ``calls`` made by ``call`` while the workers are busy: seconds.
 
     Both worker processes first run a gate task that waits for a release key, so the backlog
     queues behind them with every worker already up; the clock starts when the gates are
     released and stops at the last result. Worker start-up and the enqueueing are outside.
+    Returns ``hot_<name>`` (tasks/s) and the CPU per task over the same span
+    (``cpu_hot_<name>_<group>``).
     """
     agent.redis.delete(common.GATE_STARTED_KEY, common.GATE_RELEASE_KEY)
     gates = [agent.system.submit_gate() for _ in range(GATES)]
@@ -143,18 +147,21 @@ def gated_drain(agent: Agent, call: Callable[[int], Any], calls: int) -> float:
             raise TimeoutError(f"the {GATES} gate tasks did not both start")
         time.sleep(0.01)
     handles = [call(seq) for seq in range(calls)]
+    before = agent.cpu_sample(agent.workers)
     started = time.perf_counter()
     agent.redis.set(common.GATE_RELEASE_KEY, 1)
     agent.wait_all(handles, DRAIN_TIMEOUT_SECONDS)
-    seconds = time.perf_counter() - started
+    figures = {f"hot_{name}": calls / (time.perf_counter() - started)}
+    figures |= agent.cpu_per_task(before, agent.workers, calls, f"cpu_hot_{name}")
     agent.wait_all(gates, DRAIN_TIMEOUT_SECONDS)
-    return seconds
+    return figures
 
 
 def hot_key(agent: Agent, calls: int) -> dict[str, float]:
     """A backlog of a KEYS task whose calls all share ONE key, and the same backlog of the
-    uncontrolled no-op, each drained behind gates (:func:`gated_drain`): tasks/s of each."""
+    uncontrolled no-op, each drained behind gates (:func:`gated_drain`): tasks/s and CPU per
+    task of each."""
     figures: dict[str, float] = {}
     for name, call in agent.system.hot_key_calls().items():
-        figures[f"hot_{name}"] = calls / gated_drain(agent, call, calls)
+        figures |= gated_drain(agent, call, calls, name)
     return figures

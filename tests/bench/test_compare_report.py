@@ -135,11 +135,22 @@ def test_taskgate_rows_take_the_median_of_per_run_ratios_against_targets() -> No
 def test_a_missed_target_is_marked() -> None:
     runs = [{"hot_hot_key": 2100.0, "hot_uncontrolled": 5000.0}]
     text = costs.taskgate_rows_section(results({"taskgate": runs}))
-    assert row_of(text, "hot key: KEYS task, ONE key, 10,000 drained")[3:6] == [
+    assert row_of(text, "hot key: KEYS task, ONE key, 10,000 drained")[3:7] == [
         "0.42x",
         ">= 0.80x",
         "**no**",
+        "n/a",
     ]
+
+
+def test_taskgate_rows_show_the_cpu_ratio_and_cost() -> None:
+    runs = [
+        {"feat_plain": 4000.0, "feat_limits2": 2000.0, "cpu_feat_plain_total": 300.0,
+         "cpu_feat_limits2_total": 400.0, "cpu_feat_limits2_redis": 150.0},
+    ]  # fmt: skip
+    text = costs.taskgate_rows_section(results({"taskgate": runs}))
+    row = row_of(text, "two limits (one keyed, 100 keys), 10,000 end to end")
+    assert row[3:] == ["0.50x", ">= 0.70x", "**no**", "0.75x", "150", "400"]
 
 
 def test_embedded_section_pivots_rows_by_workload_and_configuration() -> None:
