@@ -26,12 +26,15 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check taskgate tests examples bench soak
 	$(BIN)/ruff format --check taskgate tests examples bench soak
 
+# bench/ and soak/ are checked too, but for bench/compare/systems/: each imports its peer
+# (Celery, Huey, ...), installed only in that peer's venv.
 # The typing test runs from its own directory, where taskgate is importable only through the
 # installed package (as in a user's project): it also proves that the install is visible to mypy
 # and pyright. pyright runs in strict mode there (tests/typing/pyrightconfig.json); it is told
 # the venv's interpreter, and not to look for a newer version of itself on PyPI.
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy taskgate
+	$(BIN)/mypy bench soak --exclude 'bench/compare/systems/'  # systems/: peers' own venvs
 	cd tests/typing && $(abspath $(BIN))/mypy --strict --cache-dir $(abspath .mypy_cache) \
 		check_types.py
 	cd tests/typing && PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(abspath $(BIN))/pyright \

@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 import warnings
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -163,7 +163,7 @@ def count_backend_calls(app: Any, paths: list[str], requests: int) -> dict[str, 
 
     backend = app.backend
     calls: Counter[str] = Counter()
-    spent: Counter[str] = Counter()
+    spent: dict[str, float] = defaultdict(float)
     originals: list[str] = []
     for name in dir(type(backend)):
         if name.startswith("_") or not callable(getattr(backend, name)) or name == "close":

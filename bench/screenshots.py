@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,10 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def status_is(invocation: Any, status: str) -> bool:
+    return bool(invocation.status.value == status)
 
 
 def wait_until(check: Callable[[], Any], what: str) -> Any:
@@ -97,7 +102,7 @@ def main() -> None:
     )
     os.environ.update(env)
     sys.path.insert(0, str(APPS))
-    import monitor_app
+    import monitor_app  # type: ignore[import-not-found]  # tests/apps, put on sys.path above
 
     app = monitor_app.app
     app.purge()
@@ -121,11 +126,11 @@ def main() -> None:
         failed = [monitor_app.explode(f"q{n}.csv") for n in range(1, 4)]
         for customer in ("acme", "globex"):
             holder = monitor_app.export(customer, 0, str(release))
-            wait_until(lambda h=holder: h.status.value == "running", "a slot holder")
+            wait_until(partial(status_is, holder, "running"), "a slot holder")
             for batch in range(1, 4):
                 monitor_app.export(customer, batch, str(release))
         for invocation in failed:
-            wait_until(lambda i=invocation: i.status.value == "failed", "a failure")
+            wait_until(partial(status_is, invocation, "failed"), "a failure")
         # The runners announce what they counted and run with each heartbeat (every third of
         # a lease): wait for the one after this work, so that charts and tables show it.
         finished = len(group.results) + len(failed)

@@ -204,15 +204,15 @@ def standing(results: Results) -> str:
     if variants:
         lines += ["", "With 16 tasks at a time (the `_8t` variants, 8 threads per process):", ""]
         for metric in metrics(results["settings"])[:3]:
-            values = []
+            shapes = []
             for name in variants:
                 value = median(results, name, metric.key)
                 base = median(results, results["systems"][name]["variant_of"], metric.key)
-                values.append(
+                shapes.append(
                     f"{name} {metric.render(value)} {metric.unit} ({ratio(value, base)} its "
                     "2-at-a-time shape)"
                 )
-            lines.append(f"- {metric.label}: " + "; ".join(values) + ".")
+            lines.append(f"- {metric.label}: " + "; ".join(shapes) + ".")
     return "## Where taskgate stands\n\n" + "\n".join(lines)
 
 
