@@ -23,6 +23,8 @@ V1_SCHEMA = (Path(__file__).parent / "data" / "sqlite_schema_v1.sql").read_text(
 V2_SCHEMA = (Path(__file__).parent / "data" / "sqlite_schema_v2.sql").read_text()
 # schema.sql with user_version 3 (queues, cancellation; before trace contexts and runner_info).
 V3_SCHEMA = (Path(__file__).parent / "data" / "sqlite_schema_v3.sql").read_text()
+# schema.sql with user_version 4 (trace contexts, runner_info; a history table, AUTOINCREMENT).
+V4_SCHEMA = (Path(__file__).parent / "data" / "sqlite_schema_v4.sql").read_text()
 OPTIONS = BackendOptions("app", 60.0, 3, b"lost")
 
 
@@ -90,6 +92,39 @@ def make_v3_file(path: Path) -> None:
         )
     conn.execute("INSERT INTO queue VALUES ('app', 0, 1, 'default', 'ready-1')")
     conn.execute("PRAGMA user_version = 3")
+    conn.commit()
+    conn.close()
+
+
+# A v4 file's history rows: (invocation, status, timestamp, runner id), inserted in this order
+# (the step order), the two invocations' steps interleaved. Timestamps need all 17 digits.
+V4_HISTORY = [
+    ("done-1", "registered", 1733562000.1234567, None),
+    ("ready-1", "registered", 1733562000.2345678, None),
+    ("done-1", "running", 1733562001.0000001, 'host "a", pid 1'),
+    ("done-1", "success", 1733562002.9999999, 'host "a", pid 1'),
+]
+
+
+def make_v4_file(path: Path) -> None:
+    """A version-4 file: a finished invocation with its history, a ready one, and the seq of a
+    deleted newest row in sqlite_sequence, as taskgate before v5 left them."""
+    conn = sqlite3.connect(path)
+    conn.executescript(V4_SCHEMA)
+    for seq, invocation_id, status in ((1, "done-1", "success"), (2, "ready-1", "registered")):
+        conn.execute(
+            "INSERT INTO invocations (seq, app_id, invocation_id, task_id, arguments, "
+            "running_limit, drop_when_blocked, max_retries, status, created_at) "
+            "VALUES (?, 'app', ?, 'tests.old', x'00', 1, 0, 0, ?, 1.0)",
+            (seq, invocation_id, status),
+        )
+    conn.executemany(
+        "INSERT INTO history (app_id, invocation_id, status, timestamp, runner_id) "
+        "VALUES ('app', ?, ?, ?, ?)",
+        V4_HISTORY,
+    )
+    conn.execute("INSERT INTO queue VALUES ('app', 0, 0, 1, 'default', 'ready-1')")
+    conn.execute("PRAGMA user_version = 4")
     conn.commit()
     conn.close()
 
@@ -193,7 +228,37 @@ def test_a_version_3_file_is_upgraded_with_trace_contexts_and_runner_description
     fresh = tmp_path / "fresh.db"
     SqliteConnector(fresh).connection()
     assert layout(path) == layout(fresh)
-    assert layout(path)["user_version"] == SCHEMA_VERSION == 4
+    assert layout(path)["user_version"] == SCHEMA_VERSION
+
+
+def test_a_version_4_file_is_upgraded_with_its_history_in_the_rows(tmp_path: Path) -> None:
+    path = tmp_path / "v4.db"
+    make_v4_file(path)
+    backend = SqliteBackend(path, OPTIONS)
+    try:
+        for invocation_id in ("done-1", "ready-1"):
+            record = backend.get(invocation_id)
+            assert record is not None
+            expected = [(s, t, r) for i, s, t, r in V4_HISTORY if i == invocation_id]
+            assert [(h.status.value, h.timestamp, h.runner_id) for h in record.history] == (
+                expected
+            )
+        backend.register(InvocationRecord("new-1", "tests.new", b"", ConcurrencyPlan()))
+        page = backend.page_invocations(limit=3)
+        assert [r.invocation_id for r in page.records] == ["new-1", "ready-1", "done-1"]
+        claims = backend.claim("runner", 10, 30.0, 0)
+        assert [c.invocation_id for c in claims] == ["ready-1", "new-1"]
+        ready = backend.get("ready-1")
+        assert ready is not None
+        assert [h.status for h in ready.history] == [S.REGISTERED, S.RUNNING]
+        assert ready.history[1].runner_id == "runner"
+    finally:
+        backend.close()
+    fresh = tmp_path / "fresh.db"
+    SqliteConnector(fresh).connection()
+    assert layout(path) == layout(fresh)
+    assert "history" not in layout(path)
+    assert layout(path)["user_version"] == SCHEMA_VERSION == 5
 
 
 def test_racing_openers_upgrade_a_version_1_file_once(tmp_path: Path) -> None:

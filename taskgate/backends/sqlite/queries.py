@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import sqlite3
 
 from taskgate.backends import paging
@@ -11,7 +12,6 @@ from taskgate.status import InvocationStatus
 
 APP_TABLES = (
     "invocations",
-    "history",
     "queue",
     "registration_keys",
     "slots",
@@ -33,11 +33,13 @@ INSERT_INVOCATION = """
 INSERT INTO invocations (
     app_id, invocation_id, task_id, arguments, registration_key, running_key, running_limit,
     drop_when_blocked, max_retries, status, created_at, budgets, priority, scheduled_for, queue,
-    trace_context
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    trace_context, history
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
-INSERT_HISTORY = """
-INSERT INTO history (app_id, invocation_id, status, timestamp, runner_id) VALUES (?, ?, ?, ?, ?)
+# A transition's entry (history_entry) appended to the row's history; a statement of its own
+# for the rarer transitions, the common ones append in their own UPDATE (START_RUNNING...).
+APPEND_HISTORY = """
+UPDATE invocations SET history = history || ',' || ? WHERE app_id = ? AND invocation_id = ?
 """
 SET_STATUS = "UPDATE invocations SET status = ? WHERE app_id = ? AND invocation_id = ?"
 SELECT_INVOCATION = "SELECT * FROM invocations WHERE app_id = ? AND invocation_id = ?"
@@ -176,7 +178,7 @@ DELETE FROM parked WHERE app_id = ? AND running_key = ? AND neg_priority = ? AND
 # Claims, leases and outcomes.
 START_RUNNING = """
 UPDATE invocations SET status = 'running', attempt = attempt + 1, runner_id = ?,
-    lease_expires_at = ?
+    lease_expires_at = ?, history = history || ',' || ?
 WHERE app_id = ? AND invocation_id = ?
 """
 REQUEUE = """
@@ -198,7 +200,7 @@ WHERE app_id = ? AND invocation_id = ?
 """
 RECORD_FINAL = """
 UPDATE invocations SET status = ?, runner_id = NULL, lease_expires_at = NULL, expires_at = ?,
-    result = ?, error = ?
+    result = ?, error = ?, history = history || ',' || ?
 WHERE app_id = ? AND invocation_id = ?
 """
 COUNT_RECOVERY = (
@@ -215,7 +217,6 @@ SELECT invocation_id FROM invocations
 WHERE app_id = ? AND expires_at IS NOT NULL AND expires_at <= ? LIMIT ?
 """
 DELETE_INVOCATION = "DELETE FROM invocations WHERE app_id = ? AND invocation_id = ?"
-DELETE_HISTORY = "DELETE FROM history WHERE app_id = ? AND invocation_id = ?"
 
 # Runners.
 UPSERT_RUNNER = """
@@ -251,10 +252,6 @@ QUEUE_DEPTH = "SELECT queue, COUNT(*) FROM queue WHERE app_id = ? GROUP BY queue
 COUNT_PARKED_BY_KEY = (
     "SELECT running_key, COUNT(*) FROM parked WHERE app_id = ? GROUP BY running_key"
 )
-SELECT_HISTORY = """
-SELECT status, timestamp, runner_id FROM history
-WHERE app_id = ? AND invocation_id = ? ORDER BY step
-"""
 
 
 def row_to_record(row: sqlite3.Row, history: list[Transition]) -> InvocationRecord:
@@ -289,13 +286,22 @@ def row_to_record(row: sqlite3.Row, history: list[Transition]) -> InvocationReco
     )
 
 
-def load_history(conn: sqlite3.Connection, app_id: str, invocation_id: str) -> list[Transition]:
-    """The transitions of one invocation, oldest first."""
+def history_entry(status: InvocationStatus, timestamp: float, runner_id: str | None) -> str:
+    """One transition as the ``history`` column stores it: a compact JSON array (a float's
+    repr, its exact value; any runner id quoted)."""
+    return json.dumps([status.value, timestamp, runner_id], separators=(",", ":"))
+
+
+def load_history(row: sqlite3.Row) -> list[Transition]:
+    """The transitions of one ``invocations`` row, oldest first.
+
+    A row upgraded from a file without history rows starts empty, so its first appended entry
+    follows a lone comma: stripped here rather than tested in every UPDATE that appends.
+    """
+    entries = row["history"].lstrip(",")
     return [
         Transition(InvocationStatus(status), timestamp, runner_id)
-        for status, timestamp, runner_id in conn.execute(
-            SELECT_HISTORY, (app_id, invocation_id)
-        ).fetchall()
+        for status, timestamp, runner_id in json.loads(f"[{entries}]")
     ]
 
 
@@ -306,7 +312,7 @@ def load_record(
     row = conn.execute(SELECT_INVOCATION, (app_id, invocation_id)).fetchone()
     if row is None:
         return None
-    return row_to_record(row, load_history(conn, app_id, invocation_id))
+    return row_to_record(row, load_history(row))
 
 
 def list_records(
@@ -334,7 +340,7 @@ def list_records(
         sql += " ORDER BY seq DESC LIMIT ?"
         params.append(limit)
         rows = conn.execute(sql, params).fetchall()
-    return [row_to_record(row, load_history(conn, app_id, row["invocation_id"])) for row in rows]
+    return [row_to_record(row, load_history(row)) for row in rows]
 
 
 def _newest(row: sqlite3.Row) -> int:

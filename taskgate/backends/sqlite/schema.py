@@ -18,7 +18,7 @@ from taskgate.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # From version N to N + 1: columns of existing tables first (ALTER TABLE appends them, which is
 # why schema.sql lists them last); the tables and indexes of schema.sql that the file lacks are
@@ -42,7 +42,43 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     # The runner_info table comes from schema.sql.
     3: ("ALTER TABLE invocations ADD COLUMN trace_context TEXT",),
+    # Fewer pages per write: invocations loses AUTOINCREMENT and gains its history column, the
+    # history table goes. Both are set aside for REBUILD; the indexes of invocations go now, as
+    # schema.sql creates them anew under the same names (history_by_invocation stays until its
+    # table is dropped: REBUILD reads the history through it).
+    4: (
+        "ALTER TABLE invocations RENAME TO invocations_v4",
+        "DROP INDEX IF EXISTS invocations_by_task",
+        "DROP INDEX IF EXISTS invocations_by_status",
+        "DROP INDEX IF EXISTS invocations_by_lease",
+        "DROP INDEX IF EXISTS invocations_by_expiry",
+        "ALTER TABLE history RENAME TO history_v4",
+    ),
 }
+
+_V4_COLUMNS = (
+    "seq, app_id, invocation_id, task_id, arguments, registration_key, running_key, "
+    "running_limit, drop_when_blocked, max_retries, status, attempt, num_retries, "
+    "num_recoveries, runner_id, lease_expires_at, created_at, expires_at, result, error, "
+    "budgets, priority, parked_on, parked_since, ready_at, scheduled_for, queue, "
+    "cancel_requested, trace_context"
+)
+# Run for every file older than v5 once schema.sql's tables exist, before COPIES (which join
+# invocations): the rows of invocations move in, each with its history as queries.HISTORY_ENTRY
+# writes it (timestamps in 17 digits: a float's exact value).
+REBUILD = (
+    f"""INSERT INTO invocations ({_V4_COLUMNS}, history)
+    SELECT {_V4_COLUMNS}, COALESCE((
+        SELECT group_concat(entry, ',') FROM (
+            SELECT '["' || h.status || '",' || printf('%!.17g', h.timestamp) || ','
+                || COALESCE(json_quote(h.runner_id), 'null') || ']' AS entry
+            FROM history_v4 h
+            WHERE h.app_id = i.app_id AND h.invocation_id = i.invocation_id
+            ORDER BY h.step)), '')
+    FROM invocations_v4 i""",
+    "DROP TABLE invocations_v4",
+    "DROP TABLE history_v4",
+)
 
 # Run after the tables of schema.sql were created: rows of the tables renamed aside move in.
 COPIES: dict[int, tuple[str, ...]] = {
@@ -133,6 +169,8 @@ def _upgrade(conn: sqlite3.Connection, version: int) -> None:
         match = _CREATED_NAME.match(statement)
         if match is not None and match.group(1) not in existing:
             conn.execute(statement)
+    for statement in REBUILD:
+        conn.execute(statement)
     for step in range(version, SCHEMA_VERSION):
         for statement in COPIES.get(step, ()):
             conn.execute(statement)

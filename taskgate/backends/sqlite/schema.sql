@@ -1,8 +1,13 @@
--- taskgate SQLite schema, version 4 (PRAGMA user_version); schema.py upgrades older files.
+-- taskgate SQLite schema, version 5 (PRAGMA user_version); schema.py upgrades older files.
 -- Every table is keyed by app_id first: apps sharing one file never see each other's rows.
 
+-- Each write touches every b-tree it changes (a WAL page each at least): registering writes
+-- the row, its unique index, invocations_by_task, invocations_by_status and the queue, and
+-- nothing else (v5: no AUTOINCREMENT counter page, history kept in the row).
 CREATE TABLE invocations (
-    seq               INTEGER PRIMARY KEY AUTOINCREMENT,  -- registration order (newest first)
+    -- Registration order (newest first). The rowid without AUTOINCREMENT: a new row takes the
+    -- largest seq + 1, so it is still newer than every row in the file.
+    seq               INTEGER PRIMARY KEY,
     app_id            TEXT    NOT NULL,
     invocation_id     TEXT    NOT NULL,
     task_id           TEXT    NOT NULL,
@@ -34,6 +39,10 @@ CREATE TABLE invocations (
     cancel_requested  INTEGER NOT NULL DEFAULT 0,         -- cancel() while it ran
     -- v4 (monitor, tracing).
     trace_context     TEXT,                               -- the caller's; NULL unless tracing
+    -- v5: the transitions, oldest first, as JSON arrays [status, timestamp, runner_id] joined
+    -- by commas (queries.HISTORY_ENTRY): appended by the UPDATE of each transition, read by
+    -- wrapping it in brackets. A table of its own cost two b-trees (rows, index) per write.
+    history           TEXT    NOT NULL,
     UNIQUE (app_id, invocation_id)
 );
 CREATE INDEX invocations_by_task ON invocations (app_id, task_id, seq);
@@ -42,16 +51,6 @@ CREATE INDEX invocations_by_lease ON invocations (app_id, lease_expires_at)
     WHERE lease_expires_at IS NOT NULL;
 CREATE INDEX invocations_by_expiry ON invocations (app_id, expires_at)
     WHERE expires_at IS NOT NULL;
-
-CREATE TABLE history (
-    step          INTEGER PRIMARY KEY,                    -- insertion order
-    app_id        TEXT    NOT NULL,
-    invocation_id TEXT    NOT NULL,
-    status        TEXT    NOT NULL,
-    timestamp     REAL    NOT NULL,
-    runner_id     TEXT
-);
-CREATE INDEX history_by_invocation ON history (app_id, invocation_id, step);
 
 -- The ready queues: taken highest priority first (neg_priority = -priority), then by position.
 -- Positions are unique per priority across queues (MAX + 1 at the tail); a woken, handed-back

@@ -67,9 +67,9 @@ class Transitions:
                 record.scheduled_for,
                 record.queue,
                 record.trace_context,  # NULL unless tracing is on: a NULL costs a header byte
+                q.history_entry(status, self.now, None),
             ),
         )
-        self._history(record.invocation_id, status, None)
         if plan.registration_key is not None:
             self.conn.execute(
                 q.TAKE_REGISTRATION_KEY, (self.app, plan.registration_key, record.invocation_id)
@@ -128,11 +128,11 @@ class Transitions:
             if not (self._take_budgets(row) if row["budgets"] else self._take_slot(row)):
                 continue
             self.release_registration_key(row)
+            entry = self._entry(_S.RUNNING, runner_id, row["status"])
             self.conn.execute(
                 q.START_RUNNING,
-                (runner_id, self.now + lease_seconds, self.app, row["invocation_id"]),
+                (runner_id, self.now + lease_seconds, entry, self.app, row["invocation_id"]),
             )
-            self._history(row["invocation_id"], _S.RUNNING, runner_id, row["status"])
             claims.append(
                 Claim(
                     row["invocation_id"],
@@ -179,11 +179,12 @@ class Transitions:
         """Make the invocation final, storing the result (SUCCESS) or error payload."""
         invocation_id = row["invocation_id"]
         result, error = (payload, None) if status is _S.SUCCESS else (None, payload or None)
+        entry = self._entry(status, runner_id, row["status"])
+        expires_at = self.now + self.result_ttl
         self.conn.execute(
             q.RECORD_FINAL,
-            (status.value, self.now + self.result_ttl, result, error, self.app, invocation_id),
+            (status.value, expires_at, result, error, entry, self.app, invocation_id),
         )
-        self._history(invocation_id, status, runner_id, row["status"])
 
     def requeue_first(self, row: sqlite3.Row, runner_id: str | None) -> None:
         """RUNNING -> REGISTERED, first in line for its key and in the ready queue."""
@@ -233,7 +234,6 @@ class Transitions:
         """Delete up to ``batch`` final invocations whose result TTL has passed; how many."""
         expired = self.conn.execute(q.EXPIRED_FINALS, (self.app, self.now, batch)).fetchall()
         for (invocation_id,) in expired:
-            self.conn.execute(q.DELETE_HISTORY, (self.app, invocation_id))
             self.conn.execute(q.DELETE_INVOCATION, (self.app, invocation_id))
         return len(expired)
 
@@ -293,14 +293,13 @@ class Transitions:
         self._history(row["invocation_id"], status, runner, row["status"])
 
     def _history(
-        self,
-        invocation_id: str,
-        status: InvocationStatus,
-        runner_id: str | None,
-        previous: str | None = None,
+        self, invocation_id: str, status: InvocationStatus, runner_id: str | None, previous: str
     ) -> None:
-        if previous is not None:
-            assert can_transition(_S(previous), status), f"{previous} -> {status}"
-        self.conn.execute(
-            q.INSERT_HISTORY, (self.app, invocation_id, status.value, self.now, runner_id)
-        )
+        """Append the transition to ``previous`` -> ``status`` to the row's history."""
+        entry = self._entry(status, runner_id, previous)
+        self.conn.execute(q.APPEND_HISTORY, (entry, self.app, invocation_id))
+
+    def _entry(self, status: InvocationStatus, runner_id: str | None, previous: str) -> str:
+        """The history entry of a transition from ``previous``, stamped ``now``."""
+        assert can_transition(_S(previous), status), f"{previous} -> {status}"
+        return q.history_entry(status, self.now, runner_id)
