@@ -3,7 +3,8 @@
 
 -- Each write touches every b-tree it changes (a WAL page each at least): registering writes
 -- the row, its unique index, invocations_by_task, invocations_by_status and the queue, and
--- nothing else (v5: no AUTOINCREMENT counter page, history kept in the row).
+-- nothing else (v5: no AUTOINCREMENT counter page, history kept in the row). Expired leases
+-- are found among the RUNNING rows of invocations_by_status (v5: no index of leases).
 CREATE TABLE invocations (
     -- Registration order (newest first). The rowid without AUTOINCREMENT: a new row takes the
     -- largest seq + 1, so it is still newer than every row in the file.
@@ -47,8 +48,6 @@ CREATE TABLE invocations (
 );
 CREATE INDEX invocations_by_task ON invocations (app_id, task_id, seq);
 CREATE INDEX invocations_by_status ON invocations (app_id, status, seq);
-CREATE INDEX invocations_by_lease ON invocations (app_id, lease_expires_at)
-    WHERE lease_expires_at IS NOT NULL;
 CREATE INDEX invocations_by_expiry ON invocations (app_id, expires_at)
     WHERE expires_at IS NOT NULL;
 
