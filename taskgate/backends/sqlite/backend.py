@@ -191,6 +191,13 @@ class SqliteBackend(Backend):
     def _finish_in(
         steps: Transitions, invocation_id: str, runner_id: str, attempt: int, outcome: Outcome
     ) -> bool:
+        if outcome.kind is OutcomeKind.SUCCESS or outcome.kind is OutcomeKind.FAILED:
+            final = _S.SUCCESS if outcome.kind is OutcomeKind.SUCCESS else _S.FAILED
+            done = steps.finish_owned(invocation_id, runner_id, attempt, final, outcome.payload)
+            if done is not None:
+                steps.release_slot(done)
+                return True
+            # Not owned (a stale report), or a cancel was requested: decided below.
         row = steps.owned(invocation_id, runner_id, attempt)
         if row is None:
             return False

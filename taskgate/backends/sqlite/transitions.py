@@ -106,6 +106,7 @@ class Transitions:
             names = sorted(queues)
             pop, params = q.pop_head_sql(tuple(names)), (self.app, *names)
         claims: list[Claim] = []
+        running_entry = q.history_entry(_S.RUNNING, self.now, runner_id)
         if (
             look_timed
             and max_count
@@ -122,28 +123,58 @@ class Transitions:
                 head = self.conn.execute(q.QUEUE_POP_HEAD, params).fetchone()
             if head is None:
                 break
-            row = self.conn.execute(q.SELECT_INVOCATION, (self.app, head[0])).fetchone()
+            lease = (runner_id, self.now + lease_seconds, running_entry, self.app, head[0])
+            # Most invocations have no limits and no running key: one UPDATE starts them.
+            row = self.conn.execute(q.START_PLAIN, lease).fetchone()
             if row is None:
-                continue
-            if not (self._take_budgets(row) if row["budgets"] else self._take_slot(row)):
-                continue
+                row = self._start_limited(head[0], lease)
+                if row is None:
+                    continue
             self.release_registration_key(row)
-            entry = self._entry(_S.RUNNING, runner_id, row["status"])
-            self.conn.execute(
-                q.START_RUNNING,
-                (runner_id, self.now + lease_seconds, entry, self.app, row["invocation_id"]),
-            )
             claims.append(
                 Claim(
                     row["invocation_id"],
                     row["task_id"],
                     row["arguments"],
-                    row["attempt"] + 1,
+                    row["attempt"],
                     row["num_retries"],
                     row["max_retries"],
                 )
             )
         return claims
+
+    def _start_limited(self, invocation_id: str, lease: tuple[object, ...]) -> sqlite3.Row | None:
+        """Start a popped invocation that START_PLAIN did not: admit it through its budgets or
+        its running key first (None when they park or drop it, or it is gone). ``lease``: the
+        parameters of START_PLAIN, which START_RUNNING shares."""
+        row = self.conn.execute(q.SELECT_INVOCATION, (self.app, invocation_id)).fetchone()
+        if row is None:
+            return None
+        if not (self._take_budgets(row) if row["budgets"] else self._take_slot(row)):
+            return None
+        assert can_transition(_S(row["status"]), _S.RUNNING), f"{row['status']} -> running"
+        started: sqlite3.Row = self.conn.execute(q.START_RUNNING, lease).fetchone()
+        return started
+
+    def finish_owned(
+        self,
+        invocation_id: str,
+        runner_id: str,
+        attempt: int,
+        status: InvocationStatus,
+        payload: bytes,
+    ) -> sqlite3.Row | None:
+        """RUNNING -> ``status`` (SUCCESS or FAILED) in one statement, if ``runner_id`` still
+        runs ``attempt`` and no cancel was requested; the row's invocation_id, running_key,
+        running_limit and budgets (for :meth:`release_slot`), else None and nothing changed."""
+        result, error = (payload, None) if status is _S.SUCCESS else (None, payload or None)
+        entry = q.history_entry(status, self.now, runner_id)
+        expires_at = self.now + self.result_ttl
+        params = (status.value, expires_at, result, error, entry, self.app, invocation_id)
+        row: sqlite3.Row | None = self.conn.execute(
+            q.FINISH_OWNED, (*params, runner_id, attempt)
+        ).fetchone()
+        return row
 
     def owned(self, invocation_id: str, runner_id: str, attempt: int) -> sqlite3.Row | None:
         """The row, if ``runner_id`` still runs ``attempt`` of it (the fencing check)."""
