@@ -4,22 +4,21 @@ The cursor is the ``seq`` (registration order) of the last invocation a page exa
 page reads ``seq < cursor``, so a page costs the same at the end of a store of any size as at
 its start (no OFFSET), and invocations registered meanwhile never shift it. Which index walks:
 
-- task or status alone: an exact index read, ``limit + 1`` rows (the extra one says a next page
-  exists): ``invocations_by_task`` / ``invocations_by_status`` (both end in ``seq``);
+- task, status or both: exact, from ``invocations_by_status_task`` alone
+  (``queries.newest_of``): the newest ``limit + 1`` of each of its (status, task) groups that
+  match, merged (the extra one says a next page exists);
 - an id prefix alone: the seqs of its matches from the ``(app_id, invocation_id)`` unique index
   (index only, no row read), sorted here, when there are at most ``PAGE_SCAN_MAX`` of them
   (a prefix of k hex digits matches one id in 16^k); more, it is checked on each row of a
-  bounded rowid walk (short pages, ``scanned_all`` False, as with two filters). Never an
-  ORDER BY seq over the matches: SQLite would read and sort them all;
+  bounded rowid walk (short pages, ``scanned_all`` False). Never an ORDER BY seq over the
+  matches: SQLite would read and sort them all;
 - none: ``queries.newest_seqs``: the rowid (``seq DESC``) walks ``4 * (limit + 1)`` rows of
   every app; when they hold fewer of this app's (a small app beside a big one in one file), the
-  newest of each of its tasks from ``invocations_by_task`` are merged. Exact either way, and
-  bounded by the page and the app's tasks, never by the other apps' rows;
-- two or more: the most selective index of the first filter (status, then task) walks, the
-  other filters are checked on each row, and at most ``PAGE_SCAN_MAX`` rows are examined (a
-  short page with ``scanned_all=False`` goes on from the last row examined). An index on
-  (task, status) would make these exact but would cost every status change of every
-  invocation one more index update, for a monitor filter: not worth it.
+  app's index groups are merged. Exact either way, and bounded by the page and the app's
+  groups, never by the other apps' rows;
+- an id prefix with a task or a status: the newest ``PAGE_SCAN_MAX`` of those (as above) are
+  walked, the prefix checked on each; a short page with ``scanned_all=False`` goes on from the
+  last one examined.
 
 Rows come without history (one read for the page, none per record).
 """
@@ -35,14 +34,6 @@ from taskgate.backends.sqlite import queries as q
 from taskgate.record import InvocationPage
 from taskgate.status import InvocationStatus
 
-_BY_TASK = (
-    "SELECT {columns} FROM invocations INDEXED BY invocations_by_task "
-    "WHERE app_id = ? AND task_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?"
-)
-_BY_STATUS = (
-    "SELECT {columns} FROM invocations INDEXED BY invocations_by_status "
-    "WHERE app_id = ? AND status = ? AND seq < ? ORDER BY seq DESC LIMIT ?"
-)
 # The rowid, every app's rows (a short id prefix): app_id is checked on each row, so the rows
 # of other apps in the file count towards the bound. (Filtered by app in SQL, LIMIT would
 # bound the matches, not the rows read.) Not indexed: the planner would sort by an index.
@@ -55,7 +46,7 @@ _SEQS_BY_ID_PREFIX = (
     "SELECT seq FROM invocations WHERE app_id = ? AND invocation_id >= ? "
     "AND invocation_id < ? LIMIT ?"
 )
-_BY_SEQ = "SELECT * FROM invocations WHERE seq IN ({marks})"
+_IDS_BY_SEQ = "SELECT seq, task_id, invocation_id FROM invocations WHERE seq IN ({marks})"
 
 
 def page(
@@ -74,10 +65,8 @@ def page(
     limit = max(1, limit)
     bound = paging.scan_max()
     filters = (task_id is not None) + (status is not None) + bool(id_prefix)
-    if filters == 1 and task_id is not None:
-        return _exact_page(conn, _BY_TASK, (app_id, task_id, before, limit + 1), limit)
-    if filters == 1 and status is not None:
-        return _exact_page(conn, _BY_STATUS, (app_id, status.value, before, limit + 1), limit)
+    if not id_prefix and filters:  # task, status or both: exact from their index groups
+        return _page_of(conn, q.newest_of(conn, app_id, task_id, status, before, limit + 1), limit)
     has_prefix = paging.prefix_filter(id_prefix)
     if filters == 0:
         return _page_of(conn, q.newest_seqs(conn, app_id, before, limit + 1), limit)
@@ -92,67 +81,41 @@ def page(
         # A short prefix (one in 16 ids per hex digit): walk the rowid instead, bounded.
         return _walked_page(
             conn,
-            _ALL,
-            (before, bound),
+            iter(conn.execute(_ALL, (before, bound))),
             lambda row: row[3] == app_id and has_prefix(row[2]),
             limit,
             bound,
         )
-    # Two or more: the status index, or the task's, walks; the rest is checked on each row.
-    columns = "seq, task_id, invocation_id"
-    if status is not None:
-        sql, params = _BY_STATUS.format(columns=columns), (app_id, status.value, before, bound)
-    else:
-        assert task_id is not None, "two filters: status, or task and id prefix"
-        sql, params = _BY_TASK.format(columns=columns), (app_id, task_id, before, bound)
-    return _walked_page(
-        conn,
-        sql,
-        params,
-        lambda row: (task_id is None or row[1] == task_id) and has_prefix(row[2]),
-        limit,
-        bound,
-    )
-
-
-def _exact_page(
-    conn: sqlite3.Connection, sql: str, params: tuple[object, ...], limit: int
-) -> InvocationPage:
-    """A page one index answers exactly: ``limit + 1`` rows (the extra one says "more")."""
-    rows = conn.execute(sql.format(columns="*"), params).fetchall()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = str(rows[-1]["seq"]) if more else None
-    return InvocationPage([q.row_to_record(row, []) for row in rows], next_cursor)
+    # An id prefix and a task or a status: the newest ``bound`` of those walk, newest first,
+    # their ids checked.
+    seqs = q.newest_of(conn, app_id, task_id, status, before, bound)
+    return _walked_page(conn, _ids_of(conn, seqs), lambda row: has_prefix(row[2]), limit, bound)
 
 
 def _page_of(conn: sqlite3.Connection, seqs: list[int], limit: int) -> InvocationPage:
     """The page of the rows of ``seqs`` (newest first; one more than ``limit``: a next page)."""
-    rows = _rows_by_seq(conn, seqs)
+    rows = q.rows_by_seq(conn, seqs)
     next_cursor = str(rows[limit - 1]["seq"]) if len(rows) > limit else None
     return InvocationPage([q.row_to_record(row, []) for row in rows[:limit]], next_cursor)
 
 
 def _walked_page(
     conn: sqlite3.Connection,
-    sql: str,
-    params: tuple[object, ...],
+    rows: Iterator[Any],
     matches: Callable[[Any], bool],
     limit: int,
     bound: int,
 ) -> InvocationPage:
-    """A page of the rows ``sql`` reads (at most ``bound``, newest first) that match."""
-    rows: Iterator[Any] = iter(conn.execute(sql, params))
+    """A page of ``rows`` ((seq, task, id...) newest first; at most ``bound`` read) that match."""
     found, last, scanned_all = paging.walk(rows, matches, limit, bound)
-    records = [q.row_to_record(row, []) for row in _rows_by_seq(conn, [row[0] for row in found])]
+    records = [q.row_to_record(row, []) for row in q.rows_by_seq(conn, [row[0] for row in found])]
     next_cursor = None if last is None else str(last[0])
     return InvocationPage(records, next_cursor, scanned_all)
 
 
-def _rows_by_seq(conn: sqlite3.Connection, seqs: list[int]) -> list[sqlite3.Row]:
-    """The rows of ``seqs`` (at most a page and one), newest first."""
-    if not seqs:
-        return []
-    rows = conn.execute(_BY_SEQ.format(marks=",".join("?" * len(seqs))), seqs).fetchall()
-    # Sorted here: ORDER BY on an IN list makes SQLite build a temp B-tree.
-    return sorted(rows, key=lambda row: -row["seq"])
+def _ids_of(conn: sqlite3.Connection, seqs: list[int]) -> Iterator[tuple[int, str, str]]:
+    """(seq, task, id) of ``seqs`` (newest first), read IN_BATCH at a time as walked."""
+    for start in range(0, len(seqs), q.IN_BATCH):
+        batch = seqs[start : start + q.IN_BATCH]
+        rows = conn.execute(_IDS_BY_SEQ.format(marks=",".join("?" * len(batch))), batch)
+        yield from sorted(rows, key=lambda row: -row[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
+from collections.abc import Iterator
 
 from taskgate.backends import paging
 from taskgate.record import ConcurrencyPlan, InvocationRecord, Transition, decode_budgets
@@ -229,10 +230,10 @@ COUNT_RECOVERY = (
     "WHERE app_id = ? AND invocation_id = ?"
 )
 # Only RUNNING rows hold a lease (every step out of RUNNING clears it): the running rows, as
-# many as runners run at once, are read through invocations_by_status. An index of leases (v4)
+# many as runners run at once, are read through invocations_by_status_task. An index of leases (v4)
 # cost every claim and every finish a b-tree write.
 EXPIRED_LEASES = """
-SELECT * FROM invocations INDEXED BY invocations_by_status
+SELECT * FROM invocations INDEXED BY invocations_by_status_task
 WHERE app_id = ? AND status = 'running' AND lease_expires_at < ?
 ORDER BY lease_expires_at
 """
@@ -258,19 +259,10 @@ ORDER BY lease_expires_at
 LIVE_RUNNERS = "SELECT runner_id, expires_at FROM runners WHERE app_id = ? AND expires_at > ?"
 
 # Admin.
-# The counts of stats() (reads.counts_by_task_and_status): the first and last read an index
-# only; the second reads the rows of one status.
-COUNT_BY_STATUS = (
-    "SELECT status, COUNT(*) FROM invocations INDEXED BY invocations_by_status "
-    "WHERE app_id = ? GROUP BY status"
-)
-COUNT_TASKS_OF_STATUS = (
-    "SELECT task_id, COUNT(*) FROM invocations INDEXED BY invocations_by_status "
-    "WHERE app_id = ? AND status = ? GROUP BY task_id"
-)
-COUNT_BY_TASK = (
-    "SELECT task_id, COUNT(*) FROM invocations INDEXED BY invocations_by_task "
-    "WHERE app_id = ? GROUP BY task_id"
+# The counts of stats() (reads.counts_by_task_and_status): an index-only scan, in index order.
+COUNT_BY_STATUS_AND_TASK = (
+    "SELECT status, task_id, COUNT(*) FROM invocations INDEXED BY invocations_by_status_task "
+    "WHERE app_id = ? GROUP BY status, task_id"
 )
 QUEUE_DEPTH = "SELECT queue, COUNT(*) FROM queue WHERE app_id = ? GROUP BY queue"
 COUNT_PARKED_BY_KEY = (
@@ -356,22 +348,18 @@ def list_records(
     """Up to ``limit`` records, newest first, optionally filtered by task and status."""
     if task_id is None and status is None:
         seqs = newest_seqs(conn, app_id, paging.SEQUENCE_END, limit)
-        marks = ",".join("?" * len(seqs))
-        # Sorted here: ORDER BY on an IN list makes SQLite build a temp B-tree.
-        rows = sorted(conn.execute(SELECT_BY_SEQS.format(marks=marks), seqs), key=_newest)
     else:
-        sql = "SELECT * FROM invocations WHERE app_id = ?"
-        params: list[object] = [app_id]
-        if task_id is not None:
-            sql += " AND task_id = ?"
-            params.append(task_id)
-        if status is not None:
-            sql += " AND status = ?"
-            params.append(status.value)
-        sql += " ORDER BY seq DESC LIMIT ?"
-        params.append(limit)
-        rows = conn.execute(sql, params).fetchall()
-    return [row_to_record(row, load_history(row)) for row in rows]
+        seqs = newest_of(conn, app_id, task_id, status, paging.SEQUENCE_END, limit)
+    return [row_to_record(row, load_history(row)) for row in rows_by_seq(conn, seqs)]
+
+
+def rows_by_seq(conn: sqlite3.Connection, seqs: list[int]) -> list[sqlite3.Row]:
+    """The rows of ``seqs`` (a page or a listing: bound parameters), newest first."""
+    if not seqs:
+        return []
+    rows = conn.execute(SELECT_BY_SEQS.format(marks=",".join("?" * len(seqs))), seqs)
+    # Sorted here: ORDER BY on an IN list makes SQLite build a temp B-tree.
+    return sorted(rows, key=_newest)
 
 
 def _newest(row: sqlite3.Row) -> int:
@@ -382,13 +370,18 @@ def _newest(row: sqlite3.Row) -> int:
 NEWEST_ROWS = (
     "SELECT seq, app_id FROM invocations NOT INDEXED WHERE seq < ? ORDER BY seq DESC LIMIT ?"
 )
-NEXT_TASK = (
-    "SELECT task_id FROM invocations INDEXED BY invocations_by_task "
-    "WHERE app_id = ? AND task_id > ? ORDER BY task_id LIMIT 1"
+# The groups of invocations_by_status_task, each one seek: the next (status, task) of the app,
+# the next task of one status, the newest seqs of one group.
+_BY_GROUP = "FROM invocations INDEXED BY invocations_by_status_task WHERE app_id = ?1 AND "
+NEXT_GROUP = (
+    f"SELECT status, task_id {_BY_GROUP}(status, task_id) > (?2, ?3) "
+    "ORDER BY status, task_id LIMIT 1"
 )
-NEWEST_OF_TASK = (
-    "SELECT seq FROM invocations INDEXED BY invocations_by_task "
-    "WHERE app_id = ? AND task_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?"
+NEXT_TASK_OF_STATUS = (
+    f"SELECT task_id {_BY_GROUP}status = ?2 AND task_id > ?3 ORDER BY task_id LIMIT 1"
+)
+NEWEST_OF_GROUP = (
+    f"SELECT seq {_BY_GROUP}status = ?2 AND task_id = ?3 AND seq < ?4 ORDER BY seq DESC LIMIT ?5"
 )
 SELECT_BY_SEQS = "SELECT * FROM invocations WHERE seq IN ({marks})"
 
@@ -398,21 +391,59 @@ def newest_seqs(conn: sqlite3.Connection, app_id: str, before: int, count: int) 
 
     No index orders one app's rows by seq. The rowid orders every app's: its next
     ``4 * count`` rows answer when the app is alone in the file (the usual case: ``count``
-    rows are read) or busy. Otherwise the ``count`` newest of each of the app's tasks (from
-    ``invocations_by_task``, index only; the tasks found one seek each) are merged: a small
-    app beside a big one reads a few index entries per task, never the big one's rows.
+    rows are read) or busy. Otherwise :func:`newest_of` merges the groups of the app's index
+    entries: a small app beside a big one reads a few index entries per (status, task), never
+    the big one's rows.
     """
     walked = 4 * count
     rows = conn.execute(NEWEST_ROWS, (before, walked)).fetchall()
     mine = [seq for seq, app in rows if app == app_id]
     if len(mine) >= count or len(rows) < walked:
         return mine[:count]
+    return newest_of(conn, app_id, None, None, before, count)
+
+
+def newest_of(
+    conn: sqlite3.Connection,
+    app_id: str,
+    task_id: str | None,
+    status: InvocationStatus | None,
+    before: int,
+    count: int,
+) -> list[int]:
+    """The seqs of ``app_id``'s ``count`` newest invocations below ``before`` of ``task_id``
+    and ``status`` (None: any), newest first: exact, from invocations_by_status_task alone.
+
+    Each (status, task) group of the index is in seq order: the newest ``count`` of every
+    group that matches are merged. One seek per group, plus one to find each group: a task
+    alone has one group per status (a seek each), a status one per task it holds.
+    """
     seqs: list[int] = []
-    task = ""  # task ids are never empty
-    while (row := conn.execute(NEXT_TASK, (app_id, task)).fetchone()) is not None:
-        task = row[0]
-        seqs += [seq for (seq,) in conn.execute(NEWEST_OF_TASK, (app_id, task, before, count))]
+    for group_status, group_task in _groups(conn, app_id, task_id, status):
+        params = (app_id, group_status, group_task, before, count)
+        seqs += [seq for (seq,) in conn.execute(NEWEST_OF_GROUP, params)]
     return sorted(seqs, reverse=True)[:count]
+
+
+def _groups(
+    conn: sqlite3.Connection, app_id: str, task_id: str | None, status: InvocationStatus | None
+) -> Iterator[tuple[str, str]]:
+    """The (status, task) groups of invocations_by_status_task that match the filters."""
+    if status is not None and task_id is not None:
+        yield status.value, task_id
+    elif task_id is not None:
+        for each in InvocationStatus:
+            yield each.value, task_id
+    elif status is not None:
+        task = ""  # task ids are never empty
+        while row := conn.execute(NEXT_TASK_OF_STATUS, (app_id, status.value, task)).fetchone():
+            task = row[0]
+            yield status.value, task
+    else:
+        group = ("", "")
+        while (row := conn.execute(NEXT_GROUP, (app_id, *group)).fetchone()) is not None:
+            group = (row[0], row[1])
+            yield group
 
 
 def find_ids(conn: sqlite3.Connection, app_id: str, prefix: str, limit: int) -> list[str]:

@@ -54,33 +54,13 @@ def stats(conn: sqlite3.Connection, app: str, now: float) -> BackendStats:
 
 
 def counts_by_task_and_status(conn: sqlite3.Connection, app: str) -> dict[tuple[str, _S], int]:
-    """Invocations per task and status, reading the rows of the smaller statuses only.
-
-    No index holds both task and status, and ``GROUP BY task_id, status`` read every row
-    (130-250 ms at 200k). Here the counts per status and the totals per task come from
-    ``invocations_by_status`` and ``invocations_by_task`` alone (index-only scans); the tasks
-    of each status but the largest are read from their rows; the largest (the finished
-    invocations of a busy store) per task is the task's total minus the rest: 50-70 ms at 200k
-    with 10k waiting. Still linear, and a store where two statuses are large reads the rows of
-    the smaller. An index on (task, status), or counts kept by triggers, would make it
-    constant, but either costs every status change of every invocation (BENCHMARKS.md,
-    monitor section), for a monitor read.
-    """
-    by_status = dict(conn.execute(q.COUNT_BY_STATUS, (app,)).fetchall())
-    if not by_status:
-        return {}
-    largest = max(by_status, key=by_status.__getitem__)
-    counts: dict[tuple[str, _S], int] = {}
-    others: dict[str, int] = {}
-    for status in by_status:
-        if status != largest:
-            for task_id, count in conn.execute(q.COUNT_TASKS_OF_STATUS, (app, status)):
-                counts[task_id, _S(status)] = count
-                others[task_id] = others.get(task_id, 0) + count
-    for task_id, total in conn.execute(q.COUNT_BY_TASK, (app,)):
-        if rest := total - others.get(task_id, 0):
-            counts[task_id, _S(largest)] = rest
-    return counts
+    """Invocations per task and status: one index-only scan of ``invocations_by_status_task``
+    in its own order (no sort). Linear in the app's invocations, as any count of them is
+    without counters kept by every status change."""
+    return {
+        (task_id, _S(status)): count
+        for status, task_id, count in conn.execute(q.COUNT_BY_STATUS_AND_TASK, (app,))
+    }
 
 
 def parked_counts(conn: sqlite3.Connection, app: str) -> dict[str, int]:

@@ -2,9 +2,9 @@
 -- Every table is keyed by app_id first: apps sharing one file never see each other's rows.
 
 -- Each write touches every b-tree it changes (a WAL page each at least): registering writes
--- the row, its unique index, invocations_by_task, invocations_by_status and the queue, and
--- nothing else (v5: no AUTOINCREMENT counter page, history kept in the row). Expired leases
--- are found among the RUNNING rows of invocations_by_status (v5: no index of leases).
+-- the row, its unique index, invocations_by_status_task and the queue, and nothing else (v5:
+-- no AUTOINCREMENT counter page, history kept in the row, one index for status and task).
+-- Expired leases are found among the RUNNING rows of that index (v5: no index of leases).
 CREATE TABLE invocations (
     -- Registration order (newest first). The rowid without AUTOINCREMENT: a new row takes the
     -- largest seq + 1, so it is still newer than every row in the file.
@@ -46,8 +46,10 @@ CREATE TABLE invocations (
     history           TEXT    NOT NULL,
     UNIQUE (app_id, invocation_id)
 );
-CREATE INDEX invocations_by_task ON invocations (app_id, task_id, seq);
-CREATE INDEX invocations_by_status ON invocations (app_id, status, seq);
+-- One index for both filters (v5; v4 had one by task and one by status, each a b-tree more per
+-- registration): counts by status and task in one index-only scan, pages of a status, a task
+-- or both merged from its (status, task) groups, each in seq order (queries.newest_of).
+CREATE INDEX invocations_by_status_task ON invocations (app_id, status, task_id, seq);
 CREATE INDEX invocations_by_expiry ON invocations (app_id, expires_at)
     WHERE expires_at IS NOT NULL;
 
