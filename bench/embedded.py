@@ -172,8 +172,9 @@ class Agent:
             self.call()
         return tasks / (time.perf_counter() - started)
 
-    def e2e(self, kind: str, workers: int, tasks: int) -> tuple[float, float]:
-        """Tasks/s and CPU µs per task (caller plus workers) of ``tasks`` no-ops."""
+    def e2e(self, kind: str, workers: int, tasks: int) -> tuple[float, float, float]:
+        """Tasks/s, and CPU µs per task of the caller and of the workers (their process group;
+        0 when they are threads of the caller), of ``tasks`` no-ops."""
         if self.config == "memory":
             stop, pgid = self._threads_in_process(workers), None
         else:
@@ -189,16 +190,17 @@ class Agent:
             stop, pgid = lambda: _stop_group(process), process.pid
         try:
             self.wait(self.call())  # the workers are up and taking work
-            cpu = _own_cpu() + (_cpu_of_group(pgid) if pgid else 0.0)
+            caller, workers = _own_cpu(), (_cpu_of_group(pgid) if pgid else 0.0)
             started = time.perf_counter()
             handles = [self.call() for _ in range(tasks)]
             for handle in handles:
                 self.wait(handle)
             elapsed = time.perf_counter() - started
-            cpu = _own_cpu() + (_cpu_of_group(pgid) if pgid else 0.0) - cpu
+            caller = _own_cpu() - caller
+            workers = (_cpu_of_group(pgid) if pgid else 0.0) - workers
         finally:
             stop()
-        return tasks / elapsed, cpu / tasks * 1e6
+        return tasks / elapsed, caller / tasks * 1e6, workers / tasks * 1e6
 
     def pages(self, tasks: int) -> tuple[float, float]:
         """WAL frames appended per registration, and per task (register, run, read the result).
@@ -279,7 +281,7 @@ class Agent:
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM the workers' main process, then SIGKILL whatever is left of its group."""
-    os.killpg(process.pid, signal.SIGTERM)
+    process.send_signal(signal.SIGTERM)  # the group's leader stops its own children
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=20)
     with contextlib.suppress(ProcessLookupError):
@@ -300,8 +302,12 @@ def run_agent(system: str, config: str, workload: str, tasks: int) -> dict[str, 
                 "WAL pages per task|pages": task,
             }
         kind, workers = SHAPES[workload]
-        rate, cpu = agent.e2e(kind, workers, tasks)
-        return {f"{workload}|tasks/s": rate, f"{workload} CPU per task|µs": cpu}
+        rate, caller, workers = agent.e2e(kind, workers, tasks)
+        return {
+            f"{workload}|tasks/s": rate,
+            f"{workload} CPU per task|µs": caller + workers,
+            f"{workload} CPU per task, caller|µs": caller,
+        }
 
 
 # --- the driver -------------------------------------------------------------------------------
@@ -339,7 +345,8 @@ One machine; each figure is the median of {rounds} interleaved rounds (every con
 workload once per round, a fresh interpreter and database file each). {tasks} no-op tasks per
 end-to-end run and {enqueue} calls per enqueue run, after one warm-up call. End to end: calls
 made back to back, then every result awaited in call order; tasks/s from the first call to the
-last result; CPU per task = utime + stime of the caller and of every worker process (/proc).
+last result; CPU per task = utime + stime of the caller and of every worker process (/proc),
+the caller's also alone.
 Workers: taskgate `runner start` (ProcessRunner 2 x 1 thread, or ThreadRunner 4 threads); Huey
 `huey_consumer -k process -w 2` or `-k thread -w 4`. Huey defaults: SqliteHuey as shipped
 (WAL, SQLite's default synchronous=FULL), default consumer polling (0.1 s x1.15 to 10 s) and
@@ -395,16 +402,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    """Rows by workload; ratios of taskgate to each Huey configuration of the same store."""
+    """Rows by workload, each Huey row with taskgate's advantage on the same store: its rate
+    over Huey's, or Huey's cost (µs, pages) over its (above 1: taskgate does better)."""
     values = {(r["system"], r["config"], r["workload"]): r["value"] for r in rows}
-    print(f"\n{'workload':<40} {'system / config':<26} {'value':>10}  ratio vs taskgate")
+    print(f"\n{'workload':<42} {'system / config':<26} {'value':>10}  taskgate advantage")
     for row in sorted(rows, key=lambda r: (r["workload"], r["config"], r["system"])):
-        own = values.get(
-            ("taskgate", "memory" if row["config"] == "memory" else "sqlite", row["workload"])
-        )
-        ratio = f"{own / row['value']:.2f}x" if own and row["system"] == "huey" else ""
+        store = "memory" if row["config"] == "memory" else "sqlite"
+        own = values.get(("taskgate", store, row["workload"]))
+        advantage = ""
+        if own and row["value"] and row["system"] == "huey":
+            ratio = own / row["value"] if row["unit"].endswith("/s") else row["value"] / own
+            advantage = f"{ratio:.2f}x"
         name = f"{row['system']} {row['config']}"
-        print(f"{row['workload']:<40} {name:<26} {row['value']:>10.1f}  {ratio}")
+        print(f"{row['workload']:<42} {name:<26} {row['value']:>10.1f}  {advantage}")
 
 
 if __name__ == "__main__":
