@@ -70,14 +70,20 @@ def _noop() -> int:
     return 0
 
 
+def _keyed(key: int) -> int:
+    return key
+
+
 def _make(name: str) -> Any:
     db, config = os.environ[DB_ENV], os.environ[CONFIG_ENV]
     if name == "taskgate_app":
-        from taskgate import App
+        from taskgate import App, ConcurrencyControlType
 
         backend = "memory://" if config == "memory" else f"sqlite:///{db}"
         app = App("embedded-bench", backend=backend)
         app.no_op_task = app.task(_noop)  # type: ignore[attr-defined]
+        keys = {"running_concurrency": ConcurrencyControlType.KEYS, "key_arguments": ("key",)}
+        app.keyed_task = app.task(**keys)(_keyed)  # type: ignore[attr-defined]
         return app
     import huey
 
@@ -210,7 +216,7 @@ class Agent:
         """
         self.call()
         if self.system == "taskgate":
-            conn = self.app.backend._db.connection()
+            conn = self.app.backend._db._write_connection()  # writes share one
         else:
             conn = self.app.storage.conn
         conn.execute("PRAGMA wal_autocheckpoint=0")

@@ -7,7 +7,12 @@ ever see :class:`BackendUnavailableError` or :class:`BackendError`.
 
 Writers of one process also queue on a Python lock per database file before asking SQLite for
 its write lock: SQLite's busy handler makes a waiting writer sleep in steps of milliseconds,
-while a thread waiting on a Python lock wakes the instant the lock is free.
+while a thread waiting on a Python lock wakes the instant the lock is free. Holding that lock,
+the threads of a process write through one connection: SQLite drops a connection's page cache
+whenever another connection wrote since its last transaction, so one connection per writing
+thread read every page a write touches afresh (from the WAL or the OS) at each write, while a
+shared one finds them cached whenever this process wrote last. Reads keep a connection per
+thread, which run concurrently.
 """
 
 from __future__ import annotations
@@ -67,6 +72,9 @@ class SqliteConnector:
         self._all_lock = threading.Lock()
         self._write_lock: threading.Lock | None = None
         self._write_lock_pid = 0
+        # This process's writes (under the write lock): see the module docstring.
+        self._writer: _Connection | None = None
+        self._writer_pid = 0
         # (st_dev, st_ino) of the file the first connection opened: see check_store().
         self._identity: tuple[int, int] | None = None
 
@@ -76,6 +84,14 @@ class SqliteConnector:
         if conn is None or self._local.pid != os.getpid():
             conn = self._retry(self._open)
             self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def _write_connection(self) -> sqlite3.Connection:
+        """The connection this process's writes share; the caller holds the write lock."""
+        conn = self._writer
+        if conn is None or self._writer_pid != os.getpid():
+            conn = self._writer = self._open()
+            self._writer_pid = os.getpid()
         return conn
 
     def write(
@@ -88,24 +104,22 @@ class SqliteConnector:
         :class:`BackendUnavailableError`. For writes better skipped than late (a runner's
         announcement must not hold up its next lease renewal).
         """
-        conn = self.connection()
         lock = self._write_lock
         if lock is None or self._write_lock_pid != os.getpid():
             lock = self._write_lock = _process_write_lock(self.path)
             self._write_lock_pid = os.getpid()
 
         if lock_timeout is not None:
-            return self._bounded(conn, lock, operation, lock_timeout)
+            return self._bounded(lock, operation, lock_timeout)
 
         def attempt() -> T:
             with lock:
-                return _transaction(conn, operation)
+                return _transaction(self._write_connection(), operation)
 
         return self._retry(attempt)
 
     def _bounded(
         self,
-        conn: sqlite3.Connection,
         lock: threading.Lock,
         operation: Callable[[sqlite3.Connection], T],
         lock_timeout: float,
@@ -113,21 +127,24 @@ class SqliteConnector:
         """:meth:`write` waiting ``lock_timeout`` at most in all: for this process's other
         writers (the Python lock), in SQLite's busy handler and between retries."""
         deadline = time.monotonic() + lock_timeout
+        bounded = int(min(self.busy_timeout, lock_timeout) * 1000)
 
         def attempt() -> T:
             if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
                 raise sqlite3.OperationalError("database is locked (by this process's writers)")
             try:
-                return _transaction(conn, operation)
+                conn = self._write_connection()
+                # Set and reset under the lock: the connection is every writer's.
+                conn.execute(f"PRAGMA busy_timeout = {bounded}")
+                try:
+                    return _transaction(conn, operation)
+                finally:
+                    with contextlib.suppress(sqlite3.Error):  # a broken connection: raised
+                        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             finally:
                 lock.release()
 
-        conn.execute(f"PRAGMA busy_timeout = {int(min(self.busy_timeout, lock_timeout) * 1000)}")
-        try:
-            return self._retry(attempt, lock_timeout)
-        finally:
-            with contextlib.suppress(sqlite3.Error):  # a broken connection: the error is raised
-                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        return self._retry(attempt, lock_timeout)
 
     def read(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``operation`` in one read transaction (a consistent snapshot, no write lock)."""
@@ -164,6 +181,7 @@ class SqliteConnector:
         with self._all_lock:
             connections, self._all = list(self._all), weakref.WeakSet()
             self._identity = None  # reopening starts over with the file then at the path
+            self._writer = None
         for conn in connections:
             # Closing a connection another thread is using may fail; it is harmless here.
             with contextlib.suppress(sqlite3.Error):
