@@ -42,7 +42,11 @@ INSERT INTO invocations (
 APPEND_HISTORY = """
 UPDATE invocations SET history = history || ',' || ? WHERE app_id = ? AND invocation_id = ?
 """
-SET_STATUS = "UPDATE invocations SET status = ? WHERE app_id = ? AND invocation_id = ?"
+# Params: status, its history entry, app, id.
+SET_STATUS = """
+UPDATE invocations SET status = ?, history = history || ',' || ?
+WHERE app_id = ? AND invocation_id = ?
+"""
 SELECT_INVOCATION = "SELECT * FROM invocations WHERE app_id = ? AND invocation_id = ?"
 SELECT_INVOCATIONS_IN = "SELECT * FROM invocations WHERE app_id = ? AND invocation_id IN ({marks})"
 # Ids per IN (...) list: well under SQLite's limit on bound parameters.
@@ -165,12 +169,12 @@ INSERT INTO parked (app_id, running_key, neg_priority, position, invocation_id, 
 VALUES (?1, ?2, ?3, (SELECT COALESCE(MIN(position), 0) - 1 FROM parked
                      WHERE app_id = ?1 AND running_key = ?2 AND neg_priority = ?3), ?4, ?5)
 """
-PARKED_HEAD = """
-SELECT neg_priority, position, invocation_id, queue FROM parked
-WHERE app_id = ? AND running_key = ? ORDER BY neg_priority, position LIMIT 1
-"""
-UNPARK = """
-DELETE FROM parked WHERE app_id = ? AND running_key = ? AND neg_priority = ? AND position = ?
+# The first waiter of a running key, taken off its list. Params: app, running key.
+PARKED_POP = """
+DELETE FROM parked WHERE app_id = ?1 AND running_key = ?2 AND (neg_priority, position) = (
+    SELECT neg_priority, position FROM parked WHERE app_id = ?1 AND running_key = ?2
+    ORDER BY neg_priority, position LIMIT 1)
+RETURNING neg_priority, invocation_id, queue
 """
 UNPARK_ID = """
 DELETE FROM parked WHERE app_id = ? AND running_key = ? AND neg_priority = ? AND invocation_id = ?
@@ -183,14 +187,17 @@ UPDATE invocations SET status = 'running', attempt = attempt + 1, runner_id = ?,
 WHERE app_id = ? AND invocation_id = ?
 RETURNING invocation_id, task_id, arguments, attempt, num_retries, max_retries, registration_key
 """
-# The common claim in one statement: a queued invocation without limits or running key starts
-# at once (else nothing changes and the caller takes the general path). Params: runner, lease
-# expiry, history entry, app, id.
-START_PLAIN = """
-UPDATE invocations SET status = 'running', attempt = attempt + 1, runner_id = ?,
-    lease_expires_at = ?, history = history || ',' || ?
-WHERE app_id = ? AND invocation_id = ? AND budgets IS NULL AND running_key IS NULL
+# The common claim in one statement: a queued invocation without limits starts at once if it
+# has no running key, or holds its slot already (a waiter woken by a finish, which took the
+# slot for it): else nothing changes and the caller takes the general path. Params: runner,
+# lease expiry, history entry, app, id.
+START_READY = """
+UPDATE invocations SET status = 'running', attempt = attempt + 1, runner_id = ?1,
+    lease_expires_at = ?2, history = history || ',' || ?3
+WHERE app_id = ?4 AND invocation_id = ?5 AND budgets IS NULL
     AND status IN ('registered', 'retry', 'scheduled', 'concurrency_controlled')
+    AND (running_key IS NULL OR EXISTS (SELECT 1 FROM slots s
+        WHERE s.app_id = ?4 AND s.running_key = invocations.running_key AND s.invocation_id = ?5))
 RETURNING invocation_id, task_id, arguments, attempt, num_retries, max_retries, registration_key
 """
 REQUEUE = """

@@ -124,8 +124,9 @@ class Transitions:
             if head is None:
                 break
             lease = (runner_id, self.now + lease_seconds, running_entry, self.app, head[0])
-            # Most invocations have no limits and no running key: one UPDATE starts them.
-            row = self.conn.execute(q.START_PLAIN, lease).fetchone()
+            # Most invocations have no limits and no running key (or hold their slot, woken):
+            # one UPDATE starts them.
+            row = self.conn.execute(q.START_READY, lease).fetchone()
             if row is None:
                 row = self._start_limited(head[0], lease)
                 if row is None:
@@ -144,9 +145,9 @@ class Transitions:
         return claims
 
     def _start_limited(self, invocation_id: str, lease: tuple[object, ...]) -> sqlite3.Row | None:
-        """Start a popped invocation that START_PLAIN did not: admit it through its budgets or
+        """Start a popped invocation that START_READY did not: admit it through its budgets or
         its running key first (None when they park or drop it, or it is gone). ``lease``: the
-        parameters of START_PLAIN, which START_RUNNING shares."""
+        parameters of START_READY, which START_RUNNING shares."""
         row = self.conn.execute(q.SELECT_INVOCATION, (self.app, invocation_id)).fetchone()
         if row is None:
             return None
@@ -248,11 +249,10 @@ class Transitions:
         free = row["running_limit"] - self.conn.execute(q.SLOT_COUNT, (self.app, key)).fetchone()[0]
         promoted: list[tuple[str, int, str]] = []
         while free > 0:
-            head = self.conn.execute(q.PARKED_HEAD, (self.app, key)).fetchone()
+            head = self.conn.execute(q.PARKED_POP, (self.app, key)).fetchone()
             if head is None:
                 break
-            neg_priority, position, invocation_id, queue = head
-            self.conn.execute(q.UNPARK, (self.app, key, neg_priority, position))
+            neg_priority, invocation_id, queue = head
             self.conn.execute(q.TAKE_SLOT, (self.app, key, invocation_id))
             promoted.append((queue, neg_priority, invocation_id))
             free -= 1
@@ -320,8 +320,8 @@ class Transitions:
             self.conn.execute(q.RELEASE_REGISTRATION_KEY, (self.app, key, row["invocation_id"]))
 
     def _set_status(self, row: sqlite3.Row, status: InvocationStatus, runner: str | None) -> None:
-        self.conn.execute(q.SET_STATUS, (status.value, self.app, row["invocation_id"]))
-        self._history(row["invocation_id"], status, runner, row["status"])
+        entry = self._entry(status, runner, row["status"])
+        self.conn.execute(q.SET_STATUS, (status.value, entry, self.app, row["invocation_id"]))
 
     def _history(
         self, invocation_id: str, status: InvocationStatus, runner_id: str | None, previous: str
