@@ -23,7 +23,10 @@ threads`` (tasks/s from the first call to the last result, after one warm-up rou
 their CPU per task (µs: caller plus every worker process, utime + stime from /proc: independent
 of the machine's load); ``WAL pages per registration`` and ``WAL pages per task`` (register, run,
 read the result, in one process on one connection with automatic checkpoints off: frames
-appended to the -wal file, a load-independent cost of durability).
+appended to the -wal file, a load-independent cost of durability); taskgate SQLite only:
+``backlog drain 2 processes`` and ``hot-key drain 2 processes`` (the backlog registered first;
+the hot-key one of a KEYS task called with one key, so one runs at a time): tasks/s and the
+workers' CPU per task.
 
 The Huey side runs in its own venv (``--huey-python``; default
 ``bench/compare/.venvs/huey-embedded``, made with ``huey==3.5.4`` when missing): this script runs
@@ -184,15 +187,7 @@ class Agent:
         if self.config == "memory":
             stop, pgid = self._threads_in_process(workers), None
         else:
-            process = subprocess.Popen(
-                self._worker_command(kind, workers),
-                cwd=HERE,
-                env={**os.environ, "PYTHONPATH": str(HERE)},
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=sys.stderr,
-                start_new_session=True,
-            )
+            process = self._start_workers(kind, workers)
             stop, pgid = lambda: _stop_group(process), process.pid
         try:
             self.wait(self.call())  # the workers are up and taking work
@@ -207,6 +202,35 @@ class Agent:
         finally:
             stop()
         return tasks / elapsed, caller / tasks * 1e6, workers / tasks * 1e6
+
+    def drain(self, tasks: int, keyed: bool) -> tuple[float, float]:
+        """A backlog of ``tasks`` no-ops (``keyed``: of the KEYS task, all one key) registered
+        before 2 worker processes start: tasks/s and the workers' CPU µs per task, from the
+        first result (the workers are up) to the last."""
+        call = (lambda: self.app.keyed_task(0)) if keyed else self.call
+        handles = [call() for _ in range(tasks)]
+        process = self._start_workers("process", 2)
+        try:
+            self.wait(handles[0])
+            cpu, started = _cpu_of_group(process.pid), time.perf_counter()
+            for handle in handles[1:]:
+                self.wait(handle)
+            elapsed = time.perf_counter() - started
+            cpu = _cpu_of_group(process.pid) - cpu
+        finally:
+            _stop_group(process)
+        return (tasks - 1) / elapsed, cpu / (tasks - 1) * 1e6
+
+    def _start_workers(self, kind: str, count: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            self._worker_command(kind, count),
+            cwd=HERE,
+            env={**os.environ, "PYTHONPATH": str(HERE)},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=sys.stderr,
+            start_new_session=True,
+        )
 
     def pages(self, tasks: int) -> tuple[float, float]:
         """WAL frames appended per registration, and per task (register, run, read the result).
@@ -307,6 +331,9 @@ def run_agent(system: str, config: str, workload: str, tasks: int) -> dict[str, 
                 "WAL pages per registration|pages": registration,
                 "WAL pages per task|pages": task,
             }
+        if workload in DRAINS:
+            rate, cpu = agent.drain(tasks, keyed=workload == "hot-key drain 2 processes")
+            return {f"{workload}|tasks/s": rate, f"{workload} workers CPU per task|µs": cpu}
         kind, workers = SHAPES[workload]
         rate, caller, workers = agent.e2e(kind, workers, tasks)
         return {
@@ -318,6 +345,7 @@ def run_agent(system: str, config: str, workload: str, tasks: int) -> dict[str, 
 
 # --- the driver -------------------------------------------------------------------------------
 
+DRAINS = ("backlog drain 2 processes", "hot-key drain 2 processes")
 SQLITE_WORKLOADS = ["enqueue", "pages", *SHAPES]
 MEMORY_WORKLOADS = ["enqueue", "e2e 1 process x 4 threads"]
 
@@ -360,7 +388,9 @@ result polling (50 ms x1.15 to 1 s). Huey matched: synchronous=NORMAL as taskgat
 result polls from 1 ms doubling to 20 ms, consumer -d 0.001 -m 0.02 -b 2. Memory: memory:// and
 MemoryHuey with 4 worker threads in the caller's process. WAL pages: one process, one
 connection, automatic checkpoints off, -wal file size growth in frames, per registration and
-per task (register, claim and finish or dequeue and execute, read the result)."""
+per task (register, claim and finish or dequeue and execute, read the result). Drains
+(taskgate only): the backlog registered first, then 2 worker processes; from the first result
+to the last; the hot-key one calls a KEYS task with one key (one runs at a time)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -390,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     for number in range(rounds):
         for system, config in configs:
             workloads = MEMORY_WORKLOADS if config == "memory" else SQLITE_WORKLOADS
+            if (system, config) == ("taskgate", "sqlite"):
+                workloads = [*workloads, *DRAINS]
             for workload in workloads:
                 figures = measure(pythons[system], system, config, workload, tasks)
                 for name, value in figures.items():

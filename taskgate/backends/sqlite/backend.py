@@ -171,6 +171,7 @@ class SqliteBackend(Backend):
     ) -> tuple[bool, list[Claim]]:
         def operation(conn: sqlite3.Connection) -> tuple[bool, list[Claim]]:
             steps = self._steps(conn, time.time())
+            steps.hand_over = max_count > 0  # the claim below takes what the finish wakes
             done = self._finish_in(steps, invocation_id, runner_id, attempt, outcome)
             if not max_count:
                 return done, []

@@ -114,6 +114,13 @@ _END_OF_PRIORITY = """(SELECT {fn}(p) FROM (
     SELECT {fn}(position) FROM queue WHERE app_id = ?1 AND lane = 1 AND neg_priority = {neg}))"""
 _LAST = _END_OF_PRIORITY.format(fn="MAX", neg="?3")
 _FIRST = _END_OF_PRIORITY.format(fn="MIN", neg="?3")
+# Whether a ready invocation of a higher priority than ?2 (a smaller neg_priority) waits.
+QUEUE_AHEAD_OF = """
+SELECT 1 FROM queue WHERE app_id = ?1 AND lane = 0 AND neg_priority < ?2
+UNION ALL
+SELECT 1 FROM queue WHERE app_id = ?1 AND lane = 1 AND neg_priority < ?2
+LIMIT 1
+"""
 # Params: app, queue, neg_priority, invocation id.
 QUEUE_PUSH_BACK = f"""
 INSERT INTO queue (app_id, lane, neg_priority, position, queue, invocation_id)
@@ -154,9 +161,14 @@ SLOTS_TAKEN_AND_HELD = """
 SELECT COUNT(*), COALESCE(SUM(invocation_id = ?), 0) FROM slots
 WHERE app_id = ? AND running_key = ?
 """
-SLOT_COUNT = "SELECT COUNT(*) FROM slots WHERE app_id = ? AND running_key = ?"
 SLOT_HOLDERS = "SELECT invocation_id FROM slots WHERE app_id = ? AND running_key = ?"
 TAKE_SLOT = "INSERT INTO slots (app_id, running_key, invocation_id) VALUES (?, ?, ?)"
+# A slot if the key has one free (fewer than ?4 holders); nothing if not, or already held.
+# Params: app, running key, invocation id, running limit.
+TAKE_FREE_SLOT = """
+INSERT OR IGNORE INTO slots (app_id, running_key, invocation_id)
+SELECT ?1, ?2, ?3 WHERE (SELECT COUNT(*) FROM slots WHERE app_id = ?1 AND running_key = ?2) < ?4
+"""
 RELEASE_SLOT = "DELETE FROM slots WHERE app_id = ? AND running_key = ? AND invocation_id = ?"
 # Params: app, running key, neg_priority, invocation id, queue.
 PARK_BACK = """
@@ -169,11 +181,13 @@ INSERT INTO parked (app_id, running_key, neg_priority, position, invocation_id, 
 VALUES (?1, ?2, ?3, (SELECT COALESCE(MIN(position), 0) - 1 FROM parked
                      WHERE app_id = ?1 AND running_key = ?2 AND neg_priority = ?3), ?4, ?5)
 """
-# The first waiter of a running key, taken off its list. Params: app, running key.
-PARKED_POP = """
+# The first waiter of a running key, taken off its list if the key has a free slot (fewer
+# than ?3 holders). Params: app, running key, running limit.
+PARKED_POP_IF_FREE = """
 DELETE FROM parked WHERE app_id = ?1 AND running_key = ?2 AND (neg_priority, position) = (
     SELECT neg_priority, position FROM parked WHERE app_id = ?1 AND running_key = ?2
     ORDER BY neg_priority, position LIMIT 1)
+    AND (SELECT COUNT(*) FROM slots WHERE app_id = ?1 AND running_key = ?2) < ?3
 RETURNING neg_priority, invocation_id, queue
 """
 UNPARK_ID = """

@@ -33,6 +33,11 @@ class Transitions:
         self.app = app_id
         self.now = now
         self.result_ttl = result_ttl
+        # Set by finish_and_claim before its finish: the first waiter the finish wakes is kept
+        # here for the claim that follows (which takes it, if it heads the queue) rather than
+        # pushed onto the queue and popped again (a hot key's every task).
+        self.hand_over = False
+        self._handed: tuple[str, int, str] | None = None  # (queue, neg_priority, id)
 
     @functools.cached_property
     def budgets(self) -> BudgetSteps:
@@ -107,14 +112,27 @@ class Transitions:
             pop, params = q.pop_head_sql(tuple(names)), (self.app, *names)
         claims: list[Claim] = []
         running_entry = q.history_entry(_S.RUNNING, self.now, runner_id)
-        if (
+        moved = (
             look_timed
             and max_count
             and self.conn.execute(bq.TIMED_DUE_EXISTS, (self.app, self.now)).fetchone()
-        ):
+        )
+        if moved:
             self.budgets.move_due()
+        handed, self._handed = self._handed, None
+        self.hand_over = False  # a slot released by this claim's steps is not handed over
+        if handed is not None and (
+            queues is not None  # the head of some queues: not worth deciding here
+            or moved  # due waiters went to the front, maybe before it
+            or self.conn.execute(q.QUEUE_AHEAD_OF, (self.app, handed[1])).fetchone()
+        ):
+            self._push_front([handed])
+            handed = None
         while len(claims) < max_count:
-            head = self.conn.execute(pop, params).fetchone()
+            if handed is not None:  # first in line: its push and pop would cancel out
+                head, handed = (handed[2],), None
+            else:
+                head = self.conn.execute(pop, params).fetchone()
             if (
                 head is None
                 and queues is None
@@ -246,19 +264,26 @@ class Transitions:
         if key is None:
             return
         self.conn.execute(q.RELEASE_SLOT, (self.app, key, row["invocation_id"]))
-        free = row["running_limit"] - self.conn.execute(q.SLOT_COUNT, (self.app, key)).fetchone()[0]
         promoted: list[tuple[str, int, str]] = []
-        while free > 0:
-            head = self.conn.execute(q.PARKED_POP, (self.app, key)).fetchone()
-            if head is None:
-                break
+        limit = row["running_limit"]
+        pop = (self.app, key, limit)
+        # Each pop counts the holders again: it stops when the key is full or nobody waits
+        # (certainly full once ``limit`` were woken: no statement to learn it).
+        while len(promoted) < limit and (
+            head := self.conn.execute(q.PARKED_POP_IF_FREE, pop).fetchone()
+        ):
             neg_priority, invocation_id, queue = head
             self.conn.execute(q.TAKE_SLOT, (self.app, key, invocation_id))
             promoted.append((queue, neg_priority, invocation_id))
-            free -= 1
-        # Woken waiters go to the front of the ready queue (of their priority), first woken
-        # first.
-        for queue, neg_priority, invocation_id in reversed(promoted):
+        if self.hand_over and promoted:  # the claim that follows takes it (see claim)
+            self._handed, promoted = promoted[0], promoted[1:]
+        self.hand_over = False
+        self._push_front(promoted)
+
+    def _push_front(self, woken: list[tuple[str, int, str]]) -> None:
+        """Woken waiters to the front of the ready queue (of their priority), first woken
+        first."""
+        for queue, neg_priority, invocation_id in reversed(woken):
             self.conn.execute(q.QUEUE_PUSH_FRONT, (self.app, queue, neg_priority, invocation_id))
 
     def expire_finals(self, batch: int) -> int:
@@ -276,13 +301,14 @@ class Transitions:
         if key is None:
             return True
         invocation_id = row["invocation_id"]
-        taken, held = self.conn.execute(
+        take = (self.app, key, invocation_id, row["running_limit"])
+        if self.conn.execute(q.TAKE_FREE_SLOT, take).rowcount:
+            return True
+        # Full, or held already (a woken waiter whose START_READY failed): which one?
+        _, held = self.conn.execute(
             q.SLOTS_TAKEN_AND_HELD, (invocation_id, self.app, key)
         ).fetchone()
         if held:
-            return True
-        if taken < row["running_limit"]:
-            self.conn.execute(q.TAKE_SLOT, (self.app, key, invocation_id))
             return True
         if row["drop_when_blocked"]:
             self.release_registration_key(row)
