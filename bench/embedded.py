@@ -225,7 +225,7 @@ class Agent:
         return subprocess.Popen(
             self._worker_command(kind, count),
             cwd=HERE,
-            env={**os.environ, "PYTHONPATH": str(HERE)},
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), _path()]))},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=sys.stderr,
@@ -307,6 +307,10 @@ class Agent:
         consumer._set_signal_handlers = lambda: None
         threading.Thread(target=consumer.run, daemon=True).start()
         return lambda: consumer.stop(graceful=True)
+
+
+def _path() -> str:
+    return os.environ.get("PYTHONPATH", "")
 
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:
