@@ -240,7 +240,8 @@ class Agent:
         """
         self.call()
         if self.system == "taskgate":
-            conn = self.app.backend._db._write_connection()  # writes share one
+            db = self.app.backend._db  # writes share one connection (before: one per thread)
+            conn = getattr(db, "_write_connection", db.connection)()
         else:
             conn = self.app.storage.conn
         conn.execute("PRAGMA wal_autocheckpoint=0")
