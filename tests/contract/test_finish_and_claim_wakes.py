@@ -4,6 +4,8 @@ a higher priority goes first, and a claim of other queues leaves it queued."""
 
 from __future__ import annotations
 
+import pytest
+
 from taskgate.backends.base import Backend
 from taskgate.status import InvocationStatus as S
 from tests.contract.budget_support import RUNNER, claim_ids, history, status
@@ -62,4 +64,18 @@ def test_a_claim_of_other_queues_leaves_the_woken_waiter_queued(
         backend.register(record)
     assert claim_ids(backend, 2) == [holder.invocation_id]
     assert finish_and_claim(backend, holder.invocation_id, frozenset({"other"})) == []
+    assert claim_ids(backend) == [waiter.invocation_id]
+
+
+def test_a_claim_of_no_queue_leaves_the_woken_waiter_queued(
+    backend: Backend, new_record: NewRecord, request: pytest.FixtureRequest
+) -> None:
+    if type(backend).__name__ == "RedisBackend":
+        # Found on SQLite (fixed) and seen on Redis too, whose scripts another branch rewrites.
+        request.applymarker(pytest.mark.xfail(strict=True, reason="Redis: waiter not queued"))
+    holder, waiter = new_record(run="k"), new_record(run="k")
+    for record in (holder, waiter):
+        backend.register(record)
+    assert claim_ids(backend, 2) == [holder.invocation_id]
+    assert finish_and_claim(backend, holder.invocation_id, frozenset()) == []
     assert claim_ids(backend) == [waiter.invocation_id]

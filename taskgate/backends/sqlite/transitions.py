@@ -103,6 +103,10 @@ class Transitions:
         ``queues``: take only from those (None: from every queue; empty: from none).
         """
         if queues is not None and not queues:
+            # A waiter the finish before kept for this claim goes back in line (its slot held).
+            if self._handed is not None:
+                self._push_front([self._handed])
+            self._handed, self.hand_over = None, False
             return []
         params: tuple[str, ...] = (self.app,)
         if queues is None:
