@@ -21,19 +21,16 @@ from pathlib import Path
 
 from taskgate.backends.base import Backend, BackendOptions, log_stale_report
 from taskgate.backends.sqlite import budget_queries as bq
-from taskgate.backends.sqlite import cancels, descriptions, pages, reads
+from taskgate.backends.sqlite import cancels, descriptions
 from taskgate.backends.sqlite import queries as q
 from taskgate.backends.sqlite.connection import SqliteConnector
+from taskgate.backends.sqlite.reporting import SqliteReads
 from taskgate.backends.sqlite.transitions import Transitions
 from taskgate.backoff import Backoff
 from taskgate.logfields import log_fields
 from taskgate.record import (
-    BackendStats,
-    BlockedBy,
-    BudgetUsage,
     CancelResult,
     Claim,
-    InvocationPage,
     InvocationRecord,
     LimitOverride,
     Outcome,
@@ -58,7 +55,7 @@ CANCEL_LOOK_MAX_WAIT = 0.25
 TIMED_LOOK_INTERVAL = 0.005
 
 
-class SqliteBackend(Backend):
+class SqliteBackend(SqliteReads, Backend):
     """Invocations, queue, keys, slots and parked lists as tables of one SQLite file."""
 
     def __init__(self, path: Path, options: BackendOptions) -> None:
@@ -343,13 +340,6 @@ class SqliteBackend(Backend):
 
     # --- reads and admin -----------------------------------------------------------------------
 
-    def get(self, invocation_id: str) -> InvocationRecord | None:
-        return self._db.read(lambda conn: q.load_record(conn, self._app, invocation_id))
-
-    def get_many(self, invocation_ids: Sequence[str]) -> list[InvocationRecord | None]:
-        found = self._db.read(lambda conn: reads.records_by_id(conn, self._app, invocation_ids))
-        return [found.get(invocation_id) for invocation_id in invocation_ids]
-
     def wait_final(self, invocation_id: str, timeout: float | None) -> InvocationRecord | None:
         deadline = None if timeout is None else time.monotonic() + timeout
         backoff = Backoff(0.001, MAX_IDLE_WAIT)
@@ -374,30 +364,6 @@ class SqliteBackend(Backend):
                 if self._final_events.get(invocation_id) is event:
                     del self._final_events[invocation_id]
 
-    def blocked_by(self, invocation_id: str) -> BlockedBy | None:
-        return self._db.read(lambda conn: reads.blocked_by(conn, self._app, invocation_id))
-
-    def list_invocations(
-        self, task_id: str | None, status: InvocationStatus | None, limit: int
-    ) -> list[InvocationRecord]:
-        return self._db.read(lambda conn: q.list_records(conn, self._app, task_id, status, limit))
-
-    def find_ids(self, prefix: str, limit: int) -> list[str]:
-        return self._db.read(lambda conn: q.find_ids(conn, self._app, prefix, limit))
-
-    def page_invocations(
-        self,
-        *,
-        task_id: str | None = None,
-        status: InvocationStatus | None = None,
-        id_prefix: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> InvocationPage:
-        return self._db.read(
-            lambda conn: pages.page(conn, self._app, task_id, status, id_prefix, limit, cursor)
-        )
-
     def announce_runner(self, info: RunnerInfo, ttl_seconds: float) -> None:
         # A runner announces right after renewing its leases, and renews again a third of a
         # lease (its ttl) later: waiting for the lock at most a sixth, the announcement is
@@ -407,17 +373,8 @@ class SqliteBackend(Backend):
             lock_timeout=min(self._db.lock_timeout, ttl_seconds / 6),
         )
 
-    def runner_infos(self) -> list[RunnerInfo]:
-        return self._db.read(lambda conn: descriptions.live(conn, self._app, time.time()))
-
     def forget_runner(self, runner_id: str) -> None:
         self._db.write(lambda conn: descriptions.forget(conn, self._app, runner_id))
-
-    def stats(self) -> BackendStats:
-        return self._db.read(lambda conn: reads.stats(conn, self._app, time.time()))
-
-    def parked_counts(self) -> dict[str, int]:
-        return self._db.read(lambda conn: reads.parked_counts(conn, self._app))
 
     # --- limits --------------------------------------------------------------------------------
 
@@ -442,12 +399,6 @@ class SqliteBackend(Backend):
 
         self._db.write(operation)
         self._notify_claimers()
-
-    def limit_overrides(self) -> dict[str, LimitOverride]:
-        return self._db.read(lambda conn: bq.load_overrides(conn, self._app))
-
-    def budget_usage(self, limit: str | None = None) -> list[BudgetUsage]:
-        return self._db.read(lambda conn: bq.budget_usage(conn, self._app, limit, time.time()))
 
     def purge(self) -> None:
         def operation(conn: sqlite3.Connection) -> None:

@@ -103,10 +103,7 @@ class Transitions:
         ``queues``: take only from those (None: from every queue; empty: from none).
         """
         if queues is not None and not queues:
-            # A waiter the finish before kept for this claim goes back in line (its slot held).
-            if self._handed is not None:
-                self._push_front([self._handed])
-            self._handed, self.hand_over = None, False
+            self._take_handed(queues, moved=False)  # back in line, if the finish kept one
             return []
         params: tuple[str, ...] = (self.app,)
         if queues is None:
@@ -123,15 +120,7 @@ class Transitions:
         )
         if moved:
             self.budgets.move_due()
-        handed, self._handed = self._handed, None
-        self.hand_over = False  # a slot released by this claim's steps is not handed over
-        if handed is not None and (
-            queues is not None  # the head of some queues: not worth deciding here
-            or moved  # due waiters went to the front, maybe before it
-            or self.conn.execute(q.QUEUE_AHEAD_OF, (self.app, handed[1])).fetchone()
-        ):
-            self._push_front([handed])
-            handed = None
+        handed = self._take_handed(queues, bool(moved))
         while len(claims) < max_count:
             if handed is not None:  # first in line: its push and pop would cancel out
                 head, handed = (handed[2],), None
@@ -165,6 +154,22 @@ class Transitions:
                 )
             )
         return claims
+
+    def _take_handed(
+        self, queues: frozenset[str] | None, moved: bool
+    ) -> tuple[str, int, str] | None:
+        """The waiter the finish before this claim woke and kept for it (see release_slot), if
+        it heads the ready queue; else it goes to the queue's front like any woken waiter."""
+        handed, self._handed = self._handed, None
+        self.hand_over = False  # a slot released by this claim's steps is not handed over
+        if handed is not None and (
+            queues is not None  # the head of some queues (or none): not worth deciding here
+            or moved  # due waiters went to the front, maybe before it
+            or self.conn.execute(q.QUEUE_AHEAD_OF, (self.app, handed[1])).fetchone()
+        ):
+            self._push_front([handed])
+            handed = None
+        return handed
 
     def _start_limited(self, invocation_id: str, lease: tuple[object, ...]) -> sqlite3.Row | None:
         """Start a popped invocation that START_READY did not: admit it through its budgets or
