@@ -191,23 +191,23 @@ class Agent:
             stop, pgid = lambda: _stop_group(process), process.pid
         try:
             self.wait(self.call())  # the workers are up and taking work
-            caller, workers = _own_cpu(), (_cpu_of_group(pgid) if pgid else 0.0)
+            caller, group = _own_cpu(), (_cpu_of_group(pgid) if pgid else 0.0)
             started = time.perf_counter()
             handles = [self.call() for _ in range(tasks)]
             for handle in handles:
                 self.wait(handle)
             elapsed = time.perf_counter() - started
             caller = _own_cpu() - caller
-            workers = (_cpu_of_group(pgid) if pgid else 0.0) - workers
+            group = (_cpu_of_group(pgid) if pgid else 0.0) - group
         finally:
             stop()
-        return tasks / elapsed, caller / tasks * 1e6, workers / tasks * 1e6
+        return tasks / elapsed, caller / tasks * 1e6, group / tasks * 1e6
 
     def drain(self, tasks: int, keyed: bool) -> tuple[float, float]:
         """A backlog of ``tasks`` no-ops (``keyed``: of the KEYS task, all one key) registered
         before 2 worker processes start: tasks/s and the workers' CPU µs per task, from the
         first result (the workers are up) to the last."""
-        call = (lambda: self.app.keyed_task(0)) if keyed else self.call
+        call: Callable[[], Any] = self._call_keyed if keyed else self.call
         handles = [call() for _ in range(tasks)]
         process = self._start_workers("process", 2)
         try:
@@ -220,6 +220,9 @@ class Agent:
         finally:
             _stop_group(process)
         return (tasks - 1) / elapsed, cpu / (tasks - 1) * 1e6
+
+    def _call_keyed(self) -> Any:
+        return self.app.keyed_task(0)
 
     def _start_workers(self, kind: str, count: int) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
@@ -250,7 +253,7 @@ class Agent:
         wal = Path(self.db + "-wal")
 
         def frames() -> float:
-            return max(0, wal.stat().st_size - 32) / frame
+            return float(max(0, wal.stat().st_size - 32) / frame)
 
         handles = [self.call() for _ in range(tasks)]
         registered = frames()
@@ -340,10 +343,10 @@ def run_agent(system: str, config: str, workload: str, tasks: int) -> dict[str, 
             rate, cpu = agent.drain(tasks, keyed=workload == "hot-key drain 2 processes")
             return {f"{workload}|tasks/s": rate, f"{workload} workers CPU per task|µs": cpu}
         kind, workers = SHAPES[workload]
-        rate, caller, workers = agent.e2e(kind, workers, tasks)
+        rate, caller, group = agent.e2e(kind, workers, tasks)
         return {
             f"{workload}|tasks/s": rate,
-            f"{workload} CPU per task|µs": caller + workers,
+            f"{workload} CPU per task|µs": caller + group,
             f"{workload} CPU per task, caller|µs": caller,
         }
 
@@ -412,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.agent:
         import embedded  # as a module: worker processes import tasks from it by that name
 
-        print(json.dumps(embedded.run_agent(*args.agent, tasks)))
+        system, config, workload = args.agent
+        print(json.dumps(embedded.run_agent(system, config, workload, tasks)))
         return 0
     rounds = args.rounds or (1 if args.quick else 3)
     configs = CONFIGS
