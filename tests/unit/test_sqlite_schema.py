@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from taskgate.backends.base import BackendOptions
+from taskgate.backends.sqlite import schema
 from taskgate.backends.sqlite.backend import SqliteBackend
 from taskgate.backends.sqlite.connection import SqliteConnector
 from taskgate.backends.sqlite.schema import SCHEMA_VERSION
-from taskgate.errors import ConfigError
+from taskgate.errors import BackendError, ConfigError
 from taskgate.record import Budget, ConcurrencyPlan, InvocationRecord
 from taskgate.status import InvocationStatus as S
 
@@ -297,3 +298,25 @@ def test_a_file_of_a_newer_version_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(ConfigError, match="newer than this taskgate understands"):
         SqliteConnector(path).connection()
+
+
+def test_an_upgrade_that_fails_midway_leaves_the_file_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "v4.db"
+    make_v4_file(path)
+    before = layout(path)
+    # The rows moved into the new table and the old tables dropped, then a statement fails.
+    failing = (*schema.REBUILD, "INSERT INTO no_such_table VALUES (1)")
+    monkeypatch.setattr(schema, "REBUILD", failing)
+    with pytest.raises(BackendError):
+        SqliteConnector(path).connection()
+    assert layout(path) == before  # one transaction: nothing of the upgrade stayed
+    monkeypatch.undo()
+    backend = SqliteBackend(path, OPTIONS)
+    try:
+        record = backend.get("done-1")
+        assert record is not None
+        assert len(record.history) == len([h for h in V4_HISTORY if h[0] == "done-1"])
+    finally:
+        backend.close()
