@@ -341,24 +341,28 @@ class SqliteBackend(SqliteReads, Backend):
     # --- reads and admin -----------------------------------------------------------------------
 
     def wait_final(self, invocation_id: str, timeout: float | None) -> InvocationRecord | None:
+        select = (q.SELECT_INVOCATION, (self._app, invocation_id))
+        # Most waits find the result there already: one statement, no wake-up event.
+        row = self._db.read_one(*select)
+        if row is None or _S(row["status"]).is_final or (timeout is not None and timeout <= 0):
+            return None if row is None else q.row_to_record(row, [])
         deadline = None if timeout is None else time.monotonic() + timeout
         backoff = Backoff(0.001, MAX_IDLE_WAIT)
         with self._events_lock:
             event = self._final_events.setdefault(invocation_id, threading.Event())
         try:
             while True:
-                row = self._db.read(
-                    lambda conn: conn.execute(
-                        q.SELECT_INVOCATION, (self._app, invocation_id)
-                    ).fetchone()
-                )
+                row = self._db.read_one(*select)  # again: a finish may have come before the event
                 if row is None:
                     return None
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if _S(row["status"]).is_final or (remaining is not None and remaining <= 0):
                     return q.row_to_record(row, [])
                 delay = backoff.next()
-                event.wait(delay if remaining is None else min(delay, remaining))
+                if event.wait(delay if remaining is None else min(delay, remaining)):
+                    # Woken (a finish, maybe a retry): read again, and from now on wait again
+                    # rather than find the event set and poll without pause.
+                    event.clear()
         finally:
             with self._events_lock:
                 if self._final_events.get(invocation_id) is event:

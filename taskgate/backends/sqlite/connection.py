@@ -159,6 +159,13 @@ class SqliteConnector:
 
         return self._retry(attempt)
 
+    def read_one(self, sql: str, params: tuple[object, ...]) -> sqlite3.Row | None:
+        """The first row of one statement (its own snapshot: no BEGIN and COMMIT around it)."""
+        conn = self.connection()
+        # fetchall: the statement runs to its end, so no read transaction stays open.
+        rows = self._retry(lambda: conn.execute(sql, params).fetchall())
+        return rows[0] if rows else None
+
     def check_store(self) -> None:
         """Raise :class:`BackendStoreReplacedError` if the file at ``path`` is no longer the one
         this connector opened (deleted, or another file moved onto the path).
