@@ -2,9 +2,9 @@
 
 Single commands go over a connection of the calling thread's own, written and read directly:
 redis-py's pool and command layer cost about as much per call as the round trip itself. Each
-contract operation is one Lua script (``scripts/*.lua``, prefixed with ``lib_core.lua`` and,
-where needed, ``lib.lua`` and ``lib_budgets.lua``), loaded once and called by SHA. Every redis-py
-error leaves here as a taskgate error that says what to do.
+contract operation is one Lua script (see :mod:`taskgate.backends.redis.lua`): a function of one
+library on Redis 7 and later (FCALL), else a script called by SHA (EVALSHA), loaded on first
+use either way. Every redis-py error leaves here as a taskgate error that says what to do.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import re
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from importlib import resources
 from typing import Any, cast
 from urllib.parse import urlsplit
 
 import redis
 
+from taskgate.backends.redis.lua import SCRIPTS, library_source, script_source
 from taskgate.errors import BackendAuthenticationError, BackendError, BackendUnavailableError
 from taskgate.urls import redact_url
 
@@ -39,68 +39,6 @@ def _hiredis_packer() -> Callable[[tuple[Any, ...]], bytes] | None:
 
 
 PACK_COMMAND = _hiredis_packer()
-
-SCRIPTS = (
-    "register",
-    "claim",
-    "finish_and_claim",
-    "release",
-    "renew",
-    "recover",
-    "recover_runner",
-    "expire",
-    "blocked_by",
-    "purge",
-    "final_records",
-    "unidle",
-    "watch",
-    "set_limit_override",
-    "reset_limit_override",
-    "budget_usage",
-    "budget_waiting",
-    "cancel",
-    "register_tick",
-    "announce",
-    "runner_infos",
-    "page_chunk",
-)
-
-# Scripts that only store or read records need the core steps alone: less Lua to run per call.
-CORE_ONLY = frozenset(
-    {
-        "register",
-        "register_tick",
-        "blocked_by",
-        "purge",
-        "final_records",
-        "watch",
-        "expire",
-        "budget_waiting",
-        "announce",
-        "runner_infos",
-        "page_chunk",
-    }
-)
-# Scripts that run another's text after their own (register_tick checks, then registers).
-FOLLOWED_BY = {"register_tick": "register"}
-# Scripts that never admit, release or wake budget waiters go without lib_budgets.lua.
-NO_BUDGETS = frozenset({"renew", "unidle"})
-
-
-def script_source(name: str) -> str:
-    """The script's source: lib_core.lua, then lib.lua and lib_budgets.lua unless not
-    needed, then the script."""
-    folder = resources.files("taskgate.backends.redis").joinpath("scripts")
-    if name in CORE_ONLY:
-        parts = ["lib_core"]
-    elif name in NO_BUDGETS:
-        parts = ["lib_core", "lib"]
-    else:
-        parts = ["lib_core", "lib", "lib_budgets"]
-    parts.append(name)
-    if name in FOLLOWED_BY:
-        parts.append(FOLLOWED_BY[name])
-    return "\n".join(folder.joinpath(f"{part}.lua").read_text() for part in parts)
 
 
 class RedisConnector:
@@ -127,13 +65,42 @@ class RedisConnector:
         self._shas = {
             name: hashlib.sha1(src.encode()).hexdigest() for name, src in self._sources.items()
         }
+        self._functions, self._library = library_source()
+        # Whether the server takes FCALL: None until the first call tells (a server before 7.0,
+        # or a user not allowed FCALL, answers with an error: scripts by SHA from then on).
+        # Tests set it to False to run the EVALSHA path on any server.
+        self.use_functions: bool | None = None
         self._local = threading.local()
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
         # The process that opened the connections: a forked child must not use its parent's.
         self._pid = os.getpid()
 
     def run(self, script: str, *args: Any) -> Any:
-        """Run one of the scripts by SHA, loading it first if the server does not have it."""
+        """Run one of the scripts: its function (loading the library first if the server does
+        not have it), or, on a server without functions, the script by SHA."""
+        if self.use_functions is False:
+            return self._run_by_sha(script, args)
+        function = self._functions[script]
+        try:
+            reply = self.command("FCALL", function, 1, self.prefix, *args)
+        except BackendError as exc:
+            text = str(exc.__cause__) if isinstance(exc.__cause__, redis.ResponseError) else ""
+            if _NO_FCALL.match(text):
+                # A server before 7.0, or an ACL that denies FCALL: scripts by SHA from now on,
+                # in every thread.
+                self.use_functions = False
+                return self._run_by_sha(script, args)
+            if not text.startswith("Function not found"):
+                raise
+            # Not loaded (a new or restarted server, a FUNCTION FLUSH). REPLACE: another
+            # process may load the same text meanwhile; either is it.
+            self.command("FUNCTION", "LOAD", "REPLACE", self._library)
+            reply = self.command("FCALL", function, 1, self.prefix, *args)
+        self.use_functions = True
+        return reply
+
+    def _run_by_sha(self, script: str, args: tuple[Any, ...]) -> Any:
+        """Run the script by SHA, loading it first if the server does not have it."""
         try:
             return self.command("EVALSHA", self._shas[script], 1, self.prefix, *args)
         except BackendError as exc:
@@ -233,6 +200,10 @@ class RedisConnector:
 _PASSING_STATE = re.compile(
     r"(?:^|-)(?:READONLY|LOADING|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|BUSY|OOM|MISCONF|NOREPLICAS) "
 )
+
+# FCALL refused as such: by a server before 7.0, or by an ACL that denies it (not a NOPERM
+# for a key inside a function, which names no command).
+_NO_FCALL = re.compile(r"unknown command .FCALL.|NOPERM .*'fcall' command", re.IGNORECASE)
 
 _AUTH_ERRORS = (
     redis.exceptions.AuthenticationError,

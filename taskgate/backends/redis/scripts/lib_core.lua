@@ -103,7 +103,9 @@
 --   overrides         hash: limit -> live override "<concurrency>\31<count>\31<period>" ('' =
 --                     declared value)
 
-local P = KEYS[1]
+-- The prefix (KEYS[1]): set by the line after the steps in a script, by begin_call in the
+-- function library (see taskgate/backends/redis/lua.py).
+local P
 -- Arguments a script reads before register.lua's (register_tick.lua sets it: see there).
 local ARG_BASE = 0
 local WAKE_TOKENS = 64

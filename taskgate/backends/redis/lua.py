@@ -1,0 +1,130 @@
+"""The Lua the Redis backend runs, in the two forms a server can take it.
+
+Each contract operation is one script (``scripts/<name>.lua``) that runs on the steps of
+``lib_core.lua`` and, where needed, ``lib.lua`` and ``lib_budgets.lua``.
+
+- On Redis 7 and later: one function library (``FUNCTION LOAD``) holds the steps once and every
+  script as a function, called by ``FCALL``. The steps' closures are made once, when the
+  library loads; a script sent by ``EVALSHA`` runs its whole text on every call, and each
+  ``local function`` of the steps is a closure allocated (and collected) per call: about 10 us
+  of server CPU per call with every step included. A library's per-call state is reset by
+  ``begin_call`` (see ``_LIBRARY_BEGIN``).
+- On older servers (6.2): each script as its own text (the steps it needs, then
+  ``P = KEYS[1]``, then the script), loaded once and called by ``EVALSHA``.
+
+The library's name and its functions' carry a digest of its text, so that processes running
+different taskgate versions against one Redis each call their own; a library of an older
+version stays loaded (a few hundred KB) until ``FUNCTION DELETE`` or ``FUNCTION FLUSH``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+
+SCRIPTS = (
+    "register",
+    "claim",
+    "finish_and_claim",
+    "release",
+    "renew",
+    "recover",
+    "recover_runner",
+    "expire",
+    "blocked_by",
+    "purge",
+    "final_records",
+    "unidle",
+    "watch",
+    "set_limit_override",
+    "reset_limit_override",
+    "budget_usage",
+    "budget_waiting",
+    "cancel",
+    "register_tick",
+    "announce",
+    "runner_infos",
+    "page_chunk",
+)
+
+# Scripts that only store or read records need the core steps alone: less Lua to run per call.
+CORE_ONLY = frozenset(
+    {
+        "register",
+        "register_tick",
+        "blocked_by",
+        "purge",
+        "final_records",
+        "watch",
+        "expire",
+        "budget_waiting",
+        "announce",
+        "runner_infos",
+        "page_chunk",
+    }
+)
+# Scripts that run another's text after their own (register_tick checks, then registers).
+FOLLOWED_BY = {"register_tick": "register"}
+# Scripts that never admit, release or wake budget waiters go without lib_budgets.lua.
+NO_BUDGETS = frozenset({"renew", "unidle"})
+# Scripts that only read: as functions they are flagged 'no-writes', so that they run when the
+# server is out of memory, as a script that calls no write command does.
+READ_ONLY = frozenset(
+    {"blocked_by", "final_records", "runner_infos", "page_chunk", "budget_usage", "budget_waiting"}
+)
+
+# The library's reset of the steps' per-call state (a script's text starts afresh each call):
+# the app's prefix, register_tick's argument offset, the call's time, whether lanes exist, the
+# earliest timed entry, and the budget steps (their caches, overrides among them, are per call).
+_LIBRARY_BEGIN = """
+local function begin_call(prefix)
+  P, ARG_BASE, now_number, now_text, earliest_due, built_steps = prefix, 0, nil, nil, nil, nil
+  Q.marked = nil
+end
+"""
+
+
+def _read(part: str) -> str:
+    folder = resources.files("taskgate.backends.redis").joinpath("scripts")
+    return folder.joinpath(f"{part}.lua").read_text()
+
+
+def _body(name: str) -> str:
+    """The script's own text (and the text of the script it runs after its own)."""
+    parts = [name]
+    if name in FOLLOWED_BY:
+        parts.append(FOLLOWED_BY[name])
+    return "\n".join(_read(part) for part in parts)
+
+
+def script_source(name: str) -> str:
+    """The script's source for EVALSHA: lib_core.lua, then lib.lua and lib_budgets.lua unless not
+    needed, then the prefix, then the script."""
+    if name in CORE_ONLY:
+        parts = ["lib_core"]
+    elif name in NO_BUDGETS:
+        parts = ["lib_core", "lib"]
+    else:
+        parts = ["lib_core", "lib", "lib_budgets"]
+    return "\n".join([*(_read(part) for part in parts), "P = KEYS[1]", _body(name)])
+
+
+def library_source() -> tuple[dict[str, str], str]:
+    """The function library: (function name per script, the library's source for FUNCTION LOAD).
+
+    Every script becomes ``function(KEYS, ARGV) begin_call(KEYS[1]) <its text> end``: its text
+    reads KEYS and ARGV as it does as a script, and its locals stay its own.
+    """
+    steps = "\n".join(_read(part) for part in ("lib_core", "lib", "lib_budgets"))
+    bodies = {name: _body(name) for name in SCRIPTS}
+    digest = hashlib.sha1((steps + "".join(bodies.values())).encode()).hexdigest()[:12]
+    library = f"taskgate_{digest}"
+    names = {name: f"{library}_{name}" for name in SCRIPTS}
+    parts = [f"#!lua name={library}", steps, _LIBRARY_BEGIN]
+    for name, body in bodies.items():
+        flags = "{'no-writes'}" if name in READ_ONLY else "{}"
+        parts.append(
+            f"redis.register_function{{function_name='{names[name]}', flags={flags}, "
+            f"callback=function(KEYS, ARGV)\nbegin_call(KEYS[1])\n{body}\nend}}"
+        )
+    return names, "\n".join(parts)

@@ -1,0 +1,99 @@
+"""Redis only: the scripts as one function library (Redis 7+) or, on older servers, by SHA."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from taskgate import App
+from taskgate.backends.redis.backend import RedisBackend
+from taskgate.backends.redis.lua import READ_ONLY, SCRIPTS, library_source
+from taskgate.record import ConcurrencyPlan, InvocationRecord, Outcome, OutcomeKind
+from taskgate.status import InvocationStatus as S
+from taskgate.testing import RedisServer
+
+LEASE = 30.0
+DONE = Outcome(OutcomeKind.SUCCESS, b"ok")
+
+
+def backend_of(redis_server: RedisServer) -> RedisBackend:
+    backend = App(f"functions-{time.time_ns()}", backend=redis_server.url).backend
+    assert isinstance(backend, RedisBackend)
+    return backend
+
+
+def record(number: int) -> InvocationRecord:
+    return InvocationRecord(
+        invocation_id=f"inv-{number}-{time.time_ns()}",
+        task_id="tests.task",
+        arguments=b"args",
+        plan=ConcurrencyPlan(None, None, 1, False),
+        max_retries=0,
+    )
+
+
+def round_trip(backend: RedisBackend, number: int) -> None:
+    """Register, claim, finish and read one invocation: the per-task scripts."""
+    registered = record(number)
+    backend.register(registered)
+    [claim] = backend.claim("r", 1, LEASE, 0)
+    assert claim.invocation_id == registered.invocation_id
+    assert backend.finish(claim.invocation_id, "r", 1, DONE)
+    found = backend.final_records([registered.invocation_id])
+    assert found[registered.invocation_id].status is S.SUCCESS
+
+
+def has_functions(client: redis.Redis) -> bool:
+    return int(str(client.info("server")["redis_version"]).split(".")[0]) >= 7
+
+
+def test_functions_are_used_where_the_server_has_them(redis_server: RedisServer) -> None:
+    backend = backend_of(redis_server)
+    client = redis.Redis.from_url(redis_server.url)
+    round_trip(backend, 1)
+    assert backend._db.use_functions is has_functions(client)
+
+
+def test_a_lost_library_or_script_cache_is_loaded_again(redis_server: RedisServer) -> None:
+    # A restarted server, or a FLUSH by an operator: the next call loads what it needs.
+    backend = backend_of(redis_server)
+    client = redis.Redis.from_url(redis_server.url)
+    round_trip(backend, 1)
+    if backend._db.use_functions:
+        client.execute_command("FUNCTION", "FLUSH")
+    client.script_flush()
+    round_trip(backend, 2)
+
+
+def test_the_evalsha_path_runs_on_any_server(redis_server: RedisServer) -> None:
+    # What a server before 7.0 gets: the same steps, each script by SHA.
+    backend = backend_of(redis_server)
+    backend._db.use_functions = False
+    round_trip(backend, 1)
+    assert backend._db.use_functions is False
+
+
+def test_each_call_starts_afresh_in_the_library(redis_server: RedisServer) -> None:
+    # One library serves every app and call: the prefix and the call's state are per call, so
+    # two apps calling in turn each see their own keys.
+    first, second = backend_of(redis_server), backend_of(redis_server)
+    # register_tick reads its arguments after two of its own: the next register must not.
+    ticked = record(-1)
+    assert first.register_tick(ticked, 1.0) is not None
+    [claim] = first.claim("r", 1, LEASE, 0)
+    assert first.finish(claim.invocation_id, "r", 1, DONE)
+    for number in range(3):
+        round_trip(first, 2 * number)
+        round_trip(second, 2 * number + 1)
+    client = redis.Redis.from_url(redis_server.url)
+    for backend in (first, second):
+        assert client.zcard(backend._prefix + "index") == (4 if backend is first else 3)
+
+
+def test_the_library_names_every_script_and_flags_the_reads() -> None:
+    names, source = library_source()
+    assert set(names) == set(SCRIPTS)
+    assert len(set(names.values())) == len(SCRIPTS)
+    for script in READ_ONLY:
+        assert f"function_name='{names[script]}', flags={{'no-writes'}}" in source
