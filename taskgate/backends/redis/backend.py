@@ -435,33 +435,36 @@ class RedisBackend(Backend):
     # --- helpers -------------------------------------------------------------------------------
 
     def get_many(self, invocation_ids: Sequence[str]) -> list[InvocationRecord | None]:
-        records: list[InvocationRecord | None] = []
-        for start in range(0, len(invocation_ids), LIST_PAGE):
-            records.extend(self._records(invocation_ids[start : start + LIST_PAGE], history=False))
-        return records
+        return self._records(invocation_ids, history=False)
 
     def final_records(self, invocation_ids: Sequence[str]) -> dict[str, InvocationRecord]:
+        # Plain HGETALLs in one round trip, the statuses checked here: no script, so a record
+        # is not copied into Lua and back (a read-ahead meets final records far more often
+        # than others: it stops at the first batch that is not all final).
         found: dict[str, InvocationRecord] = {}
-        for start in range(0, len(invocation_ids), LIST_PAGE):
-            reply = self._run("final_records", *invocation_ids[start : start + LIST_PAGE])
-            for raw_id, fields in zip(reply[::2], reply[1::2], strict=True):
-                invocation_id = as_text(raw_id)
-                found[invocation_id] = decode_record(
-                    invocation_id, field_pairs(fields), history=False
-                )
+        for invocation_id, record in zip(
+            invocation_ids, self._records(invocation_ids, history=False), strict=True
+        ):
+            if record is not None and record.status.is_final:
+                found[invocation_id] = record
         return found
 
     def _records(self, ids: Sequence[str], *, history: bool) -> list[InvocationRecord | None]:
-        """The records of ``ids`` in one round trip (None for missing ones), with history?"""
-        with self._translated():
-            pipe = self._client.pipeline(transaction=False)
-            for invocation_id in ids:
-                pipe.hgetall(self._prefix + "inv:" + invocation_id)
-            replies = pipe.execute()
-        return [
-            decode_record(invocation_id, fields, history=history) if fields else None
-            for invocation_id, fields in zip(ids, replies, strict=True)
-        ]
+        """The records of ``ids`` (None for missing ones), with history?, in one round trip per
+        page of ``LIST_PAGE``."""
+        records: list[InvocationRecord | None] = []
+        for start in range(0, len(ids), LIST_PAGE):
+            page = ids[start : start + LIST_PAGE]
+            replies = self._db.commands(
+                [("HGETALL", self._prefix + "inv:" + invocation_id) for invocation_id in page]
+            )
+            records.extend(
+                decode_record(invocation_id, field_pairs(fields), history=history)
+                if fields
+                else None
+                for invocation_id, fields in zip(page, replies, strict=True)
+            )
+        return records
 
 
 def _block(remaining: float) -> float:

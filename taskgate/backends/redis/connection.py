@@ -15,7 +15,7 @@ import os
 import re
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -122,6 +122,32 @@ class RedisConnector:
             if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
                 conn.disconnect()  # reconnects on next use
             raise self.translate(exc) from exc
+
+    def commands(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Several commands in one round trip (one write, then every reply) on this thread's
+        own connection; their raw replies, in order. Not a transaction: each command is atomic
+        on its own. A command's error reply raises (as a taskgate error) once all are read."""
+        conn = self._connection()
+        try:
+            if PACK_COMMAND is None:
+                conn.send_packed_command(conn.pack_commands(commands))
+            else:
+                conn.send_packed_command([PACK_COMMAND(command) for command in commands])
+            replies = []
+            failure: redis.ResponseError | None = None
+            for _ in commands:
+                try:
+                    replies.append(conn.read_response())
+                except redis.ResponseError as exc:  # read the others: the connection stays in step
+                    failure = failure or exc
+                    replies.append(None)
+        except redis.RedisError as exc:
+            if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+                conn.disconnect()  # reconnects on next use
+            raise self.translate(exc) from exc
+        if failure is not None:
+            raise self.translate(failure) from failure
+        return replies
 
     def check_fork(self) -> None:
         """In a forked child, forget the parent's connections (and tell the owner, once).

@@ -33,7 +33,6 @@ SCRIPTS = (
     "expire",
     "blocked_by",
     "purge",
-    "final_records",
     "unidle",
     "watch",
     "set_limit_override",
@@ -54,7 +53,6 @@ CORE_ONLY = frozenset(
         "register_tick",
         "blocked_by",
         "purge",
-        "final_records",
         "watch",
         "expire",
         "budget_waiting",
@@ -70,7 +68,7 @@ NO_BUDGETS = frozenset({"renew", "unidle"})
 # Scripts that only read: as functions they are flagged 'no-writes', so that they run when the
 # server is out of memory, as a script that calls no write command does.
 READ_ONLY = frozenset(
-    {"blocked_by", "final_records", "runner_infos", "page_chunk", "budget_usage", "budget_waiting"}
+    {"blocked_by", "runner_infos", "page_chunk", "budget_usage", "budget_waiting"}
 )
 
 # The library's reset of the steps' per-call state (a script's text starts afresh each call):
