@@ -250,6 +250,31 @@ def test_an_expired_place_in_line_is_not_served(
     assert in_line(backend, client) == []
 
 
+def test_an_expired_place_ahead_in_line_is_dropped_and_the_next_runner_served(
+    backend: RedisBackend, client: redis.Redis, new_record: NewRecord
+) -> None:
+    client.zadd(key(backend, "idle"), {f"{OTHER}\x1f{LEASE}": 1.0})  # long gone, first in line
+    stand_in_line(backend, RUNNER)
+    record = new_record()
+    backend.register(record)
+    assert get(backend, record.invocation_id).runner_id == RUNNER
+    assert in_line(backend, client) == []
+
+
+def test_a_runner_of_other_queues_first_in_line_keeps_its_place(
+    backend: RedisBackend, client: redis.Redis, new_record: NewRecord
+) -> None:
+    # The longest waiting runner serves only queue "mail": a default-queue invocation goes to
+    # the next one, and the first stays in line, in both sets.
+    assert backend._run("claim", OTHER, 1, LEASE, 60, 30.0, "mail") == [[], -1]
+    stand_in_line(backend, RUNNER)
+    record = new_record()
+    backend.register(record)
+    assert get(backend, record.invocation_id).runner_id == RUNNER
+    assert in_line(backend, client) == [OTHER]
+    assert client.zcard(key(backend, "idleq")) == 1
+
+
 def test_work_handed_to_a_runner_that_died_is_recovered_and_fenced(
     backend: RedisBackend, new_record: NewRecord
 ) -> None:

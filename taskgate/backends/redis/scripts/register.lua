@@ -26,28 +26,43 @@
 -- It is never handed over. scheduled_for is stored whenever it is given.
 
 local server_time
--- The runner serving <queue> that has waited longest for work (its entry not expired), and its
--- lease; nil when none is waiting. Callers check runners_waiting() first. The longest waiting
--- one serves every queue in the usual case: one look; else the 64 longest waiting ones.
+-- The runner serving <queue> that has waited longest for work (its entry not expired), taken
+-- out of line, and its lease; nil when none is waiting. The longest waiting one serves every
+-- queue in the usual case: one ZPOPMIN takes it. Expired entries met on the way are dropped
+-- (their runners stopped waiting: a live one is back in line with its next claim); a runner
+-- serving only some queues is put back, and then the 64 longest waiting ones are looked at.
 local function take_idle_runner(queue)
-  server_time = server_time or server_now()
-  local since = '(' .. time_text(server_time)
-  local members = redis.call('ZRANGEBYSCORE', k('idle'), since, '+inf', 'LIMIT', '0', '1')
-  for look = 1, 2 do
-    for _, member in ipairs(members) do
-      local sep = string.find(member, '\31', 1, true)
-      local sep2 = string.find(member, '\31', sep + 1, true)
-      local served = sep2 and (',' .. string.sub(member, sep2 + 1) .. ',')
-      if not served or string.find(served, ',' .. queue .. ',', 1, true) then
-        redis.call('ZREM', k('idle'), member)
-        if served then redis.call('ZREM', k('idleq'), member) end
-        return string.sub(member, 1, sep - 1),
-          tonumber(string.sub(member, sep + 1, (sep2 or 0) - 1))
+  local popped = redis.call('ZPOPMIN', k('idle'))
+  while popped[1] do
+    server_time = server_time or server_now()
+    local member = popped[1]
+    local sep = string.find(member, '\31', 1, true)
+    local restricted = string.find(member, '\31', sep + 1, true)
+    if tonumber(popped[2]) > server_time then
+      if not restricted then
+        return string.sub(member, 1, sep - 1), tonumber(string.sub(member, sep + 1))
       end
+      redis.call('ZADD', k('idle'), popped[2], member)
+      break
     end
-    if #members == 0 or look == 2 then return nil end
-    members = redis.call('ZRANGEBYSCORE', k('idle'), since, '+inf', 'LIMIT', '1', '64')
+    if restricted then redis.call('ZREM', k('idleq'), member) end
+    popped = redis.call('ZPOPMIN', k('idle'))
   end
+  if not popped[1] then return nil end
+  local since = '(' .. time_text(server_time)
+  local members = redis.call('ZRANGEBYSCORE', k('idle'), since, '+inf', 'LIMIT', '0', '64')
+  for _, member in ipairs(members) do
+    local sep = string.find(member, '\31', 1, true)
+    local sep2 = string.find(member, '\31', sep + 1, true)
+    local served = sep2 and (',' .. string.sub(member, sep2 + 1) .. ',')
+    if not served or string.find(served, ',' .. queue .. ',', 1, true) then
+      redis.call('ZREM', k('idle'), member)
+      if served then redis.call('ZREM', k('idleq'), member) end
+      return string.sub(member, 1, sep - 1),
+        tonumber(string.sub(member, sep + 1, (sep2 or 0) - 1))
+    end
+  end
+  return nil
 end
 
 -- Append one field and its value to a record being built (fixed arity: no table per call).
@@ -76,12 +91,13 @@ for i = ARG_BASE + 2, #ARGV, stride do
       server_time = server_time or server_now()
       scheduled = tonumber(at) > server_time
     end
-    -- Nobody in line is the usual case under load: one call to find out.
-    if budgets == '' and not scheduled and runners_waiting() then
+    -- Nobody in line is the usual case under load: one call to find out (the ZPOPMIN of
+    -- take_idle_runner without a running key).
+    if budgets == '' and not scheduled then
       if key == '' then
         runner, lease = take_idle_runner(queue)
-      elseif redis.call('LLEN', k('queue')) == 0 and redis.call('EXISTS', k('lanes')) == 0
-          and redis.call('SCARD', k('slots:' .. key)) < tonumber(ARGV[i + 5]) then
+      elseif runners_waiting() and redis.call('LLEN', k('queue')) == 0
+          and redis.call('EXISTS', k('lanes')) == 0 and redis.call('SCARD', k('slots:' .. key)) < tonumber(ARGV[i + 5]) then
         runner, lease = take_idle_runner(queue)
         if runner then
           redis.call('SADD', k('slots:' .. key), id)
