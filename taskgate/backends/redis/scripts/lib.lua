@@ -97,26 +97,30 @@ local function requeue_first(id, f, now, runner)
   first_in_line(id, f, now)
 end
 
--- The fields scripts need about <id>, or nil when it does not exist.
-local function fields(id)
+-- The fields scripts need about <id>, or nil when it does not exist. 'arguments' (the largest
+-- field but for the history, and only needed to hand a claim out) only <with_arguments>: else
+-- the last field asked for is 'task_id' again, so that there is one fixed-arity call.
+local function fields(id, with_arguments)
   local v = redis.call('HMGET', k('inv:' .. id), 'task_id', 'status', 'registration_key',
     'running_key', 'running_limit', 'drop_when_blocked', 'runner_id', 'attempt', 'num_retries',
-    'max_retries', 'num_recoveries', 'arguments', 'history', 'waited', 'budgets',
-    'cancel_requested')
+    'max_retries', 'num_recoveries', 'history', 'waited', 'budgets', 'cancel_requested',
+    with_arguments and 'arguments' or 'task_id')
   if not v[1] then return nil end
   -- Absent fields are at their defaults (see register.lua).
   return {task = v[1], status = v[2], regkey = v[3] or '', key = v[4] or '',
     limit = tonumber(v[5]) or 1, drop = v[6] == '1', runner = v[7] or '',
     attempt = tonumber(v[8]) or 0, num_retries = tonumber(v[9]) or 0,
     max_retries = tonumber(v[10]) or 0,
-    num_recoveries = tonumber(v[11]) or 0, arguments = v[12], history = v[13] or '',
-    waited = v[14] == '1', budgets = v[15],
-    cancel_requested = v[16] == '1'}  -- queue and priority: see Q.lane
+    num_recoveries = tonumber(v[11]) or 0, history = v[12] or '',
+    waited = v[13] == '1', budgets = v[14],
+    cancel_requested = v[15] == '1',
+    arguments = with_arguments and v[16] or nil}  -- queue and priority: see Q.lane
 end
 
--- <id> if <runner> still runs <attempt> of it (the fencing check).
-local function owned(id, runner, attempt)
-  local f = fields(id)
+-- <id> if <runner> still runs <attempt> of it (the fencing check); its fields, with
+-- 'arguments' only <with_arguments>.
+local function owned(id, runner, attempt, with_arguments)
+  local f = fields(id, with_arguments)
   if f and f.status == 'running' and f.runner == runner and f.attempt == tonumber(attempt) then
     return f
   end
@@ -164,7 +168,7 @@ local function claim_ready(runner, max_count, lease, ttl, now, serves)
       id = redis.call('LPOP', k('queue'))
     end
     if not id then break end
-    local f = fields(id)
+    local f = fields(id, true)
     local admitted = false
     if f then
       if f.budgets then
@@ -231,7 +235,7 @@ local function take_handed(runner, claims, ttl)
   local item = redis.call('LPOP', inbox)
   while item do
     local id = string.sub(item, 1, string.find(item, '\31', 1, true) - 1)
-    local f = owned(id, runner, 1)
+    local f = owned(id, runner, 1, true)
     if f and f.cancel_requested then  -- cancelled before its runner read it: it never starts
       finalize(id, f, 'cancelled', now_number or server_now(), runner, nil, nil, ttl)
       release_slot(id, f.key, f.limit)
