@@ -320,6 +320,53 @@ def test_wake_up_tokens_only_when_a_runner_waits(
     assert [c.invocation_id for c in claimed] == [waiter.invocation_id]
 
 
+def test_a_finish_that_claims_the_waiter_it_freed_wakes_nobody(
+    backend: RedisBackend, client: redis.Redis, new_record: NewRecord
+) -> None:
+    # The slot goes to the parked waiter, which the same finish_and_claim takes: waking OTHER
+    # for it would only make OTHER find nothing (a hot key's backlog drained one by one).
+    holder, waiter = new_record(run="k"), new_record(run="k")
+    backend.register_many([holder, waiter])
+    [claim] = backend.claim(RUNNER, 1, LEASE, 0)
+    assert backend.claim(RUNNER, 1, LEASE, 0) == []  # parked behind the holder
+    stand_in_line(backend, OTHER)
+    done, claims = backend.finish_and_claim(
+        claim.invocation_id,
+        RUNNER,
+        1,
+        Outcome(OutcomeKind.SUCCESS, b""),
+        max_count=1,
+        lease_seconds=LEASE,
+    )
+    assert done and [c.invocation_id for c in claims] == [waiter.invocation_id]
+    assert client.llen(key(backend, "wake")) == 0
+    assert in_line(backend, client) == [OTHER]
+
+
+def test_a_finish_whose_claim_leaves_the_freed_waiter_wakes_a_runner(
+    backend: RedisBackend, client: redis.Redis, new_record: NewRecord
+) -> None:
+    # The finishing runner serves only queue "mail": the waiter it freed (queue "default")
+    # stays queued, and a runner that may take it is woken.
+    holder, waiter = new_record(run="k"), new_record(run="k")
+    backend.register_many([holder, waiter])
+    [claim] = backend.claim(RUNNER, 1, LEASE, 0)
+    assert backend.claim(RUNNER, 1, LEASE, 0) == []  # parked behind the holder
+    stand_in_line(backend, OTHER)
+    done, claims = backend.finish_and_claim(
+        claim.invocation_id,
+        RUNNER,
+        1,
+        Outcome(OutcomeKind.SUCCESS, b""),
+        max_count=1,
+        lease_seconds=LEASE,
+        queues=frozenset({"mail"}),
+    )
+    assert done and claims == []
+    assert client.llen(key(backend, "wake")) == 1
+    assert [c.invocation_id for c in backend.claim(OTHER, 1, LEASE, 0)] == [waiter.invocation_id]
+
+
 # --- hand-overs to a runner that died in line (issue 11, item 4) -------------------------------
 # A live runner pops its inbox within milliseconds; one left unread past a grace (2 s) is taken
 # back, as if it had never been handed over: the real run is attempt 1 and the history shows no

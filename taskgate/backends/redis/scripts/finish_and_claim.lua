@@ -3,8 +3,16 @@
 -- ARGV id, runner_id, attempt, kind, payload, result_ttl_seconds, max_count, lease_seconds,
 --      idle_seconds (as claim), retry_delay (seconds; '' or 0 = none), queues (as claim)
 -- Returns {1 or 0 (as finish), claims, due (as claim)}.
-local now, ttl = server_now(), tonumber(ARGV[6])
+local now, ttl, max_count = server_now(), tonumber(ARGV[6]), tonumber(ARGV[7])
+-- Work the finish makes ready waits for the claim below before anyone is woken for it (see
+-- Q.landed); what that claim leaves behind gets its wake-up: from the claim's baton when it
+-- claims something, else here.
+if max_count > 0 then Q.deferred = {} end
 local done = finish_one(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ttl, now, ARGV[10])
-local claims = claim_next(ARGV[2], tonumber(ARGV[7]), ARGV[8], ttl, now, tonumber(ARGV[9]),
-  ARGV[11])
+local deferred = Q.deferred
+Q.deferred = nil
+local claims = claim_next(ARGV[2], max_count, ARGV[8], ttl, now, tonumber(ARGV[9]), ARGV[11])
+if deferred and #claims == 0 then
+  for queue in pairs(deferred) do Q.notify(queue) end
+end
 return {done, claims, due_ms(now)}

@@ -267,8 +267,6 @@ function Q.lanes()
   return L
 end
 
--- Work landed in empty <queue>: wake a runner that may take it (<queue> nil: any runner
--- serving some queue, as for a timed entry whose queue is not known here).
 -- Fill in f.queue and f.priority of <id> (fields() leaves them out: the plain path never needs
 -- them, and a missing field costs a scan of a small hash).
 function Q.lane(id, f)
@@ -279,10 +277,24 @@ function Q.lane(id, f)
   return f
 end
 
+-- Work landed in empty <queue>: wake a runner that may take it (<queue> nil: any runner
+-- serving some queue, as for a timed entry whose queue is not known here).
 function Q.notify(queue)
   if not runners_waiting() then return end
   wake()
   if redis.call('ZCARD', k('idleq')) > 0 then Q.lanes().wake_some(queue) end
+end
+
+-- Work landed in empty <queue> (see Q.notify). While Q.deferred is a set (a finish followed by
+-- its runner's claim, see finish_and_claim.lua), the queue is noted instead: that claim often
+-- takes this very work (the next waiter of a key whose slot the finish freed), and a runner
+-- woken for it would find nothing. The claim passes the baton for work it leaves behind.
+function Q.landed(queue)
+  if Q.deferred then
+    Q.deferred[queue or 'default'] = true
+  else
+    Q.notify(queue)
+  end
 end
 
 -- Put <member> on 'timed' at <at> (text). When it is the earliest entry, an idle runner may be
@@ -303,9 +315,9 @@ local function push_ready(id, front, queue, priority)
     queue, priority = v[1], tonumber(v[2])
   end
   if (queue == nil or queue == 'default') and (priority == nil or priority == 0) then
-    if redis.call(front and 'LPUSH' or 'RPUSH', k('queue'), id) == 1 then Q.notify('default') end
+    if redis.call(front and 'LPUSH' or 'RPUSH', k('queue'), id) == 1 then Q.landed('default') end
   elseif Q.lanes().push(id, front, queue or 'default', priority or 0) then
-    Q.notify(queue or 'default')
+    Q.landed(queue or 'default')
   end
 end
 
