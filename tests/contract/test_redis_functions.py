@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import redis
 
 from taskgate import App
@@ -97,3 +98,22 @@ def test_the_library_names_every_script_and_flags_the_reads() -> None:
     assert len(set(names.values())) == len(SCRIPTS)
     for script in READ_ONLY:
         assert f"function_name='{names[script]}', flags={{'no-writes'}}" in source
+
+
+@pytest.mark.parametrize("denied", [("-fcall",), ("-function|load",)])
+def test_a_user_denied_functions_runs_the_scripts_by_sha(
+    redis_server: RedisServer, denied: tuple[str, ...]
+) -> None:
+    # An ACL may deny FCALL, or loading the library: the scripts then go by SHA.
+    client = redis.Redis.from_url(redis_server.url)
+    rules = denied if has_functions(client) else ()  # 6.2 knows neither command
+    user = f"nofunctions{time.time_ns()}"
+    client.execute_command("ACL", "SETUSER", user, "on", ">pw", "~*", "+@all", *rules)
+    if has_functions(client):
+        client.execute_command("FUNCTION", "FLUSH")  # the library must be loaded by this user
+    url = redis_server.url.replace("redis://", f"redis://{user}:pw@")
+    backend = App(f"functions-{time.time_ns()}", backend=url).backend
+    assert isinstance(backend, RedisBackend)
+    round_trip(backend, 1)
+    assert backend._db.use_functions is False
+    client.execute_command("ACL", "DELUSER", user)

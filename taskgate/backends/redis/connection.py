@@ -84,20 +84,30 @@ class RedisConnector:
         try:
             reply = self.command("FCALL", function, 1, self.prefix, *args)
         except BackendError as exc:
-            text = str(exc.__cause__) if isinstance(exc.__cause__, redis.ResponseError) else ""
-            if _NO_FCALL.match(text):
-                # A server before 7.0, or an ACL that denies FCALL: scripts by SHA from now on,
-                # in every thread.
-                self.use_functions = False
+            if self._functions_refused(exc):
                 return self._run_by_sha(script, args)
-            if not text.startswith("Function not found"):
+            if not _error_text(exc).startswith("Function not found"):
                 raise
             # Not loaded (a new or restarted server, a FUNCTION FLUSH). REPLACE: another
             # process may load the same text meanwhile; either is it.
-            self.command("FUNCTION", "LOAD", "REPLACE", self._library)
+            try:
+                self.command("FUNCTION", "LOAD", "REPLACE", self._library)
+            except BackendError as load_exc:
+                if not self._functions_refused(load_exc):
+                    raise
+                return self._run_by_sha(script, args)
             reply = self.command("FCALL", function, 1, self.prefix, *args)
         self.use_functions = True
         return reply
+
+    def _functions_refused(self, exc: BackendError) -> bool:
+        """Whether ``exc`` says that functions cannot be used here (a server before 7.0, an ACL
+        that denies FCALL or FUNCTION LOAD): then scripts go by SHA from now on, in every
+        thread."""
+        if not _NO_FUNCTIONS.match(_error_text(exc)):
+            return False
+        self.use_functions = False
+        return True
 
     def _run_by_sha(self, script: str, args: tuple[Any, ...]) -> Any:
         """Run the script by SHA, loading it first if the server does not have it."""
@@ -227,9 +237,12 @@ _PASSING_STATE = re.compile(
     r"(?:^|-)(?:READONLY|LOADING|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|BUSY|OOM|MISCONF|NOREPLICAS) "
 )
 
-# FCALL refused as such: by a server before 7.0, or by an ACL that denies it (not a NOPERM
-# for a key inside a function, which names no command).
-_NO_FCALL = re.compile(r"unknown command .FCALL.|NOPERM .*'fcall' command", re.IGNORECASE)
+# Functions refused as such: FCALL by a server before 7.0, FCALL or FUNCTION LOAD by an ACL that
+# denies it (not a NOPERM for a key inside a function, which names no command).
+_NO_FUNCTIONS = re.compile(
+    r"unknown command .FCALL.|.*no permissions to run the '(?:fcall|function\|load)' command",
+    re.IGNORECASE,
+)
 
 _AUTH_ERRORS = (
     redis.exceptions.AuthenticationError,
@@ -246,3 +259,8 @@ def _refuses_credentials(exc: redis.RedisError) -> bool:
     if isinstance(exc, _AUTH_ERRORS):
         return True
     return isinstance(exc, redis.ResponseError) and str(exc).startswith(("NOAUTH", "WRONGPASS"))
+
+
+def _error_text(exc: BackendError) -> str:
+    """The server's error reply behind ``exc`` ('' when it is not one)."""
+    return str(exc.__cause__) if isinstance(exc.__cause__, redis.ResponseError) else ""
