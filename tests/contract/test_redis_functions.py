@@ -1,4 +1,5 @@
-"""Redis only: the scripts as one function library (Redis 7+) or, on older servers, by SHA."""
+"""Redis only: the scripts as one function library (Redis 7+) or by SHA, and the connector's
+round trips of several commands."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import pytest
 import redis
 
 from taskgate import App
+from taskgate.backends.redis import connection
 from taskgate.backends.redis.backend import RedisBackend
 from taskgate.backends.redis.lua import READ_ONLY, SCRIPTS, library_source
+from taskgate.errors import BackendError
 from taskgate.record import ConcurrencyPlan, InvocationRecord, Outcome, OutcomeKind
 from taskgate.status import InvocationStatus as S
 from taskgate.testing import RedisServer
@@ -117,3 +120,23 @@ def test_a_user_denied_functions_runs_the_scripts_by_sha(
     round_trip(backend, 1)
     assert backend._db.use_functions is False
     client.execute_command("ACL", "DELUSER", user)
+
+
+@pytest.mark.parametrize("hiredis_packing", [True, False])
+def test_several_commands_go_in_one_round_trip_with_their_replies_in_order(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, hiredis_packing: bool
+) -> None:
+    if not hiredis_packing:  # redis-py packs then (taskgate without hiredis)
+        monkeypatch.setattr(connection, "PACK_COMMAND", None)
+    connector = connection.RedisConnector(redis_server.url, "p:", lambda: None)
+    key = f"commands-{time.time_ns()}"
+    replies = connector.commands(
+        [("SET", key, b"\x00bytes"), ("GET", key), ("HGETALL", key + ":none"), ("DEL", key)]
+    )
+    assert replies[:2] == [b"OK", b"\x00bytes"]
+    assert not replies[2]
+    assert replies[3] == 1
+    # An error reply raises once every reply is read: the connection stays usable.
+    with pytest.raises(BackendError, match="WRONGTYPE"):
+        connector.commands([("SET", key, "1"), ("HGET", key, "f"), ("DEL", key)])
+    assert connector.commands([("EXISTS", key)]) == [0]

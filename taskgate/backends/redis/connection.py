@@ -139,10 +139,12 @@ class RedisConnector:
         on its own. A command's error reply raises (as a taskgate error) once all are read."""
         conn = self._connection()
         try:
+            # One buffer, one write: redis-py writes each item of a list with its own sendall.
             if PACK_COMMAND is None:
-                conn.send_packed_command(conn.pack_commands(commands))
+                packed = b"".join(conn.pack_commands(commands))
             else:
-                conn.send_packed_command([PACK_COMMAND(command) for command in commands])
+                packed = b"".join([PACK_COMMAND(command) for command in commands])
+            conn.send_packed_command((packed,))
             replies = []
             failure: redis.ResponseError | None = None
             for _ in commands:
