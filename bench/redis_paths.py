@@ -1,0 +1,111 @@
+"""Redis commands per task on the two fixed server paths of a no-op. Prints figures.
+
+bench/redis_cpu.py measures whole runs, whose mix of paths depends on how fast the caller
+registers against how fast the workers finish (so on the machine's load). This drives one
+backend by hand through one path only, so that the server's work per task is the same in every
+run; under ``valgrind --tool=callgrind`` (as ``--binary``, through a wrapper script) the
+server's instructions per task are then a load-independent figure (take the difference of two
+``--tasks`` counts to drop the start-up):
+
+- ``handover``: the runner waits in line; register hands each invocation to it (its BLPOP is an
+  LPOP here), its finish_and_claim finds nothing and puts it back in line.
+- ``queue``: a backlog is registered first, then drained by a chain of finish_and_claim.
+
+Both read the results as the caller's read-ahead does (final_records, 16 at a time).
+
+    .venv/bin/python bench/redis_paths.py handover|queue [--tasks 1000] [--binary PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import redis
+
+from taskgate import App
+from taskgate.backends.redis.backend import RedisBackend
+from taskgate.record import ConcurrencyPlan, InvocationRecord, Outcome, OutcomeKind
+from taskgate.testing import RedisServer
+
+DONE = Outcome(OutcomeKind.SUCCESS, b"\x80\x05N.")
+WARMUP = 300  # past the compact encodings of the indexes
+READ_AHEAD = 16
+LEASE = 30.0
+
+
+def record(number: int) -> InvocationRecord:
+    return InvocationRecord(
+        invocation_id=f"i{number:08d}x{time.time_ns()}",
+        task_id="bench.no_op",
+        arguments=b"\x80\x05)}\x94.",
+        plan=ConcurrencyPlan(None, None, 1, False),
+        max_retries=0,
+    )
+
+
+def drain(backend: RedisBackend) -> None:
+    """Claim and finish everything queued; the runner ends up in line."""
+    claims = backend.claim("r", 1, LEASE, 0)
+    while claims:
+        _, claims = backend.finish_and_claim(
+            claims[0].invocation_id, "r", 1, DONE, max_count=1, lease_seconds=LEASE
+        )
+
+
+def handover(backend: RedisBackend, client: redis.Redis, tasks: int) -> None:
+    ids: list[str] = []
+    for number in range(tasks):
+        new = record(number)
+        backend.register(new)
+        ids.append(new.invocation_id)
+        item = client.lpop(backend._prefix + "inbox:r")  # what the runner's BLPOP returns
+        assert isinstance(item, bytes), "not handed over"
+        handed = item.split(b"\x1f")[0].decode()
+        backend.finish_and_claim(handed, "r", 1, DONE, max_count=1, lease_seconds=LEASE)
+        if len(ids) == READ_AHEAD:
+            backend.final_records(ids)
+            ids = []
+
+
+def queue(backend: RedisBackend, client: redis.Redis, tasks: int) -> None:
+    backend._leave_line("r", LEASE)
+    records = [record(number) for number in range(tasks)]
+    for new in records:
+        backend.register(new)
+    drain(backend)
+    for start in range(0, tasks, READ_AHEAD):
+        backend.final_records([r.invocation_id for r in records[start : start + READ_AHEAD]])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("path", choices=("handover", "queue"))
+    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--binary", default=None, help="redis-server (default: taskgate.testing's)")
+    args = parser.parse_args()
+    with RedisServer(binary=args.binary) as server:
+        client = redis.Redis.from_url(server.url)
+        backend = App("taskgate-redis-paths", backend=server.url).backend
+        assert isinstance(backend, RedisBackend)
+        for number in range(WARMUP):
+            backend.register(record(number))
+        drain(backend)
+        client.config_resetstat()
+        (handover if args.path == "handover" else queue)(backend, client, args.tasks)
+        stats = client.info("commandstats")
+        scripts = sum(
+            v["calls"] for k, v in stats.items() if k in ("cmdstat_fcall", "cmdstat_evalsha")
+        )
+        skip = ("fcall", "evalsha", "config|resetstat", "info", "function|load", "script|load")
+        commands = sum(v["calls"] for k, v in stats.items() if k[8:] not in skip)
+        print(
+            f"{args.path}: {scripts / args.tasks:.2f} scripts and "
+            f"{commands / args.tasks:.2f} commands (in scripts or not) per task"
+        )
+        client.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
