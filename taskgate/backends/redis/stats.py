@@ -18,8 +18,11 @@ DEFAULT_QUEUE = "default"
 
 def queues_arg(queues: frozenset[str] | None) -> str:
     """The ``queues`` argument of claim scripts: names joined by commas, '' for every queue
-    (queue names never hold commas: the core validates them)."""
-    return "" if queues is None else ",".join(sorted(queues))
+    (queue names never hold commas: the core validates them), and ',' for none (an empty set:
+    no name is empty, so the scripts find no queue in it and claim nothing)."""
+    if queues is None:
+        return ""
+    return ",".join(sorted(queues)) if queues else ","
 
 
 def wake_keys(prefix: str, queues: frozenset[str] | None) -> list[str]:
