@@ -163,8 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"  {number:<6}"
                 + "".join(f"{c:>9.0f}" for c in cells)
-                + f"{total:>9.0f}{float(run['rate']):>9.0f}"
-            )  # type: ignore[arg-type]
+                + f"{total:>9.0f}{float(run['rate']):>9.0f}"  # type: ignore[arg-type]
+            )
         medians = [statistics.median(float(r[k]) for r in runs) for k in keys]  # type: ignore[arg-type]
         print(
             f"  {'median':<6}"

