@@ -223,7 +223,9 @@ class RedisConnector:
                 f"{where} is unreachable ({exc}); runners retry with back-off, callers should "
                 "retry later"
             )
-        if isinstance(exc, redis.ResponseError) and _PASSING_STATE.search(str(exc)):
+        if isinstance(exc, _PASSING_STATE_ERRORS) or (
+            isinstance(exc, redis.ResponseError) and _PASSING_STATE.search(str(exc))
+        ):
             return BackendUnavailableError(
                 f"{where} cannot serve writes right now ({exc}); runners retry with back-off, "
                 "callers should retry later"
@@ -237,6 +239,16 @@ class RedisConnector:
 # a script the reply is quoted after a '-' ("Error running script ...: -READONLY ...").
 _PASSING_STATE = re.compile(
     r"(?:^|-)(?:READONLY|LOADING|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|BUSY|OOM|MISCONF|NOREPLICAS) "
+)
+
+# The same replies to a command itself (an FCALL refused on a replica, say): redis-py strips
+# the code and raises its own class for these.
+_PASSING_STATE_ERRORS = (
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.MasterDownError,
 )
 
 # Functions refused as such: FCALL by a server before 7.0, FCALL or FUNCTION LOAD by an ACL that
