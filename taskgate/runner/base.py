@@ -200,8 +200,18 @@ class Runner(ABC):
 
         for sig in signals:
             signal.signal(sig, handle)
+        # The kernel may deliver a process-directed signal to any thread: under load, often one
+        # other than the main thread (the main thread has a signal pending already, or another
+        # thread is on a CPU). CPython then runs the Python handler on the main thread only once
+        # that thread runs bytecode again, which one asleep in select() without a timeout
+        # never does: the signal would be lost until some other poke. The wakeup fd is written
+        # by CPython's C-level handler, on whichever thread took the signal, so the sleeper
+        # wakes and the handler runs (a byte per signal; the socket is non-blocking, as
+        # set_wakeup_fd requires, and a full buffer means a wake-up is pending anyway).
+        previous_fd = signal.set_wakeup_fd(self._poke_writer.fileno(), warn_on_full_buffer=False)
         try:
             yield
         finally:
+            signal.set_wakeup_fd(previous_fd)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
