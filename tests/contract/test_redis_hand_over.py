@@ -367,6 +367,42 @@ def test_a_finish_whose_claim_leaves_the_freed_waiter_wakes_a_runner(
     assert [c.invocation_id for c in backend.claim(OTHER, 1, LEASE, 0)] == [waiter.invocation_id]
 
 
+
+@pytest.mark.parametrize(("max_count", "queues"), [(1, None), (2, frozenset({"mail"}))])
+def test_a_finish_whose_claim_takes_only_handed_work_wakes_a_runner_for_the_freed_waiter(
+    backend: RedisBackend,
+    client: redis.Redis,
+    new_record: NewRecord,
+    max_count: int,
+    queues: frozenset[str] | None,
+) -> None:
+    # RUNNER was handed an invocation while in line; its finish_and_claim takes that one from
+    # its inbox and the waiter its finish freed stays queued (max_count reached by the handed
+    # one, or the runner serves only "mail"): the runner waiting in line must be woken for it.
+    holder, waiter = new_record(run="k"), new_record(run="k")
+    backend.register_many([holder, waiter])
+    [claim] = backend.claim(RUNNER, 1, LEASE, 0)
+    assert backend.claim(RUNNER, 1, LEASE, 0) == []  # parked behind the holder
+    # RUNNER first in line (it stays in line after a claim that found nothing), OTHER after it.
+    served = ",".join(sorted(queues)) if queues else ""
+    assert backend._run("claim", RUNNER, max_count, LEASE, 60, 5.0, served) == [[], -1]
+    assert backend._run("claim", OTHER, 1, LEASE, 60, 30.0, "") == [[], -1]
+    handed = new_record(queue="mail") if queues else new_record()
+    backend.register(handed)
+    assert get(backend, handed.invocation_id).runner_id == RUNNER
+    done, claims = backend.finish_and_claim(
+        claim.invocation_id,
+        RUNNER,
+        1,
+        Outcome(OutcomeKind.SUCCESS, b""),
+        max_count=max_count,
+        lease_seconds=LEASE,
+        queues=queues,
+    )
+    assert done and [c.invocation_id for c in claims] == [handed.invocation_id]
+    assert client.llen(key(backend, "wake")) == 1
+    assert [c.invocation_id for c in backend.claim(OTHER, 1, LEASE, 0)] == [waiter.invocation_id]
+
 # --- hand-overs to a runner that died in line (issue 11, item 4) -------------------------------
 # A live runner pops its inbox within milliseconds; one left unread past a grace (2 s) is taken
 # back, as if it had never been handed over: the real run is attempt 1 and the history shows no

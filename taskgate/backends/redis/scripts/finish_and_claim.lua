@@ -6,13 +6,15 @@
 local now, ttl, max_count = server_now(), tonumber(ARGV[6]), tonumber(ARGV[7])
 -- Work the finish makes ready waits for the claim below before anyone is woken for it (see
 -- Q.landed); what that claim leaves behind gets its wake-up: from the claim's baton when it
--- claims something, else here.
+-- claims ready work, else here (also when it claims only what register handed to the runner:
+-- the inbox passes no baton, and the freed work may be of a queue the runner does not serve).
 if max_count > 0 then Q.deferred = {} end
 local done = finish_one(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ttl, now, ARGV[10])
 local deferred = Q.deferred
 Q.deferred = nil
-local claims = claim_next(ARGV[2], max_count, ARGV[8], ttl, now, tonumber(ARGV[9]), ARGV[11])
-if deferred and #claims == 0 then
+local claims, batoned = claim_next(ARGV[2], max_count, ARGV[8], ttl, now, tonumber(ARGV[9]),
+  ARGV[11])
+if deferred and not batoned then
   for queue in pairs(deferred) do Q.notify(queue) end
 end
 return {done, claims, due_ms(now)}

@@ -316,8 +316,10 @@ end
 -- With nothing to claim and <idle_for> > 0, the runner is recorded as waiting for work (until
 -- <idle_for> seconds from now), so that register hands it the next invocation directly;
 -- otherwise it is not waiting any more. <lease> is the raw argument (part of the idle entry).
+-- Also returns whether a claim of ready work took something (and so passed the baton for what
+-- it left behind): claims taken from the inbox alone pass none.
 local function claim_next(runner, max_count, lease, ttl, now, idle_for, queues_text)
-  if max_count <= 0 then return {} end
+  if max_count <= 0 then return {}, false end
   move_due(now)
   -- Out of line first: a baton passed by claim_ready is for the other waiting runners.
   -- Its entry in 'idle' (and 'idleq' when it serves only the queues <queues_text>).
@@ -326,16 +328,18 @@ local function claim_next(runner, max_count, lease, ttl, now, idle_for, queues_t
   redis.call('ZREM', k('idle'), member)
   if restricted then redis.call('ZREM', k('idleq'), member) end
   local serves = restricted and Q.lanes().queue_set(queues_text) or nil
-  local claims = take_handed(runner, {}, ttl)
+  local claims, batoned = take_handed(runner, {}, ttl), false
   if #claims < max_count then
     local more = claim_ready(runner, max_count - #claims, tonumber(lease), ttl, now, serves)
     for _, claim in ipairs(more) do claims[#claims + 1] = claim end
+    batoned = #more > 0
   end
   if #claims == 0 and idle_for > 0 then
     -- About to wait: first take back what dead runners were handed, and claim that instead
     -- (busy runners never get here, so this costs them nothing).
     if take_back_unread(now) > 0 then
       claims = claim_ready(runner, max_count, tonumber(lease), ttl, now, serves)
+      batoned = #claims > 0
     end
     if #claims == 0 then
       local until_text = time_text(now + idle_for)
@@ -343,7 +347,7 @@ local function claim_next(runner, max_count, lease, ttl, now, idle_for, queues_t
       if restricted then redis.call('ZADD', k('idleq'), until_text, member) end
     end
   end
-  return claims
+  return claims, batoned
 end
 
 -- Take running <id> (fields <f>) back from its runner: first in line again, or failed once it
