@@ -3,6 +3,7 @@ round trips of several commands."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -13,7 +14,14 @@ from taskgate.backends.redis import connection
 from taskgate.backends.redis.backend import RedisBackend
 from taskgate.backends.redis.lua import READ_ONLY, SCRIPTS, library_source
 from taskgate.errors import BackendError
-from taskgate.record import ConcurrencyPlan, InvocationRecord, Outcome, OutcomeKind
+from taskgate.record import (
+    Budget,
+    ConcurrencyPlan,
+    InvocationRecord,
+    LimitOverride,
+    Outcome,
+    OutcomeKind,
+)
 from taskgate.status import InvocationStatus as S
 from taskgate.testing import RedisServer, redis_server_binaries, redis_server_version
 
@@ -151,3 +159,90 @@ def test_several_commands_go_in_one_round_trip_with_their_replies_in_order(
     with pytest.raises(BackendError, match="WRONGTYPE"):
         connector.commands([("SET", key, "1"), ("HGET", key, "f"), ("DEL", key)])
     assert connector.commands([("EXISTS", key)]) == [0]
+
+
+# --- per-call state in the library -----------------------------------------------------------
+# A library's steps keep their upvalues from one FCALL to the next (a script's text starts
+# afresh each call): begin_call resets them. Each test makes one call set some state and the
+# next call (another app, or after an error) show whether it was seen.
+
+
+def keyed_record(run: str) -> InvocationRecord:
+    plain = record(0)
+    return dataclasses.replace(plain, plan=ConcurrencyPlan(None, run, 1, False))
+
+
+def test_a_call_that_fails_midway_leaves_no_deferred_wake_ups(
+    redis_server: RedisServer,
+) -> None:
+    # finish_and_claim defers the wake-ups of the work its finish makes ready (Q.deferred)
+    # until its claim has run; failing in between must not leave the next calls deferring.
+    backend = backend_of(redis_server)
+    client = redis.Redis.from_url(redis_server.url)
+    holder, waiter = keyed_record("k"), keyed_record("k")
+    backend.register(holder)
+    [claim] = backend.claim("r", 1, LEASE, 0)
+    assert backend._run("claim", "other", 1, LEASE, 60, 30.0, "") == [[], -1]  # in line
+    client.set(backend._prefix + "inv:broken", "not a hash")
+    with pytest.raises(BackendError, match="WRONGTYPE"):
+        backend.finish_and_claim("broken", "r", 1, DONE, max_count=1, lease_seconds=LEASE)
+    backend.register(waiter)  # its key is full: queued, into an empty queue
+    assert client.llen(backend._prefix + "wake") == 1
+    assert backend.finish(claim.invocation_id, "r", 1, DONE)
+
+
+def test_the_earliest_timed_entry_is_per_call_and_per_app(redis_server: RedisServer) -> None:
+    # A claim replies when the earliest timed entry is due (earliest_due): another app's claim,
+    # which has none, must not reply the first one's.
+    first, second = backend_of(redis_server), backend_of(redis_server)
+    first.register(dataclasses.replace(record(0), scheduled_for=time.time() + 600))
+    claims, due = first._run("claim", "r", 1, LEASE, 60, 0, "")
+    assert claims == [] and due > 0
+    assert second._run("claim", "r", 1, LEASE, 60, 0, "") == [[], -1]
+
+
+def test_a_limit_override_is_read_per_call_and_per_app(redis_server: RedisServer) -> None:
+    # The budget steps cache the overrides they read (and the budgets they parse): another
+    # app's claim with a limit of the same name, and this app's claim after a change, read
+    # their own.
+    first, second = backend_of(redis_server), backend_of(redis_server)
+    budget = Budget("limit shared", "shared", concurrency=1)
+
+    def limited() -> InvocationRecord:
+        plan = ConcurrencyPlan(None, None, 1, False, budgets=(budget,))
+        return dataclasses.replace(record(0), plan=plan)
+
+    first.set_limit_override("shared", LimitOverride(concurrency=0, rate=None))
+    for backend in (first, second):
+        backend.register(limited())
+    assert first.claim("r", 1, LEASE, 0) == []  # concurrency 0 here: it waits
+    assert len(second.claim("r", 1, LEASE, 0)) == 1  # none there: declared 1
+    first.set_limit_override("shared", LimitOverride(concurrency=1, rate=None))
+    assert len(first.claim("r", 1, LEASE, 0)) == 1
+
+
+def test_a_connection_interrupted_between_replies_is_not_reused(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An asynchronous exception (a task's timeout or cancel, delivered into its thread) may land
+    # between two replies of a batch: the replies left unread would answer the next commands.
+    connector = connection.RedisConnector(redis_server.url, "p:", lambda: None)
+    key = f"interrupted-{time.time_ns()}"
+    connector.commands([("SET", key, "value")])
+    conn = connector._connection()
+    read = conn.read_response
+    reads = iter(range(1_000))
+
+    class Interrupt(BaseException):
+        pass
+
+    def interrupted_read(*args: object, **kwargs: object) -> object:
+        if next(reads) == 1:
+            raise Interrupt
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(conn, "read_response", interrupted_read)
+    with pytest.raises(Interrupt):
+        connector.commands([("GET", key), ("GET", key), ("GET", key)])
+    monkeypatch.setattr(conn, "read_response", read)
+    assert connector.commands([("EXISTS", key + ":none"), ("DEL", key)]) == [0, 1]

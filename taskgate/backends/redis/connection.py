@@ -132,6 +132,11 @@ class RedisConnector:
             if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
                 conn.disconnect()  # reconnects on next use
             raise self.translate(exc) from exc
+        except BaseException:
+            # An asynchronous exception (a body's timeout or cancel, see runner.interrupts)
+            # between the write and the read: the reply left unread would answer the next call.
+            conn.disconnect()
+            raise
 
     def commands(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Several commands in one round trip (one write, then every reply) on this thread's
@@ -157,6 +162,9 @@ class RedisConnector:
             if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
                 conn.disconnect()  # reconnects on next use
             raise self.translate(exc) from exc
+        except BaseException:
+            conn.disconnect()  # replies left unread (an asynchronous exception): as in command()
+            raise
         if failure is not None:
             raise self.translate(failure) from failure
         return replies
