@@ -367,7 +367,6 @@ def test_a_finish_whose_claim_leaves_the_freed_waiter_wakes_a_runner(
     assert [c.invocation_id for c in backend.claim(OTHER, 1, LEASE, 0)] == [waiter.invocation_id]
 
 
-
 @pytest.mark.parametrize(("max_count", "queues"), [(1, None), (2, frozenset({"mail"}))])
 def test_a_finish_whose_claim_takes_only_handed_work_wakes_a_runner_for_the_freed_waiter(
     backend: RedisBackend,
@@ -402,6 +401,7 @@ def test_a_finish_whose_claim_takes_only_handed_work_wakes_a_runner_for_the_free
     assert done and [c.invocation_id for c in claims] == [handed.invocation_id]
     assert client.llen(key(backend, "wake")) == 1
     assert [c.invocation_id for c in backend.claim(OTHER, 1, LEASE, 0)] == [waiter.invocation_id]
+
 
 # --- hand-overs to a runner that died in line (issue 11, item 4) -------------------------------
 # A live runner pops its inbox within milliseconds; one left unread past a grace (2 s) is taken
