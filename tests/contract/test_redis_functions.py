@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from taskgate import App
-from taskgate.backends.redis import connection
+from taskgate.backends.redis import connection, lua
 from taskgate.backends.redis.backend import RedisBackend
 from taskgate.backends.redis.lua import READ_ONLY, SCRIPTS, library_source
 from taskgate.errors import BackendError
@@ -246,3 +246,15 @@ def test_a_connection_interrupted_between_replies_is_not_reused(
         connector.commands([("GET", key), ("GET", key), ("GET", key)])
     monkeypatch.setattr(conn, "read_response", read)
     assert connector.commands([("EXISTS", key + ":none"), ("DEL", key)]) == [0, 1]
+
+
+def test_the_library_name_covers_its_whole_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Processes of two taskgate versions on one Redis each call their own library: a library
+    # differing only in its per-call reset or its functions' flags must not share the name
+    # (each would FUNCTION LOAD REPLACE the other's text under it).
+    names, _ = library_source()
+    monkeypatch.setattr(lua, "_LIBRARY_BEGIN", lua._LIBRARY_BEGIN.replace("nil, nil\n", "nil\n"))
+    assert library_source()[0] != names
+    monkeypatch.undo()
+    monkeypatch.setattr(lua, "READ_ONLY", frozenset())
+    assert library_source()[0] != names

@@ -112,18 +112,22 @@ def library_source() -> tuple[dict[str, str], str]:
     """The function library: (function name per script, the library's source for FUNCTION LOAD).
 
     Every script becomes ``function(KEYS, ARGV) begin_call(KEYS[1]) <its text> end``: its text
-    reads KEYS and ARGV as it does as a script, and its locals stay its own.
+    reads KEYS and ARGV as it does as a script, and its locals stay its own. The name's digest
+    covers the whole text (steps, reset, flags, scripts), the names aside.
     """
     steps = "\n".join(_read(part) for part in ("lib_core", "lib", "lib_budgets"))
-    bodies = {name: _body(name) for name in SCRIPTS}
-    digest = hashlib.sha1((steps + "".join(bodies.values())).encode()).hexdigest()[:12]
-    library = f"taskgate_{digest}"
-    names = {name: f"{library}_{name}" for name in SCRIPTS}
-    parts = [f"#!lua name={library}", steps, _LIBRARY_BEGIN]
-    for name, body in bodies.items():
+    parts = [steps, _LIBRARY_BEGIN]
+    for name in SCRIPTS:
         flags = "{'no-writes'}" if name in READ_ONLY else "{}"
         parts.append(
-            f"redis.register_function{{function_name='{names[name]}', flags={flags}, "
-            f"callback=function(KEYS, ARGV)\nbegin_call(KEYS[1])\n{body}\nend}}"
+            f"redis.register_function{{function_name='{_NAME}_{name}', flags={flags}, "
+            f"callback=function(KEYS, ARGV)\nbegin_call(KEYS[1])\n{_body(name)}\nend}}"
         )
-    return names, "\n".join(parts)
+    text = "\n".join(parts)
+    library = f"taskgate_{hashlib.sha1(text.encode()).hexdigest()[:12]}"
+    names = {name: f"{library}_{name}" for name in SCRIPTS}
+    return names, f"#!lua name={library}\n" + text.replace(f"'{_NAME}_", f"'{library}_")
+
+
+# Stands for the library's name in the text its digest is taken of (no script contains it).
+_NAME = "@library@"
