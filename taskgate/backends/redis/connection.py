@@ -231,7 +231,7 @@ class RedisConnector:
                 f"{where} is unreachable ({exc}); runners retry with back-off, callers should "
                 "retry later"
             )
-        if isinstance(exc, _PASSING_STATE_ERRORS) or (
+        if isinstance(exc, _PASSING_ERRORS) or (
             isinstance(exc, redis.ResponseError) and _PASSING_STATE.search(str(exc))
         ):
             return BackendUnavailableError(
@@ -249,14 +249,14 @@ _PASSING_STATE = re.compile(
     r"(?:^|-)(?:READONLY|LOADING|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|BUSY|OOM|MISCONF|NOREPLICAS) "
 )
 
-# The same replies to a command itself (an FCALL refused on a replica, say): redis-py strips
-# the code and raises its own class for these.
-_PASSING_STATE_ERRORS = (
+# The same replies when they start with their code: redis-py strips it and raises these (a
+# function that may write is refused up front by a full server or a replica, where a script
+# by SHA met the state inside, its reply quoted as above).
+_PASSING_ERRORS = (
     redis.exceptions.ReadOnlyError,
     redis.exceptions.OutOfMemoryError,
     redis.exceptions.TryAgainError,
-    redis.exceptions.ClusterDownError,
-    redis.exceptions.MasterDownError,
+    redis.exceptions.ClusterDownError,  # MASTERDOWN's too
 )
 
 # Functions refused as such: FCALL by a server before 7.0, FCALL or FUNCTION LOAD by an ACL that
