@@ -70,6 +70,10 @@ NO_BUDGETS = frozenset({"renew", "unidle"})
 READ_ONLY = frozenset(
     {"blocked_by", "runner_infos", "page_chunk", "budget_usage", "budget_waiting"}
 )
+# Scripts that only delete (expired or purged invocations): as functions they are flagged
+# 'allow-oom', so that a full server (noeviction) still runs them; they free the memory it
+# lacks. Redis 7 refuses any other function that may write when full, before it runs.
+FREES_MEMORY = frozenset({"expire", "purge"})
 
 # The library's reset of the steps' per-call state (a script's text starts afresh each call):
 # the app's prefix, register_tick's argument offset, the call's time, whether lanes exist, the
@@ -118,7 +122,13 @@ def library_source() -> tuple[dict[str, str], str]:
     steps = "\n".join(_read(part) for part in ("lib_core", "lib", "lib_budgets"))
     parts = [steps, _LIBRARY_BEGIN]
     for name in SCRIPTS:
-        flags = "{'no-writes'}" if name in READ_ONLY else "{}"
+        flags = (
+            "{'no-writes'}"
+            if name in READ_ONLY
+            else "{'allow-oom'}"
+            if name in FREES_MEMORY
+            else "{}"
+        )
         parts.append(
             f"redis.register_function{{function_name='{_NAME}_{name}', flags={flags}, "
             f"callback=function(KEYS, ARGV)\nbegin_call(KEYS[1])\n{_body(name)}\nend}}"
