@@ -10,7 +10,6 @@ use either way. Every redis-py error leaves here as a taskgate error that says w
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import threading
@@ -21,7 +20,7 @@ from urllib.parse import urlsplit
 
 import redis
 
-from taskgate.backends.redis.lua import SCRIPTS, library_source, script_source
+from taskgate.backends.redis.lua import library_source, script_sha, script_source
 from taskgate.errors import BackendAuthenticationError, BackendError, BackendUnavailableError
 from taskgate.urls import redact_url
 
@@ -61,10 +60,6 @@ class RedisConnector:
             socket_connect_timeout=5.0,
             health_check_interval=30,
         )
-        self._sources = {name: script_source(name) for name in SCRIPTS}
-        self._shas = {
-            name: hashlib.sha1(src.encode()).hexdigest() for name, src in self._sources.items()
-        }
         self._functions, self._library = library_source()
         # Whether the server takes FCALL: None until the first call tells (a server before 7.0,
         # or a user not allowed FCALL, answers with an error: scripts by SHA from then on).
@@ -112,12 +107,12 @@ class RedisConnector:
     def _run_by_sha(self, script: str, args: tuple[Any, ...]) -> Any:
         """Run the script by SHA, loading it first if the server does not have it."""
         try:
-            return self.command("EVALSHA", self._shas[script], 1, self.prefix, *args)
+            return self.command("EVALSHA", script_sha(script), 1, self.prefix, *args)
         except BackendError as exc:
             if not isinstance(exc.__cause__, redis.exceptions.NoScriptError):
                 raise
-        self.command("SCRIPT", "LOAD", self._sources[script])
-        return self.command("EVALSHA", self._shas[script], 1, self.prefix, *args)
+        self.command("SCRIPT", "LOAD", script_source(script))
+        return self.command("EVALSHA", script_sha(script), 1, self.prefix, *args)
 
     def command(self, *args: Any) -> Any:
         """One command on this thread's own connection; the raw reply (bytes, lists, ints)."""
@@ -129,9 +124,7 @@ class RedisConnector:
                 conn.send_packed_command((PACK_COMMAND(args),))
             return conn.read_response()
         except redis.RedisError as exc:
-            if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
-                conn.disconnect()  # reconnects on next use
-            raise self.translate(exc) from exc
+            raise self._failed(conn, exc) from exc
         except BaseException:
             # An asynchronous exception (a body's timeout or cancel, see runner.interrupts)
             # between the write and the read: the reply left unread would answer the next call.
@@ -159,9 +152,7 @@ class RedisConnector:
                     failure = failure or exc
                     replies.append(None)
         except redis.RedisError as exc:
-            if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
-                conn.disconnect()  # reconnects on next use
-            raise self.translate(exc) from exc
+            raise self._failed(conn, exc) from exc
         except BaseException:
             conn.disconnect()  # replies left unread (an asynchronous exception): as in command()
             raise
@@ -211,6 +202,13 @@ class RedisConnector:
             yield
         except redis.RedisError as exc:
             raise self.translate(exc) from exc
+
+    def _failed(self, conn: Any, exc: redis.RedisError) -> BackendError:
+        """The taskgate error for ``exc`` met on ``conn``, which is dropped (to reconnect on
+        next use) when the failure was the connection's."""
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+            conn.disconnect()
+        return self.translate(exc)
 
     def translate(self, exc: redis.RedisError) -> BackendError:
         """The taskgate error for a redis-py error: refused credentials (fatal: retrying cannot

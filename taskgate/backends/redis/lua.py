@@ -19,8 +19,11 @@ version stays loaded (a few hundred KB) until ``FUNCTION DELETE`` or ``FUNCTION 
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from collections.abc import Mapping
 from importlib import resources
+from types import MappingProxyType
 
 SCRIPTS = (
     "register",
@@ -87,6 +90,9 @@ end
 """
 
 
+# The texts never change while a process runs: read and built once per process, not once per
+# backend (every App, every worker process, opens one; building them all takes ~3 ms).
+@functools.cache
 def _read(part: str) -> str:
     folder = resources.files("taskgate.backends.redis").joinpath("scripts")
     return folder.joinpath(f"{part}.lua").read_text()
@@ -100,6 +106,7 @@ def _body(name: str) -> str:
     return "\n".join(_read(part) for part in parts)
 
 
+@functools.cache
 def script_source(name: str) -> str:
     """The script's source for EVALSHA: lib_core.lua, then lib.lua and lib_budgets.lua unless not
     needed, then the prefix, then the script."""
@@ -112,7 +119,14 @@ def script_source(name: str) -> str:
     return "\n".join([*(_read(part) for part in parts), "P = KEYS[1]", _body(name)])
 
 
-def library_source() -> tuple[dict[str, str], str]:
+@functools.cache
+def script_sha(name: str) -> str:
+    """The SHA1 of :func:`script_source` (what EVALSHA names the script by)."""
+    return hashlib.sha1(script_source(name).encode()).hexdigest()
+
+
+@functools.cache
+def library_source() -> tuple[Mapping[str, str], str]:
     """The function library: (function name per script, the library's source for FUNCTION LOAD).
 
     Every script becomes ``function(KEYS, ARGV) begin_call(KEYS[1]) <its text> end``: its text
@@ -135,7 +149,7 @@ def library_source() -> tuple[dict[str, str], str]:
         )
     text = "\n".join(parts)
     library = f"taskgate_{hashlib.sha1(text.encode()).hexdigest()[:12]}"
-    names = {name: f"{library}_{name}" for name in SCRIPTS}
+    names = MappingProxyType({name: f"{library}_{name}" for name in SCRIPTS})
     return names, f"#!lua name={library}\n" + text.replace(f"'{_NAME}_", f"'{library}_")
 
 
