@@ -50,6 +50,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# bench/compare/cpu.py: the /proc parsing that bench-compare uses too.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "compare"))
+import cpu
+
 HERE = Path(__file__).resolve().parent
 HUEY_VENV = HERE / "compare" / ".venvs" / "huey-embedded"
 HUEY_REQUIREMENT = "huey==3.5.4"
@@ -140,17 +144,8 @@ def __getattr__(name: str) -> Any:
 
 def _cpu_of_group(pgid: int) -> float:
     """utime + stime (seconds) of the live processes of process group ``pgid``."""
-    total, tick = 0, os.sysconf("SC_CLK_TCK")
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / tick
+    ticks = sum(stat.own for stat in cpu.all_stats() if stat.pgrp == pgid)
+    return ticks / cpu.TICKS_PER_SECOND
 
 
 def _own_cpu() -> float:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -29,13 +30,16 @@ from pathlib import Path
 
 import redis
 
+# bench/compare/cpu.py: the /proc parsing that bench-compare uses too.
+sys.path.insert(0, str(Path(__file__).parent / "compare"))
+import cpu
+
 from taskgate import App
 from taskgate.testing import RedisServer
 
 APP_ID = "taskgate-redis-cpu"
 WARMUP_TASKS = 500
 RESULT_TIMEOUT_SECONDS = 120.0
-TICKS = os.sysconf("SC_CLK_TCK")
 
 app = App(app_id=APP_ID, backend="memory://")
 
@@ -46,9 +50,15 @@ def no_op() -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` (its own threads, not its children), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    """utime + stime of ``pid`` (its own threads, not its children), in seconds.
+
+    Raises:
+        OSError: ``pid`` is gone.
+    """
+    stat = cpu.read_stat(pid)
+    if stat is None:
+        raise ProcessLookupError(pid)
+    return stat.own / cpu.TICKS_PER_SECOND
 
 
 def children(pid: int) -> set[int]:

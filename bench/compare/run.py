@@ -51,7 +51,7 @@ from typing import Any
 
 import redis
 
-from taskgate.testing import RedisServer
+from taskgate.testing import RedisServer, redis_server_version
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -225,15 +225,6 @@ def taskgate_revision() -> str:
     return head + ("+dirty" if dirty else "")
 
 
-def redis_version(binary: str) -> str:
-    """``redis-server --version``, e.g. ``Redis server v=6.2.5 ...`` -> ``6.2.5``."""
-    text = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False).stdout
-    for part in text.split():
-        if part.startswith("v="):
-            return part[2:]
-    return text.strip()
-
-
 def bench(args: argparse.Namespace) -> dict[str, Any]:
     """Set up, then run every system ``args.repetitions`` times, interleaved."""
     venvs = {venv_of(s) for s in args.systems}
@@ -268,7 +259,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         "runs": [],
     }
     with RedisServer(binary=args.redis_server) as server:
-        results["redis"] = redis_version(server.binary)
+        results["redis"] = ".".join(map(str, redis_server_version(server.binary))) or "unknown"
         results["redis_binary"] = server.binary
         client = redis.Redis.from_url(server.url)
         for rep in range(args.repetitions):
