@@ -157,10 +157,7 @@ def pop_head_sql(names: tuple[str, ...]) -> str:
 
 
 # Running slots and parked invocations.
-SLOTS_TAKEN_AND_HELD = """
-SELECT COUNT(*), COALESCE(SUM(invocation_id = ?), 0) FROM slots
-WHERE app_id = ? AND running_key = ?
-"""
+SLOT_HELD = "SELECT 1 FROM slots WHERE app_id = ? AND running_key = ? AND invocation_id = ?"
 SLOT_HOLDERS = "SELECT invocation_id FROM slots WHERE app_id = ? AND running_key = ?"
 TAKE_SLOT = "INSERT INTO slots (app_id, running_key, invocation_id) VALUES (?, ?, ?)"
 # A slot if the key has one free (fewer than ?4 holders); nothing if not, or already held.

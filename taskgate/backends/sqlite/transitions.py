@@ -195,14 +195,20 @@ class Transitions:
         """RUNNING -> ``status`` (SUCCESS or FAILED) in one statement, if ``runner_id`` still
         runs ``attempt`` and no cancel was requested; the row's invocation_id, running_key,
         running_limit and budgets (for :meth:`release_slot`), else None and nothing changed."""
-        result, error = (payload, None) if status is _S.SUCCESS else (None, payload or None)
         entry = q.history_entry(status, self.now, runner_id)
-        expires_at = self.now + self.result_ttl
-        params = (status.value, expires_at, result, error, entry, self.app, invocation_id)
+        params = (*self._final_values(status, payload, entry), self.app, invocation_id)
         row: sqlite3.Row | None = self.conn.execute(
             q.FINISH_OWNED, (*params, runner_id, attempt)
         ).fetchone()
         return row
+
+    def _final_values(
+        self, status: InvocationStatus, payload: bytes, entry: str
+    ) -> tuple[str, float, bytes | None, bytes | None, str]:
+        """status, expires_at, result, error and history entry of a final invocation: the
+        result stored for SUCCESS, the error payload (if any) otherwise."""
+        result, error = (payload, None) if status is _S.SUCCESS else (None, payload or None)
+        return status.value, self.now + self.result_ttl, result, error, entry
 
     def owned(self, invocation_id: str, runner_id: str, attempt: int) -> sqlite3.Row | None:
         """The row, if ``runner_id`` still runs ``attempt`` of it (the fencing check)."""
@@ -237,13 +243,9 @@ class Transitions:
     ) -> None:
         """Make the invocation final, storing the result (SUCCESS) or error payload."""
         invocation_id = row["invocation_id"]
-        result, error = (payload, None) if status is _S.SUCCESS else (None, payload or None)
         entry = self._entry(status, runner_id, row["status"])
-        expires_at = self.now + self.result_ttl
-        self.conn.execute(
-            q.RECORD_FINAL,
-            (status.value, expires_at, result, error, entry, self.app, invocation_id),
-        )
+        values = self._final_values(status, payload, entry)
+        self.conn.execute(q.RECORD_FINAL, (*values, self.app, invocation_id))
 
     def requeue_first(self, row: sqlite3.Row, runner_id: str | None) -> None:
         """RUNNING -> REGISTERED, first in line for its key and in the ready queue."""
@@ -314,10 +316,7 @@ class Transitions:
         if self.conn.execute(q.TAKE_FREE_SLOT, take).rowcount:
             return True
         # Full, or held already (a woken waiter whose START_READY failed): which one?
-        _, held = self.conn.execute(
-            q.SLOTS_TAKEN_AND_HELD, (invocation_id, self.app, key)
-        ).fetchone()
-        if held:
+        if self.conn.execute(q.SLOT_HELD, (self.app, key, invocation_id)).fetchone():
             return True
         if row["drop_when_blocked"]:
             self.release_registration_key(row)
