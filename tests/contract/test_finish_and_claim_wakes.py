@@ -5,6 +5,7 @@ a higher priority goes first, and a claim of other queues leaves it queued."""
 from __future__ import annotations
 
 from taskgate.backends.base import Backend
+from taskgate.record import InvocationRecord
 from taskgate.status import InvocationStatus as S
 from tests.contract.budget_support import RUNNER, claim_ids, history, status
 from tests.contract.test_backend_contract import LEASE, SUCCESS, NewRecord
@@ -19,6 +20,17 @@ def finish_and_claim(
     )
     assert done
     return [claim.invocation_id for claim in claims]
+
+
+def running_holder_and_waiter(
+    backend: Backend, new_record: NewRecord
+) -> tuple[InvocationRecord, InvocationRecord]:
+    """Two calls of key "k" (limit 1): the first claimed and running, the second parked."""
+    holder, waiter = new_record(run="k"), new_record(run="k")
+    for record in (holder, waiter):
+        backend.register(record)
+    assert claim_ids(backend, 2) == [holder.invocation_id]
+    return holder, waiter
 
 
 def test_the_finish_hands_the_woken_waiter_to_its_claim(
@@ -42,10 +54,7 @@ def test_the_finish_hands_the_woken_waiter_to_its_claim(
 def test_a_higher_priority_call_goes_before_the_woken_waiter(
     backend: Backend, new_record: NewRecord
 ) -> None:
-    holder, waiter = new_record(run="k"), new_record(run="k")
-    for record in (holder, waiter):
-        backend.register(record)
-    assert claim_ids(backend, 2) == [holder.invocation_id]
+    holder, waiter = running_holder_and_waiter(backend, new_record)
     urgent, plain = new_record(priority=5), new_record()
     backend.register(urgent)
     backend.register(plain)
@@ -57,10 +66,7 @@ def test_a_higher_priority_call_goes_before_the_woken_waiter(
 def test_a_claim_of_other_queues_leaves_the_woken_waiter_queued(
     backend: Backend, new_record: NewRecord
 ) -> None:
-    holder, waiter = new_record(run="k"), new_record(run="k")
-    for record in (holder, waiter):
-        backend.register(record)
-    assert claim_ids(backend, 2) == [holder.invocation_id]
+    holder, waiter = running_holder_and_waiter(backend, new_record)
     assert finish_and_claim(backend, holder.invocation_id, frozenset({"other"})) == []
     assert claim_ids(backend) == [waiter.invocation_id]
 
@@ -75,9 +81,6 @@ def test_a_claim_of_no_queue_claims_nothing(backend: Backend, new_record: NewRec
 def test_a_claim_of_no_queue_leaves_the_woken_waiter_queued(
     backend: Backend, new_record: NewRecord
 ) -> None:
-    holder, waiter = new_record(run="k"), new_record(run="k")
-    for record in (holder, waiter):
-        backend.register(record)
-    assert claim_ids(backend, 2) == [holder.invocation_id]
+    holder, waiter = running_holder_and_waiter(backend, new_record)
     assert finish_and_claim(backend, holder.invocation_id, frozenset()) == []
     assert claim_ids(backend) == [waiter.invocation_id]

@@ -320,24 +320,44 @@ def test_wake_up_tokens_only_when_a_runner_waits(
     assert [c.invocation_id for c in claimed] == [waiter.invocation_id]
 
 
+def running_holder_and_waiter(
+    backend: RedisBackend, new_record: NewRecord
+) -> tuple[Claim, InvocationRecord]:
+    """Two calls of key "k" (limit 1): RUNNER's claim of the first, and the second, parked."""
+    holder, waiter = new_record(run="k"), new_record(run="k")
+    backend.register_many([holder, waiter])
+    [claim] = backend.claim(RUNNER, 1, LEASE, 0)
+    assert backend.claim(RUNNER, 1, LEASE, 0) == []  # parked behind the holder
+    return claim, waiter
+
+
+def finish_holder(
+    backend: RedisBackend,
+    claim: Claim,
+    *,
+    max_count: int = 1,
+    queues: frozenset[str] | None = None,
+) -> tuple[bool, list[Claim]]:
+    """RUNNER's finish_and_claim of ``claim`` (attempt 1, a success)."""
+    return backend.finish_and_claim(
+        claim.invocation_id,
+        RUNNER,
+        1,
+        Outcome(OutcomeKind.SUCCESS, b""),
+        max_count=max_count,
+        lease_seconds=LEASE,
+        queues=queues,
+    )
+
+
 def test_a_finish_that_claims_the_waiter_it_freed_wakes_nobody(
     backend: RedisBackend, client: redis.Redis, new_record: NewRecord
 ) -> None:
     # The slot goes to the parked waiter, which the same finish_and_claim takes: waking OTHER
     # for it would only make OTHER find nothing (a hot key's backlog drained one by one).
-    holder, waiter = new_record(run="k"), new_record(run="k")
-    backend.register_many([holder, waiter])
-    [claim] = backend.claim(RUNNER, 1, LEASE, 0)
-    assert backend.claim(RUNNER, 1, LEASE, 0) == []  # parked behind the holder
+    claim, waiter = running_holder_and_waiter(backend, new_record)
     stand_in_line(backend, OTHER)
-    done, claims = backend.finish_and_claim(
-        claim.invocation_id,
-        RUNNER,
-        1,
-        Outcome(OutcomeKind.SUCCESS, b""),
-        max_count=1,
-        lease_seconds=LEASE,
-    )
+    done, claims = finish_holder(backend, claim)
     assert done and [c.invocation_id for c in claims] == [waiter.invocation_id]
     assert client.llen(key(backend, "wake")) == 0
     assert in_line(backend, client) == [OTHER]
@@ -348,20 +368,9 @@ def test_a_finish_whose_claim_leaves_the_freed_waiter_wakes_a_runner(
 ) -> None:
     # The finishing runner serves only queue "mail": the waiter it freed (queue "default")
     # stays queued, and a runner that may take it is woken.
-    holder, waiter = new_record(run="k"), new_record(run="k")
-    backend.register_many([holder, waiter])
-    [claim] = backend.claim(RUNNER, 1, LEASE, 0)
-    assert backend.claim(RUNNER, 1, LEASE, 0) == []  # parked behind the holder
+    claim, waiter = running_holder_and_waiter(backend, new_record)
     stand_in_line(backend, OTHER)
-    done, claims = backend.finish_and_claim(
-        claim.invocation_id,
-        RUNNER,
-        1,
-        Outcome(OutcomeKind.SUCCESS, b""),
-        max_count=1,
-        lease_seconds=LEASE,
-        queues=frozenset({"mail"}),
-    )
+    done, claims = finish_holder(backend, claim, queues=frozenset({"mail"}))
     assert done and claims == []
     assert client.llen(key(backend, "wake")) == 1
     assert [c.invocation_id for c in backend.claim(OTHER, 1, LEASE, 0)] == [waiter.invocation_id]
@@ -378,10 +387,7 @@ def test_a_finish_whose_claim_takes_only_handed_work_wakes_a_runner_for_the_free
     # RUNNER was handed an invocation while in line; its finish_and_claim takes that one from
     # its inbox and the waiter its finish freed stays queued (max_count reached by the handed
     # one, or the runner serves only "mail"): the runner waiting in line must be woken for it.
-    holder, waiter = new_record(run="k"), new_record(run="k")
-    backend.register_many([holder, waiter])
-    [claim] = backend.claim(RUNNER, 1, LEASE, 0)
-    assert backend.claim(RUNNER, 1, LEASE, 0) == []  # parked behind the holder
+    claim, waiter = running_holder_and_waiter(backend, new_record)
     # RUNNER first in line (it stays in line after a claim that found nothing), OTHER after it.
     served = ",".join(sorted(queues)) if queues else ""
     assert backend._run("claim", RUNNER, max_count, LEASE, 60, 5.0, served) == [[], -1]
@@ -389,15 +395,7 @@ def test_a_finish_whose_claim_takes_only_handed_work_wakes_a_runner_for_the_free
     handed = new_record(queue="mail") if queues else new_record()
     backend.register(handed)
     assert get(backend, handed.invocation_id).runner_id == RUNNER
-    done, claims = backend.finish_and_claim(
-        claim.invocation_id,
-        RUNNER,
-        1,
-        Outcome(OutcomeKind.SUCCESS, b""),
-        max_count=max_count,
-        lease_seconds=LEASE,
-        queues=queues,
-    )
+    done, claims = finish_holder(backend, claim, max_count=max_count, queues=queues)
     assert done and [c.invocation_id for c in claims] == [handed.invocation_id]
     assert client.llen(key(backend, "wake")) == 1
     assert [c.invocation_id for c in backend.claim(OTHER, 1, LEASE, 0)] == [waiter.invocation_id]
