@@ -1,4 +1,4 @@
-"""Screenshots of every monitor page for the README (``make screenshots``).
+"""Screenshots of every monitor page for the docs and the README (``make screenshots``).
 
 Starts, on a scratch SQLite store, a ``taskgate runner start`` process and a ``taskgate
 monitor`` process on ``tests/apps/monitor_app.py``; makes some work finish, fail, hold a
