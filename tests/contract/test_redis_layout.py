@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
@@ -48,6 +47,58 @@ def test_an_invocation_is_one_hash_history_included(redis_server: RedisServer) -
         (S.REGISTERED, None),
         (S.RUNNING, "r"),
         (S.SUCCESS, "r"),
+    ]
+
+
+def test_a_finished_record_keeps_the_compact_encoding(redis_server: RedisServer) -> None:
+    # A runner id of 45 characters (hostname-pid-hex), the longest that keeps every value of
+    # the record within hash-max-listpack-value (64 bytes): the hash stays a listpack.
+    runner = "worker-deployment-7d9f8b6c5-x2k4z-123-0123abcd"[-45:]
+    backend, client, record = setup(redis_server)
+    [claim] = backend.claim(runner, 1, LEASE, 0)
+    backend.finish(claim.invocation_id, runner, 1, DONE)
+    key = backend._prefix + "inv:" + record.invocation_id
+    assert client.object("encoding", key) in (b"listpack", b"ziplist")  # Redis 7, 6.2
+    fields = client.hgetall(key)
+    assert b"history" not in fields and max(len(v) for v in fields.values()) <= 64
+    # The end of the run names its runner by reference (stored once).
+    assert fields[b"h2"].endswith(b"\x1f") and runner.encode() in fields[b"h1"]
+    stored = backend.get(record.invocation_id)
+    assert stored is not None
+    assert [(t.status, t.runner_id) for t in stored.history] == [
+        (S.REGISTERED, None),
+        (S.RUNNING, runner),
+        (S.SUCCESS, runner),
+    ]
+    assert stored.history[0].timestamp == stored.created_at
+    started, ended = (float(fields[name][1:18]) for name in (b"h1", b"h2"))
+    assert [t.timestamp for t in stored.history[1:]] == [started, ended]
+
+
+def test_a_record_of_an_earlier_build_still_decodes_and_moves(redis_server: RedisServer) -> None:
+    # Earlier builds kept the history as JSON lines in field 'history'.
+    backend, client, record = setup(redis_server)
+    key = backend._prefix + "inv:" + record.invocation_id
+    created = client.hget(key, "created_at")
+    assert created is not None
+    client.hset(key, "history", b'["registered",' + created + b",false]")
+    [claim] = backend.claim("r", 1, LEASE, 0)
+    backend.finish(claim.invocation_id, "r", 1, DONE)
+    stored = backend.get(record.invocation_id)
+    assert stored is not None and stored.status is S.SUCCESS
+    assert [(t.status, t.runner_id) for t in stored.history] == [
+        (S.REGISTERED, None),
+        (S.RUNNING, "r"),
+        (S.SUCCESS, "r"),
+    ]
+    assert stored.history[0].timestamp == float(created)
+    client.hset(key, "history", b'["registered",1.5,false]\n["running",2.25,"old"]')
+    client.hdel(key, "hn", "h1", "h2")
+    stored = backend.get(record.invocation_id)
+    assert stored is not None
+    assert [(t.status, t.timestamp, t.runner_id) for t in stored.history] == [
+        (S.REGISTERED, 1.5, None),
+        (S.RUNNING, 2.25, "old"),
     ]
 
 
@@ -105,10 +156,11 @@ def test_times_come_from_the_server_clock_to_the_microsecond(redis_server: Redis
     lease_expires_at = fields[b"lease_expires_at"]
     assert TIME_TEXT.match(lease_expires_at)
     assert abs(float(lease_expires_at) - (seconds + micros / 1e6 + LEASE)) < WAIT
-    running = fields[b"history"].split(b"\n")[-1]
-    assert json.loads(running)[0] == "running"
+    running = fields[b"h" + fields[b"hn"]]
+    # Code 'running', its time, its runner (see 'inv:<id>' in lib_core.lua).
+    assert re.fullmatch(rb"u\d+\.\d{6}\x1fr", running)
     # Both texts are whole microseconds of one server time: exactly LEASE apart, no rounding.
-    [started] = re.findall(rb",(\d+\.\d{6}),", running)
+    started = running[1:-2]
     assert in_micros(lease_expires_at) - in_micros(started) == LEASE * 1_000_000
     # The lease and the hand-over line are sorted by those same times.
     assert client.zscore(backend._prefix + "leases", claim.invocation_id) == float(lease_expires_at)

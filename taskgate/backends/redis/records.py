@@ -61,13 +61,52 @@ def decode_record(
         result=fields.get(b"result") or None,  # stored as b"" when absent; never a payload
         error=fields.get(b"error") or None,
         trace_context=_text(fields, "trace_context"),
-        history=[_transition(entry) for entry in fields[b"history"].split(b"\n")]
-        if history
-        else [],
+        history=decode_history(fields) if history else [],
     )
 
 
-def _transition(entry: bytes) -> Transition:
+# The one-letter codes of history entries (lib_core.lua).
+_CODES = {
+    ord("s"): InvocationStatus.SCHEDULED,
+    ord("r"): InvocationStatus.REGISTERED,
+    ord("c"): InvocationStatus.CONCURRENCY_CONTROLLED,
+    ord("x"): InvocationStatus.CONCURRENCY_CONTROLLED_FINAL,
+    ord("u"): InvocationStatus.RUNNING,
+    ord("y"): InvocationStatus.RETRY,
+    ord("k"): InvocationStatus.SUCCESS,
+    ord("f"): InvocationStatus.FAILED,
+    ord("n"): InvocationStatus.CANCELLED,
+}
+
+
+def decode_history(fields: dict[bytes, bytes]) -> list[Transition]:
+    """The history of the record stored as ``fields``, oldest first (layout: 'inv:<id>' in
+    lib_core.lua): the first transition (implied, or 'h0'; JSON lines in 'history' for records
+    of earlier builds), then 'h1' to 'h<hn>'.
+
+    Raises:
+        KeyError, ValueError: the record is not one the scripts wrote.
+    """
+    old = fields.get(b"history")
+    if old is not None:
+        history = [_json_transition(line) for line in old.split(b"\n")]
+    elif b"h0" in fields:
+        history = [_transition(fields[b"h0"], None)]
+    else:
+        history = [Transition(InvocationStatus.REGISTERED, float(fields[b"created_at"]), None)]
+    for n in range(1, int(fields.get(b"hn", 0)) + 1):
+        history.append(_transition(fields[b"h%d" % n], history[-1].runner_id))
+    return history
+
+
+def _transition(entry: bytes, runner_before: str | None) -> Transition:
+    """Entry ``<code><time>[\\x1f<runner_id>]``; an empty runner id is ``runner_before``'s."""
+    timestamp, by_runner, runner = entry[1:].partition(b"\x1f")
+    runner_id = (runner.decode() or runner_before) if by_runner else None
+    return Transition(_CODES[entry[0]], float(timestamp), runner_id)
+
+
+def _json_transition(entry: bytes) -> Transition:
     status, timestamp, runner_id = json.loads(entry)
     return Transition(InvocationStatus(status), float(timestamp), runner_id or None)
 

@@ -4,14 +4,17 @@
 -- that claim or release; the others never reach it.
 local budget_steps, move_due
 
--- Change the status of <id> (its fields <f>) to <new> and append the transition to its history
--- field; any further arguments are field/value pairs written by the same HSET.
+-- Change the status of <id> (its fields <f>) to <new> and add the transition to its history
+-- (field h<n>, see lib_core.lua); any further arguments are field/value pairs written by the
+-- same HSET. A run's end names its runner by reference: the entry before is that run's start.
 local function transition(id, f, new, now, runner, ...)
-  local history = f.history .. '\n' .. history_entry(new, now, runner)
-  redis.call('HSET', k('inv:' .. id), 'status', new, 'history', history, ...)
+  local n = f.hn + 1
+  local entry = history_entry(new, now, runner, f.status == 'running' and runner == f.runner)
+  local text = string.format('%d', n)
+  redis.call('HSET', k('inv:' .. id), 'status', new, 'hn', text, 'h' .. text, entry, ...)
   count(f.task, f.status, -1)
   count(f.task, new, 1)
-  f.status, f.history = new, history
+  f.status, f.hn = new, n
 end
 
 local function take_regkey(id, regkey)
@@ -103,7 +106,7 @@ end
 local function fields(id, with_arguments)
   local v = redis.call('HMGET', k('inv:' .. id), 'task_id', 'status', 'registration_key',
     'running_key', 'running_limit', 'drop_when_blocked', 'runner_id', 'attempt', 'num_retries',
-    'max_retries', 'num_recoveries', 'history', 'waited', 'budgets', 'cancel_requested',
+    'max_retries', 'num_recoveries', 'hn', 'waited', 'budgets', 'cancel_requested',
     with_arguments and 'arguments' or 'task_id')
   if not v[1] then return nil end
   -- Absent fields are at their defaults (see register.lua).
@@ -111,7 +114,7 @@ local function fields(id, with_arguments)
     limit = tonumber(v[5]) or 1, drop = v[6] == '1', runner = v[7] or '',
     attempt = tonumber(v[8]) or 0, num_retries = tonumber(v[9]) or 0,
     max_retries = tonumber(v[10]) or 0,
-    num_recoveries = tonumber(v[11]) or 0, history = v[12] or '',
+    num_recoveries = tonumber(v[11]) or 0, hn = tonumber(v[12]) or 0,
     waited = v[13] == '1', budgets = v[14],
     cancel_requested = v[15] == '1',
     arguments = with_arguments and v[16] or nil}  -- queue and priority: see Q.lane
@@ -256,13 +259,22 @@ local HANDED_BATCH = '100'
 -- as register would have stored it without one (registered, attempt 0, the hand-over's
 -- 'running' entry dropped from the history: that run never started), first in line again.
 local function undo_hand_over(id, f)
-  local history = string.match(f.history, '^(.*)\n') or f.history
+  local key = k('inv:' .. id)
   redis.call('ZREM', k('leases'), id)
-  redis.call('HSET', k('inv:' .. id), 'status', 'registered', 'history', history, 'attempt', '0',
-    'runner_id', '', 'lease_expires_at', '')
+  if f.hn == 0 then  -- a record of an earlier build: the entry is the last JSON line
+    local history = redis.call('HGET', key, 'history')
+    redis.call('HSET', key, 'history', string.match(history, '^(.*)\n') or history)
+  elseif f.hn == 1 then
+    redis.call('HDEL', key, 'h1', 'hn')
+  else
+    redis.call('HDEL', key, 'h' .. string.format('%d', f.hn))
+    redis.call('HSET', key, 'hn', string.format('%d', f.hn - 1))
+  end
+  redis.call('HSET', key, 'status', 'registered', 'attempt', '0', 'runner_id', '',
+    'lease_expires_at', '')
   count(f.task, f.status, -1)
   count(f.task, 'registered', 1)
-  f.status, f.history, f.attempt = 'registered', history, 0
+  f.status, f.hn, f.attempt = 'registered', math.max(f.hn - 1, 0), 0
   first_in_line(id, f)
 end
 

@@ -5,11 +5,21 @@
 -- from it, so all keys of an app share one hash tag and one cluster slot.
 --
 -- Layout under the prefix:
---   inv:<id>          hash: the invocation record (binary fields kept as raw bytes); its
---                     history is in it too, field 'history': one JSON [status, timestamp,
---                     runner_id] per line, oldest first, rewritten by the HSET that changes the
---                     status (no extra call; once past 64 bytes it also moves the hash from
---                     Redis's compact encoding, where every field lookup is a scan, to a table)
+--   inv:<id>          hash: the invocation record (binary fields kept as raw bytes), its
+--                     history in it too, one field per transition after the first: 'h1',
+--                     'h2'... (written by the HSET that changes the status: no extra call) and
+--                     'hn', their number. An entry is "<code><time>", then "\31<runner_id>"
+--                     when a runner made it, or "\31" alone for the runner of the entry before
+--                     (the step that ends a run: the runner is stored once). Codes: s scheduled,
+--                     r registered, c concurrency_controlled, x concurrency_controlled_final,
+--                     u running, y retry, k success, f failed, n cancelled. The first
+--                     transition is not stored: ('registered', created_at, none), or 'h0' when
+--                     it was 'scheduled'. Every value stays within 64 bytes (runner ids of up to
+--                     45 characters), so a finished record keeps Redis's compact listpack
+--                     encoding (a value past 'hash-max-listpack-value' turns the whole hash into
+--                     a table, twice the memory). Records stored by earlier builds keep their
+--                     history as JSON lines in field 'history': they still decode (records.py),
+--                     entries written since then following those lines as h<n>
 --   done:<id>         list: a token pushed when the invocation becomes final, if a result
 --                     waiter marked the record ('waited' field) while it was not final yet
 --   queue             list: ready invocation ids of queue "default" at priority 0 (the plain
@@ -342,9 +352,15 @@ local function count(task, status, delta)
   redis.call('HINCRBY', k('counts'), task .. '\31' .. status, DELTAS[delta])
 end
 
--- One history entry, JSON [status, timestamp, runner_id] (built by hand: cheaper than cjson).
-local function history_entry(status, now, runner)
-  local who = runner and ('"' .. runner .. '"') or 'false'
-  return '["' .. status .. '",' .. time_text(now) .. ',' .. who .. ']'
-end
+-- History entries (see 'inv:<id>' above): a status's one-letter code, the time, and the runner.
+local HISTORY_CODES = {scheduled = 's', registered = 'r', concurrency_controlled = 'c',
+  concurrency_controlled_final = 'x', running = 'u', retry = 'y', success = 'k', failed = 'f',
+  cancelled = 'n'}
 
+-- One history entry: code, time_text(now) and, when <runner> made it, "\31<runner>" ("\31" alone
+-- when <same>: the runner of the entry before, as in the step that ends a run).
+local function history_entry(status, now, runner, same)
+  local entry = HISTORY_CODES[status] .. time_text(now)
+  if runner == nil or runner == '' then return entry end
+  return entry .. (same and '\31' or '\31' .. runner)
+end

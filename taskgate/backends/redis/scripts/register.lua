@@ -111,7 +111,6 @@ for i = ARG_BASE + 2, #ARGV, stride do
     -- The caller's clock dates a registration (leases and expiry use the server's); it is
     -- used as sent, sparing a number-to-text round trip.
     local created = ARGV[i + 8]
-    local history = '["registered",' .. created .. ',false]'
     local record = {'task_id', task, 'arguments', arguments, 'created_at', created}
     if regkey ~= '' then put(record, 'registration_key', regkey) end
     if key ~= '' then
@@ -132,16 +131,17 @@ for i = ARG_BASE + 2, #ARGV, stride do
     if runner then
       -- Claimed at once: running, so its registration key is free again (R3).
       expires = time_text(server_time + lease)
-      put(record, 'history', history .. '\n' .. history_entry('running', server_time, runner))
+      -- The first entry ('registered' at created) is implied (see 'inv:<id>' in lib_core.lua).
+      put(record, 'hn', '1')
+      put(record, 'h1', history_entry('running', server_time, runner))
       put(record, 'status', 'running')
       put(record, 'attempt', '1')
       put(record, 'runner_id', runner)
       put(record, 'lease_expires_at', expires)
     elseif scheduled then
-      put(record, 'history', '["scheduled",' .. created .. ',false]')
+      put(record, 'h0', 's' .. created)
       put(record, 'status', 'scheduled')
     else
-      put(record, 'history', history)
       put(record, 'status', 'registered')
     end
     redis.call('HSET', k('inv:' .. id), unpack(record))
