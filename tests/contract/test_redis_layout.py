@@ -41,6 +41,8 @@ def test_an_invocation_is_one_hash_history_included(redis_server: RedisServer) -
     backend.finish(claim.invocation_id, "r", 1, DONE)
     keys = {k.decode().removeprefix(backend._prefix) for k in client.keys(backend._prefix + "*")}
     assert not any(k.startswith(("hist:", "done:")) for k in keys)
+    # Listed by its task's zset only: a listing of every task merges those (pages.py).
+    assert "index" not in keys and "task:tests.task" in keys
     stored = backend.get(record.invocation_id)
     assert stored is not None
     assert [(t.status, t.runner_id) for t in stored.history] == [

@@ -26,6 +26,7 @@ records and records into script arguments in :mod:`.replies` and :mod:`.records`
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import re
 import threading
@@ -339,15 +340,14 @@ class RedisBackend(Backend):
     def list_invocations(
         self, task_id: str | None, status: InvocationStatus | None, limit: int
     ) -> list[InvocationRecord]:
-        index = self._prefix + (f"task:{task_id}" if task_id is not None else "index")
+        entries = pages.newest_first(
+            self._db, pages.index_keys(self._db, self._prefix, task_id), None, LIST_PAGE, False
+        )
         found: list[InvocationRecord] = []
-        start = 0
         while len(found) < limit:
-            page = self._command("ZREVRANGE", index, start, start + LIST_PAGE)
-            ids = [as_text(item) for item in page]
+            ids = [entry[0] for entry in itertools.islice(entries, LIST_PAGE)]
             if not ids:
                 break
-            start += len(ids)
             for record in self._records(ids, history=True):
                 # None: expired between the index read and this one.
                 if record is not None and (status is None or record.status is status):
@@ -357,16 +357,18 @@ class RedisBackend(Backend):
     def find_ids(self, prefix: str, limit: int) -> list[str]:
         pattern = _GLOB_SPECIAL.sub(r"\\\g<0>", prefix) + "*"
         found: set[str] = set()
-        cursor = 0
-        while True:
-            cursor, page = self._command(
-                "ZSCAN", self._prefix + "index", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT
-            )
-            # ZSCAN replies member, score, member, score...; a member may come twice.
-            found.update(as_text(member) for member in page[::2])
-            cursor = int(cursor)
-            if cursor == 0:
-                return sorted(found)[:limit]
+        for key in pages.index_keys(self._db, self._prefix, None):
+            cursor = 0
+            while True:
+                cursor, page = self._command(
+                    "ZSCAN", self._prefix + key, cursor, "MATCH", pattern, "COUNT", SCAN_COUNT
+                )
+                # ZSCAN replies member, score, member, score...; a member may come twice.
+                found.update(as_text(member) for member in page[::2])
+                cursor = int(cursor)
+                if cursor == 0:
+                    break
+        return sorted(found)[:limit]
 
     def page_invocations(
         self,

@@ -1,28 +1,34 @@
-"""``page_invocations`` on Redis: pages of the ``index`` / ``task:<id>`` zsets, newest first.
+"""``page_invocations`` on Redis: pages of the ``task:<id>`` zsets, newest first.
 
-Both zsets score an id by its registration time. A page reads them with ``ZREVRANGEBYSCORE``
+Each task's zset scores an id by its registration time; a page of every task merges them
+(there is no zset of all invocations: one entry less to store and write per invocation; the
+tasks are few, and the ``counts`` hash names them). A page reads them with ``ZREVRANGEBYSCORE``
 from its cursor, ``"<score> <id>"`` of the last entry examined: the next page starts at that
 score (inclusive) and skips the entries of that score it has seen (equal scores come in
 reverse order of their ids), so pages neither repeat nor skip, and a new registration (a
-higher score) never shifts them. Filters:
+higher score) never shifts them. The merge orders entries the same way (score, then id, both
+descending), so one cursor serves every zset. Filters:
 
 - ``task_id`` picks the task's zset: exact, nothing examined in vain;
 - ``id_prefix`` is checked on the ids the range read returns anyway (no extra read);
 - ``status`` has no index: each chunk of the range comes with the ``status`` field of every
   record in it (page_chunk.lua: one ``HGET`` per entry, server side), never whole records.
 
-A chunk is one round trip (``page_chunk.lua``: the range, and the statuses when filtering by
-status); the records of the page one more (``HGETALL`` each, pipelined, without history).
-Without ``status`` or ``id_prefix`` a page is one chunk of ``limit + 1`` entries; with them, at
-most ``PAGE_SCAN_MAX`` entries are examined per page (chunks of ``CHUNK``): a page that stops
-there is short, with ``scanned_all=False`` and a cursor that goes on. (A pipeline of HGETs from
-here cost ~30 us of client work per entry, 60 ms for a page of 2000 on a busy host; the script
-costs the server ~0.3 us per entry.) Ties are skipped here, not in Lua: Lua compares strings
-with the server's locale collation, ids must compare as bytes, as Redis orders them.
+A chunk is one round trip (``page_chunk.lua``: the range of every zset of the page, and the
+statuses when filtering by status; a zset that runs out of its chunk before the page ends reads
+its next chunk alone); the records of the page one more (``HGETALL`` each, pipelined, without
+history). Without ``status`` or ``id_prefix`` a page is one chunk of ``limit + 1`` entries (of
+each zset); with them, at most ``PAGE_SCAN_MAX`` entries are examined per page (chunks of
+``CHUNK``): a page that stops there is short, with ``scanned_all=False`` and a cursor that goes
+on. (A pipeline of HGETs from here cost ~30 us of client work per entry, 60 ms for a page of
+2000 on a busy host; the script costs the server ~0.3 us per entry.) Ties are skipped here, not
+in Lua: Lua compares strings with the server's locale collation, ids must compare as bytes, as
+Redis orders them.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -54,11 +60,10 @@ def page(
 ) -> InvocationPage:
     """One page of the app's invocations under ``prefix`` (see the module docstring)."""
     limit = max(1, limit)
-    key = "index" if task_id is None else "task:" + task_id
     exact = status is None and not id_prefix
     bound = limit + 1 if exact else paging.scan_max()
     chunk = bound if exact else min(CHUNK, bound)
-    entries = _entries(db, key, cursor, chunk, status is not None)
+    entries = newest_first(db, index_keys(db, prefix, task_id), cursor, chunk, status is not None)
     wanted = None if status is None else status.value.encode()
     has_prefix = paging.prefix_filter(id_prefix)
 
@@ -72,28 +77,60 @@ def page(
     return InvocationPage(records, next_cursor, scanned_all)
 
 
-def _entries(
-    db: RedisConnector, key: str, cursor: str | None, chunk: int, with_status: bool
+def index_keys(db: RedisConnector, prefix: str, task_id: str | None) -> list[str]:
+    """The zsets (under the prefix) that index the invocations of ``task_id`` (None: of every
+    task, as the ``counts`` hash names them: ``<task_id>\\x1f<status>``)."""
+    if task_id is not None:
+        return ["task:" + task_id]
+    fields = db.command("HKEYS", prefix + "counts")
+    return sorted({"task:" + as_text(field).rpartition("\x1f")[0] for field in fields})
+
+
+def newest_first(
+    db: RedisConnector, keys: list[str], cursor: str | None, chunk: int, with_status: bool
 ) -> Iterator[_Entry]:
-    """The entries of the zset ``key`` (under the prefix) after ``cursor``, newest first, read
-    ``chunk`` at a time.
+    """The entries of the zsets ``keys`` after ``cursor``, newest first (by score, then id,
+    as each zset orders them), read ``chunk`` at a time from each; the first chunks in one
+    round trip."""
+    start: tuple[float | None, bytes] = (None, b"")
+    if cursor is not None:  # refused (InvalidCursorError) whether or not there are entries
+        score, after_id = paging.read_cursor(cursor, paging.time_and_id)
+        start = (score, after_id.encode())
+    if not keys:
+        return iter(())
+    top = "+inf" if start[0] is None else repr(start[0])
+    firsts = db.run("page_chunk", top, 0, chunk, "1" if with_status else "", *keys)
+    streams = [
+        _entries(db, key, start, chunk, with_status, first)
+        for key, first in zip(keys, firsts, strict=True)
+    ]
+    if len(streams) == 1:
+        return streams[0]
+    return heapq.merge(*streams, key=lambda entry: (entry[1], entry[0]), reverse=True)
+
+
+def _entries(
+    db: RedisConnector,
+    key: str,
+    start: tuple[float | None, bytes],
+    chunk: int,
+    with_status: bool,
+    first: list[bytes],
+) -> Iterator[_Entry]:
+    """The entries of the zset ``key`` (under the prefix) after ``start`` (score and id of a
+    cursor), newest first, read ``chunk`` at a time, ``first`` being the first chunk.
 
     Each chunk goes on from the last entry read, as the next page goes on from its cursor:
     from that score (inclusive), skipping the entries of that score at or above its id. An
     offset would count from a top that moves: a registration between two chunks would repeat
     an entry in the page, a deletion skip one.
     """
-    score: float | None = None
-    last_id = b""
-    if cursor is not None:
-        score, after_id = paging.read_cursor(cursor, paging.time_and_id)
-        last_id = after_id.encode()
+    score, last_id = start
     stride = 3 if with_status else 2
     seen = 0  # entries of the top score the next read returns again (skipped here)
+    reply = first
     while True:
         wanted = chunk + seen
-        top = "+inf" if score is None else repr(score)
-        reply = db.run("page_chunk", key, top, 0, wanted, "1" if with_status else "")
         fresh = False
         for i in range(0, len(reply), stride):
             member, value = reply[i], float(reply[i + 1])
@@ -110,6 +147,9 @@ def _entries(
             score, last_id = last_value, last_member
         else:  # a whole chunk of entries already seen (many of one score): read further
             seen = wanted
+        top = "+inf" if score is None else repr(score)
+        flag = "1" if with_status else ""
+        [reply] = db.run("page_chunk", top, 0, chunk + seen, flag, key)
 
 
 def _records(db: RedisConnector, prefix: str, ids: list[str]) -> list[InvocationRecord]:

@@ -11,7 +11,6 @@ local ids = redis.call('ZRANGEBYSCORE', k('expiry'), '-inf', now, 'LIMIT', 0, to
 for _, id in ipairs(ids) do
   local v = redis.call('HMGET', k('inv:' .. id), 'task_id', 'status')
   redis.call('DEL', k('inv:' .. id), k('done:' .. id))
-  redis.call('ZREM', k('index'), id)
   redis.call('ZREM', k('expiry'), id)
   if v[1] then
     redis.call('ZREM', k('task:' .. v[1]), id)

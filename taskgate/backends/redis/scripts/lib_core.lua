@@ -48,8 +48,9 @@
 --   slot_keys         set:  running keys with a non-empty slot set
 --   leases            zset: running id -> lease expiry (what recover looks at)
 --   expiry            zset: final id -> time its record may be deleted
---   index             zset: id -> registration time (listing, newest first)
---   task:<task_id>    zset: the same, per task
+--   task:<task_id>    zset: id -> registration time, the task's invocations (listing, newest
+--                     first; a listing of every task merges them: no zset of all invocations,
+--                     one entry less per invocation, see pages.py)
 --   counts            hash: "<task_id>\31<status>" -> number of invocations (also lists tasks)
 --   runners           zset: runner id -> liveness expiry
 --   rinfo             hash: runner id -> its last description (record.RunnerInfo JSON, a few

@@ -10,12 +10,16 @@
 for _, runner in ipairs(redis.call('ZRANGE', k('inboxes'), 0, -1)) do
   redis.call('DEL', k('inbox:' .. runner))
 end
-local ids = redis.call('ZRANGE', k('index'), 0, -1)
-for _, id in ipairs(ids) do
-  redis.call('DEL', k('inv:' .. id), k('done:' .. id))
-end
-for i, field in ipairs(redis.call('HKEYS', k('counts'))) do
-  redis.call('DEL', k('task:' .. string.match(field, '^(.*)\31')))
+-- Every invocation is in the zset of its task, and 'counts' names every task (a field per
+-- status: a task's zset is gone after its first).
+local deleted = 0
+for _, field in ipairs(redis.call('HKEYS', k('counts'))) do
+  local zset = k('task:' .. string.match(field, '^(.*)\31'))
+  for _, id in ipairs(redis.call('ZRANGE', zset, 0, -1)) do
+    redis.call('DEL', k('inv:' .. id), k('done:' .. id))
+    deleted = deleted + 1
+  end
+  redis.call('DEL', zset)
 end
 for _, key in ipairs(redis.call('SMEMBERS', k('parked_keys'))) do
   redis.call('DEL', k('parked:' .. key), k('pz:' .. key))
@@ -40,8 +44,9 @@ for _, limit in ipairs(redis.call('SMEMBERS', k('lnames'))) do
   end
   redis.call('DEL', k('lb:' .. limit))
 end
+-- 'index': the zset of every invocation that earlier builds kept.
 redis.call('DEL', k('inboxes'), k('index'), k('parked_keys'), k('slot_keys'), k('queue'), k('wake'),
   k('regkeys'), k('leases'), k('expiry'), k('counts'), k('runners'), k('lnames'), k('bwait'),
   k('timed'), k('overrides'), k('seq'), k('bsweep'), k('bwoken'), k('lanes'), k('wake_queues'),
   k('cancel_runners'), k('ticks'), k('rinfo'), k('rinfo_expiry'))
-return #ids
+return deleted

@@ -145,7 +145,6 @@ for i = ARG_BASE + 2, #ARGV, stride do
       put(record, 'status', 'registered')
     end
     redis.call('HSET', k('inv:' .. id), unpack(record))
-    redis.call('ZADD', k('index'), created, id)
     redis.call('ZADD', k('task:' .. task), created, id)
     if runner then
       count(task, 'running', 1)
