@@ -39,6 +39,19 @@ def by_kind(client: redis.Redis, tasks: int) -> None:
     print(f"  one record: {client.object('encoding', one)!r} {client.hgetall(one)!r}")
 
 
+def stats(client: redis.Redis) -> dict[str, int]:
+    """The integer figures of MEMORY STATS (overhead by kind, dataset...)."""
+    return {str(k): v for k, v in client.memory_stats().items() if isinstance(v, int)}
+
+
+def print_growth(before: dict[str, int], after: dict[str, int], tasks: int) -> None:
+    """The MEMORY STATS figures that grew by more than a byte per invocation."""
+    for name, value in after.items():
+        growth = (value - before.get(name, 0)) / tasks
+        if abs(growth) >= 1 and name not in ("peak.allocated", "total.allocated"):
+            print(f"  stats {name:<28}{growth:>9.1f} B/invocation")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=5000)
@@ -55,11 +68,13 @@ def main() -> None:
         print("server", client.info("server")["redis_version"])
         noop(0)  # loads the scripts, creates the keys that exist whatever the number
         base = int(client.info("memory")["used_memory"])
+        base_stats = stats(client)
         for i in range(1, args.tasks + 1):
             noop(i)
         queued = int(client.info("memory")["used_memory"])
         print(f"queued: {(queued - base) / args.tasks:.1f} B/invocation (used_memory)")
         by_kind(client, args.tasks)
+        print_growth(base_stats, stats(client), args.tasks)
         thread = threading.Thread(target=app.runner.run, daemon=True)
         thread.start()
         deadline = time.monotonic() + WAIT_SECONDS
@@ -77,6 +92,7 @@ def main() -> None:
         finished = int(client.info("memory")["used_memory"])
         print(f"finished: {(finished - base) / args.tasks:.1f} B/invocation (used_memory)")
         by_kind(client, args.tasks)
+        print_growth(base_stats, stats(client), args.tasks)
 
 
 if __name__ == "__main__":

@@ -32,8 +32,20 @@ local function finalize(id, f, new, now, runner, result, err, ttl)
   local expires = time_text(now + ttl)
   redis.call('ZREM', k('leases'), id)
   redis.call('ZADD', k('expiry'), expires, id)
-  transition(id, f, new, now, runner, 'runner_id', '', 'lease_expires_at', '',
-    'expires_at', expires, 'result', result or '', 'error', err or '')
+  -- Fields that no longer apply are deleted, not emptied, and the expiry time is in 'expiry'
+  -- only (nothing reads it from the record): a finished no-op's record then fits a smaller
+  -- allocation (MEMORY USAGE 424 -> 328 B on Redis 7.0). An absent field reads as empty.
+  local key = k('inv:' .. id)
+  if result then
+    transition(id, f, new, now, runner, 'result', result)
+    redis.call('HDEL', key, 'runner_id', 'lease_expires_at', 'error')
+  elseif err then
+    transition(id, f, new, now, runner, 'error', err)
+    redis.call('HDEL', key, 'runner_id', 'lease_expires_at', 'result')
+  else
+    transition(id, f, new, now, runner)
+    redis.call('HDEL', key, 'runner_id', 'lease_expires_at', 'result', 'error')
+  end
   if f.waited then
     redis.call('RPUSH', k('done:' .. id), '1')
     redis.call('EXPIRE', k('done:' .. id), string.format('%d', math.ceil(ttl)))
