@@ -16,6 +16,7 @@ import argparse
 import collections
 import threading
 import time
+from typing import cast
 
 import redis
 
@@ -52,6 +53,12 @@ def print_growth(before: dict[str, int], after: dict[str, int], tasks: int) -> N
             print(f"  stats {name:<28}{growth:>9.1f} B/invocation")
 
 
+def successes(client: redis.Redis, counts: str) -> int:
+    """The invocations counted 'success' in the app's ``counts`` hash (every task's)."""
+    fields = cast(dict[bytes, bytes], client.hgetall(counts))
+    return sum(int(value) for field, value in fields.items() if field.endswith(b"\x1fsuccess"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=5000)
@@ -80,10 +87,7 @@ def main() -> None:
         deadline = time.monotonic() + WAIT_SECONDS
         counts = app.backend._prefix + "counts"  # type: ignore[attr-defined]
         while time.monotonic() < deadline:
-            done = sum(
-                int(v) for f, v in client.hgetall(counts).items() if f.endswith(b"\x1fsuccess")
-            )
-            if done == args.tasks + 1:
+            if successes(client, counts) == args.tasks + 1:
                 break
             time.sleep(0.2)
         app.runner.stop_runner_loop()

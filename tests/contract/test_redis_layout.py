@@ -170,3 +170,30 @@ def test_times_come_from_the_server_clock_to_the_microsecond(redis_server: Redis
     assert backend._run("claim", "r", 1, LEASE, 60, 5.0) == [[], -1]
     [(member, until)] = client.zrange(backend._prefix + "idle", 0, -1, withscores=True)
     assert member.startswith(b"r\x1f") and until > seconds
+
+
+def test_lookups_and_purge_reach_the_invocations_of_every_task(
+    redis_server: RedisServer,
+) -> None:
+    # No zset lists every invocation: each task's zset does, and 'counts' names the tasks.
+    backend, client, first = setup(redis_server)
+    others = [
+        InvocationRecord(
+            invocation_id=f"{first.invocation_id}-{task}",
+            task_id=task,
+            arguments=b"args",
+            plan=ConcurrencyPlan(None, None, 1, False),
+            max_retries=0,
+            created_at=time.time() + number,
+        )
+        for number, task in enumerate(("tests.b", "tests.c"), 1)
+    ]
+    for record in others:
+        backend.register(record)
+    ids = [first.invocation_id] + [record.invocation_id for record in others]
+    assert backend.find_ids(first.invocation_id, 10) == sorted(ids)
+    assert [r.invocation_id for r in backend.list_invocations(None, None, 10)] == ids[::-1]
+    assert [r.invocation_id for r in backend.list_invocations("tests.b", None, 10)] == ids[1:2]
+    assert backend.page_invocations(limit=2).records[1].invocation_id == ids[1]
+    backend.purge()
+    assert client.keys(backend._prefix + "*") == []
