@@ -5,7 +5,9 @@ no-ops are registered with no runner (queued), then a ThreadRunner runs them all
 waits for their results (finished, kept with the result as by default). For each state it
 prints the growth of ``INFO memory`` ``used_memory`` per invocation and ``MEMORY USAGE`` of
 every key by kind (``inv``, ``task``, ``queue``, ``expiry``...), per invocation, with the
-encoding of one record. Deterministic enough to compare branches on a busy machine.
+encoding of one record. Deterministic enough to compare branches on a busy machine. The
+growth includes the connections' buffers (MEMORY STATS ``clients.normal``, printed), which do
+not grow with the invocations: use 5,000 tasks or more, or they dominate.
 
     .venv/bin/python bench/redis_memory.py [--tasks 5000] [--binary /usr/bin/redis-server]
 """
