@@ -197,3 +197,39 @@ def test_lookups_and_purge_reach_the_invocations_of_every_task(
     assert backend.page_invocations(limit=2).records[1].invocation_id == ids[1]
     backend.purge()
     assert client.keys(backend._prefix + "*") == []
+
+
+def test_finals_are_dated_in_buckets_of_a_second_to_the_microsecond(
+    redis_server: RedisServer,
+) -> None:
+    backend, client, record = setup(redis_server)
+    [claim] = backend.claim("r", 1, LEASE, 0)
+    seconds, micros = client.time()
+    backend.finish(claim.invocation_id, "r", 1, DONE)
+    # Its bucket: the second its TTL ends in (the finish's time is a little after 'now').
+    [bucket] = [int(b) for b in client.zrange(backend._prefix + "expb", 0, -1)]
+    [entry] = client.lrange(backend._prefix + f"exp:{bucket}", 0, -1)
+    invocation_id, fraction = entry.split(b"\x1f")
+    assert invocation_id == record.invocation_id.encode() and re.fullmatch(rb"\d{6}", fraction)
+    ends = bucket + int(fraction) / 1e6
+    assert 0 <= ends - (seconds + micros / 1e6 + backend.options.result_ttl_seconds) < WAIT
+    assert backend.expire_finals(10, now=ends - 0.001) == 0
+    assert backend.get(record.invocation_id) is not None
+    assert backend.expire_finals(10, now=ends) == 1
+    assert backend.get(record.invocation_id) is None
+    assert client.keys(backend._prefix + "exp*") == []
+
+
+def test_finals_dated_as_earlier_builds_did_still_expire(redis_server: RedisServer) -> None:
+    # Earlier builds kept each final id in zset 'expiry', scored by its expiry time.
+    backend, client, record = setup(redis_server)
+    [claim] = backend.claim("r", 1, LEASE, 0)
+    backend.finish(claim.invocation_id, "r", 1, DONE)
+    for bucket in client.zrange(backend._prefix + "expb", 0, -1):
+        client.delete(backend._prefix + "exp:" + bucket.decode())
+    client.delete(backend._prefix + "expb")
+    client.zadd(backend._prefix + "expiry", {record.invocation_id: 5000.5})
+    assert backend.expire_finals(10, now=5000.0) == 0
+    assert backend.expire_finals(10, now=5000.5) == 1
+    assert backend.get(record.invocation_id) is None
+    assert client.keys(backend._prefix + "exp*") == []

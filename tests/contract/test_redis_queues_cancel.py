@@ -79,7 +79,7 @@ def places(client: redis.Redis, prefix: str, invocation_id: str) -> set[str]:
             items = list(client.hvals(raw))
         else:
             continue
-        if key in {"task:tests.task", "expiry"} or key.startswith("inv:"):
+        if key == "task:tests.task" or key.startswith(("inv:", "exp:")):
             continue
         if any(ident in item for item in items):
             found.add(key)

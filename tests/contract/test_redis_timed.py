@@ -342,7 +342,7 @@ def test_plain_records_and_retries_without_delay_pay_nothing_for_timed_invocatio
     calls = commands(client)
     # The exact calls of this path before timed invocations existed (three scripts' worth).
     assert "cmdstat_zrank" not in calls
-    assert calls["cmdstat_zadd"] == 1 + 2 + 1  # the task's index; two leases; expiry
-    assert calls["cmdstat_rpush"] == 2  # queued at registration and at the retry
+    assert calls["cmdstat_zadd"] == 1 + 2 + 1  # the task's index; two leases; expiry bucket
+    assert calls["cmdstat_rpush"] == 3  # queued at registration and at the retry; expiry
     assert calls["cmdstat_zrange"] == 2  # move_due's one look per claim
     assert calls["cmdstat_time"] == 4  # one per claim/finish script; none in register

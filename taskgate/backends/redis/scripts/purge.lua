@@ -21,6 +21,9 @@ for _, field in ipairs(redis.call('HKEYS', k('counts'))) do
   end
   redis.call('DEL', zset)
 end
+for _, bucket in ipairs(redis.call('ZRANGE', k('expb'), 0, -1)) do
+  redis.call('DEL', k('exp:' .. bucket))
+end
 for _, key in ipairs(redis.call('SMEMBERS', k('parked_keys'))) do
   redis.call('DEL', k('parked:' .. key), k('pz:' .. key))
 end
@@ -46,7 +49,8 @@ for _, limit in ipairs(redis.call('SMEMBERS', k('lnames'))) do
 end
 -- 'index': the zset of every invocation that earlier builds kept.
 redis.call('DEL', k('inboxes'), k('index'), k('parked_keys'), k('slot_keys'), k('queue'), k('wake'),
-  k('regkeys'), k('leases'), k('expiry'), k('counts'), k('runners'), k('lnames'), k('bwait'),
+  k('regkeys'), k('leases'), k('expiry'), k('expb'), k('counts'), k('runners'), k('lnames'),
+  k('bwait'),
   k('timed'), k('overrides'), k('seq'), k('bsweep'), k('bwoken'), k('lanes'), k('wake_queues'),
   k('cancel_runners'), k('ticks'), k('rinfo'), k('rinfo_expiry'))
 return deleted
