@@ -118,13 +118,15 @@ class SqliteBackend(SqliteReads, Backend):
             ready, due = self._db.read(lambda conn: conn.execute(look, look_params).fetchone())
             if ready or (due is not None and due <= time.time()):
                 # No timed entry at all (due is None): nothing there to look for.
-                claims = self._db.write(
+                claims, stopped_early = self._db.write(
                     functools.partial(
                         self._claim_in, runner_id, max_count, lease_seconds, due is not None, queues
                     )
                 )
                 if claims:
                     return claims
+                if stopped_early:  # it parked PARK_MAX heads and left the rest: go on at once
+                    continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
@@ -143,11 +145,13 @@ class SqliteBackend(SqliteReads, Backend):
         look_timed: bool,
         queues: frozenset[str] | None,
         conn: sqlite3.Connection,
-    ) -> list[Claim]:
+    ) -> tuple[list[Claim], bool]:
+        """The claims, and whether the claim stopped early (Transitions.stopped_early)."""
         steps = self._steps(conn, time.time())
-        return steps.claim(
+        claims = steps.claim(
             runner_id, max_count, lease_seconds, look_timed=look_timed, queues=queues
         )
+        return claims, steps.stopped_early
 
     def finish(self, invocation_id: str, runner_id: str, attempt: int, outcome: Outcome) -> bool:
         done, _ = self.finish_and_claim(

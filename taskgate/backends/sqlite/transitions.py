@@ -19,6 +19,11 @@ from taskgate.status import InvocationStatus, can_transition
 
 _S = InvocationStatus
 
+# Heads one claim parks (or drops) at most before it returns: a backlog of one hot key would
+# otherwise be parked whole in one transaction, holding the write lock (and the finish that
+# frees the key) for as long as that takes; the caller claims again at once.
+PARK_MAX = 64
+
 
 class Transitions:
     """Steps on one app's rows within the caller's transaction, all stamped with ``now``.
@@ -38,6 +43,9 @@ class Transitions:
         # pushed onto the queue and popped again (a hot key's every task).
         self.hand_over = False
         self._handed: tuple[str, int, str] | None = None  # (queue, neg_priority, id)
+        # Set by claim when it stopped at PARK_MAX parked or dropped heads: the queue may hold
+        # more, and the caller claims again at once (in a transaction of its own).
+        self.stopped_early = False
 
     @functools.cached_property
     def budgets(self) -> BudgetSteps:
@@ -121,7 +129,11 @@ class Transitions:
         if moved:
             self.budgets.move_due()
         handed = self._take_handed(queues, bool(moved))
+        blocked = 0  # heads parked or dropped by this claim
         while len(claims) < max_count:
+            if blocked == PARK_MAX:
+                self.stopped_early = True
+                break
             if handed is not None:  # first in line: its push and pop would cancel out
                 head, handed = (handed[2],), None
             else:
@@ -141,6 +153,7 @@ class Transitions:
             if row is None:
                 row = self._start_limited(head[0], lease)
                 if row is None:
+                    blocked += 1
                     continue
             self.release_registration_key(row)
             claims.append(
