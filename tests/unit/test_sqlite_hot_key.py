@@ -26,6 +26,14 @@ def _statuses(path: Path) -> dict[str, int]:
         conn.close()
 
 
+def _holders(path: Path) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return [row[0] for row in conn.execute("SELECT invocation_id FROM slots")]
+    finally:
+        conn.close()
+
+
 def test_a_claim_parks_at_most_park_max_heads(tmp_path: Path) -> None:
     path = tmp_path / "hot.db"
     backend = SqliteBackend(path, OPTIONS)
@@ -34,6 +42,8 @@ def test_a_claim_parks_at_most_park_max_heads(tmp_path: Path) -> None:
         backend.register_many([InvocationRecord(i, "tests.t", b"", HOT) for i in ids])
         first = backend.claim("r1", 1, 60.0, 0.0)
         assert [c.invocation_id for c in first] == [ids[0]]
+        # START_READY started it on the key's free slot, which the claim then took.
+        assert _holders(path) == [ids[0]]
         # One transaction parks PARK_MAX heads and stops early, leaving the rest queued.
         conn = sqlite3.connect(path, isolation_level=None)
         conn.row_factory = sqlite3.Row
@@ -54,6 +64,7 @@ def test_a_claim_parks_at_most_park_max_heads(tmp_path: Path) -> None:
                 running.invocation_id, "r1", running.attempt, done, max_count=1, lease_seconds=60
             )
             assert [c.invocation_id for c in claims] == [expected]
+            assert _holders(path) == [expected]
             running = claims[0]
     finally:
         backend.close()

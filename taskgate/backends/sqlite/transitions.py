@@ -147,9 +147,12 @@ class Transitions:
             if head is None:
                 break
             lease = (runner_id, self.now + lease_seconds, running_entry, self.app, head[0])
-            # Most invocations have no limits and no running key (or hold their slot, woken):
-            # one UPDATE starts them.
+            # Most invocations have no budgets and no running key, hold their slot (woken) or
+            # find one free: one UPDATE starts them (and one INSERT takes the free slot).
             row = self.conn.execute(q.START_READY, lease).fetchone()
+            if row is not None and not row["held"]:
+                slot = (self.app, row["running_key"], row["invocation_id"])
+                self.conn.execute(q.TAKE_HELD_SLOT, slot)
             if row is None:
                 row = self._start_limited(head[0], lease)
                 if row is None:
