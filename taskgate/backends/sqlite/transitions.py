@@ -147,17 +147,10 @@ class Transitions:
             if head is None:
                 break
             lease = (runner_id, self.now + lease_seconds, running_entry, self.app, head[0])
-            # Most invocations have no budgets and no running key, hold their slot (woken) or
-            # find one free: one UPDATE starts them (and one INSERT takes the free slot).
-            row = self.conn.execute(q.START_READY, lease).fetchone()
-            if row is not None and not row["held"]:
-                slot = (self.app, row["running_key"], row["invocation_id"])
-                self.conn.execute(q.TAKE_HELD_SLOT, slot)
+            row = self._start(lease)
             if row is None:
-                row = self._start_limited(head[0], lease)
-                if row is None:
-                    blocked += 1
-                    continue
+                blocked += 1
+                continue
             self.release_registration_key(row)
             claims.append(
                 Claim(
@@ -186,6 +179,19 @@ class Transitions:
             self._push_front([handed])
             handed = None
         return handed
+
+    def _start(self, lease: tuple[object, ...]) -> sqlite3.Row | None:
+        """Start the popped invocation of ``lease`` (START_READY's parameters), or None when its
+        limits park or drop it (or it is gone)."""
+        # Most invocations have no budgets and no running key, hold their slot (woken) or find
+        # one free: one UPDATE starts them (and one INSERT takes the free slot).
+        row: sqlite3.Row | None = self.conn.execute(q.START_READY, lease).fetchone()
+        if row is None:
+            return self._start_limited(str(lease[-1]), lease)
+        if not row["held"]:
+            slot = (self.app, row["running_key"], row["invocation_id"])
+            self.conn.execute(q.TAKE_HELD_SLOT, slot)
+        return row
 
     def _start_limited(self, invocation_id: str, lease: tuple[object, ...]) -> sqlite3.Row | None:
         """Start a popped invocation that START_READY did not: admit it through its budgets or
