@@ -201,23 +201,25 @@ RETURNING invocation_id, task_id, arguments, attempt, num_retries, max_retries, 
 # The common claim in one statement: a queued invocation without budgets starts at once if it
 # has no running key, holds its slot already (a waiter woken by a finish, which took the slot
 # for it), or its key has a free slot (fewer than running_limit holders), which the caller
-# then takes (TAKE_HELD_SLOT) in the same transaction: else nothing changes and the caller
-# takes the general path (park or drop). ``held`` says whether the slot must still be taken.
-# Params: runner, lease expiry, history entry, app, id.
-_SLOT_HELD_BY_ROW = """EXISTS (SELECT 1 FROM slots s
-        WHERE s.app_id = ?4 AND s.running_key = invocations.running_key AND s.invocation_id = ?5)"""
-START_READY = f"""
+# then takes (TAKE_STARTED_SLOT) in the same transaction: else nothing changes and the caller
+# takes the general path (park or drop). No subquery in RETURNING: SQLite cannot seek an index
+# there with the row's columns. Params: runner, lease expiry, history entry, app, id.
+START_READY = """
 UPDATE invocations SET status = 'running', attempt = attempt + 1, runner_id = ?1,
     lease_expires_at = ?2, history = history || ',' || ?3
 WHERE app_id = ?4 AND invocation_id = ?5 AND budgets IS NULL
     AND status IN ('registered', 'retry', 'scheduled', 'concurrency_controlled')
-    AND (running_key IS NULL OR {_SLOT_HELD_BY_ROW} OR (SELECT COUNT(*) FROM slots s
-        WHERE s.app_id = ?4 AND s.running_key = invocations.running_key) < running_limit)
+    AND (running_key IS NULL OR EXISTS (SELECT 1 FROM slots s
+        WHERE s.app_id = ?4 AND s.running_key = invocations.running_key AND s.invocation_id = ?5)
+        OR (SELECT COUNT(*) FROM slots s
+            WHERE s.app_id = ?4 AND s.running_key = invocations.running_key) < running_limit)
 RETURNING invocation_id, task_id, arguments, attempt, num_retries, max_retries, registration_key,
-    running_key, running_key IS NULL OR {_SLOT_HELD_BY_ROW} AS held
+    running_key
 """
-# The free slot START_READY found for the row it started (nothing if it is held already).
-TAKE_HELD_SLOT = "INSERT OR IGNORE INTO slots (app_id, running_key, invocation_id) VALUES (?, ?, ?)"
+# The slot of the row START_READY started: the free one it found, or (ignored) the one it holds.
+TAKE_STARTED_SLOT = (
+    "INSERT OR IGNORE INTO slots (app_id, running_key, invocation_id) VALUES (?, ?, ?)"
+)
 REQUEUE = """
 UPDATE invocations SET status = 'registered', runner_id = NULL, lease_expires_at = NULL
 WHERE app_id = ? AND invocation_id = ?

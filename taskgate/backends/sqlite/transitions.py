@@ -19,6 +19,11 @@ from taskgate.status import InvocationStatus, can_transition
 
 _S = InvocationStatus
 
+# The statuses START_READY starts (queries.START_READY).
+START_READY_STATUSES = frozenset(
+    {_S.REGISTERED.value, _S.RETRY.value, _S.SCHEDULED.value, _S.CONCURRENCY_CONTROLLED.value}
+)
+
 # Heads one claim parks (or drops) at most before it returns: a backlog of one hot key would
 # otherwise be parked whole in one transaction, holding the write lock (and the finish that
 # frees the key) for as long as that takes; the caller claims again at once.
@@ -188,9 +193,9 @@ class Transitions:
         row: sqlite3.Row | None = self.conn.execute(q.START_READY, lease).fetchone()
         if row is None:
             return self._start_limited(str(lease[-1]), lease)
-        if not row["held"]:
+        if row["running_key"] is not None:
             slot = (self.app, row["running_key"], row["invocation_id"])
-            self.conn.execute(q.TAKE_HELD_SLOT, slot)
+            self.conn.execute(q.TAKE_STARTED_SLOT, slot)
         return row
 
     def _start_limited(self, invocation_id: str, lease: tuple[object, ...]) -> sqlite3.Row | None:
@@ -329,17 +334,21 @@ class Transitions:
     # --- private steps -------------------------------------------------------------------------
 
     def _take_slot(self, row: sqlite3.Row) -> bool:
-        """Take (or keep a handed-over) slot; park or drop the invocation when the key is full."""
+        """Take (or keep a handed-over) slot; park or drop the invocation when the key is full.
+
+        Only rows START_READY refused come here: one in a status it starts had its key full and
+        held no slot (START_READY takes free and held ones), so it parks or drops at once."""
         key = row["running_key"]
         if key is None:
             return True
         invocation_id = row["invocation_id"]
-        take = (self.app, key, invocation_id, row["running_limit"])
-        if self.conn.execute(q.TAKE_FREE_SLOT, take).rowcount:
-            return True
-        # Full, or held already (a woken waiter whose START_READY failed): which one?
-        if self.conn.execute(q.SLOT_HELD, (self.app, key, invocation_id)).fetchone():
-            return True
+        if row["status"] not in START_READY_STATUSES:
+            take = (self.app, key, invocation_id, row["running_limit"])
+            if self.conn.execute(q.TAKE_FREE_SLOT, take).rowcount:
+                return True
+            # Full, or held already: which one?
+            if self.conn.execute(q.SLOT_HELD, (self.app, key, invocation_id)).fetchone():
+                return True
         if row["drop_when_blocked"]:
             self.release_registration_key(row)
             self.finalize(row, _S.CONCURRENCY_CONTROLLED_FINAL, None, b"")
