@@ -139,6 +139,7 @@ class Transitions:
             if blocked == PARK_MAX:
                 self.stopped_early = True
                 break
+            held = handed is not None  # the finish took its slot for it
             if handed is not None:  # first in line: its push and pop would cancel out
                 head, handed = (handed[2],), None
             else:
@@ -152,7 +153,7 @@ class Transitions:
             if head is None:
                 break
             lease = (runner_id, self.now + lease_seconds, running_entry, self.app, head[0])
-            row = self._start(lease)
+            row = self._start(lease, held)
             if row is None:
                 blocked += 1
                 continue
@@ -185,15 +186,15 @@ class Transitions:
             handed = None
         return handed
 
-    def _start(self, lease: tuple[object, ...]) -> sqlite3.Row | None:
+    def _start(self, lease: tuple[object, ...], held: bool) -> sqlite3.Row | None:
         """Start the popped invocation of ``lease`` (START_READY's parameters), or None when its
-        limits park or drop it (or it is gone)."""
+        limits park or drop it (or it is gone). ``held``: it holds its slot (handed over)."""
         # Most invocations have no budgets and no running key, hold their slot (woken) or find
         # one free: one UPDATE starts them (and one INSERT takes the free slot).
         row: sqlite3.Row | None = self.conn.execute(q.START_READY, lease).fetchone()
         if row is None:
             return self._start_limited(str(lease[-1]), lease)
-        if row["running_key"] is not None:
+        if row["running_key"] is not None and not held:
             slot = (self.app, row["running_key"], row["invocation_id"])
             self.conn.execute(q.TAKE_STARTED_SLOT, slot)
         return row
