@@ -10,10 +10,14 @@ server's instructions per task are then a load-independent figure (take the diff
 - ``handover``: the runner waits in line; register hands each invocation to it (its BLPOP is an
   LPOP here), its finish_and_claim finds nothing and puts it back in line.
 - ``queue``: a backlog is registered first, then drained by a chain of finish_and_claim.
+- ``hot``: the same with a KEYS task whose calls all share one key (limit 1), as two runners
+  meet it: one claims the first call; the other's claim parks the backlog behind it and that
+  runner waits in line; each finish of the first hands the key to the next waiter, which its
+  own claim takes.
 
 Both read the results as the caller's read-ahead does (final_records, 16 at a time).
 
-    .venv/bin/python bench/redis_paths.py handover|queue [--tasks 1000] [--binary PATH]
+    .venv/bin/python bench/redis_paths.py handover|queue|hot [--tasks 1000] [--binary PATH]
 """
 
 from __future__ import annotations
@@ -34,12 +38,12 @@ READ_AHEAD = 16
 LEASE = 30.0
 
 
-def record(number: int) -> InvocationRecord:
+def record(number: int, running_key: str | None = None) -> InvocationRecord:
     return InvocationRecord(
         invocation_id=f"i{number:08d}x{time.time_ns()}",
-        task_id="bench.no_op",
+        task_id="bench.keyed_no_op" if running_key else "bench.no_op",
         arguments=b"\x80\x05)}\x94.",
-        plan=ConcurrencyPlan(None, None, 1, False),
+        plan=ConcurrencyPlan(None, running_key, 1, False),
         max_retries=0,
     )
 
@@ -68,9 +72,11 @@ def handover(backend: RedisBackend, client: redis.Redis, tasks: int) -> None:
             ids = []
 
 
-def queue(backend: RedisBackend, client: redis.Redis, tasks: int) -> None:
+def queue(
+    backend: RedisBackend, client: redis.Redis, tasks: int, running_key: str | None = None
+) -> None:
     backend._leave_line("r", LEASE)
-    records = [record(number) for number in range(tasks)]
+    records = [record(number, running_key) for number in range(tasks)]
     for new in records:
         backend.register(new)
     drain(backend)
@@ -78,9 +84,33 @@ def queue(backend: RedisBackend, client: redis.Redis, tasks: int) -> None:
         backend.final_records([r.invocation_id for r in records[start : start + READ_AHEAD]])
 
 
+def hot(backend: RedisBackend, client: redis.Redis, tasks: int) -> None:
+    backend._leave_line("r", LEASE)
+    records = [record(number, "bench.keyed_no_op#key=0") for number in range(tasks)]
+    for new in records:
+        backend.register(new)
+    claims = backend.claim("r", 1, LEASE, 0)
+    # The other runner: its claims park the rest (a part each), then it waits in line.
+    while True:
+        other, _, *more = backend._run("claim", "r2", 1, LEASE, 3600, 60, "")
+        assert not other
+        if not more:
+            break
+    while claims:
+        _, claims = backend.finish_and_claim(
+            claims[0].invocation_id, "r", 1, DONE, max_count=1, lease_seconds=LEASE
+        )
+    backend._leave_line("r2", LEASE)
+    for start in range(0, tasks, READ_AHEAD):
+        backend.final_records([r.invocation_id for r in records[start : start + READ_AHEAD]])
+
+
+PATHS = {"handover": handover, "queue": queue, "hot": hot}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("path", choices=("handover", "queue"))
+    parser.add_argument("path", choices=tuple(PATHS))
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--binary", default=None, help="redis-server (default: taskgate.testing's)")
     args = parser.parse_args()
@@ -92,7 +122,7 @@ def main() -> int:
             backend.register(record(number))
         drain(backend)
         client.config_resetstat()
-        (handover if args.path == "handover" else queue)(backend, client, args.tasks)
+        PATHS[args.path](backend, client, args.tasks)
         stats = client.info("commandstats")
         scripts = sum(
             v["calls"] for k, v in stats.items() if k in ("cmdstat_fcall", "cmdstat_evalsha")

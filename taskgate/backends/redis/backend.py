@@ -164,7 +164,7 @@ class RedisBackend(Backend):
         look = not wait_first
         while generation == self._wake_generation:
             if look:
-                claims, due_ms = self._run(
+                claims, due_ms, *more = self._run(
                     "claim",
                     runner_id,
                     max_count,
@@ -176,6 +176,8 @@ class RedisBackend(Backend):
                 if claims:
                     return parse_claims(claims)
                 self._note_due(due_ms)
+                if more:  # it stopped early (a backlog parked in parts): look again at once
+                    continue
             look = True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -221,7 +223,7 @@ class RedisBackend(Backend):
         lease_seconds: float,
         queues: frozenset[str] | None = None,
     ) -> tuple[bool, list[Claim]]:
-        done, claims, due_ms = self._run(
+        done, claims, due_ms, *more = self._run(
             "finish_and_claim",
             invocation_id,
             runner_id,
@@ -239,6 +241,19 @@ class RedisBackend(Backend):
         )
         if not done:
             log_stale_report(invocation_id, runner_id, attempt)
+        # The claim stopped early with nothing for this runner (it parked a hot key's backlog
+        # in part): claim on until one claims something or finds the queue done with, so the
+        # runner never waits for a wake-up while ready work is left (nobody pushed one).
+        while more and not claims:
+            claims, due_ms, *more = self._run(
+                "claim",
+                runner_id,
+                max_count,
+                float(lease_seconds),
+                self.options.result_ttl_seconds,
+                MAX_BLOCK_SECONDS + IDLE_MARGIN_SECONDS,
+                queues_arg(queues),
+            )
         if max_count > 0:
             self._note_due(due_ms)
         return bool(done), parse_claims(claims)

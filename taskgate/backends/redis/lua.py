@@ -80,12 +80,12 @@ FREES_MEMORY = frozenset({"expire", "purge"})
 
 # The library's reset of the steps' per-call state (a script's text starts afresh each call):
 # the app's prefix, register_tick's argument offset, the call's time, whether lanes exist, the
-# earliest timed entry, the deferred wake-ups, and the budget steps (their caches, overrides
-# among them, are per call).
+# earliest timed entry, the deferred wake-ups, whether a claim stopped early (Q.more), and the
+# budget steps (their caches, overrides among them, are per call).
 _LIBRARY_BEGIN = """
 local function begin_call(prefix)
   P, ARG_BASE, now_number, now_text, earliest_due, built_steps = prefix, 0, nil, nil, nil, nil
-  Q.marked, Q.deferred = nil, nil
+  Q.marked, Q.deferred, Q.more = nil, nil, nil
 end
 """
 

@@ -2,7 +2,8 @@
 -- KEYS[1] prefix
 -- ARGV id, runner_id, attempt, kind, payload, result_ttl_seconds, max_count, lease_seconds,
 --      idle_seconds (as claim), retry_delay (seconds; '' or 0 = none), queues (as claim)
--- Returns {1 or 0 (as finish), claims, due (as claim)}.
+-- Returns {1 or 0 (as finish), claims, due (as claim)}, and a fourth element 1 when the claim
+-- stopped early (as claim's third).
 local now, ttl, max_count = server_now(), tonumber(ARGV[6]), tonumber(ARGV[7])
 -- Work the finish makes ready waits for the claim below before anyone is woken for it (see
 -- Q.landed); what that claim leaves behind gets its wake-up: from the claim's baton when it
@@ -17,4 +18,4 @@ local claims, batoned = claim_next(ARGV[2], max_count, ARGV[8], ttl, now, tonumb
 if deferred and not batoned then
   for queue in pairs(deferred) do Q.notify(queue) end
 end
-return {done, claims, due_ms(now)}
+return {done, claims, due_ms(now), Q.more and 1 or nil}

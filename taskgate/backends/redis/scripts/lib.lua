@@ -172,11 +172,17 @@ local function take_slot(id, f, now, ttl)
   return false
 end
 
+-- Ready invocations one claim may park (or drop) before it returns: a hot key's backlog is
+-- parked this many at a time, by claims in turn, never in one script that holds the server for
+-- the whole backlog (100,000 waiters: seconds). A claim that stops there sets Q.more: its
+-- claimer looks again at once (Backend.claim), so ready work behind them waits for no wake-up.
+local CLAIM_PARK_MAX = 32
+
 -- Hand up to <max_count> ready invocations of the queues in <serves> (nil: all) to <runner>
 -- (see Backend.claim). Returns a list of {id, task_id, arguments, attempt, num_retries,
--- max_retries}.
+-- max_retries}. Stops early, Q.more set, once it parked or dropped CLAIM_PARK_MAX of them.
 local function claim_ready(runner, max_count, lease, ttl, now, serves)
-  local claims, lease_expires = {}, nil
+  local claims, lease_expires, refused = {}, nil, 0
   -- move_due looked at 'timed' first: its marker tells whether lanes exist.
   if Q.marked == nil then Q.marked = redis.call('EXISTS', k('lanes')) == 1 end
   while #claims < max_count do
@@ -205,6 +211,12 @@ local function claim_ready(runner, max_count, lease, ttl, now, serves)
       transition(id, f, 'running', now, runner, 'attempt', string.format('%d', attempt),
         'runner_id', runner, 'lease_expires_at', lease_expires)
       claims[#claims + 1] = {id, f.task, f.arguments, attempt, f.num_retries, f.max_retries}
+    else  -- parked, dropped, or gone (purged): looked at all the same
+      refused = refused + 1
+      if refused >= CLAIM_PARK_MAX then
+        Q.more = true
+        break
+      end
     end
   end
   -- Work left behind: pass the baton to another idle runner (and to one serving each queue
@@ -363,14 +375,15 @@ local function claim_next(runner, max_count, lease, ttl, now, idle_for, queues_t
     for _, claim in ipairs(more) do claims[#claims + 1] = claim end
     batoned = #more > 0
   end
-  if #claims == 0 and idle_for > 0 then
+  -- Q.more: the claimer looks again at once, so it does not wait in line yet.
+  if #claims == 0 and idle_for > 0 and not Q.more then
     -- About to wait: first take back what dead runners were handed, and claim that instead
     -- (busy runners never get here, so this costs them nothing).
     if take_back_unread(now) > 0 then
       claims = claim_ready(runner, max_count, tonumber(lease), ttl, now, serves)
       batoned = #claims > 0
     end
-    if #claims == 0 then
+    if #claims == 0 and not Q.more then
       local until_text = time_text(now + idle_for)
       redis.call('ZADD', k('idle'), until_text, member)
       if restricted then redis.call('ZADD', k('idleq'), until_text, member) end

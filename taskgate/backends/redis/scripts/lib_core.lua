@@ -167,8 +167,9 @@ end
 
 -- Queues and priorities, in one table: Q.marked, whether 'lanes' may exist, as the marker "l:"
 -- on 'timed' told move_due (nil: not looked); Q.lanes(), the steps that queues other than the
--- plain lane, priorities and runners serving only some queues need, built on first use; and
--- Q.notify. One local for all: every top-level local a later function refers to makes each
+-- plain lane, priorities and runners serving only some queues need, built on first use;
+-- Q.more, set by a claim that stopped before the ready queue was done with (see claim_ready in
+-- lib.lua); and Q.notify. One local for all: every top-level local a later function refers to makes each
 -- closure a script creates per call (see lib_budgets.lua) a little dearer, on every call.
 local Q = {}
 function Q.lanes()
