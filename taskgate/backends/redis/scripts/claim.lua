@@ -9,6 +9,8 @@
 -- when the claim stopped early (Q.more: it parked its share of blocked invocations) and more
 -- may be ready: the claimer looks again at once, and is not in line meanwhile.
 local now = server_now()
+Q.tally = {}  -- the counts' changes, written once at the end (see count)
 local claims = claim_next(ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), now,
   tonumber(ARGV[5]), ARGV[6])
+flush_counts()
 return {claims, due_ms(now), Q.more and 1 or nil}

@@ -10,6 +10,7 @@ local now, ttl, max_count = server_now(), tonumber(ARGV[6]), tonumber(ARGV[7])
 -- claims ready work, else here (also when it claims only what register handed to the runner:
 -- the inbox passes no baton, and the freed work may be of a queue the runner does not serve).
 if max_count > 0 then Q.deferred = {} end
+Q.tally = {}  -- the counts' changes, written once at the end (see count)
 local done = finish_one(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ttl, now, ARGV[10])
 local deferred = Q.deferred
 Q.deferred = nil
@@ -18,4 +19,5 @@ local claims, batoned = claim_next(ARGV[2], max_count, ARGV[8], ttl, now, tonumb
 if deferred and not batoned then
   for queue in pairs(deferred) do Q.notify(queue) end
 end
+flush_counts()
 return {done, claims, due_ms(now), Q.more and 1 or nil}

@@ -67,9 +67,11 @@ local function release_slot(id, key, limit)
   local skey, pkey, pz = k('slots:' .. key), k('parked:' .. key), k('pz:' .. key)
   redis.call('SREM', skey, id)
   -- Nobody parked (the usual case): one look. 'parked_keys' names <key> only while someone is.
+  local held  -- the slot set's size, counted here once known (a waiter's SADD always adds)
   if redis.call('EXISTS', pkey, pz) > 0 then
     local promoted = {}
-    while redis.call('SCARD', skey) < limit do
+    held = redis.call('SCARD', skey)
+    while held < limit do
       -- The next waiter: the head of pz:<key> when its priority is above 0 (a score below 0),
       -- else the head of parked:<key>, else the head of pz:<key> (priorities below 0).
       local head = redis.call('ZRANGE', pz, '0', '0', 'WITHSCORES')
@@ -81,6 +83,7 @@ local function release_slot(id, key, limit)
       end
       if not waiter then break end
       redis.call('SADD', skey, waiter)
+      held = held + 1
       promoted[#promoted + 1] = waiter
     end
     -- Woken waiters go to the head of their ready lanes, longest-waiting first.
@@ -89,7 +92,7 @@ local function release_slot(id, key, limit)
       redis.call('SREM', k('parked_keys'), key)
     end
   end
-  if redis.call('SCARD', skey) == 0 then redis.call('SREM', k('slot_keys'), key) end
+  if (held or redis.call('SCARD', skey)) == 0 then redis.call('SREM', k('slot_keys'), key) end
 end
 
 -- Put <id>, registered again after running, first in line for its key and in the ready queue.
@@ -148,15 +151,21 @@ local function owned(id, runner, attempt, with_arguments)
 end
 
 -- Take (or keep a handed-over) slot; park or drop the invocation when its key is full.
-local function take_slot(id, f, now, ttl)
+-- <seen>: what this claim learnt of keys already: seen.held[key], the size of its slot set (a
+-- claim only ever adds to it), and seen.listed[key], true once it is in 'parked_keys'. So a
+-- claim meeting a hot key's backlog counts the key's slots and lists it once, not per waiter.
+local function take_slot(id, f, now, ttl, seen)
   if f.key == '' then return true end
   local skey = k('slots:' .. f.key)
   if redis.call('SISMEMBER', skey, id) == 1 then return true end
-  if redis.call('SCARD', skey) < f.limit then
+  local held = seen.held[f.key] or redis.call('SCARD', skey)
+  if held < f.limit then
     redis.call('SADD', skey, id)
     redis.call('SADD', k('slot_keys'), f.key)
+    seen.held[f.key] = held + 1
     return true
   end
+  seen.held[f.key] = held
   if f.drop then
     release_regkey(id, f.regkey)
     finalize(id, f, 'concurrency_controlled_final', now, nil, nil, nil, ttl)
@@ -164,10 +173,11 @@ local function take_slot(id, f, now, ttl)
     transition(id, f, 'concurrency_controlled', now, nil)
     if Q.lane(id, f).priority == 0 then
       redis.call('RPUSH', k('parked:' .. f.key), id)
-      redis.call('SADD', k('parked_keys'), f.key)
+      if not seen.listed[f.key] then redis.call('SADD', k('parked_keys'), f.key) end
     else
       Q.lanes().park(id, f, false)
     end
+    seen.listed[f.key] = true
   end
   return false
 end
@@ -182,7 +192,7 @@ local CLAIM_PARK_MAX = 32
 -- (see Backend.claim). Returns a list of {id, task_id, arguments, attempt, num_retries,
 -- max_retries}. Stops early, Q.more set, once it parked or dropped CLAIM_PARK_MAX of them.
 local function claim_ready(runner, max_count, lease, ttl, now, serves)
-  local claims, lease_expires, refused = {}, nil, 0
+  local claims, lease_expires, refused, seen = {}, nil, 0, nil
   -- move_due looked at 'timed' first: its marker tells whether lanes exist.
   if Q.marked == nil then Q.marked = redis.call('EXISTS', k('lanes')) == 1 end
   while #claims < max_count do
@@ -200,7 +210,9 @@ local function claim_ready(runner, max_count, lease, ttl, now, serves)
       if f.budgets then
         admitted = budget_steps().admit(id, f, now, ttl, f.attempt + 1)
       else
-        admitted = take_slot(id, f, now, ttl)
+        -- What the claim learns of keys (see take_slot), made when it meets one.
+        if not seen and f.key ~= '' then seen = {held = {}, listed = {}} end
+        admitted = take_slot(id, f, now, ttl, seen)
       end
     end
     if admitted then
@@ -222,7 +234,11 @@ local function claim_ready(runner, max_count, lease, ttl, now, serves)
   -- Work left behind: pass the baton to another idle runner (and to one serving each queue
   -- with work among the runners that serve only some queues).
   if #claims > 0 and runners_waiting() then
-    if redis.call('LLEN', k('queue')) > 0 or redis.call('EXISTS', k('lanes')) == 1 then wake() end
+    -- Q.marked false: 'lanes' did not exist when move_due looked, and no lane was pushed since.
+    if redis.call('LLEN', k('queue')) > 0
+      or (Q.marked and redis.call('EXISTS', k('lanes')) == 1) then
+      wake()
+    end
     if redis.call('ZCARD', k('idleq')) > 0 then
       for queue in pairs(Q.lanes().queues_with_work()) do Q.lanes().wake_queue(queue) end
     end

@@ -169,7 +169,8 @@ end
 -- on 'timed' told move_due (nil: not looked); Q.lanes(), the steps that queues other than the
 -- plain lane, priorities and runners serving only some queues need, built on first use;
 -- Q.more, set by a claim that stopped before the ready queue was done with (see claim_ready in
--- lib.lua); and Q.notify. One local for all: every top-level local a later function refers to makes each
+-- lib.lua); Q.tally, the counts' changes a script sums before writing them (see count); and
+-- Q.notify. One local for all: every top-level local a later function refers to makes each
 -- closure a script creates per call (see lib_budgets.lua) a little dearer, on every call.
 local Q = {}
 function Q.lanes()
@@ -363,8 +364,30 @@ end
 
 local DELTAS = {[1] = '1', [-1] = '-1'}
 
+-- A change of the counts. While Q.tally is a table (claim and finish_and_claim set one), the
+-- changes are summed there and written by flush_counts at the end of the script, the script
+-- being atomic: a finish and the claim after it move one invocation out of 'running' and
+-- another in (2 HINCRBYs, not 4), and a claim parking part of a hot key's backlog moves up to
+-- CLAIM_PARK_MAX from 'registered' to 'concurrency_controlled' (2, not 2 each).
 local function count(task, status, delta)
-  redis.call('HINCRBY', k('counts'), task .. '\31' .. status, DELTAS[delta])
+  local tally = Q.tally
+  if tally then
+    local field = task .. '\31' .. status
+    tally[field] = (tally[field] or 0) + delta
+  else
+    redis.call('HINCRBY', k('counts'), task .. '\31' .. status, DELTAS[delta])
+  end
+end
+
+-- Write the changes summed in Q.tally (see count) and stop summing.
+local function flush_counts()
+  local tally = Q.tally
+  Q.tally = nil
+  for field, delta in pairs(tally or {}) do
+    if delta ~= 0 then
+      redis.call('HINCRBY', k('counts'), field, DELTAS[delta] or string.format('%d', delta))
+    end
+  end
 end
 
 -- History entries (see 'inv:<id>' above): a status's one-letter code, the time, and the runner.
