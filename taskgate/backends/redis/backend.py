@@ -19,6 +19,10 @@ on one wake-up list per queue it serves instead of the app's, so it never eats a
 for work it cannot take. A cancel request is pushed to a list per runner, which
 :meth:`wait_cancel_requests` blocks on (``BLPOP``, on the calling thread's own connection).
 
+Hot keys: a claim that meets invocations of full keys parks at most a few dozen per script and
+says so; the backend then claims again at once. No script holds the server for a hot key's
+whole backlog, and the work queued behind it needs no wake-up.
+
 Connections, scripts and error translation live in :mod:`.connection`; turning replies into
 records and records into script arguments in :mod:`.replies` and :mod:`.records`.
 """
