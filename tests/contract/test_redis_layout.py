@@ -233,3 +233,25 @@ def test_finals_dated_as_earlier_builds_did_still_expire(redis_server: RedisServ
     assert backend.expire_finals(10, now=5000.5) == 1
     assert backend.get(record.invocation_id) is None
     assert client.keys(backend._prefix + "exp*") == []
+
+
+@pytest.mark.parametrize("dated_as", ["expiry", "exp"])
+def test_expiry_empties_the_index_of_every_invocation_that_earlier_builds_kept(
+    redis_server: RedisServer, dated_as: str
+) -> None:
+    # Earlier builds also listed every id in zset 'index'; nothing reads it now, and nothing
+    # but expiry would ever take the entries of their records out of it.
+    backend, client, record = setup(redis_server)
+    created = client.hget(backend._prefix + "inv:" + record.invocation_id, "created_at")
+    assert created is not None
+    client.zadd(backend._prefix + "index", {record.invocation_id: float(created)})
+    [claim] = backend.claim("r", 1, LEASE, 0)
+    backend.finish(claim.invocation_id, "r", 1, DONE)
+    if dated_as == "expiry":  # finished by an earlier build
+        for bucket in client.zrange(backend._prefix + "expb", 0, -1):
+            client.delete(backend._prefix + "exp:" + bucket.decode())
+        client.delete(backend._prefix + "expb")
+        client.zadd(backend._prefix + "expiry", {record.invocation_id: 5000.5})
+    assert backend.expire_finals(10, now=time.time() + 10 * WAIT + 10**6) == 1
+    assert backend.get(record.invocation_id) is None
+    assert client.keys(backend._prefix + "*") == [backend._prefix.encode() + b"counts"]  # zeros

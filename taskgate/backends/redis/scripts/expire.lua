@@ -8,9 +8,14 @@ local batch = tonumber(ARGV[2])
 -- Deletes first: on a full server (noeviction) Redis 6.2 refuses a script's first write when
 -- it may take memory (count's HINCRBY), not once the script has written; Redis 7 runs this
 -- function anyway ('allow-oom', lua.py). Expiry frees what a full server lacks.
+-- 'index': the zset of every invocation that earlier builds kept. Nothing reads it any more, but
+-- the entries of their records would stay in it for good: each deletion takes its id out while
+-- the zset exists (one look per call; Redis drops the key with its last entry).
+local legacy_index = redis.call('EXISTS', k('index')) == 1
 local function delete(id)
   local v = redis.call('HMGET', k('inv:' .. id), 'task_id', 'status')
   redis.call('DEL', k('inv:' .. id), k('done:' .. id))
+  if legacy_index then redis.call('ZREM', k('index'), id) end
   if v[1] then
     redis.call('ZREM', k('task:' .. v[1]), id)
     count(v[1], v[2], -1)
