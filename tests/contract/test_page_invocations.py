@@ -329,3 +329,40 @@ def test_sqlite_reads_of_a_small_app_do_not_grow_with_another_apps_rows(
     # 3000 more rows of the other app cost the reads nothing more (bounded, not a scan).
     assert steps["page"][1] == steps["page"][0], steps
     assert steps["list"][1] == steps["list"][0], steps
+
+
+@pytest.mark.parametrize("backend_url", ["redis"], indirect=True)  # a zset per task, merged
+@pytest.mark.parametrize("filters", [{}, {"status": S.FAILED}])
+def test_a_redis_page_of_many_tasks_reads_about_a_chunk_per_round_trip(
+    backend: Backend,
+    new_record: NewRecord,
+    monkeypatch: pytest.MonkeyPatch,
+    filters: dict[str, object],
+) -> None:
+    # A page of every task merges the tasks' zsets: reading a whole chunk of each at once
+    # would hold the server for all of them (a status lookup per entry).
+    assert isinstance(backend, RedisBackend)
+    tasks = 40
+    records = [
+        new_record(task_id=f"tests.t{i % tasks}", created_at=1_000_000.0 + i)
+        for i in range(tasks * 12)
+    ]
+    backend.register_many(records)
+    monkeypatch.setattr(redis_pages, "CHUNK", 50)
+    db = backend._db
+    real_run = db.run
+    read: list[int] = []
+
+    def run(script: str, *args: object) -> object:
+        reply = real_run(script, *args)
+        if script == "page_chunk":
+            read.append(sum(len(entries) for entries in reply) // (3 if filters else 2))
+        return reply
+
+    monkeypatch.setattr(db, "run", run)
+    limit = 30
+    pages = all_pages(backend, limit, **filters)
+    expected = [] if filters else [r.invocation_id for r in records[::-1]]
+    assert page_ids(pages) == expected
+    chunk = 50 if filters else limit + 1
+    assert max(read) <= chunk + tasks  # not 40 zsets x a chunk

@@ -15,14 +15,15 @@ descending), so one cursor serves every zset. Filters:
   record in it (page_chunk.lua: one ``HGET`` per entry, server side), never whole records.
 
 A chunk is one round trip (``page_chunk.lua``: the range of every zset of the page, and the
-statuses when filtering by status; a zset that runs out of its chunk before the page ends reads
-its next chunk alone); the records of the page one more (``HGETALL`` each, pipelined, without
-history). Without ``status`` or ``id_prefix`` a page is one chunk of ``limit + 1`` entries (of
-each zset); with them, at most ``PAGE_SCAN_MAX`` entries are examined per page (chunks of
-``CHUNK``): a page that stops there is short, with ``scanned_all=False`` and a cursor that goes
-on. (A pipeline of HGETs from here cost ~30 us of client work per entry, 60 ms for a page of
-2000 on a busy host; the script costs the server ~0.3 us per entry.) Ties are skipped here, not
-in Lua: Lua compares strings with the server's locale collation, ids must compare as bytes, as
+statuses when filtering by status; the first chunk is shared among the zsets, and a zset that
+runs out of its share before the page ends reads its next chunk alone, twice as large each time
+up to a whole chunk); the records of the page one more (``HGETALL`` each, pipelined, without
+history). Without ``status`` or ``id_prefix`` a page is one chunk of ``limit + 1`` entries;
+with them, at most ``PAGE_SCAN_MAX`` entries are examined per page (chunks of ``CHUNK``): a
+page that stops there is short, with ``scanned_all=False`` and a cursor that goes on. (A
+pipeline of HGETs from here cost ~30 us of client work per entry, 60 ms for a page of 2000 on a
+busy host; the script costs the server ~0.3 us per entry.) Ties are skipped here, not in Lua:
+Lua compares strings with the server's locale collation, ids must compare as bytes, as
 Redis orders them.
 """
 
@@ -98,10 +99,15 @@ def newest_first(
         start = (score, after_id.encode())
     if not keys:
         return iter(())
+    # The first read of each zset shares one chunk: a read of a whole chunk from each of many
+    # tasks' zsets would hold the server for all of them at once (200 tasks, a page by
+    # status: 100,000 status lookups in one script). A zset read out reads more, twice as
+    # many each time up to a chunk: one task with most entries costs a few round trips more.
+    size = -(-chunk // len(keys))
     top = "+inf" if start[0] is None else repr(start[0])
-    firsts = db.run("page_chunk", top, 0, chunk, "1" if with_status else "", *keys)
+    firsts = db.run("page_chunk", top, 0, size, "1" if with_status else "", *keys)
     streams = [
-        _entries(db, key, start, chunk, with_status, first)
+        _entries(db, key, start, (size, chunk), with_status, first)
         for key, first in zip(keys, firsts, strict=True)
     ]
     if len(streams) == 1:
@@ -113,12 +119,13 @@ def _entries(
     db: RedisConnector,
     key: str,
     start: tuple[float | None, bytes],
-    chunk: int,
+    sizes: tuple[int, int],
     with_status: bool,
     first: list[bytes],
 ) -> Iterator[_Entry]:
     """The entries of the zset ``key`` (under the prefix) after ``start`` (score and id of a
-    cursor), newest first, read ``chunk`` at a time, ``first`` being the first chunk.
+    cursor), newest first; ``first`` is the first chunk, read with ``sizes[0]`` entries, each
+    further one twice as many up to ``sizes[1]``.
 
     Each chunk goes on from the last entry read, as the next page goes on from its cursor:
     from that score (inclusive), skipping the entries of that score at or above its id. An
@@ -126,11 +133,12 @@ def _entries(
     an entry in the page, a deletion skip one.
     """
     score, last_id = start
+    size, chunk = sizes
     stride = 3 if with_status else 2
     seen = 0  # entries of the top score the next read returns again (skipped here)
     reply = first
     while True:
-        wanted = chunk + seen
+        wanted = size + seen
         fresh = False
         for i in range(0, len(reply), stride):
             member, value = reply[i], float(reply[i + 1])
@@ -147,9 +155,10 @@ def _entries(
             score, last_id = last_value, last_member
         else:  # a whole chunk of entries already seen (many of one score): read further
             seen = wanted
+        size = min(chunk, 2 * size)
         top = "+inf" if score is None else repr(score)
         flag = "1" if with_status else ""
-        [reply] = db.run("page_chunk", top, 0, chunk + seen, flag, key)
+        [reply] = db.run("page_chunk", top, 0, size + seen, flag, key)
 
 
 def _records(db: RedisConnector, prefix: str, ids: list[str]) -> list[InvocationRecord]:
