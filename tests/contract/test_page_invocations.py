@@ -366,3 +366,39 @@ def test_a_redis_page_of_many_tasks_reads_about_a_chunk_per_round_trip(
     assert page_ids(pages) == expected
     chunk = 50 if filters else limit + 1
     assert max(read) <= chunk + tasks  # not 40 zsets x a chunk
+
+
+@pytest.mark.parametrize("backend_url", ["redis"], indirect=True)  # zsets merged, in chunks
+@pytest.mark.parametrize("filters", [{}, {"status": S.SUCCESS}, {"id_prefix": "b"}])
+def test_a_redis_page_of_many_tasks_pages_ties_across_tasks_once_each(
+    backend: Backend,
+    new_record: NewRecord,
+    monkeypatch: pytest.MonkeyPatch,
+    filters: dict[str, object],
+) -> None:
+    # Few scores over five tasks' zsets, chunks of 3, pages of at most 7 entries examined:
+    # ties fall across chunk, page and zset boundaries.
+    records = [
+        dataclasses.replace(
+            new_record(task_id=f"tests.t{i * 7 % 5}", created_at=1_000_000.0 + i % 4),
+            invocation_id=f"{'ab'[i % 2]}{i * 13 % 40:02d}",
+        )
+        for i in range(40)
+    ]
+    backend.register_many(records)
+    for claim in backend.claim("runner", 15, 30.0, 0):
+        backend.finish(
+            claim.invocation_id, "runner", claim.attempt, Outcome(OutcomeKind.SUCCESS, b"ok")
+        )
+    statuses = {r.invocation_id: r.status for r in backend.list_invocations(None, None, 100)}
+    monkeypatch.setattr(redis_pages, "CHUNK", 3)
+    monkeypatch.setattr(base, "PAGE_SCAN_MAX", 7)
+    newest_first = sorted(records, key=lambda r: (r.created_at, r.invocation_id), reverse=True)
+    expected = [
+        r.invocation_id
+        for r in newest_first
+        if statuses[r.invocation_id] is filters.get("status", statuses[r.invocation_id])
+        and r.invocation_id.startswith(str(filters.get("id_prefix", "")))
+    ]
+    for limit in (1, 4, 50):
+        assert page_ids(all_pages(backend, limit, **filters)) == expected
