@@ -484,8 +484,9 @@ def test_a_hand_over_is_left_to_its_runner_for_the_grace(
     stand_in_line(backend)
     record = new_record()
     backend.register(record)
-    handed_at = client.zscore(key(backend, "inboxes"), RUNNER)
-    assert handed_at is not None
+    score = client.zscore(key(backend, "inboxes"), RUNNER)
+    assert score is not None
+    handed_at = score / 1e6  # scored in microseconds
     backend.recover(now=handed_at + 1.9)  # the runner may be about to pop it
     assert get(backend, record.invocation_id).runner_id == RUNNER
     backend.recover(now=handed_at + 2.1)
@@ -547,7 +548,7 @@ def test_a_heartbeat_takes_back_an_unread_hand_over_after_the_grace(
     record = new_record()
     backend.register(record)  # handed to RUNNER, which never reads it
     # Date the hand-over back past the grace, as if RUNNER had left it unread for 3 s.
-    client.zadd(key(backend, "inboxes"), {RUNNER: time.time() - 3})
+    client.zadd(key(backend, "inboxes"), {RUNNER: int((time.time() - 3) * 1e6)})  # microseconds
     backend.renew(OTHER, [], LEASE)  # any runner's heartbeat
     assert get(backend, record.invocation_id).status is S.REGISTERED
     assert [c.invocation_id for c in backend.claim(OTHER, 1, LEASE, 0)] == [record.invocation_id]

@@ -164,12 +164,14 @@ def test_times_come_from_the_server_clock_to_the_microsecond(redis_server: Redis
     # Both texts are whole microseconds of one server time: exactly LEASE apart, no rounding.
     started = running[1:-2]
     assert in_micros(lease_expires_at) - in_micros(started) == LEASE * 1_000_000
-    # The lease and the hand-over line are sorted by those same times.
-    assert client.zscore(backend._prefix + "leases", claim.invocation_id) == float(lease_expires_at)
+    # The lease and the hand-over line are sorted by those same times, in whole microseconds
+    # (integer scores: see micros_text in lib_core.lua).
+    score = client.zscore(backend._prefix + "leases", claim.invocation_id)
+    assert score == in_micros(lease_expires_at)
     # Nothing queued: the claim script puts "r" in line, waiting for 5 s.
     assert backend._run("claim", "r", 1, LEASE, 60, 5.0) == [[], -1]
     [(member, until)] = client.zrange(backend._prefix + "idle", 0, -1, withscores=True)
-    assert member.startswith(b"r\x1f") and until > seconds
+    assert member.startswith(b"r\x1f") and until == int(until) > seconds * 1_000_000
 
 
 def test_lookups_and_purge_reach_the_invocations_of_every_task(

@@ -192,7 +192,7 @@ local CLAIM_PARK_MAX = 32
 -- (see Backend.claim). Returns a list of {id, task_id, arguments, attempt, num_retries,
 -- max_retries}. Stops early, Q.more set, once it parked or dropped CLAIM_PARK_MAX of them.
 local function claim_ready(runner, max_count, lease, ttl, now, serves)
-  local claims, lease_expires, refused, seen = {}, nil, 0, nil
+  local claims, lease_expires, lease_score, refused, seen = {}, nil, nil, 0, nil
   -- move_due looked at 'timed' first: its marker tells whether lanes exist.
   if Q.marked == nil then Q.marked = redis.call('EXISTS', k('lanes')) == 1 end
   while #claims < max_count do
@@ -218,8 +218,10 @@ local function claim_ready(runner, max_count, lease, ttl, now, serves)
     if admitted then
       release_regkey(id, f.regkey)
       local attempt = f.attempt + 1
-      lease_expires = lease_expires or time_text(now + lease)
-      redis.call('ZADD', k('leases'), lease_expires, id)
+      if not lease_expires then
+        lease_expires, lease_score = time_text(now + lease), micros_text(now + lease)
+      end
+      redis.call('ZADD', k('leases'), lease_score, id)
       transition(id, f, 'running', now, runner, 'attempt', string.format('%d', attempt),
         'runner_id', runner, 'lease_expires_at', lease_expires)
       claims[#claims + 1] = {id, f.task, f.arguments, attempt, f.num_retries, f.max_retries}
@@ -358,7 +360,7 @@ end
 -- seconds (see 'inboxes'). Returns how many invocations were taken back.
 local function take_back_unread(now)
   local stale = redis.call('ZRANGEBYSCORE', k('inboxes'), '-inf',
-    '(' .. time_text(now - HANDED_GRACE), 'LIMIT', '0', HANDED_BATCH)
+    '(' .. micros_text(now - HANDED_GRACE), 'LIMIT', '0', HANDED_BATCH)
   local taken = {}
   for _, runner in ipairs(stale) do
     -- An inbox its runner emptied only loses its date; one left unread means the runner is
@@ -400,7 +402,7 @@ local function claim_next(runner, max_count, lease, ttl, now, idle_for, queues_t
       batoned = #claims > 0
     end
     if #claims == 0 and not Q.more then
-      local until_text = time_text(now + idle_for)
+      local until_text = micros_text(now + idle_for)
       redis.call('ZADD', k('idle'), until_text, member)
       if restricted then redis.call('ZADD', k('idleq'), until_text, member) end
     end

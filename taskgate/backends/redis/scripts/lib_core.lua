@@ -48,7 +48,9 @@
 --                     priority above 0, else to the head of parked:<key>, else to its head
 --   parked_keys       set:  running keys with a non-empty parked list or pz zset
 --   slot_keys         set:  running keys with a non-empty slot set
---   leases            zset: running id -> lease expiry (what recover looks at)
+--   leases            zset: running id -> lease expiry in microseconds (what recover looks at;
+--                     this and the other zsets of times a script reads back, 'idle', 'idleq'
+--                     and 'inboxes', score integer microseconds: see micros_text)
 --   expb              zset: second s -> s, for each exp:<s>
 --   exp:<s>           list: "<id>\31<micros>", the invocations whose result TTL ends at
 --                     s.<micros> (in the second s), in the order they became final: expire.lua
@@ -360,6 +362,15 @@ local function time_text(t)
   if t == now_number then return now_text end
   local micros = math.floor(t * 1000000 + 0.5)
   return string.format('%d.%06d', math.floor(micros / 1000000), micros % 1000000)
+end
+
+-- The score of time <t> in the zsets of times kept small ('leases', 'idle', 'idleq', 'inboxes'):
+-- whole microseconds, not seconds. Redis keeps a small zset as a listpack of text scores: a
+-- fractional score is printed ('%.17g') on every insert and parsed back (strtod) on every
+-- comparison and read, an integer one is stored and compared as an integer (~6k instructions
+-- fewer per ZADD on Redis 7.0). Exact to the microsecond until 2112 (below 2^52).
+local function micros_text(t)
+  return string.format('%d', math.floor(t * 1000000 + 0.5))
 end
 
 local DELTAS = {[1] = '1', [-1] = '-1'}

@@ -8,7 +8,9 @@ local max_recoveries, lost_error, ttl, batch = tonumber(ARGV[2]), ARGV[3], tonum
   tonumber(ARGV[5])
 local recovered = {}
 local SWEEP_COUNT = '500'
-local expired = redis.call('ZRANGEBYSCORE', k('leases'), '-inf', '(' .. now, 'LIMIT', 0, batch)
+local now_micros = micros_text(now)  -- the scores of 'leases', 'idle' and 'idleq'
+local expired = redis.call('ZRANGEBYSCORE', k('leases'), '-inf', '(' .. now_micros, 'LIMIT', 0,
+  batch)
 for _, id in ipairs(expired) do
   local f = fields(id)
   if not f or f.status ~= 'running' then
@@ -41,6 +43,6 @@ for _, limit in ipairs(redis.call('SMEMBERS', k('lnames'))) do
   end
 end
 redis.call('ZREMRANGEBYSCORE', k('runners'), '-inf', now)
-redis.call('ZREMRANGEBYSCORE', k('idle'), '-inf', now)
-redis.call('ZREMRANGEBYSCORE', k('idleq'), '-inf', now)
+redis.call('ZREMRANGEBYSCORE', k('idle'), '-inf', now_micros)
+redis.call('ZREMRANGEBYSCORE', k('idleq'), '-inf', now_micros)
 return recovered

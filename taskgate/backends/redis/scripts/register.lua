@@ -38,7 +38,7 @@ local function take_idle_runner(queue)
     local member = popped[1]
     local sep = string.find(member, '\31', 1, true)
     local restricted = string.find(member, '\31', sep + 1, true)
-    if tonumber(popped[2]) > server_time then
+    if tonumber(popped[2]) > server_time * 1000000 then  -- microseconds (see micros_text)
       if not restricted then
         return string.sub(member, 1, sep - 1), tonumber(string.sub(member, sep + 1))
       end
@@ -49,7 +49,7 @@ local function take_idle_runner(queue)
     popped = redis.call('ZPOPMIN', k('idle'))
   end
   if not popped[1] then return nil end
-  local since = '(' .. time_text(server_time)
+  local since = '(' .. micros_text(server_time)
   local members = redis.call('ZRANGEBYSCORE', k('idle'), since, '+inf', 'LIMIT', '0', '64')
   for _, member in ipairs(members) do
     local sep = string.find(member, '\31', 1, true)
@@ -148,13 +148,13 @@ for i = ARG_BASE + 2, #ARGV, stride do
     redis.call('ZADD', k('task:' .. task), created, id)
     if runner then
       count(task, 'running', 1)
-      redis.call('ZADD', k('leases'), expires, id)
+      redis.call('ZADD', k('leases'), micros_text(server_time + lease), id)
       local inbox = k('inbox:' .. runner)
       -- A runner that died while waiting never reads its inbox: dated, so that what it holds
       -- is taken back after a grace (see take_back_unread), not after a lease.
       if redis.call('RPUSH', inbox, id .. '\31' .. task .. '\31' .. ARGV[i + 7] .. '\31'
           .. arguments) == 1 then
-        redis.call('ZADD', k('inboxes'), time_text(server_time), runner)
+        redis.call('ZADD', k('inboxes'), micros_text(server_time), runner)
       end
     elseif scheduled then
       count(task, 'scheduled', 1)
