@@ -12,7 +12,7 @@ redis.call('ZADD', k('runners'), expires, runner)
 local lost = {}
 for i = 3, #ARGV, 2 do
   local id = ARGV[i]
-  if owned(id, runner, ARGV[i + 1]) then
+  if owned(id, runner, ARGV[i + 1], false, true) then  -- the fencing check alone
     redis.call('HSET', k('inv:' .. id), 'lease_expires_at', expires)
     redis.call('ZADD', k('leases'), score, id)
   else
