@@ -11,7 +11,7 @@ local function transition(id, f, new, now, runner, ...)
   local n = f.hn + 1
   local entry = history_entry(new, now, runner, f.status == 'running' and runner == f.runner)
   local text = string.format('%d', n)
-  redis.call('HSET', k('inv:' .. id), 'status', new, 'hn', text, 'h' .. text, entry, ...)
+  redis.call('HSET', P .. 'inv:' .. id, 'status', new, 'hn', text, 'h' .. text, entry, ...)
   count(f.task, f.status, -1)
   count(f.task, new, 1)
   f.status, f.hn = new, n
@@ -40,7 +40,7 @@ local function finalize(id, f, new, now, runner, result, err, ttl)
   -- Fields that no longer apply are deleted, not emptied, and the expiry time is not stored
   -- (nothing read it from the record): a finished no-op's record then fits a smaller
   -- allocation (MEMORY USAGE 424 -> 328 B on Redis 7.0). An absent field reads as empty.
-  local key = k('inv:' .. id)
+  local key = P .. 'inv:' .. id
   if result then
     transition(id, f, new, now, runner, 'result', result)
     redis.call('HDEL', key, 'runner_id', 'lease_expires_at', 'error')
@@ -124,7 +124,7 @@ end
 -- field but for the history, and only needed to hand a claim out) only <with_arguments>: else
 -- the last field asked for is 'task_id' again, so that there is one fixed-arity call.
 local function fields(id, with_arguments)
-  local v = redis.call('HMGET', k('inv:' .. id), 'task_id', 'status', 'registration_key',
+  local v = redis.call('HMGET', P .. 'inv:' .. id, 'task_id', 'status', 'registration_key',
     'running_key', 'running_limit', 'drop_when_blocked', 'runner_id', 'attempt', 'num_retries',
     'max_retries', 'num_recoveries', 'hn', 'waited', 'budgets', 'cancel_requested',
     with_arguments and 'arguments' or 'task_id')
@@ -145,7 +145,7 @@ end
 -- hash finds a field by a scan, a whole one for an absent field: the 6 fields left out, absent
 -- in the usual record, cost ~1.5k server instructions each.
 local function run_fields(id)
-  local v = redis.call('HMGET', k('inv:' .. id), 'task_id', 'status', 'runner_id', 'attempt',
+  local v = redis.call('HMGET', P .. 'inv:' .. id, 'task_id', 'status', 'runner_id', 'attempt',
     'hn', 'running_key', 'budgets', 'waited', 'cancel_requested')
   if not v[1] then return nil end
   return {task = v[1], status = v[2], runner = v[3] or '', attempt = tonumber(v[4]) or 0,
@@ -155,7 +155,7 @@ end
 
 -- Complete <f> from run_fields with the rest of what fields() reads ('arguments' aside).
 local function more_fields(id, f)
-  local v = redis.call('HMGET', k('inv:' .. id), 'registration_key', 'running_limit',
+  local v = redis.call('HMGET', P .. 'inv:' .. id, 'registration_key', 'running_limit',
     'drop_when_blocked', 'num_retries', 'max_retries', 'num_recoveries')
   f.regkey, f.limit, f.drop = v[1] or '', tonumber(v[2]) or 1, v[3] == '1'
   f.num_retries, f.max_retries = tonumber(v[4]) or 0, tonumber(v[5]) or 0
@@ -167,7 +167,7 @@ end
 -- the others only when it has a running key or budgets (which may park or drop it): the plain
 -- path then scans the record for 7 absent fields, not 13.
 local function claim_fields(id)
-  local key = k('inv:' .. id)
+  local key = P .. 'inv:' .. id
   local v = redis.call('HMGET', key, 'task_id', 'status', 'registration_key', 'running_key',
     'attempt', 'num_retries', 'max_retries', 'hn', 'budgets', 'arguments')
   if not v[1] then return nil end

@@ -137,6 +137,8 @@ local ARG_BASE = 0
 local WAKE_TOKENS = 64
 
 local function k(name) return P .. name end
+-- (The steps run per task write P .. 'inv:' .. id instead of k('inv:' .. id): one concatenation,
+-- one string made and interned, not two.)
 
 -- A script dates all its transitions with one time; its text is kept with it (see time_text).
 local now_number, now_text
