@@ -146,40 +146,40 @@ end
 -- in the usual record, cost ~1.5k server instructions each.
 local function run_fields(id)
   local v = redis.call('HMGET', P .. 'inv:' .. id, 'task_id', 'status', 'runner_id', 'attempt',
-    'hn', 'running_key', 'budgets', 'waited', 'cancel_requested')
+    'hn', 'running_key', 'running_limit', 'budgets', 'waited', 'cancel_requested')
   if not v[1] then return nil end
   return {task = v[1], status = v[2], runner = v[3] or '', attempt = tonumber(v[4]) or 0,
-    hn = tonumber(v[5]) or 0, key = v[6] or '', budgets = v[7], waited = v[8] == '1',
-    cancel_requested = v[9] == '1'}
+    hn = tonumber(v[5]) or 0, key = v[6] or '', limit = tonumber(v[7]) or 1, budgets = v[8],
+    waited = v[9] == '1', cancel_requested = v[10] == '1'}
 end
 
 -- Complete <f> from run_fields with the rest of what fields() reads ('arguments' aside).
 local function more_fields(id, f)
-  local v = redis.call('HMGET', P .. 'inv:' .. id, 'registration_key', 'running_limit',
-    'drop_when_blocked', 'num_retries', 'max_retries', 'num_recoveries')
-  f.regkey, f.limit, f.drop = v[1] or '', tonumber(v[2]) or 1, v[3] == '1'
-  f.num_retries, f.max_retries = tonumber(v[4]) or 0, tonumber(v[5]) or 0
-  f.num_recoveries = tonumber(v[6]) or 0
+  local v = redis.call('HMGET', P .. 'inv:' .. id, 'registration_key', 'drop_when_blocked',
+    'num_retries', 'max_retries', 'num_recoveries')
+  f.regkey, f.drop = v[1] or '', v[2] == '1'
+  f.num_retries, f.max_retries = tonumber(v[3]) or 0, tonumber(v[4]) or 0
+  f.num_recoveries = tonumber(v[5]) or 0
   return f
 end
 
 -- The fields a claim of ready <id> needs (see fields()), or nil. 'arguments' among them, and
--- the others only when it has a running key or budgets (which may park or drop it): the plain
--- path then scans the record for 7 absent fields, not 13.
+-- the others only when it has budgets or is dropped when blocked (those of finalize): the plain
+-- path then scans the record for 9 absent fields, not 13, a running key's with one call.
 local function claim_fields(id)
   local key = P .. 'inv:' .. id
   local v = redis.call('HMGET', key, 'task_id', 'status', 'registration_key', 'running_key',
-    'attempt', 'num_retries', 'max_retries', 'hn', 'budgets', 'arguments')
+    'running_limit', 'drop_when_blocked', 'attempt', 'num_retries', 'max_retries', 'hn',
+    'budgets', 'arguments')
   if not v[1] then return nil end
   local f = {task = v[1], status = v[2], regkey = v[3] or '', key = v[4] or '',
-    attempt = tonumber(v[5]) or 0, num_retries = tonumber(v[6]) or 0,
-    max_retries = tonumber(v[7]) or 0, hn = tonumber(v[8]) or 0, budgets = v[9],
-    arguments = v[10]}
-  if f.key ~= '' or f.budgets then
-    v = redis.call('HMGET', key, 'running_limit', 'drop_when_blocked', 'runner_id',
-      'num_recoveries', 'waited', 'cancel_requested')
-    f.limit, f.drop, f.runner = tonumber(v[1]) or 1, v[2] == '1', v[3] or ''
-    f.num_recoveries, f.waited, f.cancel_requested = tonumber(v[4]) or 0, v[5] == '1', v[6] == '1'
+    limit = tonumber(v[5]) or 1, drop = v[6] == '1', attempt = tonumber(v[7]) or 0,
+    num_retries = tonumber(v[8]) or 0, max_retries = tonumber(v[9]) or 0,
+    hn = tonumber(v[10]) or 0, budgets = v[11], arguments = v[12]}
+  if f.drop or f.budgets then
+    v = redis.call('HMGET', key, 'runner_id', 'num_recoveries', 'waited', 'cancel_requested')
+    f.runner, f.num_recoveries = v[1] or '', tonumber(v[2]) or 0
+    f.waited, f.cancel_requested = v[3] == '1', v[4] == '1'
   end
   return f
 end
@@ -299,10 +299,10 @@ end
 local function finish_one(id, runner, attempt, kind, payload, ttl, now, delay)
   local f = owned(id, runner, attempt, false, true)
   if not f then return 0 end
-  -- A success or failure without a running key, budgets or a cancel request needs no other
-  -- field (a retry and a cancel do: the registration key, the retries).
+  -- A success or failure without budgets or a cancel request needs no other field (a retry and
+  -- a cancel do: the registration key, the retries).
   local plain = (kind == 'success' or kind == 'failed') and not f.cancel_requested
-  if not plain or f.key ~= '' or f.budgets then more_fields(id, f) end
+  if not plain or f.budgets then more_fields(id, f) end
   if f.cancel_requested or kind == 'cancelled' then  -- whatever the body did: cancelled
     release_regkey(id, f.regkey)
     finalize(id, f, 'cancelled', now, runner, nil, kind ~= 'success' and payload or nil, ttl)
