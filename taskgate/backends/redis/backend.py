@@ -24,30 +24,22 @@ says so; the backend then claims again at once. No script holds the server for a
 whole backlog, and the work queued behind it needs no wake-up.
 
 Connections, scripts and error translation live in :mod:`.connection`; turning replies into
-records and records into script arguments in :mod:`.replies` and :mod:`.records`.
+records and records into script arguments in :mod:`.replies` and :mod:`.records`; the reads
+(records, listings, pages, stats, runners, limits) in :mod:`.reporting`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
-import re
 import threading
 import time
 import uuid
 from collections.abc import Sequence
 
 from taskgate.backends.base import Backend, BackendOptions, log_stale_report
-from taskgate.backends.described import read_descriptions
-from taskgate.backends.redis import pages
 from taskgate.backends.redis.connection import RedisConnector
-from taskgate.backends.redis.records import (
-    decode_override,
-    decode_record,
-    decode_usage,
-    encode_override,
-)
+from taskgate.backends.redis.records import decode_record, encode_override
 from taskgate.backends.redis.replies import (
     as_text,
     field_pairs,
@@ -57,23 +49,19 @@ from taskgate.backends.redis.replies import (
     register_args,
     register_stride,
 )
-from taskgate.backends.redis.stats import queues_arg, read_stats, wake_keys
+from taskgate.backends.redis.reporting import RedisReads
+from taskgate.backends.redis.stats import queues_arg, wake_keys
 from taskgate.errors import BackendError
 from taskgate.logfields import log_fields
 from taskgate.record import (
-    BackendStats,
-    BlockedBy,
-    BudgetUsage,
     CancelResult,
     Claim,
-    InvocationPage,
     InvocationRecord,
     LimitOverride,
     Outcome,
     RegisterResult,
     RunnerInfo,
 )
-from taskgate.status import InvocationStatus
 
 logger = logging.getLogger(__name__)
 
@@ -84,11 +72,6 @@ MAX_BLOCK_SECONDS = 2.0
 RECOVER_BATCH = 500
 # Records registered per script call: a batch holds the server for well under a millisecond.
 REGISTER_BATCH = 200
-LIST_PAGE = 200
-# Index entries ZSCAN looks at per round trip when finding ids by prefix.
-SCAN_COUNT = 1000
-# Characters of a Redis glob pattern that must be escaped to match themselves.
-_GLOB_SPECIAL = re.compile(r"[\\*?\[\]]")
 # How long past the end of its blocking wait a waiting runner stays in line for hand-overs
 # (its claim call leaves the line at once when it returns; this bounds a dead runner's stay).
 IDLE_MARGIN_SECONDS = 1.0
@@ -100,7 +83,7 @@ SERVER_TIMER_SLACK_SECONDS = 0.1
 CANCELS_BATCH = 100
 
 
-class RedisBackend(Backend):
+class RedisBackend(RedisReads, Backend):
     """Invocations as hashes, the queue and parked invocations as lists, slots as sets."""
 
     def __init__(self, url: str, options: BackendOptions) -> None:
@@ -332,9 +315,6 @@ class RedisBackend(Backend):
 
     # --- reads and admin -----------------------------------------------------------------------
 
-    def get(self, invocation_id: str) -> InvocationRecord | None:
-        return self._records([invocation_id], history=True)[0]
-
     def wait_final(self, invocation_id: str, timeout: float | None) -> InvocationRecord | None:
         deadline = None if timeout is None else time.monotonic() + timeout
         done_key = self._prefix + "done:" + invocation_id
@@ -349,92 +329,18 @@ class RedisBackend(Backend):
             # Moving the token to the same list leaves it there for every other waiter.
             self._command("BLMOVE", done_key, done_key, "LEFT", "RIGHT", _block(remaining))
 
-    def blocked_by(self, invocation_id: str) -> BlockedBy | None:
-        reply = self._run("blocked_by", invocation_id)
-        if not reply:
-            return None
-        ready_at = float(reply[1]) if reply[1] else None
-        return BlockedBy(as_text(reply[0]), tuple(as_text(item) for item in reply[2:]), ready_at)
-
-    def list_invocations(
-        self, task_id: str | None, status: InvocationStatus | None, limit: int
-    ) -> list[InvocationRecord]:
-        entries = pages.newest_first(
-            self._db, pages.index_keys(self._db, self._prefix, task_id), None, LIST_PAGE, False
-        )
-        found: list[InvocationRecord] = []
-        while len(found) < limit:
-            ids = [entry[0] for entry in itertools.islice(entries, LIST_PAGE)]
-            if not ids:
-                break
-            for record in self._records(ids, history=True):
-                # None: expired between the index read and this one.
-                if record is not None and (status is None or record.status is status):
-                    found.append(record)
-        return found[:limit]
-
-    def find_ids(self, prefix: str, limit: int) -> list[str]:
-        pattern = _GLOB_SPECIAL.sub(r"\\\g<0>", prefix) + "*"
-        found: set[str] = set()
-        for key in pages.index_keys(self._db, self._prefix, None):
-            cursor = 0
-            while True:
-                cursor, page = self._command(
-                    "ZSCAN", self._prefix + key, cursor, "MATCH", pattern, "COUNT", SCAN_COUNT
-                )
-                # ZSCAN replies member, score, member, score...; a member may come twice.
-                found.update(as_text(member) for member in page[::2])
-                cursor = int(cursor)
-                if cursor == 0:
-                    break
-        return sorted(found)[:limit]
-
-    def page_invocations(
-        self,
-        *,
-        task_id: str | None = None,
-        status: InvocationStatus | None = None,
-        id_prefix: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> InvocationPage:
-        return pages.page(
-            self._db,
-            self._prefix,
-            task_id=task_id,
-            status=status,
-            id_prefix=id_prefix,
-            limit=limit,
-            cursor=cursor,
-        )
-
     def announce_runner(self, info: RunnerInfo, ttl_seconds: float) -> None:
         self._run("announce", info.runner_id, info.to_json(), repr(float(ttl_seconds)))
-
-    def runner_infos(self) -> list[RunnerInfo]:
-        described = read_descriptions(text for text in self._run("runner_infos") if text)
-        return sorted(described, key=lambda info: info.runner_id)
 
     def forget_runner(self, runner_id: str) -> None:
         super().forget_runner(runner_id)  # out of the live runners
         self._run("announce", runner_id, "", "0")
-
-    def stats(self) -> BackendStats:
-        return read_stats(self._db, self._prefix)
 
     def set_limit_override(self, name: str, override: LimitOverride) -> None:
         self._run("set_limit_override", name, encode_override(override))
 
     def reset_limit_override(self, name: str) -> None:
         self._run("reset_limit_override", name)
-
-    def limit_overrides(self) -> dict[str, LimitOverride]:
-        stored = field_pairs(self._command("HGETALL", self._prefix + "overrides"))
-        return {as_text(name): decode_override(as_text(text)) for name, text in stored.items()}
-
-    def budget_usage(self, limit: str | None = None) -> list[BudgetUsage]:
-        reply = self._run("budget_usage", *(() if limit is None else (limit,)))
-        return sorted((decode_usage(entry) for entry in reply), key=lambda usage: usage.key)
 
     def purge(self) -> None:
         self._run("purge")
@@ -452,40 +358,6 @@ class RedisBackend(Backend):
 
     def close(self) -> None:
         self._db.close()
-
-    # --- helpers -------------------------------------------------------------------------------
-
-    def get_many(self, invocation_ids: Sequence[str]) -> list[InvocationRecord | None]:
-        return self._records(invocation_ids, history=False)
-
-    def final_records(self, invocation_ids: Sequence[str]) -> dict[str, InvocationRecord]:
-        # Plain HGETALLs in one round trip, the statuses checked here: no script, so a record
-        # is not copied into Lua and back (a read-ahead meets final records far more often
-        # than others: it stops at the first batch that is not all final).
-        found: dict[str, InvocationRecord] = {}
-        for invocation_id, record in zip(
-            invocation_ids, self._records(invocation_ids, history=False), strict=True
-        ):
-            if record is not None and record.status.is_final:
-                found[invocation_id] = record
-        return found
-
-    def _records(self, ids: Sequence[str], *, history: bool) -> list[InvocationRecord | None]:
-        """The records of ``ids`` (None for missing ones), with history?, in one round trip per
-        page of ``LIST_PAGE``."""
-        records: list[InvocationRecord | None] = []
-        for start in range(0, len(ids), LIST_PAGE):
-            page = ids[start : start + LIST_PAGE]
-            replies = self._db.commands(
-                [("HGETALL", self._prefix + "inv:" + invocation_id) for invocation_id in page]
-            )
-            records.extend(
-                decode_record(invocation_id, field_pairs(fields), history=history)
-                if fields
-                else None
-                for invocation_id, fields in zip(page, replies, strict=True)
-            )
-        return records
 
 
 def _block(remaining: float) -> float:

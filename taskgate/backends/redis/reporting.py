@@ -1,0 +1,151 @@
+"""Reads of the Redis backend: records, listings, pages, runners, stats, limits' overrides and
+budgets' usage. None changes the store (a read of a record never takes its lease or its
+slots); each is one round trip, or one per page of :data:`LIST_PAGE` records."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from taskgate.backends.described import read_descriptions
+from taskgate.backends.redis import pages
+from taskgate.backends.redis.connection import RedisConnector
+from taskgate.backends.redis.records import decode_override, decode_record, decode_usage
+from taskgate.backends.redis.replies import as_text, field_pairs
+from taskgate.backends.redis.stats import read_stats
+from taskgate.record import (
+    BackendStats,
+    BlockedBy,
+    BudgetUsage,
+    InvocationPage,
+    InvocationRecord,
+    LimitOverride,
+    RunnerInfo,
+)
+from taskgate.status import InvocationStatus
+
+LIST_PAGE = 200
+# Index entries ZSCAN looks at per round trip when finding ids by prefix.
+SCAN_COUNT = 1000
+# Characters of a Redis glob pattern that must be escaped to match themselves.
+_GLOB_SPECIAL = re.compile(r"[\\*?\[\]]")
+
+
+class RedisReads:
+    """Backend reads on ``_db`` under key prefix ``_prefix`` (set by :class:`RedisBackend`)."""
+
+    _db: RedisConnector
+    _prefix: str
+    _run: Callable[..., Any]
+    _command: Callable[..., Any]
+
+    def get(self, invocation_id: str) -> InvocationRecord | None:
+        return self._records([invocation_id], history=True)[0]
+
+    def blocked_by(self, invocation_id: str) -> BlockedBy | None:
+        reply = self._run("blocked_by", invocation_id)
+        if not reply:
+            return None
+        ready_at = float(reply[1]) if reply[1] else None
+        return BlockedBy(as_text(reply[0]), tuple(as_text(item) for item in reply[2:]), ready_at)
+
+    def list_invocations(
+        self, task_id: str | None, status: InvocationStatus | None, limit: int
+    ) -> list[InvocationRecord]:
+        entries = pages.newest_first(
+            self._db, pages.index_keys(self._db, self._prefix, task_id), None, LIST_PAGE, False
+        )
+        found: list[InvocationRecord] = []
+        while len(found) < limit:
+            ids = [entry[0] for entry in itertools.islice(entries, LIST_PAGE)]
+            if not ids:
+                break
+            for record in self._records(ids, history=True):
+                # None: expired between the index read and this one.
+                if record is not None and (status is None or record.status is status):
+                    found.append(record)
+        return found[:limit]
+
+    def find_ids(self, prefix: str, limit: int) -> list[str]:
+        pattern = _GLOB_SPECIAL.sub(r"\\\g<0>", prefix) + "*"
+        found: set[str] = set()
+        for key in pages.index_keys(self._db, self._prefix, None):
+            cursor = 0
+            while True:
+                cursor, page = self._command(
+                    "ZSCAN", self._prefix + key, cursor, "MATCH", pattern, "COUNT", SCAN_COUNT
+                )
+                # ZSCAN replies member, score, member, score...; a member may come twice.
+                found.update(as_text(member) for member in page[::2])
+                cursor = int(cursor)
+                if cursor == 0:
+                    break
+        return sorted(found)[:limit]
+
+    def page_invocations(
+        self,
+        *,
+        task_id: str | None = None,
+        status: InvocationStatus | None = None,
+        id_prefix: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> InvocationPage:
+        return pages.page(
+            self._db,
+            self._prefix,
+            task_id=task_id,
+            status=status,
+            id_prefix=id_prefix,
+            limit=limit,
+            cursor=cursor,
+        )
+
+    def runner_infos(self) -> list[RunnerInfo]:
+        described = read_descriptions(text for text in self._run("runner_infos") if text)
+        return sorted(described, key=lambda info: info.runner_id)
+
+    def stats(self) -> BackendStats:
+        return read_stats(self._db, self._prefix)
+
+    def limit_overrides(self) -> dict[str, LimitOverride]:
+        stored = field_pairs(self._command("HGETALL", self._prefix + "overrides"))
+        return {as_text(name): decode_override(as_text(text)) for name, text in stored.items()}
+
+    def budget_usage(self, limit: str | None = None) -> list[BudgetUsage]:
+        reply = self._run("budget_usage", *(() if limit is None else (limit,)))
+        return sorted((decode_usage(entry) for entry in reply), key=lambda usage: usage.key)
+
+    def get_many(self, invocation_ids: Sequence[str]) -> list[InvocationRecord | None]:
+        return self._records(invocation_ids, history=False)
+
+    def final_records(self, invocation_ids: Sequence[str]) -> dict[str, InvocationRecord]:
+        # Plain HGETALLs in one round trip, the statuses checked here: no script, so a record
+        # is not copied into Lua and back (a read-ahead meets final records far more often
+        # than others: it stops at the first batch that is not all final).
+        found: dict[str, InvocationRecord] = {}
+        for invocation_id, record in zip(
+            invocation_ids, self._records(invocation_ids, history=False), strict=True
+        ):
+            if record is not None and record.status.is_final:
+                found[invocation_id] = record
+        return found
+
+    def _records(self, ids: Sequence[str], *, history: bool) -> list[InvocationRecord | None]:
+        """The records of ``ids`` (None for missing ones), with history?, in one round trip per
+        page of ``LIST_PAGE``."""
+        records: list[InvocationRecord | None] = []
+        for start in range(0, len(ids), LIST_PAGE):
+            page = ids[start : start + LIST_PAGE]
+            replies = self._db.commands(
+                [("HGETALL", self._prefix + "inv:" + invocation_id) for invocation_id in page]
+            )
+            records.extend(
+                decode_record(invocation_id, field_pairs(fields), history=history)
+                if fields
+                else None
+                for invocation_id, fields in zip(page, replies, strict=True)
+            )
+        return records
