@@ -183,3 +183,49 @@ def test_finish_and_claim_with_nothing_left_gets_in_line(
     # Everything parked, and "b" in line for hand-overs (as when the queue was empty).
     assert in_line(backend, client) == ["b"]
     assert all(status(backend, i) is S.CONCURRENCY_CONTROLLED for i in backlog[1:])
+
+
+def due_move_max() -> int:
+    """DUE_MOVE_MAX as lib_budgets.lua sets it."""
+    scripts = resources.files("taskgate.backends.redis").joinpath("scripts")
+    text = scripts.joinpath("lib_budgets.lua").read_text()
+    found = re.search(r"^local DUE_MOVE_MAX = (\d+)$", text, re.MULTILINE)
+    assert found is not None
+    return int(found.group(1))
+
+
+def test_delayed_calls_falling_due_at_once_are_moved_a_bounded_part_per_claim(
+    backend: RedisBackend, client: redis.Redis
+) -> None:
+    bound = due_move_max()
+    ids = []
+    for number in range(2 * bound + 5):
+        invocation_id = f"late-{number:05d}"
+        backend.register(
+            InvocationRecord(
+                invocation_id=invocation_id,
+                task_id="tests.plain",
+                arguments=b"args",
+                plan=ConcurrencyPlan(None, None, 1, False),
+                max_retries=0,
+                scheduled_for=time.time() + 3600,
+            )
+        )
+        ids.append(invocation_id)
+    assert all(status(backend, i) is S.SCHEDULED for i in ids)
+    # All of them fall due at once (their hour is over), as after a runner-less hour.
+    timed = backend._prefix + "timed"
+    client.zadd(timed, {f"i:{i}": 1.0 for i in ids})
+    # One script moves a part, claims from it, says more may be ready and that the rest is due
+    # now (1 ms), so the claimer neither waits nor gets in line.
+    claims, due_ms, more = backend._run("claim", "a", 1, LEASE, TTL, 30.0, "")
+    assert (len(claims), due_ms, more) == (1, 1, 1)
+    assert client.zcard(timed) == len(ids) - bound
+    assert client.llen(backend._prefix + "queue") == bound - 1
+    assert in_line(backend, client) == []
+    # Claims take every one of them, in order, none left behind on 'timed'.
+    started = [claims[0][0].decode()]
+    while found := backend.claim("a", 1, LEASE, 0):
+        started.extend(claim.invocation_id for claim in found)
+    assert started == ids
+    assert client.zcard(timed) == 0

@@ -12,6 +12,10 @@
 local earliest_due
 -- Timed entries looked at per round of move_due (text: see time_text in lib_core.lua).
 local DUE_BATCH, DUE_LAST = 16, '15'
+-- Due entries one move_due handles at most: 100,000 delayed calls falling due at once would
+-- otherwise hold the server for the whole lot in one script (seconds). It stops there with
+-- Q.more set and the rest noted as due now, so the claimer looks again at once.
+local DUE_MOVE_MAX = 256
 
 local function build_budget_steps()
   -- Waiters are ordered by -priority * 2^40 + sequence: sequences stay below 2^40 (a trillion
@@ -360,9 +364,10 @@ end
 -- Wake what is due on 'timed' (before a claim looks at the ready queue): the waiters of a due
 -- budget ("b:<budget>"); a due invocation ("i:<id>", delayed or retrying) goes to the tail of
 -- the queue, its status unchanged (the claim that takes it decides). Notes the earliest entry
--- left. One ZRANGE when nothing is due.
+-- left. One ZRANGE when nothing is due. Stops after DUE_MOVE_MAX due entries (see there).
 move_due = function(now)
   Q.marked = false
+  local moved = 0
   while true do
     local entries = redis.call('ZRANGE', k('timed'), '0', DUE_LAST, 'WITHSCORES')
     if entries[1] == 'l:' then  -- not an entry: the marker of 'lanes' (see lib_core.lua)
@@ -377,6 +382,12 @@ move_due = function(now)
         earliest_due = at
         return
       end
+      if moved == DUE_MOVE_MAX then
+        Q.more = true
+        earliest_due = now
+        return
+      end
+      moved = moved + 1
       local member = entries[i]
       redis.call('ZREM', k('timed'), member)
       local key = string.sub(member, 3)

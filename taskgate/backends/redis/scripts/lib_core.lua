@@ -172,7 +172,8 @@ end
 -- Queues and priorities, in one table: Q.marked, whether 'lanes' may exist, as the marker "l:"
 -- on 'timed' told move_due (nil: not looked); Q.lanes(), the steps that queues other than the
 -- plain lane, priorities and runners serving only some queues need, built on first use;
--- Q.more, set by a claim that stopped before the ready queue was done with (see claim_ready in
+-- Q.more, set by a claim that stopped before the ready queue (or move_due before the due part of
+-- 'timed') was done with (see claim_ready in
 -- lib.lua); Q.tally, the counts' changes a script sums before writing them (see count); and
 -- Q.notify. One local for all: every top-level local a later function refers to makes each
 -- closure a script creates per call (see lib_budgets.lua) a little dearer, on every call.
