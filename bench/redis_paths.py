@@ -10,6 +10,10 @@ server's instructions per task are then a load-independent figure (take the diff
 - ``handover``: the runner waits in line; register hands each invocation to it (its BLPOP is an
   LPOP here), its finish_and_claim finds nothing and puts it back in line.
 - ``queue``: a backlog is registered first, then drained by a chain of finish_and_claim.
+- ``limits``: the ``queue`` path for a task with two limits, as bench-compare's two-limit row:
+  one shared (1,000 slots and a rate of 1,000,000/s, so its window holds a second of starts)
+  and one keyed (2 slots per key, the calls cycling over 100 keys). Nothing ever waits: this
+  is what admitting through two budgets and a rate window costs.
 - ``hot``: the same with a KEYS task whose calls all share one key (limit 1), as two runners
   meet it: one claims the first call; the other's claim parks the backlog behind it and that
   runner waits in line; each finish of the first hands the key to the next waiter, which its
@@ -17,7 +21,7 @@ server's instructions per task are then a load-independent figure (take the diff
 
 Both read the results as the caller's read-ahead does (final_records, 16 at a time).
 
-    .venv/bin/python bench/redis_paths.py handover|queue|hot [--tasks 1000] [--binary PATH]
+    .venv/bin/python bench/redis_paths.py handover|queue|limits|hot [--tasks 1000] [--binary PATH]
 """
 
 from __future__ import annotations
@@ -29,23 +33,32 @@ import redis
 
 from taskgate import App
 from taskgate.backends.redis.backend import RedisBackend
-from taskgate.record import ConcurrencyPlan, InvocationRecord, Outcome, OutcomeKind
+from taskgate.record import Budget, ConcurrencyPlan, InvocationRecord, Outcome, OutcomeKind, Rate
 from taskgate.testing import RedisServer
 
 DONE = Outcome(OutcomeKind.SUCCESS, b"\x80\x05N.")
 WARMUP = 300  # past the compact encodings of the indexes
 READ_AHEAD = 16
 LEASE = 30.0
+LIMIT_KEYS = 100
+SHARED = Budget("limit bench-shared", "bench-shared", 1000, Rate(1_000_000, 1.0))
 
 
-def record(number: int, running_key: str | None = None) -> InvocationRecord:
+def record(
+    number: int, running_key: str | None = None, budgets: tuple[Budget, ...] = ()
+) -> InvocationRecord:
     return InvocationRecord(
         invocation_id=f"i{number:08d}x{time.time_ns()}",
         task_id="bench.keyed_no_op" if running_key else "bench.no_op",
         arguments=b"\x80\x05)}\x94.",
-        plan=ConcurrencyPlan(None, running_key, 1, False),
+        plan=ConcurrencyPlan(None, running_key, 1, False, budgets),
         max_retries=0,
     )
+
+
+def two_limits(number: int) -> tuple[Budget, ...]:
+    keyed = Budget(f"limit bench-keyed#key={number % LIMIT_KEYS}", "bench-keyed", 2)
+    return tuple(sorted((SHARED, keyed), key=lambda b: b.key))
 
 
 def drain(backend: RedisBackend) -> None:
@@ -73,10 +86,13 @@ def handover(backend: RedisBackend, client: redis.Redis, tasks: int) -> None:
 
 
 def queue(
-    backend: RedisBackend, client: redis.Redis, tasks: int, running_key: str | None = None
+    backend: RedisBackend, client: redis.Redis, tasks: int, with_limits: bool = False
 ) -> None:
     backend._leave_line("r", LEASE)
-    records = [record(number, running_key) for number in range(tasks)]
+    records = [
+        record(number, budgets=two_limits(number) if with_limits else ())
+        for number in range(tasks)
+    ]
     for new in records:
         backend.register(new)
     drain(backend)
@@ -105,7 +121,11 @@ def hot(backend: RedisBackend, client: redis.Redis, tasks: int) -> None:
         backend.final_records([r.invocation_id for r in records[start : start + READ_AHEAD]])
 
 
-PATHS = {"handover": handover, "queue": queue, "hot": hot}
+def limits(backend: RedisBackend, client: redis.Redis, tasks: int) -> None:
+    queue(backend, client, tasks, with_limits=True)
+
+
+PATHS = {"handover": handover, "queue": queue, "limits": limits, "hot": hot}
 
 
 def main() -> int:

@@ -173,3 +173,38 @@ def test_recover_sweeps_out_budgets_that_hold_nothing(redis_server: RedisServer)
     assert client.hkeys(listed) == [b"limit api"]
     stored = backend.get(again.invocation_id)
     assert stored is not None and stored.status is S.RUNNING
+
+
+def test_the_library_keeps_its_budget_steps_across_calls_yet_reads_each_call_afresh(
+    redis_server: RedisServer,
+) -> None:
+    """On Redis 7 the function library builds the budget steps once (lib_budgets.lua) and keeps
+    the budget texts it parsed, up to PARSED_MAX: past that many texts the cache starts afresh
+    and every budget is still its own; an override set between two calls applies at the next."""
+    backend, client = setup(redis_server)
+    texts = 1100  # more than PARSED_MAX (1024): the cache starts afresh at least once
+
+    def keyed(n: int) -> Budget:
+        return Budget(f"limit k#n={n}", "k", concurrency=1)
+
+    first = [record(keyed(n)) for n in range(texts)]
+    backend.register_many(first)
+    claimed = []
+    while batch := backend.claim("r", 200, LEASE, 0):
+        claimed.extend(c.invocation_id for c in batch)
+    assert claimed == [r.invocation_id for r in first]  # one slot per key: all admitted
+    # The same keys again, each held: every one waits on its own budget, none on another's.
+    again = [record(keyed(n)) for n in range(texts)]
+    backend.register_many(again)
+    assert backend.claim("r", 200, LEASE, 0) == []
+    for n in (0, 1023, 1024, texts - 1):
+        assert client.zrange(backend._prefix + f"bw:limit k#n={n}", 0, -1) == [
+            again[n].invocation_id.encode()
+        ]
+    # Two slots per key from now on: the override's own call wakes the waiters of every key
+    # (wake_limit), and the claims after it read the override, admitting each beside its holder.
+    backend.set_limit_override("k", LimitOverride(2, None))
+    woken = []
+    while batch := backend.claim("r", 200, LEASE, 0):
+        woken.extend(c.invocation_id for c in batch)
+    assert sorted(woken) == sorted(r.invocation_id for r in again)

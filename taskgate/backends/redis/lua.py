@@ -82,11 +82,13 @@ FREES_MEMORY = frozenset({"expire", "purge"})
 # the app's prefix, register_tick's argument offset, the call's time, whether lanes exist, the
 # earliest timed entry, the deferred wake-ups, whether a claim stopped early (Q.more), the
 # counts' changes not written yet (Q.tally: a script that failed half way may have left some),
-# and the budget steps (their caches, overrides among them, are per call).
+# and the budget steps' per-call state (the overrides read; the steps themselves are built
+# once, on first use, and kept).
 _LIBRARY_BEGIN = """
 local function begin_call(prefix)
-  P, ARG_BASE, now_number, now_text, earliest_due, built_steps = prefix, 0, nil, nil, nil, nil
+  P, ARG_BASE, now_number, now_text, earliest_due = prefix, 0, nil, nil, nil
   Q.marked, Q.deferred, Q.more, Q.tally = nil, nil, nil, nil
+  if built_steps then built_steps.new_call() end
 end
 """
 

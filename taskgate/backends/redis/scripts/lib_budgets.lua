@@ -57,8 +57,12 @@ local function build_budget_steps()
   end
 
   -- The budgets of a record (record.encode_budgets: budgets joined by \30, fields by \31:
-  -- key, limit, concurrency, count, period, fair), parsed once per script and text.
-  local parsed = {}
+  -- key, limit, concurrency, count, period, fair), parsed once per text: the steps outlive a
+  -- call in the function library (see new_call), so a text parsed stays parsed, up to
+  -- PARSED_MAX texts (a keyed limit has a text per key value), then the cache starts afresh.
+  -- The tables are only read, never changed.
+  local PARSED_MAX = 1024
+  local parsed, parsed_count = {}, 0
   local function parse_budgets(text)
     local list = parsed[text]
     if list then return list end
@@ -67,7 +71,8 @@ local function build_budget_steps()
       local p = split(part, '\31')
       list[#list + 1] = budget_from(p[1], p[2], p[3], p[4], p[5], p[6])
     end
-    parsed[text] = list
+    if parsed_count == PARSED_MAX then parsed, parsed_count = {}, 0 end
+    parsed[text], parsed_count = list, parsed_count + 1
     return list
   end
 
@@ -351,10 +356,17 @@ local function build_budget_steps()
     end
   end
 
+  -- A new call: forget what this one read (the overrides may change between calls).
+  local function new_call() overrides = nil end
+
   return {admit = admit, release = release, wake_stored = wake_stored, wake_limit = wake_limit,
-    budget_of_def = budget_of_def, effective = effective, cancel_waiter = cancel_waiter}
+    budget_of_def = budget_of_def, effective = effective, cancel_waiter = cancel_waiter,
+    new_call = new_call}
 end
 
+-- The steps, built on first use. A script's text runs afresh on every call, so as a script it
+-- builds them once per call that meets a budget; the function library keeps them between calls
+-- (their closures made once) and begin_call only tells them a new call began.
 local built_steps
 budget_steps = function()
   built_steps = built_steps or build_budget_steps()
