@@ -90,8 +90,7 @@ def queue(
 ) -> None:
     backend._leave_line("r", LEASE)
     records = [
-        record(number, budgets=two_limits(number) if with_limits else ())
-        for number in range(tasks)
+        record(number, budgets=two_limits(number) if with_limits else ()) for number in range(tasks)
     ]
     for new in records:
         backend.register(new)
