@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import subprocess
@@ -383,3 +384,46 @@ def test_diff_handles_values_whose_equality_raises() -> None:
     diff = describe_argument_diff({"x": Unequal()}, {"x": 3})
     assert "x" in diff
     assert "Unequal()" in diff
+
+
+def h(a: Any, b: Any, *, c: Any = 3) -> None:
+    """A keyword-only parameter: every call binds through inspect.Signature.bind."""
+
+
+def none() -> None:
+    """No parameters."""
+
+
+@pytest.mark.parametrize("func", [f, h, none])
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [
+        ((), {}),
+        ((1,), {}),
+        ((1, 2), {}),
+        ((1, 2, 3), {}),
+        ((), {"x": 1, "y": 2}),
+        ((), {"y": 2, "x": 1}),
+        ((), {"a": 1, "b": 2}),
+        ((), {"x": 1, "z": 2}),
+        ((1,), {"y": 2}),
+        ((1,), {"x": 2}),
+        ((1, 2), {"c": 4}),
+    ],
+)
+def test_binding_gives_what_signature_bind_gives_in_every_call_style(
+    app: App, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """Task._bind skips Signature.bind for a call passing every parameter once, all by position
+    or all by name: the arguments (in parameter order, what keys and serialization see) and the
+    errors are those of bind() with defaults applied."""
+    task = app.task(func)
+    try:
+        bound = inspect.signature(func).bind(*args, **kwargs)
+    except TypeError as exc:
+        with pytest.raises(TypeError, match=re.escape(str(exc))):
+            task._bind(args, kwargs)
+        return
+    bound.apply_defaults()
+    got = task._bind(args, kwargs)
+    assert list(got.items()) == list(bound.arguments.items())
