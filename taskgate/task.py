@@ -443,7 +443,7 @@ class Task(Generic[P, R]):
         names = self._plain_names
         if names is not None:  # what bind() and apply_defaults() would give, in its order
             if not kwargs and len(args) == len(names):
-                return dict(zip(names, args))
+                return dict(zip(names, args, strict=True))
             if not args and len(kwargs) == len(names) and all(n in kwargs for n in names):
                 return {name: kwargs[name] for name in names}
         bound = self.signature.bind(*args, **kwargs)
