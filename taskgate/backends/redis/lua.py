@@ -5,7 +5,8 @@ Each contract operation is one script (``scripts/<name>.lua``) that runs on the 
 
 - On Redis 7 and later: one function library (``FUNCTION LOAD``) holds the steps once and every
   script as a function, called by ``FCALL``. The steps' closures are made once, when the
-  library loads; a script sent by ``EVALSHA`` runs its whole text on every call, and each
+  library loads (the budget steps of ``lib_budgets.lua`` when a call first meets a budget,
+  then kept); a script sent by ``EVALSHA`` runs its whole text on every call, and each
   ``local function`` of the steps is a closure allocated (and collected) per call: about 10 us
   of server CPU per call with every step included. A library's per-call state is reset by
   ``begin_call`` (see ``_LIBRARY_BEGIN``).
