@@ -10,6 +10,8 @@ server's instructions per task are then a load-independent figure (take the diff
 - ``handover``: the runner waits in line; register hands each invocation to it (its BLPOP is an
   LPOP here), its finish_and_claim finds nothing and puts it back in line.
 - ``queue``: a backlog is registered first, then drained by a chain of finish_and_claim.
+- ``register``: registrations alone, with no runner waiting (the caller's side of ``queue``:
+  what each call costs the server on the path of an end-to-end run's enqueue phase).
 - ``limits``: the ``queue`` path for a task with two limits, as bench-compare's two-limit row:
   one shared (1,000 slots and a rate of 1,000,000/s, so its window holds a second of starts)
   and one keyed (2 slots per key, the calls cycling over 100 keys). Nothing ever waits: this
@@ -19,9 +21,12 @@ server's instructions per task are then a load-independent figure (take the diff
   runner waits in line; each finish of the first hands the key to the next waiter, which its
   own claim takes.
 
-Both read the results as the caller's read-ahead does (final_records, 16 at a time).
+All but ``register`` read the results as the caller's read-ahead does (final_records, 16 at a
+time).
 
-    .venv/bin/python bench/redis_paths.py handover|queue|limits|hot [--tasks 1000] [--binary PATH]
+    .venv/bin/python bench/redis_paths.py PATH [--tasks 1000] [--binary BINARY]
+
+with PATH one of handover, queue, register, limits and hot.
 """
 
 from __future__ import annotations
@@ -120,11 +125,23 @@ def hot(backend: RedisBackend, client: redis.Redis, tasks: int) -> None:
         backend.final_records([r.invocation_id for r in records[start : start + READ_AHEAD]])
 
 
+def register(backend: RedisBackend, client: redis.Redis, tasks: int) -> None:
+    backend._leave_line("r", LEASE)
+    for number in range(tasks):
+        backend.register(record(number))
+
+
 def limits(backend: RedisBackend, client: redis.Redis, tasks: int) -> None:
     queue(backend, client, tasks, with_limits=True)
 
 
-PATHS = {"handover": handover, "queue": queue, "limits": limits, "hot": hot}
+PATHS = {
+    "handover": handover,
+    "queue": queue,
+    "register": register,
+    "limits": limits,
+    "hot": hot,
+}
 
 
 def main() -> int:
