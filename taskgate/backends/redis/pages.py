@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from taskgate.backends import paging
 from taskgate.backends.redis.records import decode_record
-from taskgate.backends.redis.replies import as_text
+from taskgate.backends.redis.replies import as_text, count_field
 from taskgate.record import InvocationPage, InvocationRecord
 from taskgate.status import InvocationStatus
 
@@ -84,7 +84,7 @@ def index_keys(db: RedisConnector, prefix: str, task_id: str | None) -> list[str
     if task_id is not None:
         return ["task:" + task_id]
     fields = db.command("HKEYS", prefix + "counts")
-    return sorted({"task:" + as_text(field).rpartition("\x1f")[0] for field in fields})
+    return sorted({"task:" + count_field(field)[0] for field in fields})
 
 
 def newest_first(

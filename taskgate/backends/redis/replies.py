@@ -28,6 +28,13 @@ def parse_handed_claim(item: bytes) -> Claim:
     return Claim(invocation_id.decode(), task_id.decode(), arguments, 1, 0, int(max_retries))
 
 
+def count_field(field: bytes) -> tuple[str, str]:
+    """A field of the ``counts`` hash, ``<task_id>\\x1f<status>``, as (task_id, status): split
+    at the last separator, as purge.lua does (a status never holds one)."""
+    task_id, _, status = as_text(field).rpartition("\x1f")
+    return task_id, status
+
+
 def field_pairs(reply: list[bytes] | dict[bytes, bytes]) -> dict[bytes, bytes]:
     """A raw HGETALL reply as a dict (a flat list in RESP2, already a map in RESP3)."""
     if isinstance(reply, dict):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import cast
 
 from taskgate.backends.redis.connection import RedisConnector
-from taskgate.backends.redis.replies import as_text, field_pairs
+from taskgate.backends.redis.replies import as_text, count_field, field_pairs
 from taskgate.record import BackendStats
 from taskgate.status import InvocationStatus
 
@@ -58,7 +58,7 @@ def read_stats(db: RedisConnector, prefix: str) -> BackendStats:
         )
     by_task_and_status: dict[tuple[str, InvocationStatus], int] = {}
     for field, value in counts.items():
-        task, _, status = as_text(field).partition("\x1f")
+        task, status = count_field(field)
         if int(value) > 0:
             by_task_and_status[(task, InvocationStatus(status))] = int(value)
     parked: dict[str, int] = {}
