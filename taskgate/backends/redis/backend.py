@@ -36,6 +36,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from taskgate.backends.base import Backend, BackendOptions, log_stale_report
 from taskgate.backends.redis.connection import RedisConnector
@@ -151,14 +152,8 @@ class RedisBackend(RedisReads, Backend):
         look = not wait_first
         while generation == self._wake_generation:
             if look:
-                claims, due_ms, *more = self._run(
-                    "claim",
-                    runner_id,
-                    max_count,
-                    lease,
-                    self.options.result_ttl_seconds,
-                    timeout + IDLE_MARGIN_SECONDS,
-                    served,
+                claims, due_ms, more = self._claim_step(
+                    runner_id, max_count, lease, timeout + IDLE_MARGIN_SECONDS, served
                 )
                 if claims:
                     return parse_claims(claims)
@@ -182,6 +177,22 @@ class RedisBackend(RedisReads, Backend):
             if popped is not None and as_text(popped[0]) == inbox:
                 return [parse_handed_claim(popped[1])]
         return self._leave_line(runner_id, lease, served)
+
+    def _claim_step(
+        self, runner_id: str, max_count: int, lease: float, idle_seconds: float, served: str
+    ) -> tuple[list[list[Any]], int, bool]:
+        """One claim script (see claim.lua): the raw claims, the milliseconds until the earliest
+        timed wake-up, and whether it stopped early (more may be ready: claim again at once)."""
+        claims, due_ms, *more = self._run(
+            "claim",
+            runner_id,
+            max_count,
+            lease,
+            self.options.result_ttl_seconds,
+            idle_seconds,
+            served,
+        )
+        return claims, due_ms, bool(more)
 
     def _note_due(self, due_ms: int) -> None:
         """Remember (per thread) when the earliest timed wake-up a script replied is due."""
@@ -210,7 +221,7 @@ class RedisBackend(RedisReads, Backend):
         lease_seconds: float,
         queues: frozenset[str] | None = None,
     ) -> tuple[bool, list[Claim]]:
-        done, claims, due_ms, *more = self._run(
+        done, claims, due_ms, *stopped_early = self._run(
             "finish_and_claim",
             invocation_id,
             runner_id,
@@ -231,13 +242,12 @@ class RedisBackend(RedisReads, Backend):
         # The claim stopped early with nothing for this runner (it parked a hot key's backlog
         # in part): claim on until one claims something or finds the queue done with, so the
         # runner never waits for a wake-up while ready work is left (nobody pushed one).
+        more = bool(stopped_early)
         while more and not claims:
-            claims, due_ms, *more = self._run(
-                "claim",
+            claims, due_ms, more = self._claim_step(
                 runner_id,
                 max_count,
                 float(lease_seconds),
-                self.options.result_ttl_seconds,
                 MAX_BLOCK_SECONDS + IDLE_MARGIN_SECONDS,
                 queues_arg(queues),
             )
