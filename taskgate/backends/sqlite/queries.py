@@ -204,11 +204,12 @@ RETURNING invocation_id, task_id, arguments, attempt, num_retries, max_retries, 
 # then takes (TAKE_STARTED_SLOT) in the same transaction: else nothing changes and the caller
 # takes the general path (park or drop). No subquery in RETURNING: SQLite cannot seek an index
 # there with the row's columns. Params: runner, lease expiry, history entry, app, id.
-START_READY = """
+START_READY_STATUSES = ("registered", "retry", "scheduled", "concurrency_controlled")
+START_READY = f"""
 UPDATE invocations SET status = 'running', attempt = attempt + 1, runner_id = ?1,
     lease_expires_at = ?2, history = history || ',' || ?3
 WHERE app_id = ?4 AND invocation_id = ?5 AND budgets IS NULL
-    AND status IN ('registered', 'retry', 'scheduled', 'concurrency_controlled')
+    AND status IN ({", ".join(f"'{status}'" for status in START_READY_STATUSES)})
     AND (running_key IS NULL OR EXISTS (SELECT 1 FROM slots s
         WHERE s.app_id = ?4 AND s.running_key = invocations.running_key AND s.invocation_id = ?5)
         OR (SELECT COUNT(*) FROM slots s

@@ -19,11 +19,6 @@ from taskgate.status import InvocationStatus, can_transition
 
 _S = InvocationStatus
 
-# The statuses START_READY starts (queries.START_READY).
-START_READY_STATUSES = frozenset(
-    {_S.REGISTERED.value, _S.RETRY.value, _S.SCHEDULED.value, _S.CONCURRENCY_CONTROLLED.value}
-)
-
 # Heads one claim parks (or drops) at most before it returns: a backlog of one hot key would
 # otherwise be parked whole in one transaction, holding the write lock (and the finish that
 # frees the key) for as long as that takes; the caller claims again at once.
@@ -343,7 +338,7 @@ class Transitions:
         if key is None:
             return True
         invocation_id = row["invocation_id"]
-        if row["status"] not in START_READY_STATUSES:
+        if row["status"] not in q.START_READY_STATUSES:
             take = (self.app, key, invocation_id, row["running_limit"])
             if self.conn.execute(q.TAKE_FREE_SLOT, take).rowcount:
                 return True
