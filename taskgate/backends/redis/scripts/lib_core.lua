@@ -173,9 +173,8 @@ end
 -- on 'timed' told move_due (nil: not looked); Q.lanes(), the steps that queues other than the
 -- plain lane, priorities and runners serving only some queues need, built on first use;
 -- Q.more, set by a claim that stopped before the ready queue (or move_due before the due part of
--- 'timed') was done with (see claim_ready in
--- lib.lua); Q.tally, the counts' changes a script sums before writing them (see count); and
--- Q.notify. One local for all: every top-level local a later function refers to makes each
+-- 'timed') was done with (see claim_ready in lib.lua); Q.tally, the counts' changes a script
+-- sums before writing them (see count); and Q.notify. One local for all: every top-level local a later function refers to makes each
 -- closure a script creates per call (see lib_budgets.lua) a little dearer, on every call.
 local Q = {}
 function Q.lanes()
