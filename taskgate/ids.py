@@ -1,19 +1,27 @@
-"""Invocation ids: random version 4 UUID strings, made on the path of every call."""
+"""Invocation ids: 21 random letters and digits, made on the path of every call."""
 
 from __future__ import annotations
 
+import binascii
 import os
 
-# The variant nibble of a version 4 UUID: 10xx in binary, the low two bits random.
-_VARIANT_DIGIT = dict(zip("0123456789abcdef", "89ab" * 4, strict=True))
+ID_LENGTH = 21
+
+# Base64 with its two symbols that are not letters or digits folded onto letters: an id is
+# then one word to a terminal's double-click, a shell, a URL path and a Redis key pattern, and
+# never starts with "-" (which a CLI would read as an option).
+_ALPHANUMERIC = bytes.maketrans(b"+/", b"xz")
 
 
 def new_invocation_id() -> str:
-    """A new random invocation id: a version 4 UUID string, as ``str(uuid.uuid4())`` gives.
+    """A new random invocation id: 21 characters of ``[0-9A-Za-z]``.
 
-    The same 122 random bits from ``os.urandom``, in the same format, for less than half the
-    cost: ``uuid.uuid4()`` builds a ``UUID`` object in Python only for ``str()`` to format it
-    again, on the path of every call.
+    The first 21 base64 digits of 16 bytes from ``os.urandom`` carry 126 random bits; folding
+    two of the 64 digits onto letters leaves about 124.7 bits of entropy, more than a random
+    UUID's 122, in 21 characters instead of 36. The id is stored several times per invocation
+    (its record's key, its queue entry, its task's index), so 15 characters fewer save about
+    45 B of Redis memory per queued invocation, and SQLite's id index is smaller. It is also
+    cheaper to make than a UUID string (no formatting), on the path of every call.
     """
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT_DIGIT[h[16]]}{h[17:20]}-{h[20:]}"
+    encoded = binascii.b2a_base64(os.urandom(16), newline=False)
+    return encoded[:ID_LENGTH].translate(_ALPHANUMERIC).decode()

@@ -1,31 +1,34 @@
-"""Invocation ids: random version 4 UUID strings (``App._build_record``)."""
+"""Invocation ids: 21 random letters and digits (``App._build_record``)."""
 
 from __future__ import annotations
 
-import uuid
+import math
+import string
+from collections import Counter
 
-from taskgate.ids import new_invocation_id
+from taskgate.ids import ID_LENGTH, new_invocation_id
+
+ALPHANUMERIC = set(string.ascii_letters + string.digits)
 
 
-def test_ids_are_canonical_version_4_uuids() -> None:
-    ids = [new_invocation_id() for _ in range(2000)]
+def test_ids_are_21_letters_and_digits_and_distinct() -> None:
+    ids = [new_invocation_id() for _ in range(5000)]
     for text in ids:
-        parsed = uuid.UUID(text)
-        assert parsed.version == 4
-        assert parsed.variant == uuid.RFC_4122
-        assert str(parsed) == text  # lower-case, hyphenated: what str(uuid.uuid4()) gives
+        assert len(text) == ID_LENGTH == 21
+        assert set(text) <= ALPHANUMERIC  # never "-", "+", "/" or "=": one word everywhere
     assert len(set(ids)) == len(ids)
 
 
-def test_every_random_digit_varies() -> None:
-    # 122 random bits: every hex digit but the version's takes several values, and the
-    # variant digit all four of 8, 9, a, b.
-    ids = [new_invocation_id().replace("-", "") for _ in range(2000)]
-    for position in range(32):
-        seen = {text[position] for text in ids}
-        if position == 12:
-            assert seen == {"4"}
-        elif position == 16:
-            assert seen == set("89ab")
-        else:
-            assert len(seen) == 16
+def test_every_position_is_random() -> None:
+    # 20,000 ids: at every position nearly all 62 symbols occur (a fixed or biased digit,
+    # say a version nibble, would show as few), and no symbol takes more than a few times
+    # its fair share (two of base64's 64 are folded onto letters: at most twice).
+    ids = [new_invocation_id() for _ in range(20000)]
+    for position in range(ID_LENGTH):
+        counts = Counter(text[position] for text in ids)
+        assert len(counts) == 62
+        assert max(counts.values()) < 4 * len(ids) / 62
+    entropy = -sum(
+        n / len(ids) * math.log2(n / len(ids)) for n in Counter(text[0] for text in ids).values()
+    )
+    assert entropy > 5.8  # bits per character: 21 characters carry well over 120 bits
