@@ -110,10 +110,29 @@ class PickleSerializer(Serializer):
     name = "pickle"
 
     def _dumps(self, value: Any) -> bytes:
-        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        return unframed(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
 
     def _loads(self, data: bytes) -> Any:
         return pickle.loads(data)
+
+
+# Protocol 4 and up wrap a pickle in frames: after PROTO (2 bytes), FRAME and an 8-byte length.
+_FRAME = 0x95
+_FRAMED_FROM = 11
+
+
+def unframed(data: bytes) -> bytes:
+    """``data`` without its frame header when the whole pickle is one frame (any pickle under
+    64 KB): frames only help a reader that streams from a file, and the 9 bytes are most of
+    the overhead of the small pickles tasks are called with, stored with every invocation
+    (arguments) and result. Frames are optional: ``pickle.loads`` reads both forms."""
+    if (
+        len(data) > _FRAMED_FROM
+        and data[2] == _FRAME
+        and int.from_bytes(data[3:_FRAMED_FROM], "little") == len(data) - _FRAMED_FROM
+    ):
+        return data[:2] + data[_FRAMED_FROM:]
+    return data
 
 
 class JsonSerializer(Serializer):

@@ -118,6 +118,32 @@ def test_pickle_round_trips_python_values_with_their_types(value: Any) -> None:
         assert loaded == value
 
 
+@pytest.mark.parametrize(
+    "value",
+    [{}, {"x": 1}, b"", "text" * 100, list(range(1000)), b"\x00" * 70_000, [b"a" * 70_000, 1]],
+)
+def test_pickle_leaves_out_the_frame_header_of_a_one_frame_pickle(value: Any) -> None:
+    # Any pickle under 64 KB is one frame (but the tiniest, with none): its header (9 bytes)
+    # is left out, and what is stored is still a pickle that pickle.loads reads. Bigger ones
+    # keep their frames.
+    data = get_serializer("pickle").dumps(value)
+    framed = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    assert pickle.loads(data) == value
+    if framed[2] != 0x95:
+        assert data == framed
+    elif len(framed) < 65536:
+        assert data == framed[:2] + framed[11:]
+        assert data[2] != 0x95  # no FRAME opcode
+    else:
+        assert data == framed
+
+
+def test_pickle_reads_framed_pickles_stored_by_earlier_builds() -> None:
+    framed = pickle.dumps({"x": 1}, protocol=pickle.HIGHEST_PROTOCOL)
+    assert framed[2] == 0x95
+    assert get_serializer("pickle").loads(framed) == {"x": 1}
+
+
 def test_pickle_returns_the_same_named_tuple() -> None:
     serializer = get_serializer("pickle")
     loaded = serializer.loads(serializer.dumps(SleepResult(start=1.5, end=2.5)))
