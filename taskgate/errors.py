@@ -77,6 +77,15 @@ class BackendStoreReplacedError(BackendError):
     """
 
 
+class BackendStoreFormatError(BackendError):
+    """The store holds invocations in a layout this version cannot read (Redis: written by an
+    earlier taskgate, before the compact record layout).
+
+    Nothing was changed. Let that version's runners finish their work and its results expire,
+    or purge the store (``taskgate purge``, which this version can do), then retry.
+    """
+
+
 class InvocationNotFoundError(TaskgateError):
     """No invocation with this id exists in this app (never registered, purged or expired)."""
 
@@ -254,6 +263,7 @@ class MainModuleTaskWarning(TaskgateError, UserWarning):
 __all__ = [
     "BackendAuthenticationError",
     "BackendError",
+    "BackendStoreFormatError",
     "BackendStoreReplacedError",
     "BackendUnavailableError",
     "ConcurrencyControlledError",

@@ -9,7 +9,6 @@ entry examined, so the next page goes on from there: no entry is skipped or seen
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
@@ -63,15 +62,18 @@ def read_cursor(cursor: str, parse: Callable[[str], C]) -> C:
         ) from exc
 
 
-def time_and_id(cursor: str) -> tuple[float, str]:
-    """A ``"<time> <id>"`` cursor (memory, Redis) as its two parts."""
-    at, space, invocation_id = cursor.partition(" ")
-    if not space:
-        raise ValueError("no separator")
-    value = float(at)
-    if not math.isfinite(value):  # never a time: Redis would refuse it as a score
-        raise ValueError("not a finite time")
-    return value, invocation_id
+def entry_and_id(cursor: str) -> tuple[tuple[int, int], str]:
+    """A ``"<micros>-<n> <id>"`` cursor (Redis: a stream entry id and an invocation id) as its
+    parts, the entry id as two integers."""
+    entry, space, invocation_id = cursor.partition(" ")
+    micros, dash, n = entry.partition("-")
+    parts = (micros, n)
+    if not space or not dash or not all(part.isascii() and part.isdigit() for part in parts):
+        raise ValueError("not an index entry and an id")
+    position = (int(micros), int(n))
+    if max(position) >= 1 << 64:  # Redis would refuse it as an entry id
+        raise ValueError("not an index entry")
+    return position, invocation_id
 
 
 def sequence(cursor: str) -> int:

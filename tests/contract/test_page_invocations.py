@@ -368,7 +368,15 @@ def test_a_redis_page_of_many_tasks_reads_about_a_chunk_per_round_trip(
     assert max(read) <= chunk + tasks  # not 40 zsets x a chunk
 
 
-@pytest.mark.parametrize("backend_url", ["redis"], indirect=True)  # zsets merged, in chunks
+def entry_of(backend: Backend, record: InvocationRecord) -> tuple[int, int]:
+    """The Redis index entry id of ``record`` (its 'x': see index_entry in lib_core.lua)."""
+    assert isinstance(backend, RedisBackend)
+    x = backend._command("HGET", backend._prefix + "inv:" + record.invocation_id, "x").decode()
+    micros, _, n = x.partition("-")
+    return int(micros), int(n or 0)
+
+
+@pytest.mark.parametrize("backend_url", ["redis"], indirect=True)  # indexes merged, in chunks
 @pytest.mark.parametrize("filters", [{}, {"status": S.SUCCESS}, {"id_prefix": "b"}])
 def test_a_redis_page_of_many_tasks_pages_ties_across_tasks_once_each(
     backend: Backend,
@@ -376,8 +384,10 @@ def test_a_redis_page_of_many_tasks_pages_ties_across_tasks_once_each(
     monkeypatch: pytest.MonkeyPatch,
     filters: dict[str, object],
 ) -> None:
-    # Few scores over five tasks' zsets, chunks of 3, pages of at most 7 entries examined:
-    # ties fall across chunk, page and zset boundaries.
+    # Few times over five tasks' indexes, chunks of 3, pages of at most 7 entries examined:
+    # ties fall across chunk, page and index boundaries. (An index dates a call whose time is
+    # below its last entry's as that entry: "<micros>-<n>", n counting up; two tasks' indexes
+    # hold the same entry ids, which order by invocation id.)
     records = [
         dataclasses.replace(
             new_record(task_id=f"tests.t{i * 7 % 5}", created_at=1_000_000.0 + i % 4),
@@ -393,7 +403,7 @@ def test_a_redis_page_of_many_tasks_pages_ties_across_tasks_once_each(
     statuses = {r.invocation_id: r.status for r in backend.list_invocations(None, None, 100)}
     monkeypatch.setattr(redis_pages, "CHUNK", 3)
     monkeypatch.setattr(base, "PAGE_SCAN_MAX", 7)
-    newest_first = sorted(records, key=lambda r: (r.created_at, r.invocation_id), reverse=True)
+    newest_first = sorted(records, key=lambda r: (entry_of(backend, r), r.invocation_id))[::-1]
     expected = [
         r.invocation_id
         for r in newest_first

@@ -12,6 +12,7 @@ import redis
 from taskgate import App
 from taskgate.backends.redis.backend import RedisBackend
 from taskgate.backends.redis.connection import script_source
+from taskgate.errors import BackendStoreFormatError
 from taskgate.record import ConcurrencyPlan, InvocationRecord, Outcome, OutcomeKind
 from taskgate.status import InvocationStatus as S
 from taskgate.testing import RedisServer
@@ -41,7 +42,7 @@ def test_an_invocation_is_one_hash_history_included(redis_server: RedisServer) -
     backend.finish(claim.invocation_id, "r", 1, DONE)
     keys = {k.decode().removeprefix(backend._prefix) for k in client.keys(backend._prefix + "*")}
     assert not any(k.startswith(("hist:", "done:")) for k in keys)
-    # Listed by its task's zset only: a listing of every task merges those (pages.py).
+    # Listed by its task's index only: a listing of every task merges those (pages.py).
     assert "index" not in keys and "task:tests.task" in keys
     stored = backend.get(record.invocation_id)
     assert stored is not None
@@ -77,31 +78,71 @@ def test_a_finished_record_keeps_the_compact_encoding(redis_server: RedisServer)
     assert [t.timestamp for t in stored.history[1:]] == [started, ended]
 
 
-def test_a_record_of_an_earlier_build_still_decodes_and_moves(redis_server: RedisServer) -> None:
-    # Earlier builds kept the history as JSON lines in field 'history'.
-    backend, client, record = setup(redis_server)
-    key = backend._prefix + "inv:" + record.invocation_id
-    created = client.hget(key, "created_at")
-    assert created is not None
-    client.hset(key, "history", b'["registered",' + created + b",false]")
-    [claim] = backend.claim("r", 1, LEASE, 0)
-    backend.finish(claim.invocation_id, "r", 1, DONE)
+def earlier_build_store(client: redis.Redis, prefix: str, counted: int) -> None:
+    """What a build before store format 3 left: records under long field names (history as
+    JSON lines in the oldest), a zset as each task's index, the counts."""
+    for n in range(3):
+        invocation_id = f"old-{n}"
+        client.hset(
+            prefix + "inv:" + invocation_id,
+            mapping={
+                "task_id": "tests.task",
+                "arguments": b"args",
+                "created_at": "1700000000.5",
+                "status": "registered",
+                "history": b'["registered",1700000000.5,false]',
+            },
+        )
+        client.zadd(prefix + "task:tests.task", {invocation_id: 1700000000.5 + n})
+        client.rpush(prefix + "queue", invocation_id)
+    client.hset(prefix + "counts", "tests.task\x1fregistered", counted)
+
+
+def test_a_store_of_an_earlier_build_is_refused_until_purged(redis_server: RedisServer) -> None:
+    # Its records are under other field names: no script may read them as this build's (a
+    # claim would take them for missing). The first script of a process checks; purge empties
+    # a store of any layout.
+    app = App(f"earlier-{time.time_ns()}", backend=redis_server.url)
+    backend = app.backend
+    assert isinstance(backend, RedisBackend)
+    client = redis.Redis.from_url(redis_server.url)
+    earlier_build_store(client, backend._prefix, counted=3)
+    with pytest.raises(BackendStoreFormatError) as refused:
+        backend.claim("r", 1, LEASE, 0)
+    assert "earlier taskgate" in str(refused.value) and "taskgate purge" in str(refused.value)
+    with pytest.raises(BackendStoreFormatError):  # refused again, nothing written
+        backend.register(record_of("tests.task"))
+    assert client.llen(backend._prefix + "queue") == 3
+    assert client.get(backend._prefix + "format") is None
+    backend.purge()
+    assert client.keys(backend._prefix + "*") == []
+    record = record_of("tests.task")
+    assert backend.register(record).created
+    assert client.get(backend._prefix + "format") == b"3"
+    assert [c.invocation_id for c in backend.claim("r", 1, LEASE, 0)] == [record.invocation_id]
+
+
+def test_a_drained_store_of_an_earlier_build_is_taken_over(redis_server: RedisServer) -> None:
+    # Nothing counted (every count back at zero): nothing to misread, so no purge is needed.
+    backend = App(f"drained-{time.time_ns()}", backend=redis_server.url).backend
+    assert isinstance(backend, RedisBackend)
+    client = redis.Redis.from_url(redis_server.url)
+    client.hset(backend._prefix + "counts", "tests.task\x1fsuccess", 0)
+    record = record_of("tests.task")
+    assert backend.register(record).created
+    assert client.get(backend._prefix + "format") == b"3"
     stored = backend.get(record.invocation_id)
-    assert stored is not None and stored.status is S.SUCCESS
-    assert [(t.status, t.runner_id) for t in stored.history] == [
-        (S.REGISTERED, None),
-        (S.RUNNING, "r"),
-        (S.SUCCESS, "r"),
-    ]
-    assert stored.history[0].timestamp == float(created)
-    client.hset(key, "history", b'["registered",1.5,false]\n["running",2.25,"old"]')
-    client.hdel(key, "hn", "h1", "h2")
-    stored = backend.get(record.invocation_id)
-    assert stored is not None
-    assert [(t.status, t.timestamp, t.runner_id) for t in stored.history] == [
-        (S.REGISTERED, 1.5, None),
-        (S.RUNNING, 2.25, "old"),
-    ]
+    assert stored is not None and stored.status is S.REGISTERED
+
+
+def record_of(task: str) -> InvocationRecord:
+    return InvocationRecord(
+        invocation_id=f"inv-{time.time_ns()}",
+        task_id=task,
+        arguments=b"args",
+        plan=ConcurrencyPlan(None, None, 1, False),
+        max_retries=0,
+    )
 
 
 def test_a_result_waiter_is_woken_through_the_done_list(redis_server: RedisServer) -> None:
@@ -177,7 +218,7 @@ def test_times_come_from_the_server_clock_to_the_microsecond(redis_server: Redis
 def test_lookups_and_purge_reach_the_invocations_of_every_task(
     redis_server: RedisServer,
 ) -> None:
-    # No zset lists every invocation: each task's zset does, and 'counts' names the tasks.
+    # No index lists every invocation: each task's does, and 'counts' names the tasks.
     backend, client, first = setup(redis_server)
     others = [
         InvocationRecord(
@@ -222,38 +263,46 @@ def test_finals_are_dated_in_buckets_of_a_second_to_the_microsecond(
     assert client.keys(backend._prefix + "exp*") == []
 
 
-def test_finals_dated_as_earlier_builds_did_still_expire(redis_server: RedisServer) -> None:
-    # Earlier builds kept each final id in zset 'expiry', scored by its expiry time.
-    backend, client, record = setup(redis_server)
-    [claim] = backend.claim("r", 1, LEASE, 0)
-    backend.finish(claim.invocation_id, "r", 1, DONE)
-    for bucket in client.zrange(backend._prefix + "expb", 0, -1):
-        client.delete(backend._prefix + "exp:" + bucket.decode())
-    client.delete(backend._prefix + "expb")
-    client.zadd(backend._prefix + "expiry", {record.invocation_id: 5000.5})
-    assert backend.expire_finals(10, now=5000.0) == 0
-    assert backend.expire_finals(10, now=5000.5) == 1
-    assert backend.get(record.invocation_id) is None
-    assert client.keys(backend._prefix + "exp*") == []
-
-
-@pytest.mark.parametrize("dated_as", ["expiry", "exp"])
-def test_expiry_empties_the_index_of_every_invocation_that_earlier_builds_kept(
-    redis_server: RedisServer, dated_as: str
+def test_a_task_index_entry_is_the_registration_time_kept_in_order(
+    redis_server: RedisServer,
 ) -> None:
-    # Earlier builds also listed every id in zset 'index'; nothing reads it now, and nothing
-    # but expiry would ever take the entries of their records out of it.
-    backend, client, record = setup(redis_server)
-    created = client.hget(backend._prefix + "inv:" + record.invocation_id, "created_at")
-    assert created is not None
-    client.zadd(backend._prefix + "index", {record.invocation_id: float(created)})
+    # The entry id is the caller's time in microseconds; a call in the same microsecond, or
+    # from a host whose clock is behind, is dated as the last entry (one more in its second
+    # part): the index stays in registration order and every record has its time.
+    backend, client, first = setup(redis_server)
+    index = backend._prefix + "task:tests.task"
+    base = time.time() + 100
+    records = [record_of("tests.task") for _ in range(3)]
+    records[0].created_at = base
+    records[1].created_at = base  # the same microsecond
+    records[2].created_at = base - 50  # a clock behind
+    for record in records:
+        backend.register(record)
+    micros = round(base * 1_000_000)
+    entries = client.xrange(index, "-", "+")
+    assert [(e[0], e[1][b"i"].decode()) for e in entries[1:]] == [
+        (f"{micros}-0".encode(), records[0].invocation_id),
+        (f"{micros}-1".encode(), records[1].invocation_id),
+        (f"{micros}-2".encode(), records[2].invocation_id),
+    ]
+    for record, x in zip(records, (str(micros), f"{micros}-1", f"{micros}-2"), strict=True):
+        assert client.hget(backend._prefix + "inv:" + record.invocation_id, "x") == x.encode()
+        stored = backend.get(record.invocation_id)
+        assert stored is not None and stored.created_at == micros / 1_000_000
+        assert stored.history[0].timestamp == stored.created_at
+    listed = [r.invocation_id for r in backend.list_invocations("tests.task", None, 10)]
+    assert listed == [r.invocation_id for r in records[::-1]] + [first.invocation_id]
+
+
+def test_expiry_takes_the_entry_out_of_the_task_index(redis_server: RedisServer) -> None:
+    backend, client, _ = setup(redis_server)
+    other = record_of("tests.task")
+    backend.register(other)
     [claim] = backend.claim("r", 1, LEASE, 0)
     backend.finish(claim.invocation_id, "r", 1, DONE)
-    if dated_as == "expiry":  # finished by an earlier build
-        for bucket in client.zrange(backend._prefix + "expb", 0, -1):
-            client.delete(backend._prefix + "exp:" + bucket.decode())
-        client.delete(backend._prefix + "expb")
-        client.zadd(backend._prefix + "expiry", {record.invocation_id: 5000.5})
     assert backend.expire_finals(10, now=time.time() + 10 * WAIT + 10**6) == 1
-    assert backend.get(record.invocation_id) is None
-    assert client.keys(backend._prefix + "*") == [backend._prefix.encode() + b"counts"]  # zeros
+    index = backend._prefix + "task:tests.task"
+    assert [e[1][b"i"].decode() for e in client.xrange(index, "-", "+")] == [other.invocation_id]
+    assert [r.invocation_id for r in backend.list_invocations(None, None, 10)] == [
+        other.invocation_id
+    ]

@@ -290,7 +290,7 @@ def test_a_batch_mixing_budgets_and_delays_and_rate_and_invocation_entries_on_ti
     delayed = limited_record(2, scheduled_for=at)
     backend.register_many([plain, *limited, delayed])
     stored = client.hgetall(key(backend, "inv:" + delayed.invocation_id))
-    assert stored[b"status"] == b"scheduled" and stored[b"priority"] == b"2"
+    assert stored[b"s"] == b"scheduled" and stored[b"priority"] == b"2"
     assert stored[b"budgets"] and stored[b"seq"] == b"3"
     assert b"scheduled_for" not in client.hgetall(key(backend, "inv:" + plain.invocation_id))
     # The rate admits one (the higher priority is claimed first); the other waits on
@@ -342,7 +342,8 @@ def test_plain_records_and_retries_without_delay_pay_nothing_for_timed_invocatio
     calls = commands(client)
     # The exact calls of this path before timed invocations existed (three scripts' worth).
     assert "cmdstat_zrank" not in calls
-    assert calls["cmdstat_zadd"] == 1 + 2 + 1  # the task's index; two leases; expiry bucket
+    assert calls["cmdstat_xadd"] == 1  # the task's index
+    assert calls["cmdstat_zadd"] == 2 + 1  # two leases; expiry bucket
     assert calls["cmdstat_rpush"] == 3  # queued at registration and at the retry; expiry
     assert calls["cmdstat_zrange"] == 2  # move_due's one look per claim
     assert calls["cmdstat_time"] == 4  # one per claim/finish script; none in register

@@ -5,6 +5,10 @@ redis-py's pool and command layer cost about as much per call as the round trip 
 contract operation is one Lua script (see :mod:`taskgate.backends.redis.lua`): a function of one
 library on Redis 7 and later (FCALL), else a script called by SHA (EVALSHA), loaded on first
 use either way. Every redis-py error leaves here as a taskgate error that says what to do.
+
+The first script a process runs against a store checks the store's layout (``store_format.lua``):
+one round trip per process, so that no script ever reads records an earlier build wrote under
+other field names.
 """
 
 from __future__ import annotations
@@ -21,7 +25,12 @@ from urllib.parse import urlsplit
 import redis
 
 from taskgate.backends.redis.lua import library_source, script_sha, script_source
-from taskgate.errors import BackendAuthenticationError, BackendError, BackendUnavailableError
+from taskgate.errors import (
+    BackendAuthenticationError,
+    BackendError,
+    BackendStoreFormatError,
+    BackendUnavailableError,
+)
 from taskgate.urls import redact_url
 
 SOCKET_TIMEOUT_SECONDS = 10.0
@@ -38,6 +47,12 @@ def _hiredis_packer() -> Callable[[tuple[Any, ...]], bytes] | None:
 
 
 PACK_COMMAND = _hiredis_packer()
+
+# The layout of records and indexes the scripts read and write ('format' in lib_core.lua).
+STORE_FORMAT = "3"
+# Scripts that run before the format is known: the check itself, and purge (which empties a
+# store of any layout, an earlier build's included).
+_ANY_FORMAT = frozenset({"store_format", "purge"})
 
 
 class RedisConnector:
@@ -69,10 +84,19 @@ class RedisConnector:
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
         # The process that opened the connections: a forked child must not use its parent's.
         self._pid = os.getpid()
+        # Whether this process found the store in this build's layout (see _check_format).
+        self._format_checked = False
 
     def run(self, script: str, *args: Any) -> Any:
         """Run one of the scripts: its function (loading the library first if the server does
-        not have it), or, on a server without functions, the script by SHA."""
+        not have it), or, on a server without functions, the script by SHA.
+
+        Raises:
+            BackendStoreFormatError: the first script this process runs found a store written
+                by an earlier taskgate (see _check_format).
+        """
+        if not self._format_checked and script not in _ANY_FORMAT:
+            self._check_format()
         if self.use_functions is False:
             return self._run_by_sha(script, args)
         function = self._functions[script]
@@ -94,6 +118,21 @@ class RedisConnector:
             reply = self.command("FCALL", function, 1, self.prefix, *args)
         self.use_functions = True
         return reply
+
+    def _check_format(self) -> None:
+        """Claim the store for this build's layout, or refuse it (once per process: racing
+        threads each check, harmlessly)."""
+        reply = self.run("store_format", STORE_FORMAT)
+        found = reply.decode() if isinstance(reply, bytes) else str(reply)
+        if found != STORE_FORMAT:
+            raise BackendStoreFormatError(
+                f"the Redis store at {redact_url(self.url)} (key prefix {self.prefix!r}) holds "
+                f"invocations stored by an earlier taskgate (format {found or 'before 3'}), "
+                f"whose records this version ({STORE_FORMAT}) cannot read. Let that version's "
+                "runners finish them and their results expire, or delete them with "
+                "'taskgate purge --app <module:attr>' (this version can), then retry"
+            )
+        self._format_checked = True
 
     def _functions_refused(self, exc: BackendError) -> bool:
         """Whether ``exc`` says that functions cannot be used here (a server before 7.0, an ACL

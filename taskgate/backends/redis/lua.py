@@ -48,6 +48,7 @@ SCRIPTS = (
     "announce",
     "runner_infos",
     "page_chunk",
+    "store_format",
 )
 
 # Scripts that only store or read records need the core steps alone: less Lua to run per call.
@@ -63,6 +64,7 @@ CORE_ONLY = frozenset(
         "announce",
         "runner_infos",
         "page_chunk",
+        "store_format",
     }
 )
 # Scripts that run another's text after their own (register_tick checks, then registers).

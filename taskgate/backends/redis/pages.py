@@ -1,21 +1,23 @@
-"""``page_invocations`` on Redis: pages of the ``task:<id>`` zsets, newest first.
+"""``page_invocations`` on Redis: pages of the ``task:<id>`` indexes, newest first.
 
-Each task's zset scores an id by its registration time; a page of every task merges them
-(there is no zset of all invocations: one entry less to store and write per invocation; the
-tasks are few, and the ``counts`` hash names them). A page reads them with ``ZREVRANGEBYSCORE``
-from its cursor, ``"<score> <id>"`` of the last entry examined: the next page starts at that
-score (inclusive) and skips the entries of that score it has seen (equal scores come in
-reverse order of their ids), so pages neither repeat nor skip, and a new registration (a
-higher score) never shifts them. The merge orders entries the same way (score, then id, both
-descending), so one cursor serves every zset. Filters:
+Each task's index is a stream whose entry ids are registration times (``<micros>-<n>``, see
+``index_entry`` in lib_core.lua); a page of every task merges them (there is no index of all
+invocations: one entry less to store and write per invocation; the tasks are few, and the
+``counts`` hash names them). A page reads them with ``XREVRANGE`` from its cursor,
+``"<micros>-<n> <id>"`` of the last entry examined: the next page starts at that entry id
+(inclusive) and skips the entries of that entry id it has seen (two tasks' indexes may hold
+the same entry id; equal ones come in reverse order of their invocation ids), so pages neither
+repeat nor skip, and a new registration (a higher entry id) never shifts them. The merge orders
+entries the same way (entry id, then invocation id, both descending), so one cursor serves
+every index. Filters:
 
-- ``task_id`` picks the task's zset: exact, nothing examined in vain;
+- ``task_id`` picks the task's index: exact, nothing examined in vain;
 - ``id_prefix`` is checked on the ids the range read returns anyway (no extra read);
 - ``status`` has no index: each chunk of the range comes with the ``status`` field of every
   record in it (page_chunk.lua: one ``HGET`` per entry, server side), never whole records.
 
-A chunk is one round trip (``page_chunk.lua``: the range of every zset of the page, and the
-statuses when filtering by status; the first chunk is shared among the zsets, and a zset that
+A chunk is one round trip (``page_chunk.lua``: the range of every index of the page, and the
+statuses when filtering by status; the first chunk is shared among them, and an index that
 runs out of its share before the page ends reads its next chunk alone, twice as large each time
 up to a whole chunk); the records of the page one more (``HGETALL`` each, pipelined, without
 history). Without ``status`` or ``id_prefix`` a page is one chunk of ``limit + 1`` entries;
@@ -45,8 +47,10 @@ if TYPE_CHECKING:
 # Index entries read per round trip while filtering (each with its record's status).
 CHUNK = 500
 
-_Entry = tuple[str, float, bytes | None]
-"""An index entry: id, score, and its status when the page filters by status."""
+_Position = tuple[int, int]
+"""An index entry id, ``<micros>-<n>``, as the numbers it orders by."""
+_Entry = tuple[str, _Position, bytes | None]
+"""An index entry: invocation id, entry id, and its status when the page filters by status."""
 
 
 def page(
@@ -74,12 +78,12 @@ def page(
     # Exact, the bound (limit + 1) is never reached first: the extra entry says "more".
     found, last, scanned_all = paging.walk(entries, matches, limit, bound)
     records = _records(db, prefix, [entry[0] for entry in found])
-    next_cursor = None if last is None else f"{last[1]!r} {last[0]}"
+    next_cursor = None if last is None else f"{_entry_text(last[1])} {last[0]}"
     return InvocationPage(records, next_cursor, scanned_all)
 
 
 def index_keys(db: RedisConnector, prefix: str, task_id: str | None) -> list[str]:
-    """The zsets (under the prefix) that index the invocations of ``task_id`` (None: of every
+    """The indexes (under the prefix) that index the invocations of ``task_id`` (None: of every
     task, as the ``counts`` hash names them: ``<task_id>\\x1f<status>``)."""
     if task_id is not None:
         return ["task:" + task_id]
@@ -90,22 +94,21 @@ def index_keys(db: RedisConnector, prefix: str, task_id: str | None) -> list[str
 def newest_first(
     db: RedisConnector, keys: list[str], cursor: str | None, chunk: int, with_status: bool
 ) -> Iterator[_Entry]:
-    """The entries of the zsets ``keys`` after ``cursor``, newest first (by score, then id,
-    as each zset orders them), read ``chunk`` at a time from each; the first chunks in one
-    round trip."""
-    start: tuple[float | None, bytes] = (None, b"")
+    """The entries of the indexes ``keys`` after ``cursor``, newest first (by entry id, then
+    invocation id), read ``chunk`` at a time from each; the first chunks in one round trip."""
+    start: tuple[_Position | None, bytes] = (None, b"")
     if cursor is not None:  # refused (InvalidCursorError) whether or not there are entries
-        score, after_id = paging.read_cursor(cursor, paging.time_and_id)
-        start = (score, after_id.encode())
+        position, after_id = paging.read_cursor(cursor, paging.entry_and_id)
+        start = (position, after_id.encode())
     if not keys:
         return iter(())
-    # The first read of each zset shares one chunk: a read of a whole chunk from each of many
-    # tasks' zsets would hold the server for all of them at once (200 tasks, a page by
-    # status: 100,000 status lookups in one script). A zset read out reads more, twice as
+    # The first read of each index shares one chunk: a read of a whole chunk from each of many
+    # tasks' indexes would hold the server for all of them at once (200 tasks, a page by
+    # status: 100,000 status lookups in one script). An index read out reads more, twice as
     # many each time up to a chunk: one task with most entries costs a few round trips more.
     size = -(-chunk // len(keys))
-    top = "+inf" if start[0] is None else repr(start[0])
-    firsts = db.run("page_chunk", top, 0, size, "1" if with_status else "", *keys)
+    top = "+" if start[0] is None else _entry_text(start[0])
+    firsts = db.run("page_chunk", top, size, "1" if with_status else "", *keys)
     streams = [
         _entries(db, key, start, (size, chunk), with_status, first)
         for key, first in zip(keys, firsts, strict=True)
@@ -118,19 +121,20 @@ def newest_first(
 def _entries(
     db: RedisConnector,
     key: str,
-    start: tuple[float | None, bytes],
+    start: tuple[_Position | None, bytes],
     sizes: tuple[int, int],
     with_status: bool,
     first: list[bytes],
 ) -> Iterator[_Entry]:
-    """The entries of the zset ``key`` (under the prefix) after ``start`` (score and id of a
-    cursor), newest first; ``first`` is the first chunk, read with ``sizes[0]`` entries, each
-    further one twice as many up to ``sizes[1]``.
+    """The entries of the index ``key`` (under the prefix) after ``start`` (entry id and
+    invocation id of a cursor), newest first; ``first`` is the first chunk, read with
+    ``sizes[0]`` entries, each further one twice as many up to ``sizes[1]``.
 
     Each chunk goes on from the last entry read, as the next page goes on from its cursor:
-    from that score (inclusive), skipping the entries of that score at or above its id. An
-    offset would count from a top that moves: a registration between two chunks would repeat
-    an entry in the page, a deletion skip one.
+    from that entry id (inclusive), skipping the entries of that entry id at or above its
+    invocation id (within one index there is at most one). An offset would count from a top
+    that moves: a registration between two chunks would repeat an entry in the page, a
+    deletion skip one.
     """
     score, last_id = start
     size, chunk = sizes
@@ -141,7 +145,7 @@ def _entries(
         wanted = size + seen
         fresh = False
         for i in range(0, len(reply), stride):
-            member, value = reply[i], float(reply[i + 1])
+            member, value = reply[i], _position(reply[i + 1])
             # Entries of the top score at or above the last id came before.
             if score is not None and value == score and member >= last_id:
                 continue
@@ -150,15 +154,25 @@ def _entries(
         if len(reply) < wanted * stride:
             return
         if fresh:
-            last_member, last_value = reply[-stride], float(reply[-stride + 1])
-            seen = sum(1 for i in range(1, len(reply), stride) if float(reply[i]) == last_value)
+            last_member, last_value = reply[-stride], _position(reply[-stride + 1])
+            seen = sum(1 for i in range(1, len(reply), stride) if reply[i] == reply[-stride + 1])
             score, last_id = last_value, last_member
         else:  # a whole chunk of entries already seen (many of one score): read further
             seen = wanted
         size = min(chunk, 2 * size)
-        top = "+inf" if score is None else repr(score)
+        top = "+" if score is None else _entry_text(score)
         flag = "1" if with_status else ""
-        [reply] = db.run("page_chunk", top, 0, size + seen, flag, key)
+        [reply] = db.run("page_chunk", top, size + seen, flag, key)
+
+
+def _position(entry: bytes) -> _Position:
+    """An entry id as XREVRANGE replies it, ``b"<micros>-<n>"``."""
+    micros, _, n = entry.partition(b"-")
+    return int(micros), int(n)
+
+
+def _entry_text(position: _Position) -> str:
+    return f"{position[0]}-{position[1]}"
 
 
 def _records(db: RedisConnector, prefix: str, ids: list[str]) -> list[InvocationRecord]:

@@ -3,7 +3,6 @@ included), a limit's override, a budget's usage."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from taskgate.record import (
@@ -29,15 +28,22 @@ def _number(fields: dict[bytes, bytes], name: str) -> float | None:
     return float(value) if value else None
 
 
+def registered_at(fields: dict[bytes, bytes]) -> float:
+    """The registration time of the record stored as ``fields``: its index entry ('x', integer
+    microseconds, then "-<n>" when it was not the first of its microsecond; see index_entry in
+    lib_core.lua)."""
+    return int(fields[b"x"].partition(b"-")[0]) / 1_000_000
+
+
 def decode_record(
     invocation_id: str, fields: dict[bytes, bytes], *, history: bool = True
 ) -> InvocationRecord:
-    """The record stored as ``fields`` (``HGETALL inv:<id>``); its history (field ``history``,
-    one JSON entry per line) is decoded only when asked for."""
+    """The record stored as ``fields`` (``HGETALL inv:<id>``; layout: 'inv:<id>' in
+    lib_core.lua); its history is decoded only when asked for."""
     return InvocationRecord(
         invocation_id=invocation_id,
-        task_id=fields[b"task_id"].decode(),
-        arguments=fields[b"arguments"],
+        task_id=fields[b"t"].decode(),
+        arguments=fields[b"a"],
         plan=ConcurrencyPlan(
             registration_key=_text(fields, "registration_key"),
             running_key=_text(fields, "running_key"),
@@ -51,13 +57,14 @@ def decode_record(
         queue=fields.get(b"queue", b"default").decode(),
         cancel_requested=fields.get(b"cancel_requested") == b"1",
         scheduled_for=_number(fields, "scheduled_for"),
-        status=InvocationStatus(fields[b"status"].decode()),
+        # Absent while registered (see register.lua).
+        status=InvocationStatus(fields.get(b"s", b"registered").decode()),
         attempt=int(fields.get(b"attempt", 0)),
         num_retries=int(fields.get(b"num_retries", 0)),
         num_recoveries=int(fields.get(b"num_recoveries", 0)),
         runner_id=_text(fields, "runner_id"),
         lease_expires_at=_number(fields, "lease_expires_at"),
-        created_at=float(fields[b"created_at"]),
+        created_at=registered_at(fields),
         result=fields.get(b"result") or None,  # stored as b"" when absent; never a payload
         error=fields.get(b"error") or None,
         trace_context=_text(fields, "trace_context"),
@@ -81,19 +88,14 @@ _CODES = {
 
 def decode_history(fields: dict[bytes, bytes]) -> list[Transition]:
     """The history of the record stored as ``fields``, oldest first (layout: 'inv:<id>' in
-    lib_core.lua): the first transition (implied, or 'h0'; JSON lines in 'history' for records
-    of earlier builds), then 'h1' to 'h<hn>'.
+    lib_core.lua): the first transition ('registered' when it was registered, or the status
+    coded in 'h0'), then 'h1' to 'h<hn>'.
 
     Raises:
         KeyError, ValueError: the record is not one the scripts wrote.
     """
-    old = fields.get(b"history")
-    if old is not None:
-        history = [_json_transition(line) for line in old.split(b"\n")]
-    elif b"h0" in fields:
-        history = [_transition(fields[b"h0"], None)]
-    else:
-        history = [Transition(InvocationStatus.REGISTERED, float(fields[b"created_at"]), None)]
+    first = _CODES[fields[b"h0"][0]] if b"h0" in fields else InvocationStatus.REGISTERED
+    history = [Transition(first, registered_at(fields), None)]
     for n in range(1, int(fields.get(b"hn", 0)) + 1):
         history.append(_transition(fields[b"h%d" % n], history[-1].runner_id))
     return history
@@ -104,11 +106,6 @@ def _transition(entry: bytes, runner_before: str | None) -> Transition:
     timestamp, by_runner, runner = entry[1:].partition(b"\x1f")
     runner_id = (runner.decode() or runner_before) if by_runner else None
     return Transition(_CODES[entry[0]], float(timestamp), runner_id)
-
-
-def _json_transition(entry: bytes) -> Transition:
-    status, timestamp, runner_id = json.loads(entry)
-    return Transition(InvocationStatus(status), float(timestamp), runner_id or None)
 
 
 def encode_override(override: LimitOverride) -> str:

@@ -83,7 +83,8 @@ def register_args(record: InvocationRecord, stride: int) -> tuple[Any, ...]:
         plan.running_limit,
         int(plan.drop_when_blocked),
         record.max_retries,
-        record.created_at or time.time(),
+        # Integer microseconds (the id of the record's index entry: see register.lua).
+        round((record.created_at or time.time()) * 1_000_000),
     )
 
 

@@ -69,19 +69,19 @@ class RedisReads:
         return found[:limit]
 
     def find_ids(self, prefix: str, limit: int) -> list[str]:
-        pattern = _GLOB_SPECIAL.sub(r"\\\g<0>", prefix) + "*"
+        # The records' keys, matched by the server (the task indexes are streams, which no
+        # command filters by member): a SCAN walks the database's whole keyspace, SCAN_COUNT
+        # keys a round trip, and may return a key twice.
+        records = self._prefix + "inv:"
+        pattern = _GLOB_SPECIAL.sub(r"\\\g<0>", records + prefix) + "*"
         found: set[str] = set()
-        for key in pages.index_keys(self._db, self._prefix, None):
-            cursor = 0
-            while True:
-                cursor, page = self._command(
-                    "ZSCAN", self._prefix + key, cursor, "MATCH", pattern, "COUNT", SCAN_COUNT
-                )
-                # ZSCAN replies member, score, member, score...; a member may come twice.
-                found.update(as_text(member) for member in page[::2])
-                cursor = int(cursor)
-                if cursor == 0:
-                    break
+        cursor = 0
+        while True:
+            cursor, keys = self._command("SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT)
+            found.update(as_text(key)[len(records) :] for key in keys)
+            cursor = int(cursor)
+            if cursor == 0:
+                break
         return sorted(found)[:limit]
 
     def page_invocations(

@@ -4,7 +4,7 @@
 -- ARGV id
 -- Returns {} when not parked, else {key, ready_at ('' = none), holder, ...}.
 local id = ARGV[1]
-local v = redis.call('HMGET', k('inv:' .. id), 'status', 'running_key', 'parked_on',
+local v = redis.call('HMGET', k('inv:' .. id), 's', 'running_key', 'parked_on',
   'parked_rate')
 if v[1] ~= 'concurrency_controlled' then return {} end
 local key, slots, ready = v[2], 'slots:', ''

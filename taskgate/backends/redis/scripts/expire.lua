@@ -8,17 +8,12 @@ local batch = tonumber(ARGV[2])
 -- Deletes first: on a full server (noeviction) Redis 6.2 refuses a script's first write when
 -- it may take memory (count's HINCRBY), not once the script has written; Redis 7 runs this
 -- function anyway ('allow-oom', lua.py). Expiry frees what a full server lacks.
--- 'index': the zset of every invocation that earlier builds kept. Nothing reads it any more, but
--- the entries of their records would stay in it for good: each deletion takes its id out while
--- the zset exists (one look per call; Redis drops the key with its last entry).
-local legacy_index = redis.call('EXISTS', k('index')) == 1
 local function delete(id)
-  local v = redis.call('HMGET', k('inv:' .. id), 'task_id', 'status')
+  local v = redis.call('HMGET', k('inv:' .. id), 't', 's', 'x')
   redis.call('DEL', k('inv:' .. id), k('done:' .. id))
-  if legacy_index then redis.call('ZREM', k('index'), id) end
   if v[1] then
-    redis.call('ZREM', k('task:' .. v[1]), id)
-    count(v[1], v[2], -1)
+    redis.call('XDEL', k('task:' .. v[1]), entry_id(v[3]))
+    count(v[1], v[2] or 'registered', -1)
   end
 end
 
@@ -46,10 +41,4 @@ for _, bucket in ipairs(buckets) do
   end
   if deleted >= batch then return deleted end
 end
--- Final invocations of earlier builds, dated in 'expiry' one by one.
-local ids = redis.call('ZRANGEBYSCORE', k('expiry'), '-inf', now, 'LIMIT', 0, batch - deleted)
-for _, id in ipairs(ids) do
-  delete(id)
-  redis.call('ZREM', k('expiry'), id)
-end
-return deleted + #ids
+return deleted

@@ -11,7 +11,7 @@ local function transition(id, f, new, now, runner, ...)
   local n = f.hn + 1
   local entry = history_entry(new, now, runner, f.status == 'running' and runner == f.runner)
   local text = string.format('%d', n)
-  redis.call('HSET', P .. 'inv:' .. id, 'status', new, 'hn', text, 'h' .. text, entry, ...)
+  redis.call('HSET', P .. 'inv:' .. id, 's', new, 'hn', text, 'h' .. text, entry, ...)
   count(f.task, f.status, -1)
   count(f.task, new, 1)
   f.status, f.hn = new, n
@@ -120,17 +120,18 @@ local function requeue_first(id, f, now, runner)
   first_in_line(id, f, now)
 end
 
--- The fields scripts need about <id>, or nil when it does not exist. 'arguments' (the largest
--- field but for the history, and only needed to hand a claim out) only <with_arguments>: else
--- the last field asked for is 'task_id' again, so that there is one fixed-arity call.
+-- The fields scripts need about <id>, or nil when it does not exist. The arguments ('a', the
+-- largest field but for the history, and only needed to hand a claim out) only
+-- <with_arguments>: else the last field asked for is the task ('t') again, so that there is one
+-- fixed-arity call.
 local function fields(id, with_arguments)
-  local v = redis.call('HMGET', P .. 'inv:' .. id, 'task_id', 'status', 'registration_key',
+  local v = redis.call('HMGET', P .. 'inv:' .. id, 't', 's', 'registration_key',
     'running_key', 'running_limit', 'drop_when_blocked', 'runner_id', 'attempt', 'num_retries',
     'max_retries', 'num_recoveries', 'hn', 'waited', 'budgets', 'cancel_requested',
-    with_arguments and 'arguments' or 'task_id')
+    with_arguments and 'a' or 't')
   if not v[1] then return nil end
   -- Absent fields are at their defaults (see register.lua).
-  return {task = v[1], status = v[2], regkey = v[3] or '', key = v[4] or '',
+  return {task = v[1], status = v[2] or 'registered', regkey = v[3] or '', key = v[4] or '',
     limit = tonumber(v[5]) or 1, drop = v[6] == '1', runner = v[7] or '',
     attempt = tonumber(v[8]) or 0, num_retries = tonumber(v[9]) or 0,
     max_retries = tonumber(v[10]) or 0,
@@ -145,15 +146,16 @@ end
 -- hash finds a field by a scan, a whole one for an absent field: the 6 fields left out, absent
 -- in the usual record, cost ~1.5k server instructions each.
 local function run_fields(id)
-  local v = redis.call('HMGET', P .. 'inv:' .. id, 'task_id', 'status', 'runner_id', 'attempt',
+  local v = redis.call('HMGET', P .. 'inv:' .. id, 't', 's', 'runner_id', 'attempt',
     'hn', 'running_key', 'running_limit', 'budgets', 'waited', 'cancel_requested')
   if not v[1] then return nil end
-  return {task = v[1], status = v[2], runner = v[3] or '', attempt = tonumber(v[4]) or 0,
+  return {task = v[1], status = v[2] or 'registered', runner = v[3] or '',
+    attempt = tonumber(v[4]) or 0,
     hn = tonumber(v[5]) or 0, key = v[6] or '', limit = tonumber(v[7]) or 1, budgets = v[8],
     waited = v[9] == '1', cancel_requested = v[10] == '1'}
 end
 
--- Complete <f> from run_fields with the rest of what fields() reads ('arguments' aside).
+-- Complete <f> from run_fields with the rest of what fields() reads (the arguments aside).
 local function more_fields(id, f)
   local v = redis.call('HMGET', P .. 'inv:' .. id, 'registration_key', 'drop_when_blocked',
     'num_retries', 'max_retries', 'num_recoveries')
@@ -163,16 +165,16 @@ local function more_fields(id, f)
   return f
 end
 
--- The fields a claim of ready <id> needs (see fields()), or nil. 'arguments' among them, and
+-- The fields a claim of ready <id> needs (see fields()), or nil. The arguments among them, and
 -- the others only when it has budgets or is dropped when blocked (those of finalize): the plain
 -- path then scans the record for 9 absent fields, not 13, a running key's with one call.
 local function claim_fields(id)
   local key = P .. 'inv:' .. id
-  local v = redis.call('HMGET', key, 'task_id', 'status', 'registration_key', 'running_key',
+  local v = redis.call('HMGET', key, 't', 's', 'registration_key', 'running_key',
     'running_limit', 'drop_when_blocked', 'attempt', 'num_retries', 'max_retries', 'hn',
-    'budgets', 'arguments')
+    'budgets', 'a')
   if not v[1] then return nil end
-  local f = {task = v[1], status = v[2], regkey = v[3] or '', key = v[4] or '',
+  local f = {task = v[1], status = v[2] or 'registered', regkey = v[3] or '', key = v[4] or '',
     limit = tonumber(v[5]) or 1, drop = v[6] == '1', attempt = tonumber(v[7]) or 0,
     num_retries = tonumber(v[8]) or 0, max_retries = tonumber(v[9]) or 0,
     hn = tonumber(v[10]) or 0, budgets = v[11], arguments = v[12]}
@@ -185,7 +187,7 @@ local function claim_fields(id)
 end
 
 -- <id> if <runner> still runs <attempt> of it (the fencing check); its fields, with
--- 'arguments' only <with_arguments>; only those of run_fields when <run_only>.
+-- the arguments only <with_arguments>; only those of run_fields when <run_only>.
 local function owned(id, runner, attempt, with_arguments, run_only)
   local f
   if run_only then f = run_fields(id) else f = fields(id, with_arguments) end
@@ -357,16 +359,13 @@ local HANDED_BATCH = '100'
 local function undo_hand_over(id, f)
   local key = k('inv:' .. id)
   redis.call('ZREM', k('leases'), id)
-  if f.hn == 0 then  -- a record of an earlier build: the entry is the last JSON line
-    local history = redis.call('HGET', key, 'history')
-    redis.call('HSET', key, 'history', string.match(history, '^(.*)\n') or history)
-  elseif f.hn == 1 then
+  if f.hn == 1 then
     redis.call('HDEL', key, 'h1', 'hn')
   else
     redis.call('HDEL', key, 'h' .. string.format('%d', f.hn))
     redis.call('HSET', key, 'hn', string.format('%d', f.hn - 1))
   end
-  redis.call('HSET', key, 'status', 'registered', 'attempt', '0', 'runner_id', '',
+  redis.call('HSET', key, 's', 'registered', 'attempt', '0', 'runner_id', '',
     'lease_expires_at', '')
   count(f.task, f.status, -1)
   count(f.task, 'registered', 1)

@@ -4,8 +4,16 @@
 -- KEYS[1] is the app's key prefix, "taskgate:{<app_id>}:". Every key a script touches is built
 -- from it, so all keys of an app share one hash tag and one cluster slot.
 --
--- Layout under the prefix:
---   inv:<id>          hash: the invocation record (binary fields kept as raw bytes), its
+-- Layout under the prefix (store format 3: see 'format'):
+--   format            string: the layout's number, '3' (store_format.lua): records and
+--                     indexes of earlier builds are not read (their field names and indexes
+--                     differ), so a store they wrote is refused until drained or purged
+--   inv:<id>          hash: the invocation record (binary fields kept as raw bytes): 't' the
+--                     task id, 'a' the arguments, 'x' the registration (see 'task:<task_id>'),
+--                     's' the status (absent while 'registered': the first change writes it),
+--                     first, as a queued record holds nothing else (one-letter names keep it
+--                     in a 64-byte allocation; every HMGET scans from the front); then the
+--                     other fields by their names, absent at their defaults. Its
 --                     history in it too, one field per transition after the first: 'h1',
 --                     'h2'... (written by the HSET that changes the status: no extra call) and
 --                     'hn', their number. An entry is "<code><time>", then "\31<runner_id>"
@@ -13,15 +21,13 @@
 --                     (the step that ends a run: the runner is stored once). Codes: s scheduled,
 --                     r registered, c concurrency_controlled, x concurrency_controlled_final,
 --                     u running, y retry, k success, f failed, n cancelled. The first
---                     transition is not stored: ('registered', created_at, none), or 'h0' when
---                     it was 'scheduled'. Every value stays within 64 bytes (runner ids of up to
+--                     transition is not stored: ('registered', registration time, none), or
+--                     'h0' = 's' when it was 'scheduled' (at that time). Every value stays within 64 bytes (runner ids of up to
 --                     45 characters), so a finished record keeps Redis's compact listpack
 --                     encoding (a value past 'hash-max-listpack-value' turns the whole hash into
 --                     a table, twice the memory; field lookups in a listpack are scans: 1.5 to
 --                     5% more server instructions per task than a table, for 70% less memory
---                     per finished record). Records stored by earlier builds keep their
---                     history as JSON lines in field 'history': they still decode (records.py),
---                     entries written since then following those lines as h<n>
+--                     per finished record)
 --   done:<id>         list: a token pushed when the invocation becomes final, if a result
 --                     waiter marked the record ('waited' field) while it was not final yet
 --   queue             list: ready invocation ids of queue "default" at priority 0 (the plain
@@ -61,11 +67,14 @@
 --                     ~400 B, shared by the invocations whose TTL ends in its second (below
 --                     about 4 finishes a second, expiry then takes more memory than a zset
 --                     did, but there is little of it)
---   expiry            zset: final id -> time its record may be deleted, as earlier builds kept
---                     it (expire.lua works it off; nothing adds to it any more)
---   task:<task_id>    zset: id -> registration time, the task's invocations (listing, newest
---                     first; a listing of every task merges them: no zset of all invocations,
---                     one entry less per invocation, see pages.py)
+--   task:<task_id>    stream: the task's invocations in order of registration, an entry
+--                     {i = <id>} each, its entry id "<micros>-<n>" the registration time in
+--                     microseconds (see index_entry), which the record keeps as 'x': its
+--                     deletion is an XDEL. A listing goes newest first (XREVRANGE); a listing
+--                     of every task merges them: no index of all invocations, one entry less
+--                     per invocation (see pages.py). A stream entry costs ~35 B, a zset entry
+--                     ~145 (a zset past 128 entries is a skiplist and a dict); a deleted entry
+--                     keeps its place until the rest of its node (100 entries) is deleted too
 --   counts            hash: "<task_id>\31<status>" -> number of invocations (also lists tasks)
 --   runners           zset: runner id -> liveness expiry
 --   rinfo             hash: runner id -> its last description (record.RunnerInfo JSON, a few
@@ -390,6 +399,24 @@ local function count(task, status, delta)
   else
     redis.call('HINCRBY', k('counts'), task .. '\31' .. status, DELTAS[delta])
   end
+end
+
+-- Add <id> to the index of <task> ('task:<task_id>') and return the entry's id as the record
+-- keeps it ('x'): "<micros>" when the caller's time <micros> was free (entry "<micros>-0"), else
+-- the entry after the stream's last, "<last micros>-<n>" (a registration in the same
+-- microsecond, or from a host whose clock is behind, is dated as the last one: the index stays
+-- in order, and every entry keeps its time). XADD refuses an id at or below the last; '*' then
+-- gives the next one, since the server's time in milliseconds is always below the last id.
+local function index_entry(task, micros, id)
+  local key = k('task:' .. task)
+  if type(redis.pcall('XADD', key, micros .. '-0', 'i', id)) == 'string' then return micros end
+  return redis.call('XADD', key, '*', 'i', id)
+end
+
+-- The index entry of a record's 'x' (see index_entry).
+local function entry_id(x)
+  if string.find(x, '-', 1, true) then return x end
+  return x .. '-0'
 end
 
 -- Write the changes summed in Q.tally (see count) and stop summing.

@@ -10,16 +10,22 @@
 for _, runner in ipairs(redis.call('ZRANGE', k('inboxes'), 0, -1)) do
   redis.call('DEL', k('inbox:' .. runner))
 end
--- Every invocation is in the zset of its task, and 'counts' names every task (a field per
--- status: a task's zset is gone after its first).
+-- Every invocation is in the index of its task, and 'counts' names every task (a field per
+-- status: a task's index is gone after its first). Purge is also how a store of an earlier
+-- build is emptied for this one (see 'format' in lib_core.lua): their indexes were zsets.
 local deleted = 0
+local function delete(id)
+  redis.call('DEL', k('inv:' .. id), k('done:' .. id))
+  deleted = deleted + 1
+end
 for _, field in ipairs(redis.call('HKEYS', k('counts'))) do
-  local zset = k('task:' .. string.match(field, '^(.*)\31'))
-  for _, id in ipairs(redis.call('ZRANGE', zset, 0, -1)) do
-    redis.call('DEL', k('inv:' .. id), k('done:' .. id))
-    deleted = deleted + 1
+  local index = k('task:' .. string.match(field, '^(.*)\31'))
+  if redis.call('TYPE', index).ok == 'zset' then
+    for _, id in ipairs(redis.call('ZRANGE', index, 0, -1)) do delete(id) end
+  else
+    for _, entry in ipairs(redis.call('XRANGE', index, '-', '+')) do delete(entry[2][2]) end
   end
-  redis.call('DEL', zset)
+  redis.call('DEL', index)
 end
 for _, bucket in ipairs(redis.call('ZRANGE', k('expb'), 0, -1)) do
   redis.call('DEL', k('exp:' .. bucket))
@@ -47,8 +53,8 @@ for _, limit in ipairs(redis.call('SMEMBERS', k('lnames'))) do
   end
   redis.call('DEL', k('lb:' .. limit))
 end
--- 'index': the zset of every invocation that earlier builds kept.
-redis.call('DEL', k('inboxes'), k('index'), k('parked_keys'), k('slot_keys'), k('queue'), k('wake'),
+-- 'index' and 'expiry': zsets that earlier builds kept (see 'format' in lib_core.lua).
+redis.call('DEL', k('format'), k('inboxes'), k('index'), k('parked_keys'), k('slot_keys'), k('queue'), k('wake'),
   k('regkeys'), k('leases'), k('expiry'), k('expb'), k('counts'), k('runners'), k('lnames'),
   k('bwait'),
   k('timed'), k('overrides'), k('seq'), k('bsweep'), k('bwoken'), k('lanes'), k('wake_queues'),

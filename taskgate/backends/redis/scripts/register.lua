@@ -4,7 +4,8 @@
 --      priority other than 0; 12 when one is delayed; 13 when one names a queue other than
 --      "default"; 14 when one carries a trace context), then a batch of records: id,
 --      task_id, arguments, registration_key ('' = none), running_key ('' = none),
---      running_limit, drop_when_blocked ('1'/'0'), max_retries, created_at; from 11 on, also
+--      running_limit, drop_when_blocked ('1'/'0'), max_retries, created_at (integer
+--      microseconds: see index_entry in lib_core.lua); from 11 on, also
 --      budgets (record.encode_budgets, '' = none) and priority; from 12 on, also
 --      scheduled_for (epoch seconds, '' = none); from 13 on, also queue; with 14, also
 --      trace_context ('' = none: the field is not stored). (register_tick.lua runs this
@@ -82,7 +83,7 @@ for i = ARG_BASE + 2, #ARGV, stride do
   local id, task, arguments, regkey = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local holder = regkey ~= '' and redis.call('HGET', k('regkeys'), regkey)
   if holder then
-    results[#results + 1] = {0, holder, redis.call('HGET', k('inv:' .. holder), 'arguments')}
+    results[#results + 1] = {0, holder, redis.call('HGET', k('inv:' .. holder), 'a')}
   else
     local runner, lease
     local key = ARGV[i + 4]
@@ -107,11 +108,14 @@ for i = ARG_BASE + 2, #ARGV, stride do
     end
     -- Fields at their defaults are left out and read back as such: no registration or running
     -- key, limit 1, not dropped when blocked, no retries; attempt, num_retries and
-    -- num_recoveries (0), runner_id and lease_expires_at (none) too. Fewer fields to write.
-    -- The caller's clock dates a registration (leases and expiry use the server's); it is
-    -- used as sent, sparing a number-to-text round trip.
-    local created = ARGV[i + 8]
-    local record = {'task_id', task, 'arguments', arguments, 'created_at', created}
+    -- num_recoveries (0), runner_id and lease_expires_at (none) too, and the status while it
+    -- is 'registered' (its first change writes it). Fewer fields to write, and a queued plain
+    -- record of 't', 'a' and 'x' alone fits a 64-byte allocation.
+    -- The caller's clock dates a registration (leases and expiry use the server's), in
+    -- microseconds: the id of the entry in the task's index (see 'task:<task_id>' in
+    -- lib_core.lua), which the record keeps as its 'x' and its registration time.
+    local entry = index_entry(task, ARGV[i + 8], id)
+    local record = {'t', task, 'a', arguments, 'x', entry}
     if regkey ~= '' then put(record, 'registration_key', regkey) end
     if key ~= '' then
       put(record, 'running_key', key)
@@ -131,21 +135,18 @@ for i = ARG_BASE + 2, #ARGV, stride do
     if runner then
       -- Claimed at once: running, so its registration key is free again (R3).
       expires = time_text(server_time + lease)
-      -- The first entry ('registered' at created) is implied (see 'inv:<id>' in lib_core.lua).
+      -- The first entry ('registered' when created) is implied (see 'inv:<id>' in lib_core.lua).
       put(record, 'hn', '1')
       put(record, 'h1', history_entry('running', server_time, runner))
-      put(record, 'status', 'running')
+      put(record, 's', 'running')
       put(record, 'attempt', '1')
       put(record, 'runner_id', runner)
       put(record, 'lease_expires_at', expires)
     elseif scheduled then
-      put(record, 'h0', 's' .. created)
-      put(record, 'status', 'scheduled')
-    else
-      put(record, 'status', 'registered')
+      put(record, 'h0', 's')
+      put(record, 's', 'scheduled')
     end
     redis.call('HSET', k('inv:' .. id), unpack(record))
-    redis.call('ZADD', k('task:' .. task), created, id)
     if runner then
       count(task, 'running', 1)
       redis.call('ZADD', k('leases'), micros_text(server_time + lease), id)

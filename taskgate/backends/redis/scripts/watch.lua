@@ -5,7 +5,7 @@
 -- ARGV id
 -- Returns the HGETALL reply (empty when the invocation does not exist).
 local key = k('inv:' .. ARGV[1])
-local status = redis.call('HGET', key, 'status')
-if not status then return {} end
-if not is_final(status) then redis.call('HSET', key, 'waited', '1') end
+local v = redis.call('HMGET', key, 't', 's')
+if not v[1] then return {} end
+if not is_final(v[2] or 'registered') then redis.call('HSET', key, 'waited', '1') end
 return redis.call('HGETALL', key)
