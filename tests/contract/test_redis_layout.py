@@ -123,7 +123,8 @@ def test_a_store_of_an_earlier_build_is_refused_until_purged(redis_server: Redis
 
 
 def test_a_drained_store_of_an_earlier_build_is_taken_over(redis_server: RedisServer) -> None:
-    # Nothing counted (every count back at zero): nothing to misread, so no purge is needed.
+    # Its invocations all expired (counts back at zero, its zsets gone with their last entry):
+    # nothing to misread, so no purge is needed.
     backend = App(f"drained-{time.time_ns()}", backend=redis_server.url).backend
     assert isinstance(backend, RedisBackend)
     client = redis.Redis.from_url(redis_server.url)
@@ -133,6 +134,30 @@ def test_a_drained_store_of_an_earlier_build_is_taken_over(redis_server: RedisSe
     assert client.get(backend._prefix + "format") == b"3"
     stored = backend.get(record.invocation_id)
     assert stored is not None and stored.status is S.REGISTERED
+
+
+@pytest.mark.parametrize("emptied_by", ["purge", "a restart without persistence"])
+def test_a_store_emptied_under_running_processes_is_not_refused(
+    redis_server: RedisServer, emptied_by: str
+) -> None:
+    # The 'format' key goes with everything else while processes that checked it go on
+    # registering: a process that starts then must take the store as this layout's (the
+    # evidence of an earlier one is its zset indexes, not a missing key).
+    app_id = f"emptied-{time.time_ns()}"
+    caller = App(app_id, backend=redis_server.url).backend
+    assert isinstance(caller, RedisBackend)
+    caller.register(record_of("tests.task"))
+    client = redis.Redis.from_url(redis_server.url)
+    if emptied_by == "purge":
+        caller.purge()
+    else:  # as FLUSHDB would, for this app's keys only (the server is the session's)
+        client.delete(*client.keys(caller._prefix + "*"))
+    assert client.get(caller._prefix + "format") is None
+    queued = record_of("tests.task")
+    assert caller.register(queued).created  # this process checked before: no check again
+    runner = App(app_id, backend=redis_server.url).backend  # a process starting now
+    assert [c.invocation_id for c in runner.claim("r", 1, LEASE, 0)] == [queued.invocation_id]
+    assert client.get(caller._prefix + "format") == b"3"
 
 
 def record_of(task: str) -> InvocationRecord:

@@ -5,9 +5,11 @@
 -- from it, so all keys of an app share one hash tag and one cluster slot.
 --
 -- Layout under the prefix (store format 3: see 'format'):
---   format            string: the layout's number, '3' (store_format.lua): records and
---                     indexes of earlier builds are not read (their field names and indexes
---                     differ), so a store they wrote is refused until drained or purged
+--   format            string: the layout's number, '3', written by the first script of each
+--                     process (store_format.lua): records and indexes of earlier builds are
+--                     not read (their field names and indexes differ), so a store that still
+--                     keeps some (a task index that is a zset) is refused until drained or
+--                     purged
 --   inv:<id>          hash: the invocation record (binary fields kept as raw bytes): 't' the
 --                     task id, 'a' the arguments, 'x' the registration (see 'task:<task_id>'),
 --                     's' the status (absent while 'registered': the first change writes it),

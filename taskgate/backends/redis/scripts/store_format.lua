@@ -1,16 +1,20 @@
 -- store_format: the layout of the app's store (see 'format' in lib_core.lua), claimed for this
--- build's when the store holds nothing of an earlier one. The first script a process runs is
--- this one (connection.py), purge aside, which empties a store of any layout.
+-- build's when nothing in it is of another. The first script a process runs is this one
+-- (connection.py), purge aside, which empties a store of any layout.
 -- KEYS[1] prefix
 -- ARGV this build's format
--- Returns the store's format: ARGV[1], or '' for a store written before formats were numbered
--- (records under other field names, zsets as indexes) that still counts invocations.
+-- Returns ARGV[1] when the store is of this layout (or empty), else the layout found: another
+-- build's 'format', or '' for invocations stored before layouts were numbered.
+--
+-- The evidence is what is there, not a missing 'format': a store emptied under running
+-- processes (FLUSHDB, a restart without persistence, a purge) loses the key while they go on
+-- registering, and must not be refused for it. Before layout 3 each task's index was a zset:
+-- one with entries (a key) means invocations of that layout are still kept.
 local format = redis.call('GET', k('format'))
 if format then return format end
--- 'counts' keeps a field per task and status, at zero once none is left: those are no bar.
-local counts = redis.call('HGETALL', k('counts'))
-for i = 2, #counts, 2 do
-  if counts[i] ~= '0' then return '' end
+for _, field in ipairs(redis.call('HKEYS', k('counts'))) do
+  local index = k('task:' .. string.match(field, '^(.*)\31'))
+  if redis.call('TYPE', index).ok == 'zset' then return '' end
 end
 redis.call('SET', k('format'), ARGV[1])
 return ARGV[1]
