@@ -1,10 +1,14 @@
-"""Redis only: what the layout keeps per invocation (one hash; a done list only when waited on)."""
+"""Redis only: what the layout keeps per invocation (one hash; a done list only when waited on).
+
+On every redis-server found: the scripts run as a function library on Redis 7, by SHA on 6.2.
+"""
 
 from __future__ import annotations
 
 import re
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -15,11 +19,17 @@ from taskgate.backends.redis.connection import script_source
 from taskgate.errors import BackendStoreFormatError
 from taskgate.record import ConcurrencyPlan, InvocationRecord, Outcome, OutcomeKind
 from taskgate.status import InvocationStatus as S
-from taskgate.testing import RedisServer
+from taskgate.testing import RedisServer, redis_server_binaries
 
 LEASE = 30.0
 WAIT = 15.0
 DONE = Outcome(OutcomeKind.SUCCESS, b"ok")
+
+
+@pytest.fixture(scope="module", params=redis_server_binaries())
+def redis_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    with RedisServer(binary=request.param) as started:
+        yield started
 
 
 def setup(redis_server: RedisServer) -> tuple[RedisBackend, redis.Redis, InvocationRecord]:
