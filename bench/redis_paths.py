@@ -16,6 +16,9 @@ server's instructions per task are then a load-independent figure (take the diff
   one shared (1,000 slots and a rate of 1,000,000/s, so its window holds a second of starts)
   and one keyed (2 slots per key, the calls cycling over 100 keys). Nothing ever waits: this
   is what admitting through two budgets and a rate window costs.
+- ``delayed``: the ``queue`` path for delayed calls (bench-compare's delayed row): each is
+  registered 'scheduled' on the timed set, due once all are registered; then the claims move
+  the due ones to the queue (at most 256 per claim) and drain them.
 - ``hot``: the same with a KEYS task whose calls all share one key (limit 1), as two runners
   meet it: one claims the first call; the other's claim parks the backlog behind it and that
   runner waits in line; each finish of the first hands the key to the next waiter, which its
@@ -26,7 +29,7 @@ time).
 
     .venv/bin/python bench/redis_paths.py PATH [--tasks 1000] [--binary BINARY]
 
-with PATH one of handover, queue, register, limits and hot.
+with PATH one of handover, queue, register, limits, delayed and hot.
 """
 
 from __future__ import annotations
@@ -50,7 +53,10 @@ SHARED = Budget("limit bench-shared", "bench-shared", 1000, Rate(1_000_000, 1.0)
 
 
 def record(
-    number: int, running_key: str | None = None, budgets: tuple[Budget, ...] = ()
+    number: int,
+    running_key: str | None = None,
+    budgets: tuple[Budget, ...] = (),
+    scheduled_for: float | None = None,
 ) -> InvocationRecord:
     return InvocationRecord(
         invocation_id=f"i{number:08d}x{time.time_ns()}",
@@ -58,6 +64,7 @@ def record(
         arguments=b"\x80\x05)}\x94.",
         plan=ConcurrencyPlan(None, running_key, 1, False, budgets),
         max_retries=0,
+        scheduled_for=scheduled_for,
     )
 
 
@@ -135,11 +142,27 @@ def limits(backend: RedisBackend, client: redis.Redis, tasks: int) -> None:
     queue(backend, client, tasks, with_limits=True)
 
 
+def delayed(backend: RedisBackend, client: redis.Redis, tasks: int) -> None:
+    backend._leave_line("r", LEASE)
+    # Due a while after the last registration (under callgrind a call takes about a ms).
+    due = time.time() + 5.0 + tasks * 0.01
+    records = [record(number, scheduled_for=due) for number in range(tasks)]
+    for new in records:
+        backend.register(new)
+    assert client.llen(backend._prefix + "queue") == 0, "registered past their time"
+    time.sleep(max(0.0, due - time.time()) + 0.01)
+    drain(backend)
+    assert backend.get(records[-1].invocation_id).status.value == "success"  # type: ignore[union-attr]
+    for start in range(0, tasks, READ_AHEAD):
+        backend.final_records([r.invocation_id for r in records[start : start + READ_AHEAD]])
+
+
 PATHS = {
     "handover": handover,
     "queue": queue,
     "register": register,
     "limits": limits,
+    "delayed": delayed,
     "hot": hot,
 }
 
