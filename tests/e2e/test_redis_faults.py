@@ -326,21 +326,29 @@ def test_a_full_or_read_only_server_is_unavailable_not_fatal(binary: str) -> Non
 @pytest.mark.parametrize("binary", SERVERS)
 def test_expiry_frees_memory_on_a_full_server(binary: str) -> None:
     """A full server (noeviction) refuses registrations, but still deletes expired invocations:
-    the expiry frees the memory it lacks (on 7, its function is flagged 'allow-oom')."""
+    the expiry frees the memory it lacks (on 7, its function is flagged 'allow-oom'), in a
+    process started while it is full too (its first script, the check of the store's layout,
+    is flagged so as well)."""
     import redis
 
     with RedisServer(binary) as server:
         app = _app(server.url)
         backend = app.backend
-        invocation = app.task(_noop)()
-        [claim] = backend.claim("runner", 1, 30.0, 0)
-        assert backend.finish(claim.invocation_id, "runner", 1, Outcome(OutcomeKind.SUCCESS, b""))
+        invocations = [app.task(_noop)() for _ in range(2)]
+        for _ in invocations:
+            [claim] = backend.claim("runner", 1, 30.0, 0)
+            assert backend.finish(
+                claim.invocation_id, "runner", 1, Outcome(OutcomeKind.SUCCESS, b"")
+            )
         admin = redis.Redis.from_url(server.url)
         admin.config_set("maxmemory", "1")
+        started_when_full = App(app.app_id, backend=server.url).backend
         try:
+            assert started_when_full.expire_finals(1, now=time.time() + 10**9) == 1
             assert backend.expire_finals(100, now=time.time() + 10**9) == 1
         finally:
             admin.config_set("maxmemory", "0")
             admin.close()
-        assert backend.get(invocation.invocation_id) is None
+        assert all(backend.get(i.invocation_id) is None for i in invocations)
+        started_when_full.close()
         backend.close()

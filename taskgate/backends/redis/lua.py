@@ -80,6 +80,9 @@ READ_ONLY = frozenset(
 # 'allow-oom', so that a full server (noeviction) still runs them; they free the memory it
 # lacks. Redis 7 refuses any other function that may write when full, before it runs.
 FREES_MEMORY = frozenset({"expire", "purge"})
+# The layout check runs before each process's first script, expiry included, so it may not be
+# refused when those are not: 'allow-oom' too (it writes one small key, once per store).
+ALLOW_OOM = FREES_MEMORY | {"store_format"}
 
 # The library's reset of the steps' per-call state (a script's text starts afresh each call):
 # the app's prefix, register_tick's argument offset, the call's time, whether lanes exist, the
@@ -89,7 +92,7 @@ FREES_MEMORY = frozenset({"expire", "purge"})
 # once, on first use, and kept).
 _LIBRARY_BEGIN = """
 local function begin_call(prefix)
-  P, ARG_BASE, now_number, now_text, earliest_due = prefix, 0, nil, nil, nil
+  P, ARG_BASE, now_number, now_text, now_micros, earliest_due = prefix, 0, nil, nil, nil, nil
   Q.marked, Q.deferred, Q.more, Q.tally = nil, nil, nil, nil
   if built_steps then built_steps.new_call() end
 end
@@ -143,11 +146,7 @@ def library_source() -> tuple[Mapping[str, str], str]:
     parts = [steps, _LIBRARY_BEGIN]
     for name in SCRIPTS:
         flags = (
-            "{'no-writes'}"
-            if name in READ_ONLY
-            else "{'allow-oom'}"
-            if name in FREES_MEMORY
-            else "{}"
+            "{'no-writes'}" if name in READ_ONLY else "{'allow-oom'}" if name in ALLOW_OOM else "{}"
         )
         parts.append(
             f"redis.register_function{{function_name='{_NAME}_{name}', flags={flags}, "
