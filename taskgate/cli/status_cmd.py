@@ -20,6 +20,7 @@ from taskgate.cli.schedule_view import (
     print_queues,
     queues_json,
 )
+from taskgate.errors import BackendStoreFormatError
 from taskgate.record import BackendStats
 
 
@@ -105,6 +106,9 @@ def purge(app_spec: str, backend_url: str | None, yes: bool) -> None:
         click.confirm(
             f"Delete every invocation, result, queue entry and slot of {where}?", abort=True
         )
-    count = sum(app.backend.stats().by_task_and_status.values())
+    try:
+        count = f"{sum(app.backend.stats().by_task_and_status.values())} invocation(s)"
+    except BackendStoreFormatError:  # a store of an earlier layout: purge is how it is emptied
+        count = "every invocation"
     app.purge()
-    click.echo(f"purged {where}: {count} invocation(s) deleted")
+    click.echo(f"purged {where}: {count} deleted")

@@ -268,6 +268,35 @@ def test_purge_with_yes_deletes_everything(app_module: ModuleType) -> None:
     assert app_module.app.backend.get(invocations[0].invocation_id) is None
 
 
+@pytest.mark.parametrize("backend_url", ["redis"], indirect=True)
+def test_purge_empties_a_redis_store_of_an_earlier_layout(
+    app_module: ModuleType, backend_url: str
+) -> None:
+    # What a build before layout 3 left: a record under long field names, its task's index a
+    # zset. Other commands refuse the store, naming purge; purge empties it.
+    import redis
+
+    backend = app_module.app.backend
+    client = redis.Redis.from_url(backend_url)
+    prefix = backend._prefix
+    client.hset(prefix + "inv:old-1", mapping={"task_id": "t", "status": "registered"})
+    client.zadd(prefix + "task:t", {"old-1": 1.5})
+    client.hset(prefix + "counts", "t\x1fregistered", 1)
+    for command in ("status", "inspect"):
+        args = (command, "old-1") if command == "inspect" else (command,)
+        refused = run_cli(*args, "--app", spec(app_module))
+        assert refused.exit_code == 1, refused.output
+        assert "earlier taskgate" in refused.stderr and "taskgate purge" in refused.stderr
+        assert "Traceback" not in refused.output
+    result = run_cli("purge", "--yes", "--app", spec(app_module))
+    assert result.exit_code == 0, result.output
+    assert "every invocation deleted" in result.stdout
+    assert client.exists(prefix + "inv:old-1", prefix + "task:t") == 0
+    client.close()
+    fresh = load_app(spec(app_module))
+    assert fresh.invocations() == []
+
+
 def test_purge_asks_for_confirmation(app_module: ModuleType) -> None:
     invocation = app_module.add(1)
     declined = run_cli("purge", "--app", spec(app_module), input="n\n")

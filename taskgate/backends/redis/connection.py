@@ -6,9 +6,9 @@ contract operation is one Lua script (see :mod:`taskgate.backends.redis.lua`): a
 library on Redis 7 and later (FCALL), else a script called by SHA (EVALSHA), loaded on first
 use either way. Every redis-py error leaves here as a taskgate error that says what to do.
 
-The first script a process runs against a store checks the store's layout (``store_format.lua``):
-one round trip per process, so that no script ever reads records an earlier build wrote under
-other field names.
+The first script or command a process runs against a store checks the store's layout
+(``store_format.lua``; purge aside): one round trip per process, so that nothing reads records an
+earlier build wrote under other field names.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class RedisConnector:
             return self._run_by_sha(script, args)
         function = self._functions[script]
         try:
-            reply = self.command("FCALL", function, 1, self.prefix, *args)
+            reply = self._send("FCALL", function, 1, self.prefix, *args)
         except BackendError as exc:
             if self._functions_refused(exc):
                 return self._run_by_sha(script, args)
@@ -110,12 +110,12 @@ class RedisConnector:
             # Not loaded (a new or restarted server, a FUNCTION FLUSH). REPLACE: another
             # process may load the same text meanwhile; either is it.
             try:
-                self.command("FUNCTION", "LOAD", "REPLACE", self._library)
+                self._send("FUNCTION", "LOAD", "REPLACE", self._library)
             except BackendError as load_exc:
                 if not self._functions_refused(load_exc):
                     raise
                 return self._run_by_sha(script, args)
-            reply = self.command("FCALL", function, 1, self.prefix, *args)
+            reply = self._send("FCALL", function, 1, self.prefix, *args)
         self.use_functions = True
         return reply
 
@@ -146,15 +146,26 @@ class RedisConnector:
     def _run_by_sha(self, script: str, args: tuple[Any, ...]) -> Any:
         """Run the script by SHA, loading it first if the server does not have it."""
         try:
-            return self.command("EVALSHA", script_sha(script), 1, self.prefix, *args)
+            return self._send("EVALSHA", script_sha(script), 1, self.prefix, *args)
         except BackendError as exc:
             if not isinstance(exc.__cause__, redis.exceptions.NoScriptError):
                 raise
-        self.command("SCRIPT", "LOAD", script_source(script))
-        return self.command("EVALSHA", script_sha(script), 1, self.prefix, *args)
+        self._send("SCRIPT", "LOAD", script_source(script))
+        return self._send("EVALSHA", script_sha(script), 1, self.prefix, *args)
 
     def command(self, *args: Any) -> Any:
-        """One command on this thread's own connection; the raw reply (bytes, lists, ints)."""
+        """One command on this thread's own connection; the raw reply (bytes, lists, ints).
+
+        Raises:
+            BackendStoreFormatError: as :meth:`run` (the first command of a process checks
+                the store's layout too: a read of a record is as wrong as a script's).
+        """
+        if not self._format_checked:
+            self._check_format()
+        return self._send(*args)
+
+    def _send(self, *args: Any) -> Any:
+        """:meth:`command` without the layout check."""
         conn = self._connection()
         try:
             if PACK_COMMAND is None:
@@ -174,6 +185,8 @@ class RedisConnector:
         """Several commands in one round trip (one write, then every reply) on this thread's
         own connection; their raw replies, in order. Not a transaction: each command is atomic
         on its own. A command's error reply raises (as a taskgate error) once all are read."""
+        if not self._format_checked:
+            self._check_format()
         conn = self._connection()
         try:
             # One buffer, one write: redis-py writes each item of a list with its own sendall.
@@ -236,7 +249,10 @@ class RedisConnector:
 
     @contextlib.contextmanager
     def translated(self) -> Iterator[None]:
-        """Turn redis-py errors raised in the block (pipelines) into taskgate errors."""
+        """Turn redis-py errors raised in the block (pipelines) into taskgate errors (after the
+        layout check of :meth:`run`, for a process's first use)."""
+        if not self._format_checked:
+            self._check_format()
         try:
             yield
         except redis.RedisError as exc:

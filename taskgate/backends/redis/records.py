@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from taskgate.errors import BackendStoreFormatError
 from taskgate.record import (
     BudgetHolder,
     BudgetUsage,
@@ -39,7 +40,18 @@ def decode_record(
     invocation_id: str, fields: dict[bytes, bytes], *, history: bool = True
 ) -> InvocationRecord:
     """The record stored as ``fields`` (``HGETALL inv:<id>``; layout: 'inv:<id>' in
-    lib_core.lua); its history is decoded only when asked for."""
+    lib_core.lua); its history is decoded only when asked for.
+
+    Raises:
+        BackendStoreFormatError: a record of an earlier layout (a process that checked the
+            store before an earlier taskgate wrote to it again: see connection.py).
+    """
+    if b"t" not in fields and b"task_id" in fields:
+        raise BackendStoreFormatError(
+            f"invocation {invocation_id} was stored by an earlier taskgate, under field names "
+            "this version cannot read: stop the processes of that version, and drain or purge "
+            "the store ('taskgate purge')"
+        )
     return InvocationRecord(
         invocation_id=invocation_id,
         task_id=fields[b"t"].decode(),
