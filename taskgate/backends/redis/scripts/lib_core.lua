@@ -151,15 +151,18 @@ local function k(name) return P .. name end
 -- (The steps run per task write P .. 'inv:' .. id instead of k('inv:' .. id): one concatenation,
 -- one string made and interned, not two.)
 
--- A script dates all its transitions with one time; its text is kept with it (see time_text).
-local now_number, now_text
+-- A script dates all its transitions with one time; its text is kept with it (see time_text),
+-- and in whole microseconds (now_micros: the entry ids of the task indexes, see index_entry).
+local now_number, now_text, now_micros
 
--- The server's time in seconds. Its text is built from TIME's own digits, formatting nothing.
+-- The server's time in seconds. Its texts are built from TIME's own digits, formatting nothing.
 local function server_now()
   local t = redis.call('TIME')
   local seconds, micros = t[1], t[2]
+  local fraction = string.sub('00000' .. micros, -6)
   now_number = tonumber(seconds) + tonumber(micros) / 1000000
-  now_text = seconds .. '.' .. string.sub('00000' .. micros, -6)
+  now_text = seconds .. '.' .. fraction
+  now_micros = seconds .. fraction
   return now_number
 end
 
@@ -404,11 +407,13 @@ local function count(task, status, delta)
 end
 
 -- Add <id> to the index of <task> ('task:<task_id>') and return the entry's id as the record
--- keeps it ('x'): "<micros>" when the caller's time <micros> was free (entry "<micros>-0"), else
--- the entry after the stream's last, "<last micros>-<n>" (a registration in the same
--- microsecond, or from a host whose clock is behind, is dated as the last one: the index stays
--- in order, and every entry keeps its time). XADD refuses an id at or below the last; '*' then
--- gives the next one, since the server's time in milliseconds is always below the last id.
+-- keeps it ('x'): "<micros>" when the server's time <micros> (now_micros) was free (entry
+-- "<micros>-0"), else the entry after the stream's last, "<last micros>-<n>" (registrations in
+-- the same microsecond, as the records of one batch, or after the server's clock stepped back,
+-- are dated as the last one: the index stays in order). XADD refuses an id at or below the
+-- last; '*' then gives the next one, since the server's time in milliseconds is always below
+-- the last id. The server's clock, not the caller's: a caller whose clock is ahead would date
+-- every later registration of the task (an emptied stream keeps its last id) in its future.
 local function index_entry(task, micros, id)
   local key = k('task:' .. task)
   if type(redis.pcall('XADD', key, micros .. '-0', 'i', id)) == 'string' then return micros end
