@@ -40,7 +40,8 @@ class ToolReads(ABC):
 
         A read (what ``taskgate inspect`` needs to accept a short id). ``prefix`` is literal:
         wildcard characters of the store (``*``, ``%``, ``_``...) match only themselves. Scans
-        the app's ids on stores without an ordered index (Redis): for tools, not the hot path.
+        on stores without an ordered index of ids (Redis: the database's whole keyspace, every
+        app's keys): for tools, not the hot path.
         """
 
     @abstractmethod

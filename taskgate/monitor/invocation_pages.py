@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from taskgate.ids import ID_LENGTH
 from taskgate.monitor import actions
 from taskgate.monitor.auth import forbidden
 from taskgate.monitor.format import now
@@ -28,10 +29,9 @@ from taskgate.monitor.state import state_of
 JsonObject = dict[str, Any]
 
 FILTER_KEYS = ("task", "status", "prefix", "limit")
-# The length of an invocation id (a UUID's text). A shorter one may be a prefix: it is looked up
-# in one bounded page read (``page_invocations``), never with ``find_ids``, which scans every
-# id on Redis; an unknown full-length id is not looked up at all.
-FULL_ID_LENGTH = 36
+# An id shorter than an invocation id (ID_LENGTH) may be a prefix: it is looked up in one
+# bounded page read (``page_invocations``), never with ``find_ids``, which scans the whole
+# keyspace on Redis; an unknown full-length id is not looked up at all.
 
 
 def routes() -> list[BaseRoute]:
@@ -98,7 +98,7 @@ async def invocation_page(request: Request) -> Response:
     given = request.path_params["invocation_id"]
     data = await _invocation(request)
     if data is None:
-        if len(given) < FULL_ID_LENGTH:  # perhaps a prefix, as ``taskgate inspect`` accepts
+        if len(given) < ID_LENGTH:  # perhaps a prefix, as ``taskgate inspect`` accepts
             page = await run_in_threadpool(
                 lambda: state_of(request).app.backend.page_invocations(id_prefix=given, limit=2)
             )

@@ -27,7 +27,7 @@ from taskgate.record import (
 from taskgate.status import InvocationStatus
 
 LIST_PAGE = 200
-# Index entries ZSCAN looks at per round trip when finding ids by prefix.
+# Keys SCAN looks at per round trip when finding ids by prefix.
 SCAN_COUNT = 1000
 # Characters of a Redis glob pattern that must be escaped to match themselves.
 _GLOB_SPECIAL = re.compile(r"[\\*?\[\]]")

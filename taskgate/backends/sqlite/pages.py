@@ -9,7 +9,7 @@ its start (no OFFSET), and invocations registered meanwhile never shift it. Whic
   match, merged (the extra one says a next page exists);
 - an id prefix alone: the seqs of its matches from the ``(app_id, invocation_id)`` unique index
   (index only, no row read), sorted here, when there are at most ``PAGE_SCAN_MAX`` of them
-  (a prefix of k hex digits matches one id in 16^k); more, it is checked on each row of a
+  (a prefix of k characters matches about one id in 62^k); more, it is checked on each row of a
   bounded rowid walk (short pages, ``scanned_all`` False). Never an ORDER BY seq over the
   matches: SQLite would read and sort them all;
 - none: ``queries.newest_seqs``: the rowid (``seq DESC``) walks ``4 * (limit + 1)`` rows of
@@ -78,7 +78,7 @@ def page(
         if len(seqs) <= bound:  # every match: the page is exact
             newest = sorted((seq for seq in seqs if seq < before), reverse=True)
             return _page_of(conn, newest[: limit + 1], limit)
-        # A short prefix (one in 16 ids per hex digit): walk the rowid instead, bounded.
+        # A short prefix (one in 62 ids per character): walk the rowid instead, bounded.
         return _walked_page(
             conn,
             iter(conn.execute(_ALL, (before, bound))),

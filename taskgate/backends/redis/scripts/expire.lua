@@ -12,7 +12,7 @@ local function delete(id)
   local v = redis.call('HMGET', k('inv:' .. id), 't', 's', 'x')
   redis.call('DEL', k('inv:' .. id), k('done:' .. id))
   if v[1] then
-    redis.call('XDEL', k('task:' .. v[1]), entry_id(v[3]))
+    if v[3] then redis.call('XDEL', k('task:' .. v[1]), entry_id(v[3])) end
     count(v[1], v[2] or 'registered', -1)
   end
 end
