@@ -92,7 +92,7 @@ ALLOW_OOM = FREES_MEMORY | {"store_format"}
 # once, on first use, and kept).
 _LIBRARY_BEGIN = """
 local function begin_call(prefix)
-  P, ARG_BASE, now_number, now_text, now_micros, earliest_due = prefix, 0, nil, nil, nil, nil
+  P, ARG_BASE, now_number, now_text, earliest_due = prefix, 0, nil, nil, nil
   Q.marked, Q.deferred, Q.more, Q.tally = nil, nil, nil, nil
   if built_steps then built_steps.new_call() end
 end

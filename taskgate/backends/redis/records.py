@@ -30,10 +30,10 @@ def _number(fields: dict[bytes, bytes], name: str) -> float | None:
 
 
 def registered_at(fields: dict[bytes, bytes]) -> float:
-    """The registration time of the record stored as ``fields``: its index entry ('x', integer
-    microseconds, then "-<n>" when it was not the first of its microsecond; see index_entry in
-    lib_core.lua)."""
-    return int(fields[b"x"].partition(b"-")[0]) / 1_000_000
+    """The registration time of the record stored as ``fields``: its index entry ('x', the
+    server's time in integer milliseconds, then "-<n>" when it was not the first of its
+    millisecond; see index_entry in lib_core.lua)."""
+    return int(fields[b"x"].partition(b"-")[0]) / 1000
 
 
 def decode_record(

@@ -70,11 +70,11 @@
 --                     about 4 finishes a second, expiry then takes more memory than a zset
 --                     did, but there is little of it)
 --   task:<task_id>    stream: the task's invocations in order of registration, an entry
---                     {i = <id>} each, its entry id "<micros>-<n>" the registration time in
---                     microseconds (see index_entry), which the record keeps as 'x': its
---                     deletion is an XDEL. A listing goes newest first (XREVRANGE); a listing
---                     of every task merges them: no index of all invocations, one entry less
---                     per invocation (see pages.py). A stream entry costs ~35 B, a zset entry
+--                     {i = <id>} each, its entry id "<ms>-<n>" the registration time (the
+--                     server's, in milliseconds: see index_entry), which the record keeps as
+--                     'x': its deletion is an XDEL. A listing goes newest first (XREVRANGE); a
+--                     listing of every task merges them: no index of all invocations, one entry
+--                     less per invocation (see pages.py). A stream entry costs ~40 B, a zset entry
 --                     ~145 (a zset past 128 entries is a skiplist and a dict); a deleted entry
 --                     keeps its place until the rest of its node (100 entries) is deleted too
 --   counts            hash: "<task_id>\31<status>" -> number of invocations (also lists tasks)
@@ -151,18 +151,15 @@ local function k(name) return P .. name end
 -- (The steps run per task write P .. 'inv:' .. id instead of k('inv:' .. id): one concatenation,
 -- one string made and interned, not two.)
 
--- A script dates all its transitions with one time; its text is kept with it (see time_text),
--- and in whole microseconds (now_micros: the entry ids of the task indexes, see index_entry).
-local now_number, now_text, now_micros
+-- A script dates all its transitions with one time; its text is kept with it (see time_text).
+local now_number, now_text
 
--- The server's time in seconds. Its texts are built from TIME's own digits, formatting nothing.
+-- The server's time in seconds. Its text is built from TIME's own digits, formatting nothing.
 local function server_now()
   local t = redis.call('TIME')
   local seconds, micros = t[1], t[2]
-  local fraction = string.sub('00000' .. micros, -6)
   now_number = tonumber(seconds) + tonumber(micros) / 1000000
-  now_text = seconds .. '.' .. fraction
-  now_micros = seconds .. fraction
+  now_text = seconds .. '.' .. string.sub('00000' .. micros, -6)
   return now_number
 end
 
@@ -407,17 +404,16 @@ local function count(task, status, delta)
 end
 
 -- Add <id> to the index of <task> ('task:<task_id>') and return the entry's id as the record
--- keeps it ('x'): "<micros>" when the server's time <micros> (now_micros) was free (entry
--- "<micros>-0"), else the entry after the stream's last, "<last micros>-<n>" (registrations in
--- the same microsecond, as the records of one batch, or after the server's clock stepped back,
--- are dated as the last one: the index stays in order). XADD refuses an id at or below the
--- last; '*' then gives the next one, since the server's time in milliseconds is always below
--- the last id. The server's clock, not the caller's: a caller whose clock is ahead would date
--- every later registration of the task (an emptied stream keeps its last id) in its future.
-local function index_entry(task, micros, id)
-  local key = k('task:' .. task)
-  if type(redis.pcall('XADD', key, micros .. '-0', 'i', id)) == 'string' then return micros end
-  return redis.call('XADD', key, '*', 'i', id)
+-- keeps it ('x'): the id Redis gives it, "<ms>-<n>" (the server's time in milliseconds, <n>
+-- counting the entries of that millisecond; an id above the stream's last even when the
+-- server's clock stepped back), stored as "<ms>" when <n> is 0 (an integer: 9 bytes in the
+-- record, not 16). The server's clock, not the caller's: a caller whose clock ran ahead would
+-- date every later registration of the task in its future (a stream keeps its last id), and
+-- no TIME call is needed.
+local function index_entry(task, id)
+  local entry = redis.call('XADD', k('task:' .. task), '*', 'i', id)
+  if string.sub(entry, -2) == '-0' then return string.sub(entry, 1, -3) end
+  return entry
 end
 
 -- The index entry of a record's 'x' (see index_entry).

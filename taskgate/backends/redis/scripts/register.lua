@@ -111,10 +111,9 @@ for i = ARG_BASE + 2, #ARGV, stride do
     -- num_recoveries (0), runner_id and lease_expires_at (none) too, and the status while it
     -- is 'registered' (its first change writes it). Fewer fields to write, and a queued plain
     -- record of 't', 'a' and 'x' alone fits a 64-byte allocation.
-    -- The registration time, in microseconds: the id of the entry in the task's index (see
+    -- The registration time, in milliseconds: the id of the entry in the task's index (see
     -- 'task:<task_id>' in lib_core.lua), which the record keeps as its 'x'.
-    server_time = server_time or server_now()
-    local entry = index_entry(task, now_micros, id)
+    local entry = index_entry(task, id)
     local record = {'t', task, 'a', arguments, 'x', entry}
     if regkey ~= '' then put(record, 'registration_key', regkey) end
     if key ~= '' then
