@@ -63,7 +63,7 @@ def read_cursor(cursor: str, parse: Callable[[str], C]) -> C:
 
 
 def entry_and_id(cursor: str) -> tuple[tuple[int, int], str]:
-    """A ``"<ms>-<n> <id>"`` cursor (Redis: a stream entry id and an invocation id) as its
+    """A ``"<micros>-<n> <id>"`` cursor (Redis: a stream entry id and an invocation id) as its
     parts, the entry id as two integers."""
     entry, space, invocation_id = cursor.partition(" ")
     ms, dash, n = entry.partition("-")

@@ -384,10 +384,10 @@ def test_a_redis_page_of_many_tasks_pages_ties_across_tasks_once_each(
     monkeypatch: pytest.MonkeyPatch,
     filters: dict[str, object],
 ) -> None:
-    # One batch (one script: one millisecond, mostly) over five tasks' indexes, chunks of 3,
-    # pages of at most 7 entries examined: ties fall across chunk, page and index boundaries.
-    # (Each index numbers the entries of a millisecond: "<ms>-<n>"; two tasks' indexes hold the
-    # same entry ids, which order by invocation id.)
+    # Few times over five tasks' indexes, chunks of 3, pages of at most 7 entries examined:
+    # ties fall across chunk, page and index boundaries. (An index dates a call whose time is
+    # not above its last entry's after that entry: "<micros>-<n>", n counting up; two tasks'
+    # indexes hold the same entry ids, which order by invocation id.)
     records = [
         dataclasses.replace(
             new_record(task_id=f"tests.t{i * 7 % 5}", created_at=1_000_000.0 + i % 4),

@@ -301,32 +301,44 @@ def test_finals_are_dated_in_buckets_of_a_second_to_the_microsecond(
 def test_a_task_index_entry_is_the_registration_time_kept_in_order(
     redis_server: RedisServer,
 ) -> None:
-    # The entry id is the server's time in milliseconds, numbered within it ("<ms>-<n>": the
-    # records of one batch mostly share one); the record keeps it as its registration time
-    # ('x', "<ms>" alone for n = 0). The caller's clock plays no part: one far ahead must not
-    # date this registration, or (a stream keeps its last id) every later one.
+    # The entry id is the caller's time in microseconds. A call in the same microsecond, or
+    # from a host whose clock is behind, follows the last entry (one more in its second part),
+    # and keeps its own time as 'c': the index stays in registration order, every record has
+    # its caller's time, and one caller far ahead dates no later registration in its future.
     backend, client, first = setup(redis_server)
     index = backend._prefix + "task:tests.task"
-    records = [record_of("tests.task") for _ in range(3)]
-    records[0].created_at = time.time() + 365 * 86400
-    seconds, micros = client.time()
-    before = (seconds * 1_000_000 + micros) // 1000
-    backend.register_many(records)
-    seconds, micros = client.time()
-    after = (seconds * 1_000_000 + micros) // 1000
+    base = time.time() + 100
+    records = [record_of("tests.task") for _ in range(4)]
+    times = [base, base, base - 50, time.time()]  # the same microsecond, behind, now
+    for record, at in zip(records, times, strict=True):
+        record.created_at = at
+    for record in records:
+        backend.register(record)
+    micros = round(base * 1_000_000)
     entries = client.xrange(index, "-", "+")
-    assert [e[1][b"i"].decode() for e in entries] == [r.invocation_id for r in [first, *records]]
-    positions = [tuple(map(int, e[0].decode().split("-"))) for e in entries]
-    assert positions == sorted(positions) and len(set(positions)) == len(positions)
-    for record, (ms, n) in zip(records, positions[1:], strict=True):
-        assert before <= ms <= after
-        x = str(ms) if n == 0 else f"{ms}-{n}"
-        assert client.hget(backend._prefix + "inv:" + record.invocation_id, "x") == x.encode()
+    assert [(e[0], e[1][b"i"].decode()) for e in entries[1:]] == [
+        (f"{micros}-{n}".encode(), record.invocation_id) for n, record in enumerate(records)
+    ]
+    for n, (record, at) in enumerate(zip(records, times, strict=True)):
+        fields = client.hgetall(backend._prefix + "inv:" + record.invocation_id)
+        assert fields[b"x"] == (str(micros) if n == 0 else f"{micros}-{n}").encode()
+        assert fields.get(b"c") == (None if n == 0 else str(round(at * 1_000_000)).encode())
         stored = backend.get(record.invocation_id)
-        assert stored is not None and stored.created_at == ms / 1000
+        assert stored is not None and stored.created_at == round(at * 1_000_000) / 1_000_000
         assert stored.history[0].timestamp == stored.created_at
     listed = [r.invocation_id for r in backend.list_invocations("tests.task", None, 10)]
-    assert listed == [r.invocation_id for r in [first, *records][::-1]]
+    assert listed == [r.invocation_id for r in records[::-1]] + [first.invocation_id]
+
+
+def test_a_listing_of_every_task_is_in_registration_order(redis_server: RedisServer) -> None:
+    # Calls of two tasks made one after the other, well within a millisecond: each task's
+    # index is dated to the microsecond, so the merge of the two keeps their order.
+    backend, _, first = setup(redis_server)
+    made = [record_of(task) for task in ("tests.other", "tests.task", "tests.other")]
+    for record in made:
+        backend.register(record)
+    listed = [r.invocation_id for r in backend.list_invocations(None, None, 10)]
+    assert listed == [r.invocation_id for r in [first, *made][::-1]]
 
 
 def test_expiry_takes_the_entry_out_of_the_task_index(redis_server: RedisServer) -> None:

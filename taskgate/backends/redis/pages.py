@@ -1,10 +1,10 @@
 """``page_invocations`` on Redis: pages of the ``task:<id>`` indexes, newest first.
 
-Each task's index is a stream whose entry ids are registration times (``<ms>-<n>``, see
+Each task's index is a stream whose entry ids are registration times (``<micros>-<n>``, see
 ``index_entry`` in lib_core.lua); a page of every task merges them (there is no index of all
 invocations: one entry less to store and write per invocation; the tasks are few, and the
 ``counts`` hash names them). A page reads them with ``XREVRANGE`` from its cursor,
-``"<ms>-<n> <id>"`` of the last entry examined: the next page starts at that entry id
+``"<micros>-<n> <id>"`` of the last entry examined: the next page starts at that entry id
 (inclusive) and skips the entries of that entry id it has seen (two tasks' indexes may hold
 the same entry id; equal ones come in reverse order of their invocation ids), so pages neither
 repeat nor skip, and a new registration (a higher entry id) never shifts them. The merge orders
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 CHUNK = 500
 
 _Position = tuple[int, int]
-"""An index entry id, ``<ms>-<n>``, as the numbers it orders by."""
+"""An index entry id, ``<micros>-<n>``, as the numbers it orders by."""
 _Entry = tuple[str, _Position, bytes | None]
 """An index entry: invocation id, entry id, and its status when the page filters by status."""
 
@@ -166,9 +166,9 @@ def _entries(
 
 
 def _position(entry: bytes) -> _Position:
-    """An entry id as XREVRANGE replies it, ``b"<ms>-<n>"``."""
-    ms, _, n = entry.partition(b"-")
-    return int(ms), int(n)
+    """An entry id as XREVRANGE replies it, ``b"<micros>-<n>"``."""
+    micros, _, n = entry.partition(b"-")
+    return int(micros), int(n)
 
 
 def _entry_text(position: _Position) -> str:

@@ -30,10 +30,10 @@ def _number(fields: dict[bytes, bytes], name: str) -> float | None:
 
 
 def registered_at(fields: dict[bytes, bytes]) -> float:
-    """The registration time of the record stored as ``fields``: its index entry ('x', the
-    server's time in integer milliseconds, then "-<n>" when it was not the first of its
-    millisecond; see index_entry in lib_core.lua)."""
-    return int(fields[b"x"].partition(b"-")[0]) / 1000
+    """The registration time of the record stored as ``fields``, the caller's, in integer
+    microseconds: its index entry ('x'), or 'c' when the entry had to follow a later one (see
+    index_entry in lib_core.lua)."""
+    return int(fields.get(b"c") or fields[b"x"].partition(b"-")[0]) / 1_000_000
 
 
 def decode_record(

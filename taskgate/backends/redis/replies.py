@@ -3,6 +3,7 @@ arguments (the layouts are documented in scripts/*.lua)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,37 +43,37 @@ def field_pairs(reply: list[bytes] | dict[bytes, bytes]) -> dict[bytes, bytes]:
 
 
 def register_stride(records: Sequence[InvocationRecord]) -> int:
-    """Values per record in a register batch: 13 if one of them carries a trace context, else
-    12 if one names a queue other than "default", else 11 if one is delayed
-    (``scheduled_for``), else 10 if one uses budgets or a priority other than 0, else 8 (plain
+    """Values per record in a register batch: 14 if one of them carries a trace context, else
+    13 if one names a queue other than "default", else 12 if one is delayed
+    (``scheduled_for``), else 11 if one uses budgets or a priority other than 0, else 9 (plain
     batches send no value they don't use)."""
     # One pass, no generator per test: this runs for every call.
-    stride = 8
+    stride = 9
     for record in records:
         if record.trace_context is not None:
-            return 13
-        if stride < 12:
+            return 14
+        if stride < 13:
             if record.queue != "default":
+                stride = 13
+            elif stride < 12 and record.scheduled_for is not None:
                 stride = 12
-            elif stride < 11 and record.scheduled_for is not None:
+            elif stride < 11 and (record.plan.budgets or record.priority):
                 stride = 11
-            elif stride < 10 and (record.plan.budgets or record.priority):
-                stride = 10
     return stride
 
 
 def register_args(record: InvocationRecord, stride: int) -> tuple[Any, ...]:
     """The ``stride`` script arguments of one record (see scripts/register.lua)."""
     plan = record.plan
+    if stride > 13:
+        return (*register_args(record, 13), record.trace_context or "")
     if stride > 12:
-        return (*register_args(record, 12), record.trace_context or "")
+        return (*register_args(record, 12), record.queue)
     if stride > 11:
-        return (*register_args(record, 11), record.queue)
-    if stride > 10:
         at = record.scheduled_for
-        return (*register_args(record, 10), "" if at is None else repr(float(at)))
-    if stride > 8:
-        return (*register_args(record, 8), encode_budgets(plan.budgets), record.priority)
+        return (*register_args(record, 11), "" if at is None else repr(float(at)))
+    if stride > 9:
+        return (*register_args(record, 9), encode_budgets(plan.budgets), record.priority)
     return (
         record.invocation_id,
         record.task_id,
@@ -82,6 +83,8 @@ def register_args(record: InvocationRecord, stride: int) -> tuple[Any, ...]:
         plan.running_limit,
         int(plan.drop_when_blocked),
         record.max_retries,
+        # Integer microseconds (the id of the record's index entry: see register.lua).
+        round((record.created_at or time.time()) * 1_000_000),
     )
 
 

@@ -11,7 +11,8 @@
 --                     keeps some (a task index that is a zset) is refused until drained or
 --                     purged
 --   inv:<id>          hash: the invocation record (binary fields kept as raw bytes): 't' the
---                     task id, 'a' the arguments, 'x' the registration (see 'task:<task_id>'),
+--                     task id, 'a' the arguments, 'x' the registration (see 'task:<task_id>';
+--                     'c' the caller's time when it is not x's),
 --                     's' the status (absent while 'registered': the first change writes it),
 --                     first, as a queued record holds nothing else (one-letter names keep it
 --                     in a 64-byte allocation; every HMGET scans from the front); then the
@@ -70,8 +71,8 @@
 --                     about 4 finishes a second, expiry then takes more memory than a zset
 --                     did, but there is little of it)
 --   task:<task_id>    stream: the task's invocations in order of registration, an entry
---                     {i = <id>} each, its entry id "<ms>-<n>" the registration time (the
---                     server's, in milliseconds: see index_entry), which the record keeps as
+--                     {i = <id>} each, its entry id "<micros>-<n>" the registration time (the
+--                     caller's, in microseconds: see index_entry), which the record keeps as
 --                     'x': its deletion is an XDEL. A listing goes newest first (XREVRANGE); a
 --                     listing of every task merges them: no index of all invocations, one entry
 --                     less per invocation (see pages.py). A stream entry costs ~40 B, a zset entry
@@ -404,16 +405,20 @@ local function count(task, status, delta)
 end
 
 -- Add <id> to the index of <task> ('task:<task_id>') and return the entry's id as the record
--- keeps it ('x'): the id Redis gives it, "<ms>-<n>" (the server's time in milliseconds, <n>
--- counting the entries of that millisecond; an id above the stream's last even when the
--- server's clock stepped back), stored as "<ms>" when <n> is 0 (an integer: 9 bytes in the
--- record, not 16). The server's clock, not the caller's: a caller whose clock ran ahead would
--- date every later registration of the task in its future (a stream keeps its last id), and
--- no TIME call is needed.
-local function index_entry(task, id)
-  local entry = redis.call('XADD', k('task:' .. task), '*', 'i', id)
-  if string.sub(entry, -2) == '-0' then return string.sub(entry, 1, -3) end
-  return entry
+-- keeps it ('x'), and whether that id is not the caller's time <micros> (then the record keeps
+-- <micros> as 'c'). The id is "<micros>-0", stored as "<micros>", when <micros> is above the
+-- stream's last id; else (a registration in the same microsecond, or from a host whose clock
+-- is behind or ahead of another's) the entry after the last, "<last micros>-<n>": XADD refuses
+-- an id at or below the last, and '*' then gives the next one, as the server's time in
+-- milliseconds is always below the last id. So the index stays in registration order, and a
+-- record keeps its caller's time even when a caller whose clock ran ahead left the stream's
+-- last id in the future (an emptied stream keeps it).
+local function index_entry(task, micros, id)
+  local key = k('task:' .. task)
+  if type(redis.pcall('XADD', key, micros .. '-0', 'i', id)) == 'string' then
+    return micros, false
+  end
+  return redis.call('XADD', key, '*', 'i', id), true
 end
 
 -- The index entry of a record's 'x' (see index_entry).

@@ -2,7 +2,7 @@
 -- indexes: entries newest first, with each record's status when the page filters by status.
 -- Reads only; a chunk of 500 holds the server for well under a millisecond.
 -- KEYS[1] prefix
--- ARGV top entry id (inclusive: '+' or "<ms>-<n>"; pages.py starts each chunk at the last
+-- ARGV top entry id (inclusive: '+' or "<micros>-<n>"; pages.py starts each chunk at the last
 --      entry read, as a count from a moving top would repeat or skip entries), count, '1' to
 --      add each record's status, then the indexes under the prefix ('task:<task_id>': a page
 --      of every task reads one chunk of each task's index at once)

@@ -1,15 +1,15 @@
 -- register: store and enqueue invocations, each unless its registration key is held.
 -- KEYS[1] prefix
--- ARGV the number of values per record (8; 10 when a record of the batch uses budgets or a
---      priority other than 0; 11 when one is delayed; 12 when one names a queue other than
---      "default"; 13 when one carries a trace context), then a batch of records: id,
+-- ARGV the number of values per record (9; 11 when a record of the batch uses budgets or a
+--      priority other than 0; 12 when one is delayed; 13 when one names a queue other than
+--      "default"; 14 when one carries a trace context), then a batch of records: id,
 --      task_id, arguments, registration_key ('' = none), running_key ('' = none),
---      running_limit, drop_when_blocked ('1'/'0'), max_retries; from 10 on, also
---      budgets (record.encode_budgets, '' = none) and priority; from 11 on, also
---      scheduled_for (epoch seconds, '' = none); from 12 on, also queue; with 13, also
+--      running_limit, drop_when_blocked ('1'/'0'), max_retries, created_at (integer
+--      microseconds: see index_entry in lib_core.lua); from 11 on, also
+--      budgets (record.encode_budgets, '' = none) and priority; from 12 on, also
+--      scheduled_for (epoch seconds, '' = none); from 13 on, also queue; with 14, also
 --      trace_context ('' = none: the field is not stored). (register_tick.lua runs this
---      script after two arguments of its own: ARG_BASE.) The server's clock dates a
---      registration, as every later transition (see index_entry in lib_core.lua).
+--      script after two arguments of its own: ARG_BASE.)
 -- Returns, per record, {1, id} when stored or {0, holder_id, holder_arguments} when folded
 -- (a record may fold into one stored earlier in the same batch).
 --
@@ -75,11 +75,11 @@ end
 local results = {}
 local stride = tonumber(ARGV[ARG_BASE + 1])
 for i = ARG_BASE + 2, #ARGV, stride do
-  local budgets = stride > 8 and ARGV[i + 8] or ''
-  local priority = stride > 8 and ARGV[i + 9] or '0'
-  local at = stride > 10 and ARGV[i + 10] or ''
-  local queue = stride > 11 and ARGV[i + 11] or 'default'
-  local trace = stride > 12 and ARGV[i + 12] or ''
+  local budgets = stride > 9 and ARGV[i + 9] or ''
+  local priority = stride > 9 and ARGV[i + 10] or '0'
+  local at = stride > 11 and ARGV[i + 11] or ''
+  local queue = stride > 12 and ARGV[i + 12] or 'default'
+  local trace = stride > 13 and ARGV[i + 13] or ''
   local id, task, arguments, regkey = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local holder = regkey ~= '' and redis.call('HGET', k('regkeys'), regkey)
   if holder then
@@ -111,10 +111,12 @@ for i = ARG_BASE + 2, #ARGV, stride do
     -- num_recoveries (0), runner_id and lease_expires_at (none) too, and the status while it
     -- is 'registered' (its first change writes it). Fewer fields to write, and a queued plain
     -- record of 't', 'a' and 'x' alone fits a 64-byte allocation.
-    -- The registration time, in milliseconds: the id of the entry in the task's index (see
-    -- 'task:<task_id>' in lib_core.lua), which the record keeps as its 'x'.
-    local entry = index_entry(task, id)
+    -- The caller's clock dates a registration (leases and expiry use the server's), in
+    -- microseconds: the id of the entry in the task's index (see 'task:<task_id>' in
+    -- lib_core.lua), which the record keeps as its 'x' and its registration time.
+    local entry, moved = index_entry(task, ARGV[i + 8], id)
     local record = {'t', task, 'a', arguments, 'x', entry}
+    if moved then put(record, 'c', ARGV[i + 8]) end
     if regkey ~= '' then put(record, 'registration_key', regkey) end
     if key ~= '' then
       put(record, 'running_key', key)
