@@ -66,11 +66,11 @@ def entry_and_id(cursor: str) -> tuple[tuple[int, int], str]:
     """A ``"<micros>-<n> <id>"`` cursor (Redis: a stream entry id and an invocation id) as its
     parts, the entry id as two integers."""
     entry, space, invocation_id = cursor.partition(" ")
-    ms, dash, n = entry.partition("-")
-    parts = (ms, n)
+    micros, dash, n = entry.partition("-")
+    parts = (micros, n)
     if not space or not dash or not all(part.isascii() and part.isdigit() for part in parts):
         raise ValueError("not an index entry and an id")
-    position = (int(ms), int(n))
+    position = (int(micros), int(n))
     if max(position) >= 1 << 64:  # Redis would refuse it as an entry id
         raise ValueError("not an index entry")
     return position, invocation_id

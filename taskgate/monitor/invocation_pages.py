@@ -29,9 +29,6 @@ from taskgate.monitor.state import state_of
 JsonObject = dict[str, Any]
 
 FILTER_KEYS = ("task", "status", "prefix", "limit")
-# An id shorter than an invocation id (ID_LENGTH) may be a prefix: it is looked up in one
-# bounded page read (``page_invocations``), never with ``find_ids``, which scans the whole
-# keyspace on Redis; an unknown full-length id is not looked up at all.
 
 
 def routes() -> list[BaseRoute]:
@@ -98,7 +95,10 @@ async def invocation_page(request: Request) -> Response:
     given = request.path_params["invocation_id"]
     data = await _invocation(request)
     if data is None:
-        if len(given) < ID_LENGTH:  # perhaps a prefix, as ``taskgate inspect`` accepts
+        # Shorter than an invocation id: perhaps a prefix, as ``taskgate inspect`` accepts. It
+        # is looked up in one bounded page read, never with ``find_ids`` (which scans the whole
+        # keyspace on Redis); an unknown full-length id is not looked up at all.
+        if len(given) < ID_LENGTH:
             page = await run_in_threadpool(
                 lambda: state_of(request).app.backend.page_invocations(id_prefix=given, limit=2)
             )

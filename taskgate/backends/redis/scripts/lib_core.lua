@@ -25,8 +25,9 @@
 --                     r registered, c concurrency_controlled, x concurrency_controlled_final,
 --                     u running, y retry, k success, f failed, n cancelled. The first
 --                     transition is not stored: ('registered', registration time, none), or
---                     'h0' = 's' when it was 'scheduled' (at that time). Every value stays within 64 bytes (runner ids of up to
---                     45 characters), so a finished record keeps Redis's compact listpack
+--                     'h0' = 's' when it was 'scheduled' (at that time). Every value stays
+--                     within 64 bytes (runner ids of up to 45 characters), so a finished
+--                     record keeps Redis's compact listpack
 --                     encoding (a value past 'hash-max-listpack-value' turns the whole hash into
 --                     a table, twice the memory; field lookups in a listpack are scans: 1.5 to
 --                     5% more server instructions per task than a table, for 70% less memory
@@ -186,8 +187,9 @@ end
 -- plain lane, priorities and runners serving only some queues need, built on first use;
 -- Q.more, set by a claim that stopped before the ready queue (or move_due before the due part of
 -- 'timed') was done with (see claim_ready in lib.lua); Q.tally, the counts' changes a script
--- sums before writing them (see count); and Q.notify. One local for all: every top-level local a later function refers to makes each
--- closure a script creates per call (see lib_budgets.lua) a little dearer, on every call.
+-- sums before writing them (see count); and Q.notify. One local for all: every top-level local
+-- a later function refers to makes each closure a script creates per call (see
+-- lib_budgets.lua) a little dearer, on every call.
 local Q = {}
 function Q.lanes()
   if Q.built then return Q.built end
@@ -419,6 +421,12 @@ local function index_entry(task, micros, id)
     return micros, false
   end
   return redis.call('XADD', key, '*', 'i', id), true
+end
+
+-- The index of the task a field of 'counts' names ("<task_id>\31<status>": the task id is
+-- what comes before the last separator, as replies.count_field reads it).
+local function index_of_count(field)
+  return k('task:' .. string.match(field, '^(.*)\31'))
 end
 
 -- The index entry of a record's 'x' (see index_entry).

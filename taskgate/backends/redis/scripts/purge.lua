@@ -19,7 +19,7 @@ local function delete(id)
   deleted = deleted + 1
 end
 for _, field in ipairs(redis.call('HKEYS', k('counts'))) do
-  local index = k('task:' .. string.match(field, '^(.*)\31'))
+  local index = index_of_count(field)
   if redis.call('TYPE', index).ok == 'zset' then
     for _, id in ipairs(redis.call('ZRANGE', index, 0, -1)) do delete(id) end
   else
@@ -54,8 +54,8 @@ for _, limit in ipairs(redis.call('SMEMBERS', k('lnames'))) do
   redis.call('DEL', k('lb:' .. limit))
 end
 -- 'index' and 'expiry': zsets that earlier builds kept (see 'format' in lib_core.lua).
-redis.call('DEL', k('format'), k('inboxes'), k('index'), k('parked_keys'), k('slot_keys'), k('queue'), k('wake'),
-  k('regkeys'), k('leases'), k('expiry'), k('expb'), k('counts'), k('runners'), k('lnames'),
+redis.call('DEL', k('format'), k('inboxes'), k('index'), k('parked_keys'), k('slot_keys'),
+  k('queue'), k('wake'), k('regkeys'), k('leases'), k('expiry'), k('expb'), k('counts'), k('runners'), k('lnames'),
   k('bwait'),
   k('timed'), k('overrides'), k('seq'), k('bsweep'), k('bwoken'), k('lanes'), k('wake_queues'),
   k('cancel_runners'), k('ticks'), k('rinfo'), k('rinfo_expiry'))

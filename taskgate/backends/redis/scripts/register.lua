@@ -113,7 +113,8 @@ for i = ARG_BASE + 2, #ARGV, stride do
     -- record of 't', 'a' and 'x' alone fits a 64-byte allocation.
     -- The caller's clock dates a registration (leases and expiry use the server's), in
     -- microseconds: the id of the entry in the task's index (see 'task:<task_id>' in
-    -- lib_core.lua), which the record keeps as its 'x' and its registration time.
+    -- lib_core.lua), which the record keeps as its 'x', and as 'c' too when the entry had to
+    -- follow a later one.
     local entry, moved = index_entry(task, ARGV[i + 8], id)
     local record = {'t', task, 'a', arguments, 'x', entry}
     if moved then put(record, 'c', ARGV[i + 8]) end

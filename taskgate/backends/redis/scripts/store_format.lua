@@ -13,8 +13,7 @@
 local format = redis.call('GET', k('format'))
 if format then return format end
 for _, field in ipairs(redis.call('HKEYS', k('counts'))) do
-  local index = k('task:' .. string.match(field, '^(.*)\31'))
-  if redis.call('TYPE', index).ok == 'zset' then return '' end
+  if redis.call('TYPE', index_of_count(field)).ok == 'zset' then return '' end
 end
 redis.call('SET', k('format'), ARGV[1])
 return ARGV[1]
