@@ -85,6 +85,41 @@ def test_runners_and_callers_survive_a_redis_restart(
     assert len([line for line in warnings if "reachable again after" in line]) == 1, warnings
 
 
+def test_a_failed_connection_retires_every_thread_s_connection_to_the_old_server(
+    private_redis: Any,
+) -> None:
+    """After a restart, one thread's failure tells the others: their connections, opened to
+    the old server, reconnect before their next command instead of failing it too (a runner's
+    idle threads would each log the outage as a new one after it ended)."""
+    app = _app(private_redis.url)
+    connector = app.backend._db  # type: ignore[attr-defined]
+    idle_ready, go, done = threading.Event(), threading.Event(), threading.Event()
+    outcome: list[object] = []
+
+    def idle_thread() -> None:
+        connector.command("PING")  # its own connection, to the first server
+        idle_ready.set()
+        go.wait(WAIT)
+        try:
+            outcome.append(connector.command("PING"))
+        except BackendUnavailableError as exc:
+            outcome.append(exc)
+        done.set()
+
+    thread = threading.Thread(target=idle_thread)
+    thread.start()
+    assert idle_ready.wait(WAIT)
+    connector.command("PING")
+    private_redis.stop()
+    private_redis.start()
+    with pytest.raises(BackendUnavailableError, match="unreachable"):
+        connector.command("PING")  # this thread's connection was to the old server
+    go.set()
+    assert done.wait(WAIT)
+    thread.join(WAIT)
+    assert outcome == [b"PONG"]
+
+
 @pytest.fixture(scope="module")
 def locked_redis() -> Iterator[RedisServer]:
     """A redis-server that requires the password 's3cret'."""

@@ -86,6 +86,11 @@ class RedisConnector:
         self._pid = os.getpid()
         # Whether this process found the store in this build's layout (see _check_format).
         self._format_checked = False
+        # Counts this process's failed connections. A thread's connection opened before the
+        # latest failure is suspect: the server may have restarted, and such a connection
+        # would fail its next command too (after the outage ended, as a new one). It
+        # reconnects before that command instead; see _connection().
+        self._failures = 0
 
     def run(self, script: str, *args: Any) -> Any:
         """Run one of the scripts: its function (loading the library first if the server does
@@ -238,6 +243,12 @@ class RedisConnector:
             conn = pool.connection_class(**pool.connection_kwargs)
             self._local.conn = conn
             self._connections.add(conn)
+            self._local.failures = self._failures
+        elif self._local.failures != self._failures:
+            # Another thread's connection failed since this one was checked: reconnect before
+            # sending, when nothing can have run yet (a command is never sent twice).
+            conn.disconnect()
+            self._local.failures = self._failures
         return conn
 
     def close(self) -> None:
@@ -263,6 +274,7 @@ class RedisConnector:
         next use) when the failure was the connection's."""
         if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
             conn.disconnect()
+            self._failures += 1  # the other threads' connections may be stale too
         return self.translate(exc)
 
     def translate(self, exc: redis.RedisError) -> BackendError:
