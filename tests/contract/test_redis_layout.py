@@ -15,7 +15,7 @@ import redis
 
 from taskgate import App
 from taskgate.backends.redis.backend import RedisBackend
-from taskgate.backends.redis.connection import script_source
+from taskgate.backends.redis.connection import STORE_FORMAT, script_source
 from taskgate.errors import BackendStoreFormatError
 from taskgate.record import ConcurrencyPlan, InvocationRecord, Outcome, OutcomeKind
 from taskgate.status import InvocationStatus as S
@@ -128,7 +128,7 @@ def test_a_store_of_an_earlier_build_is_refused_until_purged(redis_server: Redis
     assert client.keys(backend._prefix + "*") == []
     record = record_of("tests.task")
     assert backend.register(record).created
-    assert client.get(backend._prefix + "format") == b"3"
+    assert client.get(backend._prefix + "format") == STORE_FORMAT.encode()
     assert [c.invocation_id for c in backend.claim("r", 1, LEASE, 0)] == [record.invocation_id]
 
 
@@ -141,9 +141,34 @@ def test_a_drained_store_of_an_earlier_build_is_taken_over(redis_server: RedisSe
     client.hset(backend._prefix + "counts", "tests.task\x1fsuccess", 0)
     record = record_of("tests.task")
     assert backend.register(record).created
-    assert client.get(backend._prefix + "format") == b"3"
+    assert client.get(backend._prefix + "format") == STORE_FORMAT.encode()
     stored = backend.get(record.invocation_id)
     assert stored is not None and stored.status is S.REGISTERED
+
+
+def test_a_layout_3_store_is_taken_over_unless_it_keeps_timed_entries(
+    redis_server: RedisServer,
+) -> None:
+    # Layout 3 scored 'timed' in seconds, 4 in microseconds: what it kept there would all fall
+    # due at once. Without such entries (the lanes' marker at 0 is the same in both) nothing
+    # differs, and the store is taken over as it stands.
+    client = redis.Redis.from_url(redis_server.url)
+    kept = App(f"l3-timed-{time.time_ns()}", backend=redis_server.url).backend
+    assert isinstance(kept, RedisBackend)
+    client.set(kept._prefix + "format", "3")
+    client.zadd(kept._prefix + "timed", {"l:": 0, "i:old-0": 1700000000.5})
+    with pytest.raises(BackendStoreFormatError, match="format 3"):
+        kept.register(record_of("tests.task"))
+    assert client.get(kept._prefix + "format") == b"3"
+
+    clear = App(f"l3-clear-{time.time_ns()}", backend=redis_server.url).backend
+    assert isinstance(clear, RedisBackend)
+    client.set(clear._prefix + "format", "3")
+    client.zadd(clear._prefix + "timed", {"l:": 0})
+    record = record_of("tests.task")
+    assert clear.register(record).created
+    assert client.get(clear._prefix + "format") == STORE_FORMAT.encode() == b"4"
+    assert [c.invocation_id for c in clear.claim("r", 1, LEASE, 0)] == [record.invocation_id]
 
 
 @pytest.mark.parametrize("emptied_by", ["purge", "a restart without persistence"])
@@ -167,7 +192,7 @@ def test_a_store_emptied_under_running_processes_is_not_refused(
     assert caller.register(queued).created  # this process checked before: no check again
     runner = App(app_id, backend=redis_server.url).backend  # a process starting now
     assert [c.invocation_id for c in runner.claim("r", 1, LEASE, 0)] == [queued.invocation_id]
-    assert client.get(caller._prefix + "format") == b"3"
+    assert client.get(caller._prefix + "format") == STORE_FORMAT.encode()
 
 
 def record_of(task: str) -> InvocationRecord:

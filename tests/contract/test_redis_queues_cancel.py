@@ -216,7 +216,7 @@ def test_a_wake_up_reaches_a_runner_serving_the_queue(redis_server: RedisServer)
     assert results["ra"] == []
 
 
-@pytest.mark.parametrize("where", ["lane", "plain", "timed", "parked", "pz", "slot"])
+@pytest.mark.parametrize("where", ["lane", "plain", "timed", "timed-lane", "parked", "pz", "slot"])
 def test_a_cancelled_waiting_invocation_leaves_nothing_behind(
     redis_server: RedisServer, where: str
 ) -> None:
@@ -228,8 +228,13 @@ def test_a_cancelled_waiting_invocation_leaves_nothing_behind(
     elif where == "plain":
         target = rec()
         backend.register(target)
-    elif where == "timed":
-        target = rec(scheduled_for=time.time() + 60)
+    elif where in ("timed", "timed-lane"):  # on 'timed' as "d:<id>", or as "i:<id>"
+        at = time.time() + 60
+        target = (
+            rec(scheduled_for=at, queue="x", priority=4)
+            if where == "timed-lane"
+            else rec(scheduled_for=at)
+        )
         backend.register(target)
         assert backend.get(target.invocation_id).status is S.SCHEDULED
     else:

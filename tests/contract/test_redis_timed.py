@@ -59,8 +59,9 @@ def get(backend: RedisBackend, invocation_id: str) -> Any:
 
 
 def timed(backend: RedisBackend, client: redis.Redis) -> list[tuple[str, float]]:
+    """The entries on 'timed', their scores (whole microseconds) as seconds."""
     entries = client.zrange(key(backend, "timed"), 0, -1, withscores=True)
-    return [(member.decode(), score) for member, score in entries]
+    return [(member.decode(), score / 1_000_000) for member, score in entries]
 
 
 def wait_until(condition: Callable[[], bool]) -> None:
@@ -97,7 +98,7 @@ def test_a_delayed_record_waits_scheduled_on_timed_and_is_claimed_at_its_time(
     stored = get(backend, record.invocation_id)
     assert stored.status is S.SCHEDULED and stored.scheduled_for == pytest.approx(at, abs=1e-6)
     assert [t.status for t in stored.history] == [S.SCHEDULED]
-    assert timed(backend, client) == [(f"i:{record.invocation_id}", pytest.approx(at, abs=1e-6))]
+    assert timed(backend, client) == [(f"d:{record.invocation_id}", pytest.approx(at, abs=1e-6))]
     assert client.llen(key(backend, "queue")) == 0
     assert backend.stats().by_task_and_status == {("tests.task", S.SCHEDULED): 1}
     assert backend.blocked_by(record.invocation_id) is None
@@ -213,7 +214,7 @@ def test_a_retry_with_a_delay_waits_on_timed_holding_no_slot(
     retried_at = float(stored.history[-1].timestamp)
     assert stored.status is S.RETRY and stored.num_retries == 1
     assert timed(backend, client) == [
-        (f"i:{record.invocation_id}", pytest.approx(retried_at + AHEAD, abs=1e-5))
+        (f"d:{record.invocation_id}", pytest.approx(retried_at + AHEAD, abs=1e-5))
     ]
     # Its slot went to the parked one; its registration key is taken back.
     assert client.smembers(key(backend, "slots:k")) == {other.invocation_id.encode()}

@@ -49,7 +49,7 @@ def _hiredis_packer() -> Callable[[tuple[Any, ...]], bytes] | None:
 PACK_COMMAND = _hiredis_packer()
 
 # The layout of records and indexes the scripts read and write ('format' in lib_core.lua).
-STORE_FORMAT = "3"
+STORE_FORMAT = "4"
 # Scripts that run before the format is known: the check itself, and purge (which empties a
 # store of any layout, an earlier build's included).
 _ANY_FORMAT = frozenset({"store_format", "purge"})

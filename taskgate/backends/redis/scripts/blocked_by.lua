@@ -11,7 +11,8 @@ local key, slots, ready = v[2], 'slots:', ''
 if not key or key == '' then
   key, slots = v[3], 'bh:'
   if not key or key == '' then return {} end
-  if v[4] == '1' then ready = redis.call('ZSCORE', k('timed'), 'b:' .. key) or '' end
+  local at = v[4] == '1' and redis.call('ZSCORE', k('timed'), 'b:' .. key)
+  if at then ready = time_text(tonumber(at) / 1000000) end
 end
 local result = {key, ready}
 for _, holder in ipairs(redis.call('SMEMBERS', k(slots .. key))) do

@@ -5,9 +5,9 @@
 --
 -- A waiting invocation can sit in one ready lane (registered, retrying, woken from a running
 -- key holding the slot handed to it, or woken from a budget counted in 'bwoken'), on 'timed'
--- ("i:<id>": scheduled, or retrying after a delay), in parked:<key> or pz:<key> (status
--- concurrency_controlled, or registered when handed back while its key was full), or in a
--- budget's wait queues. Each place is looked at (a cancel is rare: LREM scans its lane); what
+-- ("d:<id>" or "i:<id>": scheduled, or retrying after a delay), in parked:<key> or pz:<key>
+-- (status concurrency_controlled, or registered when handed back while its key was full), or
+-- in a budget's wait queues. Each place is looked at (a cancel is rare: LREM scans its lane); what
 -- was handed to it (a slot, a woken count) goes on to the next waiter. A running one that its
 -- runner has not read from its inbox yet is taken out of there and never starts: it ends
 -- cancelled at once, and the reply is 'requested' all the same (Backend.cancel: a handed-over
@@ -35,7 +35,7 @@ if f.status == 'running' then
   redis.call('SADD', k('cancel_runners'), f.runner)
   return 'requested'
 end
-redis.call('ZREM', k('timed'), 'i:' .. id)
+redis.call('ZREM', k('timed'), 'd:' .. id, 'i:' .. id)
 Q.lane(id, f)
 local lane, member = Q.lanes().lane_of(f.queue, f.priority)
 local woken = redis.call('LREM', lane, '1', id) == 1

@@ -316,7 +316,7 @@ local function finish_one(id, runner, attempt, kind, payload, ttl, now, delay)
     local wait = delay and tonumber(delay)
     Q.lane(id, f)
     if wait and wait > 0 then
-      add_timed('i:' .. id, time_text(now + wait), f.queue)
+      add_timed(id, now + wait, f.queue, f.priority)
     else
       push_ready(id, false, f.queue, f.priority)
     end

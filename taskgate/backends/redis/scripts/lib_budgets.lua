@@ -10,7 +10,7 @@
 -- The earliest timed entry this script knows of (what claim replies so the claimer waits no
 -- longer); set by move_due and lowered by schedule.
 local earliest_due
--- Timed entries looked at per round of move_due (text: see time_text in lib_core.lua).
+-- Timed entries looked at per round of move_due (the index as text: formatting nothing).
 local DUE_BATCH, DUE_LAST = 16, '15'
 -- Due entries one move_due handles at most: 100,000 delayed calls falling due at once would
 -- otherwise hold the server for the whole lot in one script (seconds). It stops there with
@@ -121,7 +121,7 @@ local function build_budget_steps()
   -- Wake the waiters of <key> at <ready> (the earlier time wins if it is there already).
   local function schedule(key, ready)
     if not ready then return end
-    redis.call('ZADD', k('timed'), 'LT', time_text(ready), 'b:' .. key)
+    redis.call('ZADD', k('timed'), 'LT', micros_text(ready), 'b:' .. key)
     if not earliest_due or ready < earliest_due then
       earliest_due = ready
       -- An idle runner may be blocked past this instant: make one look again (and one of
@@ -374,9 +374,10 @@ budget_steps = function()
 end
 
 -- Wake what is due on 'timed' (before a claim looks at the ready queue): the waiters of a due
--- budget ("b:<budget>"); a due invocation ("i:<id>", delayed or retrying) goes to the tail of
--- the queue, its status unchanged (the claim that takes it decides). Notes the earliest entry
--- left. One ZRANGE when nothing is due. Stops after DUE_MOVE_MAX due entries (see there).
+-- budget ("b:<budget>"); a due invocation ("d:<id>" or "i:<id>", delayed or retrying) goes to
+-- the tail of its queue, its status unchanged (the claim that takes it decides). Notes the
+-- earliest entry left. One ZRANGE when nothing is due. Stops after DUE_MOVE_MAX due entries
+-- (see there).
 move_due = function(now)
   Q.marked = false
   local moved = 0
@@ -389,7 +390,7 @@ move_due = function(now)
       if #entries == 0 then return end
     end
     for i = 1, #entries, 2 do
-      local at = tonumber(entries[i + 1])
+      local at = tonumber(entries[i + 1]) / 1000000
       if at > now then
         earliest_due = at
         return
@@ -402,8 +403,10 @@ move_due = function(now)
       moved = moved + 1
       local member = entries[i]
       redis.call('ZREM', k('timed'), member)
-      local key = string.sub(member, 3)
-      if string.byte(member) == 105 then  -- 'i'
+      local key, tag = string.sub(member, 3), string.byte(member)
+      if tag == 100 then  -- 'd': queue 'default', priority 0
+        push_ready(key, false)
+      elseif tag == 105 then  -- 'i': its queue and priority are read from the record
         push_ready(key, false, 'read')
       else
         local def = redis.call('HGET', k('bwait'), key)

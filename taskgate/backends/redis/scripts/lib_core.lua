@@ -4,12 +4,12 @@
 -- KEYS[1] is the app's key prefix, "taskgate:{<app_id>}:". Every key a script touches is built
 -- from it, so all keys of an app share one hash tag and one cluster slot.
 --
--- Layout under the prefix (store format 3: see 'format'):
---   format            string: the layout's number, '3', written by the first script of each
+-- Layout under the prefix (store format 4: see 'format'):
+--   format            string: the layout's number, '4', written by the first script of each
 --                     process (store_format.lua): records and indexes of earlier builds are
---                     not read (their field names and indexes differ), so a store that still
---                     keeps some (a task index that is a zset) is refused until drained or
---                     purged
+--                     not read (their field names, indexes and scores differ), so a store
+--                     that still keeps some (a task index that is a zset; layout 3: an entry
+--                     on 'timed') is refused until drained or purged
 --   inv:<id>          hash: the invocation record (binary fields kept as raw bytes): 't' the
 --                     task id, 'a' the arguments, 'x' the registration (see 'task:<task_id>';
 --                     'c' the caller's time when it is not x's),
@@ -133,12 +133,14 @@
 --   bsweep            hash: limit -> HSCAN cursor of that sweep
 --   bwoken            hash: budget -> waiters it woke (moved to the ready queue) that no claim
 --                     has taken yet; they count as taken when it wakes more
---   timed             zset: "l:" -> 0 while 'lanes' exists (see there), "b:<budget>" -> when a
---                     rate admits its waiters again, and
---                     "i:<id>" -> when a delayed invocation (SCHEDULED, see register.lua) or a
---                     retry with a delay (RETRY, see finish_one in lib.lua) becomes ready; every
---                     claim first wakes the waiters of the due budgets and moves the due
---                     invocations to the tail of the queue (move_due in lib_budgets.lua)
+--   timed             zset, score integer microseconds (see micros_text; seconds before
+--                     layout 4): "l:" -> 0 while 'lanes' exists (see there), "b:<budget>" ->
+--                     when a rate admits its waiters again, and "d:<id>" (queue 'default',
+--                     priority 0) or "i:<id>" (any other: the record says which) -> when a
+--                     delayed invocation (SCHEDULED, see register.lua) or a retry with a delay
+--                     (RETRY, see finish_one in lib.lua) becomes ready; every claim first wakes
+--                     the waiters of the due budgets and moves the due invocations to the tail
+--                     of their queue (move_due in lib_budgets.lua)
 --   overrides         hash: limit -> live override "<concurrency>\31<count>\31<period>" ('' =
 --                     declared value)
 
@@ -341,15 +343,6 @@ function Q.landed(queue)
   end
 end
 
--- Put <member> on 'timed' at <at> (text). When it is the earliest entry, an idle runner may be
--- blocked past that instant: make one (serving <queue>) look again; its claim then waits no
--- longer than <at>.
-local function add_timed(member, at, queue)
-  redis.call('ZADD', k('timed'), at, member)
-  -- Nothing in (0, at): the earliest (the marker "l:" sits at 0).
-  if redis.call('ZCOUNT', k('timed'), '(0', '(' .. at) == 0 then Q.notify(queue) end
-end
-
 -- Put <id> in the ready lane of <queue> (nil: "default") at <priority> (nil: 0), at the head
 -- when <front>; wake a runner if the lane was empty. Callers without the record's fields pass
 -- queue 'read': they are read here (woken waiters, due timed invocations).
@@ -380,13 +373,26 @@ local function time_text(t)
   return string.format('%d.%06d', math.floor(micros / 1000000), micros % 1000000)
 end
 
--- The score of time <t> in the zsets of times kept small ('leases', 'idle', 'idleq', 'inboxes'):
+-- The score of time <t> in the zsets of times ('leases', 'idle', 'idleq', 'inboxes', 'timed'):
 -- whole microseconds, not seconds. Redis keeps a small zset as a listpack of text scores: a
 -- fractional score is printed ('%.17g') on every insert and parsed back (strtod) on every
 -- comparison and read, an integer one is stored and compared as an integer (~6k instructions
 -- fewer per ZADD on Redis 7.0). Exact to the microsecond until 2112 (below 2^52).
 local function micros_text(t)
   return string.format('%d', math.floor(t * 1000000 + 0.5))
+end
+
+-- Put invocation <id>, of <queue> at <priority> (nil: 'default', 0), on 'timed' at <at>
+-- (seconds). Its member says whether a move to the ready queue must read its lane from the
+-- record ("i:<id>") or goes to the plain list ("d:<id>", most delayed calls: no read).
+-- When it is the earliest entry, an idle runner may be blocked past that instant: make one
+-- (serving <queue>) look again; its claim then waits no longer than <at>.
+local function add_timed(id, at, queue, priority)
+  local plain = (queue == nil or queue == 'default') and (priority == nil or priority == 0)
+  local score = micros_text(at)
+  redis.call('ZADD', k('timed'), score, (plain and 'd:' or 'i:') .. id)
+  -- Nothing in (0, at): the earliest (the marker "l:" sits at 0).
+  if redis.call('ZCOUNT', k('timed'), '(0', '(' .. score) == 0 then Q.notify(queue) end
 end
 
 local DELTAS = {[1] = '1', [-1] = '-1'}

@@ -23,7 +23,8 @@
 --
 -- A record with a scheduled_for later than the server's time (a delayed call) is stored
 -- 'scheduled' (its registration key taken, so identical calls fold into it) and goes on 'timed'
--- as "i:<id>" instead of the queue: the claim that finds it due moves it to the queue's tail.
+-- (see add_timed) instead of the queue: the claim that finds it due moves it to the queue's
+-- tail.
 -- It is never handed over. scheduled_for is stored whenever it is given.
 
 local server_time
@@ -87,10 +88,11 @@ for i = ARG_BASE + 2, #ARGV, stride do
   else
     local runner, lease
     local key = ARGV[i + 4]
-    local scheduled = false
+    local scheduled, due = false, nil
     if at ~= '' then
       server_time = server_time or server_now()
-      scheduled = tonumber(at) > server_time
+      due = tonumber(at)
+      scheduled = due > server_time
     end
     -- Nobody in line is the usual case under load: one call to find out (the ZPOPMIN of
     -- take_idle_runner without a running key).
@@ -162,7 +164,7 @@ for i = ARG_BASE + 2, #ARGV, stride do
     elseif scheduled then
       count(task, 'scheduled', 1)
       if regkey ~= '' then redis.call('HSET', k('regkeys'), regkey, id) end
-      add_timed('i:' .. id, at, queue)
+      add_timed(id, due, queue, tonumber(priority))
     else
       count(task, 'registered', 1)
       if regkey ~= '' then redis.call('HSET', k('regkeys'), regkey, id) end
