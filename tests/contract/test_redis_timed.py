@@ -1,6 +1,6 @@
-"""Redis only: delayed invocations and retry delays on the ``timed`` zset (members ``i:<id>``),
-driven through the backend with hand-built records (see "Timed invocations" in
-taskgate/backends/base.py and register.lua / move_due in lib_budgets.lua)."""
+"""Redis only: delayed invocations and retry delays on the ``timed`` zset (members ``d:<id>``
+and ``i:<id>``), driven through the backend with hand-built records (see "Timed invocations"
+in taskgate/backends/base.py and register.lua / move_due in lib_budgets.lua)."""
 
 from __future__ import annotations
 
@@ -151,6 +151,29 @@ def test_a_scheduled_record_is_never_handed_over_and_wakes_a_runner_only_when_ea
     plain = new_record()
     backend.register(plain)
     assert get(backend, plain.invocation_id).status is S.RUNNING
+
+
+def test_a_claim_taking_what_fell_due_wakes_another_runner_only_for_what_it_left(
+    backend: RedisBackend, client: redis.Redis, new_record: NewRecord
+) -> None:
+    # A runner woken for work the claim that moved it takes would find nothing: one claim
+    # script wasted per delayed call while runners wait for due times.
+    assert backend._run("claim", "runner-b", 1, LEASE, 60, 30.0) == [[], -1]  # in line
+    records = [new_record(scheduled_for=time.time() + 60) for _ in range(3)]
+    backend.register_many(records)
+    client.delete(key(backend, "wake"))  # the registration's wake-up (the earliest entry)
+    timed_key = key(backend, "timed")
+
+    client.zadd(timed_key, {f"d:{records[0].invocation_id}": 1})  # fell due
+    claims, _ = backend._run("claim", RUNNER, 1, LEASE, 60, 0)
+    assert [c[0].decode() for c in claims] == [records[0].invocation_id]
+    assert client.llen(key(backend, "wake")) == 0
+
+    client.zadd(timed_key, {f"d:{r.invocation_id}": 2 for r in records[1:]})  # both due
+    claims, _ = backend._run("claim", RUNNER, 1, LEASE, 60, 0)
+    assert [c[0].decode() for c in claims] == [records[1].invocation_id]
+    assert client.llen(key(backend, "wake")) == 1  # for the one left in the queue
+    assert client.lrange(key(backend, "queue"), 0, -1) == [records[2].invocation_id.encode()]
 
 
 def test_a_scheduled_for_already_passed_registers_ready(

@@ -427,7 +427,13 @@ end
 -- it left behind): claims taken from the inbox alone pass none.
 local function claim_next(runner, max_count, lease, ttl, now, idle_for, queues_text)
   if max_count <= 0 then return {}, false end
+  -- What falls due waits for this claim before anyone is woken for it (see Q.landed; the
+  -- runner is still in line here, and would count as one to wake): this claim takes it, and
+  -- passes the baton for what it leaves behind, or the queues are notified below.
+  Q.deferred = {}
   move_due(now)
+  local deferred = Q.deferred
+  Q.deferred = nil
   -- Out of line first: a baton passed by claim_ready is for the other waiting runners.
   -- Its entry in 'idle' (and 'idleq' when it serves only the queues <queues_text>).
   local member, restricted = runner .. '\31' .. lease, queues_text and queues_text ~= ''
@@ -440,6 +446,9 @@ local function claim_next(runner, max_count, lease, ttl, now, idle_for, queues_t
     local more = claim_ready(runner, max_count - #claims, tonumber(lease), ttl, now, serves)
     for _, claim in ipairs(more) do claims[#claims + 1] = claim end
     batoned = #more > 0
+  end
+  if not batoned then
+    for queue in pairs(deferred) do Q.notify(queue) end
   end
   -- Q.more: the claimer looks again at once, so it does not wait in line yet.
   if #claims == 0 and idle_for > 0 and not Q.more then

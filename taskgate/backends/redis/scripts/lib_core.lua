@@ -332,9 +332,10 @@ function Q.notify(queue)
 end
 
 -- Work landed in empty <queue> (see Q.notify). While Q.deferred is a set (a finish followed by
--- its runner's claim, see finish_and_claim.lua), the queue is noted instead: that claim often
--- takes this very work (the next waiter of a key whose slot the finish freed), and a runner
--- woken for it would find nothing. The claim passes the baton for work it leaves behind.
+-- its runner's claim, see finish_and_claim.lua; a claim's move of what fell due, see claim_next
+-- in lib.lua), the queue is noted instead: that claim often takes this very work (the next
+-- waiter of a key whose slot the finish freed, a delayed call now due), and a runner woken for
+-- it would find nothing. The claim passes the baton for work it leaves behind.
 function Q.landed(queue)
   if Q.deferred then
     Q.deferred[queue or 'default'] = true
