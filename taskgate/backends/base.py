@@ -39,9 +39,9 @@ the path above, unchanged and at its cost. On the budget path:
   waiters are moved to the FRONT of the ready queue (longest waiting first), without taking
   anything: the claim that takes them off the queue admits them (or parks them again in their
   place). A woken waiter that another budget refuses passes the capacity of the budget that
-  woke it on to that budget's next waiter. A waiter refused by a rate is
-  parked on that budget, and the budget goes on the app's timed structure (Redis: zset
-  ``timed`` member ``b:<budget key>``, score = ready time; SQLite: table ``timed``; memory: a
+  woke it on to that budget's next waiter. A waiter refused by a rate is parked on that
+  budget, and the budget goes on the app's timed structure (Redis: zset ``timed`` member
+  ``b:<budget key>``, score = ready time in microseconds; SQLite: table ``timed``; memory: a
   heap) at the instant its window next admits a start (the oldest start in the window plus
   ``period``), keeping the earlier time if it is there already; a wake-up that leaves waiters
   of a rate budget behind arms it again the same way. Invariant: a rate budget with waiters has
@@ -56,17 +56,18 @@ the path above, unchanged and at its cost. On the budget path:
   running work).
 
 Timed invocations (API.md section 9; the same timed structure as rate wake-ups, with members
-``i:<invocation id>``). A record with ``scheduled_for`` later than the store's clock is stored
-``SCHEDULED`` (a waiting status: its registration key is taken, R1 folds identical calls into
-it) and put on the timed structure instead of the ready queue; it is never handed over to an
-idle runner. A ``RETRY`` outcome with ``retry_delay > 0`` stores the invocation ``RETRY`` (its
-slots released, its registration key taken back if free) and puts it on the timed structure at
-``now + retry_delay`` instead of requeueing it. Every claim first moves what is due to the TAIL
-of the ready queue (status unchanged: the claim that takes it makes it RUNNING, or parks or
-drops it as for any registered invocation), and a blocked claim waits no longer than the
-earliest due time, so timed invocations become claimable at their instant without polling; a
-registration or retry that adds an entry earlier than every other wakes one blocked claimer
-so it waits for the new earliest time.
+``i:<invocation id>``; on Redis ``d:<invocation id>`` for one of queue ``default`` at priority
+0, moved to the queue without reading its record). A record with ``scheduled_for`` later than
+the store's clock is stored ``SCHEDULED`` (a waiting status: its registration key is taken, R1
+folds identical calls into it) and put on the timed structure instead of the ready queue; it is
+never handed over to an idle runner. A ``RETRY`` outcome with ``retry_delay > 0`` stores the
+invocation ``RETRY`` (its slots released, its registration key taken back if free) and puts it
+on the timed structure at ``now + retry_delay`` instead of requeueing it. Every claim first
+moves what is due to the TAIL of the ready queue (status unchanged: the claim that takes it
+makes it RUNNING, or parks or drops it as for any registered invocation), and a blocked claim
+waits no longer than the earliest due time, so timed invocations become claimable at their
+instant without polling; a registration or retry that adds an entry earlier than every other
+wakes one blocked claimer so it waits for the new earliest time.
 
 Queues and priorities (API.md section 9). Each record names its ``queue`` (default
 ``"default"``) and its ``priority`` (default 0). The ready invocations of one queue are taken

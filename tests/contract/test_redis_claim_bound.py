@@ -215,7 +215,7 @@ def test_delayed_calls_falling_due_at_once_are_moved_a_bounded_part_per_claim(
     assert all(status(backend, i) is S.SCHEDULED for i in ids)
     # All of them fall due at once (their hour is over), as after a runner-less hour.
     timed = backend._prefix + "timed"
-    client.zadd(timed, {f"d:{i}": 1 for i in ids})
+    client.zadd(timed, {f"d:{i}": 1_700_000_000_000_000 for i in ids})  # 2023, in µs
     # One script moves a part, claims from it, says more may be ready and that the rest is due
     # now (1 ms), so the claimer neither waits nor gets in line.
     claims, due_ms, more = backend._run("claim", "a", 1, LEASE, TTL, 30.0, "")

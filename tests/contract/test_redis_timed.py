@@ -176,6 +176,37 @@ def test_a_claim_taking_what_fell_due_wakes_another_runner_only_for_what_it_left
     assert client.lrange(key(backend, "queue"), 0, -1) == [records[2].invocation_id.encode()]
 
 
+def test_a_delay_of_millennia_waits_without_overflowing_the_score(
+    backend: RedisBackend, client: redis.Redis, new_record: NewRecord
+) -> None:
+    # Scores are whole microseconds: past 2^63 '%d' would overflow to a negative score, due at
+    # once and sorted before the lanes' marker (which a claim would then take for an entry).
+    far = new_record(scheduled_for=time.time() + 1e13)
+    prioritized = new_record(priority=5)
+    backend.register_many([far, prioritized])
+    assert timed(backend, client) == [("l:", 0.0), (f"d:{far.invocation_id}", 9.0e9)]
+    claimed = [c.invocation_id for c in backend.claim(RUNNER, 10, LEASE, 0)]
+    assert claimed == [prioritized.invocation_id]
+    assert get(backend, far.invocation_id).status is S.SCHEDULED
+    assert get(backend, far.invocation_id).scheduled_for == pytest.approx(far.scheduled_for)
+
+
+def test_an_entry_scored_in_seconds_by_a_layout_3_process_is_rescored_in_order(
+    backend: RedisBackend, client: redis.Redis, new_record: NewRecord
+) -> None:
+    # During an upgrade a process of layout 3 may still score 'timed' in seconds: read as
+    # microseconds that would be 1970, due at once, and it would sort before every other entry.
+    later, due = (new_record(scheduled_for=time.time() + 60) for _ in range(2))
+    backend.register_many([later, due])
+    at = time.time() + 3600
+    client.zadd(key(backend, "timed"), {f"d:{later.invocation_id}": at})  # as layout 3 did
+    client.zadd(key(backend, "timed"), {f"d:{due.invocation_id}": 1_700_000_000_000_000})
+    claimed = [c.invocation_id for c in backend.claim(RUNNER, 10, LEASE, 0)]
+    assert claimed == [due.invocation_id]
+    assert timed(backend, client) == [(f"d:{later.invocation_id}", pytest.approx(at, abs=1e-6))]
+    assert get(backend, later.invocation_id).status is S.SCHEDULED
+
+
 def test_a_scheduled_for_already_passed_registers_ready(
     backend: RedisBackend, client: redis.Redis, new_record: NewRecord
 ) -> None:

@@ -12,7 +12,7 @@ if not key or key == '' then
   key, slots = v[3], 'bh:'
   if not key or key == '' then return {} end
   local at = v[4] == '1' and redis.call('ZSCORE', k('timed'), 'b:' .. key)
-  if at then ready = time_text(tonumber(at) / 1000000) end
+  if at then ready = time_text(timed_seconds(at)) end
 end
 local result = {key, ready}
 for _, holder in ipairs(redis.call('SMEMBERS', k(slots .. key))) do

@@ -121,7 +121,7 @@ local function build_budget_steps()
   -- Wake the waiters of <key> at <ready> (the earlier time wins if it is there already).
   local function schedule(key, ready)
     if not ready then return end
-    redis.call('ZADD', k('timed'), 'LT', micros_text(ready), 'b:' .. key)
+    redis.call('ZADD', k('timed'), 'LT', timed_score(ready), 'b:' .. key)
     if not earliest_due or ready < earliest_due then
       earliest_due = ready
       -- An idle runner may be blocked past this instant: make one look again (and one of
@@ -389,9 +389,15 @@ move_due = function(now)
       table.remove(entries, 1)
       if #entries == 0 then return end
     end
+    local rescored = false
     for i = 1, #entries, 2 do
-      local at = tonumber(entries[i + 1]) / 1000000
-      if at > now then
+      local score = tonumber(entries[i + 1])
+      -- Scored in seconds (see TIMED_SECONDS_BELOW): rescored, counted as moved. Such entries
+      -- sort first; once past them, all are looked at again in their new order.
+      local seconds = score < TIMED_SECONDS_BELOW
+      if rescored and not seconds then break end
+      local at = score / 1000000
+      if at > now and not seconds then
         earliest_due = at
         return
       end
@@ -402,18 +408,23 @@ move_due = function(now)
       end
       moved = moved + 1
       local member = entries[i]
-      redis.call('ZREM', k('timed'), member)
-      local key, tag = string.sub(member, 3), string.byte(member)
-      if tag == 100 then  -- 'd': queue 'default', priority 0
-        push_ready(key, false)
-      elseif tag == 105 then  -- 'i': its queue and priority are read from the record
-        push_ready(key, false, 'read')
+      if seconds then
+        redis.call('ZADD', k('timed'), timed_score(score), member)
+        rescored = true
       else
-        local def = redis.call('HGET', k('bwait'), key)
-        if def then budget_steps().wake_stored(key, def, now) end
+        redis.call('ZREM', k('timed'), member)
+        local key, tag = string.sub(member, 3), string.byte(member)
+        if tag == 100 then  -- 'd': queue 'default', priority 0
+          push_ready(key, false)
+        elseif tag == 105 then  -- 'i': its queue and priority are read from the record
+          push_ready(key, false, 'read')
+        else
+          local def = redis.call('HGET', k('bwait'), key)
+          if def then budget_steps().wake_stored(key, def, now) end
+        end
       end
     end
-    if #entries < 2 * DUE_BATCH - (Q.marked and 2 or 0) then return end
+    if not rescored and #entries < 2 * DUE_BATCH - (Q.marked and 2 or 0) then return end
   end
 end
 

@@ -383,6 +383,28 @@ local function micros_text(t)
   return string.format('%d', math.floor(t * 1000000 + 0.5))
 end
 
+-- A score on 'timed' below this was written in seconds: by a process of layout 3 still running
+-- while the store is upgraded (no time in microseconds is that small, none in seconds that
+-- large). move_due rescores such an entry when it meets one.
+local TIMED_SECONDS_BELOW = 1e11
+-- 'timed' holds no time later than this (seconds; in the year 2255): a later one (a delay of
+-- millennia) waits until then. Its score stays an exact integer below 2^53, where '%d' of a
+-- larger number would overflow to a negative one, due at once and ahead of the marker "l:".
+local TIMED_FIRST, TIMED_LAST = TIMED_SECONDS_BELOW / 1000000, 9.0e9
+
+-- The score of time <at> (seconds) on 'timed': never below TIMED_SECONDS_BELOW (a time in
+-- 1970, long due all the same), never above TIMED_LAST.
+local function timed_score(at)
+  return micros_text(math.max(TIMED_FIRST, math.min(at, TIMED_LAST)))
+end
+
+-- The time (seconds) of score <score> (text) on 'timed'.
+local function timed_seconds(score)
+  local n = tonumber(score)
+  if n < TIMED_SECONDS_BELOW then return n end
+  return n / 1000000
+end
+
 -- Put invocation <id>, of <queue> at <priority> (nil: 'default', 0), on 'timed' at <at>
 -- (seconds). Its member says whether a move to the ready queue must read its lane from the
 -- record ("i:<id>") or goes to the plain list ("d:<id>", most delayed calls: no read).
@@ -390,7 +412,7 @@ end
 -- (serving <queue>) look again; its claim then waits no longer than <at>.
 local function add_timed(id, at, queue, priority)
   local plain = (queue == nil or queue == 'default') and (priority == nil or priority == 0)
-  local score = micros_text(at)
+  local score = timed_score(at)
   redis.call('ZADD', k('timed'), score, (plain and 'd:' or 'i:') .. id)
   -- Nothing in (0, at): the earliest (the marker "l:" sits at 0).
   if redis.call('ZCOUNT', k('timed'), '(0', '(' .. score) == 0 then Q.notify(queue) end
