@@ -14,6 +14,7 @@ earlier build wrote under other field names.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import threading
@@ -90,6 +91,7 @@ class RedisConnector:
         # latest failure is suspect: the server may have restarted, and such a connection
         # would fail its next command too (after the outage ended, as a new one). It
         # reconnects before that command instead; see _connection().
+        self._failure_numbers = itertools.count(1)  # next() is atomic: no update is lost
         self._failures = 0
 
     def run(self, script: str, *args: Any) -> Any:
@@ -274,7 +276,8 @@ class RedisConnector:
         next use) when the failure was the connection's."""
         if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
             conn.disconnect()
-            self._failures += 1  # the other threads' connections may be stale too
+            # The other threads' connections may be stale too.
+            self._failures = next(self._failure_numbers)
         return self.translate(exc)
 
     def translate(self, exc: redis.RedisError) -> BackendError:
