@@ -55,8 +55,8 @@ for _, limit in ipairs(redis.call('SMEMBERS', k('lnames'))) do
 end
 -- 'index' and 'expiry': zsets that earlier builds kept (see 'format' in lib_core.lua).
 redis.call('DEL', k('format'), k('inboxes'), k('index'), k('parked_keys'), k('slot_keys'),
-  k('queue'), k('wake'), k('regkeys'), k('leases'), k('expiry'), k('expb'), k('counts'), k('runners'), k('lnames'),
-  k('bwait'),
-  k('timed'), k('overrides'), k('seq'), k('bsweep'), k('bwoken'), k('lanes'), k('wake_queues'),
-  k('cancel_runners'), k('ticks'), k('rinfo'), k('rinfo_expiry'))
+  k('queue'), k('wake'), k('regkeys'), k('leases'), k('expiry'), k('expb'), k('counts'),
+  k('runners'), k('lnames'), k('bwait'), k('timed'), k('overrides'), k('seq'), k('bsweep'),
+  k('bwoken'), k('lanes'), k('wake_queues'), k('cancel_runners'), k('ticks'), k('rinfo'),
+  k('rinfo_expiry'))
 return deleted
