@@ -427,10 +427,9 @@ end
 -- it left behind): claims taken from the inbox alone pass none.
 local function claim_next(runner, max_count, lease, ttl, now, idle_for, queues_text)
   if max_count <= 0 then return {}, false end
-  -- What falls due waits for this claim before anyone is woken for it (see Q.landed; the
-  -- runner is still in line here, and would count as one to wake): this claim takes it, and
-  -- passes the baton for what it leaves behind, or the queues are notified below.
-  Q.deferred = {}
+  -- What falls due waits for this claim before anyone is woken for it (move_due defers it, see
+  -- there; the runner is still in line here, and would count as one to wake): this claim
+  -- takes it, and passes the baton for what it leaves behind, or the queues are notified below.
   move_due(now)
   local deferred = Q.deferred
   Q.deferred = nil
@@ -447,7 +446,7 @@ local function claim_next(runner, max_count, lease, ttl, now, idle_for, queues_t
     for _, claim in ipairs(more) do claims[#claims + 1] = claim end
     batoned = #more > 0
   end
-  if not batoned then
+  if deferred and not batoned then
     for queue in pairs(deferred) do Q.notify(queue) end
   end
   -- Q.more: the claimer looks again at once, so it does not wait in line yet.

@@ -375,9 +375,10 @@ end
 
 -- Wake what is due on 'timed' (before a claim looks at the ready queue): the waiters of a due
 -- budget ("b:<budget>"); a due invocation ("d:<id>" or "i:<id>", delayed or retrying) goes to
--- the tail of its queue, its status unchanged (the claim that takes it decides). Notes the
--- earliest entry left. One ZRANGE when nothing is due. Stops after DUE_MOVE_MAX due entries
--- (see there).
+-- the tail of its queue, its status unchanged (the claim that takes it decides). The queues
+-- it lands in are noted in Q.deferred (made when something is due), not woken: the claim that
+-- called it takes that work first (see claim_next in lib.lua). Notes the earliest entry left.
+-- One ZRANGE when nothing is due. Stops after DUE_MOVE_MAX due entries (see there).
 move_due = function(now)
   Q.marked = false
   local moved = 0
@@ -412,6 +413,7 @@ move_due = function(now)
         redis.call('ZADD', k('timed'), timed_score(score), member)
         rescored = true
       else
+        Q.deferred = Q.deferred or {}
         redis.call('ZREM', k('timed'), member)
         local key, tag = string.sub(member, 3), string.byte(member)
         if tag == 100 then  -- 'd': queue 'default', priority 0
