@@ -23,7 +23,8 @@ threads`` (tasks/s from the first call to the last result, after one warm-up rou
 their CPU per task (µs: caller plus every worker process, utime + stime from /proc: independent
 of the machine's load); ``WAL pages per registration`` and ``WAL pages per task`` (register, run,
 read the result, in one process on one connection with automatic checkpoints off: frames
-appended to the -wal file, a load-independent cost of durability); taskgate SQLite only:
+appended to the -wal file, a load-independent cost of durability) and ``WAL KB`` (the same in
+bytes: the files' page sizes differ); taskgate SQLite only:
 ``backlog drain 2 processes`` and ``hot-key drain 2 processes`` (the backlog registered first;
 the hot-key one of a KEYS task called with one key, so one runs at a time): tasks/s and the
 workers' CPU per task.
@@ -230,8 +231,9 @@ class Agent:
             start_new_session=True,
         )
 
-    def pages(self, tasks: int) -> tuple[float, float]:
-        """WAL frames appended per registration, and per task (register, run, read the result).
+    def pages(self, tasks: int) -> tuple[float, float, int]:
+        """WAL frames appended per registration, and per task (register, run, read the result),
+        and the file's page size in bytes (a frame holds one page).
 
         One connection, automatic checkpoints off, the -wal file truncated first: its growth
         in frames is what these writes cost.
@@ -244,7 +246,8 @@ class Agent:
             conn = self.app.storage.conn
         conn.execute("PRAGMA wal_autocheckpoint=0")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        frame = conn.execute("PRAGMA page_size").fetchone()[0] + 24
+        page_size: int = conn.execute("PRAGMA page_size").fetchone()[0]
+        frame = page_size + 24
         wal = Path(self.db + "-wal")
 
         def frames() -> float:
@@ -262,7 +265,7 @@ class Agent:
                 self.app.backend.get(handle.invocation_id)
             else:
                 handle.get()
-        return registered / tasks, frames() / tasks
+        return registered / tasks, frames() / tasks, page_size
 
     def _run_taskgate_in_process(self, tasks: int) -> None:
         """Claim and finish ``tasks`` invocations as a runner does (finish_and_claim)."""
@@ -329,10 +332,14 @@ def run_agent(system: str, config: str, workload: str, tasks: int) -> dict[str, 
         if workload == "enqueue":
             return {"enqueue|calls/s": agent.enqueue(tasks)}
         if workload == "pages":
-            registration, task = agent.pages(tasks)
+            registration, task, page_size = agent.pages(tasks)
             return {
                 "WAL pages per registration|pages": registration,
                 "WAL pages per task|pages": task,
+                # Files differ in page size (taskgate's 2 KB, Huey's SQLite's default 4 KB): what
+                # a commit writes, checksums and later copies back is the bytes.
+                "WAL KB per registration|KB": registration * (page_size + 24) / 1024,
+                "WAL KB per task|KB": task * (page_size + 24) / 1024,
             }
         if workload in DRAINS:
             rate, cpu = agent.drain(tasks, keyed=workload == "hot-key drain 2 processes")
@@ -390,8 +397,9 @@ Workers: taskgate `runner start` (ProcessRunner 2 x 1 thread, or ThreadRunner 4 
 result polling (50 ms x1.15 to 1 s). Huey matched: synchronous=NORMAL as taskgate's SQLite,
 result polls from 1 ms doubling to 20 ms, consumer -d 0.001 -m 0.02 -b 2. Memory: memory:// and
 MemoryHuey with 4 worker threads in the caller's process. WAL pages: one process, one
-connection, automatic checkpoints off, -wal file size growth in frames, per registration and
-per task (register, claim and finish or dequeue and execute, read the result). Drains
+connection, automatic checkpoints off, -wal file size growth in frames (one page each: 2 KB in
+taskgate's files, 4 KB in Huey's), per registration and per task (register, claim and finish or
+dequeue and execute, read the result); WAL KB: the same growth in bytes. Drains
 (taskgate only): the backlog registered first, then 2 worker processes; from the first result
 to the last; the hot-key one calls a KEYS task with one key (one runs at a time)."""
 
