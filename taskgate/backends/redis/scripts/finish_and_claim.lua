@@ -16,8 +16,6 @@ local deferred = Q.deferred
 Q.deferred = nil
 local claims, batoned = claim_next(ARGV[2], max_count, ARGV[8], ttl, now, tonumber(ARGV[9]),
   ARGV[11])
-if deferred and not batoned then
-  for queue in pairs(deferred) do Q.notify(queue) end
-end
+Q.notify_deferred(deferred, batoned)
 flush_counts()
 return {done, claims, due_ms(now), Q.more and 1 or nil}

@@ -446,9 +446,7 @@ local function claim_next(runner, max_count, lease, ttl, now, idle_for, queues_t
     for _, claim in ipairs(more) do claims[#claims + 1] = claim end
     batoned = #more > 0
   end
-  if deferred and not batoned then
-    for queue in pairs(deferred) do Q.notify(queue) end
-  end
+  Q.notify_deferred(deferred, batoned)
   -- Q.more: the claimer looks again at once, so it does not wait in line yet.
   if #claims == 0 and idle_for > 0 and not Q.more then
     -- About to wait: first take back what dead runners were handed, and claim that instead

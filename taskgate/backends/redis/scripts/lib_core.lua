@@ -344,6 +344,14 @@ function Q.landed(queue)
   end
 end
 
+-- Notify the queues of <deferred> (a set that was Q.deferred, or nil) once the claim their work
+-- waited for is done, unless it <batoned>: passing the baton covers what it left behind.
+function Q.notify_deferred(deferred, batoned)
+  if deferred and not batoned then
+    for queue in pairs(deferred) do Q.notify(queue) end
+  end
+end
+
 -- Put <id> in the ready lane of <queue> (nil: "default") at <priority> (nil: 0), at the head
 -- when <front>; wake a runner if the lane was empty. Callers without the record's fields pass
 -- queue 'read': they are read here (woken waiters, due timed invocations).
