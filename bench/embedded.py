@@ -233,7 +233,7 @@ class Agent:
 
     def pages(self, tasks: int) -> tuple[float, float, int]:
         """WAL frames appended per registration, and per task (register, run, read the result),
-        and the file's page size in bytes (a frame holds one page).
+        and a frame's size in bytes (one page and its header).
 
         One connection, automatic checkpoints off, the -wal file truncated first: its growth
         in frames is what these writes cost.
@@ -246,8 +246,7 @@ class Agent:
             conn = self.app.storage.conn
         conn.execute("PRAGMA wal_autocheckpoint=0")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        page_size: int = conn.execute("PRAGMA page_size").fetchone()[0]
-        frame = page_size + 24
+        frame: int = conn.execute("PRAGMA page_size").fetchone()[0] + 24
         wal = Path(self.db + "-wal")
 
         def frames() -> float:
@@ -265,7 +264,7 @@ class Agent:
                 self.app.backend.get(handle.invocation_id)
             else:
                 handle.get()
-        return registered / tasks, frames() / tasks, page_size
+        return registered / tasks, frames() / tasks, frame
 
     def _run_taskgate_in_process(self, tasks: int) -> None:
         """Claim and finish ``tasks`` invocations as a runner does (finish_and_claim)."""
@@ -332,14 +331,14 @@ def run_agent(system: str, config: str, workload: str, tasks: int) -> dict[str, 
         if workload == "enqueue":
             return {"enqueue|calls/s": agent.enqueue(tasks)}
         if workload == "pages":
-            registration, task, page_size = agent.pages(tasks)
+            registration, task, frame = agent.pages(tasks)
             return {
                 "WAL pages per registration|pages": registration,
                 "WAL pages per task|pages": task,
                 # Files differ in page size (taskgate's 2 KB, Huey's SQLite's default 4 KB): what
                 # a commit writes, checksums and later copies back is the bytes.
-                "WAL KB per registration|KB": registration * (page_size + 24) / 1024,
-                "WAL KB per task|KB": task * (page_size + 24) / 1024,
+                "WAL KB per registration|KB": registration * frame / 1024,
+                "WAL KB per task|KB": task * frame / 1024,
             }
         if workload in DRAINS:
             rate, cpu = agent.drain(tasks, keyed=workload == "hot-key drain 2 processes")
