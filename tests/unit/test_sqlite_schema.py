@@ -26,6 +26,8 @@ V2_SCHEMA = (Path(__file__).parent / "data" / "sqlite_schema_v2.sql").read_text(
 V3_SCHEMA = (Path(__file__).parent / "data" / "sqlite_schema_v3.sql").read_text()
 # schema.sql with user_version 4 (trace contexts, runner_info; a history table, AUTOINCREMENT).
 V4_SCHEMA = (Path(__file__).parent / "data" / "sqlite_schema_v4.sql").read_text()
+# schema.sql with user_version 5 (history in the rows; a status index of every row).
+V5_SCHEMA = (Path(__file__).parent / "data" / "sqlite_schema_v5.sql").read_text()
 OPTIONS = BackendOptions("app", 60.0, 3, b"lost")
 
 
@@ -130,19 +132,46 @@ def make_v4_file(path: Path) -> None:
     conn.close()
 
 
+def make_v5_file(path: Path) -> None:
+    """A version-5 file: a fresh registration, one handed back (REGISTERED, attempt 1) first in
+    the queue, a running one and a finished one, as taskgate before v6 left them."""
+    conn = sqlite3.connect(path)
+    conn.executescript(V5_SCHEMA)
+    for seq, invocation_id, status, attempt in (
+        (1, "done-1", "success", 1),
+        (2, "back-1", "registered", 1),
+        (3, "run-1", "running", 1),
+        (4, "fresh-1", "registered", 0),
+    ):
+        conn.execute(
+            "INSERT INTO invocations (seq, app_id, invocation_id, task_id, arguments, "
+            "running_limit, drop_when_blocked, max_retries, status, attempt, runner_id, "
+            "created_at, history) VALUES (?, 'app', ?, 'tests.old', x'00', 1, 0, 0, ?, ?, ?, "
+            "1.0, '')",
+            (seq, invocation_id, status, attempt, "old-runner" if status == "running" else None),
+        )
+    conn.execute("INSERT INTO queue VALUES ('app', 0, 0, -1, 'default', 'back-1')")
+    conn.execute("INSERT INTO queue VALUES ('app', 0, 0, 1, 'default', 'fresh-1')")
+    conn.execute("PRAGMA user_version = 5")
+    conn.commit()
+    conn.close()
+
+
 def layout(path: Path) -> dict[str, object]:
-    """Every table's columns and every index's columns: what the schema means, not its text."""
+    """Every table's columns and every index's columns and text (a partial index's WHERE is
+    part of what it means)."""
     conn = sqlite3.connect(path)
     try:
         objects = conn.execute(
-            "SELECT type, name, tbl_name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
         ).fetchall()
         found: dict[str, object] = {}
-        for kind, name, table in objects:
+        for kind, name, table, sql in objects:
             if kind == "table":
                 found[name] = conn.execute(f"PRAGMA table_xinfo({name})").fetchall()
             else:
-                found[name] = (table, conn.execute(f"PRAGMA index_xinfo({name})").fetchall())
+                columns = conn.execute(f"PRAGMA index_xinfo({name})").fetchall()
+                found[name] = (table, columns, sql)
         found["user_version"] = conn.execute("PRAGMA user_version").fetchone()[0]
         return found
     finally:
@@ -259,7 +288,55 @@ def test_a_version_4_file_is_upgraded_with_its_history_in_the_rows(tmp_path: Pat
     SqliteConnector(fresh).connection()
     assert layout(path) == layout(fresh)
     assert "history" not in layout(path)
-    assert layout(path)["user_version"] == SCHEMA_VERSION == 5
+    assert layout(path)["user_version"] == SCHEMA_VERSION
+
+
+def test_a_version_5_file_is_upgraded_with_fresh_registrations_found_through_the_queue(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "v5.db"
+    make_v5_file(path)
+    backend = SqliteBackend(path, OPTIONS)
+    try:
+        assert backend.stats().by_task_and_status == {
+            ("tests.old", S.SUCCESS): 1,
+            ("tests.old", S.REGISTERED): 2,
+            ("tests.old", S.RUNNING): 1,
+        }
+        page = backend.page_invocations(status=S.REGISTERED)
+        assert [r.invocation_id for r in page.records] == ["fresh-1", "back-1"]
+        backend.register(InvocationRecord("new-1", "tests.old", b"", ConcurrencyPlan()))
+        page = backend.page_invocations(task_id="tests.old", status=S.REGISTERED)
+        assert [r.invocation_id for r in page.records] == ["new-1", "fresh-1", "back-1"]
+        claims = backend.claim("runner", 10, 30.0, 0)
+        assert [c.invocation_id for c in claims] == ["back-1", "fresh-1", "new-1"]
+        assert backend.stats().by_task_and_status == {
+            ("tests.old", S.SUCCESS): 1,
+            ("tests.old", S.RUNNING): 4,
+        }
+    finally:
+        backend.close()
+    # Only the fresh registration's queue row carried its task and seq.
+    fresh = tmp_path / "fresh.db"
+    SqliteConnector(fresh).connection()
+    assert layout(path) == layout(fresh)
+    assert layout(path)["user_version"] == SCHEMA_VERSION == 6
+
+
+def test_a_version_5_file_gets_the_task_and_seq_of_fresh_registrations_only(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "v5.db"
+    make_v5_file(path)
+    connector = SqliteConnector(path)
+    connector.connection()
+    connector.close()
+    conn = sqlite3.connect(path)
+    try:
+        queued = conn.execute("SELECT invocation_id, task_id, seq FROM queue ORDER BY position")
+        assert queued.fetchall() == [("back-1", None, None), ("fresh-1", "tests.old", 4)]
+    finally:
+        conn.close()
 
 
 def test_racing_openers_upgrade_a_version_1_file_once(tmp_path: Path) -> None:

@@ -4,15 +4,15 @@ The cursor is the ``seq`` (registration order) of the last invocation a page exa
 page reads ``seq < cursor``, so a page costs the same at the end of a store of any size as at
 its start (no OFFSET), and invocations registered meanwhile never shift it. Which index walks:
 
-- task, status or both: exact, from ``invocations_by_status_task`` alone
-  (``queries.newest_of``): the newest ``limit + 1`` of each of its (status, task) groups that
-  match, merged (the extra one says a next page exists);
+- task, status or both: exact, from ``invocations_by_status_task`` and the queue's fresh
+  registrations (``newest.newest_of``): the newest ``limit + 1`` of each of its (status, task)
+  groups that match, merged (the extra one says a next page exists);
 - an id prefix alone: the seqs of its matches from the ``(app_id, invocation_id)`` unique index
   (index only, no row read), sorted here, when there are at most ``PAGE_SCAN_MAX`` of them
   (a prefix of k characters matches about one id in 62^k); more, it is checked on each row of a
   bounded rowid walk (short pages, ``scanned_all`` False). Never an ORDER BY seq over the
   matches: SQLite would read and sort them all;
-- none: ``queries.newest_seqs``: the rowid (``seq DESC``) walks ``4 * (limit + 1)`` rows of
+- none: ``newest.newest_seqs``: the rowid (``seq DESC``) walks ``4 * (limit + 1)`` rows of
   every app; when they hold fewer of this app's (a small app beside a big one in one file), the
   app's index groups are merged. Exact either way, and bounded by the page and the app's
   groups, never by the other apps' rows;
@@ -31,6 +31,7 @@ from typing import Any
 
 from taskgate.backends import paging
 from taskgate.backends.sqlite import queries as q
+from taskgate.backends.sqlite.newest import newest_of, newest_seqs, rows_by_seq
 from taskgate.record import InvocationPage
 from taskgate.status import InvocationStatus
 
@@ -66,10 +67,10 @@ def page(
     bound = paging.scan_max()
     filters = (task_id is not None) + (status is not None) + bool(id_prefix)
     if not id_prefix and filters:  # task, status or both: exact from their index groups
-        return _page_of(conn, q.newest_of(conn, app_id, task_id, status, before, limit + 1), limit)
+        return _page_of(conn, newest_of(conn, app_id, task_id, status, before, limit + 1), limit)
     has_prefix = paging.prefix_filter(id_prefix)
     if filters == 0:
-        return _page_of(conn, q.newest_seqs(conn, app_id, before, limit + 1), limit)
+        return _page_of(conn, newest_seqs(conn, app_id, before, limit + 1), limit)
     if filters == 1:  # an id prefix
         assert id_prefix
         end = id_prefix + "\U0010ffff"  # see queries.find_ids: no LIKE wildcards to escape
@@ -88,13 +89,13 @@ def page(
         )
     # An id prefix and a task or a status: the newest ``bound`` of those walk, newest first,
     # their ids checked.
-    seqs = q.newest_of(conn, app_id, task_id, status, before, bound)
+    seqs = newest_of(conn, app_id, task_id, status, before, bound)
     return _walked_page(conn, _ids_of(conn, seqs), lambda row: has_prefix(row[2]), limit, bound)
 
 
 def _page_of(conn: sqlite3.Connection, seqs: list[int], limit: int) -> InvocationPage:
     """The page of the rows of ``seqs`` (newest first; one more than ``limit``: a next page)."""
-    rows = q.rows_by_seq(conn, seqs)
+    rows = rows_by_seq(conn, seqs)
     next_cursor = str(rows[limit - 1]["seq"]) if len(rows) > limit else None
     return InvocationPage([q.row_to_record(row, []) for row in rows[:limit]], next_cursor)
 
@@ -108,7 +109,7 @@ def _walked_page(
 ) -> InvocationPage:
     """A page of ``rows`` ((seq, task, id...) newest first; at most ``bound`` read) that match."""
     found, last, scanned_all = paging.walk(rows, matches, limit, bound)
-    records = [q.row_to_record(row, []) for row in q.rows_by_seq(conn, [row[0] for row in found])]
+    records = [q.row_to_record(row, []) for row in rows_by_seq(conn, [row[0] for row in found])]
     next_cursor = None if last is None else str(last[0])
     return InvocationPage(records, next_cursor, scanned_all)
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
-from collections.abc import Iterator
 
-from taskgate.backends import paging
 from taskgate.record import ConcurrencyPlan, InvocationRecord, Transition, decode_budgets
 from taskgate.status import InvocationStatus
+
+# The WHERE of the partial index invocations_by_status_task (schema.sql), which a query through
+# it repeats word for word: SQLite uses a partial index only when it can prove the query's WHERE
+# implies the index's, and an identical term is the proof it always finds.
+INDEXED = "(status <> 'registered' OR attempt > 0)"
 
 APP_TABLES = (
     "invocations",
@@ -125,6 +128,12 @@ LIMIT 1
 QUEUE_PUSH_BACK = f"""
 INSERT INTO queue (app_id, lane, neg_priority, position, queue, invocation_id)
 VALUES (?1, ?2 <> 'default', ?3, COALESCE({_LAST}, 0) + 1, ?2, ?4)
+"""
+# A fresh registration, with what invocations_by_status_task leaves out of it (schema.sql).
+# Params: app, queue, neg_priority, invocation id, task, seq.
+QUEUE_PUSH_FRESH = f"""
+INSERT INTO queue (app_id, lane, neg_priority, position, queue, invocation_id, task_id, seq)
+VALUES (?1, ?2 <> 'default', ?3, COALESCE({_LAST}, 0) + 1, ?2, ?4, ?5, ?6)
 """
 QUEUE_PUSH_FRONT = f"""
 INSERT INTO queue (app_id, lane, neg_priority, position, queue, invocation_id)
@@ -258,11 +267,11 @@ COUNT_RECOVERY = (
     "WHERE app_id = ? AND invocation_id = ?"
 )
 # Only RUNNING rows hold a lease (every step out of RUNNING clears it): the running rows, as
-# many as runners run at once, are read through invocations_by_status_task. An index of leases (v4)
-# cost every claim and every finish a b-tree write.
-EXPIRED_LEASES = """
+# many as runners run at once, are read through invocations_by_status_task. An index of leases
+# (v4) cost every claim and every finish a b-tree write.
+EXPIRED_LEASES = f"""
 SELECT * FROM invocations INDEXED BY invocations_by_status_task
-WHERE app_id = ? AND status = 'running' AND lease_expires_at < ?
+WHERE app_id = ? AND status = 'running' AND {INDEXED} AND lease_expires_at < ?
 ORDER BY lease_expires_at
 """
 EXPIRED_FINALS = """
@@ -280,18 +289,14 @@ DELETE_DEAD_RUNNERS = "DELETE FROM runners WHERE app_id = ? AND expires_at <= ?"
 DELETE_RUNNER = "DELETE FROM runners WHERE app_id = ? AND runner_id = ?"
 # A runner's description (see descriptions.py).
 DELETE_RUNNER_INFO = "DELETE FROM runner_info WHERE app_id = ? AND runner_id = ?"
-RUNNING_OF_RUNNER = """
-SELECT * FROM invocations WHERE app_id = ? AND status = 'running' AND runner_id = ?
+RUNNING_OF_RUNNER = f"""
+SELECT * FROM invocations INDEXED BY invocations_by_status_task
+WHERE app_id = ? AND status = 'running' AND {INDEXED} AND runner_id = ?
 ORDER BY lease_expires_at
 """
 LIVE_RUNNERS = "SELECT runner_id, expires_at FROM runners WHERE app_id = ? AND expires_at > ?"
 
 # Admin.
-# The counts of stats() (reads.counts_by_task_and_status): an index-only scan, in index order.
-COUNT_BY_STATUS_AND_TASK = (
-    "SELECT status, task_id, COUNT(*) FROM invocations INDEXED BY invocations_by_status_task "
-    "WHERE app_id = ? GROUP BY status, task_id"
-)
 QUEUE_DEPTH = "SELECT queue, COUNT(*) FROM queue WHERE app_id = ? GROUP BY queue"
 COUNT_PARKED_BY_KEY = (
     "SELECT running_key, COUNT(*) FROM parked WHERE app_id = ? GROUP BY running_key"
@@ -364,114 +369,6 @@ def load_record(
     if row is None:
         return None
     return row_to_record(row, load_history(row))
-
-
-def list_records(
-    conn: sqlite3.Connection,
-    app_id: str,
-    task_id: str | None,
-    status: InvocationStatus | None,
-    limit: int,
-) -> list[InvocationRecord]:
-    """Up to ``limit`` records, newest first, optionally filtered by task and status."""
-    if task_id is None and status is None:
-        seqs = newest_seqs(conn, app_id, paging.SEQUENCE_END, limit)
-    else:
-        seqs = newest_of(conn, app_id, task_id, status, paging.SEQUENCE_END, limit)
-    return [row_to_record(row, load_history(row)) for row in rows_by_seq(conn, seqs)]
-
-
-def rows_by_seq(conn: sqlite3.Connection, seqs: list[int]) -> list[sqlite3.Row]:
-    """The rows of ``seqs`` (a page or a listing: bound parameters), newest first."""
-    if not seqs:
-        return []
-    rows = conn.execute(SELECT_BY_SEQS.format(marks=",".join("?" * len(seqs))), seqs)
-    # Sorted here: ORDER BY on an IN list makes SQLite build a temp B-tree.
-    return sorted(rows, key=_newest)
-
-
-def _newest(row: sqlite3.Row) -> int:
-    return -int(row["seq"])
-
-
-# The newest rows of the file, every app's (see newest_seqs).
-NEWEST_ROWS = (
-    "SELECT seq, app_id FROM invocations NOT INDEXED WHERE seq < ? ORDER BY seq DESC LIMIT ?"
-)
-# The groups of invocations_by_status_task, each one seek: the next (status, task) of the app,
-# the next task of one status, the newest seqs of one group.
-_BY_GROUP = "FROM invocations INDEXED BY invocations_by_status_task WHERE app_id = ?1 AND "
-NEXT_GROUP = (
-    f"SELECT status, task_id {_BY_GROUP}(status, task_id) > (?2, ?3) "
-    "ORDER BY status, task_id LIMIT 1"
-)
-NEXT_TASK_OF_STATUS = (
-    f"SELECT task_id {_BY_GROUP}status = ?2 AND task_id > ?3 ORDER BY task_id LIMIT 1"
-)
-NEWEST_OF_GROUP = (
-    f"SELECT seq {_BY_GROUP}status = ?2 AND task_id = ?3 AND seq < ?4 ORDER BY seq DESC LIMIT ?5"
-)
-SELECT_BY_SEQS = "SELECT * FROM invocations WHERE seq IN ({marks})"
-
-
-def newest_seqs(conn: sqlite3.Connection, app_id: str, before: int, count: int) -> list[int]:
-    """The seqs of ``app_id``'s ``count`` newest invocations below ``before``, newest first.
-
-    No index orders one app's rows by seq. The rowid orders every app's: its next
-    ``4 * count`` rows answer when the app is alone in the file (the usual case: ``count``
-    rows are read) or busy. Otherwise :func:`newest_of` merges the groups of the app's index
-    entries: a small app beside a big one reads a few index entries per (status, task), never
-    the big one's rows.
-    """
-    walked = 4 * count
-    rows = conn.execute(NEWEST_ROWS, (before, walked)).fetchall()
-    mine = [seq for seq, app in rows if app == app_id]
-    if len(mine) >= count or len(rows) < walked:
-        return mine[:count]
-    return newest_of(conn, app_id, None, None, before, count)
-
-
-def newest_of(
-    conn: sqlite3.Connection,
-    app_id: str,
-    task_id: str | None,
-    status: InvocationStatus | None,
-    before: int,
-    count: int,
-) -> list[int]:
-    """The seqs of ``app_id``'s ``count`` newest invocations below ``before`` of ``task_id``
-    and ``status`` (None: any), newest first: exact, from invocations_by_status_task alone.
-
-    Each (status, task) group of the index is in seq order: the newest ``count`` of every
-    group that matches are merged. One seek per group, plus one to find each group: a task
-    alone has one group per status (a seek each), a status one per task it holds.
-    """
-    seqs: list[int] = []
-    for group_status, group_task in _groups(conn, app_id, task_id, status):
-        params = (app_id, group_status, group_task, before, count)
-        seqs += [seq for (seq,) in conn.execute(NEWEST_OF_GROUP, params)]
-    return sorted(seqs, reverse=True)[:count]
-
-
-def _groups(
-    conn: sqlite3.Connection, app_id: str, task_id: str | None, status: InvocationStatus | None
-) -> Iterator[tuple[str, str]]:
-    """The (status, task) groups of invocations_by_status_task that match the filters."""
-    if status is not None and task_id is not None:
-        yield status.value, task_id
-    elif task_id is not None:
-        for each in InvocationStatus:
-            yield each.value, task_id
-    elif status is not None:
-        task = ""  # task ids are never empty
-        while row := conn.execute(NEXT_TASK_OF_STATUS, (app_id, status.value, task)).fetchone():
-            task = row[0]
-            yield status.value, task
-    else:
-        group = ("", "")
-        while (row := conn.execute(NEXT_GROUP, (app_id, *group)).fetchone()) is not None:
-            group = (row[0], row[1])
-            yield group
 
 
 def find_ids(conn: sqlite3.Connection, app_id: str, prefix: str, limit: int) -> list[str]:

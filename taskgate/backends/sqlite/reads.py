@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from taskgate.backends.sqlite import budget_queries as bq
-from taskgate.backends.sqlite import cancels
+from taskgate.backends.sqlite import cancels, newest
 from taskgate.backends.sqlite import queries as q
 from taskgate.record import BackendStats, BlockedBy, InvocationRecord
 from taskgate.status import InvocationStatus
@@ -46,21 +46,11 @@ def blocked_by(conn: sqlite3.Connection, app: str, invocation_id: str) -> Blocke
 def stats(conn: sqlite3.Connection, app: str, now: float) -> BackendStats:
     """Counts by task and status, waiters per key, live runners, ready invocations per queue
     and the last periodic tick per task."""
-    counts = counts_by_task_and_status(conn, app)
+    counts = newest.counts_by_task_and_status(conn, app)
     parked = parked_counts(conn, app)
     runners = dict(conn.execute(q.LIVE_RUNNERS, (app, now)).fetchall())
     depth = dict(conn.execute(q.QUEUE_DEPTH, (app,)).fetchall())
     return BackendStats(counts, parked, runners, depth, cancels.ticks(conn, app))
-
-
-def counts_by_task_and_status(conn: sqlite3.Connection, app: str) -> dict[tuple[str, _S], int]:
-    """Invocations per task and status: one index-only scan of ``invocations_by_status_task``
-    in its own order (no sort). Linear in the app's invocations, as any count of them is
-    without counters kept by every status change."""
-    return {
-        (task_id, _S(status)): count
-        for status, task_id, count in conn.execute(q.COUNT_BY_STATUS_AND_TASK, (app,))
-    }
 
 
 def parked_counts(conn: sqlite3.Connection, app: str) -> dict[str, int]:

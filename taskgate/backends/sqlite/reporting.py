@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 
 from taskgate.backends.sqlite import budget_queries as bq
-from taskgate.backends.sqlite import descriptions, pages, reads
+from taskgate.backends.sqlite import descriptions, newest, pages, reads
 from taskgate.backends.sqlite import queries as q
 from taskgate.backends.sqlite.connection import SqliteConnector
 from taskgate.record import (
@@ -41,7 +41,8 @@ class SqliteReads:
     def list_invocations(
         self, task_id: str | None, status: InvocationStatus | None, limit: int
     ) -> list[InvocationRecord]:
-        return self._db.read(lambda conn: q.list_records(conn, self._app, task_id, status, limit))
+        app = self._app
+        return self._db.read(lambda conn: newest.list_records(conn, app, task_id, status, limit))
 
     def find_ids(self, prefix: str, limit: int) -> list[str]:
         return self._db.read(lambda conn: q.find_ids(conn, self._app, prefix, limit))

@@ -18,7 +18,7 @@ from taskgate.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # From version N to N + 1: columns of existing tables first (ALTER TABLE appends them, which is
 # why schema.sql lists them last); the tables and indexes of schema.sql that the file lacks are
@@ -54,6 +54,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "DROP INDEX IF EXISTS invocations_by_expiry",
         "ALTER TABLE history RENAME TO history_v4",
     ),
+    # The status index becomes partial: schema.sql creates it anew (absent from files before v5).
+    5: ("DROP INDEX IF EXISTS invocations_by_status_task",),
 }
 
 _V4_COLUMNS = (
@@ -63,9 +65,10 @@ _V4_COLUMNS = (
     "budgets, priority, parked_on, parked_since, ready_at, scheduled_for, queue, "
     "cancel_requested, trace_context"
 )
-# Run for every file older than v5 once schema.sql's tables exist, before COPIES (which join
+# Run for a file older than v5 once schema.sql's tables exist, before COPIES (which join
 # invocations): the rows of invocations move in, each with its history as queries.HISTORY_ENTRY
 # writes it (timestamps in 17 digits: a float's exact value).
+REBUILT_BEFORE = 5
 REBUILD = (
     f"""INSERT INTO invocations ({_V4_COLUMNS}, history)
     SELECT {_V4_COLUMNS}, COALESCE((
@@ -80,12 +83,20 @@ REBUILD = (
     "DROP TABLE history_v4",
 )
 
+# A queue row's task and seq (v6): set for a fresh registration (REGISTERED, never run), which
+# invocations_by_status_task leaves out; the joined invocation is ``i``.
+_FRESH = (
+    "CASE WHEN i.status = 'registered' AND i.attempt = 0 THEN i.task_id END, "
+    "CASE WHEN i.status = 'registered' AND i.attempt = 0 THEN i.seq END"
+)
+_QUEUE_COLUMNS = "app_id, lane, neg_priority, position, queue, invocation_id, task_id, seq"
+
 # Run after the tables of schema.sql were created: rows of the tables renamed aside move in.
 COPIES: dict[int, tuple[str, ...]] = {
     2: (
-        """INSERT INTO queue (app_id, lane, neg_priority, position, queue, invocation_id)
+        f"""INSERT INTO queue ({_QUEUE_COLUMNS})
         SELECT q.app_id, COALESCE(i.queue, 'default') <> 'default', -COALESCE(i.priority, 0),
-            q.position, COALESCE(i.queue, 'default'), q.invocation_id
+            q.position, COALESCE(i.queue, 'default'), q.invocation_id, {_FRESH}
         FROM queue_v2 q
         LEFT JOIN invocations i ON i.app_id = q.app_id AND i.invocation_id = q.invocation_id""",
         "DROP TABLE queue_v2",
@@ -101,15 +112,35 @@ COPIES: dict[int, tuple[str, ...]] = {
 # Steps for a file of exactly that version, around the steps above: a table set aside and
 # refilled in a layout only that version had. The ready queue of a v3 file gains the lane
 # ('default' or not) in its key (v4); older files refill theirs by COPIES[2], queue_by_lane
-# goes with the v3 table.
-SET_ASIDE: dict[int, tuple[str, ...]] = {3: ("ALTER TABLE queue RENAME TO queue_v3",)}
+# goes with the v3 table. The queue of a v4 or v5 file gains task_id and seq (v6); its index
+# goes now, as schema.sql creates it under the same name.
+_SET_QUEUE_ASIDE = (
+    "ALTER TABLE queue RENAME TO queue_v5",
+    "DROP INDEX IF EXISTS queue_other_lanes",
+)
+_REFILL_QUEUE = (
+    f"""INSERT INTO queue ({_QUEUE_COLUMNS})
+    SELECT q.app_id, q.lane, q.neg_priority, q.position, q.queue, q.invocation_id, {_FRESH}
+    FROM queue_v5 q
+    LEFT JOIN invocations i ON i.app_id = q.app_id AND i.invocation_id = q.invocation_id""",
+    "DROP TABLE queue_v5",
+)
+SET_ASIDE: dict[int, tuple[str, ...]] = {
+    3: ("ALTER TABLE queue RENAME TO queue_v3",),
+    4: _SET_QUEUE_ASIDE,
+    5: _SET_QUEUE_ASIDE,
+}
 REFILL: dict[int, tuple[str, ...]] = {
     3: (
-        """INSERT INTO queue (app_id, lane, neg_priority, position, queue, invocation_id)
-        SELECT app_id, queue <> 'default', neg_priority, position, queue, invocation_id
-        FROM queue_v3""",
+        f"""INSERT INTO queue ({_QUEUE_COLUMNS})
+        SELECT q.app_id, q.queue <> 'default', q.neg_priority, q.position, q.queue,
+            q.invocation_id, {_FRESH}
+        FROM queue_v3 q
+        LEFT JOIN invocations i ON i.app_id = q.app_id AND i.invocation_id = q.invocation_id""",
         "DROP TABLE queue_v3",
     ),
+    4: _REFILL_QUEUE,
+    5: _REFILL_QUEUE,
 }
 
 _CREATED_NAME = re.compile(r"^CREATE\s+(?:TABLE|INDEX)\s+(\w+)", re.IGNORECASE)
@@ -169,7 +200,7 @@ def _upgrade(conn: sqlite3.Connection, version: int) -> None:
         match = _CREATED_NAME.match(statement)
         if match is not None and match.group(1) not in existing:
             conn.execute(statement)
-    for statement in REBUILD:
+    for statement in REBUILD if version < REBUILT_BEFORE else ():
         conn.execute(statement)
     for step in range(version, SCHEMA_VERSION):
         for statement in COPIES.get(step, ()):

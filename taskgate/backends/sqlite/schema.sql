@@ -1,9 +1,10 @@
--- taskgate SQLite schema, version 5 (PRAGMA user_version); schema.py upgrades older files.
+-- taskgate SQLite schema, version 6 (PRAGMA user_version); schema.py upgrades older files.
 -- Every table is keyed by app_id first: apps sharing one file never see each other's rows.
 
 -- Each write touches every b-tree it changes (a WAL page each at least): registering writes
--- the row, its unique index, invocations_by_status_task and the queue, and nothing else (v5:
--- no AUTOINCREMENT counter page, history kept in the row, one index for status and task).
+-- the row, its unique index and the queue, and nothing else (v5: no AUTOINCREMENT counter
+-- page, history kept in the row; v6: a fresh registration is left out of
+-- invocations_by_status_task, the queue row says what that index would).
 -- Expired leases are found among the RUNNING rows of that index (v5: no index of leases).
 CREATE TABLE invocations (
     -- Registration order (newest first). The rowid without AUTOINCREMENT: a new row takes the
@@ -48,8 +49,16 @@ CREATE TABLE invocations (
 );
 -- One index for both filters (v5; v4 had one by task and one by status, each a b-tree more per
 -- registration): counts by status and task in one index-only scan, pages of a status, a task
--- or both merged from its (status, task) groups, each in seq order (queries.newest_of).
-CREATE INDEX invocations_by_status_task ON invocations (app_id, status, task_id, seq);
+-- or both merged from its (status, task) groups, each in seq order (newest.py). Partial (v6):
+-- a REGISTERED row that never ran (attempt 0) is left out, so a registration writes one b-tree
+-- fewer and its claim inserts an entry instead of moving one. Such a row is always in the
+-- ready queue (only a claim or a cancel takes it out, and either changes its status in the same
+-- transaction), whose row carries its task and seq for the counts and pages (newest.py).
+-- Queries through this index repeat its WHERE (queries.INDEXED): SQLite uses a partial index
+-- only for a query whose WHERE implies the index's, and reads no row for it only when the
+-- index holds every column that WHERE names, hence attempt last (it changes only with status).
+CREATE INDEX invocations_by_status_task ON invocations (app_id, status, task_id, seq, attempt)
+    WHERE status <> 'registered' OR attempt > 0;
 CREATE INDEX invocations_by_expiry ON invocations (app_id, expires_at)
     WHERE expires_at IS NOT NULL;
 
@@ -67,6 +76,10 @@ CREATE TABLE queue (
     position      INTEGER NOT NULL,
     queue         TEXT    NOT NULL,
     invocation_id TEXT    NOT NULL,
+    -- v6: a fresh registration's task and invocations.seq (REGISTERED, attempt 0: the rows
+    -- invocations_by_status_task leaves out); NULL for every other row of the queue.
+    task_id       TEXT,
+    seq           INTEGER,
     PRIMARY KEY (app_id, lane, neg_priority, position)
 ) WITHOUT ROWID;
 CREATE INDEX queue_other_lanes ON queue (app_id, queue, neg_priority, position) WHERE lane = 1;

@@ -61,7 +61,7 @@ class Transitions:
         plan = record.plan
         scheduled = record.scheduled_for is not None and record.scheduled_for > self.now
         status = _S.SCHEDULED if scheduled else _S.REGISTERED
-        self.conn.execute(
+        inserted = self.conn.execute(
             q.INSERT_INVOCATION,
             (
                 self.app,
@@ -90,11 +90,9 @@ class Transitions:
         if scheduled:
             member = invocation_member(record.invocation_id)
             self.conn.execute(bq.TIMED_ADD, (self.app, member, record.scheduled_for))
-        else:
-            self.conn.execute(
-                q.QUEUE_PUSH_BACK,
-                (self.app, record.queue, -record.priority, record.invocation_id),
-            )
+        else:  # with its task and seq: invocations_by_status_task leaves this row out
+            queued = (self.app, record.queue, -record.priority, record.invocation_id)
+            self.conn.execute(q.QUEUE_PUSH_FRESH, (*queued, record.task_id, inserted.lastrowid))
 
     def claim(
         self,
