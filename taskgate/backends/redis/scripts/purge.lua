@@ -42,7 +42,9 @@ end
 for _, runner in ipairs(redis.call('SMEMBERS', k('cancel_runners'))) do
   redis.call('DEL', k('cancels:' .. runner))
 end
-for _, key in ipairs(redis.call('SMEMBERS', k('slot_keys'))) do redis.call('DEL', k('slots:' .. key)) end
+for _, key in ipairs(redis.call('SMEMBERS', k('slot_keys'))) do
+  redis.call('DEL', k('slots:' .. key))
+end
 -- Budgets: every one that may hold anything is listed under its limit (see lib_core.lua).
 for _, limit in ipairs(redis.call('SMEMBERS', k('lnames'))) do
   for _, key in ipairs(redis.call('HKEYS', k('lb:' .. limit))) do

@@ -15,11 +15,11 @@
 --
 -- A record registered while a runner serving its queue waits for work (see 'idle' in
 -- lib_core.lua) is claimed for that runner at once and pushed to its inbox: the runner's BLPOP
--- returns it, and neither a wake-up token nor a claim step is needed. With a running key, only when it may start right
--- now and nothing of its key can be ahead of it: a free slot (taken here) and empty ready lanes
--- (parked invocations of the key would mean no free slot). Never a record with budgets: those
--- are admitted by a claim (lib_budgets.lua), so they are queued, with a registration sequence
--- ('seq') that orders them among the waiters of a budget.
+-- returns it, and neither a wake-up token nor a claim step is needed. With a running key, only
+-- when it may start right now and nothing of its key can be ahead of it: a free slot (taken
+-- here) and empty ready lanes (parked invocations of the key would mean no free slot). Never a
+-- record with budgets: those are admitted by a claim (lib_budgets.lua), so they are queued,
+-- with a registration sequence ('seq') that orders them among the waiters of a budget.
 --
 -- A record with a scheduled_for later than the server's time (a delayed call) is stored
 -- 'scheduled' (its registration key taken, so identical calls fold into it) and goes on 'timed'
@@ -100,7 +100,8 @@ for i = ARG_BASE + 2, #ARGV, stride do
       if key == '' then
         runner, lease = take_idle_runner(queue)
       elseif runners_waiting() and redis.call('LLEN', k('queue')) == 0
-          and redis.call('EXISTS', k('lanes')) == 0 and redis.call('SCARD', k('slots:' .. key)) < tonumber(ARGV[i + 5]) then
+          and redis.call('EXISTS', k('lanes')) == 0
+          and redis.call('SCARD', k('slots:' .. key)) < tonumber(ARGV[i + 5]) then
         runner, lease = take_idle_runner(queue)
         if runner then
           redis.call('SADD', k('slots:' .. key), id)
