@@ -128,3 +128,29 @@ def test_counts_and_pages_stay_exact_through_every_transition(
         assert_reads_match_the_rows(backend, path)
     backend.purge()
     assert_reads_match_the_rows(backend, path)
+
+
+def test_pages_of_fresh_registrations_merge_every_queue_and_priority_in_call_order(
+    backend: SqliteBackend, path: Path
+) -> None:
+    # Fresh rows are found by walking each (lane, priority) partition of the queue backwards:
+    # interleave queues, priorities and tasks, and page through them with a small limit.
+    for n in range(24):
+        queue = "default" if n % 3 else f"q{n % 2}"
+        task = "tests.a" if n % 4 else "tests.b"
+        backend.register(record(f"r{n:02d}", task, priority=n % 5 - 2, queue=queue))
+    assert_reads_match_the_rows(backend, path)
+    truth = rows(path, "SELECT queue, COUNT(*) FROM invocations GROUP BY queue")
+    assert backend.stats().queue_depth == dict(truth)
+    for task_id in (None, "tests.b"):
+        seen, cursor = [], None
+        while True:
+            page = backend.page_invocations(
+                task_id=task_id, status=S.REGISTERED, limit=3, cursor=cursor
+            )
+            seen += [r.invocation_id for r in page.records]
+            if (cursor := page.next_cursor) is None:
+                break
+        where = "" if task_id is None else f" WHERE task_id = '{task_id}'"
+        expected = rows(path, f"SELECT invocation_id FROM invocations{where} ORDER BY seq DESC")
+        assert seen == [r[0] for r in expected]

@@ -22,8 +22,10 @@ from taskgate.status import InvocationStatus
 
 _S = InvocationStatus
 
-# The counts of stats(): an index-only scan of the index in its order, then the fresh rows of
-# the queue (whose REGISTERED count they add to).
+# The counts of stats(): an index-only scan of the index in its order; the fresh rows of the
+# queue per task (a sort of those rows: no index orders them by task); the depth of each queue,
+# read in index order without a sort: lane 0 is queue 'default', queue_other_lanes orders lane 1
+# by queue. (One GROUP BY queue, task_id over the whole queue sorted every row: twice as slow.)
 COUNT_BY_STATUS_AND_TASK = (
     "SELECT status, task_id, COUNT(*) FROM invocations INDEXED BY invocations_by_status_task "
     f"WHERE app_id = ? AND {INDEXED} GROUP BY status, task_id"
@@ -31,6 +33,11 @@ COUNT_BY_STATUS_AND_TASK = (
 COUNT_FRESH_BY_TASK = (
     "SELECT task_id, COUNT(*) FROM queue WHERE app_id = ? AND task_id IS NOT NULL GROUP BY task_id"
 )
+COUNT_QUEUE_DEPTH = """
+SELECT 'default', COUNT(*) FROM queue WHERE app_id = ?1 AND lane = 0 HAVING COUNT(*) > 0
+UNION ALL
+SELECT queue, COUNT(*) FROM queue WHERE app_id = ?1 AND lane = 1 GROUP BY queue
+"""
 # The newest rows of the file, every app's (see newest_seqs).
 NEWEST_ROWS = (
     "SELECT seq, app_id FROM invocations NOT INDEXED WHERE seq < ? ORDER BY seq DESC LIMIT ?"
@@ -50,27 +57,37 @@ NEXT_TASK_OF_STATUS = (
 NEWEST_OF_GROUP = (
     f"SELECT seq {_BY_GROUP}status = ?2 AND task_id = ?3 AND seq < ?4 ORDER BY seq DESC LIMIT ?5"
 )
-# The newest fresh registrations, of every task or of one (?3 NULL: any).
-NEWEST_FRESH = """
-SELECT seq FROM queue WHERE app_id = ?1 AND task_id IS NOT NULL AND seq < ?2
-    AND (?3 IS NULL OR task_id = ?3)
-ORDER BY seq DESC LIMIT ?4
+# The queue's partitions, one seek each: the next priority of lane ?2 after ?3. (A row value
+# (lane, neg_priority) > (?2, ?3) would seek on the lane alone, then read the rest of it.)
+NEXT_PRIORITY = """
+SELECT neg_priority FROM queue WHERE app_id = ?1 AND lane = ?2 AND neg_priority > ?3
+ORDER BY neg_priority LIMIT 1
+"""
+# The newest fresh registrations of one partition, of every task or of one (?5 NULL: any). A
+# fresh row goes to the tail of its partition (MAX + 1) in the transaction that takes its seq,
+# so among fresh rows, position order is seq order: the primary key is walked backwards from
+# the tail, no sort, until LIMIT rows match.
+NEWEST_FRESH_OF_PARTITION = """
+SELECT seq FROM queue WHERE app_id = ?1 AND lane = ?2 AND neg_priority = ?3
+    AND task_id IS NOT NULL AND seq < ?4 AND (?5 IS NULL OR task_id = ?5)
+ORDER BY position DESC LIMIT ?6
 """
 SELECT_BY_SEQS = "SELECT * FROM invocations WHERE seq IN ({marks})"
+_BELOW_EVERY_PRIORITY = -(2**63)  # neg_priority is an SQLite integer (64 bits)
 
 
-def counts_by_task_and_status(conn: sqlite3.Connection, app: str) -> dict[tuple[str, _S], int]:
-    """Invocations per task and status: one index-only scan of ``invocations_by_status_task``
-    in its own order (no sort), plus one scan of the queue's fresh registrations. Linear in the
-    app's invocations, as any count of them is without counters kept by every status change."""
-    counts = {
+def counts(conn: sqlite3.Connection, app: str) -> tuple[dict[tuple[str, _S], int], dict[str, int]]:
+    """Invocations per task and status, and ready invocations per queue (see the statements
+    above). Linear in the app's invocations, as any count of them is without counters kept by
+    every status change."""
+    by_task_and_status = {
         (task_id, _S(status)): count
         for status, task_id, count in conn.execute(COUNT_BY_STATUS_AND_TASK, (app,))
     }
     for task_id, count in conn.execute(COUNT_FRESH_BY_TASK, (app,)):
         key = (task_id, _S.REGISTERED)
-        counts[key] = counts.get(key, 0) + count
-    return counts
+        by_task_and_status[key] = by_task_and_status.get(key, 0) + count
+    return by_task_and_status, dict(conn.execute(COUNT_QUEUE_DEPTH, (app,)).fetchall())
 
 
 def list_records(
@@ -139,8 +156,23 @@ def newest_of(
         params = (app_id, group_status, group_task, before, count)
         seqs += [seq for (seq,) in conn.execute(NEWEST_OF_GROUP, params)]
     if status in (None, _S.REGISTERED):
-        seqs += [seq for (seq,) in conn.execute(NEWEST_FRESH, (app_id, before, task_id, count))]
+        seqs += _newest_fresh(conn, app_id, task_id, before, count)
     return sorted(seqs, reverse=True)[:count]
+
+
+def _newest_fresh(
+    conn: sqlite3.Connection, app_id: str, task_id: str | None, before: int, count: int
+) -> list[int]:
+    """The seqs of the ``count`` newest fresh registrations of each queue partition (a lane
+    and a priority: a few) below ``before``, of ``task_id`` (None: any)."""
+    seqs: list[int] = []
+    for lane in (0, 1):
+        neg_priority = _BELOW_EVERY_PRIORITY
+        while row := conn.execute(NEXT_PRIORITY, (app_id, lane, neg_priority)).fetchone():
+            neg_priority = row[0]
+            params = (app_id, lane, neg_priority, before, task_id, count)
+            seqs += [seq for (seq,) in conn.execute(NEWEST_FRESH_OF_PARTITION, params)]
+    return seqs
 
 
 def _groups(

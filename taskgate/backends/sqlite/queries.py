@@ -297,7 +297,6 @@ ORDER BY lease_expires_at
 LIVE_RUNNERS = "SELECT runner_id, expires_at FROM runners WHERE app_id = ? AND expires_at > ?"
 
 # Admin.
-QUEUE_DEPTH = "SELECT queue, COUNT(*) FROM queue WHERE app_id = ? GROUP BY queue"
 COUNT_PARKED_BY_KEY = (
     "SELECT running_key, COUNT(*) FROM parked WHERE app_id = ? GROUP BY running_key"
 )

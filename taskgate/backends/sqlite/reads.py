@@ -46,10 +46,9 @@ def blocked_by(conn: sqlite3.Connection, app: str, invocation_id: str) -> Blocke
 def stats(conn: sqlite3.Connection, app: str, now: float) -> BackendStats:
     """Counts by task and status, waiters per key, live runners, ready invocations per queue
     and the last periodic tick per task."""
-    counts = newest.counts_by_task_and_status(conn, app)
+    counts, depth = newest.counts(conn, app)
     parked = parked_counts(conn, app)
     runners = dict(conn.execute(q.LIVE_RUNNERS, (app, now)).fetchall())
-    depth = dict(conn.execute(q.QUEUE_DEPTH, (app,)).fetchall())
     return BackendStats(counts, parked, runners, depth, cancels.ticks(conn, app))
 
 
