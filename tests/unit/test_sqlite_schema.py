@@ -178,6 +178,16 @@ def layout(path: Path) -> dict[str, object]:
         conn.close()
 
 
+def assert_same_as_a_new_file(path: Path, tmp_path: Path) -> None:
+    """The upgraded file at ``path`` has the layout of a file this taskgate creates."""
+    fresh = tmp_path / "fresh.db"
+    connector = SqliteConnector(fresh)
+    connector.connection()
+    connector.close()
+    assert layout(path) == layout(fresh)
+    assert layout(path)["user_version"] == SCHEMA_VERSION
+
+
 def test_a_version_1_file_is_upgraded_and_keeps_its_work(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     make_v1_file(path)
@@ -201,10 +211,7 @@ def test_a_version_1_file_is_upgraded_and_keeps_its_work(tmp_path: Path) -> None
         assert [u.key for u in backend.budget_usage()] == ["limit a"]
     finally:
         backend.close()
-    fresh = tmp_path / "fresh.db"
-    SqliteConnector(fresh).connection()
-    assert layout(path) == layout(fresh)
-    assert layout(path)["user_version"] == SCHEMA_VERSION
+    assert_same_as_a_new_file(path, tmp_path)
 
 
 def test_a_version_2_file_is_upgraded_and_keeps_its_queue_and_parked_waiters(
@@ -225,10 +232,7 @@ def test_a_version_2_file_is_upgraded_and_keeps_its_queue_and_parked_waiters(
         assert [c.invocation_id for c in backend.claim("runner", 10, 30.0, 0)] == ["park-1"]
     finally:
         backend.close()
-    fresh = tmp_path / "fresh.db"
-    SqliteConnector(fresh).connection()
-    assert layout(path) == layout(fresh)
-    assert layout(path)["user_version"] == SCHEMA_VERSION
+    assert_same_as_a_new_file(path, tmp_path)
 
 
 def test_a_version_3_file_is_upgraded_with_trace_contexts_and_runner_descriptions(
@@ -255,10 +259,7 @@ def test_a_version_3_file_is_upgraded_with_trace_contexts_and_runner_description
         ]
     finally:
         backend.close()
-    fresh = tmp_path / "fresh.db"
-    SqliteConnector(fresh).connection()
-    assert layout(path) == layout(fresh)
-    assert layout(path)["user_version"] == SCHEMA_VERSION
+    assert_same_as_a_new_file(path, tmp_path)
 
 
 def test_a_version_4_file_is_upgraded_with_its_history_in_the_rows(tmp_path: Path) -> None:
@@ -284,11 +285,8 @@ def test_a_version_4_file_is_upgraded_with_its_history_in_the_rows(tmp_path: Pat
         assert ready.history[1].runner_id == "runner"
     finally:
         backend.close()
-    fresh = tmp_path / "fresh.db"
-    SqliteConnector(fresh).connection()
-    assert layout(path) == layout(fresh)
+    assert_same_as_a_new_file(path, tmp_path)
     assert "history" not in layout(path)
-    assert layout(path)["user_version"] == SCHEMA_VERSION
 
 
 def test_a_version_5_file_is_upgraded_with_fresh_registrations_found_through_the_queue(
@@ -317,10 +315,8 @@ def test_a_version_5_file_is_upgraded_with_fresh_registrations_found_through_the
     finally:
         backend.close()
     # Only the fresh registration's queue row carried its task and seq.
-    fresh = tmp_path / "fresh.db"
-    SqliteConnector(fresh).connection()
-    assert layout(path) == layout(fresh)
-    assert layout(path)["user_version"] == SCHEMA_VERSION == 6
+    assert_same_as_a_new_file(path, tmp_path)
+    assert SCHEMA_VERSION == 6
 
 
 def test_a_version_5_file_gets_the_task_and_seq_of_fresh_registrations_only(
