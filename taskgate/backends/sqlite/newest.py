@@ -42,14 +42,11 @@ SELECT queue, COUNT(*) FROM queue WHERE app_id = ?1 AND lane = 1 GROUP BY queue
 NEWEST_ROWS = (
     "SELECT seq, app_id FROM invocations NOT INDEXED WHERE seq < ? ORDER BY seq DESC LIMIT ?"
 )
-# The groups of invocations_by_status_task, each one seek: the next (status, task) of the app,
-# the next task of one status, the newest seqs of one group.
+# The groups of invocations_by_status_task, each one seek: the next task of one status, the
+# newest seqs of one group. (A row value (status, task_id) > (?2, ?3) would seek on the status
+# alone, then read the rest of its group.)
 _BY_GROUP = (
     f"FROM invocations INDEXED BY invocations_by_status_task WHERE app_id = ?1 AND {INDEXED} AND "
-)
-NEXT_GROUP = (
-    f"SELECT status, task_id {_BY_GROUP}(status, task_id) > (?2, ?3) "
-    "ORDER BY status, task_id LIMIT 1"
 )
 NEXT_TASK_OF_STATUS = (
     f"SELECT task_id {_BY_GROUP}status = ?2 AND task_id > ?3 ORDER BY task_id LIMIT 1"
@@ -190,7 +187,5 @@ def _groups(
             task = row[0]
             yield status.value, task
     else:
-        group = ("", "")
-        while (row := conn.execute(NEXT_GROUP, (app_id, *group)).fetchone()) is not None:
-            group = (row[0], row[1])
-            yield group
+        for each in InvocationStatus:
+            yield from _groups(conn, app_id, None, each)
