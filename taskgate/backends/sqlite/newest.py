@@ -5,9 +5,10 @@ The index is partial (schema v6): a fresh registration (REGISTERED, attempt 0) i
 it, so registering writes one b-tree fewer. Every such row has a ready-queue row that carries
 its task and seq (``queue.task_id`` is set on those rows only), so the REGISTERED rows of a
 task are that task's index group (invocations handed back or recovered, which ran before)
-merged with its fresh registrations in the queue. The queue has no index by task or seq: its
-fresh rows are scanned (and, for a page, sorted by a bounded sorter), which is linear in the
-queue's length, as counting the index group was in the group's.
+merged with its fresh registrations in the queue. The queue has no index by task or seq, and
+needs none: a page walks each (lane, priority) partition of its primary key backwards, where
+fresh rows stand in seq order (see NEWEST_FRESH_OF_PARTITION), and a count reads the fresh
+rows once, linear in their number, as counting their index group was.
 """
 
 from __future__ import annotations
