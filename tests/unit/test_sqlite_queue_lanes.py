@@ -37,8 +37,12 @@ def test_every_queue_read_seeks_an_index(tmp_path: Path) -> None:
         assert "SCAN queue" not in plan, (name, plan)
     assert "queue_other_lanes" in plan_of(conn, *heads["other named"])
     assert "queue_other_lanes" not in plan_of(conn, *heads["default named"])
-    for sql in (q.QUEUE_PUSH_BACK, q.QUEUE_PUSH_FRONT):
-        plan = plan_of(conn, sql, ("app", "default", 0, "id"))
+    pushes = (
+        (q.QUEUE_PUSH_BACK, ("app", "default", 0, "id", "tests.task", 1)),
+        (q.QUEUE_PUSH_FRONT, ("app", "default", 0, "id")),
+    )
+    for sql, params in pushes:
+        plan = plan_of(conn, sql, params)
         assert "SCAN queue" not in plan, plan
     for sql in (q.QUEUE_PUSH_FRONT_ID, q.QUEUE_PUSH_BACK_WAITING):
         assert "SCAN queue" not in plan_of(conn, sql, ("app", "id"))

@@ -124,14 +124,9 @@ UNION ALL
 SELECT 1 FROM queue WHERE app_id = ?1 AND lane = 1 AND neg_priority < ?2
 LIMIT 1
 """
-# Params: app, queue, neg_priority, invocation id.
+# Params: app, queue, neg_priority, invocation id, then task and seq for a fresh registration
+# (what invocations_by_status_task leaves out of it, schema.sql), else NULL and NULL.
 QUEUE_PUSH_BACK = f"""
-INSERT INTO queue (app_id, lane, neg_priority, position, queue, invocation_id)
-VALUES (?1, ?2 <> 'default', ?3, COALESCE({_LAST}, 0) + 1, ?2, ?4)
-"""
-# A fresh registration, with what invocations_by_status_task leaves out of it (schema.sql).
-# Params: app, queue, neg_priority, invocation id, task, seq.
-QUEUE_PUSH_FRESH = f"""
 INSERT INTO queue (app_id, lane, neg_priority, position, queue, invocation_id, task_id, seq)
 VALUES (?1, ?2 <> 'default', ?3, COALESCE({_LAST}, 0) + 1, ?2, ?4, ?5, ?6)
 """

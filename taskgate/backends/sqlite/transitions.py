@@ -92,7 +92,7 @@ class Transitions:
             self.conn.execute(bq.TIMED_ADD, (self.app, member, record.scheduled_for))
         else:  # with its task and seq: invocations_by_status_task leaves this row out
             queued = (self.app, record.queue, -record.priority, record.invocation_id)
-            self.conn.execute(q.QUEUE_PUSH_FRESH, (*queued, record.task_id, inserted.lastrowid))
+            self.conn.execute(q.QUEUE_PUSH_BACK, (*queued, record.task_id, inserted.lastrowid))
 
     def claim(
         self,
@@ -252,7 +252,8 @@ class Transitions:
             self.conn.execute(bq.TIMED_ADD, (self.app, member, self.now + delay))
         else:
             self.conn.execute(
-                q.QUEUE_PUSH_BACK, (self.app, row["queue"], -row["priority"], invocation_id)
+                q.QUEUE_PUSH_BACK,
+                (self.app, row["queue"], -row["priority"], invocation_id, None, None),
             )
 
     def finalize(
