@@ -14,8 +14,8 @@ its start (no OFFSET), and invocations registered meanwhile never shift it. Whic
   matches: SQLite would read and sort them all;
 - none: ``newest.newest_seqs``: the rowid (``seq DESC``) walks ``4 * (limit + 1)`` rows of
   every app; when they hold fewer of this app's (a small app beside a big one in one file), the
-  app's index groups and fresh registrations are merged. Exact either way, and bounded by the page and the app's
-  groups, never by the other apps' rows;
+  app's index groups and fresh registrations are merged. Exact either way, and bounded by the
+  page and the app's groups, never by the other apps' rows;
 - an id prefix with a task or a status: the newest ``PAGE_SCAN_MAX`` of those (as above) are
   walked, the prefix checked on each; a short page with ``scanned_all=False`` goes on from the
   last one examined.
