@@ -65,16 +65,12 @@ def test_records_without_budgets_store_no_budget_field_and_touch_no_budget_key(
     assert not {k for k in keys(backend, client) if k.startswith(("b", "lb:", "timed", "seq"))}
 
 
-def test_a_budget_record_keeps_its_budgets_and_sequence_and_is_never_handed_over(
-    redis_server: RedisServer,
-) -> None:
+def test_a_budget_record_keeps_its_budgets_and_sequence(redis_server: RedisServer) -> None:
     backend, client = setup(redis_server)
-    # A runner in line for hand-overs: register hands it plain work, never work with budgets.
-    assert backend._run("claim", "idle", 1, LEASE, 60, 5.0) == [[], -1]
+    # Nobody in line: both are queued (test_redis_hand_over_budgets.py covers hand-overs).
     first = record(Budget("limit a", "a", concurrency=1), priority=2)
     second = record(Budget("limit a", "a", concurrency=1))
     backend.register_many([first, second])
-    assert client.llen(backend._prefix + "inbox:idle") == 0
     # Each in the ready lane of its priority (see 'lanes' in lib_core.lua).
     assert client.lrange(backend._prefix + "lane:2\x1fdefault", 0, -1) == [
         first.invocation_id.encode()
@@ -84,10 +80,7 @@ def test_a_budget_record_keeps_its_budgets_and_sequence_and_is_never_handed_over
     assert stored[b"seq"] == b"1" and stored[b"priority"] == b"2"
     assert stored[b"budgets"] == b"limit a\x1fa\x1f1\x1f\x1f\x1f"
     assert b"priority" not in client.hgetall(backend._prefix + "inv:" + second.invocation_id)
-    # Plain work is still handed over.
-    plain = record()
-    backend.register(plain)
-    assert client.llen(backend._prefix + "inbox:idle") == 1
+    assert client.hget(backend._prefix + "inv:" + second.invocation_id, "seq") == b"2"
 
 
 def test_a_rate_refusal_goes_on_timed_keeping_the_earlier_time(redis_server: RedisServer) -> None:

@@ -69,8 +69,6 @@ CORE_ONLY = frozenset(
 )
 # Scripts that run another's text after their own (register_tick checks, then registers).
 FOLLOWED_BY = {"register_tick": "register"}
-# Scripts that never admit, release or wake budget waiters go without lib_budgets.lua.
-NO_BUDGETS = frozenset({"renew", "unidle"})
 # Scripts that only read: as functions they are flagged 'no-writes', so that they run when the
 # server is out of memory, as a script that calls no write command does.
 READ_ONLY = frozenset(
@@ -117,14 +115,9 @@ def _body(name: str) -> str:
 
 @functools.cache
 def script_source(name: str) -> str:
-    """The script's source for EVALSHA: lib_core.lua, then lib.lua and lib_budgets.lua unless not
-    needed, then the prefix, then the script."""
-    if name in CORE_ONLY:
-        parts = ["lib_core"]
-    elif name in NO_BUDGETS:
-        parts = ["lib_core", "lib"]
-    else:
-        parts = ["lib_core", "lib", "lib_budgets"]
+    """The script's source for EVALSHA: lib_core.lua, then lib.lua and lib_budgets.lua unless it
+    only stores or reads records, then the prefix, then the script."""
+    parts = ["lib_core"] if name in CORE_ONLY else ["lib_core", "lib", "lib_budgets"]
     return "\n".join([*(_read(part) for part in parts), "P = KEYS[1]", _body(name)])
 
 

@@ -26,6 +26,7 @@ if f.status == 'running' then
       redis.call('LREM', inbox, '1', item)
       finalize(id, f, 'cancelled', now, nil, nil, nil, ttl)
       release_slot(id, f.key, f.limit)
+      if f.budgets then budget_steps().release(id, f, now) end
       return 'requested'
     end
   end

@@ -1,8 +1,8 @@
 -- State-machine steps shared by the scripts that move invocations (needs lib_core.lua).
 
--- The budget path (records with a 'budgets' field), filled in by lib_budgets.lua in the scripts
--- that claim or release; the others never reach it.
-local budget_steps, move_due
+-- Filled in by lib_budgets.lua in the scripts that claim or release (budget_steps: see
+-- lib_core.lua); the others never reach it.
+local move_due
 
 -- Change the status of <id> (its fields <f>) to <new> and add the transition to its history
 -- (field h<n>, see lib_core.lua); any further arguments are field/value pairs written by the
@@ -338,8 +338,10 @@ local function take_handed(runner, claims, ttl)
     local id = string.sub(item, 1, string.find(item, '\31', 1, true) - 1)
     local f = owned(id, runner, 1, true)
     if f and f.cancel_requested then  -- cancelled before its runner read it: it never starts
-      finalize(id, f, 'cancelled', now_number or server_now(), runner, nil, nil, ttl)
+      local now = now_number or server_now()
+      finalize(id, f, 'cancelled', now, runner, nil, nil, ttl)
       release_slot(id, f.key, f.limit)
+      if f.budgets then budget_steps().release(id, f, now) end
     elseif f then
       claims[#claims + 1] = {id, f.task, f.arguments, 1, f.num_retries, f.max_retries}
     end
@@ -370,7 +372,7 @@ local function undo_hand_over(id, f)
   count(f.task, f.status, -1)
   count(f.task, 'registered', 1)
   f.status, f.hn, f.attempt = 'registered', math.max(f.hn - 1, 0), 0
-  first_in_line(id, f)
+  first_in_line(id, f, now_number or server_now())
 end
 
 -- Take <runner> out of the line for hand-overs, whatever lease (and queues) its entries name.

@@ -239,6 +239,46 @@ local function build_budget_steps()
     if ready then schedule(b.key, ready) end
   end
 
+  -- Whether every budget of <list> admits one more start now (effective values): nil, or the
+  -- budget that refuses it and, for a rate refusal, when its rate admits again; then the
+  -- holders and window starts counted per budget (what take needs).
+  local function refusal(list, now)
+    local holders, starts = {}, {}
+    for i, b in ipairs(list) do
+      local conc, count, period = effective(b)
+      if conc then
+        holders[i] = redis.call('SCARD', k('bh:' .. b.key))
+        if holders[i] >= conc then return b, nil, holders, starts end
+      end
+      if count then
+        starts[i] = window_starts(b.key, period, now)
+        if starts[i] >= count then
+          return b, rate_ready(b.key, count, period, starts[i]), holders, starts
+        end
+      end
+    end
+    return nil, nil, holders, starts
+  end
+
+  -- Take a slot of every budget of <list> and a token of every rate for <attempt> of <id>
+  -- (refusal found none refusing, and counted <holders> and <starts>).
+  local function take(list, id, attempt, holders, starts)
+    local member = id .. ':' .. attempt
+    for i, b in ipairs(list) do
+      if holders[i] then
+        redis.call('SADD', k('bh:' .. b.key), id)
+        if holders[i] == 0 then activate(b) end
+      end
+      if starts[i] then
+        local skey = k('bs:' .. b.key)
+        redis.call('ZADD', skey, now_text, member)
+        local _, _, period = effective(b)
+        redis.call('PEXPIRE', skey, string.format('%d', math.ceil(period * 1000)))
+        if starts[i] == 0 and not holders[i] then activate(b) end
+      end
+    end
+  end
+
   -- Admit <id> (fields <f>) at claim: every budget admits it, and it takes every slot and rate
   -- token, or it takes nothing and waits on the first budget that refused it (or is dropped).
   -- Returns true when admitted (the caller marks it running).
@@ -253,37 +293,9 @@ local function build_budget_steps()
       end
     end
     local list = parse_budgets(f.budgets)
-    local holders, starts = {}, {}
-    local refused, ready
-    for i, b in ipairs(list) do
-      local conc, count, period = effective(b)
-      if conc then
-        holders[i] = redis.call('SCARD', k('bh:' .. b.key))
-        if holders[i] >= conc then refused = b break end
-      end
-      if count then
-        starts[i] = window_starts(b.key, period, now)
-        if starts[i] >= count then
-          refused, ready = b, rate_ready(b.key, count, period, starts[i])
-          break
-        end
-      end
-    end
+    local refused, ready, holders, starts = refusal(list, now)
     if not refused then
-      local member = id .. ':' .. attempt
-      for i, b in ipairs(list) do
-        if holders[i] then
-          redis.call('SADD', k('bh:' .. b.key), id)
-          if holders[i] == 0 then activate(b) end
-        end
-        if starts[i] then
-          local skey = k('bs:' .. b.key)
-          redis.call('ZADD', skey, now_text, member)
-          local _, _, period = effective(b)
-          redis.call('PEXPIRE', skey, string.format('%d', math.ceil(period * 1000)))
-          if starts[i] == 0 and not holders[i] then activate(b) end
-        end
-      end
+      take(list, id, attempt, holders, starts)
       return true
     end
     if f.drop then
@@ -305,12 +317,32 @@ local function build_budget_steps()
     return false
   end
 
+  -- Whether a new registration, budgets <text>, may start right now, for register to hand it
+  -- to a waiting runner: no budget of it has waiters (they go first: a woken one sits at the
+  -- head of the ready queue, which a hand-over requires empty; the others wait on their
+  -- budget, or on 'timed' for its rate) and every budget admits it. Returns its budgets and
+  -- what take needs (the caller takes them once it found a runner), or nil: nothing taken,
+  -- nothing parked; the registration is queued, and a claim admits or parks it.
+  local function fresh_admission(text, now)
+    local list = parse_budgets(text)
+    for _, b in ipairs(list) do
+      if redis.call('HEXISTS', k('bwait'), b.key) == 1 then return nil end
+    end
+    local refused, _, holders, starts = refusal(list, now)
+    if refused then return nil end
+    return list, holders, starts
+  end
+
   -- Free every slot <id> (fields <f>) holds, in one step, and wake the waiters that now fit.
+  -- Nobody waits, the usual case: one look per budget, and the overrides go unread.
   local function release(id, f, now)
     for _, b in ipairs(parse_budgets(f.budgets)) do
       if redis.call('SREM', k('bh:' .. b.key), id) == 1 then
-        local conc, count, period = effective(b)
-        wake_budget(b.key, conc, count, period, now)
+        local def = redis.call('HGET', k('bwait'), b.key)
+        if def then
+          local conc, count, period = effective(b)
+          wake_budget(b.key, conc, count, period, now, def)
+        end
       end
     end
   end
@@ -361,7 +393,7 @@ local function build_budget_steps()
 
   return {admit = admit, release = release, wake_stored = wake_stored, wake_limit = wake_limit,
     budget_of_def = budget_of_def, effective = effective, cancel_waiter = cancel_waiter,
-    new_call = new_call}
+    fresh_admission = fresh_admission, take = take, new_call = new_call}
 end
 
 -- The steps, built on first use. A script's text runs afresh on every call, so as a script it

@@ -147,6 +147,10 @@
 -- The prefix (KEYS[1]): set by the line after the steps in a script, by begin_call in the
 -- function library (see taskgate/backends/redis/lua.py).
 local P
+-- The budget path (records with a 'budgets' field): lib_budgets.lua fills it in where it is
+-- loaded (every script in the function library; as scripts, those that claim, release or wake).
+-- nil elsewhere: register.lua, run as a script of its own, then hands no budgeted record over.
+local budget_steps
 -- Arguments a script reads before register.lua's (register_tick.lua sets it: see there).
 local ARG_BASE = 0
 local WAKE_TOKENS = 64

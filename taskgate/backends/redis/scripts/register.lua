@@ -17,9 +17,12 @@
 -- lib_core.lua) is claimed for that runner at once and pushed to its inbox: the runner's BLPOP
 -- returns it, and neither a wake-up token nor a claim step is needed. With a running key, only
 -- when it may start right now and nothing of its key can be ahead of it: a free slot (taken
--- here) and empty ready lanes (parked invocations of the key would mean no free slot). Never a
--- record with budgets: those are admitted by a claim (lib_budgets.lua), so they are queued,
--- with a registration sequence ('seq') that orders them among the waiters of a budget.
+-- here) and empty ready lanes (parked invocations of the key would mean no free slot). With
+-- budgets (limits), likewise: empty ready lanes, no waiter on any of its budgets, and every
+-- budget admitting it now; it then takes their slots and rate tokens here, as a claim's
+-- admission would (lib_budgets.lua; where that is not loaded, see budget_steps in
+-- lib_core.lua, it is queued). Otherwise it is queued, and a claim admits or parks it; a record
+-- with budgets carries a registration sequence ('seq') that orders it among a budget's waiters.
 --
 -- A record with a scheduled_for later than the server's time (a delayed call) is stored
 -- 'scheduled' (its registration key taken, so identical calls fold into it) and goes on 'timed'
@@ -95,17 +98,26 @@ for i = ARG_BASE + 2, #ARGV, stride do
       scheduled = due > server_time
     end
     -- Nobody in line is the usual case under load: one call to find out (the ZPOPMIN of
-    -- take_idle_runner without a running key).
-    if budgets == '' and not scheduled then
-      if key == '' then
-        runner, lease = take_idle_runner(queue)
-      elseif runners_waiting() and redis.call('LLEN', k('queue')) == 0
-          and redis.call('EXISTS', k('lanes')) == 0
-          and redis.call('SCARD', k('slots:' .. key)) < tonumber(ARGV[i + 5]) then
-        runner, lease = take_idle_runner(queue)
-        if runner then
-          redis.call('SADD', k('slots:' .. key), id)
-          redis.call('SADD', k('slot_keys'), key)
+    -- take_idle_runner without a running key or budgets).
+    if not scheduled and budgets == '' and key == '' then
+      runner, lease = take_idle_runner(queue)
+    elseif not scheduled and runners_waiting() and redis.call('LLEN', k('queue')) == 0
+        and redis.call('EXISTS', k('lanes')) == 0 then
+      if budgets == '' then
+        if redis.call('SCARD', k('slots:' .. key)) < tonumber(ARGV[i + 5]) then
+          runner, lease = take_idle_runner(queue)
+          if runner then
+            redis.call('SADD', k('slots:' .. key), id)
+            redis.call('SADD', k('slot_keys'), key)
+          end
+        end
+      elseif budget_steps then  -- a running key is among the budgets then (key is '')
+        server_time = server_time or server_now()
+        local steps = budget_steps()
+        local list, holders, starts = steps.fresh_admission(budgets, server_time)
+        if list then
+          runner, lease = take_idle_runner(queue)
+          if runner then steps.take(list, id, '1', holders, starts) end
         end
       end
     end
