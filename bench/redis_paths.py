@@ -16,6 +16,10 @@ server's instructions per task are then a load-independent figure (take the diff
   one shared (1,000 slots and a rate of 1,000,000/s, so its window holds a second of starts)
   and one keyed (2 slots per key, the calls cycling over 100 keys). Nothing ever waits: this
   is what admitting through two budgets and a rate window costs.
+- ``limits_idle``: the ``handover`` path for a task with those two limits (bench-compare's
+  two-limit row while its runners keep up): the runner waits in line; register hands the call
+  over when every budget admits it, else queues it and leaves a wake-up token, and the runner
+  claims it; its finish_and_claim finds nothing and puts it back in line.
 - ``delayed``: the ``queue`` path for delayed calls (bench-compare's delayed row): each is
   registered 'scheduled' on the timed set, due once all are registered; then the claims move
   the due ones to the queue (at most 256 per claim) and drain them.
@@ -29,7 +33,7 @@ time).
 
     .venv/bin/python bench/redis_paths.py PATH [--tasks 1000] [--binary BINARY]
 
-with PATH one of handover, queue, register, limits, delayed and hot.
+with PATH one of handover, queue, register, limits, limits_idle, delayed and hot.
 """
 
 from __future__ import annotations
@@ -91,6 +95,27 @@ def handover(backend: RedisBackend, client: redis.Redis, tasks: int) -> None:
         item = client.lpop(backend._prefix + "inbox:r")  # what the runner's BLPOP returns
         assert isinstance(item, bytes), "not handed over"
         handed = item.split(b"\x1f")[0].decode()
+        backend.finish_and_claim(handed, "r", 1, DONE, max_count=1, lease_seconds=LEASE)
+        if len(ids) == READ_AHEAD:
+            backend.final_records(ids)
+            ids = []
+
+
+def limits_idle(backend: RedisBackend, client: redis.Redis, tasks: int) -> None:
+    ids: list[str] = []
+    for number in range(tasks):
+        new = record(number, budgets=two_limits(number))
+        backend.register(new)
+        ids.append(new.invocation_id)
+        # What the runner's BLPOP returns: the call itself when register handed it over, else a
+        # wake-up token, and the runner claims it.
+        item = client.lpop(backend._prefix + "inbox:r")
+        if isinstance(item, bytes):
+            handed = item.split(b"\x1f")[0].decode()
+        else:
+            assert client.lpop(backend._prefix + "wake") is not None, "nobody woken"
+            [claim] = backend._claim_step("r", 1, LEASE, 60.0, "")[0]
+            handed = claim[0].decode()
         backend.finish_and_claim(handed, "r", 1, DONE, max_count=1, lease_seconds=LEASE)
         if len(ids) == READ_AHEAD:
             backend.final_records(ids)
@@ -162,6 +187,7 @@ PATHS = {
     "queue": queue,
     "register": register,
     "limits": limits,
+    "limits_idle": limits_idle,
     "delayed": delayed,
     "hot": hot,
 }
