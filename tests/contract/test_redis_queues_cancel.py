@@ -216,6 +216,33 @@ def test_a_wake_up_reaches_a_runner_serving_the_queue(redis_server: RedisServer)
     assert results["ra"] == []
 
 
+def test_a_claim_leaving_work_behind_passes_the_baton_to_a_runner_of_its_queue(
+    redis_server: RedisServer,
+) -> None:
+    backend, client = setup(redis_server)
+    # A lane exists, so the keyed records below are queued, not handed over (as above).
+    other = rec(queue="c")
+    backend.register(other)
+    assert backend._run("claim", "rb", 1, LEASE, 60, 30.0, "b")[0] == []  # in line for "b"
+    first, second = rec(queue="b", run="k1"), rec(queue="b", run="k2")
+    backend.register_many([first, second])
+    tokens = client.llen(backend._prefix + "wake:b")  # the lane's first push woke "b" once
+    [claim] = backend.claim("r", 1, LEASE, 0, queues=frozenset({"b"}))
+    assert claim.invocation_id == first.invocation_id
+    # second is left: the claim passes the baton to the runner of "b" still in line.
+    assert client.llen(backend._prefix + "wake:b") == tokens + 1
+    [claim] = backend.claim("r", 1, LEASE, 0, queues=frozenset({"c"}))
+    assert claim.invocation_id == other.invocation_id
+    assert client.llen(backend._prefix + "wake:b") == tokens + 2
+    client.config_resetstat()
+    [claim] = backend.claim("r", 1, LEASE, 0, queues=frozenset({"b"}))
+    assert claim.invocation_id == second.invocation_id
+    # Nothing left: no token, and one look at the line (who waits), not two.
+    assert client.llen(backend._prefix + "wake:b") == tokens + 2
+    calls = {k: v["calls"] for k, v in client.info("commandstats").items()}
+    assert calls["cmdstat_zcard"] == 1
+
+
 @pytest.mark.parametrize("where", ["lane", "plain", "timed", "timed-lane", "parked", "pz", "slot"])
 def test_a_cancelled_waiting_invocation_leaves_nothing_behind(
     redis_server: RedisServer, where: str

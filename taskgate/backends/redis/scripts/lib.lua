@@ -281,15 +281,15 @@ local function claim_ready(runner, max_count, lease, ttl, now, serves)
     end
   end
   -- Work left behind: pass the baton to another idle runner (and to one serving each queue
-  -- with work among the runners that serve only some queues).
+  -- with work among the runners that serve only some queues). None left: nobody to wake.
   if #claims > 0 and runners_waiting() then
     -- Q.marked false: 'lanes' did not exist when move_due looked, and no lane was pushed since.
     if redis.call('LLEN', k('queue')) > 0
       or (Q.marked and redis.call('EXISTS', k('lanes')) == 1) then
       wake()
-    end
-    if redis.call('ZCARD', k('idleq')) > 0 then
-      for queue in pairs(Q.lanes().queues_with_work()) do Q.lanes().wake_queue(queue) end
+      if redis.call('ZCARD', k('idleq')) > 0 then
+        for queue in pairs(Q.lanes().queues_with_work()) do Q.lanes().wake_queue(queue) end
+      end
     end
   end
   return claims
