@@ -226,6 +226,38 @@ def test_a_hand_over_taken_back_frees_its_budgets_for_their_waiters_and_is_queue
     assert starts(backend, client, SHARED) == [f"{call.invocation_id}:1"]
 
 
+def test_a_hand_over_taken_back_gives_back_its_rate_start(
+    backend: RedisBackend, client: redis.Redis
+) -> None:
+    once = Budget("limit once", "once", rate=Rate(1, 60.0))
+    stand_in_line(backend)
+    call = record(once)
+    backend.register(call)  # handed over: its start fills the window
+    assert starts(backend, client, once) == [f"{call.invocation_id}:1"]
+    assert backend.recover_runner(RUNNER) == [call.invocation_id]
+    # It never started: its start is gone, and the next claim admits it at once (it was
+    # refused by its own start for a minute, or dropped when drop_when_blocked).
+    assert starts(backend, client, once) == []
+    [claim] = backend.claim(OTHER, 1, LEASE, 0)
+    assert (claim.invocation_id, claim.attempt) == (call.invocation_id, 1)
+    assert starts(backend, client, once) == [f"{call.invocation_id}:1"]
+
+
+def test_cancelling_an_unread_hand_over_gives_back_its_rate_start(
+    backend: RedisBackend, client: redis.Redis
+) -> None:
+    once = Budget("limit once", "once", rate=Rate(1, 60.0))
+    stand_in_line(backend)
+    call = record(once)
+    backend.register(call)
+    assert backend.cancel(call.invocation_id) is CancelResult.REQUESTED
+    assert starts(backend, client, once) == []
+    stand_in_line(backend)
+    after = record(once)
+    backend.register(after)  # the window has room: handed over
+    assert inbox(backend, client) == [after.invocation_id]
+
+
 def test_scripts_run_by_sha_queue_calls_with_budgets(
     backend: RedisBackend, client: redis.Redis
 ) -> None:

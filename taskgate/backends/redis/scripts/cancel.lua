@@ -26,7 +26,10 @@ if f.status == 'running' then
       redis.call('LREM', inbox, '1', item)
       finalize(id, f, 'cancelled', now, nil, nil, nil, ttl)
       release_slot(id, f.key, f.limit)
-      if f.budgets then budget_steps().release(id, f, now) end
+      if f.budgets then
+        budget_steps().forget_handed_start(id, f)
+        budget_steps().release(id, f, now)
+      end
       return 'requested'
     end
   end

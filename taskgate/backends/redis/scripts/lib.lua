@@ -341,7 +341,10 @@ local function take_handed(runner, claims, ttl)
       local now = now_number or server_now()
       finalize(id, f, 'cancelled', now, runner, nil, nil, ttl)
       release_slot(id, f.key, f.limit)
-      if f.budgets then budget_steps().release(id, f, now) end
+      if f.budgets then
+        budget_steps().forget_handed_start(id, f)
+        budget_steps().release(id, f, now)
+      end
     elseif f then
       claims[#claims + 1] = {id, f.task, f.arguments, 1, f.num_retries, f.max_retries}
     end
@@ -372,6 +375,7 @@ local function undo_hand_over(id, f)
   count(f.task, f.status, -1)
   count(f.task, 'registered', 1)
   f.status, f.hn, f.attempt = 'registered', math.max(f.hn - 1, 0), 0
+  if f.budgets then budget_steps().forget_handed_start(id, f) end
   first_in_line(id, f, now_number or server_now())
 end
 

@@ -333,6 +333,16 @@ local function build_budget_steps()
     return list, holders, starts
   end
 
+  -- Take back the rate starts of attempt 1 of <id> (fields <f>): a hand-over its runner never
+  -- read never started (see undo_hand_over and take_handed in lib.lua, cancel.lua), so its
+  -- start must not keep a window full. Before release, which wakes what then fits.
+  local function forget_handed_start(id, f)
+    local member = id .. ':1'
+    for _, b in ipairs(parse_budgets(f.budgets)) do
+      redis.call('ZREM', k('bs:' .. b.key), member)
+    end
+  end
+
   -- Free every slot <id> (fields <f>) holds, in one step, and wake the waiters that now fit.
   -- Nobody waits, the usual case: one look per budget, and the overrides go unread.
   local function release(id, f, now)
@@ -393,7 +403,8 @@ local function build_budget_steps()
 
   return {admit = admit, release = release, wake_stored = wake_stored, wake_limit = wake_limit,
     budget_of_def = budget_of_def, effective = effective, cancel_waiter = cancel_waiter,
-    fresh_admission = fresh_admission, take = take, new_call = new_call}
+    fresh_admission = fresh_admission, take = take, forget_handed_start = forget_handed_start,
+    new_call = new_call}
 end
 
 -- The steps, built on first use. A script's text runs afresh on every call, so as a script it
