@@ -24,12 +24,7 @@ if f.status == 'running' then
   for _, item in ipairs(redis.call('LRANGE', inbox, '0', '-1')) do
     if string.sub(item, 1, #prefix) == prefix then
       redis.call('LREM', inbox, '1', item)
-      finalize(id, f, 'cancelled', now, nil, nil, nil, ttl)
-      release_slot(id, f.key, f.limit)
-      if f.budgets then
-        budget_steps().forget_handed_start(id, f)
-        budget_steps().release(id, f, now)
-      end
+      cancel_unread(id, f, now, nil, ttl)
       return 'requested'
     end
   end

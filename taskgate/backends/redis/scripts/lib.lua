@@ -330,6 +330,18 @@ local function finish_one(id, runner, attempt, kind, payload, ttl, now, delay)
   return 1
 end
 
+-- End <id> (fields <f>), handed to a runner that has not read it, cancelled: it never started,
+-- so its slot, its budgets' slots and its rate starts are given back. <runner>: the one the
+-- history entry names (nil: none).
+local function cancel_unread(id, f, now, runner, ttl)
+  finalize(id, f, 'cancelled', now, runner, nil, nil, ttl)
+  release_slot(id, f.key, f.limit)
+  if f.budgets then
+    budget_steps().forget_handed_start(id, f)
+    budget_steps().release(id, f, now)
+  end
+end
+
 -- The invocations register handed to <runner> while it waited, that it still owns.
 local function take_handed(runner, claims, ttl)
   local inbox = k('inbox:' .. runner)
@@ -338,13 +350,7 @@ local function take_handed(runner, claims, ttl)
     local id = string.sub(item, 1, string.find(item, '\31', 1, true) - 1)
     local f = owned(id, runner, 1, true)
     if f and f.cancel_requested then  -- cancelled before its runner read it: it never starts
-      local now = now_number or server_now()
-      finalize(id, f, 'cancelled', now, runner, nil, nil, ttl)
-      release_slot(id, f.key, f.limit)
-      if f.budgets then
-        budget_steps().forget_handed_start(id, f)
-        budget_steps().release(id, f, now)
-      end
+      cancel_unread(id, f, now_number or server_now(), runner, ttl)
     elseif f then
       claims[#claims + 1] = {id, f.task, f.arguments, 1, f.num_retries, f.max_retries}
     end

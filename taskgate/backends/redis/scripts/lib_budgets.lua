@@ -334,8 +334,8 @@ local function build_budget_steps()
   end
 
   -- Take back the rate starts of attempt 1 of <id> (fields <f>): a hand-over its runner never
-  -- read never started (see undo_hand_over and take_handed in lib.lua, cancel.lua), so its
-  -- start must not keep a window full. Before release, which wakes what then fits.
+  -- read never started (see undo_hand_over and cancel_unread in lib.lua), so its start must
+  -- not keep a window full. Before release, which wakes what then fits.
   local function forget_handed_start(id, f)
     local member = id .. ':1'
     for _, b in ipairs(parse_budgets(f.budgets)) do

@@ -147,9 +147,8 @@
 -- The prefix (KEYS[1]): set by the line after the steps in a script, by begin_call in the
 -- function library (see taskgate/backends/redis/lua.py).
 local P
--- The budget path (records with a 'budgets' field): lib_budgets.lua fills it in where it is
--- loaded (every script in the function library; as scripts, those that claim, release or wake).
--- nil elsewhere: register.lua, run as a script of its own, then hands no budgeted record over.
+-- The budget steps: lib_budgets.lua fills them in where it is loaded (the function library, and
+-- scripts that are not CORE_ONLY in lua.py); nil in register.lua run as a script of its own.
 local budget_steps
 -- Arguments a script reads before register.lua's (register_tick.lua sets it: see there).
 local ARG_BASE = 0
