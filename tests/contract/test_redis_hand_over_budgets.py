@@ -35,6 +35,7 @@ LEASE = 30.0
 DONE = Outcome(OutcomeKind.SUCCESS, b"ok")
 SHARED = Budget("limit shared", "shared", concurrency=10, rate=Rate(100, 60.0))
 ONE = Budget("limit one", "one", concurrency=1)
+ONCE = Budget("limit once", "once", rate=Rate(1, 60.0))  # one start a minute
 
 
 @pytest.fixture
@@ -136,36 +137,34 @@ def test_a_full_budget_hands_nothing_over_and_the_claim_parks_the_call(
 
 
 def test_a_spent_rate_hands_nothing_over(backend: RedisBackend, client: redis.Redis) -> None:
-    once = Budget("limit once", "once", rate=Rate(1, 60.0))
     stand_in_line(backend)
-    first, second = record(once), record(once)
+    first, second = record(ONCE), record(ONCE)
     backend.register(first)
     stand_in_line(backend, OTHER)
     backend.register(second)
     assert inbox(backend, client) == [first.invocation_id]
     assert inbox(backend, client, OTHER) == []
-    assert starts(backend, client, once) == [f"{first.invocation_id}:1"]
+    assert starts(backend, client, ONCE) == [f"{first.invocation_id}:1"]
     assert status(backend, second.invocation_id) is S.REGISTERED
 
 
 def test_a_budget_with_waiters_hands_nothing_over_even_with_room(
     backend: RedisBackend, client: redis.Redis
 ) -> None:
-    once = Budget("limit once", "once", rate=Rate(1, 60.0))
-    first, waiter = record(once), record(once)
+    first, waiter = record(ONCE), record(ONCE)
     backend.register_many([first, waiter])
     claims = backend.claim(OTHER, 2, LEASE, 0)
     assert [c.invocation_id for c in claims] == [first.invocation_id]
     assert status(backend, waiter.invocation_id) is S.CONCURRENCY_CONTROLLED
     # The window empties (as a minute later) while waiter still waits for its wake-up on
     # 'timed': a new call must not go ahead of it.
-    client.delete(key(backend, f"bs:{once.key}"))
+    client.delete(key(backend, f"bs:{ONCE.key}"))
     stand_in_line(backend)
-    late = record(once)
+    late = record(ONCE)
     backend.register(late)
     assert inbox(backend, client) == []
     assert status(backend, late.invocation_id) is S.REGISTERED
-    assert starts(backend, client, once) == []
+    assert starts(backend, client, ONCE) == []
 
 
 def test_queued_work_goes_before_a_hand_over(backend: RedisBackend, client: redis.Redis) -> None:
@@ -229,31 +228,29 @@ def test_a_hand_over_taken_back_frees_its_budgets_for_their_waiters_and_is_queue
 def test_a_hand_over_taken_back_gives_back_its_rate_start(
     backend: RedisBackend, client: redis.Redis
 ) -> None:
-    once = Budget("limit once", "once", rate=Rate(1, 60.0))
     stand_in_line(backend)
-    call = record(once)
+    call = record(ONCE)
     backend.register(call)  # handed over: its start fills the window
-    assert starts(backend, client, once) == [f"{call.invocation_id}:1"]
+    assert starts(backend, client, ONCE) == [f"{call.invocation_id}:1"]
     assert backend.recover_runner(RUNNER) == [call.invocation_id]
     # It never started: its start is gone, and the next claim admits it at once (it was
     # refused by its own start for a minute, or dropped when drop_when_blocked).
-    assert starts(backend, client, once) == []
+    assert starts(backend, client, ONCE) == []
     [claim] = backend.claim(OTHER, 1, LEASE, 0)
     assert (claim.invocation_id, claim.attempt) == (call.invocation_id, 1)
-    assert starts(backend, client, once) == [f"{call.invocation_id}:1"]
+    assert starts(backend, client, ONCE) == [f"{call.invocation_id}:1"]
 
 
 def test_cancelling_an_unread_hand_over_gives_back_its_rate_start(
     backend: RedisBackend, client: redis.Redis
 ) -> None:
-    once = Budget("limit once", "once", rate=Rate(1, 60.0))
     stand_in_line(backend)
-    call = record(once)
+    call = record(ONCE)
     backend.register(call)
     assert backend.cancel(call.invocation_id) is CancelResult.REQUESTED
-    assert starts(backend, client, once) == []
+    assert starts(backend, client, ONCE) == []
     stand_in_line(backend)
-    after = record(once)
+    after = record(ONCE)
     backend.register(after)  # the window has room: handed over
     assert inbox(backend, client) == [after.invocation_id]
 
