@@ -14,7 +14,10 @@ call of every command and script. CPU time is load-independent enough to compare
 busy machine; the rate is printed but is wall-clock and noisy.
 
     .venv/bin/python bench/redis_cpu.py [--tasks 10000] [--processes 2] [--repeat 3]
-        [--binary /usr/bin/redis-server]
+        [--binary /usr/bin/redis-server] [--workload plain|limits|delayed|priorities]
+
+``--workload`` picks the calls as bench-compare's taskgate rows do: plain no-ops, a task with
+two limits (one keyed, over 100 keys), delayed calls (1 ms) or priorities cycling 0-9.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import redis
@@ -34,7 +37,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).parent / "compare"))
 import cpu
 
-from taskgate import App
+from taskgate import App, Invocation
 from taskgate.testing import RedisServer
 
 APP_ID = "taskgate-redis-cpu"
@@ -47,6 +50,29 @@ app = App(app_id=APP_ID, backend="memory://")
 @app.task
 def no_op() -> None:
     """Do nothing."""
+
+
+# Generous on purpose, as bench-compare's two-limit row: admissions never wait, so the figure is
+# what admitting through two budgets and a rate window costs.
+shared_limit = app.limit("bench-shared", concurrency=1000, rate="1000000/s")
+keyed_limit = app.limit("bench-keyed", concurrency=2, key="key")
+
+
+@app.task(limits=[shared_limit, keyed_limit])
+def limited_no_op(key: int) -> None:
+    """Do nothing, admitted through two limits, one of them keyed by ``key``."""
+
+
+_delayed = no_op.with_options(delay=0.001)  # any positive delay goes through SCHEDULED
+_prioritized = [no_op.with_options(priority=p) for p in range(10)]
+
+# The calls of each workload (bench-compare's taskgate rows), by call number.
+WORKLOADS: dict[str, Callable[[int], Invocation[None]]] = {
+    "plain": lambda seq: no_op(),
+    "limits": lambda seq: limited_no_op(seq % 100),
+    "delayed": lambda seq: _delayed(),
+    "priorities": lambda seq: _prioritized[seq % 10](),
+}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -93,12 +119,16 @@ def server_info_cpu(client: redis.Redis) -> float:
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
-def one_run(server: RedisServer, client: redis.Redis, tasks: int) -> dict[str, object]:
-    """Start a runner, warm up, measure a burst of ``tasks`` no-ops, stop the runner."""
+def one_run(
+    server: RedisServer, client: redis.Redis, tasks: int, workload: str
+) -> dict[str, object]:
+    """Start a runner, warm up, measure a burst of ``tasks`` calls of ``workload``, stop the
+    runner."""
+    call = WORKLOADS[workload]
     assert server.process is not None
     thread = threading.Thread(target=app.runner.run, name="cpu-runner", daemon=True)
     thread.start()
-    for invocation in [no_op() for _ in range(WARMUP_TASKS)]:
+    for invocation in [call(seq) for seq in range(WARMUP_TASKS)]:
         invocation.get_result(timeout=RESULT_TIMEOUT_SECONDS)
     workers = children(os.getpid()) - {server.process.pid}
     client.config_resetstat()
@@ -107,7 +137,7 @@ def one_run(server: RedisServer, client: redis.Redis, tasks: int) -> dict[str, o
     before_info = server_info_cpu(client)
     before_caller = cpu_seconds(os.getpid())
     started = time.perf_counter()
-    for invocation in [no_op() for _ in range(tasks)]:
+    for invocation in [call(seq) for seq in range(tasks)]:
         invocation.get_result(timeout=RESULT_TIMEOUT_SECONDS)
     elapsed = time.perf_counter() - started
     after_caller = cpu_seconds(os.getpid())
@@ -145,6 +175,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tasks", type=int, default=10000)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workload", choices=tuple(WORKLOADS), default="plain")
     parser.add_argument("--binary", default=None, help="redis-server (default: taskgate.testing's)")
     return parser.parse_args(argv)
 
@@ -158,10 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         client = redis.Redis.from_url(server.url)
         version = client.info("server")["redis_version"]
         print(
-            f"redis_cpu: redis-server {version}, {args.tasks} no-op tasks, "
+            f"redis_cpu: redis-server {version}, {args.tasks} {args.workload} no-op tasks, "
             f"ProcessRunner {args.processes} processes; CPU us per task"
         )
-        runs = [one_run(server, client, args.tasks) for _ in range(args.repeat)]
+        runs = [one_run(server, client, args.tasks, args.workload) for _ in range(args.repeat)]
         print(
             f"  {'run':<6}{'caller':>9}{'workers':>9}{'server':>9}{'(INFO)':>9}{'total':>9}"
             f"{'tasks/s':>9}"

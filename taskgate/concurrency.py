@@ -7,6 +7,7 @@ This is the only place that interprets ``registration_concurrency``, ``running_c
 from __future__ import annotations
 
 import functools
+import operator
 import pickle
 from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
@@ -147,6 +148,9 @@ def plan_for_call(
     )
 
 
+_BY_KEY = operator.attrgetter("key")
+
+
 def _plan_with_budgets(
     options: TaskOptions, task_id: str, arguments: Mapping[str, Any]
 ) -> ConcurrencyPlan:
@@ -163,7 +167,7 @@ def _plan_with_budgets(
     if running_key is not None:
         # Task ids hold no space, so the task's own scope never collides with "limit <name>".
         budgets.append(Budget(running_key, None, options.running_limit))
-    budgets.sort(key=lambda budget: budget.key)
+    budgets.sort(key=_BY_KEY)
     return ConcurrencyPlan(
         registration_key=registration_key,
         running_key=None,

@@ -9,6 +9,7 @@ budget admits it, in one atomic step.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import re
@@ -116,11 +117,21 @@ class Limit:
         Raises:
             SerializationError: a key or fairness argument holds a value with no canonical form.
         """
+        if not (self.key or self.fair_by):
+            return self._shared_budget
         key = f"limit {self.name}"
         if self.key:
             key += "#" + self._values_text("key", self.key, task_id, arguments)
-        fair = self._values_text("fair_by", self.fair_by, task_id, arguments) or None
+        fair = None
+        if self.fair_by:
+            fair = self._values_text("fair_by", self.fair_by, task_id, arguments) or None
         return Budget(key, self.name, self.concurrency, self.rate, fair)
+
+    @functools.cached_property
+    def _shared_budget(self) -> Budget:
+        """The one budget of every call, for a limit without a key or fairness (made once: this
+        runs for every call)."""
+        return Budget(f"limit {self.name}", self.name, self.concurrency, self.rate)
 
     def _values_text(
         self, role: str, names: tuple[str, ...], task_id: str, arguments: Mapping[str, Any]

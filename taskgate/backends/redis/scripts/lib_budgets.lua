@@ -67,10 +67,13 @@ local function build_budget_steps()
     local list = parsed[text]
     if list then return list end
     list = {}
+    local keys = {}
     for _, part in ipairs(split(text, '\30')) do
       local p = split(part, '\31')
       list[#list + 1] = budget_from(p[1], p[2], p[3], p[4], p[5], p[6])
+      keys[#keys + 1] = p[1]
     end
+    list.keys = keys  -- for one HMGET over them all
     if parsed_count == PARSED_MAX then parsed, parsed_count = {}, 0 end
     parsed[text], parsed_count = list, parsed_count + 1
     return list
@@ -265,17 +268,15 @@ local function build_budget_steps()
   local function take(list, id, attempt, holders, starts)
     local member = id .. ':' .. attempt
     for i, b in ipairs(list) do
-      if holders[i] then
-        redis.call('SADD', k('bh:' .. b.key), id)
-        if holders[i] == 0 then activate(b) end
-      end
+      if holders[i] then redis.call('SADD', k('bh:' .. b.key), id) end
       if starts[i] then
         local skey = k('bs:' .. b.key)
         redis.call('ZADD', skey, now_text, member)
         local _, _, period = effective(b)
         redis.call('PEXPIRE', skey, string.format('%d', math.ceil(period * 1000)))
-        if starts[i] == 0 and not holders[i] then activate(b) end
       end
+      -- Listed already while it has holders or starts (the sweep keeps it while either exists).
+      if (holders[i] or 0) == 0 and (starts[i] or 0) == 0 then activate(b) end
     end
   end
 
@@ -325,8 +326,9 @@ local function build_budget_steps()
   -- nothing parked; the registration is queued, and a claim admits or parks it.
   local function fresh_admission(text, now)
     local list = parse_budgets(text)
-    for _, b in ipairs(list) do
-      if redis.call('HEXISTS', k('bwait'), b.key) == 1 then return nil end
+    local waiting = redis.call('HMGET', k('bwait'), unpack(list.keys))
+    for i = 1, #list do
+      if waiting[i] then return nil end
     end
     local refused, _, holders, starts = refusal(list, now)
     if refused then return nil end
@@ -346,13 +348,18 @@ local function build_budget_steps()
   -- Free every slot <id> (fields <f>) holds, in one step, and wake the waiters that now fit.
   -- Nobody waits, the usual case: one look per budget, and the overrides go unread.
   local function release(id, f, now)
-    for _, b in ipairs(parse_budgets(f.budgets)) do
-      if redis.call('SREM', k('bh:' .. b.key), id) == 1 then
-        local def = redis.call('HGET', k('bwait'), b.key)
-        if def then
-          local conc, count, period = effective(b)
-          wake_budget(b.key, conc, count, period, now, def)
-        end
+    local list = parse_budgets(f.budgets)
+    local freed
+    for i, b in ipairs(list) do
+      if redis.call('SREM', k('bh:' .. b.key), id) == 1 then freed = freed or {}; freed[i] = true end
+    end
+    if not freed then return end
+    -- One look at the waiters of them all (a wake changes no other budget's entry there).
+    local defs = redis.call('HMGET', k('bwait'), unpack(list.keys))
+    for i, b in ipairs(list) do
+      if freed[i] and defs[i] then
+        local conc, count, period = effective(b)
+        wake_budget(b.key, conc, count, period, now, defs[i])
       end
     end
   end
