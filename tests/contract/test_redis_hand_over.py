@@ -275,16 +275,18 @@ def test_a_runner_of_other_queues_first_in_line_keeps_its_place(
     assert client.zcard(key(backend, "idleq")) == 1
 
 
-def test_work_handed_to_a_runner_that_died_is_recovered_and_fenced(
+def test_work_handed_to_a_runner_that_died_is_taken_back_and_fenced(
     backend: RedisBackend, new_record: NewRecord
 ) -> None:
     stand_in_line(backend)
     record = new_record()
     backend.register(record)  # handed to RUNNER, which dies before reading its inbox
     assert backend.recover(now=time.time() + 10 * LEASE) == [record.invocation_id]
-    assert get(backend, record.invocation_id).status is S.REGISTERED
+    # Its lease ended unread: undone, not recovered (it never started: no recovery counted).
+    stored = get(backend, record.invocation_id)
+    assert (stored.status, stored.num_recoveries) == (S.REGISTERED, 0)
     [claim] = backend.claim(OTHER, 1, LEASE, 0)
-    assert (claim.invocation_id, claim.attempt) == (record.invocation_id, 2)
+    assert (claim.invocation_id, claim.attempt) == (record.invocation_id, 1)
     # Had it come back, the dead runner would find nothing of its own in the inbox.
     assert backend.claim(RUNNER, 1, LEASE, 0) == []
 
@@ -552,3 +554,26 @@ def test_a_heartbeat_takes_back_an_unread_hand_over_after_the_grace(
     backend.renew(OTHER, [], LEASE)  # any runner's heartbeat
     assert get(backend, record.invocation_id).status is S.REGISTERED
     assert [c.invocation_id for c in backend.claim(OTHER, 1, LEASE, 0)] == [record.invocation_id]
+
+
+def test_a_hand_over_whose_lease_ends_unread_is_taken_out_of_the_inbox_and_undone(
+    backend: RedisBackend, client: redis.Redis, new_record: NewRecord
+) -> None:
+    """A lease shorter than the grace ends before the hand-over counts as unread: the recovery
+    takes the item out of the inbox (its runner, alive but late, must never run it beside the
+    next attempt, nor after the invocation ended) and undoes the hand-over, as it never ran."""
+    short_lease = 0.5
+    assert backend._run("claim", RUNNER, 1, short_lease, 60, 30.0) == [[], -1]  # in line
+    record = new_record(run="k")
+    backend.register(record)  # handed to RUNNER, holding the slot of "k"
+    score = client.zscore(key(backend, "inboxes"), RUNNER)
+    assert score is not None and get(backend, record.invocation_id).status is S.RUNNING
+    assert backend.recover(now=score / 1e6 + 1.0) == [record.invocation_id]  # lease over, grace not
+    assert client.llen(key(backend, "inbox:" + RUNNER)) == 0
+    stored = get(backend, record.invocation_id)
+    assert (stored.status, stored.attempt, stored.num_recoveries) == (S.REGISTERED, 0, 0)
+    assert [t.status for t in stored.history] == [S.REGISTERED]  # no run that never started
+    # The slot went back with it: another runner claims it as its first attempt.
+    [claim] = backend.claim(OTHER, 1, LEASE, 0)
+    assert (claim.invocation_id, claim.attempt) == (record.invocation_id, 1)
+    assert backend.finish(record.invocation_id, OTHER, 1, Outcome(OutcomeKind.SUCCESS, b"ok"))

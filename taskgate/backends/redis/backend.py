@@ -1,10 +1,10 @@
 """The Redis backend: the contract of :class:`Backend` for runners on many hosts.
 
-Each contract operation is one Lua script (``scripts/*.lua``, each prefixed with
-``lib_core.lua`` and, where needed, ``lib.lua``; the key layout is documented in
-``lib_core.lua``), loaded once and called by SHA. All keys of an app share the hash tag
-``{app_id}``, so every script touches one cluster slot. Time inside scripts is the Redis
-server's clock, so leases do not depend on the hosts' clocks agreeing.
+Each contract operation is one Lua script (``scripts/*.lua``, run on the steps of
+``lib_core.lua`` and, where needed, the others: see ``lua.py``; the key layout is documented in
+``lib_core.lua``), loaded once: as a function library on Redis 7, else called by SHA. All keys
+of an app share the hash tag ``{app_id}``, so every script touches one cluster slot. Time inside
+scripts is the Redis server's clock, so leases do not depend on the hosts' clocks agreeing.
 
 Nothing polls: an idle claimer gets in line and blocks in ``BLPOP`` on its own inbox (register
 hands it new invocations there, already claimed), the app's wake-up list and a list of its own

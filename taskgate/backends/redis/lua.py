@@ -1,7 +1,7 @@
 """The Lua the Redis backend runs, in the two forms a server can take it.
 
 Each contract operation is one script (``scripts/<name>.lua``) that runs on the steps of
-``lib_core.lua`` and, where needed, ``lib.lua`` and ``lib_budgets.lua``.
+``lib_core.lua`` and, where needed, ``lib.lua``, ``lib_claims.lua`` and ``lib_budgets.lua``.
 
 - On Redis 7 and later: one function library (``FUNCTION LOAD``) holds the steps once and every
   script as a function, called by ``FCALL``. The steps' closures are made once, when the
@@ -97,6 +97,10 @@ end
 """
 
 
+# The steps after lib_core.lua, in the order they need each other's names.
+_STEPS = ("lib", "lib_claims", "lib_budgets")
+
+
 # The texts never change while a process runs: read and built once per process, not once per
 # backend (every App, every worker process, opens one; building them all takes ~3 ms).
 @functools.cache
@@ -115,9 +119,10 @@ def _body(name: str) -> str:
 
 @functools.cache
 def script_source(name: str) -> str:
-    """The script's source for EVALSHA: lib_core.lua, then lib.lua and lib_budgets.lua unless it
-    only stores or reads records, then the prefix, then the script."""
-    parts = ["lib_core"] if name in CORE_ONLY else ["lib_core", "lib", "lib_budgets"]
+    """The script's source for EVALSHA: lib_core.lua, then the other steps (lib.lua,
+    lib_claims.lua, lib_budgets.lua) unless it only stores or reads records, then the prefix,
+    then the script."""
+    parts = ["lib_core"] if name in CORE_ONLY else ["lib_core", *_STEPS]
     return "\n".join([*(_read(part) for part in parts), "P = KEYS[1]", _body(name)])
 
 
@@ -135,7 +140,7 @@ def library_source() -> tuple[Mapping[str, str], str]:
     reads KEYS and ARGV as it does as a script, and its locals stay its own. The name's digest
     covers the whole text (steps, reset, flags, scripts), the names aside.
     """
-    steps = "\n".join(_read(part) for part in ("lib_core", "lib", "lib_budgets"))
+    steps = "\n".join(_read(part) for part in ("lib_core", *_STEPS))
     parts = [steps, _LIBRARY_BEGIN]
     for name in SCRIPTS:
         flags = (

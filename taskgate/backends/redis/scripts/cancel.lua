@@ -19,14 +19,9 @@ if is_final(f.status) then return 'final' end
 local now = server_now()
 if f.status == 'running' then
   if f.cancel_requested then return 'final' end
-  local inbox = k('inbox:' .. f.runner)
-  local prefix = id .. '\31'
-  for _, item in ipairs(redis.call('LRANGE', inbox, '0', '-1')) do
-    if string.sub(item, 1, #prefix) == prefix then
-      redis.call('LREM', inbox, '1', item)
-      cancel_unread(id, f, now, nil, ttl)
-      return 'requested'
-    end
+  if pop_unread(id, f.runner) then
+    cancel_unread(id, f, now, nil, ttl)
+    return 'requested'
   end
   redis.call('HSET', k('inv:' .. id), 'cancel_requested', '1')
   redis.call('RPUSH', k('cancels:' .. f.runner), id)

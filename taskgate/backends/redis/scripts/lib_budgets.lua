@@ -1,7 +1,7 @@
 -- Budgets (limits): admission, release and wake-ups of the budget path (see the "Budgets
--- (limits)" section of taskgate/backends/base.py; keys in lib_core.lua). Prepended after lib.lua
--- only to the scripts that claim, release or wake; it fills in the names lib.lua declares
--- (budget_steps, move_due).
+-- (limits)" section of taskgate/backends/base.py; keys in lib_core.lua). Comes after lib.lua and
+-- lib_claims.lua in every script but those that only store or read records; it fills in the
+-- names lib.lua declares (budget_steps, move_due).
 --
 -- A script runs its whole text on every call, and each 'local function' there makes a closure:
 -- so the steps are built inside one function, run only by a script that meets a record with
@@ -336,7 +336,7 @@ local function build_budget_steps()
   end
 
   -- Take back the rate starts of attempt 1 of <id> (fields <f>): a hand-over its runner never
-  -- read never started (see undo_hand_over and cancel_unread in lib.lua), so its start must
+  -- read never started (see undo_hand_over and cancel_unread in lib_claims.lua), so its start must
   -- not keep a window full. Before release, which wakes what then fits.
   local function forget_handed_start(id, f)
     local member = id .. ':1'
