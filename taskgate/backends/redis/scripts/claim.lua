@@ -10,7 +10,6 @@
 -- may be ready: the claimer looks again at once, and is not in line meanwhile.
 local now = server_now()
 Q.tally = {}  -- the counts' changes, written once at the end (see count)
-local claims = claim_next(ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), now,
-  tonumber(ARGV[5]), ARGV[6])
+local claims = claim_next(ARGV[1], ARGV[2] + 0, ARGV[3], ARGV[4] + 0, now, ARGV[5] + 0, ARGV[6])
 flush_counts()
 return {claims, due_ms(now), Q.more and 1 or nil}

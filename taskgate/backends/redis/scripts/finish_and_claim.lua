@@ -4,7 +4,7 @@
 --      idle_seconds (as claim), retry_delay (seconds; '' or 0 = none), queues (as claim)
 -- Returns {1 or 0 (as finish), claims, due (as claim)}, and a fourth element 1 when the claim
 -- stopped early (as claim's third).
-local now, ttl, max_count = server_now(), tonumber(ARGV[6]), tonumber(ARGV[7])
+local now, ttl, max_count = server_now(), ARGV[6] + 0, ARGV[7] + 0
 -- Work the finish makes ready waits for the claim below before anyone is woken for it (see
 -- Q.landed); what that claim leaves behind gets its wake-up: from the claim's baton when it
 -- claims ready work, else here (also when it claims only what register handed to the runner:
@@ -14,7 +14,7 @@ Q.tally = {}  -- the counts' changes, written once at the end (see count)
 local done = finish_one(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ttl, now, ARGV[10])
 local deferred = Q.deferred
 Q.deferred = nil
-local claims, batoned = claim_next(ARGV[2], max_count, ARGV[8], ttl, now, tonumber(ARGV[9]),
+local claims, batoned = claim_next(ARGV[2], max_count, ARGV[8], ttl, now, ARGV[9] + 0,
   ARGV[11])
 Q.notify_deferred(deferred, batoned)
 flush_counts()

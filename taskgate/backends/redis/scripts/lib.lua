@@ -76,7 +76,7 @@ local function release_slot(id, key, limit)
       -- else the head of parked:<key>, else the head of pz:<key> (priorities below 0).
       local head = redis.call('ZRANGE', pz, '0', '0', 'WITHSCORES')
       local waiter
-      if not head[1] or tonumber(head[2]) >= 0 then waiter = redis.call('LPOP', pkey) end
+      if not head[1] or head[2] + 0 >= 0 then waiter = redis.call('LPOP', pkey) end
       if not waiter and head[1] then
         waiter = head[1]
         redis.call('ZREM', pz, waiter)
@@ -132,10 +132,10 @@ local function fields(id, with_arguments)
   if not v[1] then return nil end
   -- Absent fields are at their defaults (see register.lua). Queue and priority: see Q.lane.
   return {task = v[1], status = v[2] or 'registered', regkey = v[3] or '', key = v[4] or '',
-    limit = tonumber(v[5]) or 1, drop = v[6] == '1', runner = v[7] or '',
-    attempt = tonumber(v[8]) or 0, num_retries = tonumber(v[9]) or 0,
-    max_retries = tonumber(v[10]) or 0, num_recoveries = tonumber(v[11]) or 0,
-    hn = tonumber(v[12]) or 0, waited = v[13] == '1', budgets = v[14],
+    limit = (v[5] or 1) + 0, drop = v[6] == '1', runner = v[7] or '',
+    attempt = (v[8] or 0) + 0, num_retries = (v[9] or 0) + 0,
+    max_retries = (v[10] or 0) + 0, num_recoveries = (v[11] or 0) + 0,
+    hn = (v[12] or 0) + 0, waited = v[13] == '1', budgets = v[14],
     cancel_requested = v[15] == '1', arguments = with_arguments and v[16] or nil}
 end
 
@@ -148,8 +148,8 @@ local function run_fields(id)
     'hn', 'running_key', 'running_limit', 'budgets', 'waited', 'cancel_requested')
   if not v[1] then return nil end
   return {task = v[1], status = v[2] or 'registered', runner = v[3] or '',
-    attempt = tonumber(v[4]) or 0, hn = tonumber(v[5]) or 0, key = v[6] or '',
-    limit = tonumber(v[7]) or 1, budgets = v[8], waited = v[9] == '1',
+    attempt = (v[4] or 0) + 0, hn = (v[5] or 0) + 0, key = v[6] or '',
+    limit = (v[7] or 1) + 0, budgets = v[8], waited = v[9] == '1',
     cancel_requested = v[10] == '1'}
 end
 
@@ -158,8 +158,8 @@ local function more_fields(id, f)
   local v = redis.call('HMGET', P .. 'inv:' .. id, 'registration_key', 'drop_when_blocked',
     'num_retries', 'max_retries', 'num_recoveries')
   f.regkey, f.drop = v[1] or '', v[2] == '1'
-  f.num_retries, f.max_retries = tonumber(v[3]) or 0, tonumber(v[4]) or 0
-  f.num_recoveries = tonumber(v[5]) or 0
+  f.num_retries, f.max_retries = (v[3] or 0) + 0, (v[4] or 0) + 0
+  f.num_recoveries = (v[5] or 0) + 0
   return f
 end
 
@@ -173,12 +173,12 @@ local function claim_fields(id)
     'budgets', 'a')
   if not v[1] then return nil end
   local f = {task = v[1], status = v[2] or 'registered', regkey = v[3] or '', key = v[4] or '',
-    limit = tonumber(v[5]) or 1, drop = v[6] == '1', attempt = tonumber(v[7]) or 0,
-    num_retries = tonumber(v[8]) or 0, max_retries = tonumber(v[9]) or 0,
-    hn = tonumber(v[10]) or 0, budgets = v[11], arguments = v[12]}
+    limit = (v[5] or 1) + 0, drop = v[6] == '1', attempt = (v[7] or 0) + 0,
+    num_retries = (v[8] or 0) + 0, max_retries = (v[9] or 0) + 0,
+    hn = (v[10] or 0) + 0, budgets = v[11], arguments = v[12]}
   if f.drop or f.budgets then
     v = redis.call('HMGET', key, 'runner_id', 'num_recoveries', 'waited', 'cancel_requested')
-    f.runner, f.num_recoveries = v[1] or '', tonumber(v[2]) or 0
+    f.runner, f.num_recoveries = v[1] or '', (v[2] or 0) + 0
     f.waited, f.cancel_requested = v[3] == '1', v[4] == '1'
   end
   return f
@@ -189,7 +189,7 @@ end
 local function owned(id, runner, attempt, with_arguments, run_only)
   local f
   if run_only then f = run_fields(id) else f = fields(id, with_arguments) end
-  if f and f.status == 'running' and f.runner == runner and f.attempt == tonumber(attempt) then
+  if f and f.status == 'running' and f.runner == runner and f.attempt == attempt + 0 then
     return f
   end
   return nil

@@ -182,7 +182,7 @@ local function build_budget_steps()
     -- Waiters woken before and not claimed yet count as taken: a free slot is handed to one
     -- waiter, never to two (which would put later wake-ups ahead of earlier ones in the queue,
     -- out of order and out of turn).
-    local woken = tonumber(redis.call('HGET', k('bwoken'), key)) or 0
+    local woken = (redis.call('HGET', k('bwoken'), key) or 0) + 0
     local n = WAKE_MAX
     if conc then
       n = conc - redis.call('SCARD', k('bh:' .. key)) - woken
@@ -351,7 +351,10 @@ local function build_budget_steps()
     local list = parse_budgets(f.budgets)
     local freed
     for i, b in ipairs(list) do
-      if redis.call('SREM', k('bh:' .. b.key), id) == 1 then freed = freed or {}; freed[i] = true end
+      if redis.call('SREM', k('bh:' .. b.key), id) == 1 then
+        freed = freed or {}
+        freed[i] = true
+      end
     end
     if not freed then return end
     -- One look at the waiters of them all (a wake changes no other budget's entry there).
@@ -442,7 +445,7 @@ move_due = function(now)
     end
     local rescored = false
     for i = 1, #entries, 2 do
-      local score = tonumber(entries[i + 1])
+      local score = entries[i + 1] + 0
       -- Scored in seconds (see TIMED_SECONDS_BELOW): rescored, counted as moved. Such entries
       -- sort first; once past them, all are looked at again in their new order.
       local seconds = score < TIMED_SECONDS_BELOW

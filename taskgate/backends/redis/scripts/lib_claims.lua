@@ -139,7 +139,7 @@ local function claim_next(runner, max_count, lease, ttl, now, idle_for, queues_t
   local serves = restricted and Q.lanes().queue_set(queues_text) or nil
   local claims, batoned = take_handed(runner, {}, ttl), false
   if #claims < max_count then
-    local more = claim_ready(runner, max_count - #claims, tonumber(lease), ttl, now, serves)
+    local more = claim_ready(runner, max_count - #claims, lease + 0, ttl, now, serves)
     for _, claim in ipairs(more) do claims[#claims + 1] = claim end
     batoned = #more > 0
   end
@@ -149,7 +149,7 @@ local function claim_next(runner, max_count, lease, ttl, now, idle_for, queues_t
     -- About to wait: first take back what dead runners were handed, and claim that instead
     -- (busy runners never get here, so this costs them nothing).
     if take_back_unread(now) > 0 then
-      claims = claim_ready(runner, max_count, tonumber(lease), ttl, now, serves)
+      claims = claim_ready(runner, max_count, lease + 0, ttl, now, serves)
       batoned = #claims > 0
     end
     if #claims == 0 and not Q.more then

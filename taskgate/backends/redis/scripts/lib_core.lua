@@ -155,17 +155,17 @@ local ARG_BASE = 0
 local WAKE_TOKENS = 64
 
 local function k(name) return P .. name end
--- (The steps run per task write P .. 'inv:' .. id instead of k('inv:' .. id): one concatenation,
--- one string made and interned, not two.)
+-- (Steps run per task write P .. 'inv:' .. id, not k('inv:' .. id): one string made, not two.)
 
 -- A script dates all its transitions with one time; its text is kept with it (see time_text).
 local now_number, now_text
 
--- The server's time in seconds. Its text is built from TIME's own digits, formatting nothing.
+-- The server's time in seconds. Its text is built from TIME's own digits, formatting nothing;
+-- its number by coercion ('x + 0', as numbers are on every task's path: tonumber parses twice).
 local function server_now()
   local t = redis.call('TIME')
   local seconds, micros = t[1], t[2]
-  now_number = tonumber(seconds) + tonumber(micros) / 1000000
+  now_number = seconds + micros / 1000000
   now_text = seconds .. '.' .. string.sub('00000' .. micros, -6)
   return now_number
 end
@@ -321,7 +321,7 @@ end
 function Q.lane(id, f)
   if f.queue == nil then
     local v = redis.call('HMGET', k('inv:' .. id), 'queue', 'priority')
-    f.queue, f.priority = v[1] or 'default', tonumber(v[2]) or 0
+    f.queue, f.priority = v[1] or 'default', (v[2] or 0) + 0
   end
   return f
 end
@@ -361,7 +361,7 @@ end
 local function push_ready(id, front, queue, priority)
   if queue == 'read' then
     local v = redis.call('HMGET', k('inv:' .. id), 'queue', 'priority')
-    queue, priority = v[1], tonumber(v[2])
+    queue, priority = v[1] or 'default', (v[2] or 0) + 0
   end
   if (queue == nil or queue == 'default') and (priority == nil or priority == 0) then
     if redis.call(front and 'LPUSH' or 'RPUSH', k('queue'), id) == 1 then Q.landed('default') end
@@ -411,7 +411,7 @@ end
 
 -- The time (seconds) of score <score> (text) on 'timed'.
 local function timed_seconds(score)
-  local n = tonumber(score)
+  local n = score + 0
   if n < TIMED_SECONDS_BELOW then return n end
   return n / 1000000
 end

@@ -43,9 +43,9 @@ local function take_idle_runner(queue)
     local member = popped[1]
     local sep = string.find(member, '\31', 1, true)
     local restricted = string.find(member, '\31', sep + 1, true)
-    if tonumber(popped[2]) > server_time * 1000000 then  -- microseconds (see micros_text)
+    if popped[2] + 0 > server_time * 1000000 then  -- microseconds (see micros_text)
       if not restricted then
-        return string.sub(member, 1, sep - 1), tonumber(string.sub(member, sep + 1))
+        return string.sub(member, 1, sep - 1), string.sub(member, sep + 1) + 0
       end
       redis.call('ZADD', k('idle'), popped[2], member)
       break
@@ -64,7 +64,7 @@ local function take_idle_runner(queue)
       redis.call('ZREM', k('idle'), member)
       if served then redis.call('ZREM', k('idleq'), member) end
       return string.sub(member, 1, sep - 1),
-        tonumber(string.sub(member, sep + 1, (sep2 or 0) - 1))
+        string.sub(member, sep + 1, (sep2 or 0) - 1) + 0
     end
   end
   return nil
@@ -77,7 +77,7 @@ local function put(record, field, value)
 end
 
 local results = {}
-local stride = tonumber(ARGV[ARG_BASE + 1])
+local stride = ARGV[ARG_BASE + 1] + 0
 for i = ARG_BASE + 2, #ARGV, stride do
   local budgets = stride > 9 and ARGV[i + 9] or ''
   local priority = stride > 9 and ARGV[i + 10] or '0'
@@ -94,7 +94,7 @@ for i = ARG_BASE + 2, #ARGV, stride do
     local scheduled, due = false, nil
     if at ~= '' then
       server_time = server_time or server_now()
-      due = tonumber(at)
+      due = at + 0
       scheduled = due > server_time
     end
     -- Nobody in line is the usual case under load: one call to find out (the ZPOPMIN of
@@ -104,7 +104,7 @@ for i = ARG_BASE + 2, #ARGV, stride do
     elseif not scheduled and runners_waiting() and redis.call('LLEN', k('queue')) == 0
         and redis.call('EXISTS', k('lanes')) == 0 then
       if budgets == '' then
-        if redis.call('SCARD', k('slots:' .. key)) < tonumber(ARGV[i + 5]) then
+        if redis.call('SCARD', k('slots:' .. key)) < ARGV[i + 5] + 0 then
           runner, lease = take_idle_runner(queue)
           if runner then
             redis.call('SADD', k('slots:' .. key), id)
@@ -177,11 +177,11 @@ for i = ARG_BASE + 2, #ARGV, stride do
     elseif scheduled then
       count(task, 'scheduled', 1)
       if regkey ~= '' then redis.call('HSET', k('regkeys'), regkey, id) end
-      add_timed(id, due, queue, tonumber(priority))
+      add_timed(id, due, queue, priority + 0)
     else
       count(task, 'registered', 1)
       if regkey ~= '' then redis.call('HSET', k('regkeys'), regkey, id) end
-      push_ready(id, false, queue, tonumber(priority))
+      push_ready(id, false, queue, priority + 0)
     end
     results[#results + 1] = {1, id}
   end
