@@ -19,13 +19,11 @@ from taskgate.record import (
 from taskgate.status import InvocationStatus
 
 
-def _text(fields: dict[bytes, bytes], name: str) -> str | None:
-    value = fields.get(name.encode())
+def _text(value: bytes | None) -> str | None:
     return value.decode() if value else None
 
 
-def _number(fields: dict[bytes, bytes], name: str) -> float | None:
-    value = fields.get(name.encode())
+def _number(value: bytes | None) -> float | None:
     return float(value) if value else None
 
 
@@ -34,6 +32,29 @@ def registered_at(fields: dict[bytes, bytes]) -> float:
     microseconds: its index entry ('x'), or 'c' when the entry had to follow a later one (see
     index_entry in lib_core.lua)."""
     return int(fields.get(b"c") or fields[b"x"].partition(b"-")[0]) / 1_000_000
+
+
+_STATUSES = {status.value.encode(): status for status in InvocationStatus}
+# The fields of a record's plan; a record with none of them (no control: the usual case) shares
+# one plan, which is frozen. Every read of a record (a result, a page of the monitor) runs this.
+_PLAN_FIELDS = frozenset(
+    {b"registration_key", b"running_key", b"running_limit", b"drop_when_blocked", b"budgets"}
+)
+_NO_PLAN = ConcurrencyPlan()
+
+
+def _plan(fields: dict[bytes, bytes]) -> ConcurrencyPlan:
+    if fields.keys().isdisjoint(_PLAN_FIELDS):
+        return _NO_PLAN
+    get = fields.get
+    return ConcurrencyPlan(
+        registration_key=_text(get(b"registration_key")),
+        running_key=_text(get(b"running_key")),
+        # Fields at their defaults are not stored (see register.lua).
+        running_limit=int(get(b"running_limit", 1)),
+        drop_when_blocked=get(b"drop_when_blocked") == b"1",
+        budgets=decode_budgets(_text(get(b"budgets"))),
+    )
 
 
 def decode_record(
@@ -52,34 +73,29 @@ def decode_record(
             "this version cannot read: stop the processes of that version, and drain or purge "
             "the store ('taskgate purge')"
         )
+    get = fields.get
+    # Absent fields are at their defaults (see register.lua); status is absent while registered.
+    status = get(b"s")
     return InvocationRecord(
         invocation_id=invocation_id,
         task_id=fields[b"t"].decode(),
         arguments=fields[b"a"],
-        plan=ConcurrencyPlan(
-            registration_key=_text(fields, "registration_key"),
-            running_key=_text(fields, "running_key"),
-            # Fields at their defaults are not stored (see register.lua).
-            running_limit=int(fields.get(b"running_limit", 1)),
-            drop_when_blocked=fields.get(b"drop_when_blocked") == b"1",
-            budgets=decode_budgets(_text(fields, "budgets")),
-        ),
-        max_retries=int(fields.get(b"max_retries", 0)),
-        priority=int(fields.get(b"priority", 0)),
-        queue=fields.get(b"queue", b"default").decode(),
-        cancel_requested=fields.get(b"cancel_requested") == b"1",
-        scheduled_for=_number(fields, "scheduled_for"),
-        # Absent while registered (see register.lua).
-        status=InvocationStatus(fields.get(b"s", b"registered").decode()),
-        attempt=int(fields.get(b"attempt", 0)),
-        num_retries=int(fields.get(b"num_retries", 0)),
-        num_recoveries=int(fields.get(b"num_recoveries", 0)),
-        runner_id=_text(fields, "runner_id"),
-        lease_expires_at=_number(fields, "lease_expires_at"),
+        plan=_plan(fields),
+        max_retries=int(get(b"max_retries", 0)),
+        priority=int(get(b"priority", 0)),
+        queue=get(b"queue", b"default").decode(),
+        cancel_requested=get(b"cancel_requested") == b"1",
+        scheduled_for=_number(get(b"scheduled_for")),
+        status=InvocationStatus.REGISTERED if status is None else _STATUSES[status],
+        attempt=int(get(b"attempt", 0)),
+        num_retries=int(get(b"num_retries", 0)),
+        num_recoveries=int(get(b"num_recoveries", 0)),
+        runner_id=_text(get(b"runner_id")),
+        lease_expires_at=_number(get(b"lease_expires_at")),
         created_at=registered_at(fields),
-        result=fields.get(b"result") or None,  # stored as b"" when absent; never a payload
-        error=fields.get(b"error") or None,
-        trace_context=_text(fields, "trace_context"),
+        result=get(b"result") or None,  # stored as b"" when absent; never a payload
+        error=get(b"error") or None,
+        trace_context=_text(get(b"trace_context")),
         history=decode_history(fields) if history else [],
     )
 

@@ -297,24 +297,45 @@ COUNT_PARKED_BY_KEY = (
 )
 
 
+_STATUSES = {status.value: status for status in InvocationStatus}
+# A record without control (the usual case) shares one plan, which is frozen: every read of a
+# record (a result, a page of the monitor) runs row_to_record.
+_NO_PLAN = ConcurrencyPlan()
+
+
+def _plan(row: sqlite3.Row) -> ConcurrencyPlan:
+    registration_key, running_key = row["registration_key"], row["running_key"]
+    running_limit, drop_when_blocked = row["running_limit"], row["drop_when_blocked"]
+    budgets = row["budgets"]
+    if (
+        registration_key is None
+        and running_key is None
+        and budgets is None
+        and running_limit == 1
+        and not drop_when_blocked
+    ):
+        return _NO_PLAN
+    return ConcurrencyPlan(
+        registration_key=registration_key,
+        running_key=running_key,
+        running_limit=running_limit,
+        drop_when_blocked=bool(drop_when_blocked),
+        budgets=decode_budgets(budgets),
+    )
+
+
 def row_to_record(row: sqlite3.Row, history: list[Transition]) -> InvocationRecord:
     """Rebuild a record from its ``invocations`` row and its history."""
     return InvocationRecord(
         invocation_id=row["invocation_id"],
         task_id=row["task_id"],
         arguments=row["arguments"],
-        plan=ConcurrencyPlan(
-            registration_key=row["registration_key"],
-            running_key=row["running_key"],
-            running_limit=row["running_limit"],
-            drop_when_blocked=bool(row["drop_when_blocked"]),
-            budgets=decode_budgets(row["budgets"]),
-        ),
+        plan=_plan(row),
         max_retries=row["max_retries"],
         priority=row["priority"],
         queue=row["queue"],
         scheduled_for=row["scheduled_for"],
-        status=InvocationStatus(row["status"]),
+        status=_STATUSES[row["status"]],
         attempt=row["attempt"],
         num_retries=row["num_retries"],
         num_recoveries=row["num_recoveries"],
