@@ -28,7 +28,7 @@ server's instructions per task are then a load-independent figure (take the diff
   runner waits in line; each finish of the first hands the key to the next waiter, which its
   own claim takes.
 
-All but ``register`` read the results as the caller's read-ahead does (final_records, 16 at a
+All but ``register`` read the results as the caller's read-ahead does (final_outcomes, 16 at a
 time).
 
     .venv/bin/python bench/redis_paths.py PATH [--tasks 1000] [--binary BINARY]
@@ -97,7 +97,7 @@ def handover(backend: RedisBackend, client: redis.Redis, tasks: int) -> None:
         handed = item.split(b"\x1f")[0].decode()
         backend.finish_and_claim(handed, "r", 1, DONE, max_count=1, lease_seconds=LEASE)
         if len(ids) == READ_AHEAD:
-            backend.final_records(ids)
+            backend.final_outcomes(ids)
             ids = []
 
 
@@ -118,7 +118,7 @@ def limits_idle(backend: RedisBackend, client: redis.Redis, tasks: int) -> None:
             handed = claim[0].decode()
         backend.finish_and_claim(handed, "r", 1, DONE, max_count=1, lease_seconds=LEASE)
         if len(ids) == READ_AHEAD:
-            backend.final_records(ids)
+            backend.final_outcomes(ids)
             ids = []
 
 
@@ -133,7 +133,7 @@ def queue(
         backend.register(new)
     drain(backend)
     for start in range(0, tasks, READ_AHEAD):
-        backend.final_records([r.invocation_id for r in records[start : start + READ_AHEAD]])
+        backend.final_outcomes([r.invocation_id for r in records[start : start + READ_AHEAD]])
 
 
 def hot(backend: RedisBackend, client: redis.Redis, tasks: int) -> None:
@@ -154,7 +154,7 @@ def hot(backend: RedisBackend, client: redis.Redis, tasks: int) -> None:
         )
     backend._leave_line("r2", LEASE)
     for start in range(0, tasks, READ_AHEAD):
-        backend.final_records([r.invocation_id for r in records[start : start + READ_AHEAD]])
+        backend.final_outcomes([r.invocation_id for r in records[start : start + READ_AHEAD]])
 
 
 def register(backend: RedisBackend, client: redis.Redis, tasks: int) -> None:
@@ -179,7 +179,7 @@ def delayed(backend: RedisBackend, client: redis.Redis, tasks: int) -> None:
     drain(backend)
     assert backend.get(records[-1].invocation_id).status.value == "success"  # type: ignore[union-attr]
     for start in range(0, tasks, READ_AHEAD):
-        backend.final_records([r.invocation_id for r in records[start : start + READ_AHEAD]])
+        backend.final_outcomes([r.invocation_id for r in records[start : start + READ_AHEAD]])
 
 
 PATHS = {

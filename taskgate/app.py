@@ -27,7 +27,7 @@ from taskgate.limits import LimitRegistry
 from taskgate.locate import SPAWNED_MAIN
 from taskgate.logfields import log_fields
 from taskgate.readahead import ResultReadAhead
-from taskgate.record import InvocationRecord, RegisterResult
+from taskgate.record import FinalOutcome, InvocationRecord, RegisterResult
 from taskgate.runner import Runner, build_runner
 from taskgate.serializer import Serializer, get_serializer
 from taskgate.settings import Settings
@@ -357,8 +357,8 @@ class App(AppOperations):
         return invocations
 
     @context.shielding
-    def _read_result_ahead(self, invocation: Invocation[Any]) -> InvocationRecord | None:
-        """``invocation``'s final record, read with the next outstanding results of this process.
+    def _read_result_ahead(self, invocation: Invocation[Any]) -> FinalOutcome | None:
+        """``invocation``'s final outcome, read with the next outstanding results of this process.
 
         Internal: used by the invocation handles (:mod:`taskgate.invocation`).
 

@@ -19,7 +19,7 @@ from taskgate.errors import (
     InvocationNotFoundError,
     ResultTimeoutError,
 )
-from taskgate.record import BlockedBy, InvocationRecord, Transition
+from taskgate.record import BlockedBy, FinalOutcome, InvocationRecord, Transition
 from taskgate.status import InvocationStatus
 
 if TYPE_CHECKING:
@@ -51,7 +51,8 @@ class Invocation(Generic[R]):
         self.invocation_id = invocation_id
         self._arguments = arguments
         self._attempt = attempt
-        self._final: InvocationRecord | None = None  # the outcome, once read (never changes)
+        # The outcome, once read (never changes): a record, or the outcome alone.
+        self._final: InvocationRecord | FinalOutcome | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.invocation_id} of {self.task_id}>"
@@ -232,11 +233,11 @@ class Invocation(Generic[R]):
             raise InvocationNotFoundError(self.invocation_id)
         return record
 
-    def _known_final(self, record: InvocationRecord) -> None:
+    def _known_final(self, record: InvocationRecord | FinalOutcome) -> None:
         """Keep the final ``record``: the outcome is answered from it from now on."""
         self._final = record
 
-    def _outcome(self, record: InvocationRecord) -> R:
+    def _outcome(self, record: InvocationRecord | FinalOutcome) -> R:
         if record.status is InvocationStatus.SUCCESS:
             assert record.result is not None
             return cast(R, self.app.serializer.loads(record.result))
@@ -303,7 +304,7 @@ class InvocationGroup(Generic[R]):
         if pending:  # outcomes known already are not read again (eager ones: no store at all)
             app = pending[0].app
             with context.shielded():
-                final = app.backend.final_records([i.invocation_id for i in pending])
+                final = app.backend.final_outcomes([i.invocation_id for i in pending])
                 for invocation in pending:
                     record = final.get(invocation.invocation_id)
                     if record is not None:

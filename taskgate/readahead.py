@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from taskgate.backends import Backend
     from taskgate.invocation import Invocation
-    from taskgate.record import InvocationRecord
+    from taskgate.record import FinalOutcome
 
 MIN_BATCH = 16
 MAX_BATCH = 256
@@ -61,11 +61,11 @@ class ResultReadAhead:
         with self._lock:
             self._handles.pop(invocation_id, None)
 
-    def read(self, handle: Invocation[Any], backend: Backend) -> InvocationRecord | None:
-        """``handle``'s final record, read together with the next outstanding handles' ones.
+    def read(self, handle: Invocation[Any], backend: Backend) -> FinalOutcome | None:
+        """``handle``'s final outcome, read together with the next outstanding handles' ones.
 
         Returns None when ``handle`` is not final yet, or when reading ahead is off or there is
-        nothing to read ahead of (the caller then waits as usual). Records found final for other
+        nothing to read ahead of (the caller then waits as usual). Outcomes found for other
         handles are handed to them (:meth:`Invocation._known_final`).
         """
         batch = self._batch
@@ -77,16 +77,16 @@ class ResultReadAhead:
         ahead = self._outstanding(batch, besides=handle.invocation_id)
         if not ahead:
             return None
-        found = backend.final_records([handle.invocation_id, *ahead])
+        found = backend.final_outcomes([handle.invocation_id, *ahead])
         mine = found.pop(handle.invocation_id, None)
         with self._lock:
             if mine is not None:
                 self._handles.pop(handle.invocation_id, None)
-            for invocation_id, record in found.items():
+            for invocation_id, outcome in found.items():
                 ref = self._handles.pop(invocation_id, None)
                 other = ref() if ref is not None else None
                 if other is not None:
-                    other._known_final(record)
+                    other._known_final(outcome)
         # Grow while everything read was final; off at the frontier; back to small otherwise.
         if mine is None:
             self._batch = 0

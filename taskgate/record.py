@@ -22,6 +22,15 @@ class Transition(NamedTuple):
     runner_id: str | None
 
 
+class FinalOutcome(NamedTuple):
+    """What answers a final invocation's result (``Backend.final_outcomes``): its final status
+    and, for SUCCESS or FAILED, the serialized value or exception."""
+
+    status: InvocationStatus
+    result: bytes | None = None
+    error: bytes | None = None
+
+
 class Rate(NamedTuple):
     """At most ``count`` starts within any window of ``period`` seconds."""
 

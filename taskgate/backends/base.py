@@ -115,6 +115,7 @@ from taskgate.record import (
     BudgetUsage,
     CancelResult,
     Claim,
+    FinalOutcome,
     InvocationRecord,
     LimitOverride,
     Outcome,
@@ -378,14 +379,16 @@ class Backend(ToolReads):
         """
         return [self.get(invocation_id) for invocation_id in invocation_ids]
 
-    def final_records(self, invocation_ids: Sequence[str]) -> dict[str, InvocationRecord]:
-        """The snapshots of those of ``invocation_ids`` that are final, by id, history left out.
+    def final_outcomes(self, invocation_ids: Sequence[str]) -> dict[str, FinalOutcome]:
+        """The outcomes of those of ``invocation_ids`` that are final, by id: their status and
+        result or error, what answers their results (not whole records: a caller reading many
+        results reads nothing else of them).
 
         One read (what a caller reading ahead needs: results of calls made earlier); ids that
         are missing or not final yet are left out. This default filters :meth:`get_many`.
         """
         return {
-            record.invocation_id: record
+            record.invocation_id: FinalOutcome(record.status, record.result, record.error)
             for record in self.get_many(invocation_ids)
             if record is not None and record.status.is_final
         }

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from taskgate.backends.base import Backend
-from taskgate.record import InvocationRecord, Outcome, OutcomeKind
+from taskgate.record import FinalOutcome, InvocationRecord, Outcome, OutcomeKind
 from taskgate.status import InvocationStatus as S
 
 NewRecord = Callable[..., InvocationRecord]
@@ -151,7 +151,9 @@ def test_get_many_returns_snapshots_in_order(backend: Backend, new_record: NewRe
     assert snapshots[2] is not None and snapshots[2].status is S.RUNNING
 
 
-def test_final_records_returns_the_final_ones_only(backend: Backend, new_record: NewRecord) -> None:
+def test_final_outcomes_returns_the_final_ones_only(
+    backend: Backend, new_record: NewRecord
+) -> None:
     done, failed, running, waiting = (new_record() for _ in range(4))
     for record in (done, failed, running, waiting):
         backend.register(record)
@@ -160,13 +162,12 @@ def test_final_records_returns_the_final_ones_only(backend: Backend, new_record:
     backend.finish(failed.invocation_id, RUNNER, 1, FAILED)
     ids = [r.invocation_id for r in (waiting, failed, running, done)]
     ids.insert(2, "missing")
-    found = backend.final_records(ids)
-    assert set(found) == {done.invocation_id, failed.invocation_id}
-    assert found[done.invocation_id].status is S.SUCCESS
-    assert found[done.invocation_id].result == b"result"
-    assert found[failed.invocation_id].status is S.FAILED
-    assert found[failed.invocation_id].error == b"error"
-    assert backend.final_records([]) == {}
+    found = backend.final_outcomes(ids)
+    assert found == {
+        done.invocation_id: FinalOutcome(S.SUCCESS, b"result", None),
+        failed.invocation_id: FinalOutcome(S.FAILED, None, b"error"),
+    }
+    assert backend.final_outcomes([]) == {}
 
 
 # --- claim: running slots ------------------------------------------------------------------------

@@ -220,7 +220,7 @@ def test_group_results_read_finished_outcomes_in_one_go(app: App, run_runner: Ru
     with run_runner(app.runner):
         for invocation in ok:
             invocation.get_result(WAIT)
-        # All final now: read through final_records in one go.
+        # All final now: read through final_outcomes in one go.
         assert ok.results == [n * n for n in range(200) if n != 3]
         failing = square.parallelize([(2,), (3,)])
         with pytest.raises(CustomError, match="three"):
@@ -239,7 +239,7 @@ def test_results_read_in_turn_are_read_ahead_in_batches(
         for invocation in calls:
             wait_status(invocation, S.SUCCESS)
     backend = app.backend
-    reads = {"final_records": 0, "wait_final": 0}
+    reads = {"final_outcomes": 0, "wait_final": 0}
     for name in reads:
         original = getattr(backend, name)
 
@@ -251,9 +251,9 @@ def test_results_read_in_turn_are_read_ahead_in_batches(
     assert [invocation.result for invocation in calls] == [n * n for n in range(60)]
     if backend.reads_cost_round_trips:
         # Batches of 16, 32 and 64 (+1 each): 3 reads instead of 60.
-        assert reads == {"final_records": 3, "wait_final": 0}
+        assert reads == {"final_outcomes": 3, "wait_final": 0}
     else:
-        assert reads["final_records"] == 0
+        assert reads["final_outcomes"] == 0
     # An outcome read once is kept: asking again reads nothing.
     before = dict(reads)
     assert calls[0].result == 0

@@ -52,7 +52,7 @@ def round_trip(backend: RedisBackend, number: int) -> None:
     [claim] = backend.claim("r", 1, LEASE, 0)
     assert claim.invocation_id == registered.invocation_id
     assert backend.finish(claim.invocation_id, "r", 1, DONE)
-    found = backend.final_records([registered.invocation_id])
+    found = backend.final_outcomes([registered.invocation_id])
     assert found[registered.invocation_id].status is S.SUCCESS
 
 

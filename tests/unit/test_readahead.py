@@ -10,19 +10,19 @@ from typing import Any, cast
 from taskgate.backends.base import Backend
 from taskgate.invocation import Invocation
 from taskgate.readahead import MIN_BATCH, PROBE_EVERY, SWEEP_AT_LEAST, ResultReadAhead
-from taskgate.record import InvocationRecord
+from taskgate.record import FinalOutcome
 
 
 class FakeBackend:
-    """final_records() over a set of ids that are final; counts the reads."""
+    """final_outcomes() over a set of ids that are final; counts the reads."""
 
     def __init__(self) -> None:
         self.final: set[str] = set()
         self.reads: list[list[str]] = []
 
-    def final_records(self, ids: Sequence[str]) -> dict[str, InvocationRecord]:
+    def final_outcomes(self, ids: Sequence[str]) -> dict[str, FinalOutcome]:
         self.reads.append(list(ids))
-        return {i: cast(InvocationRecord, f"record-{i}") for i in ids if i in self.final}
+        return {i: cast(FinalOutcome, f"record-{i}") for i in ids if i in self.final}
 
 
 def handles(read_ahead: ResultReadAhead, count: int, start: int = 0) -> list[Invocation[Any]]:

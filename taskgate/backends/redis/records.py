@@ -35,6 +35,8 @@ def registered_at(fields: dict[bytes, bytes]) -> float:
 
 
 _STATUSES = {status.value.encode(): status for status in InvocationStatus}
+# The final statuses by their stored text (what a read of outcomes looks for in field 's').
+FINAL_STATUSES = {text: status for text, status in _STATUSES.items() if status.is_final}
 # The fields of a record's plan; a record with none of them (no control: the usual case) shares
 # one plan, which is frozen. Every read of a record (a result, a page of the monitor) runs this.
 _PLAN_FIELDS = frozenset(
