@@ -52,6 +52,11 @@ WHERE app_id = ? AND invocation_id = ?
 """
 SELECT_INVOCATION = "SELECT * FROM invocations WHERE app_id = ? AND invocation_id = ?"
 SELECT_INVOCATIONS_IN = "SELECT * FROM invocations WHERE app_id = ? AND invocation_id IN ({marks})"
+# What answers a result (Backend.final_outcomes): three columns, not the whole row.
+SELECT_OUTCOMES_IN = (
+    "SELECT invocation_id, status, result, error FROM invocations"
+    " WHERE app_id = ? AND invocation_id IN ({marks})"
+)
 # Ids per IN (...) list: well under SQLite's limit on bound parameters.
 IN_BATCH = 500
 STATUS_AND_RUNNING_KEY = (

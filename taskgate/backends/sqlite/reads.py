@@ -9,10 +9,11 @@ from collections.abc import Sequence
 from taskgate.backends.sqlite import budget_queries as bq
 from taskgate.backends.sqlite import cancels, newest
 from taskgate.backends.sqlite import queries as q
-from taskgate.record import BackendStats, BlockedBy, InvocationRecord
+from taskgate.record import BackendStats, BlockedBy, FinalOutcome, InvocationRecord
 from taskgate.status import InvocationStatus
 
 _S = InvocationStatus
+_FINAL = {status.value: status for status in InvocationStatus if status.is_final}
 
 
 def records_by_id(
@@ -25,6 +26,21 @@ def records_by_id(
         sql = q.SELECT_INVOCATIONS_IN.format(marks=",".join("?" * len(page)))
         for row in conn.execute(sql, (app, *page)):
             found[row["invocation_id"]] = q.row_to_record(row, [])
+    return found
+
+
+def final_outcomes(
+    conn: sqlite3.Connection, app: str, invocation_ids: Sequence[str]
+) -> dict[str, FinalOutcome]:
+    """The outcomes of those of ``invocation_ids`` that are final, by id."""
+    found: dict[str, FinalOutcome] = {}
+    for start in range(0, len(invocation_ids), q.IN_BATCH):
+        page = list(invocation_ids[start : start + q.IN_BATCH])
+        sql = q.SELECT_OUTCOMES_IN.format(marks=",".join("?" * len(page)))
+        for invocation_id, status, result, error in conn.execute(sql, (app, *page)):
+            final = _FINAL.get(status)
+            if final is not None:
+                found[invocation_id] = FinalOutcome(final, result, error)
     return found
 
 

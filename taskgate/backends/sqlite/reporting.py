@@ -14,6 +14,7 @@ from taskgate.record import (
     BackendStats,
     BlockedBy,
     BudgetUsage,
+    FinalOutcome,
     InvocationPage,
     InvocationRecord,
     LimitOverride,
@@ -34,6 +35,10 @@ class SqliteReads:
     def get_many(self, invocation_ids: Sequence[str]) -> list[InvocationRecord | None]:
         found = self._db.read(lambda conn: reads.records_by_id(conn, self._app, invocation_ids))
         return [found.get(invocation_id) for invocation_id in invocation_ids]
+
+    def final_outcomes(self, invocation_ids: Sequence[str]) -> dict[str, FinalOutcome]:
+        # Three columns of the rows, not whole records (a read-ahead reads many).
+        return self._db.read(lambda conn: reads.final_outcomes(conn, self._app, invocation_ids))
 
     def blocked_by(self, invocation_id: str) -> BlockedBy | None:
         return self._db.read(lambda conn: reads.blocked_by(conn, self._app, invocation_id))
