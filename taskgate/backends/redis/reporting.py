@@ -132,30 +132,27 @@ class RedisReads:
         # statuses checked here: no script, and no field the caller would not read (a finished
         # record holds about ten; a read-ahead meets final records far more often than others).
         found: dict[str, FinalOutcome] = {}
-        for start in range(0, len(invocation_ids), LIST_PAGE):
-            page = invocation_ids[start : start + LIST_PAGE]
-            replies = self._db.commands(
-                [("HMGET", self._prefix + "inv:" + i, "s", "result", "error") for i in page]
-            )
-            for invocation_id, (status, result, error) in zip(page, replies, strict=True):
-                final = FINAL_STATUSES.get(status)  # None: missing, or not final yet
-                if final is not None:
-                    found[invocation_id] = FinalOutcome(final, result or None, error or None)
+        replies = self._per_record(invocation_ids, "HMGET", "s", "result", "error")
+        for invocation_id, (status, result, error) in zip(invocation_ids, replies, strict=True):
+            final = FINAL_STATUSES.get(status)  # None: missing, or not final yet
+            if final is not None:
+                found[invocation_id] = FinalOutcome(final, result or None, error or None)
         return found
 
     def _records(self, ids: Sequence[str], *, history: bool) -> list[InvocationRecord | None]:
         """The records of ``ids`` (None for missing ones), with history?, in one round trip per
         page of ``LIST_PAGE``."""
-        records: list[InvocationRecord | None] = []
+        return [
+            decode_record(invocation_id, field_pairs(fields), history=history) if fields else None
+            for invocation_id, fields in zip(ids, self._per_record(ids, "HGETALL"), strict=True)
+        ]
+
+    def _per_record(self, ids: Sequence[str], command: str, *args: str) -> list[Any]:
+        """The replies of ``command inv:<id> *args`` for each of ``ids``, in order: one round
+        trip per page of ``LIST_PAGE``."""
+        key = self._prefix + "inv:"
+        replies: list[Any] = []
         for start in range(0, len(ids), LIST_PAGE):
             page = ids[start : start + LIST_PAGE]
-            replies = self._db.commands(
-                [("HGETALL", self._prefix + "inv:" + invocation_id) for invocation_id in page]
-            )
-            records.extend(
-                decode_record(invocation_id, field_pairs(fields), history=history)
-                if fields
-                else None
-                for invocation_id, fields in zip(page, replies, strict=True)
-            )
-        return records
+            replies.extend(self._db.commands([(command, key + i, *args) for i in page]))
+        return replies

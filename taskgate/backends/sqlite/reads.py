@@ -4,7 +4,7 @@ caller's one read transaction, so it is a consistent snapshot)."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from taskgate.backends.sqlite import budget_queries as bq
 from taskgate.backends.sqlite import cancels, newest
@@ -16,17 +16,24 @@ _S = InvocationStatus
 _FINAL = {status.value: status for status in InvocationStatus if status.is_final}
 
 
+def _rows_by_id(
+    conn: sqlite3.Connection, select_in: str, app: str, invocation_ids: Sequence[str]
+) -> Iterator[sqlite3.Row]:
+    """The rows ``select_in`` (a query of ``app``'s ids in ``({marks})``) finds for
+    ``invocation_ids``, ``IN_BATCH`` ids per statement."""
+    for start in range(0, len(invocation_ids), q.IN_BATCH):
+        page = list(invocation_ids[start : start + q.IN_BATCH])
+        yield from conn.execute(select_in.format(marks=",".join("?" * len(page))), (app, *page))
+
+
 def records_by_id(
     conn: sqlite3.Connection, app: str, invocation_ids: Sequence[str]
 ) -> dict[str, InvocationRecord]:
     """The records of those of ``invocation_ids`` that exist, by id, history left out."""
-    found: dict[str, InvocationRecord] = {}
-    for start in range(0, len(invocation_ids), q.IN_BATCH):
-        page = list(invocation_ids[start : start + q.IN_BATCH])
-        sql = q.SELECT_INVOCATIONS_IN.format(marks=",".join("?" * len(page)))
-        for row in conn.execute(sql, (app, *page)):
-            found[row["invocation_id"]] = q.row_to_record(row, [])
-    return found
+    return {
+        row["invocation_id"]: q.row_to_record(row, [])
+        for row in _rows_by_id(conn, q.SELECT_INVOCATIONS_IN, app, invocation_ids)
+    }
 
 
 def final_outcomes(
@@ -34,13 +41,12 @@ def final_outcomes(
 ) -> dict[str, FinalOutcome]:
     """The outcomes of those of ``invocation_ids`` that are final, by id."""
     found: dict[str, FinalOutcome] = {}
-    for start in range(0, len(invocation_ids), q.IN_BATCH):
-        page = list(invocation_ids[start : start + q.IN_BATCH])
-        sql = q.SELECT_OUTCOMES_IN.format(marks=",".join("?" * len(page)))
-        for invocation_id, status, result, error in conn.execute(sql, (app, *page)):
-            final = _FINAL.get(status)
-            if final is not None:
-                found[invocation_id] = FinalOutcome(final, result, error)
+    for invocation_id, status, result, error in _rows_by_id(
+        conn, q.SELECT_OUTCOMES_IN, app, invocation_ids
+    ):
+        final = _FINAL.get(status)
+        if final is not None:
+            found[invocation_id] = FinalOutcome(final, result, error)
     return found
 
 

@@ -95,6 +95,13 @@ local function release_slot(id, key, limit)
   if (held or redis.call('SCARD', skey)) == 0 then redis.call('SREM', k('slot_keys'), key) end
 end
 
+-- Free every slot <id> (fields <f>) holds, its running key's and its budgets', and hand them to
+-- the waiters that now fit: what every end of a run does, whichever way it ends.
+local function release_all(id, f, now)
+  release_slot(id, f.key, f.limit)
+  if f.budgets then budget_steps().release(id, f, now) end
+end
+
 -- Put <id>, registered again after running, first in line for its key and in the ready queue.
 local function first_in_line(id, f, now)
   take_regkey(id, f.regkey)
@@ -323,7 +330,6 @@ local function finish_one(id, runner, attempt, kind, payload, ttl, now, delay)
   else
     finalize(id, f, 'failed', now, runner, nil, payload, ttl)
   end
-  release_slot(id, f.key, f.limit)
-  if f.budgets then budget_steps().release(id, f, now) end
+  release_all(id, f, now)
   return 1
 end

@@ -19,11 +19,8 @@ end
 -- history entry names (nil: none).
 local function cancel_unread(id, f, now, runner, ttl)
   finalize(id, f, 'cancelled', now, runner, nil, nil, ttl)
-  release_slot(id, f.key, f.limit)
-  if f.budgets then
-    budget_steps().forget_handed_start(id, f)
-    budget_steps().release(id, f, now)
-  end
+  if f.budgets then budget_steps().forget_handed_start(id, f) end
+  release_all(id, f, now)
 end
 
 -- The invocations register handed to <runner> while it waited, that it still owns.
@@ -174,8 +171,7 @@ local function recover_one(id, f, now, max_recoveries, lost_error, ttl)
     else
       finalize(id, f, 'failed', now, nil, nil, lost_error, ttl)
     end
-    release_slot(id, f.key, f.limit)
-    if f.budgets then budget_steps().release(id, f, now) end
+    release_all(id, f, now)
   else
     redis.call('HINCRBY', k('inv:' .. id), 'num_recoveries', '1')
     requeue_first(id, f, now, nil)

@@ -9,8 +9,7 @@ if not f then return 0 end
 local now = server_now()
 if f.cancel_requested then
   finalize(id, f, 'cancelled', now, runner, nil, nil, tonumber(ARGV[4]))
-  release_slot(id, f.key, f.limit)
-  if f.budgets then budget_steps().release(id, f, now) end
+  release_all(id, f, now)
   return 1
 end
 requeue_first(id, f, now, runner)
